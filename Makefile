@@ -1,0 +1,49 @@
+# ALTKRAFT On-Premise — developer entry points. `make run` and `make test` are all you need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+DATA   ?= ./altkraft-data
+export ALTKRAFT_DATA_DIR ?= $(DATA)
+
+.PHONY: run setup python-deps frontend translations test test-sqlite test-postgres system-deps lint
+
+## Install everything the appliance needs and start it on its embedded defaults (SQLite + SQLite queue).
+run: setup
+	$(BIN)/altkraft run --migrate
+
+setup: python-deps frontend translations
+
+python-deps: $(BIN)/altkraft
+$(BIN)/altkraft: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+frontend: altkraft_onprem/web/static/vendor/.built
+altkraft_onprem/web/static/vendor/.built: package.json package-lock.json frontend/build.mjs
+	npm ci --no-audit --no-fund --ignore-scripts
+	npm run build
+	touch $@
+
+translations: python-deps
+	$(BIN)/pybabel compile --use-fuzzy -d altkraft_onprem/translations -f -q
+
+## Debian packages the tests drive: Chromium (browser tests), Postfix's smtp-sink/smtp-source (benchmarks).
+system-deps:
+	@command -v chromium >/dev/null && command -v smtp-sink >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium postfix >/dev/null; }
+
+## Install everything and run the whole suite: SQLite + SQLite queue, then Postgres + Redis queue.
+test: setup system-deps
+	$(MAKE) test-sqlite test-postgres
+
+test-sqlite:
+	AKTEST_DB=sqlite AKTEST_QUEUE=sqlite $(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-postgres:
+	AKTEST_DB=postgres AKTEST_QUEUE=redis $(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint:
+	$(BIN)/ruff check altkraft_onprem installer tests bench

@@ -1,0 +1,246 @@
+"""REST routes for users, roles, tokens, the audit log and /me."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Response, g
+from pydantic import BaseModel, ConfigDict, Field
+
+from altkraft_onprem import db
+from altkraft_onprem.api import operation
+from altkraft_onprem.config import current_settings as settings
+from altkraft_onprem.errors import Forbidden
+
+from . import service
+from .models import PERMISSIONS
+from .policy import SIGNED_IN
+
+TAG_USERS, TAG_ROLES, TAG_TOKENS, TAG_AUDIT = "Users", "Roles", "API tokens", "Audit log"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    role: str
+    role_id: int
+    locale: str | None
+    is_active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UserCreate(Strict):
+    email: str = Field(max_length=320)
+    password: str = Field(min_length=service.MIN_PASSWORD, max_length=1024)
+    role: str = Field(max_length=100, description="Role name, e.g. Editor")
+    name: str = Field("", max_length=200)
+    locale: str | None = Field(None, pattern="^(en|ru)$")
+
+
+class UserPatch(Strict):
+    name: str | None = Field(None, max_length=200)
+    role: str | None = Field(None, max_length=100)
+    locale: str | None = Field(None, pattern="^(en|ru)$")
+    is_active: bool | None = None
+    password: str | None = Field(None, min_length=service.MIN_PASSWORD, max_length=1024)
+
+
+class MeOut(BaseModel):
+    id: int
+    email: str
+    role: str
+    permissions: list[str]
+    token_id: int | None
+    locale: str | None
+
+
+class RoleOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    builtin: bool
+    permissions: list[str]
+    users: int = 0
+
+
+class RoleCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    permissions: list[str] = Field(default_factory=list, max_length=len(PERMISSIONS))
+    description: str = Field("", max_length=2000)
+
+
+class RolePatch(Strict):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    permissions: list[str] | None = Field(None, max_length=len(PERMISSIONS))
+    description: str | None = Field(None, max_length=2000)
+
+
+class TokenOut(BaseModel):
+    id: int
+    user_id: int
+    email: str
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    user_id: int | None = Field(None, ge=1, le=2**62, description="Another user's id (needs users:manage)")
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The secret: shown once, store it now")
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    actor_user_id: int | None
+    actor_token_id: int | None
+    ip: str
+    action: str
+    target_type: str
+    target_id: str
+    details: dict
+
+
+class AuditQuery(Strict):
+    actor: str | None = Field(None, max_length=320)
+    action: str | None = Field(None, max_length=100)
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=10**9)
+
+
+@operation("/me", "GET", permission=SIGNED_IN, summary="Who this token belongs to", tag=TAG_USERS,
+           response=MeOut)
+def me():
+    actor = g.actor
+    return {"id": actor.user_id, "email": actor.label, "role": actor.role,
+            "permissions": sorted(actor.permissions), "token_id": actor.token_id,
+            "locale": actor.locale}
+
+
+@operation("/users", "GET", permission="users:manage", summary="List users", tag=TAG_USERS,
+           response=list[UserOut])
+def list_users():
+    with db.read(db.get_engine()) as conn:
+        return service.list_users(conn)
+
+
+@operation("/users", "POST", permission="users:manage", summary="Create a user", tag=TAG_USERS,
+           body=UserCreate, response=UserOut, status=201)
+def create_user(body: UserCreate):
+    with db.write(db.get_engine()) as conn:
+        role_id = service.role_id_by_name(conn, body.role)
+        user_id = service.create_user(conn, g.actor, body.email, body.password, role_id,
+                                      body.name, body.locale)
+        return service.get_user(conn, user_id)
+
+
+@operation("/users/<int:user_id>", "GET", permission="users:manage", summary="One user",
+           tag=TAG_USERS, response=UserOut)
+def get_user(user_id: int):
+    with db.read(db.get_engine()) as conn:
+        return service.get_user(conn, user_id)
+
+
+@operation("/users/<int:user_id>", "PATCH", permission="users:manage", summary="Change a user",
+           tag=TAG_USERS, body=UserPatch, response=UserOut)
+def patch_user(user_id: int, body: UserPatch):
+    with db.write(db.get_engine()) as conn:
+        role_id = service.role_id_by_name(conn, body.role) if body.role is not None else None
+        service.update_user(conn, g.actor, user_id, name=body.name, role_id=role_id,
+                            locale=body.locale, is_active=body.is_active)
+        if body.password is not None:
+            service.set_password(conn, g.actor, user_id, body.password)
+        return service.get_user(conn, user_id)
+
+
+@operation("/roles", "GET", permission="users:manage", summary="List roles", tag=TAG_ROLES,
+           response=list[RoleOut])
+def list_roles():
+    with db.read(db.get_engine()) as conn:
+        return service.list_roles(conn)
+
+
+@operation("/roles", "POST", permission="users:manage", summary="Create a custom role",
+           tag=TAG_ROLES, body=RoleCreate, response=RoleOut, status=201)
+def create_role(body: RoleCreate):
+    with db.write(db.get_engine()) as conn:
+        role_id = service.create_role(conn, g.actor, body.name, body.permissions, body.description)
+        return service.get_role(conn, role_id)
+
+
+@operation("/roles/<int:role_id>", "PATCH", permission="users:manage", summary="Change a custom role",
+           tag=TAG_ROLES, body=RolePatch, response=RoleOut)
+def patch_role(role_id: int, body: RolePatch):
+    with db.write(db.get_engine()) as conn:
+        service.update_role(conn, g.actor, role_id, name=body.name, permissions=body.permissions,
+                            description=body.description)
+        return service.get_role(conn, role_id)
+
+
+@operation("/roles/<int:role_id>", "DELETE", permission="users:manage", summary="Delete a custom role",
+           tag=TAG_ROLES, status=204)
+def delete_role(role_id: int):
+    with db.write(db.get_engine()) as conn:
+        service.delete_role(conn, g.actor, role_id)
+    return Response(status=204)
+
+
+@operation("/permissions", "GET", permission=SIGNED_IN, summary="Every permission a role can hold",
+           tag=TAG_ROLES, response=dict[str, str])
+def list_permissions():
+    return PERMISSIONS
+
+
+def _may_manage_tokens_of(user_id: int) -> None:
+    if user_id != g.actor.user_id and not g.actor.can("users:manage"):
+        raise Forbidden("only users:manage may handle other users' tokens", "user_id")
+
+
+@operation("/tokens", "GET", permission=SIGNED_IN, summary="API tokens (your own, or all with users:manage)",
+           tag=TAG_TOKENS, response=list[TokenOut])
+def list_tokens():
+    with db.read(db.get_engine()) as conn:
+        mine_only = None if g.actor.can("users:manage") else g.actor.user_id
+        return service.list_tokens(conn, mine_only)
+
+
+@operation("/tokens", "POST", permission=SIGNED_IN, summary="Create an API token", tag=TAG_TOKENS,
+           body=TokenCreate, response=TokenCreated, status=201)
+def create_token(body: TokenCreate):
+    user_id = body.user_id or g.actor.user_id
+    _may_manage_tokens_of(user_id)
+    with db.write(db.get_engine()) as conn:
+        token_id, secret = service.create_token(conn, g.actor, user_id, body.name,
+                                                settings()["security.api_token_days"])
+        return {**service.get_token(conn, token_id), "token": secret}
+
+
+@operation("/tokens/<int:token_id>", "DELETE", permission=SIGNED_IN, summary="Revoke an API token",
+           tag=TAG_TOKENS, status=204)
+def revoke_token(token_id: int):
+    with db.write(db.get_engine()) as conn:
+        _may_manage_tokens_of(service.get_token(conn, token_id)["user_id"])
+        service.revoke_token(conn, g.actor, token_id)
+    return Response(status=204)
+
+
+@operation("/audit", "GET", permission="audit:read", summary="Audit log, newest first",
+           tag=TAG_AUDIT, query=AuditQuery, response=list[AuditOut])
+def audit(query: AuditQuery):
+    with db.read(db.get_engine()) as conn:
+        return service.audit_entries(conn, **query.model_dump())

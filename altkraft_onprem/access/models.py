@@ -1,0 +1,156 @@
+"""Users, roles, sessions, API tokens, audit log: tables and the permission vocabulary."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+
+from altkraft_onprem.db import metadata
+from altkraft_onprem.db.types import UTCDateTime
+
+# Every permission a role can hold: name -> what it allows. A route declares one of these.
+PERMISSIONS: dict[str, str] = {
+    "dashboard:read": "See the dashboard",
+    "lists:read": "See lists, subscribers and segments",
+    "lists:write": "Create and change lists, subscribers, fields and segments",
+    "subscribers:import": "Import subscribers",
+    "subscribers:export": "Export subscribers and personal data",
+    "subscribers:delete": "Delete and restore subscribers, manage the suppression list",
+    "messages:read": "See messages and templates",
+    "messages:write": "Create and change messages, templates and media",
+    "campaigns:read": "See campaigns",
+    "campaigns:write": "Create and change campaigns",
+    "campaigns:send": "Start, pause, resume and cancel campaigns; send tests",
+    "automation:read": "See automations",
+    "automation:write": "Create and change automations and webhooks",
+    "reports:read": "See reports",
+    "deliverability:read": "See sending domains and DNS checks",
+    "settings:manage": "Change settings, sending domains and DKIM keys",
+    "users:manage": "Manage users, roles and API tokens of others",
+    "audit:read": "See and export the audit log",
+}
+
+_READ = {"dashboard:read", "lists:read", "messages:read", "campaigns:read", "automation:read",
+         "reports:read", "deliverability:read"}
+
+# Built-in roles: fixed permission sets, cannot be edited or deleted.
+BUILTIN_ROLES: dict[str, set[str]] = {
+    "Administrator": set(PERMISSIONS),
+    "Manager": set(PERMISSIONS) - {"settings:manage", "users:manage"},
+    "Editor": _READ | {"lists:write", "subscribers:import", "messages:write", "campaigns:write",
+                       "automation:write"},
+    "Analyst": _READ | {"subscribers:export"},
+    "Viewer": _READ - {"reports:read"},
+}
+
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does something: a signed-in user, an API token, or the system (CLI, jobs)."""
+
+    user_id: int | None
+    label: str                      # email, or "system"
+    permissions: frozenset[str]
+    token_id: int | None = None
+    ip: str = ""
+    role: str = ""
+    locale: str | None = None
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+def system_actor(label: str = "system") -> Actor:
+    """The host's operator (CLI) and background jobs: every permission."""
+    return Actor(user_id=None, label=label, permissions=frozenset(PERMISSIONS), role="Administrator")
+
+
+roles = Table(
+    "roles", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("builtin", Boolean, nullable=False, default=False),
+    Column("permissions", Text, nullable=False, default="[]"),  # JSON list of names
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("password_hash", String(200), nullable=False),
+    Column("role_id", Integer, ForeignKey("roles.id"), nullable=False),
+    Column("locale", String(10), nullable=True),
+    Column("is_active", Boolean, nullable=False, default=True),
+    # Changes on every password change: sessions and forms bound to the old one stop working.
+    Column("auth_stamp", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_login_at", UTCDateTime(), nullable=True),
+)
+
+user_sessions = Table(
+    "user_sessions", metadata,
+    Column("id_hash", String(64), primary_key=True),   # sha256 of the cookie's session id
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("auth_stamp", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("ip", String(64), nullable=False, default=""),
+    Column("user_agent", String(300), nullable=False, default=""),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(16), nullable=False),       # shown in lists to recognise a token
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime(), nullable=False, index=True),
+    Column("actor_user_id", Integer, nullable=True, index=True),   # no FK: outlives users
+    Column("actor_token_id", Integer, nullable=True),
+    Column("actor", String(320), nullable=False),                  # email or "system"
+    Column("ip", String(64), nullable=False, default=""),
+    Column("action", String(100), nullable=False, index=True),     # "user.create"
+    Column("target_type", String(50), nullable=False, default=""),
+    Column("target_id", String(100), nullable=False, default=""),
+    Column("details", Text, nullable=False, default="{}"),        # JSON
+)
+
+login_attempts = Table(
+    "login_attempts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("ip", String(64), nullable=False),
+    Column("success", Boolean, nullable=False),
+    Index("ix_login_attempts_email_at", "email", "at"),
+    Index("ix_login_attempts_ip_at", "ip", "at"),
+)
+
+app_state = Table(
+    "app_state", metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,228 @@
+"""/api/v1: Bearer-token REST API, pydantic-validated, OpenAPI generated from the same models.
+
+A domain's api.py declares its routes with `operation(...)`: the rule, the permission, the
+pydantic models for body, query and response. The wrapper validates input, calls the view with
+typed values, and records the operation for the OpenAPI document served at
+/api/v1/openapi.json. Errors are RFC 9457 problem details in one shape everywhere.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from werkzeug.exceptions import HTTPException
+
+from altkraft_onprem.access.policy import PUBLIC, requires
+from altkraft_onprem.errors import ServiceError
+
+PREFIX = "/api/v1"
+blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
+
+
+@dataclass
+class Operation:
+    rule: str
+    method: str
+    endpoint: str
+    permission: str
+    summary: str
+    tag: str
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any
+    status: int
+    content_type: str = "application/json"
+    multipart: type[BaseModel] | None = None
+
+
+OPERATIONS: list[Operation] = []
+
+
+def problem(status: int, title: str, detail: str = "", **extra: Any) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    response.content_type = "application/problem+json"
+    return response
+
+
+def _validation_problem(exc: ValidationError, where: str) -> Response:
+    errors = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"]) or where
+        errors.append({"field": loc, "message": err["msg"]})
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return problem(422, "Invalid request", detail, errors=errors)
+
+
+def operation(rule: str, method: str, *, permission: str, summary: str, tag: str,
+              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
+              response: Any = None, status: int = 200, content_type: str = "application/json",
+              multipart: type[BaseModel] | None = None) -> Callable:
+    """Declare an API route. The view gets `body=` / `query=` models and path parameters."""
+
+    def register(view: Callable) -> Callable:
+        endpoint = f"{view.__module__.rsplit('.', 2)[-2]}_{view.__name__}"
+
+        @functools.wraps(view)
+        def handle(**path: Any):
+            kwargs: dict[str, Any] = dict(path)
+            if body is not None:
+                raw = request.get_data(cache=False)
+                try:
+                    kwargs["body"] = body.model_validate_json(raw or b"{}")
+                except ValidationError as exc:
+                    return _validation_problem(exc, "body")
+            if query is not None:
+                try:
+                    kwargs["query"] = query.model_validate(request.args.to_dict())
+                except ValidationError as exc:
+                    return _validation_problem(exc, "query")
+            if multipart is not None:
+                try:
+                    kwargs["form"] = multipart.model_validate(request.form.to_dict())
+                except ValidationError as exc:
+                    return _validation_problem(exc, "form")
+            result = view(**kwargs)
+            if isinstance(result, Response):
+                return result
+            if response is not None:
+                result = TypeAdapter(response).dump_python(result, mode="json")
+            out = jsonify(result)
+            out.status_code = status
+            return out
+
+        requires(permission)(handle)
+        blueprint.add_url_rule(rule, endpoint=endpoint, view_func=handle, methods=[method])
+        OPERATIONS.append(Operation(rule, method, endpoint, permission, summary, tag, body, query,
+                                    response, status, content_type, multipart))
+        return handle
+    return register
+
+
+# --- errors: one shape for everything under /api/ -------------------------------------------
+
+def handle_api_error(exc: Exception) -> Response:
+    if isinstance(exc, ServiceError):
+        extra = {"errors": [{"field": exc.field, "message": exc.message}]} if exc.field else {}
+        titles = {404: "Not found", 409: "Conflict", 403: "Forbidden", 429: "Too many requests"}
+        return problem(exc.status, titles.get(exc.status, "Invalid request"), exc.message, **extra)
+    if isinstance(exc, HTTPException):
+        return problem(exc.code or 500, exc.name, exc.description or "")
+    current_app.logger.exception("API error on %s %s", request.method, request.path)
+    return problem(500, "Internal error", "the error was logged; the request was not completed")
+
+
+# --- OpenAPI --------------------------------------------------------------------------------
+
+_PATH_PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
+_PARAM_TYPES = {"int": {"type": "integer", "minimum": 0, "maximum": 2**62}, None: {"type": "string"},
+                "string": {"type": "string"}, "path": {"type": "string"}}
+
+
+def _schema(model: Any, components: dict) -> dict:
+    """JSON Schema for a model or type, its definitions lifted into components."""
+    adapter = TypeAdapter(model)
+    schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        components[name] = definition
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        components[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+    return schema
+
+
+def openapi_document() -> dict:
+    components: dict[str, dict] = {
+        "Problem": {
+            "type": "object", "required": ["type", "title", "status"],
+            "properties": {
+                "type": {"type": "string"}, "title": {"type": "string"},
+                "status": {"type": "integer"}, "detail": {"type": "string"},
+                "errors": {"type": "array", "items": {"type": "object", "properties": {
+                    "field": {"type": ["string", "null"]}, "message": {"type": "string"}}}},
+            },
+        }
+    }
+    problem_ref = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    paths: dict[str, dict] = {}
+    for op in OPERATIONS:
+        path = PREFIX + _PATH_PARAM.sub(lambda m: "{" + m.group(2) + "}", op.rule)
+        params = [{"name": m.group(2), "in": "path", "required": True,
+                   "schema": _PARAM_TYPES.get(m.group(1), {"type": "string"})}
+                  for m in _PATH_PARAM.finditer(op.rule)]
+        if op.query is not None:
+            qschema = op.query.model_json_schema()
+            for name, prop in qschema.get("properties", {}).items():
+                prop = {k: v for k, v in prop.items() if k != "title"}
+                params.append({"name": name, "in": "query", "schema": prop,
+                               "required": name in qschema.get("required", [])})
+        entry: dict[str, Any] = {
+            "operationId": op.endpoint, "summary": op.summary, "tags": [op.tag],
+            "parameters": params,
+            "x-permission": op.permission,
+            "responses": {
+                "400": {"description": "Malformed request", "content": problem_ref},
+                "422": {"description": "Invalid input", "content": problem_ref},
+            },
+        }
+        if op.permission != PUBLIC:
+            entry["security"] = [{"bearer": []}]
+            entry["responses"]["401"] = {"description": "No or bad token", "content": problem_ref}
+            entry["responses"]["403"] = {"description": "The token's role lacks "
+                                         f"`{op.permission}`", "content": problem_ref}
+        else:
+            entry["security"] = []
+        if params and any(p["in"] == "path" for p in params):
+            entry["responses"]["404"] = {"description": "Not found", "content": problem_ref}
+        if op.body is not None:
+            entry["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": _schema(op.body, components)}}}
+        if op.multipart is not None:
+            schema = op.multipart.model_json_schema()
+            schema["properties"]["file"] = {"type": "string", "format": "binary"}
+            schema.setdefault("required", []).append("file")
+            entry["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+        ok: dict[str, Any] = {"description": "OK"}
+        if op.response is not None:
+            ok["content"] = {op.content_type: {"schema": _schema(op.response, components)}}
+        elif op.content_type != "application/json":
+            ok["content"] = {op.content_type: {"schema": {"type": "string"}}}
+        entry["responses"][str(op.status)] = ok
+        paths.setdefault(path, {})[op.method.lower()] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ALTKRAFT On-Premise API", "version": "1",
+                 "description": "Authenticate with `Authorization: Bearer <token>` (create tokens "
+                                "under Users & roles, or `altkraft token create`). Errors are RFC 9457 "
+                                "problem details. Every route names the permission it needs "
+                                "(`x-permission`)."},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"schemas": components,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+@blueprint.route("/openapi.json")
+@requires(PUBLIC)
+def openapi_json():
+    # Built once per process: the routes do not change after start-up.
+    document = current_app.extensions.get("altkraft.openapi")
+    if document is None:
+        document = current_app.extensions["altkraft.openapi"] = openapi_document()
+    return jsonify(document)
+
+
+@blueprint.route("/docs")
+@requires(PUBLIC)
+def docs_page():
+    return render_template("web/api_docs.html")

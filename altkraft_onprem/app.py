@@ -1,0 +1,213 @@
+"""create_app(settings): the one place the application is assembled. It only wires things up:
+no migrations, prompts or network calls here (the CLI does those)."""
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, g, redirect, render_template, request, session, url_for
+from flask_babel import Babel
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from altkraft_onprem import db, metrics
+from altkraft_onprem.access import service as access
+from altkraft_onprem.access.policy import PUBLIC, authorize, check_declared, declared
+from altkraft_onprem.api import blueprint as api_blueprint
+from altkraft_onprem.api import handle_api_error, problem
+from altkraft_onprem.config import ConfigError, Settings, current_settings
+from altkraft_onprem.errors import Forbidden, ServiceError
+
+SESSION_KEY = "sid"
+LOCALES = ("en", "ru")
+
+
+def _blueprints():
+    """Every UI blueprint and every module that declares API operations."""
+    import altkraft_onprem.access.api  # noqa: F401  (declares API operations)
+    from altkraft_onprem.access.views import blueprint as access_views
+    from altkraft_onprem.web.views import blueprint as web_views
+
+    return [web_views, access_views, api_blueprint]
+
+
+def read_secret_key(settings: Settings) -> bytes:
+    path = settings.secret_key_path
+    try:
+        key = path.read_bytes().strip()
+    except FileNotFoundError:
+        raise ConfigError("secret_key_file", str(path),
+                          "an existing file (`altkraft run` or `altkraft-install` creates it)") from None
+    except PermissionError:
+        raise ConfigError("secret_key_file", str(path), "a file readable by the service user") from None
+    if len(key) < 32:
+        raise ConfigError("secret_key_file", str(path), "at least 32 bytes of key material")
+    return key
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> Flask:
+    app = Flask(__name__, static_folder=None, template_folder="web/templates")
+    app.config.update(
+        ALTKRAFT_SETTINGS=settings,
+        SECRET_KEY=read_secret_key(settings),
+        SESSION_COOKIE_NAME="altkraft_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.https,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings["security.session_hours"]),
+        WTF_CSRF_TIME_LIMIT=None,          # bound to the session instead, which expires
+        WTF_CSRF_SSL_STRICT=settings.https,
+        MAX_CONTENT_LENGTH=512 * 1024 * 1024,
+        BABEL_DEFAULT_LOCALE=settings["i18n.default_locale"],
+        JSON_SORT_KEYS=False,
+    )
+    if settings["server.trusted_proxies"]:
+        hops = settings["server.trusted_proxies"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    db.init_app(app, engine or db.build_engine(
+        settings.database_url, pool_size=settings["database.pool_size"],
+        busy_timeout_ms=settings["database.busy_timeout_ms"]))
+    Babel(app, locale_selector=_select_locale)
+    csrf = CSRFProtect(app)
+    csrf.exempt(api_blueprint)   # bearer tokens are not sent by browsers on their own
+    metrics.init_app(app)
+
+    for blueprint in _blueprints():
+        app.register_blueprint(blueprint)
+    _install_guard(app)
+    _install_error_pages(app)
+    _install_security_headers(app)
+    check_declared(app)
+    return app
+
+
+def _select_locale() -> str:
+    actor = g.get("actor")
+    if actor is not None and actor.locale in LOCALES:
+        return actor.locale
+    return request.accept_languages.best_match(LOCALES) or "en"
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+def client_ip() -> str:
+    return (request.remote_addr or "")[:64]
+
+
+def _install_guard(app: Flask) -> None:
+    @app.before_request
+    def guard():
+        g.actor = None
+        view = app.view_functions.get(request.endpoint) if request.endpoint else None
+        if view is None:
+            return None                          # 404 / 405 follow
+        permission = declared(view)
+        api = is_api_request()
+        g.actor = _actor_from_token() if api else _actor_from_session()
+        if permission == PUBLIC:
+            return None
+        if g.actor is None:
+            if api:
+                return problem(401, "Unauthorized", "send Authorization: Bearer <token>")
+            return redirect(url_for("access.login", next=request.full_path.rstrip("?")))
+        try:
+            authorize(g.actor, permission)
+        except Forbidden as exc:
+            if api:
+                return problem(403, "Forbidden", exc.message)
+            return render_template("web/error.html", status=403, message=exc.message), 403
+        return None
+
+
+def _actor_from_token():
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        return None
+    engine = db.get_engine()
+    with db.read(engine) as conn:
+        found = access.resolve_token(conn, secret.strip(), client_ip())
+    if found is None:
+        return None
+    actor, touch = found
+    if touch is not None:
+        with db.write(engine) as conn:
+            access.touch_token(conn, touch)
+    return actor
+
+
+def _actor_from_session():
+    session_id = session.get(SESSION_KEY)
+    if not isinstance(session_id, str):
+        return None
+    engine = db.get_engine()
+    settings = current_settings()
+    with db.read(engine) as conn:
+        found = access.resolve_session(conn, session_id, timedelta(hours=settings["security.session_hours"]),
+                                       client_ip())
+    if found is None:
+        session.pop(SESSION_KEY, None)
+        return None
+    actor, touch = found
+    if touch is not None:
+        with db.write(engine) as conn:
+            access.touch_session(conn, touch)
+    return actor
+
+
+def safe_next(target: str | None, fallback: str) -> str:
+    """Only same-site relative paths: no open redirects through ?next=."""
+    if not target:
+        return fallback
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
+            or "\\" in target:
+        return fallback
+    return target
+
+
+def _install_error_pages(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError):
+        if is_api_request():
+            return handle_api_error(exc)
+        return render_template("web/error.html", status=exc.status, message=exc.message), exc.status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return render_template("web/error.html", status=400,
+                               message="The form expired or was not sent by this site; "
+                                       "reload the page and try again."), 400
+
+    @app.errorhandler(Exception)
+    def any_error(exc: Exception):
+        from werkzeug.exceptions import HTTPException
+
+        if is_api_request():
+            return handle_api_error(exc)
+        if isinstance(exc, HTTPException):
+            return render_template("web/error.html", status=exc.code, message=exc.description), exc.code
+        app.logger.exception("error on %s %s", request.method, request.path)
+        return render_template("web/error.html", status=500,
+                               message="Something went wrong; the error was logged."), 500
+
+
+CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
+       "script-src 'self'; frame-src 'self' blob:; frame-ancestors 'self'; base-uri 'self'; "
+       "form-action 'self'; object-src 'none'")
+
+
+def _install_security_headers(app: Flask) -> None:
+    @app.after_request
+    def headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response

@@ -1,0 +1,382 @@
+"""Settings: declared once here, loaded defaults -> TOML file -> ALTKRAFT_* environment.
+
+`SETTINGS` is the single source: the loader validates against it, `config.example.toml`
+and `docs/configuration.md` are generated from it (tests fail when they drift).
+Environment overrides: `ALTKRAFT_SECTION__KEY` (top-level keys: `ALTKRAFT_KEY`); a list
+or list-of-tables setting takes a JSON value.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "ALTKRAFT_"
+CONFIG_ENV = "ALTKRAFT_CONFIG"
+
+
+class ConfigError(Exception):
+    """A setting has a wrong value; str() is the one line shown to the operator."""
+
+    def __init__(self, key: str, value: Any, expected: str):
+        self.key, self.value, self.expected = key, value, expected
+        super().__init__(f"config error: {key} = {value!r}: expected {expected}")
+
+
+# --- value parsers: each returns the typed value or raises ValueError(expected) -------------
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a string")
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("an integer")
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ValueError("an integer") from None
+    if not isinstance(value, int):
+        raise ValueError("an integer")
+    return value
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError("a number") from None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        return value.lower() in {"1", "true", "yes", "on"}
+    raise ValueError("true or false")
+
+
+def _host_port(value: Any) -> str:
+    text = _str(value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("HOST:PORT, e.g. 127.0.0.1:8080")
+    return text
+
+
+def _http_url(value: Any) -> str:
+    text = _str(value).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("an http:// or https:// URL")
+    return text
+
+
+def _database_url(value: Any) -> str:
+    text = _str(value)
+    if text == "":
+        return text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ValueError("sqlite:///PATH or postgresql://USER@HOST/DB") from None
+    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ValueError("sqlite:///PATH or postgresql://USER@HOST/DB")
+    return text
+
+
+def _redis_url(value: Any) -> str:
+    text = _str(value)
+    if urlsplit(text).scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("redis://HOST:PORT/DB")
+    return text
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(" or ".join(repr(c) for c in choices))
+        return value
+    return parse
+
+
+def _positive(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        parsed = parse(value)
+        if parsed <= 0:
+            raise ValueError("a number greater than 0")
+        return parsed
+    return check
+
+
+def _non_negative(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        parsed = parse(value)
+        if parsed < 0:
+            raise ValueError("a number of 0 or more")
+        return parsed
+    return check
+
+
+def _str_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError('a list of strings, e.g. ["a", "b"]') from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError('a list of strings, e.g. ["a", "b"]')
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str                      # dotted: "server.bind"; top level: "data_dir"
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    type_name: str = "string"
+    example: Any = None           # shown commented out in config.example.toml when default is empty
+    item_fields: tuple[Setting, ...] = field(default=())  # for [[section.list]] tables
+
+    @property
+    def env_name(self) -> str:
+        return ENV_PREFIX + self.key.upper().replace(".", "__")
+
+
+def _tables(fields: tuple[Setting, ...], what: str) -> Callable[[Any], list[dict]]:
+    known = {f.key: f for f in fields}
+
+    def parse(value: Any) -> list[dict]:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError(f"a JSON list of {what} tables") from None
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ValueError(f"a list of {what} tables")
+        items = []
+        for index, raw in enumerate(value):
+            item = {}
+            for name in raw:
+                if name not in known:
+                    raise ValueError(f"known keys in item {index} ({', '.join(known)}), not {name!r}")
+            for name, spec in known.items():
+                if name not in raw:
+                    if spec.default is REQUIRED:
+                        raise ValueError(f"item {index} to have {name!r}")
+                    item[name] = spec.default
+                    continue
+                try:
+                    item[name] = spec.parse(raw[name])
+                except ValueError as exc:
+                    raise ValueError(f"item {index}: {name} to be {exc}") from None
+            items.append(item)
+        return items
+    return parse
+
+
+REQUIRED = object()
+
+
+def _item(key: str, parse: Callable, default: Any, help: str, type_name: str = "string") -> Setting:
+    return Setting(key, parse, default, help, type_name)
+
+
+SMTP_RELAY_FIELDS = (
+    _item("host", _str, REQUIRED, "Relay host name or address."),
+    _item("port", _positive(_int), 25, "Relay port.", "integer"),
+    _item("security", _choice("none", "starttls", "tls"), "starttls",
+          '"none", "starttls" (upgrade on port 25/587) or "tls" (implicit TLS, port 465).'),
+    _item("username", _str, "", "Login for SMTP AUTH; empty for none."),
+    _item("password_file", _str, "", "File holding the SMTP password (readable by the service user only)."),
+    _item("max_connections", _positive(_int), 4, "Connections this service keeps open to the relay.", "integer"),
+    _item("helo", _str, "", "Name sent in EHLO; empty uses the host's FQDN."),
+    _item("verify_tls", _bool, True, "Verify the relay's TLS certificate.", "boolean"),
+)
+
+DKIM_KEY_FIELDS = (
+    _item("domain", _str, REQUIRED, "Signing domain (d=)."),
+    _item("selector", _str, REQUIRED, "Selector (s=); the public key is at SELECTOR._domainkey.DOMAIN."),
+    _item("key_file", _str, REQUIRED, "PEM private key, readable by the service user only."),
+    _item("algorithm", _choice("rsa-sha256", "ed25519-sha256"), "rsa-sha256",
+          '"rsa-sha256" or "ed25519-sha256" (added as a second signature).'),
+)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", _str, "./altkraft-data",
+            "Directory for the SQLite database, the SQLite queue, uploaded media and the secret key. "
+            "Must be writable by the service user only.", "path"),
+    Setting("secret_key_file", _str, "",
+            "File with the key that signs sessions and links (0600). Empty: DATA_DIR/secret_key, "
+            "created on first start.", "path"),
+    Setting("log_level", _choice("debug", "info", "warning", "error"), "info",
+            'Logging level: "debug", "info", "warning" or "error".'),
+
+    Setting("server.bind", _host_port, "127.0.0.1:8080",
+            "Address and port the web service listens on. Put a TLS-terminating proxy in front "
+            "for anything but localhost."),
+    Setting("server.public_url", _http_url, "http://127.0.0.1:8080",
+            "URL at which recipients and staff reach this service; used in links in mail. "
+            "With https:// the session cookie is marked Secure."),
+    Setting("server.workers", _positive(_int), 2, "gunicorn worker processes.", "integer"),
+    Setting("server.threads", _positive(_int), 16,
+            "Threads per worker process (held tracking connections each use one).", "integer"),
+    Setting("server.graceful_timeout", _positive(_int), 30,
+            "Seconds a stopping service waits for requests and running jobs to finish.", "integer"),
+    Setting("server.trusted_proxies", _non_negative(_int), 0,
+            "Reverse proxies in front of the service whose X-Forwarded-For/-Proto headers are "
+            "trusted (0: none, the client address is the peer's).", "integer"),
+
+    Setting("database.url", _database_url, "",
+            "SQLAlchemy URL. Empty: SQLite file DATA_DIR/altkraft.db. For scale-out: "
+            "postgresql://USER@HOST/DB (password in the URL or a libpq .pgpass file).", "url",
+            example="postgresql://altkraft@127.0.0.1/altkraft"),
+    Setting("database.pool_size", _positive(_int), 5, "Connections kept per process (Postgres).", "integer"),
+    Setting("database.busy_timeout_ms", _positive(_int), 10000,
+            "SQLite: how long a writer waits for a lock before failing.", "integer"),
+
+    Setting("queue.backend", _choice("sqlite", "redis"), "sqlite",
+            '"sqlite" (a file in DATA_DIR, one machine) or "redis" (shared by many machines).'),
+    Setting("queue.redis_url", _redis_url, "redis://127.0.0.1:6379/0",
+            "Redis used when queue.backend is \"redis\"."),
+    Setting("queue.workers", _positive(_int), 2, "Job workers started by `altkraft run` and `altkraft worker`.", "integer"),
+    Setting("queue.worker_type", _choice("process", "thread"), "process",
+            '"process" (CPU-bound work in parallel) or "thread".'),
+
+    Setting("security.session_hours", _positive(_int), 12,
+            "A login session ends after this many hours without use.", "integer"),
+    Setting("security.login_max_failures", _positive(_int), 5,
+            "Failed logins for one address or one IP before logins from it are refused for a while.", "integer"),
+    Setting("security.login_lockout_minutes", _positive(_int), 15,
+            "How long logins stay refused after too many failures.", "integer"),
+    Setting("security.api_token_days", _non_negative(_int), 0,
+            "Days an API token stays valid; 0: until revoked.", "integer"),
+
+    Setting("i18n.default_locale", _choice("en", "ru"), "en",
+            'Language for users who did not choose one: "en" or "ru".'),
+
+    Setting("smtp.relays", _tables(SMTP_RELAY_FIELDS, "relay"), [],
+            "SMTP relays mail is handed to, as [[smtp.relays]] tables.", "list of tables",
+            example=[{"host": "smtp.example.com", "port": 587, "security": "starttls",
+                      "username": "altkraft", "password_file": "/etc/altkraft/smtp_password",
+                      "max_connections": 4}],
+            item_fields=SMTP_RELAY_FIELDS),
+    Setting("dkim.keys", _tables(DKIM_KEY_FIELDS, "DKIM key"), [],
+            "DKIM signing keys, as [[dkim.keys]] tables; `altkraft-install dkim generate` adds them.",
+            "list of tables",
+            example=[{"domain": "example.com", "selector": "ak1",
+                      "key_file": "/etc/altkraft/dkim/ak1.example.com.key", "algorithm": "rsa-sha256"}],
+            item_fields=DKIM_KEY_FIELDS),
+)
+
+BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+
+
+class Settings(Mapping[str, Any]):
+    """Validated settings by dotted key: settings["server.bind"]."""
+
+    def __init__(self, values: dict[str, Any], source: str | None = None):
+        self._values = values
+        self.source = source
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self["data_dir"]).expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self["database.url"] or f"sqlite:///{self.data_dir / 'altkraft.db'}"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return Path(self["secret_key_file"]) if self["secret_key_file"] else self.data_dir / "secret_key"
+
+    @property
+    def https(self) -> bool:
+        return self["server.public_url"].startswith("https://")
+
+    def replace(self, **dotted: Any) -> Settings:
+        """A copy with some values changed (keys use __ for dots); validated like a file."""
+        overrides = {k.replace("__", "."): v for k, v in dotted.items()}
+        return load(overrides=overrides, base=self._values)
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict) and key not in BY_KEY:
+            yield from _flatten(value, key + ".")
+        else:
+            yield key, value
+
+
+def _apply(values: dict[str, Any], key: str, raw: Any, where: str) -> None:
+    setting = BY_KEY.get(key)
+    if setting is None:
+        raise ConfigError(key, raw, f"a known setting ({where} has an unknown key; see config.example.toml)")
+    try:
+        values[key] = setting.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(key, raw, str(exc)) from None
+
+
+def load(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None,
+         overrides: Mapping[str, Any] | None = None, base: Mapping[str, Any] | None = None) -> Settings:
+    """Defaults -> TOML file (path or $ALTKRAFT_CONFIG) -> ALTKRAFT_* environment -> overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = dict(base) if base is not None else {s.key: s.default for s in SETTINGS}
+    path = path or environ.get(CONFIG_ENV) or None
+    if path is not None and base is None:
+        try:
+            with open(path, "rb") as handle:
+                document = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError("--config", str(path), "an existing TOML file") from None
+        except PermissionError:
+            raise ConfigError("--config", str(path), "a file readable by this user") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", str(path), f"valid TOML ({exc})") from None
+        for key, raw in _flatten(document):
+            _apply(values, key, raw, str(path))
+    if base is None:
+        by_env = {s.env_name: s.key for s in SETTINGS}
+        for name, raw in environ.items():
+            if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+                continue
+            if name not in by_env:
+                raise ConfigError(name, raw, "a known ALTKRAFT_ variable (see config.example.toml)")
+            _apply(values, by_env[name], raw, "the environment")
+    for key, raw in (overrides or {}).items():
+        _apply(values, key, raw, "overrides")
+    return Settings(values, source=str(path) if path else None)
+
+
+def current_settings() -> Settings:
+    """The settings of the app handling this request or job."""
+    from flask import current_app
+
+    return current_app.config["ALTKRAFT_SETTINGS"]

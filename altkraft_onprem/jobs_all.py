@@ -1,0 +1,2 @@
+"""Imports every domain's jobs.py so that consumers register every task."""
+import altkraft_onprem.tasks  # noqa: F401

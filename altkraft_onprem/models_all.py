@@ -1,0 +1,2 @@
+"""Imports every domain's tables so that `db.metadata` is complete (migrations, tests)."""
+from altkraft_onprem.access import models as access_models  # noqa: F401

@@ -1,0 +1,123 @@
+"""`altkraft run`: gunicorn serves the app; its master process also keeps one job consumer
+(`altkraft worker`) running beside the web workers, so the appliance is one service.
+
+Stop: SIGTERM to the master -> gunicorn finishes requests within graceful_timeout, then the
+consumer gets SIGINT, huey's graceful stop: running jobs finish, nothing new starts.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from gunicorn.app.base import BaseApplication
+
+from altkraft_onprem.config import Settings
+
+
+class ConsumerKeeper:
+    """Runs `altkraft worker` as a child and restarts it if it dies unexpectedly."""
+
+    def __init__(self, config_path: str | None, graceful_timeout: int):
+        self.command = [sys.executable, "-m", "altkraft_onprem.cli"]
+        if config_path:
+            self.command += ["--config", config_path]
+        self.command += ["worker"]
+        self.graceful_timeout = graceful_timeout
+        self.process: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._keep, name="consumer-keeper", daemon=True)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command)
+        self.thread.start()
+
+    def _keep(self) -> None:
+        backoff = 1.0
+        while not self.stopping.is_set():
+            code = self.process.wait()
+            if self.stopping.is_set():
+                return
+            print(f"altkraft: job consumer exited with {code}; restarting in {backoff:.0f}s",
+                  file=sys.stderr, flush=True)
+            if self.stopping.wait(backoff):
+                return
+            backoff = min(backoff * 2, 60)
+            self.process = subprocess.Popen(self.command)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)          # huey: finish running jobs, then exit
+        try:
+            self.process.wait(self.graceful_timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Appliance(BaseApplication):
+    def __init__(self, settings: Settings, config_path: str | None, with_consumer: bool = True):
+        self.settings = settings
+        self.config_path = config_path
+        self.keeper = ConsumerKeeper(config_path, settings["server.graceful_timeout"]) \
+            if with_consumer else None
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        keeper = self.keeper
+        options = {
+            "bind": s["server.bind"],
+            "workers": s["server.workers"],
+            "worker_class": "gthread",
+            "threads": s["server.threads"],
+            "graceful_timeout": s["server.graceful_timeout"],
+            "timeout": 120,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": s["log_level"],
+            "proc_name": "altkraft",
+            "forwarded_allow_ips": "*" if s["server.trusted_proxies"] else "127.0.0.1",
+        }
+        if keeper is not None:
+            options["when_ready"] = lambda server: keeper.start()
+            options["on_exit"] = lambda server: keeper.stop()
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from altkraft_onprem import tasks
+        from altkraft_onprem.app import create_app
+
+        app = create_app(self.settings)
+        tasks.configure_queue(self.settings)
+        tasks.bind_app(app)
+        return app
+
+
+def prepare_metrics_dir(settings: Settings) -> None:
+    """One directory of per-process metric files, emptied at each start."""
+    path = settings.data_dir / "metrics"
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.db"):
+        old.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def wait_for_port(host: str, port: int, timeout: float = 30.0) -> bool:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False

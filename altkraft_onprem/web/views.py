@@ -1,0 +1,98 @@
+"""The UI shell: dashboard, placeholder pages for areas not built yet, health, metrics, static."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, g, jsonify, render_template, send_from_directory
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
+from sqlalchemy import text
+
+from altkraft_onprem import db, metrics, tasks
+from altkraft_onprem.access.policy import PUBLIC, requires
+
+from .nav import NAV
+
+blueprint = Blueprint("web", __name__)
+STATIC = Path(__file__).with_name("static")
+
+
+@blueprint.app_context_processor
+def navigation():
+    actor = g.get("actor")
+    items = [item for item in NAV if actor is not None and actor.can(item.permission)]
+    return {"nav_items": items, "actor": actor, "csrf_field": csrf_field, "get_locale": get_locale}
+
+
+def csrf_field() -> Markup:
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(generate_csrf())
+
+
+@blueprint.route("/")
+@requires("dashboard:read")
+def dashboard():
+    return render_template("web/dashboard.html")
+
+
+def _placeholder(slug: str, permission: str, title: str, what: str):
+    @requires(permission)
+    def page():
+        return render_template("web/placeholder.html", title=_(title), what=_(what))
+    page.__name__ = f"area_{slug}"
+    blueprint.add_url_rule(f"/{slug}", endpoint=f"area_{slug}", view_func=page)
+
+
+# Areas whose issues have not landed yet: the page says so plainly.
+for _slug, _perm, _title, _what in (
+    ("audience", "lists:read", "Audience", "Lists, subscribers, segments, imports and the suppression list"),
+    ("messages", "messages:read", "Messages", "The message editor, templates and the media library"),
+    ("campaigns", "campaigns:read", "Campaigns", "Campaigns, schedules and split tests"),
+    ("automation", "automation:read", "Automation", "Triggers, workflows and webhooks"),
+    ("reports", "reports:read", "Reports", "Campaign reports, clickmaps, cohorts and engagement"),
+    ("deliverability", "deliverability:read", "Deliverability", "Sending domains, DKIM keys and DNS checks"),
+    ("settings", "settings:manage", "Settings", "Sending settings and defaults"),
+):
+    _placeholder(_slug, _perm, _title, _what)
+
+
+@blueprint.route("/static/<path:filename>")
+@requires(PUBLIC)
+def static(filename: str):
+    return send_from_directory(STATIC, filename, max_age=3600)
+
+
+@blueprint.route("/healthz")
+@requires(PUBLIC)
+def healthz():
+    return jsonify(status="ok")
+
+
+@blueprint.route("/readyz")
+@requires(PUBLIC)
+def readyz():
+    checks = {}
+    try:
+        with db.read(db.get_engine()) as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        tasks.queue_depth()
+        checks["queue"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["queue"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
+
+
+@blueprint.route("/metrics")
+@requires(PUBLIC)
+def prometheus():
+    try:
+        depth = tasks.queue_depth()
+    except Exception:  # noqa: BLE001 - the queue being down must not hide the other metrics
+        depth = None
+    return metrics.render(depth)

@@ -1,0 +1,1 @@
+"""altkraft-install: turns a bare Linux host into a running ALTKRAFT appliance."""
