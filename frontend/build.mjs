@@ -19,6 +19,9 @@ const COPIES = {
                  "codemirror/mode/css/css.js", "codemirror/mode/javascript/javascript.js",
                  "codemirror/mode/jinja2/jinja2.js"],
   "emoji-picker-element": ["emoji-picker-element"],
+  // The picker fetches its data from a CDN unless told otherwise: we serve it ourselves.
+  "emoji-data/en": ["emoji-picker-element-data/en/emojibase/data.json"],
+  "emoji-data/ru": ["emoji-picker-element-data/ru/emojibase/data.json"],
 };
 
 rmSync(vendor, { recursive: true, force: true });
