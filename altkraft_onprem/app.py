@@ -10,6 +10,7 @@ from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from altkraft_onprem import db, metrics
 from altkraft_onprem.access import service as access
@@ -21,6 +22,15 @@ from altkraft_onprem.errors import Forbidden, ServiceError
 
 SESSION_KEY = "sid"
 LOCALES = ("en", "ru")
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in every route: ids fit a 32-bit INTEGER column, larger numbers are 404
+    (instead of an overflow error from SQLite or Postgres)."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def _blueprints():
@@ -48,6 +58,7 @@ def read_secret_key(settings: Settings) -> bytes:
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Flask:
     app = Flask(__name__, static_folder=None, template_folder="web/templates")
+    app.url_map.converters["int"] = IdConverter
     app.config.update(
         ALTKRAFT_SETTINGS=settings,
         SECRET_KEY=read_secret_key(settings),

@@ -105,6 +105,13 @@ def _redis_url(value: Any) -> str:
     return text
 
 
+def _queue_name(value: Any) -> str:
+    text = _str(value)
+    if not text or len(text) > 64 or not all(c.isalnum() or c in "-_." for c in text):
+        raise ValueError("1-64 letters, digits, '-', '_' or '.'")
+    return text
+
+
 def _choice(*choices: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         if value not in choices:
@@ -254,6 +261,8 @@ SETTINGS: tuple[Setting, ...] = (
             '"sqlite" (a file in DATA_DIR, one machine) or "redis" (shared by many machines).'),
     Setting("queue.redis_url", _redis_url, "redis://127.0.0.1:6379/0",
             "Redis used when queue.backend is \"redis\"."),
+    Setting("queue.name", _queue_name, "altkraft",
+            "Queue name; appliances that share one Redis need different names.", "string"),
     Setting("queue.workers", _positive(_int), 2, "Job workers started by `altkraft run` and `altkraft worker`.", "integer"),
     Setting("queue.worker_type", _choice("process", "thread"), "process",
             '"process" (CPU-bound work in parallel) or "thread".'),

@@ -43,8 +43,7 @@ def init_app(app) -> None:
 
 
 def render(queue_depth: int | None) -> Response:
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-    from prometheus_client import REGISTRY
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
     from prometheus_client.core import GaugeMetricFamily
 
     _get()

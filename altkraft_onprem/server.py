@@ -85,6 +85,10 @@ class Appliance(BaseApplication):
             "proc_name": "altkraft",
             "forwarded_allow_ips": "*" if s["server.trusted_proxies"] else "127.0.0.1",
         }
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25.1 opens a control socket in $XDG_RUNTIME_DIR or $HOME/.gunicorn;
+            # a hardened service writes nowhere but its data directory, and we do not use it.
+            options["control_socket_disable"] = True
         if keeper is not None:
             options["when_ready"] = lambda server: keeper.start()
             options["on_exit"] = lambda server: keeper.stop()

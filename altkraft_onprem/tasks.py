@@ -28,10 +28,10 @@ def configure_queue(settings: Settings, *, immediate: bool = False) -> Huey:
         return huey
     huey.immediate = False
     if settings["queue.backend"] == "redis":
-        huey.storage = RedisStorage(QUEUE_NAME, url=settings["queue.redis_url"])
+        huey.storage = RedisStorage(settings["queue.name"], url=settings["queue.redis_url"])
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        huey.storage = SqliteStorage(QUEUE_NAME, filename=str(settings.data_dir / "queue.db"))
+        huey.storage = SqliteStorage(settings["queue.name"], filename=str(settings.data_dir / "queue.db"))
     return huey
 
 
@@ -76,6 +76,27 @@ def queue_depth() -> int:
 def ping(value: str) -> str:
     """A no-op round trip used by /readyz-style checks and the queue tests."""
     return f"pong:{value}"
+
+
+@job()
+def diagnostics(run_id: str, sleep_seconds: float = 0.0) -> str:
+    """A round trip through queue, worker and database: marks `diagnostics:RUN_ID:started`,
+    sleeps (at most a minute; a long job for checking graceful stops), then marks
+    `diagnostics:RUN_ID:done` in app_state. Returns the finishing time."""
+    import time
+
+    from altkraft_onprem import db
+    from altkraft_onprem.access import service as access
+    from altkraft_onprem.db.types import utcnow
+
+    engine = db.get_engine()
+    with db.write(engine) as conn:
+        access.put_state(conn, f"diagnostics:{run_id}:started", utcnow().isoformat())
+    time.sleep(min(max(sleep_seconds, 0.0), 60.0))
+    finished = utcnow().isoformat()
+    with db.write(engine) as conn:
+        access.put_state(conn, f"diagnostics:{run_id}:done", finished)
+    return finished
 
 
 @periodic(crontab(minute="*/10"))

@@ -98,8 +98,10 @@ def fresh_database(template, data_dir: Path) -> tuple[str, callable]:
 def make_settings(data_dir: Path, database_url: str, **overrides) -> config.Settings:
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "secret_key").write_text("k" * 48)
+    # Own queue name: test runs sharing the Redis database never take each other's jobs.
     values = {"data_dir": str(data_dir), "database.url": database_url,
-              "queue.backend": QUEUE_KIND, "queue.redis_url": REDIS_URL}
+              "queue.backend": QUEUE_KIND, "queue.redis_url": REDIS_URL,
+              "queue.name": f"aktest-{uuid.uuid4().hex[:12]}"}
     values.update({k.replace("__", "."): v for k, v in overrides.items()})
     return config.load(environ={}, overrides=values)
 
@@ -197,6 +199,7 @@ def start_service(env: Env, *args: str, extra_env: dict | None = None,
         "ALTKRAFT_DATABASE__URL": env.database_url,
         "ALTKRAFT_QUEUE__BACKEND": QUEUE_KIND,
         "ALTKRAFT_QUEUE__REDIS_URL": REDIS_URL,
+        "ALTKRAFT_QUEUE__NAME": env.settings["queue.name"],
         "ALTKRAFT_SERVER__PUBLIC_URL": f"http://127.0.0.1:{port}",
         "ALTKRAFT_SERVER__WORKERS": "1",
         "ALTKRAFT_QUEUE__WORKERS": "1",

@@ -7,7 +7,7 @@ from flask import Response, g
 from pydantic import BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
-from altkraft_onprem.api import operation
+from altkraft_onprem.api import MAX_ID, operation
 from altkraft_onprem.config import current_settings as settings
 from altkraft_onprem.errors import Forbidden
 
@@ -94,7 +94,7 @@ class TokenOut(BaseModel):
 
 class TokenCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
-    user_id: int | None = Field(None, ge=1, le=2**62, description="Another user's id (needs users:manage)")
+    user_id: int | None = Field(None, ge=1, le=MAX_ID, description="Another user's id (needs users:manage)")
 
 
 class TokenCreated(TokenOut):

@@ -123,7 +123,7 @@ def role_id_by_name(conn: Connection, name: str) -> int:
     role_id = conn.execute(select(roles.c.id).where(roles.c.name == name)).scalar()
     if role_id is None:
         known = ", ".join(r["name"] for r in list_roles(conn))
-        raise NotFound(f"no role named {name!r} (known: {known})", "role")
+        raise ServiceError(f"no role named {name!r} (known: {known})", "role")
     return role_id
 
 
@@ -422,6 +422,17 @@ def touch_token(conn: Connection, token_id: int) -> None:
     conn.execute(update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=utcnow()))
 
 
+# --- small key/value state ------------------------------------------------------------------
+
+def put_state(conn: Connection, key: str, value: str) -> None:
+    conn.execute(delete(app_state).where(app_state.c.key == key))
+    conn.execute(insert(app_state).values(key=key, value=value))
+
+
+def get_state(conn: Connection, key: str) -> str | None:
+    return conn.execute(select(app_state.c.value).where(app_state.c.key == key)).scalar()
+
+
 # --- first-run setup -----------------------------------------------------------------------
 
 SETUP_KEY = "setup_token_sha256"
@@ -434,13 +445,12 @@ def setup_needed(conn: Connection) -> bool:
 def issue_setup_token(conn: Connection) -> str:
     """A one-time secret for the first-admin page; replaces any earlier one."""
     token = secrets.token_urlsafe(24)
-    conn.execute(delete(app_state).where(app_state.c.key == SETUP_KEY))
-    conn.execute(insert(app_state).values(key=SETUP_KEY, value=_sha256(token)))
+    put_state(conn, SETUP_KEY, _sha256(token))
     return token
 
 
 def setup_token_valid(conn: Connection, token: str) -> bool:
-    stored = conn.execute(select(app_state.c.value).where(app_state.c.key == SETUP_KEY)).scalar()
+    stored = get_state(conn, SETUP_KEY)
     return bool(stored) and secrets.compare_digest(stored, _sha256(token)) and setup_needed(conn)
 
 

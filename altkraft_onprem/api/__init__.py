@@ -21,6 +21,7 @@ from altkraft_onprem.access.policy import PUBLIC, requires
 from altkraft_onprem.errors import ServiceError
 
 PREFIX = "/api/v1"
+MAX_ID = 2**31 - 1          # ids are INTEGER columns; the app's <int:> converter stops there too
 blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
 
 
@@ -71,6 +72,7 @@ def operation(rule: str, method: str, *, permission: str, summary: str, tag: str
 
     def register(view: Callable) -> Callable:
         endpoint = f"{view.__module__.rsplit('.', 2)[-2]}_{view.__name__}"
+        adapter = TypeAdapter(response) if response is not None else None
 
         @functools.wraps(view)
         def handle(**path: Any):
@@ -94,8 +96,10 @@ def operation(rule: str, method: str, *, permission: str, summary: str, tag: str
             result = view(**kwargs)
             if isinstance(result, Response):
                 return result
-            if response is not None:
-                result = TypeAdapter(response).dump_python(result, mode="json")
+            if adapter is not None:
+                # Validate first: the reply has exactly the documented fields and types.
+                result = adapter.dump_python(adapter.validate_python(result, from_attributes=True),
+                                             mode="json")
             out = jsonify(result)
             out.status_code = status
             return out
@@ -124,7 +128,7 @@ def handle_api_error(exc: Exception) -> Response:
 # --- OpenAPI --------------------------------------------------------------------------------
 
 _PATH_PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
-_PARAM_TYPES = {"int": {"type": "integer", "minimum": 0, "maximum": 2**62}, None: {"type": "string"},
+_PARAM_TYPES = {"int": {"type": "integer", "minimum": 0, "maximum": MAX_ID}, None: {"type": "string"},
                 "string": {"type": "string"}, "path": {"type": "string"}}
 
 

@@ -87,8 +87,8 @@ def test_next_parameter_is_not_an_open_redirect(env, client):
 
 
 def test_first_run_setup_creates_administrator_once(template_db, tmp_path):
-    from tests.conftest import fresh_database, make_settings
     from altkraft_onprem.app import create_app
+    from tests.conftest import fresh_database, make_settings
 
     url, drop = fresh_database(template_db, tmp_path)
     settings = make_settings(tmp_path, url)
