@@ -27,7 +27,8 @@ altkraft_onprem/web/static/vendor/.built: package.json package-lock.json fronten
 	touch $@
 
 translations: python-deps
-	$(BIN)/pybabel compile --use-fuzzy -d altkraft_onprem/translations -f -q
+	@if ls altkraft_onprem/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
+	  $(BIN)/pybabel compile -d altkraft_onprem/translations -f 2>&1 | tail -n 1; fi
 
 ## Debian packages the tests drive: Chromium (browser tests), Postfix's smtp-sink/smtp-source (benchmarks).
 system-deps:
