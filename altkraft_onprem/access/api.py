@@ -1,10 +1,11 @@
 """REST routes for users, roles, tokens, the audit log and /me."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
 from flask import Response, g
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
 from altkraft_onprem.api import MAX_ID, operation
@@ -114,11 +115,24 @@ class AuditOut(BaseModel):
     details: dict
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """Naive times are UTC; times that do not exist in UTC (year 1 at +14:00) are refused."""
+    if moment is None or moment.tzinfo is None:
+        return moment and moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a time between years 1 and 9999 in UTC") from None
+
+
+UtcTime = Annotated[datetime | None, AfterValidator(_utc)]
+
+
 class AuditQuery(Strict):
     actor: str | None = Field(None, max_length=320)
     action: str | None = Field(None, max_length=100)
-    since: datetime | None = None
-    until: datetime | None = None
+    since: UtcTime = Field(None, description="From this time on (ISO 8601; no zone: UTC)")
+    until: UtcTime = Field(None, description="Before this time (ISO 8601; no zone: UTC)")
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=10**9)
 

@@ -7,7 +7,7 @@ import io
 import json
 import secrets
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -61,15 +61,23 @@ def audit_entries(conn: Connection, *, actor: str | None = None, action: str | N
     if action:
         query = query.where(audit_log.c.action.like(f"{_escape_like(action)}%", escape="\\"))
     if since:
-        query = query.where(audit_log.c.at >= since)
+        query = query.where(audit_log.c.at >= _as_utc(since))
     if until:
-        query = query.where(audit_log.c.at < until)
+        query = query.where(audit_log.c.at < _as_utc(until))
     rows = []
     for row in conn.execute(query).mappings():
         entry = dict(row)
         entry["details"] = json.loads(entry["details"] or "{}")
         rows.append(entry)
     return rows
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """Times without a zone are UTC (the log's own zone)."""
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ServiceError(f"{moment.isoformat()} is outside the years 1-9999 in UTC", "since") from None
 
 
 def audit_csv(entries: Iterable[dict]) -> str:

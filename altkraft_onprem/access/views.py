@@ -273,7 +273,7 @@ def roles():
 def _audit_filters() -> dict:
     def day(name: str):
         try:
-            return datetime.fromisoformat(request.args[name]).astimezone() if request.args.get(name) else None
+            return datetime.fromisoformat(request.args[name]) if request.args.get(name) else None
         except ValueError:
             return None
     return {"actor": request.args.get("actor") or None, "action": request.args.get("action") or None,

@@ -1,0 +1,61 @@
+"""Every API error is an RFC 9457 problem document of one shape."""
+import pytest
+
+PROBLEM_KEYS = {"type", "title", "status"}
+
+
+def _assert_problem(response, status: int) -> dict:
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert PROBLEM_KEYS <= set(body) and body["status"] == status and body["title"]
+    return body
+
+
+def test_401_without_token(client):
+    _assert_problem(client.get("/api/v1/me"), 401)
+
+
+@pytest.mark.parametrize("header", ["Bearer ak_not-a-real-token", "Bearer ", "Basic dXNlcjpwYXNz",
+                                    "Bearer " + "x" * 5000])
+def test_401_with_bad_credentials(client, header):
+    _assert_problem(client.get("/api/v1/me", headers={"Authorization": header}), 401)
+
+
+def test_403_names_the_missing_permission(env, api):
+    body = _assert_problem(api("GET", "/users", token=env.token("Viewer")), 403)
+    assert "users:manage" in body["detail"]
+
+
+def test_404_for_missing_object(api):
+    body = _assert_problem(api("GET", "/users/424242"), 404)
+    assert "424242" in body["detail"]
+
+
+def test_404_for_unknown_api_path(api):
+    _assert_problem(api("GET", "/no-such-thing"), 404)
+
+
+def test_404_for_id_beyond_integer_range(api):
+    _assert_problem(api("GET", f"/users/{2**63}"), 404)
+
+
+def test_405_for_wrong_method(api):
+    _assert_problem(api("PUT", "/me"), 405)
+
+
+def test_422_lists_every_bad_field(api):
+    body = _assert_problem(api("POST", "/users", json={"email": 5, "password": "x"}), 422)
+    fields = {e["field"] for e in body["errors"]}
+    assert {"email", "password", "role"} <= fields
+
+
+def test_422_for_malformed_json(api):
+    response = api("POST", "/users", data="{not json", headers={"Content-Type": "application/json"})
+    _assert_problem(response, 422)
+
+
+def test_openapi_document_is_public_and_lists_operations(client):
+    document = client.get("/api/v1/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    assert {"/api/v1/me", "/api/v1/users", "/api/v1/tokens", "/api/v1/audit"} <= set(document["paths"])
