@@ -28,6 +28,8 @@ from altkraft_onprem.access.models import system_actor
 from altkraft_onprem.app import create_app
 from altkraft_onprem.db import migrate
 
+pytest_plugins = ["tests.smtp_sink"]
+
 DB_KIND = os.environ.get("AKTEST_DB", "sqlite")
 QUEUE_KIND = os.environ.get("AKTEST_QUEUE", "sqlite")
 PG_ADMIN_URL = os.environ.get("AKTEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
