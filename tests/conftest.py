@@ -38,6 +38,7 @@ PASSWORD = "correct horse battery"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 _counter = itertools.count()
+pytest_plugins = ["tests.browser"]   # `page`, `new_page`, `browser`: Playwright fixtures
 
 
 def pytest_report_header(config):

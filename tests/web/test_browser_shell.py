@@ -1,0 +1,104 @@
+"""The first customer journey, in real Chromium against the real `altkraft run` on a fresh
+database: the setup link printed at start creates the administrator, who signs in, sees the
+dashboard and creates a Viewer; the Viewer does not get Users & roles.
+
+The tests are steps of one journey and run in file order (each uses what the one before made).
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from altkraft_onprem import db
+from altkraft_onprem.access import service as access
+from tests.browser import save_artifacts
+from tests.conftest import start_service
+
+pytestmark = pytest.mark.browser
+
+ADMIN = {"name": "Anna Admin", "email": "admin@example.com", "password": "first admin pass 1"}
+VIEWER = {"name": "Victor Viewer", "email": "viewer@example.com", "password": "viewer pass 12"}
+
+
+@pytest.fixture(scope="module")
+def service(env):
+    server = start_service(env)
+    yield server
+    server.stop()
+
+
+def setup_link(server) -> str:
+    """The one-time link that `altkraft run` prints on a database without users."""
+    found = re.search(r"create the administrator at (\S+/setup/\S+)", server.log.read_text())
+    assert found, server.log.read_text()
+    return found.group(1)
+
+
+def sign_in(page, url: str, who: dict) -> None:
+    page.goto(url + "/login")
+    page.get_by_label("Email").fill(who["email"])
+    page.get_by_label("Password").fill(who["password"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(url + "/")
+
+
+def menu_labels(page) -> list[str]:
+    return [label.strip() for label in page.locator("nav.mainnav a").all_inner_texts()]
+
+
+def test_setup_link_creates_the_administrator(env, service, page):
+    page.goto(setup_link(service))
+    page.get_by_label("Name").fill(ADMIN["name"])
+    page.get_by_label("Email").fill(ADMIN["email"])
+    page.get_by_label("Password (at least 10 characters)").fill(ADMIN["password"])
+    page.get_by_label("Password again").fill(ADMIN["password"])
+    page.get_by_role("button", name="Create administrator").click()
+    page.wait_for_url(service.url + "/")
+    assert "administrator account is ready" in page.locator(".flash").inner_text()
+    with db.read(env.engine) as conn:
+        users = access.list_users(conn)
+    assert [(u["email"], u["role"]) for u in users] == [(ADMIN["email"], "Administrator")]
+
+
+def test_setup_link_is_dead_once_used(service, page):
+    response = page.goto(setup_link(service))
+    assert response.status == 404
+
+
+def test_administrator_signs_in_and_sees_the_dashboard(service, page):
+    sign_in(page, service.url, ADMIN)
+    assert page.locator("h1").inner_text() == "Dashboard"
+    assert "Users & roles" in menu_labels(page)
+    assert ADMIN["email"] in page.locator("main").inner_text()
+    save_artifacts(page, "dashboard-administrator")
+
+
+def test_administrator_creates_a_viewer(env, service, page):
+    sign_in(page, service.url, ADMIN)
+    page.locator("nav.mainnav").get_by_role("link", name="Users & roles").click()
+    form = page.locator("#new-user")
+    form.get_by_label("Email").fill(VIEWER["email"])
+    form.get_by_label("Name").fill(VIEWER["name"])
+    form.get_by_label("Role").select_option(label="Viewer")
+    form.get_by_label("Initial password (at least 10 characters)").fill(VIEWER["password"])
+    form.get_by_role("button", name="Create user").click()
+    assert "User created." in page.locator(".flash").inner_text()
+    row = page.locator("#users tr", has_text=VIEWER["email"])
+    assert "Viewer" in row.inner_text()
+    save_artifacts(page, "users-and-roles")
+
+
+def test_viewer_menu_has_no_users_and_roles(service, page):
+    sign_in(page, service.url, VIEWER)
+    labels = menu_labels(page)
+    assert "Dashboard" in labels and "Audience" in labels
+    assert "Users & roles" not in labels
+
+
+def test_viewer_gets_the_403_page_at_users(service, page):
+    sign_in(page, service.url, VIEWER)
+    response = page.goto(service.url + "/users")
+    assert response.status == 403
+    assert page.locator("h1").inner_text() == "Not allowed"
+    save_artifacts(page, "forbidden-viewer")
