@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from pathlib import Path
 
 import click
 
@@ -300,9 +301,17 @@ def config_group() -> None:
 @config_group.command("check")
 @pass_ctx
 def config_check(ctx: Context) -> None:
-    """Validate the configuration (exit 2 with the offending key when wrong)."""
+    """Validate the configuration and reach the database (exit 2 naming the offending key)."""
+    from sqlalchemy.engine import make_url
+
     settings = ctx.settings
-    click.echo(f"ok: {settings.source or 'built-in defaults'}")
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        where = f"database: {url.database} (created by `altkraft db upgrade`)"
+    else:
+        ctx.engine().dispose()
+        where = f"database: {_redacted(settings.database_url)} (reachable)"
+    click.echo(f"ok: {settings.source or 'built-in defaults'}; {where}")
 
 
 @config_group.command("example")
