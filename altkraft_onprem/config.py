@@ -291,6 +291,29 @@ SETTINGS: tuple[Setting, ...] = (
             example=[{"domain": "example.com", "selector": "ak1",
                       "key_file": "/etc/altkraft/dkim/ak1.example.com.key", "algorithm": "rsa-sha256"}],
             item_fields=DKIM_KEY_FIELDS),
+
+    Setting("tracking.glance_seconds", _positive(_float), 2.0,
+            "A reading-time stream held less than this is a glance.", "number"),
+    Setting("tracking.read_seconds", _positive(_float), 8.0,
+            "A stream held at least this long is a read (between the two: skimmed).", "number"),
+    Setting("tracking.read_cap_seconds", _positive(_float), 30.0,
+            "The reading-time stream ends after this many seconds (counted as read).", "number"),
+    Setting("tracking.anonymise_ip", _bool, False,
+            "Store only the network of a recipient's IP (IPv4 /24, IPv6 /48) with each event.",
+            "boolean"),
+    Setting("tracking.flush_events", _positive(_int), 500,
+            "Each web worker writes its buffered events in one batch when this many are waiting.",
+            "integer"),
+    Setting("tracking.flush_interval_ms", _positive(_int), 1000,
+            "Buffered events are written at the latest after this many milliseconds.", "integer"),
+    Setting("tracking.scanner_window_seconds", _positive(_float), 10.0,
+            "Clicks by one recipient on several links within this many seconds (or this soon "
+            "after delivery) are labelled as a security scanner.", "number"),
+    Setting("tracking.scanner_links", _positive(_int), 3,
+            "Distinct links clicked within the scanner window that mark a scanner.", "integer"),
+    Setting("tracking.apple_proxy_networks", _str_list, ["17.0.0.0/8"],
+            "Networks of Apple Mail Privacy Protection's image proxies (opens from them with a "
+            "bare user agent are machine opens).", "list of strings"),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

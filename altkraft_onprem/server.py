@@ -89,6 +89,8 @@ class Appliance(BaseApplication):
             # gunicorn >= 25.1 opens a control socket in $XDG_RUNTIME_DIR or $HOME/.gunicorn;
             # a hardened service writes nowhere but its data directory, and we do not use it.
             options["control_socket_disable"] = True
+        options["post_worker_init"] = _on_worker_start
+        options["worker_exit"] = _on_worker_exit
         if keeper is not None:
             options["when_ready"] = lambda server: keeper.start()
             options["on_exit"] = lambda server: keeper.stop()
@@ -103,6 +105,29 @@ class Appliance(BaseApplication):
         tasks.configure_queue(self.settings)
         tasks.bind_app(app)
         return app
+
+
+def _on_worker_start(worker) -> None:
+    """Chain the worker's SIGTERM/SIGQUIT handling: held reading-time streams end at once
+    (tracking.buffer.stopping) so the graceful stop does not wait out their cap."""
+    from altkraft_onprem.tracking.buffer import stopping
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum, frame, previous=previous):
+            stopping.set()
+            previous(signum, frame)
+        signal.signal(sig, handler)
+
+
+def _on_worker_exit(server, worker) -> None:
+    """The worker has answered its last request: write the tracking events it still buffers."""
+    from altkraft_onprem.tracking.buffer import flush_at_exit
+
+    flush_at_exit()
 
 
 def prepare_metrics_dir(settings: Settings) -> None:

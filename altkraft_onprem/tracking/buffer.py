@@ -1,0 +1,150 @@
+"""The per-process event buffer: requests append, a background thread writes batches.
+
+A tracking request never waits for the database: it appends a row and returns. A daemon
+thread writes everything buffered as one INSERT (executemany) when `tracking.flush_events`
+rows are waiting or `tracking.flush_interval_ms` has passed. On a graceful stop the server
+calls `flush_at_exit()` (gunicorn's worker_exit hook, and atexit as a second line) after the
+worker has finished its requests, so nothing answered is lost. A failed write keeps the rows
+for the next attempt.
+
+After the insert, the same transaction labels security scanners: a recipient who clicked
+`tracking.scanner_links` different links of one campaign within `tracking.scanner_window_seconds`,
+or who clicked the hidden honeypot link, has those clicks marked machine=true, reason
+"scanner" — across all web workers, because the check reads the table, not the buffer.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from datetime import timedelta
+
+from sqlalchemy import Engine, and_, func, or_, select, tuple_, update
+
+from altkraft_onprem import db
+
+from .models import CLICK, HONEYPOT, SCANNER, tracking_events
+
+log = logging.getLogger("altkraft.tracking")
+
+# Set when the worker is asked to stop: held reading-time streams end at once (their hold
+# time so far is recorded) so that the graceful stop does not wait for the 30 s cap.
+stopping = threading.Event()
+
+
+class EventBuffer:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.flush_lock = threading.Lock()
+        self.wake = threading.Event()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.rows: list[dict] = []
+        self.engine: Engine | None = None
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+        self.batch_size = 500
+        self.interval = 1.0
+        self.window = 10.0
+        self.links = 3
+        self.stored = 0
+
+    def configure(self, settings) -> None:
+        self.batch_size = settings["tracking.flush_events"]
+        self.interval = settings["tracking.flush_interval_ms"] / 1000
+        self.window = settings["tracking.scanner_window_seconds"]
+        self.links = settings["tracking.scanner_links"]
+
+    def add(self, engine: Engine, row: dict) -> None:
+        with self.lock:
+            if self.pid != os.getpid():          # forked: the parent's rows are not ours
+                self._reset()
+            self.engine = engine
+            self.rows.append(row)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="tracking-flush", daemon=True)
+                self.thread.start()
+            if len(self.rows) >= self.batch_size:
+                self.wake.set()
+
+    def pending(self) -> int:
+        with self.lock:
+            return len(self.rows)
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - logged; the rows stay for the next attempt
+                log.exception("writing tracking events failed; will retry")
+
+    def flush(self) -> int:
+        """Write everything buffered now; returns the number of rows written."""
+        with self.flush_lock:
+            with self.lock:
+                batch, self.rows = self.rows, []
+                engine = self.engine
+            if not batch or engine is None:
+                return 0
+            try:
+                with db.write(engine) as conn:
+                    conn.execute(tracking_events.insert(), batch)
+                    self._label_scanners(conn, batch)
+            except BaseException:
+                with self.lock:
+                    self.rows[:0] = batch
+                raise
+            self.stored += len(batch)
+            return len(batch)
+
+    def _label_scanners(self, conn, batch: list[dict]) -> None:
+        pairs = {(r["campaign_id"], r["subscriber_id"]) for r in batch if r["kind"] == CLICK}
+        if not pairs:
+            return
+        honeypots = {(r["campaign_id"], r["subscriber_id"]) for r in batch
+                     if r["kind"] == CLICK and r["reason"] == HONEYPOT}
+        since = min(r["at"] for r in batch) - timedelta(seconds=self.window)
+        ev = tracking_events.c
+        suspects = set(honeypots)
+        pair_list = sorted(pairs - honeypots)
+        for start in range(0, len(pair_list), 400):
+            chunk = pair_list[start:start + 400]
+            rows = conn.execute(
+                select(ev.campaign_id, ev.subscriber_id, func.min(ev.at), func.max(ev.at))
+                .where(ev.kind == CLICK, ev.at >= since,
+                       tuple_(ev.campaign_id, ev.subscriber_id).in_(chunk))
+                .group_by(ev.campaign_id, ev.subscriber_id)
+                .having(func.count(func.distinct(ev.link_index)) >= self.links))
+            for campaign_id, subscriber_id, first, last in rows:
+                if (last - first).total_seconds() <= self.window:
+                    suspects.add((campaign_id, subscriber_id))
+        if not suspects:
+            return
+        conn.execute(
+            update(tracking_events)
+            .where(ev.kind == CLICK, ev.at >= since, ev.machine.is_(False),
+                   or_(*(and_(ev.campaign_id == c, ev.subscriber_id == s) for c, s in suspects)))
+            .values(machine=True, reason=SCANNER))
+
+
+BUFFER = EventBuffer()
+
+
+def flush_at_exit() -> None:
+    """Called once a worker has finished its requests (worker_exit hook, atexit)."""
+    stopping.set()
+    if BUFFER.pid != os.getpid():
+        return
+    for _ in range(3):
+        try:
+            BUFFER.flush()
+            return
+        except Exception:  # noqa: BLE001
+            log.exception("writing tracking events at exit failed; retrying")
+
+
+atexit.register(flush_at_exit)

@@ -1,0 +1,61 @@
+"""Where a click goes: the link of the message version the recipient got, plus the campaign's
+UTM marks. Never taken from the request (no open redirect).
+
+Compiled once per (campaign, version) and cached in the process: a click costs a dict lookup.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from sqlalchemy import Connection, select
+
+_CACHE: OrderedDict[tuple[int, int], dict[int, str]] = OrderedDict()
+_LOCK = threading.Lock()
+_MAX = 256
+
+
+def version_links(conn: Connection, version_id: int) -> list[tuple[int, str]]:
+    """(index, url as written) for every literal link of a message version, in order."""
+    from altkraft_onprem.messages.models import message_versions
+    from altkraft_onprem.messages.render import compile_version
+
+    row = conn.execute(select(message_versions).where(message_versions.c.id == version_id)).mappings().first()
+    if row is None:
+        return []
+    return list(compile_version(dict(row)).links)
+
+
+def _campaign_targets(conn: Connection, campaign_id: int, version_id: int) -> dict[int, str]:
+    try:
+        from altkraft_onprem.campaigns import tracking_targets  # type: ignore[attr-defined]
+    except ImportError:
+        tracking_targets = None
+    if tracking_targets is not None:
+        return dict(tracking_targets(conn, campaign_id, version_id))
+    return dict(version_links(conn, version_id))
+
+
+def target(conn: Connection, campaign_id: int, version_id: int, link_index: int) -> str | None:
+    key = (campaign_id, version_id)
+    with _LOCK:
+        links = _CACHE.get(key)
+        if links is not None:
+            _CACHE.move_to_end(key)
+    if links is None:
+        links = _campaign_targets(conn, campaign_id, version_id)
+        with _LOCK:
+            _CACHE[key] = links
+            while len(_CACHE) > _MAX:
+                _CACHE.popitem(last=False)
+    url = links.get(link_index)
+    if url is None or not url.lower().startswith(("http://", "https://")):
+        return None
+    return url
+
+
+def forget(campaign_id: int | None = None) -> None:
+    """Drop cached targets (tests; a campaign's UTM changed)."""
+    with _LOCK:
+        for key in [k for k in _CACHE if campaign_id is None or k[0] == campaign_id]:
+            del _CACHE[key]

@@ -1,0 +1,100 @@
+"""Tracking events: one row per open, reading-time stream and click; pure labelling rules.
+
+Events reference campaigns, subscribers and message versions by id only (no foreign keys):
+they are written in batches by the web workers and must never fail because a campaign was
+deleted meanwhile. `machine` marks fetches no person made (with `reason`); reports show human
+and total figures side by side instead of hiding them.
+"""
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, String, Table
+
+from altkraft_onprem.db import metadata
+from altkraft_onprem.db.types import UTCDateTime
+
+OPEN, READ, CLICK = "open", "read", "click"
+GLANCED, SKIMMED, READ_CLASS, UNMEASURABLE = "glanced", "skimmed", "read", "unmeasurable"
+READ_CLASSES = (GLANCED, SKIMMED, READ_CLASS)
+
+# machine reasons
+HEAD, MPP, SCANNER, HONEYPOT = "head", "mpp", "scanner", "honeypot"
+# an open fetched by a person's image proxy (Gmail): human, but its reading time is unknowable
+PROXY = "proxy"
+
+tracking_events = Table(
+    "tracking_events", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("campaign_id", Integer, nullable=False),
+    Column("subscriber_id", Integer, nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("link_index", Integer, nullable=True),
+    Column("machine", Boolean, nullable=False),
+    Column("reason", String(16), nullable=True),
+    Column("read_seconds", Float, nullable=True),
+    Column("read_class", String(16), nullable=True),
+    Column("user_agent", String(300), nullable=False),
+    Column("ip", String(64), nullable=False),
+)
+Index("ix_tracking_events_campaign", tracking_events.c.campaign_id, tracking_events.c.kind,
+      tracking_events.c.subscriber_id)
+Index("ix_tracking_events_subscriber_at", tracking_events.c.subscriber_id, tracking_events.c.at)
+Index("ix_tracking_events_at", tracking_events.c.at)
+
+
+def classify_read(seconds: float, glance: float, read: float) -> str:
+    """glanced (< glance s), skimmed (glance..read s) or read (>= read s)."""
+    if seconds < glance:
+        return GLANCED
+    if seconds < read:
+        return SKIMMED
+    return READ_CLASS
+
+
+@lru_cache(maxsize=32)
+def _networks(cidrs: tuple[str, ...]):
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def in_networks(ip: str, cidrs: tuple[str, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in net for net in _networks(cidrs))
+
+
+_PROXY_MARKERS = ("GoogleImageProxy", "YahooMailProxy", "via ggpht.com")
+_SCANNER_MARKERS = ("Barracuda", "Mimecast", "Proofpoint", "MessageLabs", "Symantec",
+                    "SafeLinks", "Trend Micro", "Sophos", "bot", "Bot", "spider", "crawler",
+                    "python-requests", "curl/", "Wget")
+
+
+def image_fetch_label(user_agent: str, ip: str, apple_networks: tuple[str, ...]) -> str | None:
+    """MPP (Apple's prefetching proxy: machine), PROXY (a person via Gmail/Yahoo's proxy) or None.
+
+    Apple Mail Privacy Protection fetches every image from Apple's network with a bare
+    "Mozilla/5.0" user agent whether or not anyone opens the message."""
+    if any(marker in user_agent for marker in _PROXY_MARKERS):
+        return PROXY
+    if in_networks(ip, apple_networks) and user_agent.strip() in ("Mozilla/5.0", ""):
+        return MPP
+    return None
+
+
+def scanner_agent(user_agent: str) -> bool:
+    return any(marker in user_agent for marker in _SCANNER_MARKERS)
+
+
+def anonymise_ip(ip: str) -> str:
+    """IPv4 /24, IPv6 /48: enough for country statistics, not for identifying a household."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)

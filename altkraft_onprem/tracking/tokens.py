@@ -1,0 +1,151 @@
+"""Short signed tracking tokens: /t/o/<token>, /t/r/<token>, /t/c/<token>.
+
+A token packs (kind, campaign, subscriber, version[, link index]) as unsigned LEB128 varints,
+followed by the first 10 bytes of an HMAC-SHA256 over them with a key derived from the app
+secret; urlsafe base64 without padding. A typical click token is ~24 characters. Anything
+that does not verify decodes to None (the endpoints answer a plain 404): the click target is
+never part of the token or the request, so there is nothing to redirect elsewhere.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+from functools import lru_cache
+
+from altkraft_onprem.config import Settings
+
+MAC_BYTES = 10
+# The link index of the hidden honeypot link (no person can click it): see honeypot_html().
+HONEYPOT_LINK = 16383
+KINDS = {"o": 1, "r": 2, "c": 3}
+_KIND_NAMES = {v: k for k, v in KINDS.items()}
+_MAX_TOKEN = 96          # longer input is rejected before any decoding work
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str            # "o" open, "r" read stream, "c" click
+    campaign_id: int
+    subscriber_id: int
+    version_id: int
+    link_index: int | None = None
+
+
+@lru_cache(maxsize=8)
+def _derive(secret: bytes) -> bytes:
+    return hmac.new(secret, b"altkraft-tracking-v1", hashlib.sha256).digest()
+
+
+_KEYS: dict[str, bytes] = {}
+
+
+def tracking_key(settings: Settings) -> bytes:
+    """Derived from the app secret; read once per process (the compiler calls this per link)."""
+    path = str(settings.secret_key_path)
+    key = _KEYS.get(path)
+    if key is None:
+        from altkraft_onprem.app import read_secret_key
+
+        key = _KEYS[path] = _derive(read_secret_key(settings))
+    return key
+
+
+def _varint(value: int) -> bytes:
+    if value < 0:
+        raise ValueError("tracking ids are non-negative")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varints(data: bytes) -> list[int] | None:
+    values, current, shift = [], 0, 0
+    for byte in data:
+        current |= (byte & 0x7F) << shift
+        if byte & 0x80:
+            shift += 7
+            if shift > 63:
+                return None
+            continue
+        values.append(current)
+        current, shift = 0, 0
+    return values if shift == 0 else None
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def encode(key: bytes, target: Target) -> str:
+    parts = [KINDS[target.kind], target.campaign_id, target.subscriber_id, target.version_id]
+    if target.kind == "c":
+        if target.link_index is None:
+            raise ValueError("a click token needs a link index")
+        parts.append(target.link_index)
+    body = b"".join(_varint(p) for p in parts)
+    mac = hmac.new(key, body, hashlib.sha256).digest()[:MAC_BYTES]
+    return _b64(body + mac)
+
+
+def decode(key: bytes, token: str, kind: str) -> Target | None:
+    """The target of a valid token of this kind, or None (tampered, truncated, other kind)."""
+    if not token or len(token) > _MAX_TOKEN:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, TypeError):
+        return None
+    if _b64(raw) != token or len(raw) <= MAC_BYTES:   # one spelling per token
+        return None
+    body, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+    if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()[:MAC_BYTES]):
+        return None
+    values = _read_varints(body)
+    if not values or _KIND_NAMES.get(values[0]) != kind:
+        return None
+    expected = 5 if kind == "c" else 4
+    if len(values) != expected:
+        return None
+    link = values[4] if kind == "c" else None
+    return Target(kind, values[1], values[2], values[3], link)
+
+
+def _url(settings: Settings, target: Target) -> str:
+    token = encode(tracking_key(settings), target)
+    return f"{settings['server.public_url']}/t/{target.kind}/{token}"
+
+
+def open_url(settings: Settings, campaign_id: int, subscriber_id: int, version_id: int) -> str:
+    return _url(settings, Target("o", campaign_id, subscriber_id, version_id))
+
+
+def read_url(settings: Settings, campaign_id: int, subscriber_id: int, version_id: int) -> str:
+    return _url(settings, Target("r", campaign_id, subscriber_id, version_id))
+
+
+def click_url(settings: Settings, campaign_id: int, subscriber_id: int, version_id: int,
+              link_index: int) -> str:
+    return _url(settings, Target("c", campaign_id, subscriber_id, version_id, link_index))
+
+
+def pixel_html(settings: Settings, campaign_id: int, subscriber_id: int, version_id: int) -> str:
+    """The open pixel and the reading-time image, to put just before </body>."""
+    o = open_url(settings, campaign_id, subscriber_id, version_id)
+    r = read_url(settings, campaign_id, subscriber_id, version_id)
+    return (f'<img src="{o}" width="1" height="1" alt="" style="display:block;border:0">'
+            f'<img src="{r}" width="1" height="1" alt="" style="display:block;border:0">')
+
+
+def honeypot_html(settings: Settings, campaign_id: int, subscriber_id: int, version_id: int) -> str:
+    """A link no person sees or clicks; a fetch of it marks the recipient's clicks as a scanner's."""
+    url = click_url(settings, campaign_id, subscriber_id, version_id, HONEYPOT_LINK)
+    return (f'<a href="{url}" style="display:none;font-size:0;line-height:0;max-height:0;'
+            f'overflow:hidden;mso-hide:all" aria-hidden="true" tabindex="-1">&#8203;</a>')
