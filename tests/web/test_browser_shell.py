@@ -102,3 +102,10 @@ def test_viewer_gets_the_403_page_at_users(service, page):
     assert response.status == 403
     assert page.locator("h1").inner_text() == "Not allowed"
     save_artifacts(page, "forbidden-viewer")
+
+
+def test_sign_in_page_looks_right_on_a_phone(service, new_page):
+    page = new_page(viewport={"width": 390, "height": 760})
+    page.goto(service.url + "/login")
+    assert page.get_by_role("button", name="Sign in").is_visible()
+    save_artifacts(page, "login-phone")
