@@ -48,7 +48,7 @@ GIF_TAIL = b"\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3
 PIXEL = GIF_HEAD + b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b"
 NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0, private",
             "Pragma": "no-cache", "Expires": "0"}
-TICK_SECONDS = 0.5
+TICK_SECONDS = 2.0     # a byte now and then keeps proxies from timing the stream out
 
 
 def _not_found() -> Response:
