@@ -314,6 +314,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tracking.apple_proxy_networks", _str_list, ["17.0.0.0/8"],
             "Networks of Apple Mail Privacy Protection's image proxies (opens from them with a "
             "bare user agent are machine opens).", "list of strings"),
+
+    Setting("messages.image_max_width", _positive(_int), 1200,
+            "Uploaded images wider than this many pixels are scaled down (aspect kept).", "integer"),
+    Setting("messages.upload_max_mb", _positive(_int), 10,
+            "Largest image file the media library accepts, in megabytes.", "integer"),
+    Setting("messages.data_allowed_hosts", _str_list, [],
+            "Hosts external JSON data ({{ data.… }}) may be fetched from: \"api.example.com\" or "
+            "\"*.example.com\". Empty: any public host.", "list of strings"),
+    Setting("messages.data_allowed_private_networks", _str_list, [],
+            "Private, loopback and link-local networks (CIDR) that external data may still come "
+            "from, e.g. [\"10.1.2.0/24\"]. Empty: all such addresses are refused.", "list of strings"),
+    Setting("messages.data_timeout_seconds", _positive(_float), 10.0,
+            "Time limit for fetching one external JSON document.", "number"),
+    Setting("messages.data_max_kb", _positive(_int), 1024,
+            "Largest external JSON document accepted, in kilobytes.", "integer"),
+    Setting("messages.data_concurrency", _positive(_int), 8,
+            "Parallel fetches of per-subscriber external data.", "integer"),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
