@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -26,3 +28,25 @@ def env_for(settings, **extra: str) -> dict[str, str]:
     }
     values.update(extra)
     return values
+
+
+@contextmanager
+def empty_database(directory: Path):
+    """A database with no schema at all, on the kind the tests run against: yields its URL."""
+    from sqlalchemy import text
+
+    from tests.conftest import DB_KIND, _pg_admin, _pg_url
+
+    if DB_KIND != "postgres":
+        yield f"sqlite:///{directory / 'altkraft.db'}"
+        return
+    name = f"ak_empty_{uuid.uuid4().hex[:10]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _pg_url(name).replace("+psycopg", "")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -24,11 +24,11 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
 
 
 def pending(engine: Engine) -> set[str]:
-    """Migration heads not yet applied to this database (empty: up to date)."""
+    """Migrations not yet applied to this database (empty: up to date)."""
     script = ScriptDirectory.from_config(alembic_config(engine))
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
     applied = set()
     for rev in current:
         applied |= {r.revision for r in script.iterate_revisions(rev, "base")}
-    return set(script.get_heads()) - applied
+    return {r.revision for r in script.walk_revisions()} - applied
