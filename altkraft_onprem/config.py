@@ -149,6 +149,34 @@ def _str_list(value: Any) -> list[str]:
     return value
 
 
+def _ip_list(value: Any) -> list[str]:
+    import ipaddress
+
+    items = _str_list(value)
+    for item in items:
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            raise ValueError(f'a list of IP addresses, e.g. ["192.0.2.25"] ({item!r} is not one)') from None
+    return items
+
+
+def _nameserver_list(value: Any) -> list[str]:
+    import ipaddress
+
+    items = _str_list(value)
+    for item in items:
+        host, _, port = item.strip("[").rpartition("]:") if item.startswith("[") else (
+            item.rpartition(":") if item.count(":") == 1 else (item, "", "53"))
+        try:
+            ipaddress.ip_address(host)
+            if not 0 < int(port) < 65536:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f'a list of IP or IP:PORT, e.g. ["192.0.2.53:53"] ({item!r} is not one)') from None
+    return items
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str                      # dotted: "server.bind"; top level: "data_dir"
@@ -291,6 +319,14 @@ SETTINGS: tuple[Setting, ...] = (
             example=[{"domain": "example.com", "selector": "ak1",
                       "key_file": "/etc/altkraft/dkim/ak1.example.com.key", "algorithm": "rsa-sha256"}],
             item_fields=DKIM_KEY_FIELDS),
+
+    Setting("deliverability.sending_ips", _ip_list, [],
+            "Public IP addresses mail leaves from (the relay's, when relaying), for the PTR and SPF "
+            "checks of `altkraft-install check-dns` and the Deliverability page.", "list of strings",
+            example=["192.0.2.25"]),
+    Setting("deliverability.nameservers", _nameserver_list, [],
+            "DNS servers (IP or IP:PORT) the DNS checks ask; empty: the host's resolvers.",
+            "list of strings", example=["192.0.2.53"]),
 
     Setting("tracking.glance_seconds", _positive(_float), 2.0,
             "A reading-time stream held less than this is a glance.", "number"),

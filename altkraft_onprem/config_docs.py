@@ -22,6 +22,11 @@ HEADER = """\
 
 
 def _toml_value(value: Any) -> str:
+    """One line of TOML (tomli_w writes arrays over several lines, which cannot be commented out)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return tomli_w.dumps({"v": value}).strip()[len("v = "):]
 
 
