@@ -28,8 +28,6 @@ from altkraft_onprem.access.models import system_actor
 from altkraft_onprem.app import create_app
 from altkraft_onprem.db import migrate
 
-pytest_plugins = ["tests.smtp_sink"]
-
 DB_KIND = os.environ.get("AKTEST_DB", "sqlite")
 QUEUE_KIND = os.environ.get("AKTEST_QUEUE", "sqlite")
 PG_ADMIN_URL = os.environ.get("AKTEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -38,7 +36,8 @@ PASSWORD = "correct horse battery"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 _counter = itertools.count()
-pytest_plugins = ["tests.browser"]   # `page`, `new_page`, `browser`: Playwright fixtures
+# `smtp_sink`: aiosmtpd on 127.0.0.1; `page`, `new_page`, `browser`: Playwright fixtures
+pytest_plugins = ["tests.smtp_sink", "tests.browser"]
 
 
 def pytest_report_header(config):

@@ -1,0 +1,133 @@
+"""DKIM signing: dkimpy's canonicalisation and header selection, `cryptography`'s RSA.
+
+dkimpy signs in pure Python (about 150 RSA-2048 signatures/s per core). `dkim.DKIM.sign`
+is: canonicalise and hash the body (bh=), build the tag list with an empty b=, hash the
+selected canonical headers plus that DKIM-Signature header without its trailing CRLF
+(`dkim.hash_headers`), sign the SHA-256 digest. We do the same steps with dkimpy's own
+helpers and hand only the final digest to OpenSSL (PKCS#1 v1.5 over a prehashed SHA-256;
+Ed25519 signs the digest itself, RFC 8463), so `dkim.verify` accepts what we produce.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dkim as dkimpy
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from dkim.canonicalization import CanonicalizationPolicy
+
+from .errors import DeliveryError
+
+# Signed header fields; names listed twice are oversigned so nobody can add another one.
+SIGNED = (b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version",
+          b"content-type", b"list-unsubscribe", b"list-unsubscribe-post", b"list-id",
+          b"feedback-id", b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post")
+CANON = CanonicalizationPolicy.from_c_value(b"relaxed/simple")
+_PKCS1 = padding.PKCS1v15()
+_PREHASHED = Prehashed(hashes.SHA256())
+
+
+@dataclass(frozen=True)
+class Key:
+    domain: str
+    selector: str
+    algorithm: str          # "rsa-sha256" | "ed25519-sha256"
+    private: object         # cryptography private key
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        if self.algorithm == "ed25519-sha256":
+            return self.private.sign(digest)
+        return self.private.sign(digest, _PKCS1, _PREHASHED)
+
+
+def load_key(domain: str, selector: str, key_file: str, algorithm: str = "rsa-sha256") -> Key:
+    """Reads a PEM key (or dkimpy's base64 Ed25519 seed); DeliveryError names the file."""
+    path = Path(key_file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DeliveryError(f"DKIM key {selector}._domainkey.{domain}: cannot read {path}: "
+                            f"{exc.strerror or exc}") from None
+    try:
+        if b"-----BEGIN" in data:
+            private = serialization.load_pem_private_key(data, password=None)
+        elif algorithm == "ed25519-sha256":
+            private = ed25519.Ed25519PrivateKey.from_private_bytes(base64.b64decode(data.strip()))
+        else:
+            raise ValueError("not a PEM private key")
+    except (ValueError, TypeError) as exc:
+        raise DeliveryError(f"DKIM key {path}: {exc}") from None
+    wanted = ed25519.Ed25519PrivateKey if algorithm == "ed25519-sha256" else rsa.RSAPrivateKey
+    if not isinstance(private, wanted):
+        raise DeliveryError(f"DKIM key {path}: not an {algorithm.split('-')[0].upper()} key "
+                            f"(algorithm = {algorithm!r})")
+    return Key(domain.lower(), selector, algorithm, private)
+
+
+_cache: dict[tuple, Key] = {}
+
+
+def keys_for(settings, domain: str) -> list[Key]:
+    """The configured keys of a sending domain (RSA first), loaded once per file version."""
+    domain = domain.lower()
+    found = []
+    for entry in settings["dkim.keys"]:
+        if entry["domain"].lower() != domain:
+            continue
+        try:
+            mtime = os.stat(entry["key_file"]).st_mtime_ns
+        except OSError:
+            mtime = None
+        ident = (domain, entry["selector"], entry["key_file"], entry["algorithm"], mtime)
+        key = _cache.get(ident)
+        if key is None:
+            key = _cache[ident] = load_key(domain, entry["selector"], entry["key_file"],
+                                           entry["algorithm"])
+        found.append(key)
+    found.sort(key=lambda k: k.algorithm != "rsa-sha256")
+    return found
+
+
+def _split(line: bytes) -> list[bytes]:
+    name, _, value = line.partition(b":")
+    return [name, value]
+
+
+def body_hash(body: bytes) -> bytes:
+    return base64.b64encode(hashlib.sha256(CANON.canonicalize_body(body)).digest())
+
+
+def signature_lines(keys: Iterable[Key], header_lines: list[bytes], body: bytes,
+                    now: int | None = None) -> list[bytes]:
+    """DKIM-Signature header lines (CRLF-terminated) for a message, one per key."""
+    keys = list(keys)
+    if not keys:
+        return []
+    headers = CANON.canonicalize_headers([_split(line) for line in header_lines])
+    present = {name.lower() for name, _ in headers}
+    include = tuple(name for name in SIGNED if name in present or name in {b"from"}
+                    or name.startswith(b"list-unsubscribe"))
+    bh = body_hash(body)
+    stamp = str(int(now or time.time())).encode()
+    lines = []
+    for key in keys:
+        fields = [(b"v", b"1"), (b"a", key.algorithm.encode()), (b"c", b"relaxed/simple"),
+                  (b"d", key.domain.encode()), (b"s", key.selector.encode()),
+                  (b"t", stamp), (b"h", b" : ".join(include)), (b"bh", bh), (b"b", b"")]
+        value = dkimpy.fold(b"; ".join(b"=".join(f) for f in fields),
+                            namelen=len(b"DKIM-Signature"))
+        hasher = hashlib.sha256()
+        dkimpy.hash_headers(hasher, CANON, headers, include,
+                            (b"DKIM-Signature", b" " + value), None)
+        signature = base64.b64encode(key.sign_digest(hasher.digest()))
+        # b= goes last and is folded on its own; verifiers drop its value and FWS inside it.
+        chunks = [signature[i:i + 72] for i in range(0, len(signature), 72)]
+        lines.append(b"DKIM-Signature: " + value + b"\r\n\t" + b"\r\n\t".join(chunks) + b"\r\n")
+    return lines

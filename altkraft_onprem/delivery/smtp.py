@@ -1,0 +1,277 @@
+"""SMTP relays from [[smtp.relays]]: connections kept open and reused for many messages.
+
+`RelayPool.send()` hands one message to the first relay that takes it. Replies are
+classified into DeliveryError kinds: 4xx and broken connections are temporary, 5xx are
+permanent, "no relay reachable" sets `relays_down`. A connection that broke while it sat idle
+is replaced transparently (nothing was sent on it yet); one that broke after the message
+data went out is reported `in_doubt`, never silently retried.
+"""
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DeliveryError
+
+TIMEOUT = 60.0
+IDLE_SECONDS = 25.0          # relays drop idle sessions; reconnect instead of finding out
+
+
+@dataclass(frozen=True)
+class Reply:
+    relay: str
+    code: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}"
+
+
+class Relay:
+    """One configured relay with at most max_connections open sessions."""
+
+    def __init__(self, entry: dict):
+        self.host = entry["host"]
+        self.port = entry["port"]
+        self.security = entry["security"]
+        self.username = entry.get("username") or ""
+        self.password = ""
+        if self.username:
+            path = entry.get("password_file") or ""
+            if not path:
+                raise DeliveryError(f"relay {self.name}: username set but no password_file")
+            try:
+                self.password = Path(path).read_text().strip()
+            except OSError as exc:
+                raise DeliveryError(f"relay {self.name}: cannot read password_file {path}: "
+                                    f"{exc.strerror or exc}") from None
+        self.helo = entry.get("helo") or None
+        self.verify_tls = entry.get("verify_tls", True)
+        self.slots = threading.BoundedSemaphore(entry.get("max_connections") or 4)
+        self.max_connections = entry.get("max_connections") or 4
+        self.idle: deque[tuple[float, smtplib.SMTP]] = deque()
+        self.lock = threading.Lock()
+        self.down_since: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.verify_tls:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def connect(self) -> smtplib.SMTP:
+        """A fresh, greeted (and authenticated) session; DeliveryError if unreachable."""
+        try:
+            if self.security == "tls":
+                conn = smtplib.SMTP_SSL(self.host, self.port, local_hostname=self.helo,
+                                        timeout=TIMEOUT, context=self._tls_context())
+            else:
+                conn = smtplib.SMTP(self.host, self.port, local_hostname=self.helo, timeout=TIMEOUT)
+            conn.ehlo()
+            if self.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    conn.close()
+                    raise DeliveryError(f"relay {self.name} does not offer STARTTLS",
+                                        temporary=True, relays_down=True)
+                conn.starttls(context=self._tls_context())
+                conn.ehlo()
+            if self.username:
+                conn.login(self.username, self.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(f"relay {self.name} refused the login: {exc.smtp_code} "
+                                f"{_text(exc.smtp_error)}", temporary=True, relays_down=True) from None
+        except smtplib.SMTPResponseException as exc:
+            raise DeliveryError(f"relay {self.name}: {exc.smtp_code} {_text(exc.smtp_error)}",
+                                temporary=True, relays_down=True, code=exc.smtp_code) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"relay {self.name} unreachable: {_describe(exc)}",
+                                temporary=True, relays_down=True) from None
+        return conn
+
+    def take(self) -> tuple[smtplib.SMTP, bool]:
+        """(session, reused) — an idle one if fresh enough, else a new one."""
+        now = time.monotonic()
+        with self.lock:
+            while self.idle:
+                since, conn = self.idle.pop()
+                if now - since < IDLE_SECONDS:
+                    return conn, True
+                _close(conn)
+        return self.connect(), False
+
+    def give_back(self, conn: smtplib.SMTP) -> None:
+        with self.lock:
+            self.idle.append((time.monotonic(), conn))
+
+    def close_idle(self) -> None:
+        with self.lock:
+            while self.idle:
+                _close(self.idle.pop()[1])
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _close(conn: smtplib.SMTP) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing a broken socket must not raise
+        pass
+
+
+class Session:
+    """One checked-out connection of a relay; `send` one message at a time on it."""
+
+    def __init__(self, relay: Relay):
+        self.relay = relay
+        self.conn: smtplib.SMTP | None = None
+        self.reused = False
+
+    def open(self) -> None:
+        if self.conn is None:
+            self.conn, self.reused = self.relay.take()
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            _close(self.conn)
+            self.conn = None
+
+    def release(self) -> None:
+        if self.conn is not None:
+            self.relay.give_back(self.conn)
+            self.conn = None
+
+    def send(self, mail_from: str, rcpt: str, data: bytes) -> Reply:
+        """MAIL, RCPT, DATA on this session; DeliveryError classified as described above."""
+        for attempt in (1, 2):
+            self.open()
+            try:
+                code, text = self.conn.mail(mail_from)
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                self.drop()
+                if self.reused and attempt == 1:
+                    continue          # the relay closed an idle session: nothing was sent
+                raise DeliveryError(f"relay {self.relay.name} dropped the connection: "
+                                    f"{_describe(exc)}", temporary=True) from None
+            break
+        name = self.relay.name
+        try:
+            if code != 250:
+                self._refused("MAIL FROM", code, text)
+            code, text = self.conn.rcpt(rcpt)
+            if code not in (250, 251):
+                self._refused("RCPT TO", code, text)
+            try:
+                code, text = self.conn.data(data)
+            except smtplib.SMTPDataError as exc:
+                self._refused("DATA", exc.smtp_code, exc.smtp_error)
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                self.drop()
+                raise DeliveryError(f"relay {name} dropped the connection during DATA: "
+                                    f"{_describe(exc)}", temporary=True, in_doubt=True) from None
+            if code != 250:
+                self._refused("end of DATA", code, text)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self.drop()
+            raise DeliveryError(f"relay {name} dropped the connection: {_describe(exc)}",
+                                temporary=True) from None
+        return Reply(name, code, _text(text))
+
+    def _refused(self, stage: str, code: int, text) -> None:
+        message = f"relay {self.relay.name} answered {stage}: {code} {_text(text)}"
+        if code == 421 or code < 0:
+            self.drop()
+        else:
+            try:
+                self.conn.rset()
+            except (smtplib.SMTPException, OSError):
+                self.drop()
+        raise DeliveryError(message, temporary=400 <= code < 500 or code < 0, code=code)
+
+
+class RelayPool:
+    """All configured relays, tried in order; thread-safe."""
+
+    def __init__(self, entries: list[dict]):
+        if not entries:
+            raise DeliveryError("no SMTP relay configured ([[smtp.relays]] is empty)")
+        self.relays = [Relay(entry) for entry in entries]
+
+    def checkout(self, wait: bool = True) -> Session:
+        """A session on the first reachable relay with a free slot; give it back with
+        `checkin`. DeliveryError(relays_down) if no relay answers."""
+        reasons = []
+        for relay in self.relays:
+            if not relay.slots.acquire(timeout=TIMEOUT if wait else 0):
+                reasons.append(f"relay {relay.name}: all {relay.max_connections} "
+                               "connections busy")
+                continue
+            session = Session(relay)
+            try:
+                session.open()
+            except DeliveryError as exc:
+                relay.slots.release()
+                reasons.append(exc.message)
+                continue
+            return session
+        raise DeliveryError("no SMTP relay reachable: " + "; ".join(reasons),
+                            temporary=True, relays_down=True)
+
+    @staticmethod
+    def checkin(session: Session) -> None:
+        session.release()
+        session.relay.slots.release()
+
+    def send(self, mail_from: str, rcpt: str, data: bytes) -> Reply:
+        session = self.checkout()
+        try:
+            return session.send(mail_from, rcpt, data)
+        finally:
+            self.checkin(session)
+
+    def close(self) -> None:
+        for relay in self.relays:
+            relay.close_idle()
+
+
+_pools: dict[str, RelayPool] = {}
+_pools_lock = threading.Lock()
+
+
+def pool_for(settings) -> RelayPool:
+    """The process-wide pool for the configured relays (rebuilt when they change)."""
+    import json
+
+    ident = json.dumps(settings["smtp.relays"], sort_keys=True)
+    with _pools_lock:
+        pool = _pools.get(ident)
+        if pool is None:
+            pool = _pools[ident] = RelayPool(settings["smtp.relays"])
+        return pool
+
+
+def _forget_pools() -> None:
+    # A forked child must not share the parent's sockets.
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
