@@ -351,6 +351,16 @@ SETTINGS: tuple[Setting, ...] = (
             "Networks of Apple Mail Privacy Protection's image proxies (opens from them with a "
             "bare user agent are machine opens).", "list of strings"),
 
+    Setting("audience.trash_days", _positive(_int), 30,
+            "Deleted subscribers stay restorable in the trash this many days, then are erased.",
+            "integer"),
+    Setting("audience.confirm_hours", _positive(_int), 72,
+            "Double opt-in confirmation links expire after this many hours.", "integer"),
+    Setting("audience.from_email", _str, "",
+            "Sender of confirmation emails (a list's form may override it); empty: "
+            "noreply@ the public URL's host.", "string"),
+    Setting("audience.from_name", _str, "", "Sender name of confirmation emails.", "string"),
+
     Setting("messages.image_max_width", _positive(_int), 1200,
             "Uploaded images wider than this many pixels are scaled down (aspect kept).", "integer"),
     Setting("messages.upload_max_mb", _positive(_int), 10,
