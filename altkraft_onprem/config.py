@@ -328,6 +328,16 @@ SETTINGS: tuple[Setting, ...] = (
             "DNS servers (IP or IP:PORT) the DNS checks ask; empty: the host's resolvers.",
             "list of strings", example=["192.0.2.53"]),
 
+    Setting("imports.max_archive_bytes", _positive(_int), 2 * 1024**3,
+            "An uploaded .zip/.tar.gz may unpack to at most this many bytes (all members).", "integer"),
+    Setting("imports.max_archive_members", _positive(_int), 1000,
+            "An uploaded archive may hold at most this many members.", "integer"),
+    Setting("imports.max_compression_ratio", _positive(_float), 200.0,
+            "Archives (and .xlsx files) unpacking to more than this many times their size are "
+            "refused as zip bombs.", "number"),
+    Setting("imports.batch_size", _positive(_int), 5000,
+            "Rows written per transaction by an import (progress is updated after each).", "integer"),
+
     Setting("tracking.glance_seconds", _positive(_float), 2.0,
             "A reading-time stream held less than this is a glance.", "number"),
     Setting("tracking.read_seconds", _positive(_float), 8.0,
