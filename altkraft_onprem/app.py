@@ -36,11 +36,13 @@ class IdConverter(IntegerConverter):
 def _blueprints():
     """Every UI blueprint and every module that declares API operations."""
     import altkraft_onprem.access.api  # noqa: F401  (declares API operations)
+    import altkraft_onprem.messages.api  # noqa: F401
     from altkraft_onprem.access.views import blueprint as access_views
+    from altkraft_onprem.messages.views import blueprint as messages_views
     from altkraft_onprem.tracking.views import blueprint as tracking_views
     from altkraft_onprem.web.views import blueprint as web_views
 
-    return [web_views, access_views, tracking_views, api_blueprint]
+    return [web_views, access_views, tracking_views, messages_views, api_blueprint]
 
 
 def read_secret_key(settings: Settings) -> bytes:

@@ -17,7 +17,7 @@ class NavItem:
 NAV: list[NavItem] = [
     NavItem("web.dashboard", _l("Dashboard"), "dashboard:read", "home"),
     NavItem("web.area_audience", _l("Audience"), "lists:read", "users"),
-    NavItem("web.area_messages", _l("Messages"), "messages:read", "mail"),
+    NavItem("messages.index", _l("Messages"), "messages:read", "mail"),
     NavItem("web.area_campaigns", _l("Campaigns"), "campaigns:read", "send"),
     NavItem("web.area_automation", _l("Automation"), "automation:read", "zap"),
     NavItem("web.area_reports", _l("Reports"), "reports:read", "chart"),

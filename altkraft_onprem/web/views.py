@@ -47,7 +47,6 @@ def _placeholder(slug: str, permission: str, title: str, what: str):
 # Areas whose issues have not landed yet: the page says so plainly.
 for _slug, _perm, _title, _what in (
     ("audience", "lists:read", "Audience", "Lists, subscribers, segments, imports and the suppression list"),
-    ("messages", "messages:read", "Messages", "The message editor, templates and the media library"),
     ("campaigns", "campaigns:read", "Campaigns", "Campaigns, schedules and split tests"),
     ("automation", "automation:read", "Automation", "Triggers, workflows and webhooks"),
     ("reports", "reports:read", "Reports", "Campaign reports, clickmaps, cohorts and engagement"),

@@ -1,0 +1,59 @@
+"""Subscriber history: the activity timeline and the consent record."""
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import Connection, insert, select
+
+from altkraft_onprem.db.types import utcnow
+
+from .models import consents, subscriber_activity
+
+
+def log_activity(conn: Connection, subscriber_id: int, kind: str, **details) -> None:
+    conn.execute(insert(subscriber_activity).values(
+        subscriber_id=subscriber_id, at=utcnow(), kind=kind,
+        details=json.dumps(details, default=str, ensure_ascii=False)))
+
+
+def record_consent(conn: Connection, subscriber_id: int, list_id: int | None, kind: str, *,
+                   ip: str = "", user_agent: str = "", form: str = "") -> None:
+    conn.execute(insert(consents).values(
+        subscriber_id=subscriber_id, list_id=list_id, kind=kind, at=utcnow(), ip=(ip or "")[:64],
+        user_agent=(user_agent or "")[:300], form=(form or "")[:200]))
+
+
+def consent_record(conn: Connection, subscriber_id: int) -> list[dict]:
+    query = select(consents).where(consents.c.subscriber_id == subscriber_id).order_by(
+        consents.c.at.desc(), consents.c.id.desc())
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def timeline(conn: Connection, subscriber_id: int, limit: int = 200) -> list[dict]:
+    """Own activity plus tracking events (opens, clicks) when the tracking tables exist."""
+    query = select(subscriber_activity).where(
+        subscriber_activity.c.subscriber_id == subscriber_id).order_by(
+        subscriber_activity.c.at.desc(), subscriber_activity.c.id.desc()).limit(limit)
+    items = []
+    for row in conn.execute(query):
+        item = dict(row._mapping)
+        item["details"] = json.loads(item["details"] or "{}")
+        items.append(item)
+    items.extend(_tracking_events(conn, subscriber_id, limit))
+    items.sort(key=lambda i: i["at"], reverse=True)
+    return items[:limit]
+
+
+def _tracking_events(conn: Connection, subscriber_id: int, limit: int) -> list[dict]:
+    try:
+        from altkraft_onprem.tracking.models import tracking_events
+    except ImportError:
+        return []
+    query = select(tracking_events.c.at, tracking_events.c.kind, tracking_events.c.campaign_id,
+                   tracking_events.c.link_index).where(
+        tracking_events.c.subscriber_id == subscriber_id).order_by(
+        tracking_events.c.at.desc()).limit(limit)
+    names = {"open": "opened", "click": "clicked", "read": "read"}
+    return [{"at": r.at, "kind": names.get(r.kind, r.kind),
+             "details": {"campaign_id": r.campaign_id, "link_index": r.link_index}}
+            for r in conn.execute(query)]

@@ -1,0 +1,133 @@
+"""Lists: create, change, delete, live counts per membership status."""
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from altkraft_onprem.access.models import Actor
+from altkraft_onprem.access.service import record
+from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.errors import Conflict, NotFound, ServiceError
+
+from .models import MEMBER_STATUSES, lists, subscriber_lists, subscribers
+
+VISIBILITIES = ("public", "private")
+OPTINS = ("single", "double")
+
+
+def _clean(name=None, visibility=None, optin=None, tags=None, description=None) -> dict:
+    values = {}
+    if name is not None:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise ServiceError("a list needs a name of 1 to 200 characters", "name")
+        values["name"] = name
+    if visibility is not None:
+        if visibility not in VISIBILITIES:
+            raise ServiceError("visibility must be public or private", "visibility")
+        values["visibility"] = visibility
+    if optin is not None:
+        if optin not in OPTINS:
+            raise ServiceError("optin must be single or double", "optin")
+        values["optin"] = optin
+    if tags is not None:
+        clean = sorted({str(t).strip()[:50] for t in tags if str(t).strip()})
+        values["tags"] = json.dumps(clean, ensure_ascii=False)
+    if description is not None:
+        values["description"] = description[:5000]
+    return values
+
+
+def _name_taken(conn: Connection, name: str, except_id: int | None = None) -> bool:
+    query = select(lists.c.id).where(lists.c.name == name)
+    if except_id is not None:
+        query = query.where(lists.c.id != except_id)
+    return conn.execute(query).first() is not None
+
+
+def create_list(conn: Connection, actor: Actor, name: str, *, optin: str = "single",
+                visibility: str = "private", tags=(), description: str = "") -> int:
+    values = _clean(name, visibility, optin, list(tags), description)
+    if _name_taken(conn, values["name"]):
+        raise Conflict(f"a list named {values['name']!r} already exists", "name")
+    now = utcnow()
+    list_id = conn.execute(insert(lists).values(**values, form="{}", created_at=now, updated_at=now)
+                           .returning(lists.c.id)).scalar_one()
+    record(conn, actor, "list.create", "list", list_id, name=values["name"])
+    return list_id
+
+
+def update_list(conn: Connection, actor: Actor, list_id: int, **changes) -> None:
+    get_list(conn, list_id, counts=False)
+    values = _clean(**{k: v for k, v in changes.items() if k != "form"})
+    if "form" in changes and changes["form"] is not None:
+        values["form"] = json.dumps(changes["form"], ensure_ascii=False)
+    if "name" in values and _name_taken(conn, values["name"], list_id):
+        raise Conflict(f"a list named {values['name']!r} already exists", "name")
+    if values:
+        conn.execute(update(lists).where(lists.c.id == list_id).values(**values, updated_at=utcnow()))
+        record(conn, actor, "list.update", "list", list_id, **{k: v for k, v in values.items()
+                                                                   if k != "form"})
+
+
+def delete_list(conn: Connection, actor: Actor, list_id: int) -> None:
+    """Removes the list and its memberships; the subscribers stay."""
+    found = get_list(conn, list_id, counts=False)
+    conn.execute(delete(subscriber_lists).where(subscriber_lists.c.list_id == list_id))
+    conn.execute(delete(lists).where(lists.c.id == list_id))
+    record(conn, actor, "list.delete", "list", list_id, name=found["name"])
+
+
+def _out(row, counts: dict | None) -> dict:
+    item = dict(row._mapping)
+    item["tags"] = json.loads(item["tags"] or "[]")
+    item["form"] = json.loads(item["form"] or "{}")
+    if counts is not None:
+        item["counts"] = counts
+    return item
+
+
+def counts_by_list(conn: Connection, list_ids=None) -> dict[int, dict]:
+    """Live member counts per list and status, people in the trash left out."""
+    query = (select(subscriber_lists.c.list_id, subscriber_lists.c.status, func.count())
+             .select_from(subscriber_lists.join(subscribers, and_(
+                 subscribers.c.id == subscriber_lists.c.subscriber_id,
+                 subscribers.c.deleted_at.is_(None))))
+             .group_by(subscriber_lists.c.list_id, subscriber_lists.c.status))
+    if list_ids is not None:
+        query = query.where(subscriber_lists.c.list_id.in_(list(list_ids)))
+    result: dict[int, dict] = {}
+    for list_id, status, count in conn.execute(query):
+        result.setdefault(list_id, dict.fromkeys(MEMBER_STATUSES, 0))[status] = count
+    return result
+
+
+def get_list(conn: Connection, list_id: int, *, counts: bool = True) -> dict:
+    row = conn.execute(select(lists).where(lists.c.id == list_id)).first()
+    if row is None:
+        raise NotFound("no such list")
+    return _out(row, counts_by_list(conn, [list_id]).get(list_id, dict.fromkeys(MEMBER_STATUSES, 0))
+                if counts else None)
+
+
+def list_lists(conn: Connection, *, counts: bool = True) -> list[dict]:
+    all_counts = counts_by_list(conn) if counts else {}
+    return [_out(r, all_counts.get(r.id, dict.fromkeys(MEMBER_STATUSES, 0)) if counts else None)
+            for r in conn.execute(select(lists).order_by(lists.c.name))]
+
+
+def list_id_by_name(conn: Connection, name: str) -> int:
+    found = conn.execute(select(lists.c.id).where(lists.c.name == name)).scalar()
+    if found is None:
+        raise NotFound(f"no list named {name!r}", "list")
+    return found
+
+
+def existing_list_ids(conn: Connection, list_ids) -> list[int]:
+    wanted = sorted({int(i) for i in list_ids})
+    found = set(conn.execute(select(lists.c.id).where(lists.c.id.in_(wanted))).scalars())
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise NotFound(f"no such list: {', '.join(map(str, missing))}", "lists")
+    return wanted

@@ -1,0 +1,96 @@
+"""The audience services other domains call (campaigns, bounces, rendering).
+
+    audience_query(conn, list_ids, segment_ids=(), exclude_list_ids=(), exclude_segment_ids=())
+    is_sendable(conn, subscriber_id, list_ids)
+    suppress(conn, actor, email=None, domain=None, reason, source)
+    unsubscribe(conn, subscriber_id, list_id=None, campaign_id=None, ip, user_agent)
+    render_context(conn, subscriber_ids)
+"""
+from __future__ import annotations
+
+from sqlalchemy import Connection, and_, or_, select, update
+
+from altkraft_onprem.access.models import system_actor
+from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.errors import NotFound
+
+from . import segments as segment_service
+from .activity import log_activity, record_consent
+from .models import subscriber_lists, subscribers
+from .subscribers import render_context, set_membership
+from .suppression import not_suppressed, suppress
+
+__all__ = ["audience_query", "is_sendable", "suppress", "unsubscribe", "render_context",
+           "eligible"]
+
+
+def _confirmed_on(list_ids):
+    return select(subscriber_lists.c.subscriber_id).where(
+        subscriber_lists.c.subscriber_id == subscribers.c.id,
+        subscriber_lists.c.list_id.in_(list(list_ids)),
+        subscriber_lists.c.status == "confirmed").exists()
+
+
+def eligible(conn: Connection, list_ids, segment_ids=(), exclude_list_ids=(),
+             exclude_segment_ids=()):
+    """The WHERE of audience_query."""
+    where = [subscribers.c.deleted_at.is_(None), subscribers.c.state == "active", not_suppressed(),
+             _confirmed_on(list_ids)]
+    if segment_ids:
+        where.append(or_(*[segment_service.segment_expr(conn, s) for s in segment_ids]))
+    if exclude_list_ids:
+        excluded = select(subscriber_lists.c.subscriber_id).where(
+            subscriber_lists.c.subscriber_id == subscribers.c.id,
+            subscriber_lists.c.list_id.in_(list(exclude_list_ids))).exists()
+        where.append(~excluded)
+    for segment_id in exclude_segment_ids:
+        where.append(~segment_service.segment_expr(conn, segment_id))
+    return and_(*where)
+
+
+def audience_query(conn: Connection, list_ids, segment_ids=(), exclude_list_ids=(),
+                   exclude_segment_ids=()):
+    """SELECT subscribers.id of everyone a campaign to these lists may reach: active, not in
+    the trash, not suppressed (address or domain), confirmed on at least one of the lists,
+    matching one of the segments if any are given, on none of the excluded lists/segments."""
+    return select(subscribers.c.id).where(eligible(
+        conn, list_ids, segment_ids, exclude_list_ids, exclude_segment_ids))
+
+
+def is_sendable(conn: Connection, subscriber_id: int, list_ids) -> bool:
+    """Send-time re-check of one recipient (they may have unsubscribed meanwhile)."""
+    query = select(subscribers.c.id).where(subscribers.c.id == subscriber_id,
+                                            eligible(conn, list_ids))
+    return conn.execute(query).first() is not None
+
+
+def unsubscribe(conn: Connection, subscriber_id: int, list_id: int | None = None,
+                campaign_id: int | None = None, ip: str = "", user_agent: str = "",
+                form: str = "") -> list[int]:
+    """From one list, or (list_id None) from every list plus the suppression list.
+    Returns the list ids whose status changed. Idempotent."""
+    row = conn.execute(select(subscribers.c.id, subscribers.c.email).where(
+        subscribers.c.id == subscriber_id)).first()
+    if row is None:
+        raise NotFound("no such subscriber")
+    query = select(subscriber_lists.c.list_id).where(
+        subscriber_lists.c.subscriber_id == subscriber_id,
+        subscriber_lists.c.status != "unsubscribed")
+    if list_id is not None:
+        query = query.where(subscriber_lists.c.list_id == list_id)
+    changed = list(conn.execute(query).scalars())
+    for target in changed:
+        set_membership(conn, subscriber_id, target, "unsubscribed")
+        record_consent(conn, subscriber_id, target, "unsubscribe", ip=ip, user_agent=user_agent,
+                       form=form or (f"campaign {campaign_id}" if campaign_id else "link"))
+    if list_id is None:
+        suppress(conn, system_actor("unsubscribe"), email=row.email,
+                 reason="unsubscribed from everything", source="unsubscribe")
+        if not changed:
+            record_consent(conn, subscriber_id, None, "unsubscribe", ip=ip,
+                           user_agent=user_agent, form=form or "link")
+    log_activity(conn, subscriber_id, "unsubscribed", list_id=list_id, campaign_id=campaign_id,
+                 lists=changed)
+    conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
+                 .values(updated_at=utcnow()))
+    return changed

@@ -1,0 +1,241 @@
+"""Subscribers: one person per normalised email, typed standard fields, custom fields,
+memberships with a status per list, a global state."""
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+
+from altkraft_onprem.access.models import Actor
+from altkraft_onprem.access.service import record
+from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.errors import Conflict, NotFound, ServiceError
+
+from . import fields as fields_service
+from .activity import log_activity, record_consent
+from .lists import existing_list_ids
+from .models import (
+    MEMBER_STATUSES,
+    STANDARD_FIELDS,
+    SUBSCRIBER_STATES,
+    FieldError,
+    clean_custom,
+    clean_standard,
+    email_domain,
+    lists,
+    subscriber_lists,
+    subscribers,
+)
+
+OUT_COLUMNS = ("id", *STANDARD_FIELDS, "state", "custom", "source", "created_at", "updated_at",
+               "deleted_at", "deleted_batch")
+
+
+def clean_values(conn: Connection, data: dict, *, partial: bool = False,
+                 definitions: dict | None = None) -> dict:
+    """Standard fields typed by clean_standard, `custom` by each field's definition.
+    Raises ServiceError naming the first bad field."""
+    values: dict = {}
+    for name in STANDARD_FIELDS:
+        if name not in data:
+            continue
+        try:
+            values[name] = clean_standard(name, data[name])
+        except FieldError as exc:
+            raise ServiceError(exc.message, exc.field) from None
+    if not partial and "email" not in values:
+        raise ServiceError("an email address is required", "email")
+    custom = data.get("custom")
+    if custom:
+        if not isinstance(custom, dict):
+            raise ServiceError("custom fields must be an object", "custom")
+        defs = definitions if definitions is not None else fields_service.definitions(conn)
+        clean = {}
+        for key, raw in custom.items():
+            field = defs.get(key)
+            if field is None:
+                raise ServiceError(f"unknown custom field {key!r}: define it first", f"custom.{key}")
+            try:
+                clean[key] = clean_custom(field["type"], raw, field["choices"], name=f"custom.{key}")
+            except FieldError as exc:
+                raise ServiceError(exc.message, exc.field) from None
+        values["custom"] = clean
+    return values
+
+
+def _by_email(conn: Connection, email: str):
+    return conn.execute(select(subscribers).where(subscribers.c.email == email)).first()
+
+
+def find_by_email(conn: Connection, raw_email: str) -> dict | None:
+    try:
+        email = clean_standard("email", raw_email)
+    except FieldError:
+        return None
+    row = _by_email(conn, email)
+    return get_subscriber(conn, row.id) if row is not None and row.deleted_at is None else None
+
+
+def create_subscriber(conn: Connection, actor: Actor, data: dict, *, list_ids=(),
+                      status: str = "confirmed", source: str = "manual") -> int:
+    values = clean_values(conn, data)
+    existing = _by_email(conn, values["email"])
+    if existing is not None:
+        where = " (in the trash: restore it instead)" if existing.deleted_at else ""
+        raise Conflict(f"{values['email']} is already a subscriber{where}", "email")
+    now = utcnow()
+    values.setdefault("custom", {})
+    subscriber_id = conn.execute(insert(subscribers).values(
+        **values, email_domain=email_domain(values["email"]), state="active", source=source[:100],
+        created_at=now, updated_at=now).returning(subscribers.c.id)).scalar_one()
+    for list_id in existing_list_ids(conn, list_ids):
+        set_membership(conn, subscriber_id, list_id, status)
+    log_activity(conn, subscriber_id, "created", source=source, by=actor.label)
+    record_consent(conn, subscriber_id, None, source, ip=actor.ip, form=f"added by {actor.label}")
+    record(conn, actor, "subscriber.create", "subscriber", subscriber_id)
+    return subscriber_id
+
+
+def update_subscriber(conn: Connection, actor: Actor, subscriber_id: int, data: dict) -> list[str]:
+    """Changes the given fields; custom fields merge into the existing ones (None removes one).
+    Returns the names of the fields that changed."""
+    current = get_subscriber(conn, subscriber_id)
+    values = clean_values(conn, data, partial=True)
+    if "email" in values and values["email"] != current["email"]:
+        if _by_email(conn, values["email"]) is not None:
+            raise Conflict(f"{values['email']} is already a subscriber", "email")
+        values["email_domain"] = email_domain(values["email"])
+    if "custom" in values:
+        merged = dict(current["custom"])
+        for key, value in values["custom"].items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        values["custom"] = merged
+    changed = [k for k, v in values.items() if k != "email_domain" and current.get(k) != v]
+    if changed:
+        conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
+                     .values(**values, updated_at=utcnow()))
+        log_activity(conn, subscriber_id, "updated", fields=changed, by=actor.label)
+        record(conn, actor, "subscriber.update", "subscriber", subscriber_id, fields=changed)
+    return changed
+
+
+def set_state(conn: Connection, actor: Actor, subscriber_id: int, state: str) -> None:
+    if state not in SUBSCRIBER_STATES:
+        raise ServiceError(f"state must be one of {', '.join(SUBSCRIBER_STATES)}", "state")
+    get_subscriber(conn, subscriber_id)
+    conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
+                 .values(state=state, updated_at=utcnow()))
+    log_activity(conn, subscriber_id, "state", state=state, by=actor.label)
+    record(conn, actor, "subscriber.state", "subscriber", subscriber_id, state=state)
+
+
+def set_membership(conn: Connection, subscriber_id: int, list_id: int, status: str) -> str | None:
+    """Adds or changes one membership; returns the previous status (None if new)."""
+    if status not in MEMBER_STATUSES:
+        raise ServiceError(f"status must be one of {', '.join(MEMBER_STATUSES)}", "status")
+    now = utcnow()
+    previous = conn.execute(select(subscriber_lists.c.status).where(
+        subscriber_lists.c.list_id == list_id,
+        subscriber_lists.c.subscriber_id == subscriber_id)).scalar()
+    stamps = {"confirmed_at": now} if status == "confirmed" else (
+        {"unsubscribed_at": now} if status == "unsubscribed" else {})
+    if previous is None:
+        conn.execute(insert(subscriber_lists).values(
+            list_id=list_id, subscriber_id=subscriber_id, status=status, created_at=now,
+            updated_at=now, **stamps))
+    elif previous != status:
+        conn.execute(update(subscriber_lists).where(
+            subscriber_lists.c.list_id == list_id,
+            subscriber_lists.c.subscriber_id == subscriber_id).values(
+            status=status, updated_at=now, **stamps))
+    if previous != status:
+        log_activity(conn, subscriber_id, status if previous is None else f"list_{status}",
+                     list_id=list_id, previous=previous)
+    return previous
+
+
+def change_memberships(conn: Connection, actor: Actor, subscriber_id: int, *, add=(),
+                       status: str = "confirmed", remove=()) -> None:
+    get_subscriber(conn, subscriber_id)
+    for list_id in existing_list_ids(conn, add):
+        set_membership(conn, subscriber_id, list_id, status)
+    for list_id in remove:
+        conn.execute(delete(subscriber_lists).where(
+            subscriber_lists.c.list_id == int(list_id),
+            subscriber_lists.c.subscriber_id == subscriber_id))
+        log_activity(conn, subscriber_id, "list_removed", list_id=int(list_id), by=actor.label)
+    record(conn, actor, "subscriber.lists", "subscriber", subscriber_id, add=list(add),
+           remove=list(remove), status=status)
+
+
+def memberships(conn: Connection, subscriber_id: int) -> list[dict]:
+    query = (select(subscriber_lists, lists.c.name)
+             .join(lists, lists.c.id == subscriber_lists.c.list_id)
+             .where(subscriber_lists.c.subscriber_id == subscriber_id).order_by(lists.c.name))
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def get_subscriber(conn: Connection, subscriber_id: int, *, include_deleted: bool = False) -> dict:
+    row = conn.execute(select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+    if row is None or (row.deleted_at is not None and not include_deleted):
+        raise NotFound("no such subscriber")
+    item = {k: getattr(row, k) for k in OUT_COLUMNS}
+    item["custom"] = item["custom"] or {}
+    item["lists"] = memberships(conn, subscriber_id)
+    return item
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_query(conn: Connection, *, search: str = "", list_id: int | None = None,
+                 status: str | None = None, state: str | None = None, segment=None):
+    """The WHERE of the subscriber browser (without trash)."""
+    where = [subscribers.c.deleted_at.is_(None)]
+    if search:
+        pattern = f"%{_escape_like(search.strip())}%"
+        where.append(or_(subscribers.c.email.ilike(pattern, escape="\\"),
+                         subscribers.c.first_name.ilike(pattern, escape="\\"),
+                         subscribers.c.last_name.ilike(pattern, escape="\\")))
+    if list_id is not None:
+        member = select(subscriber_lists.c.subscriber_id).where(
+            subscriber_lists.c.list_id == list_id,
+            subscriber_lists.c.subscriber_id == subscribers.c.id)
+        if status:
+            member = member.where(subscriber_lists.c.status == status)
+        where.append(member.exists())
+    if state:
+        where.append(subscribers.c.state == state)
+    if segment is not None:
+        where.append(segment)
+    return and_(*where)
+
+
+def browse(conn: Connection, *, limit: int = 50, offset: int = 0, **filters) -> tuple[list[dict], int]:
+    where = search_query(conn, **filters)
+    total = conn.execute(select(func.count()).select_from(subscribers).where(where)).scalar_one()
+    rows = conn.execute(select(subscribers).where(where).order_by(subscribers.c.id.desc())
+                        .limit(limit).offset(offset))
+    return [dict(r._mapping) for r in rows], total
+
+
+def render_context(conn: Connection, subscriber_ids) -> dict[int, dict]:
+    """Per id: the variables a message sees as `subscriber` (standard fields, custom, dates)."""
+    ids = list(subscriber_ids)
+    result: dict[int, dict] = {}
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start:start + 5000]
+        for row in conn.execute(select(subscribers).where(subscribers.c.id.in_(chunk))):
+            item = {"id": row.id}
+            for name in STANDARD_FIELDS:
+                value = getattr(row, name)
+                item[name] = value.isoformat() if isinstance(value, date) else (value or "")
+            item["custom"] = dict(row.custom or {})
+            item["created_at"] = row.created_at.isoformat()
+            result[row.id] = item
+    return result
+

@@ -1,0 +1,126 @@
+"""The global suppression list: addresses and whole domains that never receive mail."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
+
+from altkraft_onprem.access.models import Actor
+from altkraft_onprem.access.service import record
+from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.errors import NotFound, ServiceError
+
+from .activity import log_activity
+from .models import FieldError, normalise_domain, normalise_email, subscribers, suppressions
+
+SOURCES = ("manual", "paste", "file", "api", "unsubscribe", "bounce", "complaint", "import")
+# The state a subscriber takes when suppressed for a reason that has its own state.
+_STATE_FOR = {"bounce": "bounced", "complaint": "complained"}
+
+
+def suppress(conn: Connection, actor: Actor, email: str | None = None, domain: str | None = None,
+             reason: str = "", source: str = "manual") -> int:
+    """Adds one address or domain (idempotent: an existing entry is returned unchanged) and
+    marks matching subscribers suppressed (bounced / complained for those sources)."""
+    if (email is None) == (domain is None):
+        raise ServiceError("give either an email or a domain", "email")
+    if source not in SOURCES:
+        raise ServiceError(f"source must be one of {', '.join(SOURCES)}", "source")
+    try:
+        value = normalise_email(email) if email is not None else normalise_domain(domain)
+    except FieldError as exc:
+        raise ServiceError(exc.message, exc.field) from None
+    column = suppressions.c.email if email is not None else suppressions.c.domain
+    existing = conn.execute(select(suppressions.c.id).where(column == value)).scalar()
+    if existing is not None:
+        return existing
+    entry_id = conn.execute(insert(suppressions).values(
+        email=value if email is not None else None, domain=value if domain is not None else None,
+        reason=(reason or "")[:200], source=source, created_at=utcnow(),
+        created_by=actor.label[:320]).returning(suppressions.c.id)).scalar_one()
+    state = _STATE_FOR.get(source, "suppressed")
+    target = subscribers.c.email == value if email is not None else subscribers.c.email_domain == value
+    affected = conn.execute(select(subscribers.c.id).where(target, subscribers.c.state == "active")
+                            ).scalars().all()
+    if affected:
+        conn.execute(update(subscribers).where(subscribers.c.id.in_(affected))
+                     .values(state=state, updated_at=utcnow()))
+        if len(affected) <= 1000:
+            for subscriber_id in affected:
+                log_activity(conn, subscriber_id, "suppressed", reason=reason, source=source)
+    record(conn, actor, "suppression.add", "suppression", entry_id, email=email and value,
+           domain=domain and value, reason=reason, source=source)
+    return entry_id
+
+
+def suppress_many(conn: Connection, actor: Actor, text: str, reason: str = "",
+                  source: str = "paste") -> dict:
+    """One address or domain per line/comma/semicolon (pasted); a bare domain or @domain is a
+    domain entry. Returns {"added": n, "invalid": [(value, reason), …]}."""
+    added, invalid = 0, []
+    for token in re.split(r"[\s,;]+", text or ""):
+        token = token.strip().strip('"\'')
+        if not token:
+            continue
+        try:
+            if "@" in token.lstrip("@"):
+                suppress(conn, actor, email=token, reason=reason, source=source)
+            else:
+                suppress(conn, actor, domain=token, reason=reason, source=source)
+            added += 1
+        except ServiceError as exc:
+            invalid.append((token, exc.message))
+    return {"added": added, "invalid": invalid}
+
+
+def remove(conn: Connection, actor: Actor, entry_id: int) -> None:
+    """Deletes an entry (audited); subscribers it suppressed become active again unless another
+    entry still covers them. Bounced/complained people keep their state."""
+    entry = get_entry(conn, entry_id)
+    conn.execute(delete(suppressions).where(suppressions.c.id == entry_id))
+    target = (subscribers.c.email == entry["email"]) if entry["email"] else (
+        subscribers.c.email_domain == entry["domain"])
+    still = or_(select(suppressions.c.id).where(suppressions.c.email == subscribers.c.email).exists(),
+                select(suppressions.c.id).where(suppressions.c.domain == subscribers.c.email_domain)
+                .exists())
+    conn.execute(update(subscribers).where(target, subscribers.c.state == "suppressed", ~still)
+                 .values(state="active", updated_at=utcnow()))
+    record(conn, actor, "suppression.remove", "suppression", entry_id, email=entry["email"],
+           domain=entry["domain"], reason=entry["reason"], source=entry["source"])
+
+
+def get_entry(conn: Connection, entry_id: int) -> dict:
+    row = conn.execute(select(suppressions).where(suppressions.c.id == entry_id)).first()
+    if row is None:
+        raise NotFound("no such suppression entry")
+    return dict(row._mapping)
+
+
+def list_entries(conn: Connection, *, search: str = "", limit: int = 100, offset: int = 0
+                 ) -> tuple[list[dict], int]:
+    where = []
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(or_(suppressions.c.email.ilike(pattern, escape="\\"),
+                         suppressions.c.domain.ilike(pattern, escape="\\")))
+    total = conn.execute(select(func.count()).select_from(suppressions).where(*where)).scalar_one()
+    rows = conn.execute(select(suppressions).where(*where).order_by(suppressions.c.id.desc())
+                        .limit(limit).offset(offset))
+    return [dict(r._mapping) for r in rows], total
+
+
+def not_suppressed():
+    """WHERE: the subscriber's address and domain are on no suppression entry."""
+    return ~or_(
+        select(suppressions.c.id).where(suppressions.c.email == subscribers.c.email).exists(),
+        select(suppressions.c.id).where(suppressions.c.domain == subscribers.c.email_domain).exists())
+
+
+def is_suppressed(conn: Connection, email: str) -> bool:
+    try:
+        value = normalise_email(email)
+    except FieldError:
+        return False
+    domain = value.rpartition("@")[2]
+    return conn.execute(select(suppressions.c.id).where(
+        or_(suppressions.c.email == value, suppressions.c.domain == domain))).first() is not None
