@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 DATA   ?= ./altkraft-data
 export ALTKRAFT_DATA_DIR ?= $(DATA)
 
-.PHONY: run setup python-deps frontend translations test test-sqlite test-postgres system-deps lint
+.PHONY: run setup python-deps frontend translations extract-messages test test-sqlite test-postgres system-deps lint
 
 ## Install everything the appliance needs and start it on its embedded defaults (SQLite + SQLite queue).
 run: setup
@@ -29,6 +29,14 @@ altkraft_onprem/web/static/vendor/.built: package.json package-lock.json fronten
 translations: python-deps
 	@if ls altkraft_onprem/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
 	  $(BIN)/pybabel compile -d altkraft_onprem/translations -f 2>&1 | tail -n 1; fi
+
+## For translators: refresh translations/messages.pot from the code and merge it into every
+## language's messages.po (new msgids arrive empty; see docs/translations.md).
+extract-messages: python-deps
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --project "ALTKRAFT On-Premise" \
+	  --copyright-holder ALTKRAFT --no-wrap --sort-by-file -o altkraft_onprem/translations/messages.pot .
+	$(BIN)/pybabel update -i altkraft_onprem/translations/messages.pot -d altkraft_onprem/translations \
+	  --no-wrap --no-fuzzy-matching --ignore-obsolete
 
 ## Debian packages the tests drive: Chromium (browser tests), Postfix's smtp-sink/smtp-source (benchmarks).
 system-deps:

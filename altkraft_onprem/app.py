@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, redirect, render_template, request, session, url_for
 from flask_babel import Babel
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -133,7 +134,9 @@ def _install_guard(app: Flask) -> None:
         except Forbidden as exc:
             if api:
                 return problem(403, "Forbidden", exc.message)
-            return render_template("web/error.html", status=403, message=exc.message), 403
+            message = _("Your role (%(role)s) does not allow this (%(permission)s).",
+                        role=g.actor.role, permission=permission)
+            return render_template("web/error.html", status=403, message=message), 403
         return None
 
 
@@ -194,8 +197,8 @@ def _install_error_pages(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
         return render_template("web/error.html", status=400,
-                               message="The form expired or was not sent by this site; "
-                                       "reload the page and try again."), 400
+                               message=_("The form expired or was not sent by this site; "
+                                         "reload the page and try again.")), 400
 
     @app.errorhandler(Exception)
     def any_error(exc: Exception):
@@ -204,10 +207,13 @@ def _install_error_pages(app: Flask) -> None:
         if is_api_request():
             return handle_api_error(exc)
         if isinstance(exc, HTTPException):
-            return render_template("web/error.html", status=exc.code, message=exc.description), exc.code
+            plain = {404: _("There is no page at this address."),
+                     405: _("This page does not accept this kind of request.")}
+            return render_template("web/error.html", status=exc.code,
+                                   message=plain.get(exc.code, exc.description)), exc.code
         app.logger.exception("error on %s %s", request.method, request.path)
         return render_template("web/error.html", status=500,
-                               message="Something went wrong; the error was logged."), 500
+                               message=_("Something went wrong; the error was logged.")), 500
 
 
 CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "

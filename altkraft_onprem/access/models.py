@@ -16,27 +16,29 @@ from sqlalchemy import (
 
 from altkraft_onprem.db import metadata
 from altkraft_onprem.db.types import UTCDateTime
+from altkraft_onprem.i18n import N_
 
-# Every permission a role can hold: name -> what it allows. A route declares one of these.
+# Every permission a role can hold: name -> what it allows (N_: translated where shown).
+# A route declares one of these.
 PERMISSIONS: dict[str, str] = {
-    "dashboard:read": "See the dashboard",
-    "lists:read": "See lists, subscribers and segments",
-    "lists:write": "Create and change lists, subscribers, fields and segments",
-    "subscribers:import": "Import subscribers",
-    "subscribers:export": "Export subscribers and personal data",
-    "subscribers:delete": "Delete and restore subscribers, manage the suppression list",
-    "messages:read": "See messages and templates",
-    "messages:write": "Create and change messages, templates and media",
-    "campaigns:read": "See campaigns",
-    "campaigns:write": "Create and change campaigns",
-    "campaigns:send": "Start, pause, resume and cancel campaigns; send tests",
-    "automation:read": "See automations",
-    "automation:write": "Create and change automations and webhooks",
-    "reports:read": "See reports",
-    "deliverability:read": "See sending domains and DNS checks",
-    "settings:manage": "Change settings, sending domains and DKIM keys",
-    "users:manage": "Manage users, roles and API tokens of others",
-    "audit:read": "See and export the audit log",
+    "dashboard:read": N_("See the dashboard"),
+    "lists:read": N_("See lists, subscribers and segments"),
+    "lists:write": N_("Create and change lists, subscribers, fields and segments"),
+    "subscribers:import": N_("Import subscribers"),
+    "subscribers:export": N_("Export subscribers and personal data"),
+    "subscribers:delete": N_("Delete and restore subscribers, manage the suppression list"),
+    "messages:read": N_("See messages and templates"),
+    "messages:write": N_("Create and change messages, templates and media"),
+    "campaigns:read": N_("See campaigns"),
+    "campaigns:write": N_("Create and change campaigns"),
+    "campaigns:send": N_("Start, pause, resume and cancel campaigns; send tests"),
+    "automation:read": N_("See automations"),
+    "automation:write": N_("Create and change automations and webhooks"),
+    "reports:read": N_("See reports"),
+    "deliverability:read": N_("See sending domains and DNS checks"),
+    "settings:manage": N_("Change settings, sending domains and DKIM keys"),
+    "users:manage": N_("Manage users, roles and API tokens of others"),
+    "audit:read": N_("See and export the audit log"),
 }
 
 _READ = {"dashboard:read", "lists:read", "messages:read", "campaigns:read", "automation:read",

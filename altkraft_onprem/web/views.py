@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from altkraft_onprem import db, metrics, tasks
 from altkraft_onprem.access.policy import PUBLIC, requires
+from altkraft_onprem.i18n import N_
 
 from .nav import NAV
 
@@ -44,14 +45,14 @@ def _placeholder(slug: str, permission: str, title: str, what: str):
     blueprint.add_url_rule(f"/{slug}", endpoint=f"area_{slug}", view_func=page)
 
 
-# Areas whose issues have not landed yet: the page says so plainly.
+# Areas whose issues have not landed yet: the page says so plainly (N_: translated when shown).
 for _slug, _perm, _title, _what in (
-    ("audience", "lists:read", "Audience", "Lists, subscribers, segments, imports and the suppression list"),
-    ("campaigns", "campaigns:read", "Campaigns", "Campaigns, schedules and split tests"),
-    ("automation", "automation:read", "Automation", "Triggers, workflows and webhooks"),
-    ("reports", "reports:read", "Reports", "Campaign reports, clickmaps, cohorts and engagement"),
-    ("deliverability", "deliverability:read", "Deliverability", "Sending domains, DKIM keys and DNS checks"),
-    ("settings", "settings:manage", "Settings", "Sending settings and defaults"),
+    ("audience", "lists:read", N_("Audience"), N_("Lists, subscribers, segments, imports and the suppression list")),
+    ("campaigns", "campaigns:read", N_("Campaigns"), N_("Campaigns, schedules and split tests")),
+    ("automation", "automation:read", N_("Automation"), N_("Triggers, workflows and webhooks")),
+    ("reports", "reports:read", N_("Reports"), N_("Campaign reports, clickmaps, cohorts and engagement")),
+    ("deliverability", "deliverability:read", N_("Deliverability"), N_("Sending domains, DKIM keys and DNS checks")),
+    ("settings", "settings:manage", N_("Settings"), N_("Sending settings and defaults")),
 ):
     _placeholder(_slug, _perm, _title, _what)
 

@@ -10,8 +10,9 @@ import re
 
 import pytest
 
-from altkraft_onprem import db
+from altkraft_onprem import db, i18n
 from altkraft_onprem.access import service as access
+from altkraft_onprem.access.models import system_actor
 from tests.browser import save_artifacts
 from tests.conftest import start_service
 
@@ -23,6 +24,7 @@ VIEWER = {"name": "Victor Viewer", "email": "viewer@example.com", "password": "v
 
 @pytest.fixture(scope="module")
 def service(env):
+    i18n.compile_catalogues()       # the Russian steps need current .mo files
     server = start_service(env)
     yield server
     server.stop()
@@ -109,3 +111,25 @@ def test_sign_in_page_looks_right_on_a_phone(service, new_page):
     page.goto(service.url + "/login")
     assert page.get_by_role("button", name="Sign in").is_visible()
     save_artifacts(page, "login-phone")
+
+
+def test_sign_in_page_follows_a_russian_browser(service, new_page):
+    page = new_page(locale="ru-RU")
+    page.goto(service.url + "/login")
+    assert page.locator("h1").inner_text() == "Войти"
+    assert page.get_by_label("Пароль").is_visible()
+
+
+def test_russian_viewer_gets_the_russian_dashboard(env, service, new_page):
+    with db.write(env.engine) as conn:
+        viewer_id = access.user_id_by_email(conn, VIEWER["email"])
+        access.update_user(conn, system_actor(), viewer_id, locale="ru")
+    page = new_page(locale="en-US")
+    page.goto(service.url + "/login")
+    page.get_by_label("Email").fill(VIEWER["email"])
+    page.get_by_label("Password").fill(VIEWER["password"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(service.url + "/")
+    assert page.locator("h1").inner_text() == "Обзор"
+    assert "Аудитория" in menu_labels(page)
+    save_artifacts(page, "dashboard-viewer-ru")
