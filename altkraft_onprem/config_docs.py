@@ -55,7 +55,12 @@ def _setting_lines(setting: Setting, name: str) -> list[str]:
 def render_example() -> str:
     out = [HEADER]
     section = None
-    for setting in SETTINGS:
+    # One [section] header per section (TOML refuses a second one), and list-of-tables
+    # settings last, so that no scalar follows a [[table]] and lands inside it.
+    sections = list(dict.fromkeys(s.key.rpartition(".")[0] for s in SETTINGS if not s.item_fields))
+    ordered = sorted(SETTINGS, key=lambda s: len(sections) if s.item_fields
+                     else sections.index(s.key.rpartition(".")[0]))
+    for setting in ordered:
         head, _, name = setting.key.rpartition(".")
         if setting.item_fields:
             head, name = setting.key, setting.key

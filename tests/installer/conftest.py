@@ -1,0 +1,1 @@
+from tests.installer.dns_server import dns_server  # noqa: F401  (fixture)
