@@ -102,7 +102,7 @@ def _select_locale() -> str:
     actor = g.get("actor")
     if actor is not None and actor.locale in LOCALES:
         return actor.locale
-    return request.accept_languages.best_match(LOCALES) or "en"
+    return request.accept_languages.best_match(LOCALES) or current_settings()["i18n.default_locale"]
 
 
 def is_api_request() -> bool:

@@ -21,7 +21,7 @@ NAV: list[NavItem] = [
     NavItem("web.area_campaigns", _l("Campaigns"), "campaigns:read", "send"),
     NavItem("web.area_automation", _l("Automation"), "automation:read", "zap"),
     NavItem("web.area_reports", _l("Reports"), "reports:read", "chart"),
-    NavItem("web.area_deliverability", _l("Deliverability"), "deliverability:read", "shield"),
+    NavItem("deliverability.index", _l("Deliverability"), "deliverability:read", "shield"),
     NavItem("web.area_settings", _l("Settings"), "settings:manage", "gear"),
     NavItem("access.users", _l("Users & roles"), "users:manage", "key"),
     NavItem("access.audit", _l("Audit log"), "audit:read", "list"),
