@@ -5,33 +5,24 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, redirect, render_template, request, session, url_for
+from flask import Flask, Response, abort, g, redirect, render_template, request, session, url_for
 from flask_babel import Babel
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import IntegerConverter
 
 from altkraft_onprem import db, metrics
 from altkraft_onprem.access import service as access
 from altkraft_onprem.access.policy import PUBLIC, authorize, check_declared, declared
+from altkraft_onprem.api import MAX_ID, handle_api_error, problem
 from altkraft_onprem.api import blueprint as api_blueprint
-from altkraft_onprem.api import handle_api_error, problem
 from altkraft_onprem.config import ConfigError, Settings, current_settings
 from altkraft_onprem.errors import Forbidden, ServiceError
 
 SESSION_KEY = "sid"
 LOCALES = ("en", "ru")
 
-
-class IdConverter(IntegerConverter):
-    """`<int:...>` in every route: ids fit a 32-bit INTEGER column, larger numbers are 404
-    (instead of an overflow error from SQLite or Postgres)."""
-
-    def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2**31 - 1)
-        super().__init__(map, *args, **kwargs)
 
 
 def _blueprints():
@@ -41,9 +32,11 @@ def _blueprints():
     from altkraft_onprem.access.views import blueprint as access_views
     from altkraft_onprem.messages.views import blueprint as messages_views
     from altkraft_onprem.tracking.views import blueprint as tracking_views
+    from altkraft_onprem.web.deliverability import blueprint as deliverability_views
     from altkraft_onprem.web.views import blueprint as web_views
 
-    return [web_views, access_views, tracking_views, messages_views, api_blueprint]
+    return [web_views, access_views, tracking_views, messages_views, deliverability_views,
+            api_blueprint]
 
 
 def read_secret_key(settings: Settings) -> bytes:
@@ -62,7 +55,6 @@ def read_secret_key(settings: Settings) -> bytes:
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Flask:
     app = Flask(__name__, static_folder=None, template_folder="web/templates")
-    app.url_map.converters["int"] = IdConverter
     app.config.update(
         ALTKRAFT_SETTINGS=settings,
         SECRET_KEY=read_secret_key(settings),
@@ -120,6 +112,8 @@ def _install_guard(app: Flask) -> None:
         view = app.view_functions.get(request.endpoint) if request.endpoint else None
         if view is None:
             return None                          # 404 / 405 follow
+        if _id_out_of_range(request.view_args):
+            abort(404)
         permission = declared(view)
         api = is_api_request()
         g.actor = _actor_from_token() if api else _actor_from_session()
@@ -138,6 +132,11 @@ def _install_guard(app: Flask) -> None:
                         role=g.actor.role, permission=permission)
             return render_template("web/error.html", status=403, message=message), 403
         return None
+
+
+def _id_out_of_range(view_args: dict | None) -> bool:
+    """Ids are INTEGER columns: /users/99999999999 is simply not there (not an overflow)."""
+    return any(isinstance(v, int) and not 0 <= v <= MAX_ID for v in (view_args or {}).values())
 
 
 def _actor_from_token():
