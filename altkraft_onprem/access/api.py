@@ -36,7 +36,7 @@ class UserOut(BaseModel):
 
 
 class UserCreate(Strict):
-    email: str = Field(max_length=320)
+    email: str = Field(max_length=320, json_schema_extra={"format": "email"})
     password: str = Field(min_length=service.MIN_PASSWORD, max_length=1024)
     role: str = Field(max_length=100, description="Role name, e.g. Editor")
     name: str = Field("", max_length=200)

@@ -149,13 +149,18 @@ def create_role(conn: Connection, actor: Actor, name: str, permissions: Iterable
     if not name:
         raise ServiceError("a role needs a name", "name")
     perms = _check_permissions(permissions)
-    if conn.execute(select(roles.c.id).where(func.lower(roles.c.name) == name.lower())).first():
-        raise Conflict(f"a role named {name!r} exists already", "name")
+    _unique_role_name(conn, name)
     role_id = conn.execute(insert(roles).values(
         name=name, description=description, builtin=False, permissions=json.dumps(perms),
         created_at=utcnow())).inserted_primary_key[0]
     record(conn, actor, "role.create", "role", role_id, name=name, permissions=perms)
     return role_id
+
+
+def _unique_role_name(conn: Connection, name: str) -> None:
+    # Compared in Python: SQLite's lower() folds ASCII only. Roles are few.
+    if any(existing.casefold() == name.casefold() for existing in conn.execute(select(roles.c.name)).scalars()):
+        raise Conflict(f"a role named {name!r} exists already", "name")
 
 
 def update_role(conn: Connection, actor: Actor, role_id: int, *, name: str | None = None,
@@ -164,16 +169,20 @@ def update_role(conn: Connection, actor: Actor, role_id: int, *, name: str | Non
     if role["builtin"]:
         raise Forbidden(f"the built-in role {role['name']} cannot be changed", "role_id")
     values: dict[str, Any] = {}
-    if name is not None:
-        if not name.strip():
+    if name is not None and name.strip() != role["name"]:
+        name = name.strip()
+        if not name:
             raise ServiceError("a role needs a name", "name")
-        values["name"] = name.strip()
+        _unique_role_name(conn, name)
+        values["name"] = name
     if permissions is not None:
         values["permissions"] = json.dumps(_check_permissions(permissions))
     if description is not None:
         values["description"] = description
+    if not values:
+        return
     conn.execute(update(roles).where(roles.c.id == role_id).values(**values))
-    record(conn, actor, "role.update", "role", role_id, **{k: v for k, v in values.items()})
+    record(conn, actor, "role.update", "role", role_id, **values)
 
 
 def delete_role(conn: Connection, actor: Actor, role_id: int) -> None:

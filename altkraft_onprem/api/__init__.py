@@ -185,8 +185,12 @@ def openapi_document() -> dict:
                                          f"`{op.permission}`", "content": problem_ref}
         else:
             entry["security"] = []
-        if params and any(p["in"] == "path" for p in params):
-            entry["responses"]["404"] = {"description": "Not found", "content": problem_ref}
+        if any(p["in"] == "path" for p in params) or op.body is not None:
+            entry["responses"]["404"] = {"description": "Not found (the object, or one the body "
+                                         "names)", "content": problem_ref}
+        if op.method != "GET":
+            entry["responses"]["409"] = {"description": "Conflicts with existing data",
+                                         "content": problem_ref}
         if op.body is not None:
             entry["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": _schema(op.body, components)}}}

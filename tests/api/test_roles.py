@@ -74,3 +74,20 @@ def test_permissions_vocabulary_is_listed(env):
     token = env.token("Viewer")
     response = env.app.test_client().get("/api/v1/permissions", headers={"Authorization": f"Bearer {token}"})
     assert response.get_json() == PERMISSIONS
+
+
+def test_duplicate_non_ascii_role_name_is_409(api):
+    _role(api, name="Ärger")
+    assert _role(api, name="Ärger").status_code == 409
+    assert _role(api, name="ärger").status_code == 409
+
+
+def test_empty_patch_of_custom_role_changes_nothing(api):
+    role = _role(api).get_json()
+    response = api("PATCH", f"/roles/{role['id']}", json={})
+    assert response.status_code == 200 and response.get_json() == role
+
+
+def test_renaming_a_role_onto_another_name_is_409(api):
+    first, second = _role(api).get_json(), _role(api).get_json()
+    assert api("PATCH", f"/roles/{second['id']}", json={"name": first["name"]}).status_code == 409
