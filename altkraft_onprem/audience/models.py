@@ -112,7 +112,7 @@ subscribers = Table(
     Column("company", String(TEXT_MAX), nullable=True),
     Column("city", String(TEXT_MAX), nullable=True),
     Column("region", String(TEXT_MAX), nullable=True),
-    Column("country", String(2), nullable=True),
+    Column("country", String(2), nullable=True, index=True),
     Column("language", String(35), nullable=True),
     Column("timezone", String(64), nullable=True),
     Column("custom", JSONType, nullable=False, default=dict),

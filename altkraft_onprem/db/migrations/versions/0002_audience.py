@@ -81,6 +81,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_subscribers_email_domain", "subscribers", ["email_domain"])
     op.create_index("ix_subscribers_deleted_batch", "subscribers", ["deleted_batch"])
+    op.create_index("ix_subscribers_country", "subscribers", ["country"])
     op.create_table(
         "subscriber_lists",
         sa.Column("list_id", sa.Integer,
