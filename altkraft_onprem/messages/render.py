@@ -35,6 +35,7 @@ _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=Fal
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.I | re.S)
 _URL_IN_TEXT = re.compile(r"https?://[^\s\]\)>\"']+")
 _BODY = re.compile(r"<body\b[^>]*>", re.I)
+_BODY_CONTENT = re.compile(r"<body\b[^>]*>(.*)</body>", re.I | re.S)
 
 
 class TemplateProblem(Exception):
@@ -113,10 +114,19 @@ def inline_css(template: str) -> tuple[str, list[tuple[int, int]]]:
     """CSS from <style> into style attributes, @media rules kept in the head; Jinja tags kept.
     Returns the template and its line map (falls back to the source if tags cannot be kept)."""
     protected, tokens = protect(template, comments=True)
+    fragment = _BODY.search(protected) is None
+    if fragment:
+        # A fragment stays one: parsed inside a body of our own, which is taken off again.
+        protected = f"<html><head></head><body>{protected}</body></html>"
     try:
         inlined = _inliner.inline(protected)
     except Exception:  # noqa: BLE001 - un-inlined CSS is still a working message
         return template, []
+    if fragment:
+        match = _BODY_CONTENT.search(inlined)
+        if match is None:
+            return template, []
+        inlined = match.group(1)
     restored = restore(inlined, tokens)
     if restored is None:
         return template, []

@@ -38,7 +38,9 @@ class MessageUndefined(ChainableUndefined):
     __slots__ = ()
 
     def __str__(self) -> str:
-        if _STRICT.get():
+        # Reaching for internals is an error in every render (and never folded away at
+        # compile time); a merely missing value only in strict ones.
+        if _STRICT.get() or self._undefined_exception is SecurityError:
             self._fail_with_undefined_error()
         return ""
 
@@ -126,13 +128,8 @@ class MessageEnvironment(ImmutableSandboxedEnvironment):
         return super().is_safe_attribute(obj, attr, value)
 
     def wrap_str_format(self, value: Any):
-        wrapped = super().wrap_str_format(value)
-        if wrapped is None:
-            return None
-
-        def refuse(*_args: Any, **_kwargs: Any) -> str:
-            raise SecurityError("str.format is not available in messages; use filters")
-        return refuse
+        # str.format / format_map are not offered at all (is_safe_attribute refuses them).
+        return None
 
     def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         spend()

@@ -202,7 +202,7 @@ def compare_versions(conn: Connection, message_id: int, a: int, b: int) -> dict[
     diffs = {}
     for part in ("subject", "preheader", "html", "text"):
         diffs[part] = unified_diff(old[part], new[part], f"version {a}", f"version {b}")
-    return {"from": a, "to": b, "diffs": diffs,
+    return {"from_version": a, "to_version": b, "diffs": diffs,
             "summary": diff_summary(old, new)}
 
 

@@ -1,0 +1,393 @@
+"""REST routes: messages and their versions, preview, send-test, templates, media library."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from flask import Response, g, request
+from pydantic import BaseModel, ConfigDict, Field
+
+from altkraft_onprem import db
+from altkraft_onprem.api import operation, problem
+from altkraft_onprem.config import current_settings as settings
+from altkraft_onprem.errors import ServiceError
+
+from . import media as library
+from . import preview, service
+from .models import MAX_HTML, MAX_NAME, MAX_PREHEADER, MAX_SUBJECT
+from .render import TemplateProblem, text_from_html_template
+
+TAG, TAG_TEMPLATES, TAG_MEDIA = "Messages", "Templates", "Media"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSource(Strict):
+    kind: Literal["none", "document", "url", "per_subscriber"] = "none"
+    document: dict[str, Any] | str | None = Field(None, description="Pasted JSON (kind=document)")
+    url: str | None = Field(None, max_length=2000, description="Fetched once at send start (kind=url)")
+    url_template: str | None = Field(None, max_length=2000,
+                                     description="Per subscriber, e.g. https://api/recs?id={{ subscriber.id }}")
+
+
+class MessageCreate(Strict):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    subject: str = Field(min_length=1, max_length=MAX_SUBJECT)
+    preheader: str = Field("", max_length=MAX_PREHEADER)
+    html: str = Field("", max_length=MAX_HTML)
+    text: str | None = Field(None, max_length=MAX_HTML,
+                             description="Omit to generate it from the HTML (and keep following it)")
+    text_follows_html: bool | None = None
+    editor: Literal["visual", "code"] = "code"
+    editor_state: dict[str, Any] | str | None = Field(None, description="GrapesJS project data")
+    data_source: DataSource | None = None
+
+
+class MessageUpdate(Strict):
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
+    subject: str | None = Field(None, min_length=1, max_length=MAX_SUBJECT)
+    preheader: str | None = Field(None, max_length=MAX_PREHEADER)
+    html: str | None = Field(None, max_length=MAX_HTML)
+    text: str | None = Field(None, max_length=MAX_HTML)
+    text_follows_html: bool | None = None
+    editor: Literal["visual", "code"] | None = None
+    editor_state: dict[str, Any] | str | None = None
+    data_source: DataSource | None = None
+
+
+class Saved(BaseModel):
+    id: int
+    version: int
+    problems: list[dict] = Field(default_factory=list,
+                                 description="Template problems (part, line, message); saving still works")
+
+
+class MessageOut(BaseModel):
+    id: int
+    name: str
+    current_version: int
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+    subject: str
+
+
+class VersionSummary(BaseModel):
+    id: int
+    version: int
+    subject: str
+    created_at: datetime
+    created_by: str
+    summary: str
+    editor: str
+
+
+class VersionOut(VersionSummary):
+    message_id: int
+    preheader: str
+    html: str
+    text: str
+    text_follows_html: bool
+    editor_state: str | None
+    data_source: dict[str, Any] | None
+
+
+class Compare(BaseModel):
+    from_version: int
+    to_version: int
+    summary: str
+    diffs: dict[str, list[str]]
+
+
+class CompareQuery(Strict):
+    from_version: int = Field(ge=1, le=2**31)
+    to_version: int = Field(ge=1, le=2**31)
+
+
+class PreviewIn(Strict):
+    subscriber_id: int | None = Field(None, ge=1, le=2**62)
+    email: str | None = Field(None, max_length=320)
+    version: int | None = Field(None, ge=1, description="Default: the current version")
+    draft: MessageUpdate | None = Field(None, description="Unsaved editor content to render instead")
+
+
+class PreviewOut(BaseModel):
+    subject: str
+    html: str
+    text: str
+
+
+class SendTestIn(Strict):
+    recipients: list[str] = Field(min_length=1, max_length=preview.MAX_TEST_RECIPIENTS)
+    from_email: str = Field(max_length=320)
+    from_name: str = Field("", max_length=200)
+    subscriber_id: int | None = Field(None, ge=1, le=2**62)
+    version: int | None = Field(None, ge=1)
+
+
+class SendTestResult(BaseModel):
+    email: str
+    sent: bool
+    message_id: str | None
+    error: str | None
+
+
+class TextIn(Strict):
+    html: str = Field(max_length=MAX_HTML)
+
+
+class TextOut(BaseModel):
+    text: str
+
+
+class CheckOut(BaseModel):
+    problems: list[dict]
+
+
+class TemplateIn(Strict):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    html: str = Field(max_length=MAX_HTML)
+    subject: str = Field("", max_length=MAX_SUBJECT)
+    preheader: str = Field("", max_length=MAX_PREHEADER)
+    description: str = Field("", max_length=2000)
+    editor_state: dict[str, Any] | str | None = None
+
+
+class TemplatePatch(Strict):
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
+    html: str | None = Field(None, max_length=MAX_HTML)
+    subject: str | None = Field(None, max_length=MAX_SUBJECT)
+    preheader: str | None = Field(None, max_length=MAX_PREHEADER)
+    description: str | None = Field(None, max_length=2000)
+    editor_state: dict[str, Any] | str | None = None
+
+
+class TemplateOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    subject: str
+    preheader: str
+    html: str
+    editor_state: str | None
+    builtin: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class FromTemplate(Strict):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+
+
+class MediaOut(BaseModel):
+    id: int
+    name: str
+    url: str
+    content_type: str
+    width: int | None
+    height: int | None
+    size: int
+    created_at: datetime
+    created_by: str
+
+
+class MediaForm(Strict):
+    pass
+
+
+def _content(body: BaseModel) -> dict[str, Any]:
+    values = body.model_dump(exclude={"name"}, exclude_unset=True)
+    if body.data_source is not None:
+        values["data_source"] = body.data_source.model_dump(exclude_none=True)
+    return values
+
+
+def _saved(conn, message_id: int, version: int) -> dict:
+    return {"id": message_id, "version": version,
+            "problems": service.problems(service.get_version(conn, message_id, version))}
+
+
+@operation("/messages", "GET", permission="messages:read", summary="List messages", tag=TAG,
+           response=list[MessageOut])
+def list_messages():
+    with db.read(db.get_engine()) as conn:
+        return service.list_messages(conn)
+
+
+@operation("/messages", "POST", permission="messages:write", summary="Create a message (version 1)",
+           tag=TAG, body=MessageCreate, response=Saved, status=201)
+def create_message(body: MessageCreate):
+    with db.write(db.get_engine()) as conn:
+        message_id, version = service.create_message(conn, g.actor, body.name, **_content(body))
+        return _saved(conn, message_id, version)
+
+
+@operation("/messages/<int:message_id>", "GET", permission="messages:read",
+           summary="A message's current version", tag=TAG, response=VersionOut)
+def get_message(message_id: int):
+    with db.read(db.get_engine()) as conn:
+        return service.get_version(conn, message_id)
+
+
+@operation("/messages/<int:message_id>", "PUT", permission="messages:write",
+           summary="Save a new version (omitted fields keep their values)", tag=TAG,
+           body=MessageUpdate, response=Saved)
+def update_message(message_id: int, body: MessageUpdate):
+    with db.write(db.get_engine()) as conn:
+        version = service.save_version(conn, g.actor, message_id, name=body.name, **_content(body))
+        return _saved(conn, message_id, version)
+
+
+@operation("/messages/<int:message_id>/versions", "GET", permission="messages:read",
+           summary="Every version, newest first (who, when, what changed)", tag=TAG,
+           response=list[VersionSummary])
+def list_versions(message_id: int):
+    with db.read(db.get_engine()) as conn:
+        return service.list_versions(conn, message_id)
+
+
+@operation("/messages/<int:message_id>/versions/<int:version>", "GET", permission="messages:read",
+           summary="One version", tag=TAG, response=VersionOut)
+def get_version(message_id: int, version: int):
+    with db.read(db.get_engine()) as conn:
+        return service.get_version(conn, message_id, version)
+
+
+@operation("/messages/<int:message_id>/versions/<int:version>/restore", "POST",
+           permission="messages:write", summary="Save a copy of an old version as the newest",
+           tag=TAG, response=Saved)
+def restore_version(message_id: int, version: int):
+    with db.write(db.get_engine()) as conn:
+        number = service.restore_version(conn, g.actor, message_id, version)
+        return _saved(conn, message_id, number)
+
+
+@operation("/messages/<int:message_id>/compare", "GET", permission="messages:read",
+           summary="Unified diffs between two versions", tag=TAG, query=CompareQuery, response=Compare)
+def compare(message_id: int, query: CompareQuery):
+    with db.read(db.get_engine()) as conn:
+        return service.compare_versions(conn, message_id, query.from_version, query.to_version)
+
+
+def template_problem(exc: TemplateProblem) -> Response:
+    return problem(422, "Template error", str(exc), line=exc.line, message=exc.message,
+                   part=exc.part, errors=[{"field": exc.part, "message": str(exc)}])
+
+
+@operation("/messages/<int:message_id>/preview", "POST", permission="messages:read",
+           summary="Render for a subscriber (id or email) or sample data; 422 names the line",
+           tag=TAG, body=PreviewIn, response=PreviewOut)
+def preview_message(message_id: int, body: PreviewIn):
+    draft = _content(body.draft) if body.draft is not None else None
+    with db.read(db.get_engine()) as conn:
+        try:
+            rendered = preview.render_preview(conn, settings(), message_id, body.version,
+                                              body.subscriber_id, body.email, draft)
+        except TemplateProblem as exc:
+            return template_problem(exc)
+    return {"subject": rendered.subject, "html": rendered.html, "text": rendered.text}
+
+
+@operation("/messages/<int:message_id>/send-test", "POST", permission="campaigns:send",
+           summary="Send the rendered message to test addresses through the relay", tag=TAG,
+           body=SendTestIn, response=list[SendTestResult])
+def send_test(message_id: int, body: SendTestIn):
+    with db.write(db.get_engine()) as conn:
+        return preview.send_test(conn, settings(), g.actor, message_id, body.recipients,
+                                 from_email=body.from_email, from_name=body.from_name,
+                                 subscriber_id=body.subscriber_id, version=body.version)
+
+
+@operation("/messages/text-version", "POST", permission="messages:write",
+           summary="Plain text generated from HTML (variables kept; links as `text [url]`)",
+           tag=TAG, body=TextIn, response=TextOut)
+def text_version(body: TextIn):
+    return {"text": text_from_html_template(body.html)}
+
+
+@operation("/messages/check", "POST", permission="messages:write",
+           summary="Template problems of unsaved content (syntax errors, unknown variables)",
+           tag=TAG, body=MessageUpdate, response=CheckOut)
+def check(body: MessageUpdate):
+    content = body.model_dump(exclude_unset=True)
+    return {"problems": service.problems(content)}
+
+
+# --- templates -------------------------------------------------------------------------------
+
+@operation("/templates", "GET", permission="messages:read", summary="Saved templates (built-in first)",
+           tag=TAG_TEMPLATES, response=list[TemplateOut])
+def list_templates():
+    with db.read(db.get_engine()) as conn:
+        return service.list_templates(conn)
+
+
+@operation("/templates", "POST", permission="messages:write", summary="Save a template",
+           tag=TAG_TEMPLATES, body=TemplateIn, response=TemplateOut, status=201)
+def create_template(body: TemplateIn):
+    with db.write(db.get_engine()) as conn:
+        template_id = service.create_template(conn, g.actor, **body.model_dump())
+        return service.get_template(conn, template_id)
+
+
+@operation("/templates/<int:template_id>", "GET", permission="messages:read", summary="One template",
+           tag=TAG_TEMPLATES, response=TemplateOut)
+def get_template(template_id: int):
+    with db.read(db.get_engine()) as conn:
+        return service.get_template(conn, template_id)
+
+
+@operation("/templates/<int:template_id>", "PATCH", permission="messages:write",
+           summary="Change a saved template", tag=TAG_TEMPLATES, body=TemplatePatch, response=TemplateOut)
+def patch_template(template_id: int, body: TemplatePatch):
+    with db.write(db.get_engine()) as conn:
+        service.update_template(conn, g.actor, template_id, **body.model_dump(exclude_unset=True))
+        return service.get_template(conn, template_id)
+
+
+@operation("/templates/<int:template_id>", "DELETE", permission="messages:write",
+           summary="Delete a saved template", tag=TAG_TEMPLATES, status=204)
+def delete_template(template_id: int):
+    with db.write(db.get_engine()) as conn:
+        service.delete_template(conn, g.actor, template_id)
+    return Response(status=204)
+
+
+@operation("/templates/<int:template_id>/messages", "POST", permission="messages:write",
+           summary="Start a new message from a template", tag=TAG_TEMPLATES, body=FromTemplate,
+           response=Saved, status=201)
+def message_from_template(template_id: int, body: FromTemplate):
+    with db.write(db.get_engine()) as conn:
+        message_id, version = service.message_from_template(conn, g.actor, template_id, body.name)
+        return _saved(conn, message_id, version)
+
+
+# --- media -----------------------------------------------------------------------------------
+
+@operation("/media", "GET", permission="messages:read", summary="The media library, newest first",
+           tag=TAG_MEDIA, response=list[MediaOut])
+def list_media():
+    with db.read(db.get_engine()) as conn:
+        return library.list_media(conn, settings())
+
+
+@operation("/media", "POST", permission="messages:write",
+           summary="Upload an image (PNG, JPEG, GIF, WebP, SVG) as multipart field `file`",
+           tag=TAG_MEDIA, multipart=MediaForm, response=MediaOut, status=201)
+def upload_media(form: MediaForm):
+    upload = request.files.get("file")
+    if upload is None:
+        raise ServiceError("send the image as the multipart field `file`", "file")
+    data = upload.read(settings()["messages.upload_max_mb"] * 1024 * 1024 + 1)
+    with db.write(db.get_engine()) as conn:
+        return library.add_media(conn, settings(), g.actor, upload.filename or "image", data)
+
+
+@operation("/media/<int:media_id>", "DELETE", permission="messages:write",
+           summary="Remove an image from the library", tag=TAG_MEDIA, status=204)
+def delete_media(media_id: int):
+    with db.write(db.get_engine()) as conn:
+        library.delete_media(conn, settings(), g.actor, media_id)
+    return Response(status=204)

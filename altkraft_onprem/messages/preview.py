@@ -1,0 +1,118 @@
+"""Previews and test sends: a version rendered for a real subscriber (or sample data), with
+the message's external data, strictly (a variable without a value is an error here)."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from altkraft_onprem.access.models import Actor
+from altkraft_onprem.access.service import record
+from altkraft_onprem.config import Settings
+from altkraft_onprem.errors import NotFound, ServiceError
+
+from . import data as external
+from . import service
+from .render import Rendered, TemplateProblem, compile_version
+
+SAMPLE_SUBSCRIBER: dict[str, Any] = {
+    "id": 0, "email": "jane.doe@example.com", "first_name": "Jane", "last_name": "Doe",
+    "phone": "+49 30 1234567", "gender": "female", "birth_date": "1990-05-17",
+    "company": "Example GmbH", "city": "Berlin", "region": "Berlin", "country": "DE",
+    "language": "en", "timezone": "Europe/Berlin", "created_at": "2024-03-01T09:30:00+00:00",
+    "custom": {"loyalty_tier": "Gold", "bonus_points": 1250},
+}
+MAX_TEST_RECIPIENTS = 10
+
+
+def _subscriber(conn: Connection, subscriber_id: int | None, email: str | None) -> dict[str, Any]:
+    if subscriber_id is None and not email:
+        return dict(SAMPLE_SUBSCRIBER)
+    from altkraft_onprem.audience import subscribers as audience
+
+    if subscriber_id is None:
+        found = audience.find_by_email(conn, email or "")
+        if found is None:
+            raise NotFound(f"no subscriber with the address {email}", "email")
+        subscriber_id = found["id"]
+    contexts = audience.render_context(conn, [subscriber_id])
+    if subscriber_id not in contexts:
+        raise NotFound(f"subscriber {subscriber_id} does not exist", "subscriber_id")
+    return contexts[subscriber_id]
+
+
+def _links(settings: Settings, subscriber_id: int) -> dict[str, str]:
+    base = settings["server.public_url"]
+    try:
+        from altkraft_onprem.audience import links
+    except ImportError:
+        links = None
+    if links is None or not subscriber_id:
+        return {"unsubscribe_url": f"{base}/p/unsubscribe/preview",
+                "preferences_url": f"{base}/p/preferences/preview",
+                "view_in_browser_url": f"{base}/p/view/preview"}
+    return {"unsubscribe_url": links.unsubscribe_url(settings, subscriber_id),
+            "preferences_url": links.preferences_url(settings, subscriber_id),
+            "view_in_browser_url": f"{base}/p/view/preview"}
+
+
+def context_for(conn: Connection, settings: Settings, version: dict[str, Any], message_name: str,
+                subscriber_id: int | None = None, email: str | None = None) -> dict[str, Any]:
+    subscriber = _subscriber(conn, subscriber_id, email)
+    context = {"subscriber": subscriber, "list": {"name": "Preview list"},
+               "campaign": {"name": message_name}, **_links(settings, subscriber.get("id") or 0)}
+    source = version.get("data_source")
+    if source and source.get("kind") == "per_subscriber":
+        context["data"] = external.per_subscriber_data(settings, source, {0: context})[0]
+    else:
+        context["data"] = external.shared_data(settings, source)
+    return context
+
+
+def render_preview(conn: Connection, settings: Settings, message_id: int, version: int | None = None,
+                   subscriber_id: int | None = None, email: str | None = None,
+                   draft: dict[str, Any] | None = None) -> Rendered:
+    """Renders a saved version, or unsaved editor content (`draft`), for one subscriber.
+    Raises TemplateProblem (line + message) or a ServiceError for data that cannot be had."""
+    message = service.get_message(conn, message_id)
+    row = service.get_version(conn, message_id, version)
+    if draft:
+        row = {**row, **{k: v for k, v in draft.items() if v is not None}, "id": None}
+        if draft.get("text") is None:
+            row["text_follows_html"] = True
+    context = context_for(conn, settings, row, message["name"], subscriber_id, email)
+    return compile_version(row).render(context, strict=True)
+
+
+def send_test(conn: Connection, settings: Settings, actor: Actor, message_id: int,
+              recipients: list[str], *, from_email: str, from_name: str = "",
+              subscriber_id: int | None = None, version: int | None = None) -> list[dict[str, Any]]:
+    """Sends the rendered version to a few addresses through the configured relay; one result
+    per address (sent with its Message-ID, or the reason it was not)."""
+    from altkraft_onprem.delivery.outbound import DeliveryError, send_single
+
+    addresses = [a.strip() for a in recipients if a and a.strip()]
+    if not addresses:
+        raise ServiceError("give at least one address to send the test to", "recipients")
+    if len(addresses) > MAX_TEST_RECIPIENTS:
+        raise ServiceError(f"at most {MAX_TEST_RECIPIENTS} test addresses", "recipients")
+    if "@" not in from_email:
+        raise ServiceError("a From address is needed", "from_email")
+    try:
+        rendered = render_preview(conn, settings, message_id, version, subscriber_id)
+    except TemplateProblem as problem:
+        raise ServiceError(f"the message has an error ({problem}); fix it before testing",
+                           problem.part) from None
+    results = []
+    for address in addresses:
+        try:
+            sent = send_single(settings, to_email=address, from_email=from_email, from_name=from_name,
+                               subject=rendered.subject, html=rendered.html, text=rendered.text,
+                               headers={"X-Altkraft-Test": "1"})
+            results.append({"email": address, "sent": True, "message_id": sent.message_id,
+                            "error": None})
+        except DeliveryError as exc:
+            results.append({"email": address, "sent": False, "message_id": None, "error": str(exc)})
+    record(conn, actor, "message.send_test", "message", message_id,
+           recipients=addresses, sent=sum(r["sent"] for r in results))
+    return results

@@ -1,0 +1,331 @@
+// The message editor: GrapesJS (visual) and CodeMirror (HTML) on the same message, the text
+// version, images, external data, preview in a sandboxed iframe, test sends, emoji subject.
+(function () {
+  "use strict";
+  const data = JSON.parse(document.getElementById("editor-data").textContent);
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const $ = (id) => document.getElementById(id);
+  const L = data.labels;
+
+  let mode = data.editor === "visual" ? "visual" : "code";
+  let dirty = false;
+  let gjs = null;
+  let cm = null;
+
+  // --- Jinja tags and the visual editor ----------------------------------------------------
+  // Block tags ({% if %} between table rows) would be moved by the browser's HTML parser, so
+  // they travel through GrapesJS as comments; entities GrapesJS adds inside tags are undone.
+  function encode(text) { return btoa(unescape(encodeURIComponent(text))); }
+  function decode(text) { return decodeURIComponent(escape(atob(text))); }
+  function protectJinja(html) {
+    return html.replace(/\{%[\s\S]*?%\}|\{#[\s\S]*?#\}/g, (m) => "<!--ak:" + encode(m) + "-->");
+  }
+  function unescapeEntities(text) {
+    return text.replace(/&quot;/g, '"').replace(/&#0?39;/g, "'").replace(/&lt;/g, "<")
+      .replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+  }
+  function unprotectJinja(html) {
+    html = html.replace(/(?:<|&lt;)!--ak:([A-Za-z0-9+/=]+)--(?:>|&gt;)/g, (_m, b64) => decode(b64));
+    return html.replace(/\{\{[\s\S]*?\}\}|\{%[\s\S]*?%\}/g, unescapeEntities);
+  }
+
+  function visualHtml() {
+    let body = gjs.getHtml();
+    if (!/^\s*<body/i.test(body)) body = "<body>" + body + "</body>";
+    const css = gjs.getCss({ avoidProtected: true });
+    return unprotectJinja("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n" +
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n" +
+      "<style>\n" + css + "\n</style>\n</head>\n" + body + "\n</html>\n");
+  }
+
+  function loadVisual(html) {
+    gjs.setStyle("");
+    gjs.setComponents(protectJinja(html));
+  }
+
+  function currentHtml() { return mode === "visual" ? visualHtml() : cm.getValue(); }
+
+  function initVisual() {
+    const preset = window["grapesjs-preset-newsletter"];
+    gjs = grapesjs.init({
+      container: "#gjs",
+      height: "680px",
+      fromElement: false,
+      storageManager: false,
+      plugins: [preset.default || preset],
+      pluginsOpts: {},
+      assetManager: {
+        upload: data.urls.upload,
+        uploadName: "file",
+        multiUpload: false,
+        headers: { "X-CSRFToken": csrf, "Accept": "application/json" },
+        credentials: "same-origin",
+        assets: data.media,
+        autoAdd: true,
+      },
+      parser: { optionsHtml: { allowScripts: false, allowUnsafeAttr: false } },
+    });
+    if (data.editor === "visual" && data.editor_state) {
+      try { gjs.loadProjectData(JSON.parse(data.editor_state)); }
+      catch (e) { loadVisual(data.html); }
+    } else {
+      loadVisual(data.html);
+    }
+    gjs.on("update", () => markDirty());
+  }
+
+  function initCode() {
+    cm = CodeMirror.fromTextArea($("code"), {
+      mode: "htmlmixed", lineNumbers: true, lineWrapping: true, readOnly: !data.can_write,
+    });
+    cm.setValue(data.html);
+    cm.on("change", () => markDirty());
+  }
+
+  // --- tabs and mode switching ---------------------------------------------------------------
+  function showPane(name) {
+    if ((name === "visual" || name === "code") && name !== mode) {
+      if (name === "code") { cm.setValue(visualHtml()); }
+      else { loadVisual(cm.getValue()); }
+      mode = name;
+    }
+    document.querySelectorAll(".pane").forEach((pane) => { pane.hidden = pane.id !== "pane-" + name; });
+    document.querySelectorAll("#editor-tabs [role=tab]").forEach((tab) => {
+      tab.setAttribute("aria-selected", String(tab.dataset.pane === name));
+    });
+    if (name === "code") cm.refresh();
+    if (name === "visual") gjs.refresh();
+    if (name === "text" && $("text-follows").checked) generateText();
+  }
+
+  // --- text version --------------------------------------------------------------------------
+  async function generateText() {
+    const response = await post(data.urls.text, { html: currentHtml() });
+    if (response.ok) $("text").value = (await response.json()).text;
+  }
+
+  // --- saving --------------------------------------------------------------------------------
+  function markDirty() {
+    dirty = true;
+    $("save-status").textContent = L.unsaved;
+  }
+
+  function dataSource() {
+    const kind = $("data-kind").value;
+    if (kind === "document") return { kind, document: $("data-document").value };
+    if (kind === "url") return { kind, url: $("data-url").value };
+    if (kind === "per_subscriber") return { kind, url_template: $("data-url-template").value };
+    return { kind: "none" };
+  }
+
+  function content() {
+    const follows = $("text-follows").checked;
+    return {
+      subject: $("subject").value,
+      preheader: $("preheader").value,
+      html: currentHtml(),
+      text: follows ? null : $("text").value,
+      text_follows_html: follows,
+      editor: mode,
+      editor_state: mode === "visual" ? JSON.stringify(gjs.getProjectData()) : null,
+      data_source: dataSource(),
+    };
+  }
+
+  function post(url, body) {
+    return fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, "Accept": "application/json" },
+      body: JSON.stringify(body),
+    });
+  }
+
+  async function save() {
+    $("save-status").textContent = L.saving;
+    const response = await post(data.urls.save, Object.assign({ name: $("message-name").value }, content()));
+    const body = await response.json();
+    if (!response.ok) {
+      $("save-status").textContent = body.error || response.statusText;
+      return;
+    }
+    dirty = false;
+    data.version = body.version;
+    $("save-status").textContent = L.saved.replace("{n}", body.version);
+    $("version-label").textContent = "v" + body.version;
+    if ($("text-follows").checked) $("text").value = body.text;
+    showProblems(body.problems);
+  }
+
+  // --- problems (line numbers) ---------------------------------------------------------------
+  let marked = [];
+  function showProblems(problems) {
+    const list = $("problems");
+    list.innerHTML = "";
+    marked.forEach((line) => cm.removeLineClass(line, "background", "cm-problem"));
+    marked = [];
+    (problems || []).forEach((p) => {
+      const item = document.createElement("li");
+      item.textContent = p.part + (p.line ? " " + L.line + " " + p.line : "") + ": " + p.message;
+      list.appendChild(item);
+      if (p.part === "html" && p.line) {
+        const handle = cm.addLineClass(p.line - 1, "background", "cm-problem");
+        if (handle) marked.push(handle);
+      }
+    });
+  }
+
+  // --- preview and test ----------------------------------------------------------------------
+  async function preview() {
+    const email = $("preview-email").value.trim();
+    const body = Object.assign(content(), email ? { email } : {});
+    const response = await post(data.urls.preview, body);
+    const result = await response.json();
+    $("preview-error").hidden = response.ok;
+    if (!response.ok) {
+      $("preview-error").textContent = result.error || response.statusText;
+      if (result.problem) showProblems([result.problem]);
+      return;
+    }
+    showProblems([]);
+    $("preview-subject").textContent = result.subject;
+    $("preview-frame").srcdoc = result.html;     // sandbox="" : no scripts, no same origin
+    $("preview-text").textContent = result.text;
+  }
+
+  async function sendTest() {
+    const response = await post(data.urls.send_test, {
+      recipients: $("test-recipients").value, from_email: $("test-from").value,
+    });
+    const body = await response.json();
+    const list = $("test-results");
+    list.innerHTML = "";
+    const results = response.ok ? body.results : [{ email: "", sent: false, error: body.error }];
+    results.forEach((r) => {
+      const item = document.createElement("li");
+      item.textContent = r.email + " — " + (r.sent ? L.sent : L.failed + ": " + r.error);
+      list.appendChild(item);
+    });
+  }
+
+  // --- images --------------------------------------------------------------------------------
+  function insertImage(url, name, width) {
+    const w = width && Number(width) < 600 ? Number(width) : 600;
+    if (mode === "visual") {
+      const target = gjs.getSelected() || gjs.getWrapper();
+      target.append({ type: "image", src: url, attributes: { alt: name, width: String(w) },
+                      style: { "max-width": "100%", height: "auto" } });
+    } else {
+      const tag = '<img src="' + url + '" alt="' + name.replace(/"/g, "&quot;") + '" width="' + w +
+                  '" style="max-width:100%;height:auto;">';
+      cm.replaceSelection(tag);
+    }
+    markDirty();
+  }
+
+  function addPick(url, name, width) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "media-pick";
+    button.dataset.url = url;
+    button.dataset.name = name;
+    button.dataset.width = width || "";
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = name;
+    button.appendChild(img);
+    $("image-list").prepend(button);
+  }
+
+  async function upload() {
+    const file = $("image-file").files[0];
+    if (!file) return;
+    const form = new FormData();
+    form.append("file", file);
+    const response = await fetch(data.urls.upload, {
+      method: "POST", credentials: "same-origin", body: form,
+      headers: { "X-CSRFToken": csrf, "Accept": "application/json" },
+    });
+    const body = await response.json();
+    if (!response.ok) { alert(body.error || response.statusText); return; }
+    body.data.forEach((asset) => {
+      addPick(asset.src, asset.name, asset.width);
+      gjs.AssetManager.add(asset.src);
+    });
+  }
+
+  // --- emoji in the subject ------------------------------------------------------------------
+  function initEmoji() {
+    const button = $("emoji-button");
+    const popup = $("emoji-popup");
+    button.addEventListener("click", () => {
+      popup.hidden = !popup.hidden;
+      button.setAttribute("aria-expanded", String(!popup.hidden));
+    });
+    popup.querySelector("emoji-picker").addEventListener("emoji-click", (event) => {
+      const input = $("subject");
+      const start = input.selectionStart ?? input.value.length;
+      const end = input.selectionEnd ?? start;
+      input.setRangeText(event.detail.unicode, start, end, "end");
+      input.focus();
+      popup.hidden = true;
+      button.setAttribute("aria-expanded", "false");
+      markDirty();
+    });
+  }
+
+  // --- wiring --------------------------------------------------------------------------------
+  function initData() {
+    const source = data.data_source || { kind: "none" };
+    $("data-kind").value = source.kind || "none";
+    $("data-document").value = source.document ? JSON.stringify(source.document, null, 2) : "";
+    $("data-url").value = source.url || "";
+    $("data-url-template").value = source.url_template || "";
+    const sync = () => document.querySelectorAll("#pane-data [data-for]").forEach((el) => {
+      el.hidden = el.dataset.for !== $("data-kind").value;
+    });
+    $("data-kind").addEventListener("change", () => { sync(); markDirty(); });
+    sync();
+  }
+
+  initVisual();
+  initCode();
+  initEmoji();
+  initData();
+  $("text").value = data.text;
+  $("text-follows").checked = data.text_follows_html;
+  $("text").readOnly = !data.can_write;
+  $("text").addEventListener("input", () => { $("text-follows").checked = false; markDirty(); });
+  $("text-follows").addEventListener("change", () => {
+    markDirty();
+    if ($("text-follows").checked) generateText();
+  });
+  $("generate-text").addEventListener("click", () => { generateText(); markDirty(); });
+  ["subject", "preheader", "message-name"].forEach((id) => $(id).addEventListener("input", markDirty));
+  document.querySelectorAll("#editor-tabs [role=tab]").forEach((tab) => {
+    tab.addEventListener("click", () => showPane(tab.dataset.pane));
+  });
+  if ($("save")) $("save").addEventListener("click", save);
+  $("preview-run").addEventListener("click", preview);
+  if ($("send-test")) $("send-test").addEventListener("click", sendTest);
+  $("image-upload").addEventListener("click", upload);
+  $("image-list").addEventListener("click", (event) => {
+    const pick = event.target.closest(".media-pick");
+    if (pick) insertImage(pick.dataset.url, pick.dataset.name, pick.dataset.width);
+  });
+  document.querySelectorAll("#pane-preview .width").forEach((button) => button.addEventListener("click", () => {
+    $("preview-frame").style.width = button.dataset.width + "px";
+    document.querySelectorAll("#pane-preview .width").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
+  }));
+  document.querySelectorAll("#pane-preview .view").forEach((button) => button.addEventListener("click", () => {
+    const text = button.dataset.view === "text";
+    $("preview-frame").hidden = text;
+    $("preview-text").hidden = !text;
+    document.querySelectorAll("#pane-preview .view").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
+  }));
+  window.addEventListener("beforeunload", (event) => { if (dirty) event.preventDefault(); });
+  showPane(mode);
+  showProblems(data.problems);
+  dirty = false;
+  $("save-status").textContent = "";
+  window.altkraftEditor = { gjs: () => gjs, cm: () => cm, mode: () => mode, currentHtml };
+})();

@@ -1,0 +1,32 @@
+"""Shared pieces for the messages tests: a version row and a rendering context."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+NEWSLETTER = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "newsletter.html"
+
+
+def version(html: str = "<p>Hello {{ subscriber.first_name | default('friend') }}</p>",
+            subject: str = "Hi", **extra) -> dict:
+    row = {"id": None, "subject": subject, "preheader": "", "html": html, "text": "",
+           "text_follows_html": True}
+    row.update(extra)
+    return row
+
+
+def context(**subscriber) -> dict:
+    base = {"id": 7, "email": "ann@example.com", "first_name": "Ann", "last_name": "Lee",
+            "city": "Oslo", "timezone": "Europe/Oslo", "language": "en",
+            "created_at": "2024-01-31T23:30:00+00:00", "custom": {"loyalty_tier": "Gold", "bonus_points": 12}}
+    base.update(subscriber)
+    return {"subscriber": base, "list": {"name": "News"}, "campaign": {"name": "C"},
+            "unsubscribe_url": "https://app.example/p/u/1", "preferences_url": "https://app.example/p/pref/1",
+            "view_in_browser_url": "https://app.example/p/v/1", "data": {}}
+
+
+@pytest.fixture(scope="session")
+def newsletter_html() -> str:
+    path = NEWSLETTER if NEWSLETTER.exists() else Path("/work/shared/fixtures/newsletter.html")
+    return path.read_text(encoding="utf-8")
