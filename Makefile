@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 DATA   ?= ./altkraft-data
 export ALTKRAFT_DATA_DIR ?= $(DATA)
 
-.PHONY: run setup python-deps frontend translations extract-messages test test-sqlite test-postgres system-deps lint
+.PHONY: run setup python-deps frontend translations extract-messages docs test test-sqlite test-postgres system-deps lint
 
 ## Install everything the appliance needs and start it on its embedded defaults (SQLite + SQLite queue).
 run: setup
@@ -37,6 +37,12 @@ extract-messages: python-deps
 	  --copyright-holder ALTKRAFT --no-wrap --sort-by-file -o altkraft_onprem/translations/messages.pot .
 	$(BIN)/pybabel update -i altkraft_onprem/translations/messages.pot -d altkraft_onprem/translations \
 	  --no-wrap --no-fuzzy-matching --ignore-obsolete
+
+## Regenerate the generated docs: CLI reference, roles & permissions table, settings reference.
+docs: python-deps
+	$(BIN)/python -m altkraft_onprem.cli_docs > docs/cli.md
+	$(BIN)/python -m altkraft_onprem.access.docs docs/admin.md
+	$(BIN)/altkraft config docs > docs/configuration.md
 
 ## Debian packages the tests drive: Chromium (browser tests), Postfix's smtp-sink/smtp-source (benchmarks).
 system-deps:

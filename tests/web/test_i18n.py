@@ -95,3 +95,14 @@ def test_russian_translations_keep_the_placeholders():
         russian = read_po(handle, locale="ru")
     problems = [f"{message.id!r}: {error}" for message, errors in russian.check() for error in errors]
     assert not problems, "\n".join(problems)
+
+
+def test_default_locale_setting_applies_when_the_browser_names_neither(env):
+    from altkraft_onprem.app import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings(env.data_dir, env.database_url, **{"i18n.default_locale": "ru"})
+    app = create_app(settings, engine=env.engine)
+    env.user("Viewer")
+    html = app.test_client().get("/login", headers={"Accept-Language": "de-DE"}).get_data(as_text=True)
+    assert "Войти" in html

@@ -1,0 +1,32 @@
+"""docs/admin.md's roles & permissions table is the one generated from access/models.py."""
+from pathlib import Path
+
+from altkraft_onprem.access import docs
+from altkraft_onprem.access.models import BUILTIN_ROLES, PERMISSIONS
+
+ADMIN_MD = Path(__file__).resolve().parents[2] / "docs" / "admin.md"
+
+
+def test_admin_doc_table_matches_permissions_and_builtin_roles():
+    in_doc = docs.current_table(ADMIN_MD.read_text(encoding="utf-8"))
+    assert in_doc == docs.permissions_table(), (
+        "docs/admin.md's permissions table differs from PERMISSIONS/BUILTIN_ROLES: run `make docs`")
+
+
+def test_generated_table_has_a_row_per_permission_and_a_column_per_role():
+    lines = docs.permissions_table().splitlines()
+    assert len(lines) == 2 + len(PERMISSIONS)
+    assert all(role in lines[0] for role in BUILTIN_ROLES)
+    viewer = next(line for line in lines if line.startswith("| `users:manage`"))
+    assert viewer.rstrip(" |").endswith("✓")        # only the Administrator column is ticked
+    assert viewer.count("✓") == 1
+
+
+def test_rewrite_replaces_only_the_marked_block(tmp_path):
+    page = tmp_path / "admin.md"
+    page.write_text(f"intro\n{docs.START}\nold table\n{docs.END}\noutro\n", encoding="utf-8")
+    assert docs.rewrite(page) is True
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("intro\n") and text.endswith("outro\n")
+    assert docs.current_table(text) == docs.permissions_table()
+    assert docs.rewrite(page) is False
