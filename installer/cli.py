@@ -252,6 +252,7 @@ def check_dns(domain, ips, helo, nameservers, bounce_domain, from_domain, config
         keys = dnscheck.keys_from_settings(settings["dkim.keys"], str(layout.root) if layout.staged else "")
         ips = ips or tuple(settings["deliverability.sending_ips"])
         nameservers = nameservers or tuple(settings["deliverability.nameservers"])
+        bounce_domain = bounce_domain or settings.get("delivery.bounce_domain") or ""
     for item in nameservers:
         try:
             dnscheck.parse_nameserver(item)

@@ -142,6 +142,7 @@ def run(layout: Layout, *, nameservers: tuple[str, ...] = (), ips: tuple[str, ..
             report = dnscheck.run_checks(
                 domain.name, ips=ips or settings["deliverability.sending_ips"],
                 helo=default_helo(settings), keys=keys,
+                bounce_domain=settings.get("delivery.bounce_domain") or "",
                 nameservers=nameservers or settings["deliverability.nameservers"])
             bad = [f"{name} {c.status}" for name, c in report.checks.items() if c.status != "pass"]
             results[f"dns {domain.name}"] = Check(
