@@ -252,6 +252,11 @@ DKIM_KEY_FIELDS = (
 )
 
 
+DOMAIN_LIMIT_FIELDS = (
+    _item("domain", _str, REQUIRED, "Recipient domain, e.g. gmail.com."),
+    _item("per_second", _positive(_float), REQUIRED, "Messages per second to that domain.", "number"),
+)
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", _str, "./altkraft-data",
             "Directory for the SQLite database, the SQLite queue, uploaded media and the secret key. "
@@ -319,6 +324,29 @@ SETTINGS: tuple[Setting, ...] = (
             example=[{"domain": "example.com", "selector": "ak1",
                       "key_file": "/etc/altkraft/dkim/ak1.example.com.key", "algorithm": "rsa-sha256"}],
             item_fields=DKIM_KEY_FIELDS),
+
+    Setting("delivery.processes", _non_negative(_int), 0,
+            "Sender processes per campaign run, each with one SMTP session (rendering and "
+            "signing run in them too); 0: as many as the relays' max_connections allow.", "integer"),
+    Setting("delivery.batch_size", _positive(_int), 100,
+            "Ledger rows a sender claims at once (pause and cancel take effect between batches).",
+            "integer"),
+    Setting("delivery.lease_seconds", _positive(_int), 300,
+            "A claimed batch returns to the queue if its sender has not finished it in this time "
+            "(a sender on this host that died is noticed at once).", "integer"),
+    Setting("delivery.retry_seconds", _positive(_float), 60.0,
+            "First retry delay after a temporary failure (4xx, dropped connection); doubles per "
+            "attempt.", "number"),
+    Setting("delivery.retry_max_hours", _positive(_float), 24.0,
+            "A message still failing temporarily this long after its first attempt is failed.",
+            "number"),
+    Setting("delivery.domain_limits", _tables(DOMAIN_LIMIT_FIELDS, "domain limit"), [],
+            "Per-destination-domain sending rates, as [[delivery.domain_limits]] tables.",
+            "list of tables", example=[{"domain": "gmail.com", "per_second": 50}],
+            item_fields=DOMAIN_LIMIT_FIELDS),
+    Setting("delivery.bounce_domain", _str, "",
+            "Domain of the VERP Return-Path (bounces+CAMPAIGN-SUBSCRIBER-MAC@DOMAIN); empty: the "
+            "From domain.", example="bounces.example.com"),
 
     Setting("deliverability.sending_ips", _ip_list, [],
             "Public IP addresses mail leaves from (the relay's, when relaying), for the PTR and SPF "

@@ -1,2 +1,3 @@
 """Imports every domain's jobs.py so that consumers register every task."""
+import altkraft_onprem.campaigns.jobs  # noqa: F401
 import altkraft_onprem.tasks  # noqa: F401

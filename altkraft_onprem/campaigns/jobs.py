@@ -1,0 +1,91 @@
+"""Background work of campaigns: the send run, scheduled starts, picking up after a restart."""
+from __future__ import annotations
+
+import logging
+import time
+
+from huey import crontab
+
+from altkraft_onprem import db, tasks
+from altkraft_onprem.config import current_settings
+from altkraft_onprem.db.types import utcnow
+
+from . import ledger
+from . import service as campaigns
+
+log = logging.getLogger("altkraft.campaigns")
+# Retries due this soon are waited for inside the run instead of a new job.
+WAIT_INLINE_SECONDS = 5.0
+
+
+def run_campaign(settings, engine, campaign_id: int, processes: int | None = None) -> list:
+    """Sends a running campaign until nothing is due; pauses it when no relay answers,
+    finishes it when every row is final, schedules itself again for later retries."""
+    from altkraft_onprem.delivery import sender
+
+    outcomes = []
+    while True:
+        with db.write(engine) as conn:
+            ledger.recover(conn, campaign_id)
+            if campaigns.state(conn, campaign_id) != "running":
+                return outcomes
+            campaigns.build_ledger(conn, campaign_id)
+        results = sender.run(settings, engine, campaign_id, processes)
+        outcomes.extend(results)
+        paused = next((o.paused for o in results if o.paused), None)
+        with db.write(engine) as conn:
+            ledger.recover(conn, campaign_id)
+            if paused:
+                campaigns.pause_by_system(conn, campaign_id, paused)
+                log.warning("campaign %s paused: %s", campaign_id, paused)
+                return outcomes
+            if campaigns.finish_if_done(conn, campaign_id):
+                return outcomes
+            due = ledger.next_due(conn, campaign_id)
+        if due is None:
+            return outcomes
+        wait = (due - utcnow()).total_seconds()
+        if wait > WAIT_INLINE_SECONDS:
+            send_campaign.schedule((campaign_id,), delay=wait)
+            return outcomes
+        time.sleep(max(wait, 0.05))
+
+
+@tasks.job()
+def send_campaign(campaign_id: int) -> None:
+    run_campaign(current_settings(), db.get_engine(), campaign_id)
+
+
+def kick(campaign_id: int) -> None:
+    """Enqueue the send run (after the transaction that started the campaign committed)."""
+    send_campaign(campaign_id)
+
+
+@tasks.periodic(crontab(minute="*"))
+def campaigns_tick() -> None:
+    """Every minute: start campaigns whose time has come and pick up running campaigns whose
+    sender died (a restart, a killed worker) — the ledger makes a second run harmless."""
+    start_due()
+
+
+def start_due() -> list[int]:
+    from altkraft_onprem.access.models import system_actor
+
+    engine = db.get_engine()
+    settings = current_settings()
+    started = []
+    with db.write(engine) as conn:
+        for campaign_id in campaigns.due_scheduled(conn):
+            campaigns.start(conn, system_actor("scheduler"), settings, campaign_id)
+            started.append(campaign_id)
+        orphaned = [cid for cid in campaigns.running(conn) if not ledger.has_live_lease(conn, cid)]
+    for campaign_id in {*started, *orphaned}:
+        send_campaign(campaign_id)
+    return started
+
+
+@tasks.job()
+def start_scheduled(campaign_id: int) -> None:
+    """Queued with eta = schedule_at when a campaign is scheduled (huey keeps it across
+    restarts); the minute tick is the safety net."""
+    start_due()

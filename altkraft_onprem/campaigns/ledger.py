@@ -1,0 +1,188 @@
+"""The delivery ledger: one row per (campaign, subscriber); what makes a resend impossible.
+
+A sender claims a batch with a lease (`claim`), hands the rows to SMTP strictly in id order
+and records each reply in its own small transaction (`record`) before it hands over the next
+one. So of a dead sender's rows still leased, only the first can have reached the relay:
+`recover` marks it in-doubt and puts the others back in the queue.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, case, func, insert, literal, or_, select, update
+
+from altkraft_onprem.db.types import utcnow
+
+from .models import campaigns, deliveries
+
+HOST = socket.gethostname()
+
+
+def owner_name() -> str:
+    """Identifies this process as a lease holder: host:pid:random."""
+    return f"{HOST}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def _owner_dead(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != HOST or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def materialise(conn: Connection, campaign_id: int, audience) -> int:
+    """Inserts a queued row for every subscriber id the audience SELECT yields (once)."""
+    subquery = audience.subquery()
+    already = select(deliveries.c.subscriber_id).where(
+        deliveries.c.campaign_id == campaign_id,
+        deliveries.c.subscriber_id == subquery.c.id).exists()
+    source = select(literal(campaign_id), subquery.c.id, literal(0), literal("queued"),
+                    literal(0)).where(~already)
+    conn.execute(insert(deliveries).from_select(
+        ["campaign_id", "subscriber_id", "variant", "state", "attempts"], source))
+    total = conn.execute(select(func.count()).select_from(deliveries).where(
+        deliveries.c.campaign_id == campaign_id)).scalar_one()
+    conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
+                 .values(ledger_built=True, total=total))
+    return total
+
+
+def claim(conn: Connection, campaign_id: int, owner: str, size: int, lease_seconds: int,
+          now: datetime | None = None) -> list[tuple[int, int]]:
+    """Leases up to `size` due queued rows to `owner`; [(row id, subscriber id)] by id."""
+    now = now or utcnow()
+    due = select(deliveries.c.id).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "queued",
+        or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+    ).order_by(deliveries.c.id).limit(size)
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    ids = list(conn.execute(due).scalars())
+    if not ids:
+        return []
+    conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), deliveries.c.state == "queued")
+                 .values(state="leased", lease_owner=owner,
+                         lease_until=now + timedelta(seconds=lease_seconds)))
+    rows = conn.execute(select(deliveries.c.id, deliveries.c.subscriber_id).where(
+        deliveries.c.id.in_(ids), deliveries.c.lease_owner == owner,
+        deliveries.c.state == "leased").order_by(deliveries.c.id))
+    return [(r.id, r.subscriber_id) for r in rows]
+
+
+def extend(conn: Connection, owner: str, lease_seconds: int) -> None:
+    conn.execute(update(deliveries).where(deliveries.c.lease_owner == owner,
+                                          deliveries.c.state == "leased")
+                 .values(lease_until=utcnow() + timedelta(seconds=lease_seconds)))
+
+
+def record(conn: Connection, row_id: int, owner: str, state: str, *, reply: str | None = None,
+           message_id: str | None = None, retry_at: datetime | None = None,
+           counted: bool = True, now: datetime | None = None) -> bool:
+    """Final state (or back to the queue with retry_at) for a leased row; False if the lease
+    was lost meanwhile (the sender must stop)."""
+    now = now or utcnow()
+    values = {"state": state, "reply": reply, "lease_owner": None, "lease_until": None,
+              "done_at": None if state == "queued" else now}
+    if message_id is not None:
+        values["message_id"] = message_id
+    if state == "queued":
+        values["next_attempt_at"] = retry_at
+    if state != "skipped" and counted:
+        values["attempts"] = deliveries.c.attempts + 1
+        values["first_attempt_at"] = func.coalesce(deliveries.c.first_attempt_at, now)
+    result = conn.execute(update(deliveries).where(
+        deliveries.c.id == row_id, deliveries.c.lease_owner == owner,
+        deliveries.c.state == "leased").values(**values))
+    return result.rowcount == 1
+
+
+def release(conn: Connection, owner: str) -> int:
+    """Back to the queue: rows leased by a sender that stops without sending them."""
+    return conn.execute(update(deliveries).where(deliveries.c.lease_owner == owner,
+                                                 deliveries.c.state == "leased")
+                        .values(state="queued", lease_owner=None, lease_until=None)).rowcount
+
+
+def attempts(conn: Connection, row_id: int) -> tuple[datetime | None, int]:
+    """(first attempt, attempts so far) of a row."""
+    row = conn.execute(select(deliveries.c.first_attempt_at, deliveries.c.attempts).where(
+        deliveries.c.id == row_id)).one()
+    return row[0], row[1]
+
+
+def recover(conn: Connection, campaign_id: int | None = None, now: datetime | None = None) -> int:
+    """Leases whose holder died or expired: first row in-doubt, the rest queued again."""
+    now = now or utcnow()
+    query = select(deliveries.c.lease_owner, func.min(deliveries.c.lease_until)).where(
+        deliveries.c.state == "leased").group_by(deliveries.c.lease_owner)
+    if campaign_id is not None:
+        query = query.where(deliveries.c.campaign_id == campaign_id)
+    recovered = 0
+    for owner, until in conn.execute(query).all():
+        if not (until <= now or _owner_dead(owner)):
+            continue
+        first = conn.execute(select(func.min(deliveries.c.id)).where(
+            deliveries.c.lease_owner == owner, deliveries.c.state == "leased")).scalar_one()
+        conn.execute(update(deliveries).where(deliveries.c.id == first,
+                                              deliveries.c.state == "leased").values(
+            state="in_doubt", lease_owner=None, lease_until=None, done_at=now,
+            reply="the sender stopped while this message was with the relay; it may have been "
+                  "delivered, so it is not sent again"))
+        release(conn, owner)
+        recovered += 1
+    return recovered
+
+
+def cancel_rows(conn: Connection, campaign_id: int) -> int:
+    return conn.execute(update(deliveries).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "queued").values(
+        state="cancelled", done_at=utcnow(), reply="campaign cancelled")).rowcount
+
+
+def counts(conn: Connection, campaign_id: int) -> dict[str, int]:
+    rows = conn.execute(select(deliveries.c.state, func.count()).where(
+        deliveries.c.campaign_id == campaign_id).group_by(deliveries.c.state)).all()
+    found = {state: n for state, n in rows}
+    return {state: found.get(state, 0) for state in
+            ("queued", "leased", "sent", "failed", "in_doubt", "skipped", "cancelled")}
+
+
+def next_due(conn: Connection, campaign_id: int) -> datetime | None:
+    """When the earliest queued row may be tried (None: none queued)."""
+    row = conn.execute(select(func.count(), func.min(case(
+        (deliveries.c.next_attempt_at.is_(None), None), else_=deliveries.c.next_attempt_at)),
+        func.sum(case((deliveries.c.next_attempt_at.is_(None), 1), else_=0))).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "queued")).one()
+    if not row[0]:
+        return None
+    if row[2]:
+        return utcnow()
+    value = row[1]
+    if isinstance(value, str):          # SQLite hands back MIN() of a timestamp as text
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        from datetime import UTC
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def sent_since(conn: Connection, campaign_id: int, since: datetime) -> int:
+    return conn.execute(select(func.count()).select_from(deliveries).where(
+        and_(deliveries.c.campaign_id == campaign_id, deliveries.c.state == "sent",
+             deliveries.c.done_at >= since))).scalar_one()
+
+
+def has_live_lease(conn: Connection, campaign_id: int) -> bool:
+    """Whether some sender holds an unexpired lease on this campaign's rows."""
+    return conn.execute(select(deliveries.c.id).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "leased",
+        deliveries.c.lease_until > utcnow()).limit(1)).first() is not None

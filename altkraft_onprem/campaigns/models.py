@@ -1,0 +1,107 @@
+"""Campaigns and their delivery ledger: tables and the pure rules around them."""
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from altkraft_onprem.db import metadata
+from altkraft_onprem.db.types import UTCDateTime
+
+STATES = ("draft", "scheduled", "running", "paused", "finished", "cancelled")
+# Which lifecycle moves each action allows: action -> {from state: to state}.
+MOVES = {
+    "schedule": {"draft": "scheduled"},
+    "start": {"draft": "running", "scheduled": "running"},
+    "pause": {"running": "paused", "scheduled": "draft"},
+    "resume": {"paused": "running"},
+    "cancel": {"draft": "cancelled", "scheduled": "cancelled", "running": "cancelled",
+               "paused": "cancelled"},
+}
+# Ledger row states. queued/leased are in progress; the others are final.
+ROW_STATES = ("queued", "leased", "sent", "failed", "in_doubt", "skipped", "cancelled")
+FINAL_ROW_STATES = ("sent", "failed", "in_doubt", "skipped", "cancelled")
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
+
+campaigns = Table(
+    "campaigns", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("state", String(16), nullable=False, default="draft"),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("version_id", Integer, nullable=True),            # pinned when the campaign starts
+    Column("from_email", String(320), nullable=False),
+    Column("from_name", String(200), nullable=False, default=""),
+    Column("reply_to", String(320), nullable=True),
+    Column("list_ids", JSON, nullable=False),
+    Column("segment_ids", JSON, nullable=False),
+    Column("exclude_list_ids", JSON, nullable=False),
+    Column("exclude_segment_ids", JSON, nullable=False),
+    Column("utm", JSON, nullable=False),                     # {utm_source: …} campaign defaults
+    Column("link_utm", JSON, nullable=False),                # {"3": {utm_content: …}} per link
+    Column("track_opens", Boolean, nullable=False, default=True),
+    Column("track_clicks", Boolean, nullable=False, default=True),
+    Column("schedule_at", UTCDateTime, nullable=True),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+    Column("pause_reason", Text, nullable=True),
+    Column("ledger_built", Boolean, nullable=False, default=False),
+    Column("total", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("created_by", String(320), nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+)
+Index("ix_campaigns_state_schedule", campaigns.c.state, campaigns.c.schedule_at)
+
+deliveries = Table(
+    "campaign_deliveries", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("subscriber_id", Integer, nullable=False),
+    Column("variant", Integer, nullable=False, default=0),
+    Column("state", String(12), nullable=False, default="queued"),
+    Column("lease_owner", String(120), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("first_attempt_at", UTCDateTime, nullable=True),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("message_id", String(200), nullable=True),
+    Column("reply", Text, nullable=True),
+    Column("done_at", UTCDateTime, nullable=True),
+    UniqueConstraint("campaign_id", "subscriber_id", name="uq_campaign_deliveries_campaign_subscriber"),
+)
+Index("ix_campaign_deliveries_claim", deliveries.c.campaign_id, deliveries.c.state, deliveries.c.id)
+Index("ix_campaign_deliveries_owner", deliveries.c.lease_owner)
+
+
+def with_utm(url: str, marks: dict[str, str]) -> str:
+    """The URL with the UTM marks it does not carry yet (never duplicated, fragment kept)."""
+    marks = {k: v for k, v in marks.items() if k in UTM_KEYS and v}
+    if not marks:
+        return url
+    parts = urlsplit(url)
+    present = {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    missing = [(k, marks[k]) for k in UTM_KEYS if k in marks and k not in present]
+    if not missing:
+        return url
+    query = parts.query + ("&" if parts.query else "") + urlencode(missing)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def link_marks(utm: dict, link_utm: dict, index: int) -> dict[str, str]:
+    """Campaign UTM defaults overridden by the link's own settings."""
+    marks = {k: v for k, v in (utm or {}).items() if k in UTM_KEYS}
+    marks.update({k: v for k, v in ((link_utm or {}).get(str(index)) or {}).items() if k in UTM_KEYS})
+    return marks

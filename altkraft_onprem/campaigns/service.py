@@ -1,0 +1,331 @@
+"""Campaign operations: create, change, lifecycle (start/pause/resume/cancel), progress."""
+from __future__ import annotations
+
+import zoneinfo
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from altkraft_onprem.access.models import Actor
+from altkraft_onprem.access.service import record
+from altkraft_onprem.audience import service as audience
+from altkraft_onprem.audience.models import lists as lists_table
+from altkraft_onprem.audience.models import normalise_email, subscribers
+from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.errors import Conflict, NotFound, ServiceError
+
+from . import ledger
+from .models import MOVES, UTM_KEYS, campaigns, deliveries, link_marks, with_utm
+
+EDITABLE_STATES = ("draft", "scheduled")
+
+
+def _ids(value, field: str) -> list[int]:
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ServiceError("must be a list of ids", field)
+    return sorted(set(value))
+
+
+def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "name" in data:
+        name = (data["name"] or "").strip()
+        if not name or len(name) > 200:
+            raise ServiceError("a name of 1 to 200 characters is required", "name")
+        out["name"] = name
+    if "message_id" in data:
+        from altkraft_onprem.messages.service import get_message
+
+        try:
+            get_message(conn, data["message_id"])
+        except NotFound:
+            raise ServiceError(f"message {data['message_id']} does not exist", "message_id") from None
+        out["message_id"] = data["message_id"]
+    for key in ("from_email", "reply_to"):
+        if key in data:
+            if not data[key] and key == "reply_to":
+                out[key] = None
+                continue
+            try:
+                out[key] = normalise_email(data[key])
+            except ValueError as exc:
+                raise ServiceError(str(exc), key) from None
+    if "from_name" in data:
+        out["from_name"] = (data["from_name"] or "").strip()[:200]
+    for key in ("list_ids", "segment_ids", "exclude_list_ids", "exclude_segment_ids"):
+        if key in data:
+            out[key] = _ids(data[key], key)
+    for key in ("list_ids", "exclude_list_ids"):
+        if out.get(key):
+            known = set(conn.execute(select(lists_table.c.id).where(
+                lists_table.c.id.in_(out[key]))).scalars())
+            missing = [i for i in out[key] if i not in known]
+            if missing:
+                raise ServiceError(f"no such list: {missing[0]}", key)
+    if "utm" in data:
+        utm = data["utm"] or {}
+        if not isinstance(utm, dict) or any(k not in UTM_KEYS for k in utm):
+            raise ServiceError(f"UTM keys are {', '.join(UTM_KEYS)}", "utm")
+        out["utm"] = {k: str(v).strip() for k, v in utm.items() if str(v or "").strip()}
+    if "link_utm" in data:
+        link_utm = data["link_utm"] or {}
+        if not isinstance(link_utm, dict) or not all(
+                str(k).isdigit() and isinstance(v, dict) and all(x in UTM_KEYS for x in v)
+                for k, v in link_utm.items()):
+            raise ServiceError("per-link UTM must map link numbers to UTM marks", "link_utm")
+        out["link_utm"] = {str(k): {x: str(y) for x, y in v.items() if y} for k, v in link_utm.items()}
+    for key in ("track_opens", "track_clicks"):
+        if key in data:
+            out[key] = bool(data[key])
+    if "timezone" in data:
+        tz = data["timezone"] or "UTC"
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ServiceError(f"unknown time zone {tz!r}", "timezone") from None
+        out["timezone"] = tz
+    if "schedule_at" in data:
+        out["schedule_at"] = _schedule(data["schedule_at"], out.get("timezone") or
+                                       data.get("timezone") or "UTC")
+    return out
+
+
+def _schedule(value, tz: str) -> datetime | None:
+    """A schedule given as an ISO string or datetime; naive means wall time in `tz`."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ServiceError("use an ISO date and time, e.g. 2026-12-01T09:00", "schedule_at") from None
+    if not isinstance(value, datetime):
+        raise ServiceError("use an ISO date and time, e.g. 2026-12-01T09:00", "schedule_at")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zoneinfo.ZoneInfo(tz))
+    return value.astimezone(zoneinfo.ZoneInfo("UTC"))
+
+
+def create_campaign(conn: Connection, actor: Actor, **data: Any) -> int:
+    """A draft; name, message_id, list_ids (or segment_ids) and from_email are required."""
+    for required in ("name", "message_id", "from_email"):
+        if not data.get(required):
+            raise ServiceError("is required", required)
+    if not data.get("list_ids"):
+        raise ServiceError("pick at least one list", "list_ids")
+    data.setdefault("timezone", "UTC")
+    values = _clean(conn, data)
+    now = utcnow()
+    defaults = {"from_name": "", "segment_ids": [], "exclude_list_ids": [], "exclude_segment_ids": [],
+                "utm": {}, "link_utm": {}, "track_opens": True, "track_clicks": True,
+                "ledger_built": False, "total": 0, "state": "draft"}
+    values = {**defaults, **values}
+    campaign_id = conn.execute(insert(campaigns).values(
+        **values, created_at=now, updated_at=now, created_by=actor.label)).inserted_primary_key[0]
+    record(conn, actor, "campaign.create", "campaign", campaign_id, name=values["name"])
+    return campaign_id
+
+
+def update_campaign(conn: Connection, actor: Actor, campaign_id: int, **data: Any) -> None:
+    current = get_campaign(conn, campaign_id)
+    if current["state"] not in EDITABLE_STATES:
+        raise Conflict(f"a {current['state']} campaign cannot be changed")
+    if "schedule_at" in data and "timezone" not in data:
+        data["timezone"] = current["timezone"]
+    values = _clean(conn, data)
+    if "list_ids" in values and not values["list_ids"]:
+        raise ServiceError("pick at least one list", "list_ids")
+    conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
+                 .values(**values, updated_at=utcnow()))
+    record(conn, actor, "campaign.update", "campaign", campaign_id, fields=sorted(values))
+
+
+def get_campaign(conn: Connection, campaign_id: int) -> dict[str, Any]:
+    row = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"campaign {campaign_id} does not exist")
+    return dict(row)
+
+
+def list_campaigns(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(select(campaigns).order_by(campaigns.c.id.desc())).mappings()
+    return [dict(r) for r in rows]
+
+
+def state(conn: Connection, campaign_id: int) -> str | None:
+    return conn.execute(select(campaigns.c.state).where(campaigns.c.id == campaign_id)).scalar()
+
+
+def _move(conn: Connection, actor: Actor, campaign_id: int, action: str, **values) -> str:
+    current = get_campaign(conn, campaign_id)
+    target = MOVES[action].get(current["state"])
+    if target is None:
+        raise Conflict(f"a {current['state']} campaign cannot be {_PAST[action]}")
+    result = conn.execute(update(campaigns).where(
+        campaigns.c.id == campaign_id, campaigns.c.state == current["state"]).values(
+        state=target, updated_at=utcnow(), **values))
+    if result.rowcount != 1:
+        raise Conflict("the campaign changed meanwhile; reload and try again")
+    record(conn, actor, f"campaign.{action}", "campaign", campaign_id, state=target)
+    return target
+
+
+_PAST = {"schedule": "scheduled", "start": "started", "pause": "paused", "resume": "resumed",
+         "cancel": "cancelled"}
+
+
+def _pin_version(conn: Connection, campaign: dict) -> int:
+    from altkraft_onprem.messages.render import check_version
+    from altkraft_onprem.messages.service import get_version
+
+    version = get_version(conn, campaign["message_id"])
+    problems = check_version(version)
+    if problems:
+        raise ServiceError(f"the message has template errors: {problems[0]}", "message_id")
+    return version["id"]
+
+
+def _check_sendable(settings, campaign: dict) -> None:
+    if not settings["smtp.relays"]:
+        raise ServiceError("no SMTP relay is configured ([[smtp.relays]])", "smtp.relays")
+
+
+def start(conn: Connection, actor: Actor, settings, campaign_id: int) -> str:
+    """Start now: pin the message version, build the ledger, hand the campaign to senders
+    (the caller enqueues the send job after commit)."""
+    campaign = get_campaign(conn, campaign_id)
+    _check_sendable(settings, campaign)
+    version_id = campaign["version_id"] or _pin_version(conn, campaign)
+    now = utcnow()
+    new_state = _move(conn, actor, campaign_id, "start", version_id=version_id,
+                      started_at=campaign["started_at"] or now, pause_reason=None)
+    build_ledger(conn, campaign_id)
+    return new_state
+
+
+def build_ledger(conn: Connection, campaign_id: int) -> int:
+    campaign = get_campaign(conn, campaign_id)
+    if campaign["ledger_built"]:
+        return campaign["total"]
+    query = audience.audience_query(conn, campaign["list_ids"], campaign["segment_ids"],
+                                    campaign["exclude_list_ids"], campaign["exclude_segment_ids"])
+    return ledger.materialise(conn, campaign_id, query)
+
+
+def schedule(conn: Connection, actor: Actor, settings, campaign_id: int) -> str:
+    campaign = get_campaign(conn, campaign_id)
+    if campaign["schedule_at"] is None:
+        raise ServiceError("set a date and time first", "schedule_at")
+    _check_sendable(settings, campaign)
+    return _move(conn, actor, campaign_id, "schedule")
+
+
+def pause(conn: Connection, actor: Actor, campaign_id: int, reason: str | None = None) -> str:
+    return _move(conn, actor, campaign_id, "pause", pause_reason=reason)
+
+
+def resume(conn: Connection, actor: Actor, campaign_id: int) -> str:
+    return _move(conn, actor, campaign_id, "resume", pause_reason=None)
+
+
+def cancel(conn: Connection, actor: Actor, campaign_id: int) -> str:
+    new_state = _move(conn, actor, campaign_id, "cancel", finished_at=utcnow())
+    ledger.cancel_rows(conn, campaign_id)
+    return new_state
+
+
+def pause_by_system(conn: Connection, campaign_id: int, reason: str) -> None:
+    """The sender pauses a campaign it cannot send (every relay down)."""
+    conn.execute(update(campaigns).where(campaigns.c.id == campaign_id,
+                                         campaigns.c.state == "running")
+                 .values(state="paused", pause_reason=reason, updated_at=utcnow()))
+
+
+def finish_if_done(conn: Connection, campaign_id: int) -> bool:
+    found = ledger.counts(conn, campaign_id)
+    if found["queued"] or found["leased"]:
+        return False
+    result = conn.execute(update(campaigns).where(campaigns.c.id == campaign_id,
+                                                  campaigns.c.state == "running")
+                          .values(state="finished", finished_at=utcnow(), updated_at=utcnow()))
+    return result.rowcount == 1
+
+
+def due_scheduled(conn: Connection, now: datetime | None = None) -> list[int]:
+    now = now or utcnow()
+    return list(conn.execute(select(campaigns.c.id).where(
+        campaigns.c.state == "scheduled", campaigns.c.schedule_at <= now)).scalars())
+
+
+def running(conn: Connection) -> list[int]:
+    return list(conn.execute(select(campaigns.c.id).where(campaigns.c.state == "running")).scalars())
+
+
+def progress(conn: Connection, campaign_id: int) -> dict[str, Any]:
+    """total, sent, failed, in_doubt, skipped, cancelled, remaining, rate (msgs/s over the
+    last minute) and eta (seconds) — what the page and the API show."""
+    campaign = get_campaign(conn, campaign_id)
+    found = ledger.counts(conn, campaign_id)
+    remaining = found["queued"] + found["leased"]
+    window = 60
+    recent = ledger.sent_since(conn, campaign_id, utcnow() - timedelta(seconds=window))
+    started = campaign["started_at"]
+    if started is not None and campaign["state"] == "running":
+        elapsed = min(window, max((utcnow() - started).total_seconds(), 1.0))
+    else:
+        elapsed = window
+    rate = round(recent / elapsed, 1)
+    return {"total": campaign["total"], "sent": found["sent"], "failed": found["failed"],
+            "in_doubt": found["in_doubt"], "skipped": found["skipped"],
+            "cancelled": found["cancelled"], "remaining": remaining, "rate": rate,
+            "eta_seconds": round(remaining / rate) if rate and remaining else None}
+
+
+def deliveries_page(conn: Connection, campaign_id: int, state_filter: str | None = None,
+                    limit: int = 100, offset: int = 0) -> list[dict]:
+    query = select(deliveries.c.id, deliveries.c.subscriber_id, subscribers.c.email,
+                   deliveries.c.state, deliveries.c.attempts, deliveries.c.message_id,
+                   deliveries.c.reply, deliveries.c.done_at).join(
+        subscribers, subscribers.c.id == deliveries.c.subscriber_id, isouter=True).where(
+        deliveries.c.campaign_id == campaign_id)
+    if state_filter:
+        query = query.where(deliveries.c.state == state_filter)
+    rows = conn.execute(query.order_by(deliveries.c.id).limit(limit).offset(offset)).mappings()
+    return [dict(r) for r in rows]
+
+
+# --- for the sender ---------------------------------------------------------------------------
+
+def composer(conn: Connection, settings, campaign_id: int):
+    from altkraft_onprem.delivery.compose import Composer
+    from altkraft_onprem.messages.service import get_version_by_id
+
+    campaign = get_campaign(conn, campaign_id)
+    version = get_version_by_id(conn, campaign["version_id"])
+    names = dict(conn.execute(select(lists_table.c.id, lists_table.c.name).where(
+        lists_table.c.id.in_(campaign["list_ids"]))).all())
+    return Composer(settings, campaign, version, names)
+
+
+def recipients(conn: Connection, campaign_id: int, subscriber_ids: list[int]) -> tuple[dict, set]:
+    """Render contexts of a batch, and which of them may still be sent to (send-time check)."""
+    campaign = get_campaign(conn, campaign_id)
+    query = audience.audience_query(conn, campaign["list_ids"], campaign["segment_ids"],
+                                    campaign["exclude_list_ids"], campaign["exclude_segment_ids"])
+    sendable = set(conn.execute(query.where(subscribers.c.id.in_(subscriber_ids))).scalars())
+    return audience.render_context(conn, subscriber_ids), sendable
+
+
+def tracking_targets(conn: Connection, campaign_id: int, version_id: int) -> list[tuple[int, str]]:
+    """(link index, URL with the campaign's UTM marks) for the click endpoint."""
+    from altkraft_onprem.tracking.links import version_links
+
+    row = conn.execute(select(campaigns.c.utm, campaigns.c.link_utm).where(
+        campaigns.c.id == campaign_id)).first()
+    utm, link_utm = (row.utm, row.link_utm) if row is not None else ({}, {})
+    return [(index, with_utm(url, link_marks(utm, link_utm, index)))
+            for index, url in version_links(conn, version_id)]

@@ -1,0 +1,130 @@
+"""A campaign's message for one subscriber: render, track, MIME, DKIM — all CPU, no I/O.
+
+`Composer` is built once per campaign and sender process: the message version is compiled
+once with every literal link replaced by a placeholder; per subscriber the placeholders
+become signed click URLs (with the campaign's UTM marks kept server-side, in the link table
+the click endpoint reads), the open pixels go before </body>, and the List-Unsubscribe
+headers and the VERP Return-Path name the campaign and the subscriber.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from dataclasses import dataclass
+
+from altkraft_onprem.audience import links as audience_links
+from altkraft_onprem.campaigns.models import link_marks, with_utm
+from altkraft_onprem.messages.render import compile_version
+from altkraft_onprem.tracking import tokens
+
+from . import dkim, mime, verp
+
+_PLACEHOLDER = re.compile(r"AKLNK(\d+)Q")
+_BODY_END = re.compile(r"</body\s*>", re.I)
+
+
+@dataclass
+class Outgoing:
+    data: bytes
+    message_id: str
+    mail_from: str
+    rcpt: str
+    times: tuple[float, float, float]   # render, MIME, DKIM seconds
+
+
+class Composer:
+    def __init__(self, settings, campaign: dict, version: dict, list_names: dict[int, str]):
+        self.settings = settings
+        self.campaign = campaign
+        self.campaign_id = campaign["id"]
+        self.version_id = version["id"]
+        self.public_url = settings["server.public_url"]
+        self.tracking_key = tokens.tracking_key(settings)
+        self.track_clicks = bool(campaign["track_clicks"])
+        self.track_opens = bool(campaign["track_opens"])
+        utm, link_utm = campaign["utm"] or {}, campaign["link_utm"] or {}
+        ident = (self.campaign_id, self.track_clicks, repr(utm), repr(link_utm))
+        if self.track_clicks:
+            prefix = f"{self.public_url}/t/c/AKLNK"
+            rewriter = _Rewriter(lambda url, index: f"{prefix}{index}Q", ident)
+        else:
+            rewriter = _Rewriter(lambda url, index: with_utm(url, link_marks(utm, link_utm, index)),
+                                 ident)
+        self.message = compile_version(version, link_rewriter=rewriter)
+        self.from_email = campaign["from_email"]
+        self.from_name = campaign["from_name"] or ""
+        self.reply_to = campaign["reply_to"] or None
+        from_domain = self.from_email.rpartition("@")[2].lower()
+        self.from_domain = from_domain
+        self.bounce_domain = settings["delivery.bounce_domain"] or from_domain
+        self.keys = dkim.keys_for(settings, from_domain)
+        lists = list(campaign["list_ids"] or [])
+        self.unsubscribe_list = lists[0] if len(lists) == 1 else None
+        self.list_context = {"name": ", ".join(list_names.get(i, "") for i in lists)}
+        self.campaign_context = {"name": campaign["name"]}
+
+    def _click(self, subscriber_id: int):
+        key, cid, vid = self.tracking_key, self.campaign_id, self.version_id
+
+        def replace(match: re.Match) -> str:
+            return tokens.encode(key, tokens.Target("c", cid, subscriber_id, vid, int(match.group(1))))
+        return replace
+
+    def compose(self, subscriber: dict) -> Outgoing:
+        """Raises TemplateProblem or DeliveryError for this subscriber's message."""
+        started = time.perf_counter()
+        sid = subscriber["id"]
+        unsubscribe = audience_links.unsubscribe_url(self.settings, sid, self.unsubscribe_list,
+                                                     self.campaign_id)
+        context = {
+            "subscriber": subscriber, "list": self.list_context,
+            "campaign": dict(self.campaign_context), "unsubscribe_url": unsubscribe,
+            "preferences_url": audience_links.preferences_url(self.settings, sid),
+            "view_in_browser_url": "", "data": {},
+        }
+        rendered = self.message.render(context)
+        html, text = rendered.html, rendered.text
+        if self.track_clicks:
+            replace = self._click(sid)
+            html = _PLACEHOLDER.sub(replace, html)
+            text = _PLACEHOLDER.sub(replace, text)
+        if self.track_opens and html:
+            pixel = tokens.pixel_html(self.settings, self.campaign_id, sid, self.version_id)
+            ends = list(_BODY_END.finditer(html))
+            html = (html[:ends[-1].start()] + pixel + html[ends[-1].start():]) if ends else html + pixel
+        rendered_at = time.perf_counter()
+        mac = hmac.new(self.tracking_key, f"unsub:{self.campaign_id}:{sid}".encode(),
+                       hashlib.sha256).hexdigest()[:8]
+        mailto = f"mailto:unsubscribe+{self.campaign_id}-{sid}-{mac}@{self.bounce_domain}?subject=unsubscribe"
+        message = mime.build(
+            from_email=self.from_email, from_name=self.from_name, to_email=subscriber["email"],
+            to_name=" ".join(p for p in (subscriber.get("first_name"), subscriber.get("last_name")) if p),
+            subject=rendered.subject, html=html, text=text, reply_to=self.reply_to,
+            headers={"List-Unsubscribe": f"<{unsubscribe}>, <{mailto}>",
+                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                     "Feedback-ID": f"{self.campaign_id}:altkraft"})
+        built_at = time.perf_counter()
+        message.extra = dkim.signature_lines(self.keys, message.headers, message.body)
+        data = message.as_bytes()
+        signed_at = time.perf_counter()
+        mail_from = verp.encode(self.tracking_key, self.bounce_domain, self.campaign_id, sid)
+        return Outgoing(data, message.message_id, mail_from, subscriber["email"],
+                        (rendered_at - started, built_at - rendered_at, signed_at - built_at))
+
+
+class _Rewriter:
+    """A link rewriter that compares equal per campaign, so the compile cache reuses it."""
+
+    def __init__(self, fn, ident: tuple):
+        self.fn, self.ident = fn, ident
+
+    def __call__(self, url: str, index: int) -> str:
+        return self.fn(url, index)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Rewriter) and other.ident == self.ident
+
+    def __hash__(self) -> int:
+        return hash(self.ident)

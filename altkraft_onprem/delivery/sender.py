@@ -1,0 +1,264 @@
+"""The campaign sender: claim a batch, compose, hand to SMTP, record — one row at a time.
+
+A run forks N sender processes (one SMTP session each), so rendering and signing use every
+core while other senders wait on the relay; all of them share the ledger, as senders on
+other machines do (Postgres: SKIP LOCKED claims). Each reply is recorded in its own small
+transaction before the next message goes out on that session; see campaigns/ledger.py for
+why that bounds in-doubt rows to one per session.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from altkraft_onprem import db
+from altkraft_onprem.campaigns import ledger
+from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.messages.render import TemplateProblem
+
+from . import smtp
+from .compose import Composer
+from .errors import DeliveryError
+
+log = logging.getLogger("altkraft.delivery")
+
+
+@dataclass
+class Outcome:
+    """What a sender did; `paused` carries the reason when every relay was down."""
+
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    skipped: int = 0
+    paused: str | None = None
+    lost_lease: bool = False
+    stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("claim", "render", "mime", "dkim", "smtp", "ledger"), 0.0))
+
+
+class DomainLimiter:
+    """Per-destination-domain token buckets (this process's share of the configured rate)."""
+
+    def __init__(self, limits: list[dict], share: int):
+        self.rates = {item["domain"].lower(): item["per_second"] / max(share, 1) for item in limits}
+        self.next_free: dict[str, float] = {}
+
+    def wait(self, email: str) -> None:
+        domain = email.rpartition("@")[2].lower()
+        rate = self.rates.get(domain)
+        if rate is None:
+            return
+        now = time.monotonic()
+        slot = max(now, self.next_free.get(domain, now))
+        self.next_free[domain] = slot + 1.0 / rate
+        if slot > now:
+            time.sleep(slot - now)
+
+
+class Sender:
+    """One sender: one SMTP session, one lease holder name."""
+
+    def __init__(self, settings, engine, campaign_id: int, share: int = 1):
+        self.settings = settings
+        self.engine = engine
+        self.campaign_id = campaign_id
+        self.owner = ledger.owner_name()
+        self.pool = smtp.pool_for(settings)
+        self.session: smtp.Session | None = None
+        self.limiter = DomainLimiter(settings["delivery.domain_limits"], share)
+        self.composer: Composer | None = None
+        self.outcome = Outcome()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        from altkraft_onprem.campaigns import service as campaigns
+
+        batch_size = self.settings["delivery.batch_size"]
+        lease = self.settings["delivery.lease_seconds"]
+        try:
+            while self.outcome.paused is None and not self.outcome.lost_lease:
+                started = time.perf_counter()
+                with db.write(self.engine) as conn:
+                    if campaigns.state(conn, self.campaign_id) != "running":
+                        break
+                    rows = ledger.claim(conn, self.campaign_id, self.owner, batch_size, lease)
+                if not rows:
+                    break
+                with db.read(self.engine) as conn:
+                    if self.composer is None:
+                        self.composer = campaigns.composer(conn, self.settings, self.campaign_id)
+                    people, sendable = campaigns.recipients(conn, self.campaign_id,
+                                                            [sid for _, sid in rows])
+                self.outcome.stages["claim"] += time.perf_counter() - started
+                lease_until = time.monotonic() + lease - 2 * smtp.TIMEOUT
+                for row_id, subscriber_id in rows:
+                    if time.monotonic() > lease_until:
+                        with db.write(self.engine) as conn:
+                            ledger.extend(conn, self.owner, lease)
+                        lease_until = time.monotonic() + lease - 2 * smtp.TIMEOUT
+                    if not self._one(row_id, subscriber_id, people.get(subscriber_id),
+                                     subscriber_id in sendable):
+                        break
+        finally:
+            with db.write(self.engine) as conn:
+                ledger.release(conn, self.owner)
+            if self.session is not None:
+                if self.session.conn is not None:
+                    self.pool.checkin(self.session)
+                else:
+                    self.session.relay.slots.release()
+                self.session = None
+        return self.outcome
+
+    def _record(self, row_id: int, state: str, **values) -> bool:
+        started = time.perf_counter()
+        with db.write(self.engine) as conn:
+            ok = ledger.record(conn, row_id, self.owner, state, **values)
+        self.outcome.stages["ledger"] += time.perf_counter() - started
+        if not ok:
+            self.outcome.lost_lease = True
+        return ok
+
+    def _one(self, row_id: int, subscriber_id: int, person: dict | None, sendable: bool) -> bool:
+        """Handles one row; False stops the batch (paused, lease lost)."""
+        if person is None or not sendable:
+            self.outcome.skipped += 1
+            return self._record(row_id, "skipped", reply="not sendable any more (unsubscribed, "
+                                "suppressed, deleted or no longer confirmed)")
+        try:
+            outgoing = self.composer.compose(person)
+        except (TemplateProblem, DeliveryError) as exc:
+            self.outcome.failed += 1
+            return self._record(row_id, "failed", reply=f"message could not be built: {exc}")
+        stages = self.outcome.stages
+        stages["render"] += outgoing.times[0]
+        stages["mime"] += outgoing.times[1]
+        stages["dkim"] += outgoing.times[2]
+        self.limiter.wait(outgoing.rcpt)
+        started = time.perf_counter()
+        try:
+            session = self._session()
+            reply = session.send(outgoing.mail_from, outgoing.rcpt, outgoing.data)
+        except DeliveryError as exc:
+            stages["smtp"] += time.perf_counter() - started
+            return self._failed(row_id, exc)
+        stages["smtp"] += time.perf_counter() - started
+        self.outcome.sent += 1
+        return self._record(row_id, "sent", reply=str(reply), message_id=outgoing.message_id)
+
+    def _session(self) -> smtp.Session:
+        if self.session is not None and self.session.conn is None:
+            # The relay closed our session (421, drop): take another, maybe on another relay.
+            self.session.relay.slots.release()
+            self.session = None
+        if self.session is None:
+            self.session = self.pool.checkout()
+        return self.session
+
+    def _failed(self, row_id: int, exc: DeliveryError) -> bool:
+        if exc.relays_down:
+            if self.session is not None and self.session.conn is None:
+                self.session.relay.slots.release()
+                self.session = None
+            try:
+                self._session()
+            except DeliveryError as down:
+                self.outcome.paused = down.message
+                return False
+            return self._retry(row_id, exc, count=False)
+        if not exc.temporary:
+            self.outcome.failed += 1
+            return self._record(row_id, "failed", reply=exc.message)
+        return self._retry(row_id, exc)
+
+    def _retry(self, row_id: int, exc: DeliveryError, count: bool = True) -> bool:
+        now = utcnow()
+        with db.read(self.engine) as conn:
+            first, attempts = ledger.attempts(conn, row_id)
+        attempts += 1 if count else 0
+        max_age = timedelta(hours=self.settings["delivery.retry_max_hours"])
+        if count and now - (first or now) >= max_age:
+            self.outcome.failed += 1
+            return self._record(row_id, "failed", reply=f"gave up after {attempts} attempts "
+                                f"over {max_age}: {exc.message}")
+        delay = self.settings["delivery.retry_seconds"] * (2 ** max(attempts - 1, 0)) if count else 0
+        self.outcome.retried += 1
+        return self._record(row_id, "queued", reply=f"will retry: {exc.message}", counted=count,
+                            retry_at=now + timedelta(seconds=min(delay, 6 * 3600)))
+
+
+# --- a run: N sender processes ---------------------------------------------------------------
+
+def sender_count(settings) -> int:
+    configured = settings["delivery.processes"]
+    if configured:
+        return configured
+    return max(1, sum(r["max_connections"] for r in settings["smtp.relays"]))
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)          # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run(settings, engine, campaign_id: int, processes: int | None = None) -> list[Outcome]:
+    """Sends what is due of a running campaign with N senders; returns their outcomes."""
+    processes = processes or sender_count(settings)
+    if processes <= 1:
+        return [Sender(settings, engine, campaign_id).run()]
+    import pickle
+
+    children = []
+    for _ in range(processes):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:                                      # the sender process
+            code = 0
+            try:
+                os.close(read_end)
+                _die_with_parent()
+                signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
+                engine.dispose(close=False)
+                outcome = Sender(settings, engine, campaign_id, share=processes).run()
+                os.write(write_end, pickle.dumps(outcome))
+            except BaseException:  # noqa: BLE001 - report, then leave without running atexit
+                log.exception("sender for campaign %s failed", campaign_id)
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        os.close(write_end)
+        children.append((pid, read_end))
+    outcomes = []
+    for pid, read_end in children:
+        chunks = []
+        reader = threading.Thread(target=lambda fd=read_end, out=chunks: out.append(_read_all(fd)))
+        reader.start()
+        os.waitpid(pid, 0)
+        reader.join()
+        os.close(read_end)
+        data = b"".join(chunks)
+        outcomes.append(pickle.loads(data) if data else Outcome(failed=0))
+    return outcomes
+
+
+def _read_all(fd: int) -> bytes:
+    parts = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
