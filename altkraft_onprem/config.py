@@ -274,8 +274,13 @@ SETTINGS: tuple[Setting, ...] = (
             "URL at which recipients and staff reach this service; used in links in mail. "
             "With https:// the session cookie is marked Secure."),
     Setting("server.workers", _positive(_int), 2, "gunicorn worker processes.", "integer"),
-    Setting("server.threads", _positive(_int), 16,
-            "Threads per worker process (held tracking connections each use one).", "integer"),
+    Setting("server.threads", _positive(_int), 1500,
+            "Threads per worker process, created as needed. Each held reading-time stream uses "
+            "one for up to tracking.read_cap_seconds, so 2 workers x 1500 keep the UI responsive "
+            "with 2,000 streams open (bench/tracking.py).", "integer"),
+    Setting("server.worker_connections", _positive(_int), 4000,
+            "Open connections one worker process accepts (held reading-time streams count).",
+            "integer"),
     Setting("server.graceful_timeout", _positive(_int), 30,
             "Seconds a stopping service waits for requests and running jobs to finish.", "integer"),
     Setting("server.trusted_proxies", _non_negative(_int), 0,

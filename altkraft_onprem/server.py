@@ -1,6 +1,15 @@
 """`altkraft run`: gunicorn serves the app; its master process also keeps one job consumer
 (`altkraft worker`) running beside the web workers, so the appliance is one service.
 
+Worker model (measured with bench/tracking.py on the 2-core target): gunicorn's gthread
+worker with many threads (server.threads, default 1500 per worker, created on demand) and a
+high connection limit (server.worker_connections). A held reading-time stream (/t/r/) sleeps in
+poll() on its socket, costing a mostly idle thread (~0.1 MB RSS) and no CPU; with 2,000 streams
+held a UI page's p99 stayed under 100 ms. The default 16 threads let 32 streams starve the UI,
+and gevent workers were slower here (SQLite and the batch writer block the hub: UI p99 ~470 ms)
+and would monkey-patch every library in the process; a separate asyncio listener would need
+its own port or a socket hand-off that WSGI does not offer. So: no new dependency, threads.
+
 Stop: SIGTERM to the master -> gunicorn finishes requests within graceful_timeout, then the
 consumer gets SIGINT, huey's graceful stop: running jobs finish, nothing new starts.
 """
@@ -76,6 +85,7 @@ class Appliance(BaseApplication):
             "workers": s["server.workers"],
             "worker_class": "gthread",
             "threads": s["server.threads"],
+            "worker_connections": s["server.worker_connections"],
             "graceful_timeout": s["server.graceful_timeout"],
             "timeout": 120,
             "keepalive": 5,

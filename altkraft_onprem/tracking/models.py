@@ -81,7 +81,7 @@ def image_fetch_label(user_agent: str, ip: str, apple_networks: tuple[str, ...])
     "Mozilla/5.0" user agent whether or not anyone opens the message."""
     if any(marker in user_agent for marker in _PROXY_MARKERS):
         return PROXY
-    if in_networks(ip, apple_networks) and user_agent.strip() in ("Mozilla/5.0", ""):
+    if user_agent.strip() in ("Mozilla/5.0", "") and in_networks(ip, apple_networks):
         return MPP
     return None
 

@@ -38,17 +38,19 @@ def _derive(secret: bytes) -> bytes:
     return hmac.new(secret, b"altkraft-tracking-v1", hashlib.sha256).digest()
 
 
-_KEYS: dict[str, bytes] = {}
+_KEYS: dict[int, tuple[Settings, bytes]] = {}
 
 
 def tracking_key(settings: Settings) -> bytes:
-    """Derived from the app secret; read once per process (the compiler calls this per link)."""
-    path = str(settings.secret_key_path)
-    key = _KEYS.get(path)
-    if key is None:
-        from altkraft_onprem.app import read_secret_key
+    """Derived from the app secret; read once per Settings object (called per request and,
+    by the campaign compiler, per link)."""
+    cached = _KEYS.get(id(settings))
+    if cached is not None and cached[0] is settings:
+        return cached[1]
+    from altkraft_onprem.app import read_secret_key
 
-        key = _KEYS[path] = _derive(read_secret_key(settings))
+    key = _derive(read_secret_key(settings))
+    _KEYS[id(settings)] = (settings, key)
     return key
 
 

@@ -1,0 +1,295 @@
+"""Tracking benchmark against the real service (`altkraft run`, gunicorn as configured).
+
+1. wrk against the open pixel, the click redirect and, in the same run, a static file served by
+   the same gunicorn: requests/s, p99, and the ratio to the static file. Afterwards the service
+   is stopped gracefully and the stored events are counted: stored == answered (wrk counts the
+   responses it read; responses still in flight when wrk stops are answered and stored too, so
+   stored may exceed wrk's count by at most the number of connections).
+2. N held reading-time streams (default 2,000, held by a separate asyncio process) while wrk
+   measures a UI page (/login, rendered by Flask + Jinja): p99 with and without the streams.
+
+    python bench/tracking.py [--streams 2000] [--duration 10] [--database URL]
+
+The last line printed is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(data_dir: Path, database: str | None, port: int, extra: dict) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALTKRAFT_")}
+    env.update({"ALTKRAFT_DATA_DIR": str(data_dir), "ALTKRAFT_SERVER__PUBLIC_URL": f"http://127.0.0.1:{port}",
+                "ALTKRAFT_LOG_LEVEL": "warning"})
+    if database:
+        env["ALTKRAFT_DATABASE__URL"] = database
+    env.update(extra)
+    return env
+
+
+def start(env: dict, port: int, log: Path) -> subprocess.Popen:
+    process = subprocess.Popen([PY, "-m", "altkraft_onprem.cli", "run", "--migrate", "--no-consumer",
+                                "--bind", f"127.0.0.1:{port}"], env=env, stdout=open(log, "ab"),
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                return process
+        except requests.RequestException:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"service did not start:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(90)
+
+
+LUA = textwrap.dedent("""
+    local paths = {}
+    for line in io.lines("%s") do paths[#paths + 1] = line end
+    local counter = 0
+    request = function()
+      counter = counter + 1
+      return wrk.format("GET", paths[(counter %% #paths) + 1])
+    end
+""")
+
+
+def wrk(url: str, seconds: int, connections: int, threads: int = 2, script: str | None = None) -> dict:
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
+               "--timeout", "10s"]
+    if script:
+        command += ["-s", script]
+    out = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    try:
+        return parse_wrk(out)
+    except (AttributeError, ValueError):
+        print(out, file=sys.stderr)
+        return {"rps": 0.0, "requests": 0, "p50_ms": None, "p99_ms": None, "unparsed": True}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def parse_wrk(out: str) -> dict:
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+              "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+              "p50_ms": _ms(re.search(r"50%\s+(\S+)", out).group(1)),
+              "p99_ms": _ms(re.search(r"99%\s+(\S+)", out).group(1))}
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["socket_errors"] = sum(int(x) for x in errors.groups()) if errors else 0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["non_2xx_3xx"] = int(non2xx.group(1)) if non2xx else 0
+    return result
+
+
+HOLDER = textwrap.dedent("""
+    import asyncio, sys, time
+    host, port, path_file, ready_file = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    paths = open(path_file).read().split()
+    async def hold(path, held):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"GET {path} HTTP/1.1\\r\\nHost: {host}\\r\\nUser-Agent: bench-reader\\r\\n\\r\\n".encode())
+        await writer.drain()
+        data = b""
+        while b"GIF89a" not in data:
+            chunk = await reader.read(4096)
+            if not chunk:
+                return
+            data += chunk
+        held.append(writer)
+    async def main():
+        held = []
+        sem = asyncio.Semaphore(200)
+        async def one(p):
+            async with sem:
+                try:
+                    await asyncio.wait_for(hold(p, held), 60)
+                except Exception as exc:
+                    print("holder:", type(exc).__name__, exc, file=sys.stderr)
+        started = time.monotonic()
+        await asyncio.gather(*(one(p) for p in paths))
+        open(ready_file, "w").write(f"{len(held)} {time.monotonic() - started:.2f}")
+        await asyncio.sleep(3600)
+    asyncio.run(main())
+""")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--database", default=None, help="default: SQLite in a temporary data dir")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="server.threads (default: the setting's)")
+    args = parser.parse_args()
+
+    from altkraft_onprem import config
+    from altkraft_onprem.tracking import tokens
+
+    work = Path(tempfile.mkdtemp(prefix="ak-bench-tracking-"))
+    port = free_port()
+    extra = {"ALTKRAFT_SERVER__WORKERS": str(args.workers),
+             "ALTKRAFT_TRACKING__READ_CAP_SECONDS": "600"}
+    if args.threads:
+        extra["ALTKRAFT_SERVER__THREADS"] = str(args.threads)
+    env = service_env(work, args.database, port, extra)
+    log = work / "service.log"
+    process = start(env, port, log)
+    settings = config.load(environ=env)
+    base = f"http://127.0.0.1:{port}"
+    campaign = int(time.time()) % 100000
+    results: dict = {"workers": args.workers, "threads": settings["server.threads"],
+                     "database": "postgres" if args.database else "sqlite"}
+
+    def path_file(name: str, paths: list[str]) -> str:
+        target = work / name
+        target.write_text("\n".join(paths) + "\n")
+        return str(target)
+
+    opens = [tokens.open_url(settings, campaign, s, 1)[len(base):] for s in range(50000)]
+    open_script = work / "opens.lua"
+    open_script.write_text(LUA % path_file("opens.txt", opens))
+    clicks_ok = _click_setup(settings, env, campaign, base)
+    probe_events = 1 if clicks_ok else 0
+    click_script = None
+    if clicks_ok:
+        clicks = [tokens.click_url(settings, campaign, s, clicks_ok, 0)[len(base):] for s in range(50000)]
+        click_script = work / "clicks.lua"
+        click_script.write_text(LUA % path_file("clicks.txt", clicks))
+
+    try:
+        wrk(base + "/static/app.css", 2, args.connections)                 # warm up
+        results["static"] = wrk(base + "/static/app.css", args.duration, args.connections)
+        results["open"] = wrk(base, args.duration, args.connections, script=str(open_script))
+        answered = results["open"]["requests"] + probe_events
+        if click_script:
+            results["click"] = wrk(base, args.duration, args.connections, script=str(click_script))
+            answered += results["click"]["requests"]
+        for kind in ("open", "click"):
+            if kind in results:
+                results[kind]["ratio_to_static"] = round(results[kind]["rps"] / results["static"]["rps"], 3)
+        results["ui_p99_ms_idle"] = wrk(base + "/login", args.duration, 4, threads=1)["p99_ms"]
+
+        # held reading-time streams
+        reads = [tokens.read_url(settings, campaign + 1, s, 1)[len(base):] for s in range(args.streams)]
+        ready = work / "ready"
+        holder = subprocess.Popen([PY, "-c", HOLDER, "127.0.0.1", str(port), path_file("reads.txt", reads),
+                                   str(ready)], start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        held, took = ready.read_text().split() if ready.exists() else ("0", "-1")
+        results["streams_held"] = int(held)
+        results["streams_open_seconds"] = float(took)
+        ui = wrk(base + "/login", args.duration, 4, threads=1)
+        results["ui_with_streams"] = ui
+        results["ui_p99_ms_with_streams"] = ui["p99_ms"]
+        rss = _rss_mb(process.pid)
+        results["service_rss_mb_with_streams"] = rss
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(10)
+    finally:
+        code = stop(process)
+    results["stop_exit_code"] = code
+    stored = _count_events(settings, campaign)
+    results["events_stored"] = stored
+    results["requests_answered_by_wrk"] = answered
+    results["in_flight_allowance"] = args.connections * (2 if click_script else 1)
+    results["events_lost"] = max(0, answered - stored)
+    results["goal"] = {"rps": 3000, "p99_ms": 50, "ui_p99_ms_with_streams": 200}
+    shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results))
+
+
+def _rss_mb(pid: int) -> float:
+    """RSS of the service: master and all its workers."""
+    total = 0
+    out = subprocess.run(["ps", "-o", "rss=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    for value in out.split() + subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True,
+                                               text=True).stdout.split():
+        total += int(value)
+    return round(total / 1024, 1)
+
+
+def _count_events(settings, campaign: int) -> int:
+    from sqlalchemy import func, select
+
+    from altkraft_onprem import db
+    from altkraft_onprem.tracking.models import tracking_events
+
+    engine = db.build_engine(settings.database_url)
+    with db.read(engine) as conn:
+        count = conn.execute(select(func.count()).select_from(tracking_events)
+                             .where(tracking_events.c.campaign_id.in_([campaign]))).scalar()
+    engine.dispose()
+    return count
+
+
+def _click_setup(settings, env, campaign: int, base: str) -> int | None:
+    """A message version with one link, for click redirects; None if messages are not built."""
+    try:
+        from altkraft_onprem.messages.models import message_versions, messages  # noqa: F401
+        from altkraft_onprem.messages.render import compile_version  # noqa: F401
+    except ImportError:
+        return None
+    from altkraft_onprem import db
+    from altkraft_onprem.db.types import utcnow
+
+    engine = db.build_engine(settings.database_url)
+    now = utcnow()
+    with db.write(engine) as conn:
+        message_id = conn.execute(messages.insert().values(
+            name="bench", current_version=1, created_at=now, updated_at=now, created_by="bench")).inserted_primary_key[0]
+        version_id = conn.execute(message_versions.insert().values(
+            message_id=message_id, version=1, subject="Bench", preheader="",
+            html='<p><a href="https://example.com/landing?x=1">Go</a></p>', text="", text_follows_html=True,
+            created_at=now, created_by="bench", summary="")).inserted_primary_key[0]
+    engine.dispose()
+    probe = requests.get(base + tokens_path(settings, campaign, version_id), allow_redirects=False, timeout=5)
+    if probe.status_code != 302:
+        print(f"click probe answered {probe.status_code}; skipping clicks", file=sys.stderr)
+        return None
+    return version_id
+
+
+def tokens_path(settings, campaign: int, version_id: int) -> str:
+    from altkraft_onprem.tracking import tokens
+
+    url = tokens.click_url(settings, campaign, 999999, version_id, 0)
+    return url[url.index("/t/"):]
+
+
+if __name__ == "__main__":
+    main()
