@@ -27,3 +27,14 @@ class People:
 @pytest.fixture()
 def people(env):
     return People(env)
+
+
+@pytest.fixture(scope="module")
+def admin_token(env) -> str:
+    return env.token("Administrator")
+
+
+@pytest.fixture()
+def api(env, admin_token):
+    from tests.api.conftest import Api
+    return Api(env.app.test_client(), admin_token)

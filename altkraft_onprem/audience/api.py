@@ -1,0 +1,352 @@
+"""REST routes: lists, subscribers, custom fields, segments, trash, suppressions, GDPR."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from flask import Response, g
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from altkraft_onprem import db
+from altkraft_onprem.api import MAX_ID, operation
+
+from . import fields as field_service
+from . import gdpr, lists, segments, subscribers, trash
+
+TAG_LISTS, TAG_SUBS, TAG_FIELDS = "Lists", "Subscribers", "Custom fields"
+TAG_SEGMENTS, TAG_TRASH, TAG_SUPP = "Segments", "Trash", "Suppressions"
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Status = Literal["unconfirmed", "confirmed", "unsubscribed"]
+Short = Annotated[str, Field(max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- lists ----------------------------------------------------------------------------------
+
+class Counts(BaseModel):
+    confirmed: int
+    unconfirmed: int
+    unsubscribed: int
+
+
+class ListOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    visibility: Literal["public", "private"]
+    optin: Literal["single", "double"]
+    tags: list[str]
+    counts: Counts
+    created_at: datetime
+    updated_at: datetime
+
+
+class ListCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    optin: Literal["single", "double"] = "single"
+    visibility: Literal["public", "private"] = "private"
+    tags: list[Annotated[str, Field(max_length=50)]] = Field(default_factory=list, max_length=50)
+    description: str = Field("", max_length=5000)
+
+
+class ListPatch(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    optin: Literal["single", "double"] | None = None
+    visibility: Literal["public", "private"] | None = None
+    tags: list[Annotated[str, Field(max_length=50)]] | None = Field(None, max_length=50)
+    description: str | None = Field(None, max_length=5000)
+
+
+@operation("/lists", "GET", permission="lists:read", summary="All lists with live counts",
+           tag=TAG_LISTS, response=list[ListOut])
+def list_lists():
+    with db.read(db.get_engine()) as conn:
+        return lists.list_lists(conn)
+
+
+@operation("/lists", "POST", permission="lists:write", summary="Create a list", tag=TAG_LISTS,
+           body=ListCreate, response=ListOut, status=201)
+def create_list(body: ListCreate):
+    with db.write(db.get_engine()) as conn:
+        list_id = lists.create_list(conn, g.actor, body.name, optin=body.optin,
+                                    visibility=body.visibility, tags=body.tags,
+                                    description=body.description)
+        return lists.get_list(conn, list_id)
+
+
+@operation("/lists/<int:list_id>", "GET", permission="lists:read", summary="One list",
+           tag=TAG_LISTS, response=ListOut)
+def get_list(list_id: int):
+    with db.read(db.get_engine()) as conn:
+        return lists.get_list(conn, list_id)
+
+
+@operation("/lists/<int:list_id>", "PATCH", permission="lists:write", summary="Change a list",
+           tag=TAG_LISTS, body=ListPatch, response=ListOut)
+def patch_list(list_id: int, body: ListPatch):
+    with db.write(db.get_engine()) as conn:
+        lists.update_list(conn, g.actor, list_id, **body.model_dump(exclude_none=True))
+        return lists.get_list(conn, list_id)
+
+
+@operation("/lists/<int:list_id>", "DELETE", permission="lists:write",
+           summary="Delete a list (its members stay subscribers)", tag=TAG_LISTS, status=204)
+def delete_list(list_id: int):
+    with db.write(db.get_engine()) as conn:
+        lists.delete_list(conn, g.actor, list_id)
+    return Response(status=204)
+
+
+# --- subscribers ----------------------------------------------------------------------------
+
+class MembershipOut(BaseModel):
+    list_id: int
+    name: str
+    status: Status
+    created_at: datetime
+    confirmed_at: datetime | None
+    unsubscribed_at: datetime | None
+
+
+class SubscriberOut(BaseModel):
+    id: int
+    email: str
+    state: Literal["active", "suppressed", "bounced", "complained"]
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+    gender: str | None
+    birth_date: date | None
+    company: str | None
+    city: str | None
+    region: str | None
+    country: str | None
+    language: str | None
+    timezone: str | None
+    fields: dict[str, Any]
+    lists: list[MembershipOut]
+    source: str
+    created_at: datetime
+    updated_at: datetime
+
+
+Value = str | int | float | bool | None
+
+
+class SubscriberFields(Strict):
+    first_name: Value = None
+    last_name: Value = None
+    phone: Value = None
+    gender: Value = None
+    birth_date: Value = None
+    company: Value = None
+    city: Value = None
+    region: Value = None
+    country: Value = None
+    language: Value = None
+    timezone: Value = None
+    fields: dict[Annotated[str, Field(max_length=63)], Any] = Field(
+        default_factory=dict, description="Custom fields by key")
+
+
+class SubscriberCreate(SubscriberFields):
+    email: str = Field(max_length=320)
+    lists: list[Id] = Field(default_factory=list, max_length=1000)
+    status: Status = "confirmed"
+
+
+class SubscriberPatch(SubscriberFields):
+    email: str | None = Field(None, max_length=320)
+    state: Literal["active", "suppressed", "bounced", "complained"] | None = None
+    lists: dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,9}$")], Status | None] = Field(
+        default_factory=dict, description='{"<list id>": status, or null to remove}')
+
+
+class SubscriberQuery(Strict):
+    email: str | None = Field(None, max_length=320)
+    search: str | None = Field(None, max_length=200)
+    list_id: Id | None = Field(None, alias="list")
+    status: Status | None = None
+    segment: Id | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=10**9)
+
+
+def _out(item: dict) -> dict:
+    item = dict(item)
+    item["fields"] = item.pop("custom", {}) or {}
+    return item
+
+
+def _data(body: SubscriberFields) -> dict:
+    data = body.model_dump(exclude_unset=True, exclude={"lists", "status", "state", "fields"})
+    if body.fields:
+        data["custom"] = body.fields
+    return data
+
+
+@operation("/subscribers", "GET", permission="lists:read",
+           summary="Find subscribers (by exact email, search text, list, segment)",
+           tag=TAG_SUBS, query=SubscriberQuery, response=list[SubscriberOut])
+def find_subscribers(query: SubscriberQuery):
+    with db.read(db.get_engine()) as conn:
+        if query.email is not None:
+            found = subscribers.find_by_email(conn, query.email)
+            return [_out(found)] if found else []
+        where = segments.segment_expr(conn, query.segment) if query.segment else None
+        rows, _ = subscribers.browse(conn, limit=query.limit, offset=query.offset,
+                                     search=query.search or "", list_id=query.list_id,
+                                     status=query.status, segment=where)
+        return [_out(subscribers.get_subscriber(conn, r["id"])) for r in rows]
+
+
+@operation("/subscribers", "POST", permission="lists:write", summary="Add one subscriber",
+           tag=TAG_SUBS, body=SubscriberCreate, response=SubscriberOut, status=201)
+def create_subscriber(body: SubscriberCreate):
+    with db.write(db.get_engine()) as conn:
+        subscriber_id = subscribers.create_subscriber(conn, g.actor, _data(body), list_ids=body.lists,
+                                                      status=body.status, source="api")
+        return _out(subscribers.get_subscriber(conn, subscriber_id))
+
+
+@operation("/subscribers/<int:subscriber_id>", "GET", permission="lists:read",
+           summary="One subscriber", tag=TAG_SUBS, response=SubscriberOut)
+def get_subscriber(subscriber_id: int):
+    with db.read(db.get_engine()) as conn:
+        return _out(subscribers.get_subscriber(conn, subscriber_id))
+
+
+@operation("/subscribers/<int:subscriber_id>", "PATCH", permission="lists:write",
+           summary="Change fields, state or list memberships", tag=TAG_SUBS,
+           body=SubscriberPatch, response=SubscriberOut)
+def patch_subscriber(subscriber_id: int, body: SubscriberPatch):
+    with db.write(db.get_engine()) as conn:
+        subscribers.update_subscriber(conn, g.actor, subscriber_id, _data(body))
+        if body.state is not None:
+            subscribers.set_state(conn, g.actor, subscriber_id, body.state)
+        for list_id, status in body.lists.items():
+            if status is None:
+                subscribers.change_memberships(conn, g.actor, subscriber_id, remove=[int(list_id)])
+            else:
+                subscribers.change_memberships(conn, g.actor, subscriber_id, add=[int(list_id)],
+                                               status=status)
+        return _out(subscribers.get_subscriber(conn, subscriber_id))
+
+
+class DeleteResult(BaseModel):
+    batch: int
+    count: int
+
+
+@operation("/subscribers/<int:subscriber_id>", "DELETE", permission="subscribers:delete",
+           summary="Move a subscriber to the trash", tag=TAG_SUBS, response=DeleteResult)
+def delete_subscriber(subscriber_id: int):
+    with db.write(db.get_engine()) as conn:
+        subscribers.get_subscriber(conn, subscriber_id)
+        return trash.delete_to_trash(conn, g.actor, ids=[subscriber_id],
+                                     description=f"subscriber {subscriber_id} (API)")
+
+
+class BulkDelete(Strict):
+    ids: list[Id] | None = Field(None, max_length=100_000)
+    list_id: Id | None = Field(None, alias="list", description="Every member of this list")
+    segment: Id | None = Field(None, description="Everyone matching this saved segment")
+
+    @model_validator(mode="after")
+    def one_target(self):
+        if sum(x is not None for x in (self.ids, self.list_id, self.segment)) != 1:
+            raise ValueError("give exactly one of ids, list, segment")
+        return self
+
+
+@operation("/subscribers/delete", "POST", permission="subscribers:delete",
+           summary="Move a selection, a list's members or a segment's matches to the trash",
+           tag=TAG_SUBS, body=BulkDelete, response=DeleteResult)
+def bulk_delete(body: BulkDelete):
+    with db.write(db.get_engine()) as conn:
+        if body.segment is not None:
+            segment = segments.get_segment(conn, body.segment)
+            return trash.delete_to_trash(conn, g.actor, where=segments.matching(
+                conn, segment["conditions"]), description=f"segment {segment['name']}")
+        if body.list_id is not None:
+            found = lists.get_list(conn, body.list_id, counts=False)
+            return trash.delete_to_trash(conn, g.actor, list_id=body.list_id,
+                                         description=f"members of {found['name']}")
+        return trash.delete_to_trash(conn, g.actor, ids=body.ids,
+                                     description=f"{len(body.ids)} selected (API)")
+
+
+@operation("/subscribers/<int:subscriber_id>/export", "GET", permission="subscribers:export",
+           summary="Everything stored about one person (GDPR access)", tag=TAG_SUBS,
+           response=dict[str, Any])
+def export_subscriber(subscriber_id: int):
+    with db.read(db.get_engine()) as conn:
+        return gdpr.export_person(conn, subscriber_id)
+
+
+@operation("/subscribers/<int:subscriber_id>/erase", "POST", permission="subscribers:delete",
+           summary="Erase one person now, with history (GDPR erasure; not restorable)",
+           tag=TAG_SUBS, status=204)
+def erase_subscriber(subscriber_id: int):
+    with db.write(db.get_engine()) as conn:
+        gdpr.erase_person(conn, g.actor, subscriber_id)
+    return Response(status=204)
+
+
+# --- custom fields --------------------------------------------------------------------------
+
+class FieldOut(BaseModel):
+    id: int
+    key: str
+    label: str
+    type: str
+    choices: list[str]
+    created_at: datetime
+
+
+class FieldCreate(Strict):
+    key: str = Field(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9_]*$")
+    label: str = Field("", max_length=200)
+    type: Literal["text", "number", "date", "datetime", "boolean", "choice", "json"] = "text"
+    choices: list[Short] = Field(default_factory=list, max_length=500)
+
+
+class FieldPatch(Strict):
+    label: str | None = Field(None, max_length=200)
+    choices: list[Short] | None = Field(None, max_length=500)
+
+
+@operation("/fields", "GET", permission="lists:read", summary="Custom field definitions",
+           tag=TAG_FIELDS, response=list[FieldOut])
+def list_fields():
+    with db.read(db.get_engine()) as conn:
+        return field_service.list_fields(conn)
+
+
+@operation("/fields", "POST", permission="lists:write", summary="Define a custom field",
+           tag=TAG_FIELDS, body=FieldCreate, response=FieldOut, status=201)
+def create_field(body: FieldCreate):
+    with db.write(db.get_engine()) as conn:
+        field_id = field_service.create_field(conn, g.actor, body.key, body.label, body.type,
+                                              body.choices)
+        return field_service.get_field(conn, field_id)
+
+
+@operation("/fields/<int:field_id>", "PATCH", permission="lists:write",
+           summary="Change a custom field's label or choices", tag=TAG_FIELDS, body=FieldPatch,
+           response=FieldOut)
+def patch_field(field_id: int, body: FieldPatch):
+    with db.write(db.get_engine()) as conn:
+        field_service.update_field(conn, g.actor, field_id, label=body.label, choices=body.choices)
+        return field_service.get_field(conn, field_id)
+
+
+@operation("/fields/<int:field_id>", "DELETE", permission="lists:write",
+           summary="Delete a custom field definition", tag=TAG_FIELDS, status=204)
+def delete_field(field_id: int):
+    with db.write(db.get_engine()) as conn:
+        field_service.delete_field(conn, g.actor, field_id)
+    return Response(status=204)
