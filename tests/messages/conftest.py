@@ -30,3 +30,32 @@ def context(**subscriber) -> dict:
 def newsletter_html() -> str:
     path = NEWSLETTER if NEWSLETTER.exists() else Path("/work/shared/fixtures/newsletter.html")
     return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def token(env) -> str:
+    return env.token("Editor")
+
+
+@pytest.fixture()
+def api(env, token):
+    client = env.app.test_client()
+
+    def call(method: str, path: str, **kwargs):
+        headers = kwargs.pop("headers", {})
+        headers["Authorization"] = f"Bearer {token}"
+        return client.open("/api/v1" + path, method=method, headers=headers, **kwargs)
+    return call
+
+
+def add_subscriber(env, email: str, **fields) -> int:
+    """A subscriber made through the audience service (custom fields defined on the way)."""
+    from altkraft_onprem import db
+    from altkraft_onprem.access.models import system_actor
+    from altkraft_onprem.audience import fields as audience_fields
+    from altkraft_onprem.audience import subscribers
+
+    with db.write(env.engine) as conn:
+        for key in fields.get("custom", {}):
+            audience_fields.ensure_field(conn, system_actor(), key)
+        return subscribers.create_subscriber(conn, system_actor(), {"email": email, **fields})
