@@ -63,6 +63,8 @@ class _Part:
     name: str
     template: Template | None
     line_map: list[tuple[int, int]] = field(default_factory=list)
+    # Without loops or macros the output cannot outgrow its values: no need to count it.
+    bounded: bool = False
 
 
 def _parse(env: MessageEnvironment, source: str, part: str) -> nodes.Template:
@@ -75,11 +77,14 @@ def _parse(env: MessageEnvironment, source: str, part: str) -> nodes.Template:
 def _compile(env: MessageEnvironment, source: str, part: str,
              line_map: list[tuple[int, int]] | None = None) -> _Part:
     try:
+        tree = env.parse(source)
         template = env.from_string(source)
     except TemplateSyntaxError as exc:
         line = map_line(line_map, exc.lineno) if line_map else exc.lineno
         raise TemplateProblem(line, exc.message or "syntax error", part) from None
-    return _Part(part, template, line_map or [])
+    bounded = tree.find(nodes.For) is None and tree.find(nodes.Macro) is None \
+        and tree.find(nodes.CallBlock) is None
+    return _Part(part, template, line_map or [], bounded)
 
 
 def unknown_names(env: MessageEnvironment, tree: nodes.Template, part: str) -> list[TemplateProblem]:
@@ -226,13 +231,15 @@ class CompiledMessage:
         budget = sandbox.steps_budget().set([sandbox.MAX_STEPS])
         strict_token = sandbox.strict_flag().set(strict)
         try:
+            # One merged namespace for every part (Jinja would copy it once per part).
+            context = {**_html_env.globals, **context}
             subject = " ".join(self._run(self._subject, context).split())
             campaign = context.get("campaign")
             if not isinstance(campaign, dict) or "subject" not in campaign:
                 campaign = dict(campaign or {})
                 campaign.setdefault("subject", subject)
                 campaign.setdefault("preheader", self._run(self._preheader, context))
-                context = {**context, "campaign": campaign}
+                context["campaign"] = campaign
             html = self._run(self._html, context)
             if self._text_from_rendered_html:
                 text = html_to_text(html)
@@ -246,9 +253,12 @@ class CompiledMessage:
     def _run(self, part: _Part, context: dict[str, Any]) -> str:
         template = part.template
         try:
+            chunks = template.root_render_func(template.new_context(context, shared=True))
+            if part.bounded:
+                return "".join(chunks)
             out = []
             total = 0
-            for chunk in template.root_render_func(template.new_context(context)):
+            for chunk in chunks:
                 total += len(chunk)
                 if total > sandbox.MAX_OUTPUT:
                     raise sandbox.LimitExceeded(

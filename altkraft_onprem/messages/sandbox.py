@@ -122,6 +122,16 @@ class MessageEnvironment(ImmutableSandboxedEnvironment):
             loop.iter = guarded.set_lineno(loop.lineno)
         return tree
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Message variables are plain dicts: their keys first (and fast), no exception raised
+        # for every `subscriber.city`.
+        if type(obj) is dict:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if attr in {"format", "format_map", "mro", "translate", "encode"}:
             return False
