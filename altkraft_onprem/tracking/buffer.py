@@ -92,6 +92,7 @@ class EventBuffer:
                 return 0
             try:
                 with db.write(engine) as conn:
+                    self._label_early_clicks(conn, batch)
                     conn.execute(tracking_events.insert(), batch)
                     self._label_scanners(conn, batch)
             except BaseException:
@@ -100,6 +101,27 @@ class EventBuffer:
                 raise
             self.stored += len(batch)
             return len(batch)
+
+    def _label_early_clicks(self, conn, batch: list[dict]) -> None:
+        """Clicks within the scanner window after the message was handed over: a mail
+        gateway's link scanner, not the recipient (who has not even seen it yet)."""
+        from altkraft_onprem.campaigns.models import deliveries
+
+        clicks = [r for r in batch if r["kind"] == CLICK and not r["machine"]]
+        pairs = sorted({(r["campaign_id"], r["subscriber_id"]) for r in clicks})
+        delivered: dict[tuple[int, int], object] = {}
+        dv = deliveries.c
+        for start in range(0, len(pairs), 400):
+            chunk = pairs[start:start + 400]
+            for campaign_id, subscriber_id, done_at in conn.execute(
+                    select(dv.campaign_id, dv.subscriber_id, dv.done_at)
+                    .where(tuple_(dv.campaign_id, dv.subscriber_id).in_(chunk), dv.state == "sent")):
+                delivered[(campaign_id, subscriber_id)] = done_at
+        window = timedelta(seconds=self.window)
+        for row in clicks:
+            done_at = delivered.get((row["campaign_id"], row["subscriber_id"]))
+            if done_at is not None and row["at"] - done_at <= window:
+                row["machine"], row["reason"] = True, SCANNER
 
     def _label_scanners(self, conn, batch: list[dict]) -> None:
         pairs = {(r["campaign_id"], r["subscriber_id"]) for r in batch if r["kind"] == CLICK}

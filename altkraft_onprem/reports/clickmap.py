@@ -1,0 +1,113 @@
+"""The clickmap: the message version as sent, with a badge on every link (share of recipients
+who clicked it, clicks), one view per version the campaign sent.
+
+Figures are human (machine-labelled clicks are counted apart). The share's denominator is the
+number of recipients the version was delivered to (the ledger, for the campaign's pinned
+version; otherwise the recipients seen with events of that version).
+"""
+from __future__ import annotations
+
+import html as htmllib
+import re
+from typing import Any
+
+from sqlalchemy import Connection, case, func, select
+
+from altkraft_onprem.campaigns.models import deliveries
+from altkraft_onprem.errors import NotFound, ServiceError
+from altkraft_onprem.messages.models import message_versions
+from altkraft_onprem.tracking.models import CLICK, tracking_events
+
+from .campaign import _ratio, campaign_row
+
+ev = tracking_events.c
+_MARK = "https://ak-clickmap.invalid/"
+_ANCHOR = re.compile(r'<a\b[^>]*?href="' + re.escape(_MARK) + r'(\d+)"[^>]*>', re.I | re.S)
+
+
+def versions(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
+    """Every version the campaign sent (the pinned one, plus any seen in its events)."""
+    campaign = campaign_row(conn, campaign_id)
+    ids = {v for (v,) in conn.execute(select(ev.version_id).where(ev.campaign_id == campaign_id).distinct())}
+    if campaign.get("version_id"):
+        ids.add(campaign["version_id"])
+    if not ids:
+        return []
+    rows = conn.execute(select(message_versions.c.id, message_versions.c.version, message_versions.c.subject)
+                        .where(message_versions.c.id.in_(sorted(ids))).order_by(message_versions.c.version))
+    return [{"id": r.id, "version": r.version, "subject": r.subject} for r in rows]
+
+
+def _recipients(conn: Connection, campaign: dict, version_id: int) -> int:
+    if campaign.get("version_id") == version_id:
+        return conn.execute(select(func.count()).where(
+            deliveries.c.campaign_id == campaign["id"], deliveries.c.state == "sent")).scalar() or 0
+    return conn.execute(select(func.count(func.distinct(ev.subscriber_id))).where(
+        ev.campaign_id == campaign["id"], ev.version_id == version_id)).scalar() or 0
+
+
+def _pick(conn: Connection, campaign_id: int, version: int | None) -> tuple[dict, list[dict], dict]:
+    campaign = campaign_row(conn, campaign_id)
+    sent = versions(conn, campaign_id)
+    if not sent:
+        raise NotFound("this campaign has not sent any message version yet")
+    if version is None:
+        chosen = next((v for v in sent if v["id"] == campaign.get("version_id")), sent[-1])
+    else:
+        chosen = next((v for v in sent if v["version"] == version), None)
+        if chosen is None:
+            raise ServiceError(f"the campaign did not send version {version}; it sent "
+                               + ", ".join(str(v["version"]) for v in sent), "version")
+    return campaign, sent, chosen
+
+
+def clickmap(conn: Connection, campaign_id: int, version: int | None = None) -> dict[str, Any]:
+    """Per link of one version: url, unique (human) clickers, clicks, percent of recipients."""
+    from altkraft_onprem.tracking.links import version_links
+
+    campaign, sent, chosen = _pick(conn, campaign_id, version)
+    recipients = _recipients(conn, campaign, chosen["id"])
+    human = case((ev.machine.is_(False), 1), else_=0)
+    rows = conn.execute(
+        select(ev.link_index, func.count(func.distinct(case((ev.machine.is_(False), ev.subscriber_id)))),
+               func.sum(human), func.count())
+        .where(ev.campaign_id == campaign_id, ev.version_id == chosen["id"], ev.kind == CLICK)
+        .group_by(ev.link_index)).all()
+    stats = {index: (unique, int(clicks or 0), total) for index, unique, clicks, total in rows}
+    links = []
+    for index, url in version_links(conn, chosen["id"]):
+        unique, clicks, total = stats.get(index, (0, 0, 0))
+        links.append({"index": index, "url": url, "unique_clicks": unique, "clicks": clicks,
+                      "machine_clicks": total - clicks, "percent": _ratio(unique, recipients)})
+    return {"campaign_id": campaign_id, "version": chosen["version"], "version_id": chosen["id"],
+            "recipients": recipients, "versions": sent, "links": links}
+
+
+def annotated_html(conn: Connection, campaign_id: int, version: int | None = None) -> str:
+    """The version's HTML rendered for a sample recipient, a badge before every link."""
+    from altkraft_onprem.messages.preview import SAMPLE_SUBSCRIBER
+    from altkraft_onprem.messages.render import TemplateProblem, compile_version
+    from altkraft_onprem.messages.service import get_version_by_id
+
+    data = clickmap(conn, campaign_id, version)
+    row = get_version_by_id(conn, data["version_id"])
+    compiled = compile_version(row, link_rewriter=lambda url, index: f"{_MARK}{index}")
+    context = {"subscriber": dict(SAMPLE_SUBSCRIBER), "list": {"name": ""}, "campaign": {"name": ""},
+               "unsubscribe_url": "#", "preferences_url": "#", "view_in_browser_url": "#", "data": {}}
+    try:
+        rendered = compiled.render(context)
+    except TemplateProblem as exc:
+        return f"<p>{htmllib.escape(str(exc))}</p>"
+    by_index = {link["index"]: link for link in data["links"]}
+
+    def badge(match: re.Match) -> str:
+        link = by_index.get(int(match.group(1)))
+        tag = match.group(0).replace(_MARK + match.group(1), htmllib.escape(link["url"] if link else "#"))
+        if link is None:
+            return tag
+        title = htmllib.escape(f"{link['url']}: {link['unique_clicks']} recipients, {link['clicks']} clicks")
+        return (f'<span class="ak-badge" data-link="{link["index"]}" title="{title}" style="display:inline-block;'
+                f'font:bold 11px/1.4 sans-serif;color:#fff;background:#d9480f;border-radius:9px;'
+                f'padding:0 6px;margin:0 3px;vertical-align:middle">{link["percent"]:.1f}% · {link["clicks"]}'
+                f'</span>{tag}')
+    return _ANCHOR.sub(badge, rendered.html)

@@ -1,0 +1,79 @@
+"""Time buckets that both databases compute the same way: every bucket is a text label.
+
+    hour  'YYYY-MM-DD HH:00'    day  'YYYY-MM-DD'
+    week  'YYYY-MM-DD' (the Monday)    month  'YYYY-MM-01'
+
+Timestamps are stored in UTC (db.types.UTCDateTime); buckets are UTC too.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, literal_column
+from sqlalchemy.sql import ColumnElement
+
+UNITS = ("hour", "day", "week", "month")
+
+
+def bucket(column, unit: str, dialect: str) -> ColumnElement:
+    if unit not in UNITS:
+        raise ValueError(f"unknown period {unit!r}")
+    if dialect == "sqlite":
+        if unit == "hour":
+            return func.strftime("%Y-%m-%d %H:00", column)
+        if unit == "day":
+            return func.strftime("%Y-%m-%d", column)
+        if unit == "week":
+            return func.date(column, "weekday 0", "-6 days")
+        return func.strftime("%Y-%m-01", column)
+    utc = func.timezone(literal_column("'UTC'"), column)
+    fmt = "YYYY-MM-DD HH24:00" if unit == "hour" else "YYYY-MM-DD"
+    return func.to_char(func.date_trunc(unit, utc), fmt)
+
+
+def label(moment: datetime | date, unit: str) -> str:
+    """The bucket label of a Python datetime/date, as the database computes it."""
+    day = moment.date() if isinstance(moment, datetime) else moment
+    if unit == "hour":
+        return moment.strftime("%Y-%m-%d %H:00")
+    if unit == "day":
+        return day.isoformat()
+    if unit == "week":
+        return (day - timedelta(days=day.weekday())).isoformat()
+    return day.replace(day=1).isoformat()
+
+
+def parse(text: str, unit: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:00" if unit == "hour" else "%Y-%m-%d")
+
+
+def step(moment: datetime, unit: str, count: int = 1) -> datetime:
+    if unit == "hour":
+        return moment + timedelta(hours=count)
+    if unit == "day":
+        return moment + timedelta(days=count)
+    if unit == "week":
+        return moment + timedelta(weeks=count)
+    months = moment.year * 12 + moment.month - 1 + count
+    return moment.replace(year=months // 12, month=months % 12 + 1, day=1)
+
+
+def index(start: str, other: str, unit: str) -> int:
+    """How many periods `other` comes after `start` (both bucket labels)."""
+    a, b = parse(start, unit), parse(other, unit)
+    if unit == "month":
+        return (b.year - a.year) * 12 + b.month - a.month
+    if unit == "week":
+        return (b - a).days // 7
+    if unit == "day":
+        return (b - a).days
+    return int((b - a).total_seconds() // 3600)
+
+
+def series(first: str, last: str, unit: str, limit: int = 2000) -> list[str]:
+    """Every label from first to last inclusive (gaps filled), at most `limit`."""
+    out, current, end = [], parse(first, unit), parse(last, unit)
+    while current <= end and len(out) < limit:
+        out.append(label(current, unit))
+        current = step(current, unit)
+    return out

@@ -1,0 +1,55 @@
+"""Fixture data for report tests: rows written straight into the tables (the figures must be
+computable by hand, with exact timestamps)."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import insert
+
+from altkraft_onprem.audience.models import (
+    lists,
+    subscriber_activity,
+    subscriber_lists,
+    subscribers,
+)
+from altkraft_onprem.tracking.models import tracking_events
+
+
+def at(text: str) -> datetime:
+    """'2026-01-05 10:00' -> aware UTC datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def add_list(conn, name: str) -> int:
+    now = at("2025-12-01 00:00")
+    return conn.execute(insert(lists).values(name=name, created_at=now, updated_at=now)).inserted_primary_key[0]
+
+
+def add_subscriber(conn, email: str, created: str, source: str = "", lists_joined=()) -> int:
+    when = at(created)
+    sid = conn.execute(insert(subscribers).values(
+        email=email, email_domain=email.split("@")[1], state="active", custom={}, source=source,
+        created_at=when, updated_at=when)).inserted_primary_key[0]
+    for list_id in lists_joined:
+        join(conn, list_id, sid, created)
+    return sid
+
+
+def join(conn, list_id: int, subscriber_id: int, when: str, left: str | None = None) -> None:
+    conn.execute(insert(subscriber_lists).values(
+        list_id=list_id, subscriber_id=subscriber_id, status="unsubscribed" if left else "confirmed",
+        created_at=at(when), updated_at=at(left or when), unsubscribed_at=at(left) if left else None))
+
+
+def activity(conn, subscriber_id: int, kind: str, when: str) -> None:
+    conn.execute(insert(subscriber_activity).values(subscriber_id=subscriber_id, kind=kind, at=at(when),
+                                                    details="{}"))
+
+
+def event(conn, kind: str, subscriber_id: int, when: str, *, campaign_id: int = 1, version_id: int = 1,
+          link_index: int | None = None, machine: bool = False, reason: str | None = None,
+          read_seconds: float | None = None, read_class: str | None = None, user_agent: str = "") -> None:
+    conn.execute(insert(tracking_events).values(
+        at=at(when), kind=kind, campaign_id=campaign_id, subscriber_id=subscriber_id, version_id=version_id,
+        link_index=link_index, machine=machine, reason=reason, read_seconds=read_seconds,
+        read_class=read_class, user_agent=user_agent, ip="127.0.0.1"))

@@ -1,0 +1,82 @@
+"""Cohorts against a hand-computed fixture (see the comments for the expected cells)."""
+from __future__ import annotations
+
+import pytest
+
+from altkraft_onprem import db
+from altkraft_onprem.reports.cohorts import cohorts, segment_conditions
+
+from .conftest import add_list, add_subscriber, event
+
+
+@pytest.fixture(scope="module")
+def world(env):
+    with db.write(env.engine) as conn:
+        l1, l2 = add_list(conn, "cohort one"), add_list(conn, "cohort two")
+        a = add_subscriber(conn, "a@c.example", "2026-01-05 09:00", "form", [l1])
+        b = add_subscriber(conn, "b@c.example", "2026-01-20 09:00", "form", [l2])
+        c = add_subscriber(conn, "c@c.example", "2026-01-31 23:30", "import", [l1])
+        d = add_subscriber(conn, "d@c.example", "2026-02-01 00:10", "form", [l1])
+        e = add_subscriber(conn, "e@c.example", "2026-02-14 12:00", "import", [l2])
+        event(conn, "open", a, "2026-01-06 10:00")          # Jan cohort, period 0
+        event(conn, "open", a, "2026-02-10 10:00")          # Jan cohort, period 1
+        event(conn, "open", a, "2026-02-11 10:00")          # same person, same period: once
+        event(conn, "open", b, "2026-03-01 08:00")          # Jan cohort, period 2
+        event(conn, "open", b, "2026-01-21 08:00", machine=True, reason="mpp")   # not counted
+        event(conn, "open", c, "2026-02-01 00:05")          # Jan cohort, period 1
+        event(conn, "open", d, "2026-02-02 10:00")          # Feb cohort, period 0
+        event(conn, "open", d, "2026-03-05 10:00")          # Feb cohort, period 1
+        event(conn, "click", e, "2026-02-15 10:00", link_index=0)   # Feb cohort, period 0
+        event(conn, "click", a, "2026-02-10 10:01", link_index=0)   # Jan cohort, period 1
+    return {"l1": l1, "l2": l2, "a": a}
+
+
+def _cells(result, periods=3):
+    return {row["cohort"]: (row["size"], row["counts"][:periods]) for row in result["rows"]}
+
+
+def test_monthly_open_cohorts(env, world):
+    with db.read(env.engine) as conn:
+        result = cohorts(conn, period="month", metric="open")
+    assert _cells(result) == {"2026-01-01": (3, [1, 2, 1]), "2026-02-01": (2, [1, 1, 0])}
+    jan = result["rows"][0]
+    assert jan["shares"][:3] == [33.3, 66.7, 33.3]
+
+
+def test_cohorts_filtered_by_list(env, world):
+    with db.read(env.engine) as conn:
+        result = cohorts(conn, period="month", metric="open", list_id=world["l1"])
+    assert _cells(result) == {"2026-01-01": (2, [1, 2, 0]), "2026-02-01": (1, [1, 1, 0])}
+
+
+def test_cohorts_filtered_by_source(env, world):
+    with db.read(env.engine) as conn:
+        result = cohorts(conn, period="month", metric="open", source="import")
+    assert _cells(result) == {"2026-01-01": (1, [0, 1, 0]), "2026-02-01": (1, [0, 0, 0])}
+
+
+def test_click_cohorts(env, world):
+    with db.read(env.engine) as conn:
+        result = cohorts(conn, period="month", metric="click")
+    assert _cells(result) == {"2026-01-01": (3, [0, 1, 0]), "2026-02-01": (2, [1, 0, 0])}
+
+
+def test_weekly_cohorts_count_weeks_from_monday(env, world):
+    with db.read(env.engine) as conn:
+        result = cohorts(conn, period="week", metric="open", list_id=world["l1"], periods_shown=6)
+    first = result["rows"][0]
+    # a joined Monday 2026-01-05 (week 0), opened 2026-01-06 (week 0) and 2026-02-10 (week 5)
+    assert (first["cohort"], first["size"], first["counts"]) == ("2026-01-05", 1, [1, 0, 0, 0, 0, 1])
+
+
+def test_a_cell_becomes_a_segment_of_that_cohort(env, world):
+    from sqlalchemy import select
+
+    from altkraft_onprem.audience import segments
+    from altkraft_onprem.audience.models import subscribers
+
+    conditions = segment_conditions("2026-01-01", "month", world["l1"], None)
+    with db.read(env.engine) as conn:
+        where = segments.matching(conn, segments.validate(conn, conditions))
+        emails = {email for (email,) in conn.execute(select(subscribers.c.email).where(where))}
+    assert emails == {"a@c.example", "c@c.example"}
