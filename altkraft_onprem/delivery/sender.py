@@ -11,9 +11,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import pickle
+import select
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -63,10 +64,65 @@ class DomainLimiter:
             time.sleep(slot - now)
 
 
+class DirectRecorder:
+    """Records each row in its own transaction (one sender in this process)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def record(self, row_id: int, owner: str, state: str, values: dict) -> bool:
+        with db.write(self.engine) as conn:
+            return ledger.record(conn, row_id, owner, state, **values)
+
+    def wait(self) -> bool:
+        return True
+
+    def finish(self, outcome: Outcome) -> None:
+        pass
+
+
+class PipeRecorder:
+    """Hands records to the parent, which commits those of all senders together (one
+    SQLite writer, no lock contention); `wait` blocks until all were committed."""
+
+    def __init__(self, record_fd: int, ack_fd: int):
+        self.record_fd, self.ack_fd = record_fd, ack_fd
+        self.outstanding = 0
+        self.ok = True
+
+    def record(self, row_id: int, owner: str, state: str, values: dict) -> bool:
+        _send(self.record_fd, ("record", row_id, owner, state, values))
+        self.outstanding += 1
+        return self.ok
+
+    def wait(self) -> bool:
+        while self.outstanding:
+            answer = os.read(self.ack_fd, self.outstanding)
+            if not answer:
+                self.ok = False
+                self.outstanding = 0
+                break
+            self.outstanding -= len(answer)
+            self.ok = self.ok and b"0" not in answer
+        return self.ok
+
+    def finish(self, outcome: Outcome) -> None:
+        self.wait()
+        _send(self.record_fd, ("done", outcome))
+
+
+def _send(fd: int, message) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    data = len(data).to_bytes(4, "big") + data
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
 class Sender:
     """One sender: one SMTP session, one lease holder name."""
 
-    def __init__(self, settings, engine, campaign_id: int, share: int = 1):
+    def __init__(self, settings, engine, campaign_id: int, share: int = 1, recorder=None):
         self.settings = settings
         self.engine = engine
         self.campaign_id = campaign_id
@@ -76,6 +132,7 @@ class Sender:
         self.limiter = DomainLimiter(settings["delivery.domain_limits"], share)
         self.composer: Composer | None = None
         self.outcome = Outcome()
+        self.recorder = recorder or DirectRecorder(engine)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -109,6 +166,7 @@ class Sender:
                                      subscriber_id in sendable):
                         break
         finally:
+            self.recorder.finish(self.outcome)
             with db.write(self.engine) as conn:
                 ledger.release(conn, self.owner)
             if self.session is not None:
@@ -121,8 +179,7 @@ class Sender:
 
     def _record(self, row_id: int, state: str, **values) -> bool:
         started = time.perf_counter()
-        with db.write(self.engine) as conn:
-            ok = ledger.record(conn, row_id, self.owner, state, **values)
+        ok = self.recorder.record(row_id, self.owner, state, values)
         self.outcome.stages["ledger"] += time.perf_counter() - started
         if not ok:
             self.outcome.lost_lease = True
@@ -144,6 +201,12 @@ class Sender:
         stages["mime"] += outgoing.times[1]
         stages["dkim"] += outgoing.times[2]
         self.limiter.wait(outgoing.rcpt)
+        started = time.perf_counter()
+        # The previous message's reply must be on disk before this one goes out.
+        if not self.recorder.wait():
+            self.outcome.lost_lease = True
+            return False
+        stages["ledger"] += time.perf_counter() - started
         started = time.perf_counter()
         try:
             session = self._session()
@@ -218,21 +281,21 @@ def run(settings, engine, campaign_id: int, processes: int | None = None) -> lis
     processes = processes or sender_count(settings)
     if processes <= 1:
         return [Sender(settings, engine, campaign_id).run()]
-    import pickle
-
     children = []
     for _ in range(processes):
-        read_end, write_end = os.pipe()
+        record_r, record_w = os.pipe()
+        ack_r, ack_w = os.pipe()
         pid = os.fork()
         if pid == 0:                                      # the sender process
             code = 0
             try:
-                os.close(read_end)
+                for fd in (record_r, ack_w, *[fd for c in children for fd in c[1:]]):
+                    os.close(fd)
                 _die_with_parent()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
                 engine.dispose(close=False)
-                outcome = Sender(settings, engine, campaign_id, share=processes).run()
-                os.write(write_end, pickle.dumps(outcome))
+                Sender(settings, engine, campaign_id, share=processes,
+                       recorder=PipeRecorder(record_w, ack_r)).run()
             except BaseException:  # noqa: BLE001 - report, then leave without running atexit
                 log.exception("sender for campaign %s failed", campaign_id)
                 code = 1
@@ -240,25 +303,57 @@ def run(settings, engine, campaign_id: int, processes: int | None = None) -> lis
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        os.close(write_end)
-        children.append((pid, read_end))
-    outcomes = []
-    for pid, read_end in children:
-        chunks = []
-        reader = threading.Thread(target=lambda fd=read_end, out=chunks: out.append(_read_all(fd)))
-        reader.start()
-        os.waitpid(pid, 0)
-        reader.join()
-        os.close(read_end)
-        data = b"".join(chunks)
-        outcomes.append(pickle.loads(data) if data else Outcome(failed=0))
+        os.close(record_w)
+        os.close(ack_r)
+        children.append((pid, record_r, ack_w))
+    try:
+        return _serve(engine, children)
+    finally:
+        for pid, record_r, ack_w in children:
+            for fd in (record_r, ack_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            os.waitpid(pid, 0)
+
+
+def _serve(engine, children) -> list[Outcome]:
+    """The parent's part: commit the senders' records in groups, answer each with an ack."""
+    ack_for = {record_r: ack_w for _, record_r, ack_w in children}
+    buffers = {fd: bytearray() for fd in ack_for}
+    open_fds = set(ack_for)
+    outcomes: list[Outcome] = []
+    while open_fds:
+        readable, _, _ = select.select(list(open_fds), [], [], 1.0)
+        batch = []
+        for fd in readable:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                open_fds.discard(fd)
+                continue
+            buffer = buffers[fd]
+            buffer += chunk
+            while len(buffer) >= 4:
+                size = int.from_bytes(buffer[:4], "big")
+                if len(buffer) < 4 + size:
+                    break
+                message = pickle.loads(bytes(buffer[4:4 + size]))
+                del buffer[:4 + size]
+                if message[0] == "done":
+                    outcomes.append(message[1])
+                else:
+                    batch.append((fd, message))
+        if batch:
+            with db.write(engine) as conn:
+                results = [(fd, ledger.record(conn, row_id, owner, state, **values))
+                           for fd, (_, row_id, owner, state, values) in batch]
+            answers: dict[int, bytearray] = {}
+            for fd, ok in results:
+                answers.setdefault(fd, bytearray()).append(ord("1") if ok else ord("0"))
+            for fd, answer in answers.items():
+                try:
+                    os.write(ack_for[fd], bytes(answer))
+                except OSError:
+                    pass
     return outcomes
-
-
-def _read_all(fd: int) -> bytes:
-    parts = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(parts)
-        parts.append(chunk)

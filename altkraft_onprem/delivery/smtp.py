@@ -79,6 +79,9 @@ class Relay:
                                         timeout=TIMEOUT, context=self._tls_context())
             else:
                 conn = smtplib.SMTP(self.host, self.port, local_hostname=self.helo, timeout=TIMEOUT)
+            # Commands are small writes answered by small replies: Nagle's algorithm plus the
+            # peer's delayed ACK would stall each one for up to 40 ms.
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.ehlo()
             if self.security == "starttls":
                 if not conn.has_extn("starttls"):

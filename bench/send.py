@@ -1,0 +1,220 @@
+"""Campaign send benchmark: our sender vs. Postfix's smtp-source into the same smtp-sink.
+
+Builds a fresh database with N subscribers on one list and the shared newsletter fixture
+(personalised, click- and open-tracked, DKIM-signed with RSA-2048), starts the campaign "now"
+and lets the sender (forked sender processes, one SMTP session each) push it into Postfix's
+`smtp-sink` on 127.0.0.1. In the same run `smtp-source -d` pushes N messages of the same size
+over as many sessions into the same sink: the ceiling. Prints msgs/s for both, the ratio,
+where the time goes per stage (summed over the sender processes), the time from "start" to
+the first accepted message and peak RSS; the last line is one JSON object.
+
+    python bench/send.py [--messages N] [--database URL] [--sessions 4]
+
+Needs `smtp-sink` / `smtp-source` (Debian: apt-get install postfix; the daemon is not used).
+--database takes an empty Postgres database (it is migrated); default: a SQLite file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FIXTURE = Path(os.environ.get("AK_FIXTURE", "/work/shared/fixtures/newsletter.html"))
+CITIES = ["Москва", "Berlin", "Paris", "Казань", "Lisbon", "Рига", "Oslo", "Tbilisi"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    if not found:
+        sys.exit(f"{name} not found: apt-get install -y postfix (the daemon is not needed)")
+    return found
+
+
+def start_sink(port: int) -> subprocess.Popen:
+    args = [tool("smtp-sink")]
+    if os.geteuid() == 0:
+        args += ["-u", "nobody"]
+    process = subprocess.Popen(args + [f"127.0.0.1:{port}", "1024"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    sys.exit("smtp-sink did not start")
+
+
+def make_key(directory: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = directory / "dkim.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+    return path
+
+
+def populate(engine, count: int) -> tuple[int, int]:
+    """A list with `count` confirmed subscribers and the newsletter message: (list, message)."""
+    from sqlalchemy import insert
+
+    from altkraft_onprem import db
+    from altkraft_onprem.access.models import system_actor
+    from altkraft_onprem.audience import lists
+    from altkraft_onprem.audience.models import subscriber_lists, subscribers
+    from altkraft_onprem.db.types import utcnow
+    from altkraft_onprem.messages import service as messages
+
+    actor = system_actor("bench")
+    with db.write(engine) as conn:
+        list_id = lists.create_list(conn, actor, "Bench newsletter")
+        message_id, _ = messages.create_message(
+            conn, actor, "Newsletter", subject="{{ subscriber.first_name }}, winter sale: up to 40% off",
+            preheader="Only this week", html=FIXTURE.read_text())
+    now = utcnow()
+    chunk = 5000
+    for start in range(0, count, chunk):
+        rows = [{"email": f"user{i}@example{i % 50}.net", "email_domain": f"example{i % 50}.net",
+                 "state": "active", "first_name": f"Имя{i}", "last_name": "Test",
+                 "city": CITIES[i % len(CITIES)], "language": "ru" if i % 2 else "en",
+                 "custom": {"loyalty_tier": "Gold" if i % 3 == 0 else "Silver", "bonus_points": i % 900},
+                 "source": "bench", "created_at": now, "updated_at": now}
+                for i in range(start, min(start + chunk, count))]
+        with db.write(engine) as conn:
+            ids = conn.execute(insert(subscribers).returning(subscribers.c.id), rows).scalars().all()
+            conn.execute(insert(subscriber_lists), [
+                {"list_id": list_id, "subscriber_id": sid, "status": "confirmed", "created_at": now,
+                 "updated_at": now, "confirmed_at": now} for sid in ids])
+    return list_id, message_id
+
+
+def ceiling(port: int, count: int, sessions: int, size: int) -> float:
+    started = time.perf_counter()
+    subprocess.run([tool("smtp-source"), "-d", "-s", str(sessions), "-m", str(count), "-l", str(size),
+                    "-f", "news@example.com", "-t", "user@example.net", f"127.0.0.1:{port}"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--database", default="")
+    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+
+    from altkraft_onprem import config, db
+    from altkraft_onprem.access.models import system_actor
+    from altkraft_onprem.campaigns import service as campaigns
+    from altkraft_onprem.campaigns.jobs import run_campaign
+    from altkraft_onprem.campaigns.models import deliveries
+    from altkraft_onprem.db import migrate
+
+    work = Path(tempfile.mkdtemp(prefix="ak-bench-send-"))
+    (work / "secret_key").write_text("b" * 48)
+    port = free_port()
+    key_file = make_key(work)
+    settings = config.load(environ={}, overrides={
+        "data_dir": str(work), "database.url": args.database,
+        "server.public_url": "https://mail.example.com",
+        "smtp.relays": [{"host": "127.0.0.1", "port": port, "security": "none",
+                         "max_connections": args.sessions}],
+        "dkim.keys": [{"domain": "example.com", "selector": "ak1", "key_file": str(key_file)}],
+        "delivery.processes": args.sessions})
+    engine = db.build_engine(settings.database_url)
+    migrate.upgrade(engine)
+    t0 = time.perf_counter()
+    list_id, message_id = populate(engine, args.messages)
+    print(f"setup: {args.messages} subscribers in {time.perf_counter() - t0:.1f}s", flush=True)
+
+    sink = start_sink(port)
+    try:
+        actor = system_actor("bench")
+        with db.write(engine) as conn:
+            campaign_id = campaigns.create_campaign(
+                conn, actor, name="Bench", message_id=message_id, list_ids=[list_id],
+                from_email="news@example.com", from_name="Магазин",
+                utm={"utm_source": "altkraft", "utm_medium": "email", "utm_campaign": "bench"})
+        engine.dispose()
+        started_at = campaigns.utcnow()
+        started = time.perf_counter()
+        with db.write(engine) as conn:
+            campaigns.start(conn, actor, settings, campaign_id)
+        ledger_built = time.perf_counter() - started
+        outcomes = run_campaign(settings, engine, campaign_id, processes=args.sessions)
+        elapsed = time.perf_counter() - started
+        from sqlalchemy import func, select
+        with db.read(engine) as conn:
+            first = conn.execute(select(func.min(deliveries.c.done_at)).where(
+                deliveries.c.campaign_id == campaign_id, deliveries.c.state == "sent")).scalar()
+            progress = campaigns.progress(conn, campaign_id)
+            state = campaigns.get_campaign(conn, campaign_id)["state"]
+            sample = conn.execute(select(func.length(deliveries.c.message_id))).scalar()
+        if isinstance(first, str):
+            from datetime import datetime
+            first = datetime.fromisoformat(first)
+        first_latency = (first.replace(tzinfo=started_at.tzinfo) - started_at) / timedelta(seconds=1) \
+            if first else None
+        sent = progress["sent"]
+        ours = sent / elapsed
+        peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+        size = 30_000
+        top = ceiling(port, args.messages, args.sessions, size)
+    finally:
+        sink.terminate()
+        sink.wait()
+    stages = {}
+    for outcome in outcomes:
+        for name, seconds in outcome.stages.items():
+            stages[name] = stages.get(name, 0.0) + seconds
+    result = {
+        "messages": args.messages, "sent": sent, "failed": progress["failed"],
+        "in_doubt": progress["in_doubt"], "state": state,
+        "database": "postgres" if settings.database_url.startswith("postgres") else "sqlite",
+        "sessions": args.sessions, "seconds": round(elapsed, 2),
+        "msgs_per_s": round(ours, 1), "ceiling_msgs_per_s": round(top, 1),
+        "ratio": round(ours / top, 3), "first_message_s": round(first_latency, 3) if first_latency else None,
+        "ledger_build_s": round(ledger_built, 2),
+        "peak_rss_mb": round(max(peak_self, peak_children), 1),
+        "peak_rss_coordinator_mb": round(peak_self, 1), "peak_rss_sender_mb": round(peak_children, 1),
+        "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+        "message_id_length": sample,
+    }
+    print(f"ours: {ours:.0f} msgs/s ({sent} sent in {elapsed:.1f}s, {args.sessions} sessions); "
+          f"smtp-source ceiling: {top:.0f} msgs/s; ratio {ours / top:.2f}")
+    print("stage seconds (summed over senders): " +
+          ", ".join(f"{k} {v:.1f}" for k, v in result["stage_seconds"].items()))
+    print(f"first message accepted {result['first_message_s']}s after start; "
+          f"peak RSS {result['peak_rss_mb']} MB")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
