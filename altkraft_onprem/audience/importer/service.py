@@ -12,15 +12,17 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from altkraft_onprem import db
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record as audit
 from altkraft_onprem.audience import fields as field_service
 from altkraft_onprem.audience import lists as list_service
+from altkraft_onprem.audience.models import custom_index_name, subscribers
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import NotFound, ServiceError
 
@@ -190,10 +192,16 @@ def _raw_line(cells: list[str]) -> str:
 
 
 class Run:
-    """One import's state while it runs: counts, first lines of emails, pending rejects."""
+    """One import's state while it runs: counts, first lines of emails, pending rejects.
 
-    def __init__(self, engine: Engine, job: dict, limits: Limits, progress: Progress | None):
+    Reading and validating happen on the calling thread; each full batch is written on a
+    writer thread while the next one is validated (the database drivers release the GIL
+    while the database works, so the two overlap). At most one batch waits."""
+
+    def __init__(self, engine: Engine, job: dict, limits: Limits, progress: Progress | None,
+                 batch_size: int = BATCH):
         self.engine, self.job, self.limits, self.progress = engine, job, limits, progress
+        self.batch_size = batch_size
         self.id = job["id"]
         self.counts = dict.fromkeys(COUNT_KEYS, 0)
         self.rows_done = 0
@@ -206,6 +214,8 @@ class Run:
             list_ids=json.loads(job["list_ids"]), mode=job["mode"], status=job["status"],
             source=f"import:{self.id}", activity={"import": self.id}))
         self.multi = False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{self.id}")
+        self._pending: Future | None = None
 
     def reject(self, line: int, member: str, reason: str, raw: str) -> None:
         self.rejects.append({"import_id": self.id, "line": line, "member": member[:300],
@@ -233,30 +243,42 @@ class Run:
         except RowError as exc:
             self.reject(0, table.name, f"{exc}; this table was not imported", "")
             return
+        counts, seen, batch_size = self.counts, self.seen, self.batch_size
         for rows in (peek, table.rows):
             for line, cells in rows:
                 self.rows_done += 1
                 try:
                     email, values, custom_values = validate(cells)
                 except RowError as exc:
-                    self.counts["invalid"] += 1
+                    counts["invalid"] += 1
                     self.reject(line, member, str(exc), _raw_line(cells))
                     continue
-                first = self.seen.get(email)
+                first = seen.get(email)
                 if first is not None:
-                    self.counts["duplicates"] += 1
+                    counts["duplicates"] += 1
                     self.reject(line, member, f"duplicate of line {first}: {email}", _raw_line(cells))
                     continue
-                self.seen[email] = line
+                seen[email] = line
                 self.batch.append(Record(email, values, custom_values))
                 self.lines.append((member, line, cells))
-                if len(self.batch) >= BATCH:
+                if len(self.batch) >= batch_size:
                     self.flush()
-        self.flush()
 
-    def flush(self) -> None:
-        batch, lines = self.batch, self.lines
-        self.batch, self.lines = [], []
+    def flush(self, wait: bool = False) -> None:
+        """Hands the batch (and the rejects so far) to the writer thread."""
+        if self._pending is not None:
+            self._pending.result()            # one batch in flight at most; errors surface here
+        work = (self.batch, self.lines, self.rejects, self.rows_done)
+        self.batch, self.lines, self.rejects = [], [], []
+        self._pending = self._pool.submit(self._write, *work)
+        if wait:
+            self._pending.result()
+            self._pending = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _write(self, batch: list[Record], lines, rejects: list[dict], rows_done: int) -> None:
         now = utcnow()
         with db.write(self.engine) as conn:
             if batch:
@@ -264,16 +286,16 @@ class Run:
                 for outcome, (member, line, cells) in zip(outcomes, lines, strict=True):
                     self.counts[outcome.status] += 1
                     if outcome.status == "suppressed":
-                        self.reject(line, member, outcome.error or "suppressed", _raw_line(cells))
-            if self.rejects:
-                conn.execute(insert(import_rejects), self.rejects)
-                self.rejects = []
+                        rejects.append({"import_id": self.id, "line": line, "member": member[:300],
+                                        "reason": outcome.error or "suppressed", "raw": _raw_line(cells)})
+            if rejects:
+                conn.execute(insert(import_rejects), rejects)
             conn.execute(update(imports).where(imports.c.id == self.id).values(
-                rows_done=self.rows_done, counts=json.dumps(self.counts)))
+                rows_done=rows_done, counts=json.dumps(self.counts)))
         self.send_confirmations()
         if self.progress is not None:
-            self.progress({"rows_done": self.rows_done, "counts": dict(self.counts),
-                           "rows_per_s": self.rows_done / max(time.monotonic() - self.started, 1e-6)})
+            self.progress({"rows_done": rows_done, "counts": dict(self.counts),
+                           "rows_per_s": rows_done / max(time.monotonic() - self.started, 1e-6)})
 
     def send_confirmations(self) -> None:
         """Unconfirmed people on double opt-in lists get the confirmation email (queued)."""
@@ -289,6 +311,44 @@ class Run:
             request(self.engine, pending)
 
 
+# --- bulk loading on SQLite ------------------------------------------------------------------
+
+BULK_ROWS = 50_000
+
+
+def _custom_keys(engine: Engine) -> list[str]:
+    with db.read(engine) as conn:
+        return list(field_service.definitions(conn))
+
+
+def restore_custom_indexes(engine: Engine) -> None:
+    """Every custom field has its expression index (CREATE INDEX IF NOT EXISTS: cheap when
+    it does; rebuilds one a crashed bulk import left dropped)."""
+    keys = _custom_keys(engine)
+    if keys:
+        with db.write(engine) as conn:
+            for key in keys:
+                conn.execute(text(field_service.index_ddl(conn.dialect.name, key)))
+
+
+def _bulk_mode(engine: Engine, estimated_rows: int | None) -> bool:
+    """SQLite maintains JSON expression indexes row by row at several times the cost of
+    building them once: a large import into a table not much bigger than it drops the
+    custom-field indexes and rebuilds them at the end (segments are slower meanwhile)."""
+    if engine.dialect.name != "sqlite" or not estimated_rows or estimated_rows < BULK_ROWS:
+        return False
+    with db.read(engine) as conn:
+        existing = conn.execute(select(func.count()).select_from(subscribers)).scalar_one()
+    return existing <= estimated_rows * 2
+
+
+def _drop_custom_indexes(engine: Engine) -> None:
+    keys = _custom_keys(engine)
+    with db.write(engine) as conn:
+        for key in keys:
+            conn.execute(text(f"DROP INDEX IF EXISTS {custom_index_name(key)}"))
+
+
 def estimate_rows(path: Path, filename: str) -> int | None:
     """Lines in a plain text file (the header included), for the progress bar."""
     if filename.lower().endswith((".zip", ".tar.gz", ".tgz", ".tar", ".xls", ".xlsx")):
@@ -301,7 +361,7 @@ def estimate_rows(path: Path, filename: str) -> int | None:
 
 
 def run_import(engine: Engine, import_id: int, *, limits: Limits | None = None,
-               progress: Progress | None = None) -> dict:
+               progress: Progress | None = None, batch_size: int = BATCH) -> dict:
     """Run a queued import to its end; returns its final state. A second call does nothing."""
     job = _claim(engine, import_id)
     if job is None:
@@ -317,13 +377,19 @@ def run_import(engine: Engine, import_id: int, *, limits: Limits | None = None,
         if total is not None:
             with db.write(engine) as conn:
                 conn.execute(update(imports).where(imports.c.id == import_id).values(rows_total=total))
-        run = Run(engine, job, limits, progress)
-        tables = open_tables(path, job["filename"], limits, has_header=options.get("has_header"),
-                             encoding=options.get("encoding"), delimiter=options.get("delimiter"))
-        run.multi = job["filename"].lower().endswith((".zip", ".tar.gz", ".tgz", ".tar", ".xls", ".xlsx"))
-        for table in tables:
-            run.table(table, json.loads(job["mapping"] or "{}"), custom)
-        run.flush()
+        if _bulk_mode(engine, total):
+            _drop_custom_indexes(engine)
+        run = Run(engine, job, limits, progress, batch_size)
+        try:
+            tables = open_tables(path, job["filename"], limits, has_header=options.get("has_header"),
+                                 encoding=options.get("encoding"), delimiter=options.get("delimiter"))
+            run.multi = job["filename"].lower().endswith((".zip", ".tar.gz", ".tgz", ".tar", ".xls", ".xlsx"))
+            for table in tables:
+                run.table(table, json.loads(job["mapping"] or "{}"), custom)
+        finally:
+            # Whatever happened, what was read is written and the rejects are kept.
+            run.flush(wait=True)
+            run.close()
     except ServiceError as exc:
         _finish(engine, import_id, "failed", exc.message)
     except Exception as exc:  # noqa: BLE001 - the import ends failed, with the reason, not stuck
@@ -335,6 +401,7 @@ def run_import(engine: Engine, import_id: int, *, limits: Limits | None = None,
                 state="finished", finished_at=utcnow(), rows_total=run.rows_done))
     finally:
         _discard_upload(path)
+        restore_custom_indexes(engine)
     with db.read(engine) as conn:
         return get_import(conn, import_id)
 

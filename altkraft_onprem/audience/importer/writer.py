@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from altkraft_onprem.audience.models import (
@@ -28,7 +28,13 @@ from altkraft_onprem.audience.models import (
     suppressions,
 )
 
+from .bulk import Bulk
+
 PROFILE = STANDARD_FIELDS[1:]          # everything but email
+INSERT_KEYS = ("email", "email_domain", "state", *PROFILE, "custom", "source", "created_at", "updated_at")
+UPDATE_KEYS = (*PROFILE, "custom", "updated_at", "deleted_at", "deleted_batch", "_id")
+MEMBER_KEYS = ("list_id", "subscriber_id", "status", "created_at", "updated_at", "confirmed_at",
+               "unsubscribed_at")
 
 
 @dataclass
@@ -54,9 +60,21 @@ class WriteOptions:
     activity: dict = field(default_factory=dict)   # details of the activity entry
 
 
+def among(conn: Connection, column, values: Sequence):
+    """`column IN values` with the values as ONE bound parameter (a JSON array on SQLite, an
+    array on Postgres): SQLAlchemy would otherwise render thousands of parameters per query."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == func.any(bindparam(None, list(values), type_=ARRAY(column.type)))
+    items = select(literal_column("value")).select_from(
+        func.json_each(bindparam(None, json.dumps(list(values)))))
+    return column.in_(items.scalar_subquery())
+
+
 def _insert_ignoring_conflicts(conn: Connection, table, index_elements):
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements).inline()
 
 
 class BatchWriter:
@@ -65,9 +83,26 @@ class BatchWriter:
     def __init__(self, options: WriteOptions):
         self.options = options
         self.confirmations: list[tuple[int, int]] = []   # (subscriber_id, list_id) to confirm
-        self._update = (update(subscribers).where(subscribers.c.id == bindparam("_id"))
-                        .values({name: bindparam(name) for name in (*PROFILE, "custom", "updated_at",
-                                                                    "deleted_at", "deleted_batch")}))
+        self._statements: dict[str, Bulk] = {}
+
+    def _bulk(self, conn: Connection, name: str) -> Bulk:
+        """The batch statements, compiled once per writer."""
+        found = self._statements.get(name)
+        if found is None:
+            if name == "insert":
+                found = Bulk(conn, _insert_ignoring_conflicts(conn, subscribers, ["email"]), INSERT_KEYS)
+            elif name == "update":
+                statement = (update(subscribers).where(subscribers.c.id == bindparam("_id"))
+                             .values({key: bindparam(key) for key in UPDATE_KEYS[:-1]}))
+                found = Bulk(conn, statement, UPDATE_KEYS)
+            elif name == "members":
+                found = Bulk(conn, _insert_ignoring_conflicts(
+                    conn, subscriber_lists, ["list_id", "subscriber_id"]), MEMBER_KEYS)
+            else:
+                found = Bulk(conn, insert(subscriber_activity).inline(),
+                             ("subscriber_id", "at", "kind", "details"))
+            self._statements[name] = found
+        return found
 
     def write(self, conn: Connection, records: Sequence[Record], now: datetime) -> list[Outcome]:
         opts = self.options
@@ -76,7 +111,7 @@ class BatchWriter:
         existing = {row.email: row for row in conn.execute(
             select(subscribers.c.id, subscribers.c.email, subscribers.c.custom,
                    subscribers.c.deleted_at, *(subscribers.c[n] for n in PROFILE))
-            .where(subscribers.c.email.in_(emails)))}
+            .where(among(conn, subscribers.c.email, emails)))}
         outcomes: list[Outcome | None] = [None] * len(records)
         fresh: list[tuple[int, dict]] = []
         changed: list[dict] = []
@@ -93,8 +128,7 @@ class BatchWriter:
                 values = dict.fromkeys(PROFILE)
                 values.update(record.values)
                 values.update(email=record.email, email_domain=email_domain(record.email),
-                              state="active", custom=record.custom, source=opts.source,
-                              created_at=now, updated_at=now)
+                              custom=record.custom)
                 fresh.append((i, values))
                 continue
             merged = {name: row._mapping[name] for name in PROFILE}
@@ -105,29 +139,30 @@ class BatchWriter:
             differs = row.deleted_at is not None or custom != (row.custom or {}) or any(
                 merged[name] != row._mapping[name] for name in record.values)
             if differs:
-                merged.update(_id=row.id, custom=custom, updated_at=now, deleted_at=None,
-                              deleted_batch=None)
+                merged.update(_id=row.id, custom=custom)
                 changed.append(merged)
             outcomes[i] = Outcome("updated" if differs else "unchanged", subscriber_id=row.id)
             members.append((i, row.id))
         if fresh:
-            conn.execute(_insert_ignoring_conflicts(conn, subscribers, ["email"]),
-                         [values for _, values in fresh])
+            self._bulk(conn, "insert").run(conn, [values for _, values in fresh], {
+                "state": "active", "source": opts.source, "created_at": now, "updated_at": now})
             ids = dict(conn.execute(select(subscribers.c.email, subscribers.c.id).where(
-                subscribers.c.email.in_([values["email"] for _, values in fresh]))).all())
+                among(conn, subscribers.c.email, [values["email"] for _, values in fresh]))).all())
             for i, values in fresh:
                 outcomes[i] = Outcome("added", subscriber_id=ids[values["email"]])
         if changed:
-            conn.execute(self._update, changed)
+            self._bulk(conn, "update").run(conn, changed, {
+                "updated_at": now, "deleted_at": None, "deleted_batch": None})
         self._memberships(conn, outcomes, members, [(i, outcomes[i].subscriber_id) for i, _ in fresh], now)
         self._activity(conn, outcomes, now)
         return outcomes
 
     def _suppressed(self, conn: Connection, emails: Sequence[str]) -> set[str]:
-        domains = {email_domain(e) for e in emails}
-        found = set(conn.execute(select(suppressions.c.email).where(suppressions.c.email.in_(emails))).scalars())
+        domains = sorted({email_domain(e) for e in emails})
+        found = set(conn.execute(select(suppressions.c.email).where(
+            among(conn, suppressions.c.email, emails))).scalars())
         found.update(conn.execute(select(suppressions.c.domain).where(
-            suppressions.c.domain.in_(domains))).scalars())
+            among(conn, suppressions.c.domain, domains))).scalars())
         return found
 
     def _memberships(self, conn: Connection, outcomes: list[Outcome], existing: list[tuple[int, int]],
@@ -142,7 +177,7 @@ class BatchWriter:
             current = {(r.subscriber_id, r.list_id): r.status for r in conn.execute(
                 select(subscriber_lists.c.subscriber_id, subscriber_lists.c.list_id,
                        subscriber_lists.c.status).where(and_(
-                           subscriber_lists.c.subscriber_id.in_(ids),
+                           among(conn, subscriber_lists.c.subscriber_id, ids),
                            subscriber_lists.c.list_id.in_(list(opts.list_ids)))))}
         new_rows, upgrade = [], []
         for i, sid in (*existing, *added):
@@ -150,10 +185,7 @@ class BatchWriter:
             for list_id in opts.list_ids:
                 status = current.get((sid, list_id))
                 if status is None:
-                    new_rows.append({"list_id": list_id, "subscriber_id": sid,
-                                     "status": opts.status, "created_at": now, "updated_at": now,
-                                     "confirmed_at": now if confirmed else None,
-                                     "unsubscribed_at": None})
+                    new_rows.append({"list_id": list_id, "subscriber_id": sid})
                     if not confirmed:
                         self.confirmations.append((sid, list_id))
                     touched = True
@@ -164,8 +196,9 @@ class BatchWriter:
             if touched and outcomes[i].status == "unchanged":
                 outcomes[i].status = "updated"
         if new_rows:
-            conn.execute(_insert_ignoring_conflicts(conn, subscriber_lists, ["list_id", "subscriber_id"]),
-                         new_rows)
+            self._bulk(conn, "members").run(conn, new_rows, {
+                "status": opts.status, "created_at": now, "updated_at": now,
+                "confirmed_at": now if confirmed else None, "unsubscribed_at": None})
         if upgrade:
             conn.execute(update(subscriber_lists).where(and_(
                 subscriber_lists.c.subscriber_id == bindparam("_sid"),
@@ -174,11 +207,8 @@ class BatchWriter:
                     status="confirmed", confirmed_at=now, updated_at=now), upgrade)
 
     def _activity(self, conn: Connection, outcomes: list[Outcome], now: datetime) -> None:
-        rows = []
-        for outcome in outcomes:
-            if outcome is not None and outcome.status in ("added", "updated"):
-                details = json.dumps({**self.options.activity, "result": outcome.status})
-                rows.append({"subscriber_id": outcome.subscriber_id, "at": now, "kind": "import",
-                             "details": details})
-        if rows:
-            conn.execute(insert(subscriber_activity), rows)
+        details = {status: json.dumps({**self.options.activity, "result": status})
+                   for status in ("added", "updated")}
+        rows = [{"subscriber_id": outcome.subscriber_id, "details": details[outcome.status]}
+                for outcome in outcomes if outcome is not None and outcome.status in details]
+        self._bulk(conn, "activity").run(conn, rows, {"at": now, "kind": "import"})
