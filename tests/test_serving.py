@@ -56,6 +56,18 @@ def test_readyz_is_503_when_the_database_is_unreachable(env, url):
     assert response.get_json()["checks"]["database"].startswith("error")
 
 
+def test_readyz_is_503_when_the_queue_is_unreachable(env):
+    unreachable = env.settings.replace(queue__backend="redis", queue__redis_url="redis://127.0.0.1:1/15")
+    tasks.configure_queue(unreachable)
+    try:
+        response = env.app.test_client().get("/readyz")
+    finally:
+        tasks.configure_queue(env.settings, immediate=True)
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["queue"].startswith("error")
+    assert response.get_json()["checks"]["database"] == "ok"
+
+
 def test_metrics_count_requests(service):
     requests.get(service.url + "/healthz", timeout=5)
     text = requests.get(service.url + "/metrics", timeout=5).text
