@@ -32,13 +32,15 @@ def _blueprints():
     import altkraft_onprem.audience.api_segments  # noqa: F401
     import altkraft_onprem.audience.api_suppressions  # noqa: F401
     import altkraft_onprem.messages.api  # noqa: F401
+    import altkraft_onprem.reports.api  # noqa: F401
     from altkraft_onprem.access.views import blueprint as access_views
     from altkraft_onprem.messages.views import blueprint as messages_views
+    from altkraft_onprem.reports.views import blueprint as reports_views
     from altkraft_onprem.tracking.views import blueprint as tracking_views
     from altkraft_onprem.web.deliverability import blueprint as deliverability_views
     from altkraft_onprem.web.views import blueprint as web_views
 
-    return [web_views, access_views, tracking_views, messages_views, deliverability_views,
+    return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
             api_blueprint]
 
 

@@ -20,7 +20,7 @@ NAV: list[NavItem] = [
     NavItem("messages.index", _l("Messages"), "messages:read", "mail"),
     NavItem("web.area_campaigns", _l("Campaigns"), "campaigns:read", "send"),
     NavItem("web.area_automation", _l("Automation"), "automation:read", "zap"),
-    NavItem("web.area_reports", _l("Reports"), "reports:read", "chart"),
+    NavItem("reports.index", _l("Reports"), "reports:read", "chart"),
     NavItem("deliverability.index", _l("Deliverability"), "deliverability:read", "shield"),
     NavItem("web.area_settings", _l("Settings"), "settings:manage", "gear"),
     NavItem("access.users", _l("Users & roles"), "users:manage", "key"),

@@ -50,7 +50,6 @@ for _slug, _perm, _title, _what in (
     ("audience", "lists:read", N_("Audience"), N_("Lists, subscribers, segments, imports and the suppression list")),
     ("campaigns", "campaigns:read", N_("Campaigns"), N_("Campaigns, schedules and split tests")),
     ("automation", "automation:read", N_("Automation"), N_("Triggers, workflows and webhooks")),
-    ("reports", "reports:read", N_("Reports"), N_("Campaign reports, clickmaps, cohorts and engagement")),
     ("settings", "settings:manage", N_("Settings"), N_("Sending settings and defaults")),
 ):
     _placeholder(_slug, _perm, _title, _what)

@@ -53,3 +53,36 @@ def event(conn, kind: str, subscriber_id: int, when: str, *, campaign_id: int = 
         at=at(when), kind=kind, campaign_id=campaign_id, subscriber_id=subscriber_id, version_id=version_id,
         link_index=link_index, machine=machine, reason=reason, read_seconds=read_seconds,
         read_class=read_class, user_agent=user_agent, ip="127.0.0.1"))
+
+
+def make_campaign(conn, name: str, html: str, list_id: int, utm: dict | None = None,
+                  extra_versions: tuple[str, ...] = ()) -> dict:
+    """A message (version 1 = html, then extra versions) and a campaign pinned to version 1."""
+    from sqlalchemy import select, update
+
+    from altkraft_onprem.access.models import system_actor
+    from altkraft_onprem.campaigns import service as campaigns
+    from altkraft_onprem.campaigns.models import campaigns as campaigns_table
+    from altkraft_onprem.messages import service as messages
+    from altkraft_onprem.messages.models import message_versions
+
+    actor = system_actor()
+    message_id, _ = messages.create_message(conn, actor, name, subject="Hello", html=html)
+    for other in extra_versions:
+        messages.save_version(conn, actor, message_id, subject="Hello", html=other)
+    ids = [v for (v,) in conn.execute(select(message_versions.c.id).where(
+        message_versions.c.message_id == message_id).order_by(message_versions.c.version))]
+    campaign_id = campaigns.create_campaign(conn, actor, name=name, message_id=message_id,
+                                            list_ids=[list_id], from_email="news@example.com",
+                                            utm=utm or {})
+    conn.execute(update(campaigns_table).where(campaigns_table.c.id == campaign_id).values(
+        version_id=ids[0], state="finished", started_at=at("2026-04-01 09:00")))
+    return {"id": campaign_id, "message_id": message_id, "version_ids": ids}
+
+
+def deliver(conn, campaign_id: int, subscriber_id: int, state: str = "sent",
+            done: str = "2026-04-01 09:00") -> None:
+    from altkraft_onprem.campaigns.models import deliveries
+
+    conn.execute(insert(deliveries).values(campaign_id=campaign_id, subscriber_id=subscriber_id,
+                                           variant=0, state=state, attempts=1, done_at=at(done)))
