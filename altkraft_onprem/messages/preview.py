@@ -13,6 +13,7 @@ from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import data as external
 from . import service
+from .models import clean_data_source
 from .render import Rendered, TemplateProblem, compile_version
 
 SAMPLE_SUBSCRIBER: dict[str, Any] = {
@@ -77,7 +78,10 @@ def render_preview(conn: Connection, settings: Settings, message_id: int, versio
     message = service.get_message(conn, message_id)
     row = service.get_version(conn, message_id, version)
     if draft:
-        row = {**row, **{k: v for k, v in draft.items() if v is not None}, "id": None}
+        draft = {k: v for k, v in draft.items() if v is not None}
+        if "data_source" in draft:
+            draft["data_source"] = clean_data_source(draft["data_source"])
+        row = {**row, **draft, "id": None}
         if draft.get("text") is None:
             row["text_follows_html"] = True
     context = context_for(conn, settings, row, message["name"], subscriber_id, email)

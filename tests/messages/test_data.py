@@ -162,3 +162,10 @@ def test_pasted_document_that_is_not_json_is_refused(api):
         "name": "d", "subject": "s", "html": "<p></p>",
         "data_source": {"kind": "document", "document": "{oops"}})
     assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "data_source.document"
+
+
+def test_draft_data_source_without_its_url_is_a_422(api):
+    created = api("POST", "/messages", json={"name": "d", "subject": "s", "html": "<p></p>"}).get_json()
+    response = api("POST", f"/messages/{created['id']}/preview",
+                   json={"draft": {"data_source": {"kind": "url", "url": None}}})
+    assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "data_source.url"
