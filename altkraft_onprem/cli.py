@@ -330,6 +330,15 @@ def config_docs() -> None:
     click.echo(render_markdown(), nl=False)
 
 
+def _domain_commands() -> None:
+    from altkraft_onprem.campaigns.cli import campaign
+
+    cli.add_command(campaign)
+
+
+_domain_commands()
+
+
 def main() -> None:
     cli(prog_name="altkraft")
 

@@ -18,7 +18,7 @@ NAV: list[NavItem] = [
     NavItem("web.dashboard", _l("Dashboard"), "dashboard:read", "home"),
     NavItem("web.area_audience", _l("Audience"), "lists:read", "users"),
     NavItem("messages.index", _l("Messages"), "messages:read", "mail"),
-    NavItem("web.area_campaigns", _l("Campaigns"), "campaigns:read", "send"),
+    NavItem("campaigns.index", _l("Campaigns"), "campaigns:read", "send"),
     NavItem("web.area_automation", _l("Automation"), "automation:read", "zap"),
     NavItem("reports.index", _l("Reports"), "reports:read", "chart"),
     NavItem("deliverability.index", _l("Deliverability"), "deliverability:read", "shield"),

@@ -1,0 +1,44 @@
+"""Lifecycle actions as UI, API and CLI perform them: the change in one transaction, then the
+job that acts on it (enqueued only after the change is committed)."""
+from __future__ import annotations
+
+from altkraft_onprem import db
+from altkraft_onprem.access.models import Actor
+
+from . import service
+
+ACTIONS = ("start", "schedule", "pause", "resume", "cancel")
+
+
+def perform(actor: Actor, settings, campaign_id: int, action: str, engine=None) -> str:
+    """Runs one lifecycle action; returns the new state (ServiceError/Conflict when refused)."""
+    from . import jobs
+
+    engine = engine or db.get_engine()
+    with db.write(engine) as conn:
+        new_state = {
+            "start": lambda: service.start(conn, actor, settings, campaign_id),
+            "schedule": lambda: service.schedule(conn, actor, settings, campaign_id),
+            "pause": lambda: service.pause(conn, actor, campaign_id),
+            "resume": lambda: service.resume(conn, actor, campaign_id),
+            "cancel": lambda: service.cancel(conn, actor, campaign_id),
+        }[action]()
+        schedule_at = service.get_campaign(conn, campaign_id)["schedule_at"]
+    if new_state == "running":
+        jobs.kick(campaign_id)
+    elif new_state == "scheduled":
+        jobs.start_scheduled.schedule((campaign_id,), eta=schedule_at)
+    return new_state
+
+
+def after_create(actor: Actor, campaign_id: int, *, start_now: bool, scheduled: bool,
+                 settings=None, engine=None) -> str | None:
+    """"Start right now" wins over a schedule; a schedule alone schedules the campaign."""
+    from altkraft_onprem.config import current_settings
+
+    settings = settings or current_settings()
+    if start_now:
+        return perform(actor, settings, campaign_id, "start", engine)
+    if scheduled:
+        return perform(actor, settings, campaign_id, "schedule", engine)
+    return None

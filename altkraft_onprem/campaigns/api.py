@@ -1,0 +1,176 @@
+"""REST routes for campaigns: create, read, change, start/pause/resume/cancel, progress."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import g
+from pydantic import BaseModel, ConfigDict, Field
+
+from altkraft_onprem import db
+from altkraft_onprem.api import MAX_ID, operation
+from altkraft_onprem.config import current_settings
+
+from . import actions, service
+
+TAG = "Campaigns"
+Id = Field(ge=1, le=MAX_ID)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Utm(Strict):
+    utm_source: str | None = Field(None, max_length=200)
+    utm_medium: str | None = Field(None, max_length=200)
+    utm_campaign: str | None = Field(None, max_length=200)
+    utm_content: str | None = Field(None, max_length=200)
+
+
+class CampaignCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    message_id: int = Id
+    lists: list[int] = Field(min_length=1, max_length=1000)
+    segments: list[int] = Field(default_factory=list, max_length=1000)
+    exclude_lists: list[int] = Field(default_factory=list, max_length=1000)
+    exclude_segments: list[int] = Field(default_factory=list, max_length=1000)
+    from_email: str = Field(max_length=320)
+    from_name: str = Field("", max_length=200)
+    reply_to: str | None = Field(None, max_length=320)
+    schedule_at: datetime | None = Field(None, description="ISO 8601; without a zone it is wall "
+                                         "time in `timezone`")
+    timezone: str = Field("UTC", max_length=64)
+    utm: Utm | None = None
+    link_utm: dict[str, Utm] | None = Field(None, description="Per link number: UTM overrides")
+    track_opens: bool = True
+    track_clicks: bool = True
+    start_now: bool = Field(False, description="Start right away (in addition to any schedule)")
+
+
+class CampaignPatch(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    message_id: int | None = Field(None, ge=1, le=MAX_ID)
+    lists: list[int] | None = Field(None, min_length=1, max_length=1000)
+    segments: list[int] | None = Field(None, max_length=1000)
+    exclude_lists: list[int] | None = Field(None, max_length=1000)
+    exclude_segments: list[int] | None = Field(None, max_length=1000)
+    from_email: str | None = Field(None, max_length=320)
+    from_name: str | None = Field(None, max_length=200)
+    reply_to: str | None = Field(None, max_length=320)
+    schedule_at: datetime | None = None
+    timezone: str | None = Field(None, max_length=64)
+    utm: Utm | None = None
+    link_utm: dict[str, Utm] | None = None
+    track_opens: bool | None = None
+    track_clicks: bool | None = None
+
+
+class Stats(BaseModel):
+    total: int
+    sent: int
+    failed: int
+    in_doubt: int
+    skipped: int
+    cancelled: int
+    remaining: int
+    rate: float = Field(description="Messages per second over the last minute")
+    eta_seconds: int | None = Field(None, description="Estimated seconds to finish")
+
+
+class CampaignOut(BaseModel):
+    id: int
+    name: str
+    state: str
+    message_id: int
+    version_id: int | None
+    lists: list[int]
+    segments: list[int]
+    exclude_lists: list[int]
+    exclude_segments: list[int]
+    from_email: str
+    from_name: str
+    reply_to: str | None
+    schedule_at: datetime | None
+    timezone: str
+    utm: dict[str, str]
+    track_opens: bool
+    track_clicks: bool
+    pause_reason: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    stats: Stats
+
+
+class Created(BaseModel):
+    id: int
+
+
+def _values(body: BaseModel) -> dict:
+    data = body.model_dump(exclude_unset=True)
+    renames = {"lists": "list_ids", "segments": "segment_ids", "exclude_lists": "exclude_list_ids",
+               "exclude_segments": "exclude_segment_ids"}
+    values = {renames.get(k, k): v for k, v in data.items() if k != "start_now"}
+    if "utm" in values:
+        values["utm"] = {k: v for k, v in (values["utm"] or {}).items() if v}
+    if "link_utm" in values:
+        values["link_utm"] = {k: {x: y for x, y in v.items() if y}
+                              for k, v in (values["link_utm"] or {}).items()}
+    return values
+
+
+def _out(conn, campaign_id: int) -> dict:
+    campaign = service.get_campaign(conn, campaign_id)
+    return {**campaign, "lists": campaign["list_ids"], "segments": campaign["segment_ids"],
+            "exclude_lists": campaign["exclude_list_ids"],
+            "exclude_segments": campaign["exclude_segment_ids"],
+            "stats": service.progress(conn, campaign_id)}
+
+
+@operation("/campaigns", "GET", permission="campaigns:read", summary="List campaigns", tag=TAG,
+           response=list[CampaignOut])
+def list_campaigns():
+    with db.read(db.get_engine()) as conn:
+        return [_out(conn, c["id"]) for c in service.list_campaigns(conn)]
+
+
+@operation("/campaigns", "POST", permission="campaigns:write", summary="Create a campaign",
+           tag=TAG, body=CampaignCreate, response=Created, status=201)
+def create_campaign(body: CampaignCreate):
+    with db.write(db.get_engine()) as conn:
+        campaign_id = service.create_campaign(conn, g.actor, **_values(body))
+    actions.after_create(g.actor, campaign_id, start_now=body.start_now,
+                         scheduled=body.schedule_at is not None)
+    return {"id": campaign_id}
+
+
+@operation("/campaigns/<int:campaign_id>", "GET", permission="campaigns:read",
+           summary="A campaign with its live progress", tag=TAG, response=CampaignOut)
+def get_campaign(campaign_id: int):
+    with db.read(db.get_engine()) as conn:
+        return _out(conn, campaign_id)
+
+
+@operation("/campaigns/<int:campaign_id>", "PATCH", permission="campaigns:write",
+           summary="Change a draft or scheduled campaign", tag=TAG, body=CampaignPatch,
+           response=CampaignOut)
+def patch_campaign(campaign_id: int, body: CampaignPatch):
+    with db.write(db.get_engine()) as conn:
+        service.update_campaign(conn, g.actor, campaign_id, **_values(body))
+        return _out(conn, campaign_id)
+
+
+def _action(name: str):
+    def view(campaign_id: int):
+        actions.perform(g.actor, current_settings(), campaign_id, name)
+        with db.read(db.get_engine()) as conn:
+            return _out(conn, campaign_id)
+    view.__name__ = f"{name}_campaign"
+    return view
+
+
+for _name, _summary in (("start", "Start now"), ("schedule", "Schedule for its schedule_at"),
+                        ("pause", "Pause sending"), ("resume", "Resume sending"),
+                        ("cancel", "Cancel (unsent messages are never sent)")):
+    operation(f"/campaigns/<int:campaign_id>/{_name}", "POST", permission="campaigns:send",
+              summary=_summary, tag=TAG, response=CampaignOut)(_action(_name))

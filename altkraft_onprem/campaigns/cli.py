@@ -1,0 +1,66 @@
+"""`altkraft campaign start|pause|resume|cancel ID` — the same actions as the UI and API."""
+from __future__ import annotations
+
+import click
+
+from .actions import ACTIONS
+
+
+@click.group()
+def campaign() -> None:
+    """Campaigns: start, pause, resume, cancel, show."""
+
+
+def _command(action: str):
+    @click.argument("campaign_id", type=click.IntRange(min=1))
+    @click.pass_obj
+    def command(ctx, campaign_id: int) -> None:
+        from altkraft_onprem import tasks
+        from altkraft_onprem.cli import _service_call
+
+        from . import actions
+
+        settings = ctx.settings
+        tasks.configure_queue(settings)
+
+        def call(conn, actor):
+            from altkraft_onprem.access.policy import authorize
+
+            authorize(actor, "campaigns:send")
+            return actor
+
+        actor = _service_call(ctx, call)
+        try:
+            state = actions.perform(actor, settings, campaign_id, action, engine=ctx.engine())
+        except Exception as exc:  # noqa: BLE001 - ServiceError and friends: one line, exit 1
+            message = getattr(exc, "message", None)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+        click.echo(f"campaign {campaign_id}: {state}")
+    command.__doc__ = {"start": "Start a campaign now.", "schedule": "Schedule a campaign.",
+                       "pause": "Pause a running campaign.", "resume": "Resume a paused campaign.",
+                       "cancel": "Cancel a campaign (unsent messages are never sent)."}[action]
+    return campaign.command(action)(command)
+
+
+for _action in ACTIONS:
+    _command(_action)
+
+
+@campaign.command("show")
+@click.argument("campaign_id", type=click.IntRange(min=1))
+@click.pass_obj
+def show(ctx, campaign_id: int) -> None:
+    """Print a campaign's state and progress as JSON."""
+    import json
+
+    from altkraft_onprem import db
+
+    from . import service
+
+    with db.read(ctx.engine()) as conn:
+        found = service.get_campaign(conn, campaign_id)
+        progress = service.progress(conn, campaign_id)
+    click.echo(json.dumps({"id": campaign_id, "state": found["state"],
+                           "pause_reason": found["pause_reason"], "stats": progress}))

@@ -1,0 +1,118 @@
+"""UI routes: campaign list, the new-campaign form, the campaign page with live progress."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from altkraft_onprem import db
+from altkraft_onprem.access.policy import requires
+from altkraft_onprem.config import current_settings
+from altkraft_onprem.errors import ServiceError
+
+from . import actions, service
+from .models import UTM_KEYS
+
+blueprint = Blueprint("campaigns", __name__)
+
+
+def _choices(conn) -> dict:
+    from altkraft_onprem.audience import lists, segments
+    from altkraft_onprem.messages import service as messages
+
+    return {"messages": messages.list_messages(conn), "lists": lists.list_lists(conn, counts=False),
+            "segments": segments.list_segments(conn)}
+
+
+def _ints(name: str) -> list[int]:
+    return [int(v) for v in request.form.getlist(name) if v.isdigit()]
+
+
+def _form_values() -> dict:
+    form = request.form
+    return {
+        "name": form.get("name", "").strip(),
+        "message_id": form.get("message_id", type=int),
+        "list_ids": _ints("lists"), "segment_ids": _ints("segments"),
+        "exclude_list_ids": _ints("exclude_lists"),
+        "from_email": form.get("from_email", "").strip(),
+        "from_name": form.get("from_name", "").strip(),
+        "reply_to": form.get("reply_to", "").strip() or None,
+        "schedule_at": form.get("schedule_at", "").strip() or None,
+        "timezone": form.get("timezone", "").strip() or "UTC",
+        "utm": {k: form.get(k, "").strip() for k in UTM_KEYS if form.get(k, "").strip()},
+        "track_opens": form.get("track_opens") == "on",
+        "track_clicks": form.get("track_clicks") == "on",
+    }
+
+
+@blueprint.route("/campaigns")
+@requires("campaigns:read")
+def index():
+    with db.read(db.get_engine()) as conn:
+        items = [{**c, "stats": service.progress(conn, c["id"])} for c in service.list_campaigns(conn)]
+    return render_template("campaigns/index.html", items=items)
+
+
+@blueprint.route("/campaigns/new", methods=["GET", "POST"])
+@requires("campaigns:write")
+def new():
+    values = {"track_opens": True, "track_clicks": True, "timezone": "UTC", "utm": {},
+              "from_email": current_settings().get("audience.from_email", ""),
+              "from_name": current_settings().get("audience.from_name", "")}
+    if request.method == "POST":
+        values = _form_values()
+        start_now = request.form.get("start_now") == "on"
+        if start_now and not g.actor.can("campaigns:send"):
+            flash(_("Your role may not start campaigns."), "error")
+        else:
+            try:
+                with db.write(db.get_engine()) as conn:
+                    campaign_id = service.create_campaign(conn, g.actor, **values)
+                actions.after_create(g.actor, campaign_id, start_now=start_now,
+                                     scheduled=bool(values["schedule_at"]))
+                flash(_("Campaign created."), "success")
+                return redirect(url_for("campaigns.show", campaign_id=campaign_id))
+            except ServiceError as exc:
+                flash(f"{exc.field}: {exc.message}" if exc.field else exc.message, "error")
+    with db.read(db.get_engine()) as conn:
+        choices = _choices(conn)
+    return render_template("campaigns/new.html", values=values, utm_keys=UTM_KEYS, **choices)
+
+
+@blueprint.route("/campaigns/<int:campaign_id>")
+@requires("campaigns:read")
+def show(campaign_id: int):
+    with db.read(db.get_engine()) as conn:
+        campaign = service.get_campaign(conn, campaign_id)
+        stats = service.progress(conn, campaign_id)
+        problems = service.deliveries_page(conn, campaign_id, "failed", limit=50) + \
+            service.deliveries_page(conn, campaign_id, "in_doubt", limit=50)
+        choices = _choices(conn)
+    names = {m["id"]: m["name"] for m in choices["messages"]}
+    list_names = {x["id"]: x["name"] for x in choices["lists"]}
+    return render_template("campaigns/show.html", campaign=campaign, stats=stats,
+                           problems=problems, message_name=names.get(campaign["message_id"], ""),
+                           list_names=list_names)
+
+
+@blueprint.route("/campaigns/<int:campaign_id>/progress.json")
+@requires("campaigns:read")
+def progress(campaign_id: int):
+    with db.read(db.get_engine()) as conn:
+        campaign = service.get_campaign(conn, campaign_id)
+        stats = service.progress(conn, campaign_id)
+    return jsonify(state=campaign["state"], pause_reason=campaign["pause_reason"], stats=stats)
+
+
+@blueprint.route("/campaigns/<int:campaign_id>/<any(start, schedule, pause, resume, cancel):action>",
+                 methods=["POST"])
+@requires("campaigns:send")
+def act(campaign_id: int, action: str):
+    try:
+        actions.perform(g.actor, current_settings(), campaign_id, action)
+        flash({"start": _("Campaign started."), "schedule": _("Campaign scheduled."),
+               "pause": _("Campaign paused."), "resume": _("Campaign resumed."),
+               "cancel": _("Campaign cancelled.")}[action], "success")
+    except ServiceError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("campaigns.show", campaign_id=campaign_id))

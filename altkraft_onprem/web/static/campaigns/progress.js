@@ -1,0 +1,35 @@
+// Live progress on the campaign page: polls the progress JSON while the campaign is active.
+(function () {
+  const box = document.getElementById("progress");
+  if (!box) return;
+  const active = new Set(["running", "scheduled"]);
+  const state = document.getElementById("state");
+  function show(data) {
+    state.dataset.state = data.state;
+    state.textContent = data.state;
+    for (const [key, value] of Object.entries(data.stats)) {
+      const cell = document.getElementById("stat-" + key);
+      if (cell) cell.textContent = value === null ? "—" : value;
+    }
+    const eta = document.getElementById("stat-eta");
+    if (eta) eta.textContent = data.stats.eta_seconds ? data.stats.eta_seconds + " s" : "—";
+    const bar = document.getElementById("bar");
+    bar.max = data.stats.total || 1;
+    bar.value = data.stats.total - data.stats.remaining;
+    const reason = document.getElementById("pause-reason");
+    reason.hidden = !data.pause_reason;
+    reason.textContent = data.pause_reason || "";
+  }
+  async function poll() {
+    try {
+      const response = await fetch(box.dataset.url, {credentials: "same-origin"});
+      if (response.ok) {
+        const data = await response.json();
+        show(data);
+        if (!active.has(data.state)) return;
+      }
+    } catch (e) { /* retry below */ }
+    setTimeout(poll, 1000);
+  }
+  if (active.has(state.dataset.state)) setTimeout(poll, 500);
+})();
