@@ -28,12 +28,14 @@ LOCALES = ("en", "ru")
 def _blueprints():
     """Every UI blueprint and every module that declares API operations."""
     import altkraft_onprem.access.api  # noqa: F401  (declares API operations)
+    import altkraft_onprem.campaigns.api  # noqa: F401
     import altkraft_onprem.audience.api  # noqa: F401
     import altkraft_onprem.audience.api_segments  # noqa: F401
     import altkraft_onprem.audience.api_suppressions  # noqa: F401
     import altkraft_onprem.messages.api  # noqa: F401
     import altkraft_onprem.reports.api  # noqa: F401
     from altkraft_onprem.access.views import blueprint as access_views
+    from altkraft_onprem.campaigns.views import blueprint as campaigns_views
     from altkraft_onprem.messages.views import blueprint as messages_views
     from altkraft_onprem.reports.views import blueprint as reports_views
     from altkraft_onprem.tracking.views import blueprint as tracking_views
@@ -41,7 +43,7 @@ def _blueprints():
     from altkraft_onprem.web.views import blueprint as web_views
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
-            api_blueprint]
+            campaigns_views, api_blueprint]
 
 
 def read_secret_key(settings: Settings) -> bytes:
