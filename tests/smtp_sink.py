@@ -88,6 +88,8 @@ class SmtpSink:
         self._lock = threading.Lock()
         self._controller: Controller | None = None
         self._tls_context = self_signed_context() if tls != "none" else None
+        # Called with each accepted message, in the sink's thread (e.g. to act mid-campaign).
+        self.on_message = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -200,6 +202,8 @@ class SmtpSink:
         with self._lock:
             self.messages.append(message)
             self.transactions += 1
+        if self.on_message is not None:
+            self.on_message(message)
         return f"250 2.0.0 OK queued as {len(self.messages)}"
 
     @staticmethod

@@ -89,3 +89,16 @@ def start_scheduled(campaign_id: int) -> None:
     """Queued with eta = schedule_at when a campaign is scheduled (huey keeps it across
     restarts); the minute tick is the safety net."""
     start_due()
+
+
+@tasks.job()
+def resume_after_restart() -> None:
+    """A consumer (re)started: running campaigns whose sender died continue at once instead
+    of at the next minute tick."""
+    start_due()
+
+
+@tasks.huey.on_startup()
+def _consumer_started() -> None:
+    if not tasks.huey.immediate:
+        resume_after_restart()
