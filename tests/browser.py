@@ -26,7 +26,7 @@ import pytest
 CHROMIUM = os.environ.get("AKTEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
                  "--disable-dev-shm-usage"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = Path(os.environ.get("AKTEST_ARTIFACTS") or Path(__file__).resolve().parent.parent / "test-artifacts")
 VIEWPORT = {"width": 1280, "height": 800}
 
 
