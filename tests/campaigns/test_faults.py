@@ -11,7 +11,14 @@ from altkraft_onprem.audience import service as audience
 from altkraft_onprem.campaigns import actions
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.campaigns.jobs import run_campaign
-from tests.campaigns.helpers import make_campaign, make_list, make_message, progress, sending_settings, start
+from tests.campaigns.helpers import (
+    make_campaign,
+    make_list,
+    make_message,
+    progress,
+    sending_settings,
+    start,
+)
 from tests.smtp_sink import SmtpSink
 
 ACTOR = system_actor("test")
