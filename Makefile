@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 DATA   ?= ./altkraft-data
 export ALTKRAFT_DATA_DIR ?= $(DATA)
 
-.PHONY: run setup python-deps frontend translations extract-messages docs test test-sqlite test-postgres system-deps lint
+.PHONY: run setup python-deps frontend translations extract-messages docs test test-sqlite test-postgres system-deps lint installer-binary
 
 ## Install everything the appliance needs and start it on its embedded defaults (SQLite + SQLite queue).
 run: setup
@@ -50,15 +50,26 @@ system-deps:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium postfix >/dev/null; }
 
+## The one-file `altkraft-install` IT copies onto a host (PyInstaller, about 75 s of CPU);
+## `make test` builds it once and tests/installer/test_binary.py runs it.
+INSTALLER_BINARY = dist/altkraft-install
+installer-binary: $(INSTALLER_BINARY)
+$(INSTALLER_BINARY): $(BIN)/altkraft installer/altkraft-install.spec $(wildcard installer/*.py systemd/*) \
+		$(shell find altkraft_onprem -name '*.py' -not -path '*/__pycache__/*')
+	$(BIN)/pyinstaller --noconfirm --clean --log-level WARN --distpath dist \
+	  --workpath build/pyinstaller installer/altkraft-install.spec
+
 ## Install everything and run the whole suite: SQLite + SQLite queue, then Postgres + Redis queue.
-test: setup system-deps
-	$(MAKE) test-sqlite test-postgres
+test: setup system-deps installer-binary
+	$(MAKE) test-sqlite test-postgres AKTEST_INSTALLER_BINARY=$(CURDIR)/$(INSTALLER_BINARY)
 
 test-sqlite:
-	AKTEST_DB=sqlite AKTEST_QUEUE=sqlite $(BIN)/python -m pytest -q -p no:cacheprovider
+	AKTEST_DB=sqlite AKTEST_QUEUE=sqlite AKTEST_INSTALLER_BINARY=$(AKTEST_INSTALLER_BINARY) \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-postgres:
-	AKTEST_DB=postgres AKTEST_QUEUE=redis $(BIN)/python -m pytest -q -p no:cacheprovider
+	AKTEST_DB=postgres AKTEST_QUEUE=redis AKTEST_INSTALLER_BINARY=$(AKTEST_INSTALLER_BINARY) \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint:
 	$(BIN)/ruff check altkraft_onprem installer tests bench

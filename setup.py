@@ -11,6 +11,8 @@ installer_packages = [
 ]
 
 setup(
-    packages=find_packages(include=["altkraft_onprem", "altkraft_onprem.*"]) + installer_packages,
-    package_dir={"altkraft_installer": "installer"},
+    # systemd/ (the unit templates the installer renders) travels inside the installer package.
+    packages=find_packages(include=["altkraft_onprem", "altkraft_onprem.*"]) + installer_packages
+    + ["altkraft_installer.systemd"],
+    package_dir={"altkraft_installer": "installer", "altkraft_installer.systemd": "systemd"},
 )
