@@ -51,6 +51,7 @@ def menu_labels(page) -> list[str]:
 
 def test_setup_link_creates_the_administrator(env, service, page):
     page.goto(setup_link(service))
+    save_artifacts(page, "first-run-setup")
     page.get_by_label("Name").fill(ADMIN["name"])
     page.get_by_label("Email").fill(ADMIN["email"])
     page.get_by_label("Password (at least 10 characters)").fill(ADMIN["password"])
