@@ -35,6 +35,7 @@ def _blueprints():
     import altkraft_onprem.messages.api  # noqa: F401
     import altkraft_onprem.reports.api  # noqa: F401
     from altkraft_onprem.access.views import blueprint as access_views
+    from altkraft_onprem.audience.public import blueprint as audience_public
     from altkraft_onprem.campaigns.views import blueprint as campaigns_views
     from altkraft_onprem.messages.views import blueprint as messages_views
     from altkraft_onprem.reports.views import blueprint as reports_views
@@ -43,7 +44,7 @@ def _blueprints():
     from altkraft_onprem.web.views import blueprint as web_views
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
-            campaigns_views, api_blueprint]
+            campaigns_views, audience_public, api_blueprint]
 
 
 def read_secret_key(settings: Settings) -> bytes:
@@ -90,6 +91,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Flask:
 
     for blueprint in _blueprints():
         app.register_blueprint(blueprint)
+        if getattr(blueprint, "csrf_exempt", False):   # signed-link public pages (/p/)
+            csrf.exempt(blueprint)
     _install_guard(app)
     _install_error_pages(app)
     _install_security_headers(app)

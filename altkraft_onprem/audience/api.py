@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from altkraft_onprem import db
 from altkraft_onprem.api import MAX_ID, operation
+from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import fields as field_service
 from . import gdpr, lists, segments, subscribers, trash
@@ -175,6 +176,19 @@ class SubscriberQuery(Strict):
     offset: int = Field(0, ge=0, le=10**9)
 
 
+def _referenced(getter, conn, item_id: int, field: str):
+    """A thing named in a body or query: missing is invalid input (422), not a 404."""
+    try:
+        return getter(conn, item_id)
+    except NotFound as exc:
+        raise ServiceError(exc.message, field) from None
+
+
+def _segment_where(conn, segment_id: int):
+    return segments.matching(conn, _referenced(segments.get_segment, conn, segment_id,
+                                               "segment")["conditions"])
+
+
 def _out(item: dict) -> dict:
     item = dict(item)
     item["fields"] = item.pop("custom", {}) or {}
@@ -196,7 +210,7 @@ def find_subscribers(query: SubscriberQuery):
         if query.email is not None:
             found = subscribers.find_by_email(conn, query.email)
             return [_out(found)] if found else []
-        where = segments.segment_expr(conn, query.segment) if query.segment else None
+        where = _segment_where(conn, query.segment) if query.segment else None
         rows, _ = subscribers.browse(conn, limit=query.limit, offset=query.offset,
                                      search=query.search or "", list_id=query.list_id,
                                      status=query.status, segment=where)
@@ -268,11 +282,11 @@ class BulkDelete(Strict):
 def bulk_delete(body: BulkDelete):
     with db.write(db.get_engine()) as conn:
         if body.segment is not None:
-            segment = segments.get_segment(conn, body.segment)
+            segment = _referenced(segments.get_segment, conn, body.segment, "segment")
             return trash.delete_to_trash(conn, g.actor, where=segments.matching(
                 conn, segment["conditions"]), description=f"segment {segment['name']}")
         if body.list_id is not None:
-            found = lists.get_list(conn, body.list_id, counts=False)
+            found = _referenced(lists.get_list, conn, body.list_id, "list")
             return trash.delete_to_trash(conn, g.actor, list_id=body.list_id,
                                          description=f"members of {found['name']}")
         return trash.delete_to_trash(conn, g.actor, ids=body.ids,

@@ -129,5 +129,5 @@ def existing_list_ids(conn: Connection, list_ids) -> list[int]:
     found = set(conn.execute(select(lists.c.id).where(lists.c.id.in_(wanted))).scalars())
     missing = [i for i in wanted if i not in found]
     if missing:
-        raise NotFound(f"no such list: {', '.join(map(str, missing))}", "lists")
+        raise ServiceError(f"no such list: {', '.join(map(str, missing))}", "lists")
     return wanted

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
-from altkraft_onprem.errors import NotFound, ServiceError
+from altkraft_onprem.errors import ServiceError
 
 from .models import deletion_batches, subscriber_lists, subscribers
 
@@ -39,7 +39,7 @@ def delete_to_trash(conn: Connection, actor: Actor, *, ids=None, list_id: int | 
     count = conn.execute(update(subscribers).where(and_(*target))
                          .values(deleted_at=now, deleted_batch=batch)).rowcount
     if count == 0 and ids is not None:
-        raise NotFound("no such subscriber (or already in the trash)", "ids")
+        raise ServiceError("no such subscriber (or already in the trash)", "ids")
     conn.execute(update(deletion_batches).where(deletion_batches.c.id == batch).values(count=count))
     record(conn, actor, "subscriber.delete", "deletion_batch", batch, count=count,
            description=description, ids=ids[:100] if ids else None, list_id=list_id)
@@ -55,7 +55,7 @@ def restore(conn: Connection, actor: Actor, *, ids=None, batch: int | None = Non
         where.append(subscribers.c.id.in_(sorted({int(i) for i in ids})))
     if batch is not None:
         if conn.execute(select(deletion_batches.c.id).where(deletion_batches.c.id == batch)).first() is None:
-            raise NotFound("no such deletion batch", "batch")
+            raise ServiceError("no such deletion batch", "batch")
         where.append(subscribers.c.deleted_batch == batch)
     count = conn.execute(update(subscribers).where(*where)
                          .values(deleted_at=None, deleted_batch=None)).rowcount
