@@ -32,9 +32,11 @@ def _blueprints():
     import altkraft_onprem.audience.api  # noqa: F401
     import altkraft_onprem.audience.api_segments  # noqa: F401
     import altkraft_onprem.audience.api_suppressions  # noqa: F401
+    import altkraft_onprem.audience.importer.api  # noqa: F401
     import altkraft_onprem.messages.api  # noqa: F401
     import altkraft_onprem.reports.api  # noqa: F401
     from altkraft_onprem.access.views import blueprint as access_views
+    from altkraft_onprem.audience.importer.views import blueprint as import_views
     from altkraft_onprem.audience.public import blueprint as audience_public
     from altkraft_onprem.campaigns.views import blueprint as campaigns_views
     from altkraft_onprem.messages.views import blueprint as messages_views
@@ -44,7 +46,7 @@ def _blueprints():
     from altkraft_onprem.web.views import blueprint as web_views
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
-            campaigns_views, audience_public, api_blueprint]
+            campaigns_views, audience_public, import_views, api_blueprint]
 
 
 def read_secret_key(settings: Settings) -> bytes:

@@ -331,9 +331,11 @@ def config_docs() -> None:
 
 
 def _domain_commands() -> None:
+    from altkraft_onprem.audience.importer.cli import import_command
     from altkraft_onprem.campaigns.cli import campaign
 
     cli.add_command(campaign)
+    cli.add_command(import_command)
 
 
 _domain_commands()

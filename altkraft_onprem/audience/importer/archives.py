@@ -10,6 +10,7 @@ from __future__ import annotations
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -69,7 +70,10 @@ class _Counted:
         self._read = 0
 
     def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
+        try:
+            data = self._stream.read(size)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise ArchiveError(f"archive member {self._name!r} is corrupt ({exc})") from None
         self._read += len(data)
         if self._read > self._allowed:
             raise ArchiveError(f"archive member {self._name!r} holds more data than its header "

@@ -5,7 +5,7 @@ from altkraft_onprem import db
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.tasks import job
 
-from . import service
+from . import runner
 from .archives import Limits
 
 
@@ -13,5 +13,5 @@ from .archives import Limits
 def run_import(import_id: int) -> None:
     """Runs a queued import; progress and the report are in its imports row."""
     settings = current_settings()
-    service.run_import(db.get_engine(), import_id, limits=Limits.from_settings(settings),
+    runner.run_import(db.get_engine(), import_id, limits=Limits.from_settings(settings),
                        batch_size=settings["imports.batch_size"])

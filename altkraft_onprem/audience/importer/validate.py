@@ -145,7 +145,10 @@ def validate_record(record: Mapping, custom_fields: Mapping[str, CustomField]) -
             if value is not None:
                 values[name] = value
     custom = {}
-    for key, raw in (record.get("fields") or {}).items():
+    extra = record.get("fields") or {}
+    if not isinstance(extra, Mapping):
+        raise RowError('fields: expected an object {"custom_field": value}')
+    for key, raw in extra.items():
         field = custom_fields.get(key)
         if field is None:
             raise RowError(f"fields.{key}: no such custom field")

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from altkraft_onprem.audience.models import (
     STANDARD_FIELDS,
+    consents,
     email_domain,
     subscriber_activity,
     subscriber_lists,
@@ -58,6 +59,8 @@ class WriteOptions:
     status: str = "confirmed"            # membership status for new memberships
     source: str = "import"
     activity: dict = field(default_factory=dict)   # details of the activity entry
+    consent_form: str = "import"                    # the consent record's "form"
+    double_optin: frozenset[int] = frozenset()      # target lists that confirm by email
 
 
 def among(conn: Connection, column, values: Sequence):
@@ -98,6 +101,9 @@ class BatchWriter:
             elif name == "members":
                 found = Bulk(conn, _insert_ignoring_conflicts(
                     conn, subscriber_lists, ["list_id", "subscriber_id"]), MEMBER_KEYS)
+            elif name == "consents":
+                found = Bulk(conn, insert(consents).inline(),
+                             ("subscriber_id", "list_id", "kind", "at", "ip", "user_agent", "form"))
             else:
                 found = Bulk(conn, insert(subscriber_activity).inline(),
                              ("subscriber_id", "at", "kind", "details"))
@@ -186,7 +192,7 @@ class BatchWriter:
                 status = current.get((sid, list_id))
                 if status is None:
                     new_rows.append({"list_id": list_id, "subscriber_id": sid})
-                    if not confirmed:
+                    if not confirmed and list_id in opts.double_optin:
                         self.confirmations.append((sid, list_id))
                     touched = True
                 elif status == "unconfirmed" and confirmed:
@@ -199,6 +205,8 @@ class BatchWriter:
             self._bulk(conn, "members").run(conn, new_rows, {
                 "status": opts.status, "created_at": now, "updated_at": now,
                 "confirmed_at": now if confirmed else None, "unsubscribed_at": None})
+            self._bulk(conn, "consents").run(conn, new_rows, {
+                "kind": "import", "at": now, "ip": "", "user_agent": "", "form": opts.consent_form[:200]})
         if upgrade:
             conn.execute(update(subscriber_lists).where(and_(
                 subscriber_lists.c.subscriber_id == bindparam("_sid"),

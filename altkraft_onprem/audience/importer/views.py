@@ -1,0 +1,208 @@
+"""The Import page (/audience/import): paste or upload, preview with column mapping, then a
+progress page that polls a JSON endpoint and shows the report."""
+from __future__ import annotations
+
+import io
+import re
+import shutil
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_babel import gettext as _
+
+from altkraft_onprem import db
+from altkraft_onprem.access.policy import requires
+from altkraft_onprem.audience import lists as list_service
+from altkraft_onprem.audience.models import STANDARD_FIELDS
+from altkraft_onprem.config import current_settings
+from altkraft_onprem.errors import ServiceError
+
+from . import jobs, mapping, service
+from .archives import Limits
+
+blueprint = Blueprint("importer", __name__, url_prefix="/audience/import")
+PERMISSION = "subscribers:import"
+TOKEN = re.compile(r"^[0-9a-f]{24}$")
+MAX_PASTE = 20 * 1024 * 1024
+
+
+def _upload_dir():
+    return current_settings().data_dir / service.UPLOADS
+
+
+def _lists():
+    with db.read(db.get_engine()) as conn:
+        return list_service.list_lists(conn, counts=False)
+
+
+def _form_state(form) -> dict:
+    header = form.get("has_header", "auto")
+    return {"list_ids": [int(x) for x in form.getlist("lists") if x.isdigit()],
+            "mode": form.get("mode", "upsert"), "status": form.get("status", "confirmed"),
+            "has_header": header if header in ("auto", "yes", "no") else "auto"}
+
+
+def _options(state: dict) -> dict:
+    return {} if state["has_header"] == "auto" else {"has_header": state["has_header"] == "yes"}
+
+
+@blueprint.route("/")
+@requires(PERMISSION)
+def index():
+    with db.read(db.get_engine()) as conn:
+        recent = service.recent_imports(conn, 20)
+    return render_template("importer/index.html", lists=_lists(), recent=recent, error=None,
+                           state={"list_ids": [], "mode": "upsert", "status": "confirmed",
+                                  "has_header": "auto"})
+
+
+@blueprint.route("/preview", methods=["POST"])
+@requires(PERMISSION)
+def preview():
+    state = _form_state(request.form)
+    pasted = request.form.get("paste", "")
+    upload = request.files.get("file")
+    error = None
+    if upload is not None and upload.filename:
+        filename = upload.filename
+        path = service.save_upload(current_settings().data_dir, filename, upload.stream)
+    elif pasted.strip():
+        if len(pasted) > MAX_PASTE:
+            error = _("The pasted text is too long; upload it as a file instead.")
+        filename = "clipboard.txt"
+        path = service.save_upload(current_settings().data_dir, filename,
+                                   io.BytesIO(pasted.encode("utf-8")))
+    else:
+        error = _("Paste rows from a spreadsheet or choose a file.")
+    if error is None:
+        try:
+            with db.read(db.get_engine()) as conn:
+                custom = service.custom_definitions(conn)
+            tables = service.preview(path, filename, Limits.from_settings(current_settings()),
+                                     custom_keys=list(custom), **_options(state))
+            if not any(t["rows"] or t["header"] for t in tables):
+                error = _("No rows found in what was given.")
+        except ServiceError as exc:
+            error = exc.message
+        if error is not None:
+            service.discard_upload(path)
+    if error is not None:
+        with db.read(db.get_engine()) as conn:
+            recent = service.recent_imports(conn, 20)
+        return render_template("importer/index.html", lists=_lists(), recent=recent, error=error,
+                               state=state, paste=pasted), 422
+    table = next(t for t in tables if t["rows"] or t["header"])
+    targets = [("", _("— skip —"))] + [(name, name) for name in STANDARD_FIELDS] + \
+        [(mapping.CUSTOM_PREFIX + key, f"{key} ({field.type})") for key, field in custom.items()]
+    proposals = {}
+    for column in table["columns"]:
+        if table["mapping"].get(column) or column.isdigit():
+            continue
+        key = suggest_key(column)
+        if key and key not in custom and key not in STANDARD_FIELDS:
+            proposals[column] = mapping.CUSTOM_PREFIX + key
+    return render_template("importer/preview.html", table=table, tables=tables, targets=targets,
+                           proposals=proposals, token=path.parent.name, filename=filename,
+                           state=state, lists=_lists())
+
+
+@blueprint.route("/start", methods=["POST"])
+@requires(PERMISSION)
+def start():
+    state = _form_state(request.form)
+    token = request.form.get("token", "")
+    if not TOKEN.match(token):
+        abort(400)
+    folder = _upload_dir() / token
+    files = sorted(folder.glob("upload*")) if folder.is_dir() else []
+    if not files:
+        return render_template("web/error.html", status=410,
+                               message=_("The uploaded data is gone; start again.")), 410
+    columns = request.form.getlist("column")
+    chosen = request.form.getlist("target")
+    column_map = {c: t for c, t in zip(columns, chosen, strict=False)}
+    try:
+        with db.write(db.get_engine()) as conn:
+            import_id = service.create_import(
+                conn, g.actor, filename=request.form.get("filename", files[0].name)[:300], path=files[0],
+                list_ids=state["list_ids"], mode=state["mode"], status=state["status"],
+                mapping=column_map, options=_options(state))
+    except ServiceError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        return render_template("web/error.html", status=422, message=exc.message), 422
+    jobs.run_import(import_id)
+    return redirect(url_for("importer.show", import_id=import_id))
+
+
+@blueprint.route("/<int:import_id>")
+@requires(PERMISSION)
+def show(import_id: int):
+    with db.read(db.get_engine()) as conn:
+        job = service.get_import(conn, import_id)
+        names = {item["id"]: item["name"] for item in list_service.list_lists(conn, counts=False)}
+    return render_template("importer/show.html", job=job,
+                           list_names=[names.get(i, f"#{i}") for i in job["list_ids"]])
+
+
+@blueprint.route("/<int:import_id>/progress.json")
+@requires(PERMISSION)
+def progress(import_id: int):
+    with db.read(db.get_engine()) as conn:
+        job = service.get_import(conn, import_id)
+    return jsonify({"id": job["id"], "state": job["state"], "counts": job["counts"],
+                    "progress": job["progress"], "error": job["error"]})
+
+
+@blueprint.route("/<int:import_id>/rejected.csv")
+@requires(PERMISSION)
+def rejected(import_id: int):
+    return rejected_response(import_id)
+
+
+def rejected_response(import_id: int) -> Response:
+    """The rejected rows as a streamed CSV download (UI and API)."""
+    with db.read(db.get_engine()) as conn:
+        service.get_import(conn, import_id)          # 404 before the stream starts
+
+    def chunks():
+        with db.read(db.get_engine()) as conn:
+            yield "\ufeff"                          # Excel reads UTF-8 CSV right with a BOM
+            yield from service.rejected_csv(conn, import_id)
+    return Response(stream_with_context(chunks()), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="import-{import_id}-rejected.csv"'})
+
+
+@blueprint.app_context_processor
+def audience_home():
+    """Where the Import page's back link goes: the Audience area's own page once it exists."""
+    from flask import current_app
+
+    for endpoint in ("audience.index", "web.area_audience"):
+        if endpoint in current_app.view_functions:
+            return {"audience_home": endpoint}
+    return {"audience_home": "web.dashboard"}
+
+
+_TRANSLIT = dict(zip("абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
+                     ["a", "b", "v", "g", "d", "e", "e", "zh", "z", "i", "y", "k", "l", "m", "n", "o",
+                      "p", "r", "s", "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y", "", "e",
+                      "yu", "ya"], strict=True))
+
+
+def suggest_key(header: str) -> str:
+    """A custom field key for an unknown column: "Любимый цвет" -> "lyubimyy_tsvet"."""
+    text = "".join(_TRANSLIT.get(ch, ch) for ch in header.strip().lower())
+    key = re.sub(r"[^a-z0-9]+", "_", text).strip("_")[:60]
+    if not key:
+        return ""
+    return key if key[0].isalpha() else f"f_{key}"
