@@ -331,10 +331,13 @@ def config_docs() -> None:
 
 
 def _domain_commands() -> None:
+    from altkraft_onprem.audience.cli import backup_command, restore_command
     from altkraft_onprem.audience.importer.cli import import_command
     from altkraft_onprem.campaigns.cli import campaign
 
     cli.add_command(campaign)
+    cli.add_command(backup_command)
+    cli.add_command(restore_command)
     cli.add_command(import_command)
 
 
