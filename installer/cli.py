@@ -148,6 +148,8 @@ def upgrade(root, altkraft_bin) -> None:
     except InstallError as exc:
         raise Fatal(str(exc)) from None
     _outcome(outcome, "nothing to change: already up to date")
+    if outcome.setup_link:
+        click.echo(f"No administrator yet; create one at: {outcome.setup_link}")
 
 
 @cli.command()

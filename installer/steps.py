@@ -215,46 +215,71 @@ class Installer:
             if path.exists() and system.ensure_owner(path, owner, SERVICE_USER, recursive):
                 self._changed(f"owner of {live} set to {owner}:{SERVICE_USER}")
 
-    def migrate(self) -> config_module.Settings:
+    def _engine(self, settings: config_module.Settings):
         from altkraft_onprem import db
-        from altkraft_onprem.access import service as access
+
+        return db.build_engine(settings.database_url, pool_size=settings["database.pool_size"],
+                               busy_timeout_ms=settings["database.busy_timeout_ms"])
+
+    def migrate(self) -> config_module.Settings:
+        """`altkraft db upgrade`, by the appliance's own code."""
         from altkraft_onprem.cli import _upgrade
         from altkraft_onprem.db import migrate as migrations
 
         settings = self._settings_or_fail()
+        engine = None
         try:
-            engine = db.build_engine(settings.database_url, pool_size=settings["database.pool_size"],
-                                     busy_timeout_ms=settings["database.busy_timeout_ms"])
+            engine = self._engine(settings)
             before = migrations.pending(engine)
             if before:
                 _upgrade(engine)
                 self._changed(f"database migrated ({', '.join(sorted(before))})")
-            with db.write(engine) as conn:
-                if access.setup_needed(conn):
-                    self.out.setup_link = f"{settings['server.public_url']}/setup/{access.issue_setup_token(conn)}"
         except Exception as exc:  # noqa: BLE001 - any database trouble is one line for IT
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise InstallError(f"database migration failed: {reason}") from None
         finally:
-            if "engine" in locals():
+            if engine is not None:
                 engine.dispose()
         self.out.url = settings["server.public_url"]
         return settings
 
-    def service(self, units_changed: bool, start: bool, restart: bool = False) -> None:
+    def setup_link(self, settings: config_module.Settings, after_start: bool) -> None:
+        """A first-admin link while no user exists. `altkraft run` replaces the setup token when
+        it starts, so after starting the service this waits until it listens, then issues."""
+        from altkraft_onprem import db
+        from altkraft_onprem.access import service as access
+        from altkraft_onprem.server import wait_for_port
+
+        if after_start:
+            host, _, port = settings["server.bind"].rpartition(":")
+            host = "127.0.0.1" if host in ("0.0.0.0", "", "[::]") else host.strip("[]")
+            if not wait_for_port(host, int(port), timeout=90):
+                self.out.notes.append(f"the service does not listen on {settings['server.bind']} "
+                                      "yet: see `journalctl -u altkraft`")
+        engine = self._engine(settings)
+        try:
+            with db.write(engine) as conn:
+                if access.setup_needed(conn):
+                    token = access.issue_setup_token(conn)
+                    self.out.setup_link = f"{settings['server.public_url']}/setup/{token}"
+        finally:
+            engine.dispose()
+
+    def service(self, units_changed: bool, start: bool, restart: bool = False) -> bool:
+        """Enables and (re)starts the unit on a live systemd host; True when it (re)started."""
         if self.layout.staged:
             self.out.notes.append(f"staged under {self.layout.root}: no user created, nothing started "
                                   f"(see {SYSUSERS} and {TMPFILES} in the tree)")
-            return
+            return False
         if not system.systemd_running():
             self.out.notes.append("systemd is not running on this host: start the appliance with "
                                   f"`altkraft --config {CONFIG} run`")
-            return
+            return False
         if units_changed:
             system.systemctl("daemon-reload")
         if not start:
             self.out.notes.append("--no-start: start it with `systemctl enable --now altkraft`")
-            return
+            return False
         enabled, active = system.unit_state("altkraft.service")
         if not enabled:
             system.systemctl("enable", "altkraft.service")
@@ -262,9 +287,12 @@ class Installer:
         if not active:
             system.systemctl("start", "altkraft.service")
             self._changed("started altkraft.service")
-        elif units_changed or restart:
+            return True
+        if units_changed or restart:
             system.systemctl("restart", "altkraft.service")
             self.say("  restarted altkraft.service")
+            return True
+        return False
 
 
 def render_unit(name: str, *, altkraft_bin: str, stop_timeout: int) -> str:
@@ -305,9 +333,10 @@ def install(layout: Layout, answers: Answers, *, altkraft_bin: str | None, start
     units_changed = job.units(altkraft_bin or installed_bin(layout) or default_altkraft_bin(),
                               stop_timeout(settings))
     job.user_and_owners()
-    job.migrate()
+    settings = job.migrate()
     job.user_and_owners()      # the database files the migration just created
-    job.service(units_changed, start)
+    started = job.service(units_changed, start)
+    job.setup_link(settings, after_start=started)
     return job.out
 
 
@@ -321,9 +350,10 @@ def upgrade(layout: Layout, *, altkraft_bin: str | None, say: Callable[[str], No
     job.system_files()
     units_changed = job.units(altkraft_bin or installed_bin(layout) or default_altkraft_bin(),
                               stop_timeout(settings))
-    job.migrate()
+    settings = job.migrate()
     job.user_and_owners()
-    job.service(units_changed, start=True, restart=True)
+    started = job.service(units_changed, start=True, restart=True)
+    job.setup_link(settings, after_start=started)
     return job.out
 
 
