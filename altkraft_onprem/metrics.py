@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from flask import Response, g, request
 
 _metrics: dict = {}
+_creating = threading.Lock()
 
 
 def _get():
+    # Created on first use, once per process: the first requests of a gthread worker arrive
+    # together, and registering a metric twice raises DuplicateTimeseries (a 500).
     if not _metrics:
-        from prometheus_client import Counter, Histogram
+        with _creating:
+            if not _metrics:
+                from prometheus_client import Counter, Histogram
 
-        _metrics["requests"] = Counter("altkraft_http_requests_total", "HTTP requests answered",
-                                       ["method", "endpoint", "status"])
-        _metrics["latency"] = Histogram("altkraft_http_request_seconds", "HTTP request latency",
-                                        ["endpoint"])
-        _metrics["jobs"] = Counter("altkraft_jobs_total", "Background jobs by outcome",
-                                   ["task", "outcome"])
+                _metrics.update(
+                    requests=Counter("altkraft_http_requests_total", "HTTP requests answered",
+                                     ["method", "endpoint", "status"]),
+                    latency=Histogram("altkraft_http_request_seconds", "HTTP request latency",
+                                      ["endpoint"]),
+                    jobs=Counter("altkraft_jobs_total", "Background jobs by outcome",
+                                 ["task", "outcome"]))
     return _metrics
 
 
