@@ -18,6 +18,8 @@ from altkraft_onprem.campaigns.models import campaigns, deliveries
 from altkraft_onprem.errors import NotFound
 from altkraft_onprem.tracking.models import (
     CLICK,
+    HUMAN,
+    MACHINE,
     OPEN,
     READ,
     READ_CLASSES,
@@ -54,7 +56,7 @@ def delivery_counts(conn: Connection, campaign_id: int) -> dict[str, int]:
 def _unique(kind: str, campaign_id: int, human: bool = False):
     query = select(func.count(func.distinct(ev.subscriber_id))).where(
         ev.campaign_id == campaign_id, ev.kind == kind)
-    return query.where(ev.machine.is_(False)) if human else query
+    return query.where(HUMAN) if human else query
 
 
 def summary(conn: Connection, campaign_id: int) -> dict[str, Any]:
@@ -67,15 +69,15 @@ def summary(conn: Connection, campaign_id: int) -> dict[str, Any]:
              "total": totals.get(OPEN, 0),
              "human": conn.execute(_unique(OPEN, campaign_id, human=True)).scalar() or 0}
     machine_opens = conn.execute(select(func.count()).where(
-        ev.campaign_id == campaign_id, ev.kind == OPEN, ev.machine.is_(True))).scalar() or 0
+        ev.campaign_id == campaign_id, ev.kind == OPEN, MACHINE)).scalar() or 0
     opens["machine"] = machine_opens
     clicks = {"unique": conn.execute(_unique(CLICK, campaign_id)).scalar() or 0,
               "total": totals.get(CLICK, 0),
               "human": conn.execute(_unique(CLICK, campaign_id, human=True)).scalar() or 0}
     clicks["machine"] = conn.execute(select(func.count()).where(
-        ev.campaign_id == campaign_id, ev.kind == CLICK, ev.machine.is_(True))).scalar() or 0
+        ev.campaign_id == campaign_id, ev.kind == CLICK, MACHINE)).scalar() or 0
     read_rows = conn.execute(select(ev.read_class, func.count(), func.avg(ev.read_seconds)).where(
-        ev.campaign_id == campaign_id, ev.kind == READ, ev.machine.is_(False)).group_by(ev.read_class)).all()
+        ev.campaign_id == campaign_id, ev.kind == READ, HUMAN).group_by(ev.read_class)).all()
     by_class = {name: count for name, count, _ in read_rows}
     measured = [(count, avg) for name, count, avg in read_rows if name in READ_CLASSES]
     seconds = sum(count * float(avg or 0) for count, avg in measured)
@@ -104,7 +106,7 @@ def summary(conn: Connection, campaign_id: int) -> dict[str, Any]:
 def over_time(conn: Connection, campaign_id: int, unit: str = "hour") -> dict[str, Any]:
     """Opens and clicks (total and human) per hour or day."""
     b = periods.bucket(ev.at, unit, conn.dialect.name).label("b")
-    rows = conn.execute(select(b, ev.kind, func.count(), func.sum(case((ev.machine.is_(False), 1), else_=0)))
+    rows = conn.execute(select(b, ev.kind, func.count(), func.sum(case((HUMAN, 1), else_=0)))
                         .where(ev.campaign_id == campaign_id, ev.kind.in_((OPEN, CLICK)))
                         .group_by(b, ev.kind).order_by(b)).all()
     if not rows:
@@ -132,7 +134,7 @@ def by_domain(conn: Connection, campaign_id: int, limit: int = 15) -> list[dict[
     engaged = conn.execute(
         select(s.email_domain, ev.kind, func.count(func.distinct(ev.subscriber_id)))
         .select_from(tracking_events.join(subscribers, s.id == ev.subscriber_id))
-        .where(ev.campaign_id == campaign_id, ev.kind.in_((OPEN, CLICK)), ev.machine.is_(False),
+        .where(ev.campaign_id == campaign_id, ev.kind.in_((OPEN, CLICK)), HUMAN,
                s.email_domain.in_(list(sent)))
         .group_by(s.email_domain, ev.kind)).all()
     counts = {(d, k): n for d, k, n in engaged}
@@ -197,7 +199,7 @@ def recent_campaigns(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
     sent = dict(conn.execute(select(deliveries.c.campaign_id, func.count()).where(
         deliveries.c.campaign_id.in_(ids), deliveries.c.state == "sent").group_by(deliveries.c.campaign_id)).all())
     engaged = conn.execute(select(ev.campaign_id, ev.kind, func.count(func.distinct(ev.subscriber_id))).where(
-        and_(ev.campaign_id.in_(ids), ev.kind.in_((OPEN, CLICK)), ev.machine.is_(False)))
+        and_(ev.campaign_id.in_(ids), ev.kind.in_((OPEN, CLICK)), HUMAN))
         .group_by(ev.campaign_id, ev.kind)).all()
     counts = {(c, k): n for c, k, n in engaged}
     out = []

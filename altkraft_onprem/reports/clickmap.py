@@ -16,7 +16,7 @@ from sqlalchemy import Connection, case, func, select
 from altkraft_onprem.campaigns.models import deliveries
 from altkraft_onprem.errors import NotFound, ServiceError
 from altkraft_onprem.messages.models import message_versions
-from altkraft_onprem.tracking.models import CLICK, tracking_events
+from altkraft_onprem.tracking.models import CLICK, HUMAN, tracking_events
 
 from .campaign import _ratio, campaign_row
 
@@ -67,9 +67,9 @@ def clickmap(conn: Connection, campaign_id: int, version: int | None = None) -> 
 
     campaign, sent, chosen = _pick(conn, campaign_id, version)
     recipients = _recipients(conn, campaign, chosen["id"])
-    human = case((ev.machine.is_(False), 1), else_=0)
+    human = case((HUMAN, 1), else_=0)
     rows = conn.execute(
-        select(ev.link_index, func.count(func.distinct(case((ev.machine.is_(False), ev.subscriber_id)))),
+        select(ev.link_index, func.count(func.distinct(case((HUMAN, ev.subscriber_id)))),
                func.sum(human), func.count())
         .where(ev.campaign_id == campaign_id, ev.version_id == chosen["id"], ev.kind == CLICK)
         .group_by(ev.link_index)).all()

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from altkraft_onprem.audience.models import subscriber_lists, subscribers
-from altkraft_onprem.tracking.models import CLICK, OPEN, tracking_events
+from altkraft_onprem.tracking.models import CLICK, HUMAN, OPEN, tracking_events
 
 from . import periods
 
@@ -53,7 +53,7 @@ def cohorts(conn: Connection, *, period: str = "month", metric: str = "open", li
     activity = conn.execute(
         select(cohort, active_at, func.count(func.distinct(ev.subscriber_id)))
         .select_from(tracking_events.join(members, members.c.id == ev.subscriber_id))
-        .where(ev.kind == METRICS[metric], ev.machine.is_(False))
+        .where(ev.kind == METRICS[metric], HUMAN)
         .group_by(cohort, active_at)).all()
     counts: dict[str, dict[int, int]] = {}
     for label, active, count in activity:

@@ -80,7 +80,7 @@ def dashboard_tiles() -> dict:
 @requires("reports:read")
 def index():
     with db.read(db.get_engine()) as conn:
-        rows = campaign_report.recent_campaigns(conn, limit=100)
+        rows = campaign_report.recent_campaigns(conn, limit=20)
     return render_template("reports/index.html", campaigns=rows)
 
 

@@ -32,10 +32,11 @@ def upgrade() -> None:
         sa.Column("user_agent", sa.String(300), nullable=False),
         sa.Column("ip", sa.String(64), nullable=False),
     )
+    # covering indexes: the reports read these columns only (see tracking/models.py)
     op.create_index("ix_tracking_events_campaign", "tracking_events",
-                    ["campaign_id", "kind", "subscriber_id"])
-    op.create_index("ix_tracking_events_subscriber_at", "tracking_events", ["subscriber_id", "at"])
-    op.create_index("ix_tracking_events_at", "tracking_events", ["at"])
+                    ["campaign_id", "kind", "machine", "subscriber_id", "at"])
+    op.create_index("ix_tracking_events_subscriber", "tracking_events",
+                    ["subscriber_id", "kind", "machine", "at"])
 
 
 def downgrade() -> None:

@@ -1,0 +1,234 @@
+"""Report pages over a large generated history (a benchmark, not a test).
+
+Generates, inside the database (recursive CTE on SQLite, generate_series on Postgres):
+SUBSCRIBERS subscribers joined over the last year (all on one list, 5 % unsubscribed later),
+CAMPAIGNS campaigns with a ledger of EVENTS/CAMPAIGNS/1 recipients each (capped at the
+audience), and EVENTS tracking events (50 % opens, 20 % reading-time streams, 30 % clicks,
+10 % machine-labelled) spread over each campaign's first week. Then renders every report page
+through the app (signed in, templates included) and calls the report API, timing each.
+
+    python bench/reports.py [--events 10000000] [--subscribers 1000000] [--campaigns 100]
+                            [--postgres] [--keep]
+
+Goal: every page under 2 s on SQLite and on Postgres. The last line printed is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, func, select, text, update  # noqa: E402
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+AGENTS = [
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)",
+    "Mozilla/4.0 (compatible; ms-office; MSOffice 16) Microsoft Outlook 16.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+    "Mozilla/5.0",
+    "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
+]
+HTML = "<html><body>" + "".join(f'<p><a href="https://shop.example/p{i}">Link {i}</a></p>' for i in range(5)) \
+    + "</body></html>"
+
+
+def seq(dialect: str, n: int) -> str:
+    """A FROM clause yielding x = 1..n."""
+    if dialect == "sqlite":
+        return f"(WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < {n}) SELECT x FROM s)"
+    return f"(SELECT generate_series(1, {n}) AS x)"
+
+
+def rnd(dialect: str, m: int) -> str:
+    return f"(abs(random()) % {m})" if dialect == "sqlite" else f"(floor(random() * {m})::int)"
+
+
+def ts(dialect: str, base: str, seconds_expr: str) -> str:
+    if dialect == "sqlite":
+        return f"strftime('%Y-%m-%d %H:%M:%f000', '{base}', '+' || ({seconds_expr}) || ' seconds')"
+    return f"(timestamptz '{base}+00' + ({seconds_expr}) * interval '1 second')"
+
+
+def generate(engine, args) -> dict:
+    from altkraft_onprem import db
+    from altkraft_onprem.access.models import system_actor
+    from altkraft_onprem.audience import lists as lists_service
+    from altkraft_onprem.campaigns import service as campaigns
+    from altkraft_onprem.campaigns.models import campaigns as campaigns_table
+    from altkraft_onprem.db.types import utcnow
+    from altkraft_onprem.messages import service as messages
+
+    d = engine.dialect.name
+    n_sub, n_camp, n_ev = args.subscribers, args.campaigns, args.events
+    per_campaign = min(n_sub, max(1, n_ev // n_camp))
+    now = utcnow().replace(microsecond=0)
+    start = now - timedelta(days=365)
+    base = start.strftime("%Y-%m-%d %H:%M:%S")
+    year = 365 * 86400
+    actor = system_actor()
+    timings = {}
+    t = time.perf_counter()
+    with db.write(engine) as conn:
+        list_id = lists_service.create_list(conn, actor, "Bench list")
+        message_id, _ = messages.create_message(conn, actor, "Bench", subject="Bench", html=HTML)
+        version_id = messages.get_version(conn, message_id)["id"]
+        camp_ids = [campaigns.create_campaign(conn, actor, name=f"Bench {c}", message_id=message_id,
+                                              list_ids=[list_id], from_email="news@example.com",
+                                              utm={"utm_source": "bench"}) for c in range(n_camp)]
+        for c, cid in enumerate(camp_ids):
+            conn.execute(update(campaigns_table).where(campaigns_table.c.id == cid).values(
+                state="finished", version_id=version_id, started_at=start + timedelta(days=3 * c % 350)))
+    first_campaign = camp_ids[0]
+    with engine.begin() as conn:
+        created = ts(d, base, f"x * {year // n_sub}")
+        conn.execute(text(
+            "INSERT INTO subscribers (id, email, email_domain, state, custom, source, created_at, updated_at) "
+            f"SELECT x, 'u' || x || '@d' || (x % 40) || '.example', 'd' || (x % 40) || '.example', 'active', "
+            f"'{{}}', CASE x % 3 WHEN 0 THEN 'form' WHEN 1 THEN 'import' ELSE 'api' END, {created}, {created} "
+            f"FROM {seq(d, n_sub)} AS q"))
+        left = ts(d, base, f"x * {year // n_sub} + 86400 * 20")
+        conn.execute(text(
+            "INSERT INTO subscriber_lists (list_id, subscriber_id, status, created_at, updated_at, unsubscribed_at) "
+            f"SELECT {list_id}, x, CASE WHEN x % 20 = 0 THEN 'unsubscribed' ELSE 'confirmed' END, {created}, "
+            f"{created}, CASE WHEN x % 20 = 0 THEN {left} ELSE NULL END FROM {seq(d, n_sub)} AS q"))
+    timings["subscribers_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    with engine.begin() as conn:
+        # campaign c (0-based) goes to ((k * 7919 + c * 1013) % N) + 1, k < per_campaign: distinct for each
+        # campaign while 7919 and N are coprime
+        total = per_campaign * n_camp
+        conn.execute(text(
+            "INSERT INTO campaign_deliveries (campaign_id, subscriber_id, variant, state, attempts, done_at) "
+            f"SELECT {first_campaign} + ((x - 1) % {n_camp}), ((((x - 1) / {n_camp}) * 7919 + ((x - 1) % {n_camp}) "
+            f"* 1013) % {n_sub}) + 1, 0, CASE WHEN x % 100 = 0 THEN 'failed' ELSE 'sent' END, 1, "
+            f"{ts(d, base, f'((x - 1) % {n_camp}) * 3 * 86400 % (350 * 86400)')} FROM {seq(d, total)} AS q"))
+    timings["ledger_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    agents = "CASE x % 8 " + " ".join(f"WHEN {i} THEN '{a}'" for i, a in enumerate(AGENTS)) + " END"
+    kind = "CASE WHEN x % 10 < 5 THEN 'open' WHEN x % 10 < 7 THEN 'read' ELSE 'click' END"
+    secs = "((x / 7) % 30)"
+    read_class = (f"CASE WHEN x % 10 IN (5, 6) THEN CASE WHEN x % 8 IN (3, 4) THEN 'unmeasurable' "
+                  f"WHEN {secs} < 2 THEN 'glanced' WHEN {secs} < 8 THEN 'skimmed' ELSE 'read' END END")
+    step = 2_000_000
+    with engine.begin() as conn:
+        for offset in range(0, n_ev, step):
+            chunk = min(step, n_ev - offset)
+            body = (f"SELECT {ts(d, base, f'((x - 1) % {n_camp}) * 3 * 86400 % (350 * 86400) + {rnd(d, 7 * 86400)}')}, "
+                    f"{kind}, {first_campaign} + ((x - 1) % {n_camp}), "
+                    f"(((({rnd(d, per_campaign)}) * 7919 + ((x - 1) % {n_camp}) * 1013) % {n_sub}) + 1), {version_id}, "
+                    f"CASE WHEN x % 10 >= 7 THEN (x / 10) % 5 END, x % 10 = 9 OR x % 8 = 4, "
+                    f"CASE WHEN x % 8 = 4 THEN 'mpp' WHEN x % 10 = 9 THEN 'scanner' END, "
+                    f"CASE WHEN x % 10 IN (5, 6) AND x % 8 NOT IN (3, 4) THEN {secs} END, {read_class}, "
+                    f"{agents}, '10.0.0.1'")
+            conn.execute(text(
+                "INSERT INTO tracking_events (at, kind, campaign_id, subscriber_id, version_id, link_index, machine, "
+                "reason, read_seconds, read_class, user_agent, ip) "
+                f"{body} FROM (SELECT q.x + {offset} AS x FROM {seq(d, chunk)} AS q) AS r"))
+    timings["events_s"] = round(time.perf_counter() - t, 1)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    return {"list_id": list_id, "campaign_ids": camp_ids, "timings": timings}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--campaigns", type=int, default=100)
+    parser.add_argument("--postgres", action="store_true", help=f"a fresh database next to {PG_ADMIN}")
+    parser.add_argument("--repeat", type=int, default=3, help="renders per page (the slowest is reported)")
+    args = parser.parse_args()
+
+    from altkraft_onprem import config, db
+    from altkraft_onprem.access import service as access
+    from altkraft_onprem.access.models import system_actor
+    from altkraft_onprem.app import create_app
+    from altkraft_onprem.db import migrate
+
+    work = Path(tempfile.mkdtemp(prefix="ak-bench-reports-"))
+    (work / "secret_key").write_text("b" * 48)
+    drop = None
+    if args.postgres:
+        name = f"ak_bench_reports_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+        def drop():
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    else:
+        url = f"sqlite:///{work / 'altkraft.db'}"
+    settings = config.load(environ={}, overrides={"data_dir": str(work), "database.url": url.replace("+psycopg", "")})
+    engine = db.build_engine(settings.database_url)
+    results: dict = {"database": engine.dialect.name, "events": args.events, "subscribers": args.subscribers,
+                     "campaigns": args.campaigns}
+    try:
+        migrate.upgrade(engine)
+        with db.write(engine) as conn:
+            access.sync_builtin_roles(conn)
+            role = access.role_id_by_name(conn, "Administrator")
+            access.create_user(conn, system_actor(), "bench@example.com", "bench password 123", role)
+        world = generate(engine, args)
+        results["generate"] = world["timings"]
+        with db.read(engine) as conn:
+            from altkraft_onprem.tracking.models import tracking_events
+            results["events_stored"] = conn.execute(select(func.count()).select_from(tracking_events)).scalar()
+        app = create_app(settings, engine=engine)
+        client = app.test_client()
+        page = client.get("/login").get_data(as_text=True)
+        marker = 'name="csrf_token" value="'
+        token = page[page.index(marker) + len(marker):].split('"', 1)[0]
+        client.post("/login", data={"email": "bench@example.com", "password": "bench password 123",
+                                    "csrf_token": token})
+        middle = world["campaign_ids"][len(world["campaign_ids"]) // 2]
+        pages = {
+            "reports_index": "/reports/",
+            "campaign_report": f"/reports/campaigns/{middle}",
+            "campaign_report_per_day": f"/reports/campaigns/{middle}?unit=day",
+            "clickmap": f"/reports/campaigns/{middle}/clickmap",
+            "clickmap_frame": f"/reports/campaigns/{middle}/clickmap/frame",
+            "cohorts_month": "/reports/cohorts",
+            "cohorts_week_clicks": "/reports/cohorts?period=week&metric=click",
+            "cohorts_list_source": f"/reports/cohorts?list_id={world['list_id']}&source=form",
+            "engagement_day": "/reports/engagement",
+            "engagement_month_list": f"/reports/engagement?period=month&list_id={world['list_id']}",
+            "dashboard": "/",
+            "campaign_csv": f"/reports/campaigns/{middle}/report.csv",
+        }
+        timings = {}
+        for name, path in pages.items():
+            worst = 0.0
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                response = client.get(path)
+                worst = max(worst, time.perf_counter() - t)
+                if response.status_code != 200:
+                    raise SystemExit(f"{path}: {response.status_code} {response.get_data(as_text=True)[:300]}")
+            timings[name] = round(worst, 3)
+        results["page_seconds"] = timings
+        results["slowest_page"] = max(timings, key=timings.get)
+        results["all_under_2s"] = all(v < 2.0 for v in timings.values())
+    finally:
+        engine.dispose()
+        if drop:
+            drop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
