@@ -38,6 +38,7 @@ def _blueprints():
     from altkraft_onprem.access.views import blueprint as access_views
     from altkraft_onprem.audience.importer.views import blueprint as import_views
     from altkraft_onprem.audience.public import blueprint as audience_public
+    from altkraft_onprem.audience.views import blueprint as audience_views
     from altkraft_onprem.campaigns.views import blueprint as campaigns_views
     from altkraft_onprem.messages.views import blueprint as messages_views
     from altkraft_onprem.reports.views import blueprint as reports_views
@@ -46,7 +47,7 @@ def _blueprints():
     from altkraft_onprem.web.views import blueprint as web_views
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
-            campaigns_views, audience_public, import_views, api_blueprint]
+            campaigns_views, audience_views, audience_public, import_views, api_blueprint]
 
 
 def read_secret_key(settings: Settings) -> bytes:

@@ -16,7 +16,7 @@ class NavItem:
 
 NAV: list[NavItem] = [
     NavItem("web.dashboard", _l("Dashboard"), "dashboard:read", "home"),
-    NavItem("web.area_audience", _l("Audience"), "lists:read", "users"),
+    NavItem("audience.index", _l("Audience"), "lists:read", "users"),
     NavItem("messages.index", _l("Messages"), "messages:read", "mail"),
     NavItem("campaigns.index", _l("Campaigns"), "campaigns:read", "send"),
     NavItem("web.area_automation", _l("Automation"), "automation:read", "zap"),

@@ -47,7 +47,6 @@ def _placeholder(slug: str, permission: str, title: str, what: str):
 
 # Areas whose issues have not landed yet: the page says so plainly (N_: translated when shown).
 for _slug, _perm, _title, _what in (
-    ("audience", "lists:read", N_("Audience"), N_("Lists, subscribers, segments, imports and the suppression list")),
     ("automation", "automation:read", N_("Automation"), N_("Triggers, workflows and webhooks")),
     ("settings", "settings:manage", N_("Settings"), N_("Sending settings and defaults")),
 ):

@@ -1,0 +1,205 @@
+"""Audience UI: lists (with the hosted form, its snippet and exports) and custom fields.
+Subscribers, segments, suppression and trash pages are in views_people.py and
+views_segments.py on the same blueprint."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    stream_with_context,
+    url_for,
+)
+from flask_babel import gettext as _
+
+from altkraft_onprem import db
+from altkraft_onprem.access.policy import requires
+from altkraft_onprem.access.service import record
+from altkraft_onprem.config import current_settings
+from altkraft_onprem.errors import ServiceError
+
+from . import export, lists, optin, segments
+from . import fields as field_service
+from .models import FIELD_TYPES, MEMBER_STATUSES
+
+blueprint = Blueprint("audience", __name__, url_prefix="/audience")
+
+
+@blueprint.app_context_processor
+def audience_tabs():
+    return {"has_importer": "importer.index" in current_app.view_functions}
+
+
+def engine():
+    return db.get_engine()
+
+
+def form_list(name: str) -> list[str]:
+    return [v for v in request.form.getlist(name) if v]
+
+
+# --- lists ------------------------------------------------------------------------------------
+
+@blueprint.route("/")
+@requires("lists:read")
+def index():
+    with db.read(engine()) as conn:
+        return render_template("audience/lists.html", lists=lists.list_lists(conn), error=None,
+                               form={})
+
+
+@blueprint.route("/lists", methods=["POST"])
+@requires("lists:write")
+def create_list():
+    form = request.form
+    try:
+        with db.write(engine()) as conn:
+            list_id = lists.create_list(
+                conn, g.actor, form.get("name", ""), optin=form.get("optin", "single"),
+                visibility=form.get("visibility", "private"),
+                tags=[t for t in form.get("tags", "").split(",") if t.strip()],
+                description=form.get("description", ""))
+    except ServiceError as exc:
+        with db.read(engine()) as conn:
+            return render_template("audience/lists.html", lists=lists.list_lists(conn),
+                                   error=exc.message, form=form), 422
+    flash(_("List created."), "success")
+    return redirect(url_for("audience.list_page", list_id=list_id))
+
+
+@blueprint.route("/lists/<int:list_id>")
+@requires("lists:read")
+def list_page(list_id: int):
+    with db.read(engine()) as conn:
+        found = lists.get_list(conn, list_id)
+        available = export.available_fields(conn)
+    settings = current_settings()
+    return render_template("audience/list.html", lst=found, form=optin.form_settings(found),
+                           form_fields=optin.FORM_FIELDS, statuses=MEMBER_STATUSES,
+                           export_fields=available, error=None,
+                           form_url=f"{settings['server.public_url']}/p/subscribe/{list_id}",
+                           honeypot=optin.HONEYPOT)
+
+
+@blueprint.route("/lists/<int:list_id>/edit", methods=["POST"])
+@requires("lists:write")
+def edit_list(list_id: int):
+    form = request.form
+    try:
+        with db.write(engine()) as conn:
+            found = lists.get_list(conn, list_id, counts=False)
+            settings = optin.form_settings(found)
+            settings.update({
+                "fields": [f for f in form_list("form_fields") if f in optin.FORM_FIELDS],
+                "title": form.get("form_title", "").strip() or found["name"],
+                "confirm_subject": form.get("confirm_subject", settings["confirm_subject"])[:300],
+                "confirm_html": form.get("confirm_html", settings["confirm_html"])[:50_000],
+                "confirm_text": form.get("confirm_text", settings["confirm_text"])[:50_000],
+                "from_email": form.get("from_email", "").strip()[:320],
+                "from_name": form.get("from_name", "").strip()[:200]})
+            lists.update_list(conn, g.actor, list_id, name=form.get("name"),
+                              optin=form.get("optin"), visibility=form.get("visibility"),
+                              description=form.get("description"),
+                              tags=[t for t in form.get("tags", "").split(",") if t.strip()],
+                              form=settings)
+    except ServiceError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("audience.list_page", list_id=list_id))
+    flash(_("List saved."), "success")
+    return redirect(url_for("audience.list_page", list_id=list_id))
+
+
+@blueprint.route("/lists/<int:list_id>/delete", methods=["POST"])
+@requires("lists:write")
+def delete_list(list_id: int):
+    with db.write(engine()) as conn:
+        lists.delete_list(conn, g.actor, list_id)
+    flash(_("List deleted; its members are still subscribers."), "success")
+    return redirect(url_for("audience.index"))
+
+
+# --- export -----------------------------------------------------------------------------------
+
+@blueprint.route("/export", methods=["POST"])
+@requires("subscribers:export")
+def export_file():
+    """CSV (streamed) or XLSX of a list or a segment with the chosen fields."""
+    form = request.form
+    list_id = int(form["list"]) if form.get("list", "").isdigit() else None
+    segment_id = int(form["segment"]) if form.get("segment", "").isdigit() else None
+    status = form.get("status") if form.get("status") in MEMBER_STATUSES else None
+    chosen = form_list("fields")
+    fmt = "xlsx" if form.get("format") == "xlsx" else "csv"
+    with db.read(engine()) as conn:
+        if list_id is not None:
+            lists.get_list(conn, list_id, counts=False)
+        if segment_id is not None:
+            segments.get_segment(conn, segment_id)
+        next(export.rows(conn, list_id=list_id, segment_id=segment_id, chosen=chosen))  # checks
+    name = (f"subscribers-list-{list_id}" if list_id else
+            f"subscribers-segment-{segment_id}" if segment_id else "subscribers")
+    with db.write(engine()) as conn:
+        record(conn, g.actor, "subscriber.export", "list" if list_id else "segment",
+               list_id or segment_id or "", fields=chosen, format=fmt)
+    if fmt == "xlsx":
+        target = Path(tempfile.mkstemp(suffix=".xlsx")[1])
+        with db.read(engine()) as conn:
+            export.write_xlsx(export.rows(conn, list_id=list_id, segment_id=segment_id,
+                                          chosen=chosen, status=status), target)
+        response = send_file(target, as_attachment=True, download_name=name + ".xlsx")
+        response.call_on_close(lambda: target.unlink(missing_ok=True))
+        return response
+
+    def generate():
+        with db.read(engine()) as conn:
+            yield from export.csv_chunks(export.rows(conn, list_id=list_id, segment_id=segment_id,
+                                                     chosen=chosen, status=status))
+    return Response(stream_with_context(generate()), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+# --- custom fields ----------------------------------------------------------------------------
+
+@blueprint.route("/fields", methods=["GET", "POST"])
+@requires("lists:read")
+def fields_page():
+    error = None
+    if request.method == "POST":
+        if not g.actor.can("lists:write"):
+            return render_template("web/error.html", status=403,
+                                   message=_("Your role may not define fields.")), 403
+        form = request.form
+        try:
+            with db.write(engine()) as conn:
+                field_service.create_field(
+                    conn, g.actor, form.get("key", "").strip(), form.get("label", ""),
+                    form.get("type", "text"),
+                    [c for c in form.get("choices", "").replace("\r", "").split("\n") if c.strip()])
+            flash(_("Field created."), "success")
+            return redirect(url_for("audience.fields_page"))
+        except ServiceError as exc:
+            error = exc.message
+    with db.read(engine()) as conn:
+        return render_template("audience/fields.html", fields=field_service.list_fields(conn),
+                               types=FIELD_TYPES, error=error, form=request.form), 422 if error else 200
+
+
+@blueprint.route("/fields/<int:field_id>/delete", methods=["POST"])
+@requires("lists:write")
+def delete_field(field_id: int):
+    with db.write(engine()) as conn:
+        field_service.delete_field(conn, g.actor, field_id)
+    flash(_("Field deleted."), "success")
+    return redirect(url_for("audience.fields_page"))
+
+
+from . import views_people, views_segments  # noqa: E402,F401  (routes on this blueprint)
