@@ -4,40 +4,22 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
-import uuid
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import text
 
 from altkraft_installer.cli import cli
 from altkraft_onprem import config as config_module
 from altkraft_onprem import db
 from altkraft_onprem.access import service as access
 from altkraft_onprem.db import migrate
-from tests.conftest import DB_KIND, QUEUE_KIND, REDIS_URL, _pg_admin, _pg_url
+from tests.conftest import QUEUE_KIND, REDIS_URL
 
 UNITS = "etc/systemd/system"
 
 
 def mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-@pytest.fixture()
-def database_url():
-    """Empty database: SQLite under the root, or a new Postgres database."""
-    if DB_KIND != "postgres":
-        yield ""
-        return
-    name = f"ak_inst_{uuid.uuid4().hex[:10]}"
-    admin = _pg_admin()
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield _pg_url(name).replace("+psycopg", "")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def install_args(root, database_url, *extra) -> list[str]:

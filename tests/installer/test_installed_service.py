@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from altkraft_installer.cli import cli
 from altkraft_onprem.delivery import dkimkeys
 from tests.browser import save_artifacts
-from tests.conftest import DB_KIND, QUEUE_KIND, REDIS_URL, _pg_admin, _pg_url, free_port
+from tests.conftest import QUEUE_KIND, REDIS_URL, free_port
 
 pytestmark = pytest.mark.browser
 IP = "192.0.2.10"
@@ -27,25 +27,8 @@ ADMIN = {"email": "it@example.com", "password": "installed admin 1"}
 
 
 @pytest.fixture(scope="module")
-def database_url():
-    if DB_KIND != "postgres":
-        yield ""
-        return
-    from sqlalchemy import text
-
-    name = f"ak_e2e_{os.getpid()}"
-    admin = _pg_admin()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield _pg_url(name).replace("+psycopg", "")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory, database_url, dns_server):
+def installed(tmp_path_factory, module_database_url, dns_server):
+    database_url = module_database_url
     root = tmp_path_factory.mktemp("e2e") / "root"
     port = free_port()
     args = ["install", "--root", str(root), "--yes", "--public-url", f"http://127.0.0.1:{port}",
