@@ -102,7 +102,7 @@ def preview():
         return render_template("importer/index.html", lists=_lists(), recent=recent, error=error,
                                state=state, paste=pasted), 422
     table = next(t for t in tables if t["rows"] or t["header"])
-    targets = [("", _("— skip —"))] + [(name, name) for name in STANDARD_FIELDS] + \
+    targets = [("", _("— skip —"))] + [(name, field_label(name)) for name in STANDARD_FIELDS] + \
         [(mapping.CUSTOM_PREFIX + key, f"{key} ({field.type})") for key, field in custom.items()]
     proposals = {}
     for column in table["columns"]:
@@ -182,15 +182,11 @@ def rejected_response(import_id: int) -> Response:
         "Content-Disposition": f'attachment; filename="import-{import_id}-rejected.csv"'})
 
 
-@blueprint.app_context_processor
-def audience_home():
-    """Where the Import page's back link goes: the Audience area's own page once it exists."""
-    from flask import current_app
-
-    for endpoint in ("audience.index", "web.area_audience"):
-        if endpoint in current_app.view_functions:
-            return {"audience_home": endpoint}
-    return {"audience_home": "web.dashboard"}
+def field_label(name: str) -> str:
+    return {"email": _("Email"), "first_name": _("First name"), "last_name": _("Last name"),
+            "phone": _("Phone"), "gender": _("Gender"), "birth_date": _("Birth date"),
+            "company": _("Company"), "city": _("City"), "region": _("Region"),
+            "country": _("Country"), "language": _("Language"), "timezone": _("Time zone")}[name]
 
 
 _TRANSLIT = dict(zip("абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
