@@ -137,6 +137,12 @@ def generate(engine, args) -> dict:
                 "reason, read_seconds, read_class, user_agent, ip) "
                 f"{body} FROM (SELECT q.x + {offset} AS x FROM {seq(d, chunk)} AS q) AS r"))
     timings["events_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    from altkraft_onprem.tracking import rollup
+
+    with engine.begin() as conn:          # live flushes keep it; a bulk load rebuilds it once
+        rollup.rebuild(conn)
+    timings["cohort_rollup_s"] = round(time.perf_counter() - t, 1)
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
     return {"list_id": list_id, "campaign_ids": camp_ids, "timings": timings}

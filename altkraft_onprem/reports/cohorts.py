@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from altkraft_onprem.audience.models import subscriber_lists, subscribers
-from altkraft_onprem.tracking.models import CLICK, HUMAN, OPEN, tracking_events
+from altkraft_onprem.tracking.models import CLICK, HUMAN, OPEN, engagement_cohorts, tracking_events
 
 from . import periods
 
@@ -48,13 +48,17 @@ def cohorts(conn: Connection, *, period: str = "month", metric: str = "open", li
     members = _members(list_id, source, since, until)
     joined = periods.bucket(members.c.created_at, period, dialect).label("cohort")
     sizes = dict(conn.execute(select(joined, func.count()).group_by(joined)).all())
-    active_at = periods.bucket(ev.at, period, dialect).label("active")
-    cohort = periods.bucket(members.c.created_at, period, dialect).label("cohort")
-    activity = conn.execute(
-        select(cohort, active_at, func.count(func.distinct(ev.subscriber_id)))
-        .select_from(tracking_events.join(members, members.c.id == ev.subscriber_id))
-        .where(ev.kind == METRICS[metric], HUMAN)
-        .group_by(cohort, active_at)).all()
+    if list_id is None:
+        activity = _rolled_up(conn, period, metric, source, sizes)
+    else:
+        # membership of a list is not in the roll-up: read the events of its members
+        active_at = periods.bucket(ev.at, period, dialect).label("active")
+        cohort = periods.bucket(members.c.created_at, period, dialect).label("cohort")
+        activity = conn.execute(
+            select(cohort, active_at, func.count(func.distinct(ev.subscriber_id)))
+            .select_from(tracking_events.join(members, members.c.id == ev.subscriber_id))
+            .where(ev.kind == METRICS[metric], HUMAN)
+            .group_by(cohort, active_at)).all()
     counts: dict[str, dict[int, int]] = {}
     for label, active, count in activity:
         offset = periods.index(label, active, period)
@@ -68,6 +72,16 @@ def cohorts(conn: Connection, *, period: str = "month", metric: str = "open", li
                      "shares": [round(100.0 * c / size, 1) if size else 0.0 for c in row_counts]})
     return {"period": period, "metric": metric, "list_id": list_id, "source": source,
             "columns": list(range(periods_shown)), "rows": rows}
+
+
+def _rolled_up(conn: Connection, period: str, metric: str, source: str | None, sizes: dict) -> list:
+    """(cohort, activity bucket, people) from the roll-up kept by tracking (tracking/rollup.py)."""
+    c = engagement_cohorts.c
+    query = select(c.cohort, c.bucket, func.sum(c.count)).where(
+        c.period == period, c.metric == METRICS[metric], c.cohort.in_(list(sizes)))
+    if source:
+        query = query.where(c.source == source)
+    return conn.execute(query.group_by(c.cohort, c.bucket)).all()
 
 
 def sources(conn: Connection) -> list[str]:

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, and_, func, or_, select, tuple_, update
 
 from altkraft_onprem import db
 
+from . import rollup
 from .models import CLICK, HONEYPOT, SCANNER, tracking_events
 
 log = logging.getLogger("altkraft.tracking")
@@ -94,7 +95,9 @@ class EventBuffer:
                 with db.write(engine) as conn:
                     self._label_early_clicks(conn, batch)
                     conn.execute(tracking_events.insert(), batch)
-                    self._label_scanners(conn, batch)
+                    scanners = self._label_scanners(conn, batch)
+                    rollup.record(conn, [r for r in batch if r["kind"] != CLICK
+                                         or (r["campaign_id"], r["subscriber_id"]) not in scanners])
             except BaseException:
                 with self.lock:
                     self.rows[:0] = batch
@@ -123,10 +126,11 @@ class EventBuffer:
             if done_at is not None and row["at"] - done_at <= window:
                 row["machine"], row["reason"] = True, SCANNER
 
-    def _label_scanners(self, conn, batch: list[dict]) -> None:
+    def _label_scanners(self, conn, batch: list[dict]) -> set[tuple[int, int]]:
+        """Labels scanners' clicks in the table; returns their (campaign, subscriber) pairs."""
         pairs = {(r["campaign_id"], r["subscriber_id"]) for r in batch if r["kind"] == CLICK}
         if not pairs:
-            return
+            return set()
         honeypots = {(r["campaign_id"], r["subscriber_id"]) for r in batch
                      if r["kind"] == CLICK and r["reason"] == HONEYPOT}
         since = min(r["at"] for r in batch) - timedelta(seconds=self.window)
@@ -145,12 +149,13 @@ class EventBuffer:
                 if (last - first).total_seconds() <= self.window:
                     suspects.add((campaign_id, subscriber_id))
         if not suspects:
-            return
+            return suspects
         conn.execute(
             update(tracking_events)
             .where(ev.kind == CLICK, ev.at >= since, ev.machine.is_(False),
                    or_(*(and_(ev.campaign_id == c, ev.subscriber_id == s) for c, s in suspects)))
             .values(machine=True, reason=SCANNER))
+        return suspects
 
 
 BUFFER = EventBuffer()

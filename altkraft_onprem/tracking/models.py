@@ -58,6 +58,25 @@ Index("ix_tracking_events_campaign", tracking_events.c.campaign_id, tracking_eve
 Index("ix_tracking_events_subscriber", tracking_events.c.subscriber_id, tracking_events.c.kind,
       tracking_events.c.machine, tracking_events.c.at)
 
+# Cohort roll-up, kept by every flush (tracking/rollup.py): which subscriber was already counted
+# as active in a week/month, and per (cohort, activity period, metric, source) how many were.
+engagement_seen = Table(
+    "engagement_seen", metadata,
+    Column("subscriber_id", Integer, primary_key=True),
+    Column("metric", String(8), primary_key=True),
+    Column("period", String(8), primary_key=True),
+    Column("bucket", String(16), primary_key=True),
+)
+engagement_cohorts = Table(
+    "engagement_cohorts", metadata,
+    Column("period", String(8), primary_key=True),
+    Column("metric", String(8), primary_key=True),
+    Column("cohort", String(16), primary_key=True),
+    Column("bucket", String(16), primary_key=True),
+    Column("source", String(100), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
 # "machine = false" (not "IS false"): an indexable comparison on both databases
 HUMAN = tracking_events.c.machine == false()
 MACHINE = tracking_events.c.machine == true()

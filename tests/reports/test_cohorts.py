@@ -5,6 +5,7 @@ import pytest
 
 from altkraft_onprem import db
 from altkraft_onprem.reports.cohorts import cohorts, segment_conditions
+from altkraft_onprem.tracking import rollup
 
 from .conftest import add_list, add_subscriber, event
 
@@ -28,6 +29,7 @@ def world(env):
         event(conn, "open", d, "2026-03-05 10:00")          # Feb cohort, period 1
         event(conn, "click", e, "2026-02-15 10:00", link_index=0)   # Feb cohort, period 0
         event(conn, "click", a, "2026-02-10 10:01", link_index=0)   # Jan cohort, period 1
+        rollup.rebuild(conn)
     return {"l1": l1, "l2": l2, "a": a}
 
 
@@ -80,3 +82,28 @@ def test_a_cell_becomes_a_segment_of_that_cohort(env, world):
         where = segments.matching(conn, segments.validate(conn, conditions))
         emails = {email for (email,) in conn.execute(select(subscribers.c.email).where(where))}
     assert emails == {"a@c.example", "c@c.example"}
+
+
+def test_flushes_keep_the_rollup_equal_to_a_rebuild(env, world):
+    from sqlalchemy import select
+
+    from altkraft_onprem.db.types import utcnow
+    from altkraft_onprem.tracking.buffer import EventBuffer
+    from altkraft_onprem.tracking.models import engagement_cohorts
+
+    def snapshot(conn):
+        return sorted(tuple(r) for r in conn.execute(select(engagement_cohorts)))
+
+    buffer = EventBuffer()
+    for n, (sid, kind) in enumerate([(world["a"], "open"), (world["a"], "open"), (world["a"], "click")]):
+        buffer.add(env.engine, {"at": utcnow(), "kind": kind, "campaign_id": 900 + n, "subscriber_id": sid,
+                                "version_id": 1, "link_index": 0 if kind == "click" else None, "machine": False,
+                                "reason": None, "read_seconds": None, "read_class": None, "user_agent": "",
+                                "ip": ""})
+    buffer.flush()
+    with db.read(env.engine) as conn:
+        incremental = snapshot(conn)
+    with db.write(env.engine) as conn:
+        rollup.rebuild(conn)
+    with db.read(env.engine) as conn:
+        assert snapshot(conn) == incremental

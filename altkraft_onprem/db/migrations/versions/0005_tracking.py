@@ -38,6 +38,25 @@ def upgrade() -> None:
     op.create_index("ix_tracking_events_subscriber", "tracking_events",
                     ["subscriber_id", "kind", "machine", "at"])
 
+    op.create_table(
+        "engagement_seen",
+        sa.Column("subscriber_id", sa.Integer, primary_key=True),
+        sa.Column("metric", sa.String(8), primary_key=True),
+        sa.Column("period", sa.String(8), primary_key=True),
+        sa.Column("bucket", sa.String(16), primary_key=True),
+    )
+    op.create_table(
+        "engagement_cohorts",
+        sa.Column("period", sa.String(8), primary_key=True),
+        sa.Column("metric", sa.String(8), primary_key=True),
+        sa.Column("cohort", sa.String(16), primary_key=True),
+        sa.Column("bucket", sa.String(16), primary_key=True),
+        sa.Column("source", sa.String(100), primary_key=True),
+        sa.Column("count", sa.Integer, nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("engagement_cohorts")
+    op.drop_table("engagement_seen")
     op.drop_table("tracking_events")

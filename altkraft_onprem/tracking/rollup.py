@@ -1,0 +1,85 @@
+"""The cohort roll-up: kept up to date by every event flush so that the cohort report reads a
+small table instead of every event.
+
+engagement_seen remembers (subscriber, metric, week|month, bucket) already counted; only rows
+new to it add one to engagement_cohorts (period, metric, cohort = the subscriber's join bucket,
+activity bucket, source). Human opens and clicks only. `rebuild` computes both tables from the
+events (after bulk loads, or if they are ever in doubt).
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import Connection, delete, func, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from altkraft_onprem.audience.models import subscribers
+from altkraft_onprem.reports import periods
+
+from .models import CLICK, HUMAN, OPEN, engagement_cohorts, engagement_seen, tracking_events
+
+PERIODS = ("week", "month")
+_CHUNK = 400
+
+
+def _insert(conn: Connection, table):
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+def record(conn: Connection, rows: list[dict]) -> None:
+    """Counts the human opens/clicks of a flushed batch into the roll-up."""
+    keys = {(r["subscriber_id"], r["kind"], period, periods.label(r["at"], period))
+            for r in rows if r["kind"] in (OPEN, CLICK) and not r["machine"] for period in PERIODS}
+    if not keys:
+        return
+    fresh: list[tuple] = []
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = [{"subscriber_id": s, "metric": m, "period": p, "bucket": b} for s, m, p, b in ordered[start:start + _CHUNK]]
+        stmt = _insert(conn, engagement_seen).values(chunk).on_conflict_do_nothing().returning(
+            engagement_seen.c.subscriber_id, engagement_seen.c.metric, engagement_seen.c.period,
+            engagement_seen.c.bucket)
+        fresh.extend(tuple(r) for r in conn.execute(stmt))
+    if not fresh:
+        return
+    ids = sorted({f[0] for f in fresh})
+    joined: dict[int, tuple] = {}
+    for start in range(0, len(ids), _CHUNK):
+        for sid, created, source in conn.execute(select(subscribers.c.id, subscribers.c.created_at, subscribers.c.source)
+                                                 .where(subscribers.c.id.in_(ids[start:start + _CHUNK]))):
+            joined[sid] = (created, source or "")
+    counts: Counter = Counter()
+    for sid, metric, period, bucket in fresh:
+        if sid in joined:
+            created, source = joined[sid]
+            counts[(period, metric, periods.label(created, period), bucket, source)] += 1
+    items = [{"period": p, "metric": m, "cohort": c, "bucket": b, "source": s, "count": n}
+             for (p, m, c, b, s), n in sorted(counts.items())]
+    for start in range(0, len(items), _CHUNK):
+        stmt = _insert(conn, engagement_cohorts).values(items[start:start + _CHUNK])
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["period", "metric", "cohort", "bucket", "source"],
+            set_={"count": engagement_cohorts.c.count + stmt.excluded.count}))
+
+
+def rebuild(conn: Connection) -> None:
+    """Recompute both roll-up tables from all events (bulk loads, repair)."""
+    conn.execute(delete(engagement_cohorts))
+    conn.execute(delete(engagement_seen))
+    ev, s = tracking_events.c, subscribers.c
+    dialect = conn.dialect.name
+    for period in PERIODS:
+        bucket = periods.bucket(ev.at, period, dialect)
+        conn.execute(engagement_seen.insert().from_select(
+            ["subscriber_id", "metric", "period", "bucket"],
+            select(ev.subscriber_id, ev.kind, literal(period), bucket)
+            .where(ev.kind.in_((OPEN, CLICK)), HUMAN).distinct()))
+        seen = engagement_seen.c
+        cohort = periods.bucket(s.created_at, period, dialect)
+        conn.execute(engagement_cohorts.insert().from_select(
+            ["period", "metric", "cohort", "bucket", "source", "count"],
+            select(literal(period), seen.metric, cohort, seen.bucket, s.source, func.count())
+            .select_from(engagement_seen.join(subscribers, s.id == seen.subscriber_id))
+            .where(seen.period == period)
+            .group_by(seen.metric, cohort, seen.bucket, s.source)))
