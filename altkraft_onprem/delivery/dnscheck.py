@@ -7,6 +7,7 @@ record to publish (zone-file syntax) whenever the status is not "pass".
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,11 +161,38 @@ def is_spf(text: str) -> bool:
     return text.lower() == "v=spf1" or text.lower().startswith("v=spf1 ")
 
 
+_MACRO = re.compile(r"%\{([slodiphcrtv])(\d*)(r?)([.\-+,/_=]*)\}|%%|%_|%-", re.IGNORECASE)
+
+
 class _Spf:
-    def __init__(self, resolver: Dns, ip: str):
+    def __init__(self, resolver: Dns, ip: str, sender_domain: str = ""):
         self.resolver, self.ip = resolver, ipaddress.ip_address(ip)
+        self.sender = f"postmaster@{sender_domain}"     # what a bounce's MAIL FROM stands for
         self.lookups = 0
         self.voids = 0
+
+    def expand(self, spec: str, domain: str) -> str:
+        """RFC 7208 section 7 macros (%{i}, %{d}, %{s}, … with digits, r and delimiters)."""
+        def one(match: re.Match) -> str:
+            whole = match.group(0)
+            if whole in ("%%", "%_", "%-"):
+                return {"%%": "%", "%_": " ", "%-": "%20"}[whole]
+            letter, digits, reverse, delimiters = match.groups()
+            if self.ip.version == 4:
+                address = str(self.ip)
+            else:
+                address = ".".join(self.ip.exploded.replace(":", ""))
+            value = {"s": self.sender, "l": self.sender.split("@")[0], "o": self.sender.split("@")[1],
+                     "d": domain, "i": address, "c": str(self.ip), "p": "unknown",
+                     "v": "in-addr" if self.ip.version == 4 else "ip6", "h": domain,
+                     "r": "unknown", "t": "0"}[letter.lower()]
+            parts = re.split("[" + re.escape(delimiters or ".") + "]", value)
+            if reverse:
+                parts.reverse()
+            if digits:
+                parts = parts[-int(digits):]
+            return ".".join(parts)
+        return _MACRO.sub(one, spec) if "%" in spec else spec
 
     def _count(self) -> None:
         self.lookups += 1
@@ -199,6 +227,7 @@ class _Spf:
         text = self.record(domain)
         if text is None:
             return "none"
+        _check_syntax(text, domain)      # any error anywhere: permerror before evaluating
         redirect = None
         for term in text.split()[1:]:
             name, eq, value = term.partition("=")
@@ -213,7 +242,7 @@ class _Spf:
                 return {"+": "pass", "-": "fail", "~": "softfail", "?": "neutral"}[qualifier]
         if redirect:
             self._count()
-            result = self.check(redirect, chain)
+            result = self.check(self.expand(redirect, domain), chain)
             if result == "none":
                 raise SpfPermError(f"redirect={redirect} has no SPF record")
             return result
@@ -226,7 +255,7 @@ class _Spf:
             rest = f"{rest}/{cidr_text}" if rest else f"/{cidr_text}"
         mechanism = mechanism.lower()
         try:
-            target, cidr4, cidr6 = _target_cidr(rest, domain)
+            target, cidr4, cidr6 = _target_cidr(self.expand(rest, domain), domain)
         except ValueError:
             raise SpfPermError(f"bad prefix length in {term!r} in {domain}") from None
         if mechanism == "all":
@@ -241,7 +270,7 @@ class _Spf:
             if not rest:
                 raise SpfPermError(f"include without a domain in {domain}")
             self._count()
-            result = self.check(rest, chain)
+            result = self.check(target, chain)
             if result == "none":
                 raise SpfPermError(f"include:{rest} has no SPF record")
             return result == "pass"
@@ -261,6 +290,38 @@ class _Spf:
             self._count()       # deprecated; counted, never matched here
             return False
         raise SpfPermError(f"unknown mechanism {term!r} in {domain}")
+
+
+MECHANISMS = {"all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"}
+
+
+def _check_syntax(text: str, domain: str) -> None:
+    redirects = 0
+    for term in text.split()[1:]:
+        name, eq, _ = term.partition("=")
+        if eq and ":" not in name and "/" not in name:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]*", name):
+                raise SpfPermError(f"bad modifier {term!r} in {domain}")
+            redirects += name.lower() == "redirect"
+            continue
+        bare = term[1:] if term[:1] in "+-~?" else term
+        mechanism, _, rest = bare.partition(":")
+        mechanism, _, cidr = mechanism.partition("/")
+        if mechanism.lower() not in MECHANISMS:
+            raise SpfPermError(f"unknown mechanism {term!r} in {domain}")
+        if mechanism.lower() in ("ip4", "ip6"):
+            try:
+                network = ipaddress.ip_network(rest, strict=False)
+            except ValueError:
+                raise SpfPermError(f"bad {mechanism} value {rest!r} in {domain}") from None
+            if network.version != int(mechanism[-1]):
+                raise SpfPermError(f"{term!r} in {domain}: not an IPv{mechanism[-1]} network")
+        elif mechanism.lower() in ("include", "exists") and not rest:
+            raise SpfPermError(f"{mechanism} without a domain in {domain}")
+        elif mechanism.lower() == "all" and (rest or cidr):
+            raise SpfPermError(f"bad term {term!r} in {domain}")
+    if redirects > 1:
+        raise SpfPermError(f"more than one redirect= in {domain}")
 
 
 def _target_cidr(rest: str, domain: str) -> tuple[str, int, int]:
@@ -298,7 +359,7 @@ def check_spf(resolver: Dns, domain: str, ips: list[str]) -> Check:
                      "evaluated", "")
     results = []
     for ip in ips:
-        spf = _Spf(resolver, ip)
+        spf = _Spf(resolver, ip, domain)
         try:
             result = spf.check(domain)
         except SpfPermError as exc:

@@ -237,3 +237,19 @@ def test_bad_nameserver_is_a_usage_error(keys):
                                       "--config", keys["config"]])
     assert result.exit_code == 2
     assert "--nameserver" in result.output
+
+
+def test_spf_macros_are_expanded(dns_server, keys):
+    zone = changed(good_zone(keys), "example.com", TXT=["v=spf1 exists:%{ir}.%{v}._spf.%{d} -all"])
+    zone["10.2.0.192.in-addr._spf.example.com"] = {"A": ["127.0.0.2"]}
+    code, report = check(dns_server, keys, zone)
+    assert report["spf"]["status"] == "pass", report["spf"]
+    assert code == 0
+
+
+def test_spf_unknown_mechanism_is_a_permerror(dns_server, keys):
+    zone = changed(good_zone(keys), "example.com", TXT=[f"v=spf1 ip4:{IP} allow:everyone -all"])
+    code, report = check(dns_server, keys, zone)
+    assert report["spf"]["status"] == "fail"
+    assert "unknown mechanism 'allow:everyone'" in report["spf"]["detail"]
+    assert code == 1
