@@ -113,3 +113,19 @@ def test_no_event_lost_on_graceful_stop(env):
                               .where(tracking_events.c.campaign_id == 73)).scalar()
     assert answered == 300
     assert stored == answered
+
+
+def test_a_held_stream_is_recorded_when_the_service_stops(env):
+    server = start_service(env, extra_env={"ALTKRAFT_TRACKING__FLUSH_INTERVAL_MS": "60000"})
+    settings = env.settings.replace(server__public_url=server.url)
+    parts = urlsplit(tokens.read_url(settings, 74, 1, 1))
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=5)
+    sock.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: Mozilla/5.0 (X11)\r\n\r\n".encode())
+    data = b""
+    while b"GIF89a" not in data:
+        data += sock.recv(4096)
+    time.sleep(2.5)
+    assert server.stop() == 0               # does not wait for the 30 s cap
+    sock.close()
+    rows = _rows(env, 74)
+    assert [(r["kind"], r["read_class"]) for r in rows] == [("read", "skimmed")]
