@@ -122,7 +122,7 @@
       group.rules.push({op: group.op === "and" ? "or" : "and", rules: [newRule()]}); render();
     }, "secondary add-group"));
     if (catalogue.lists.length) {
-      head.appendChild(button(t.list, function () {
+      head.appendChild(button(t.add_list, function () {
         group.rules.push({list: catalogue.lists[0].id, operator: "member", status: "confirmed"}); render();
       }, "secondary add-list"));
     }
