@@ -14,7 +14,9 @@ from sqlalchemy import Connection
 
 
 class Bulk:
-    def __init__(self, conn: Connection, statement, keys: Iterable[str]):
+    def __init__(self, conn: Connection, statement, keys: Iterable[str], optional: Iterable[str] = ()):
+        """`optional`: keys a row may leave out (NULL then)."""
+        self.optional = frozenset(optional)
         dialect = conn.dialect
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         self.sql = str(compiled)
@@ -48,11 +50,12 @@ class Bulk:
             if name in fixed:
                 namespace[f"c{i}"] = fixed[name]
                 parts.append(f"c{i}")
-            elif name in self._processors:
-                namespace[f"p{i}"] = self._processors[name]
-                parts.append(f"p{i}(row[{name!r}])")
             else:
-                parts.append(f"row[{name!r}]")
+                value = f"row.get({name!r})" if name in self.optional else f"row[{name!r}]"
+                if name in self._processors:
+                    namespace[f"p{i}"] = self._processors[name]
+                    value = f"p{i}({value})"
+                parts.append(value)
         if self.positional:
             body = "(" + "".join(part + ", " for part in parts) + ")"
         else:

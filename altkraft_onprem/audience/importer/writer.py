@@ -93,7 +93,8 @@ class BatchWriter:
         found = self._statements.get(name)
         if found is None:
             if name == "insert":
-                found = Bulk(conn, _insert_ignoring_conflicts(conn, subscribers, ["email"]), INSERT_KEYS)
+                found = Bulk(conn, _insert_ignoring_conflicts(conn, subscribers, ["email"]), INSERT_KEYS,
+                             optional=PROFILE)
             elif name == "update":
                 statement = (update(subscribers).where(subscribers.c.id == bindparam("_id"))
                              .values({key: bindparam(key) for key in UPDATE_KEYS[:-1]}))
@@ -123,7 +124,8 @@ class BatchWriter:
         changed: list[dict] = []
         members: list[tuple[int, int]] = []        # (record index, subscriber id)
         for i, record in enumerate(records):
-            if record.email in blocked or email_domain(record.email) in blocked:
+            domain = record.email.rpartition("@")[2]
+            if record.email in blocked or domain in blocked:
                 outcomes[i] = Outcome("suppressed", "on the suppression list; not imported")
                 continue
             row = existing.get(record.email)
@@ -131,10 +133,8 @@ class BatchWriter:
                 if opts.mode == "update":
                     outcomes[i] = Outcome("skipped", "not a subscriber; mode update adds no one")
                     continue
-                values = dict.fromkeys(PROFILE)
-                values.update(record.values)
-                values.update(email=record.email, email_domain=email_domain(record.email),
-                              custom=record.custom)
+                values = record.values           # the record's own dict: no copy per row
+                values["email"], values["email_domain"], values["custom"] = record.email, domain, record.custom
                 fresh.append((i, values))
                 continue
             merged = {name: row._mapping[name] for name in PROFILE}
