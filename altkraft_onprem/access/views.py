@@ -19,12 +19,22 @@ from flask_babel import gettext as _
 from altkraft_onprem import db
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
+from altkraft_onprem.i18n import N_
 
 from . import service
-from .models import PERMISSIONS
+from .models import BUILTIN_ROLES, PERMISSIONS
 from .policy import PUBLIC, SIGNED_IN, requires
 
 blueprint = Blueprint("access", __name__)
+
+# The built-in roles' names as people read them; the API and CLI keep the English names.
+BUILTIN_ROLE_LABELS = (N_("Administrator"), N_("Manager"), N_("Editor"), N_("Analyst"), N_("Viewer"))
+
+
+@blueprint.app_template_filter("role_label")
+def role_label(name: str) -> str:
+    """A built-in role's name in the user's language; custom roles as their creator named them."""
+    return _(name) if name in BUILTIN_ROLES else name
 SESSION_KEY = "sid"
 
 

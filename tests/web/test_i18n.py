@@ -106,3 +106,10 @@ def test_default_locale_setting_applies_when_the_browser_names_neither(env):
     env.user("Viewer")
     html = app.test_client().get("/login", headers={"Accept-Language": "de-DE"}).get_data(as_text=True)
     assert "Войти" in html
+
+
+def test_builtin_role_names_are_shown_in_russian(env, client):
+    user = russian_user(env)
+    env.login(client, user)
+    html = client.get("/users").get_data(as_text=True)
+    assert "Администратор" in html and "Наблюдатель" in html
