@@ -325,13 +325,16 @@ def install(layout: Layout, answers: Answers, *, altkraft_bin: str | None, start
             say: Callable[[str], None] = print) -> Outcome:
     os.umask(0o027)      # files the migration creates (the SQLite database) as the service would
     job = Installer(layout, say)
+    altkraft_bin = altkraft_bin or installed_bin(layout) or default_altkraft_bin()
+    if not layout.staged and not os.access(altkraft_bin, os.X_OK):
+        job.out.notes.append(f"{altkraft_bin} is not there yet: the service cannot start until the "
+                             "appliance is installed there (docs/install.md) or --altkraft-bin names it")
     job.config(answers)
     job.secrets(answers)
     job.data_dir()
     job.system_files()
     settings = job._settings_or_fail()
-    units_changed = job.units(altkraft_bin or installed_bin(layout) or default_altkraft_bin(),
-                              stop_timeout(settings))
+    units_changed = job.units(altkraft_bin, stop_timeout(settings))
     job.user_and_owners()
     settings = job.migrate()
     job.user_and_owners()      # the database files the migration just created
