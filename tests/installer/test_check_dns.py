@@ -253,3 +253,17 @@ def test_spf_unknown_mechanism_is_a_permerror(dns_server, keys):
     assert report["spf"]["status"] == "fail"
     assert "unknown mechanism 'allow:everyone'" in report["spf"]["detail"]
     assert code == 1
+
+
+def test_unanswered_queries_fail_with_a_clear_reason(keys):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:     # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        result = CliRunner().invoke(cli, ["check-dns", "--domain", "example.com", "--ip", IP, "--helo", HELO,
+                                          "--nameserver", f"127.0.0.1:{silent.getsockname()[1]}",
+                                          "--timeout", "0.3", "--config", keys["config"], "--json"])
+    report = json.loads(result.output)
+    assert report["spf"]["status"] == "fail"
+    assert report["spf"]["detail"].startswith("DNS did not answer (TXT example.com")
+    assert result.exit_code == 1
