@@ -78,7 +78,11 @@ def start_due() -> list[int]:
         for campaign_id in campaigns.due_scheduled(conn):
             campaigns.start(conn, system_actor("scheduler"), settings, campaign_id)
             started.append(campaign_id)
-        orphaned = [cid for cid in campaigns.running(conn) if not ledger.has_live_lease(conn, cid)]
+        orphaned = []
+        for campaign_id in campaigns.running(conn):
+            ledger.recover(conn, campaign_id)          # leases of senders that died
+            if not ledger.has_live_lease(conn, campaign_id):
+                orphaned.append(campaign_id)
     for campaign_id in {*started, *orphaned}:
         send_campaign(campaign_id)
     return started

@@ -36,7 +36,11 @@ def _owner_dead(owner: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:        # a killed sender whose parent died too may linger as a zombie for a while
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rpartition(b")")[2].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def materialise(conn: Connection, campaign_id: int, audience) -> int:
