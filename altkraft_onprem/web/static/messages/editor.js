@@ -52,6 +52,8 @@
       height: "680px",
       fromElement: false,
       storageManager: false,
+      telemetry: false,          // no calls home from an on-premise product
+      cssIcons: "",              // no icon font from a CDN (the CSP would refuse it anyway)
       plugins: [preset.default || preset],
       pluginsOpts: {},
       assetManager: {
@@ -63,6 +65,9 @@
         assets: data.media,
         autoAdd: true,
       },
+      // A click on a block adds it (to the selected block, or at the end): dragging is not
+      // the only way, which also helps keyboard and touch users.
+      blockManager: { appendOnClick: true },
       parser: { optionsHtml: { allowScripts: false, allowUnsafeAttr: false } },
     });
     if (data.editor === "visual" && data.editor_state) {
@@ -211,9 +216,18 @@
   function insertImage(url, name, width) {
     const w = width && Number(width) < 600 ? Number(width) : 600;
     if (mode === "visual") {
-      const target = gjs.getSelected() || gjs.getWrapper();
-      target.append({ type: "image", src: url, attributes: { alt: name, width: String(w) },
-                      style: { "max-width": "100%", height: "auto" } });
+      const image = { type: "image", src: url, attributes: { alt: name, width: String(w) },
+                      style: { "max-width": "100%", height: "auto" } };
+      const selected = gjs.getSelected();
+      const view = selected && selected.getView && selected.getView();
+      if (view && view.disableEditing) view.disableEditing();   // keep text being typed
+      if (!selected || selected === gjs.getWrapper()) {
+        gjs.getWrapper().append(image);
+      } else if (selected.get("type") === "text" || !selected.get("droppable")) {
+        selected.parent().append(image, { at: selected.index() + 1 });   // after it
+      } else {
+        selected.append(image);
+      }
     } else {
       const tag = '<img src="' + url + '" alt="' + name.replace(/"/g, "&quot;") + '" width="' + w +
                   '" style="max-width:100%;height:auto;">';
