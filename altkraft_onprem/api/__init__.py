@@ -11,17 +11,20 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from altkraft_onprem.access.policy import PUBLIC, requires
 from altkraft_onprem.errors import ServiceError
 
 PREFIX = "/api/v1"
-MAX_ID = 2**31 - 1          # ids are INTEGER columns; the app's <int:> converter stops there too
+MAX_ID = 2**31 - 1          # ids are INTEGER columns; larger ids in paths are 404 (app guard)
+# An id in a body or query model: `user_id: Id` (or `Id | None = None`). Bounded, so that a
+# huge number is a 422 naming the field instead of an overflow inside the database.
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
 
 
@@ -114,6 +117,17 @@ def operation(rule: str, method: str, *, permission: str, summary: str, tag: str
 
 # --- errors: one shape for everything under /api/ -------------------------------------------
 
+def is_bad_value_for_storage(exc: Exception) -> bool:
+    """A number or text the database cannot hold (Postgres DataError, SQLite int overflow):
+    the client's input was out of range, not a server failure. Models should bound such
+    fields (see `Id`); this is the safety net."""
+    from sqlalchemy.exc import DataError, StatementError
+
+    if isinstance(exc, DataError | OverflowError):
+        return True
+    return isinstance(exc, StatementError) and isinstance(exc.orig, OverflowError)
+
+
 def handle_api_error(exc: Exception) -> Response:
     if isinstance(exc, ServiceError):
         extra = {"errors": [{"field": exc.field, "message": exc.message}]} if exc.field else {}
@@ -121,6 +135,10 @@ def handle_api_error(exc: Exception) -> Response:
         return problem(exc.status, titles.get(exc.status, "Invalid request"), exc.message, **extra)
     if isinstance(exc, HTTPException):
         return problem(exc.code or 500, exc.name, exc.description or "")
+    if is_bad_value_for_storage(exc):
+        current_app.logger.warning("API input the database refused on %s %s: %s", request.method,
+                                   request.path, str(getattr(exc, "orig", exc)).splitlines()[0])
+        return problem(422, "Invalid request", "a value is out of range for this field")
     current_app.logger.exception("API error on %s %s", request.method, request.path)
     return problem(500, "Internal error", "the error was logged; the request was not completed")
 

@@ -59,3 +59,26 @@ def test_openapi_document_is_public_and_lists_operations(client):
     document = client.get("/api/v1/openapi.json").get_json()
     assert document["openapi"].startswith("3.")
     assert {"/api/v1/me", "/api/v1/users", "/api/v1/tokens", "/api/v1/audit"} <= set(document["paths"])
+
+
+
+def test_id_in_a_body_beyond_integer_range_is_422_naming_it(api):
+    response = api("POST", "/tokens", json={"name": "x", "user_id": 2**40})
+    assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "user_id"
+
+
+def test_database_refusing_a_value_counts_as_bad_input(env):
+    """The safety net behind model bounds: what the database cannot hold is a 422, not a 500."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from altkraft_onprem import db
+    from altkraft_onprem.access.models import audit_log
+    from altkraft_onprem.api import is_bad_value_for_storage
+
+    with pytest.raises(Exception) as info:
+        with db.write(env.engine) as conn:
+            conn.execute(insert(audit_log).values(at=datetime.now(UTC), actor="x", action="x",
+                                                  actor_user_id=2**70))
+    assert is_bad_value_for_storage(info.value)
