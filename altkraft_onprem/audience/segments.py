@@ -4,6 +4,8 @@ Conditions (the API and the condition builder use the same JSON):
     group:  {"op": "and"|"or", "rules": [rule-or-group, …]}
     field:  {"field": "country" | "custom.plan", "operator": "eq", "value": …}
     list:   {"list": 3, "operator": "member"|"not_member", "status": "confirmed"|…|"any"}
+    activity: {"activity": "open"|"click"|"read", "operator": "did"|"did_not",
+               "campaign": 12 (optional), "days": 30 (optional)}   (people, not machines)
 Values are always bound parameters. A custom field's key is only ever a defined key that
 matches [a-z][a-z0-9_]*, written into the SQL exactly like its expression index.
 """
@@ -62,6 +64,8 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     "json": ("contains", *EMPTY),
 }
 LIST_OPERATORS = ("member", "not_member")
+ACTIVITIES = ("open", "click", "read")
+ACTIVITY_OPERATORS = ("did", "did_not")
 # Fields beyond the twelve standard ones that segments may use.
 EXTRA_FIELDS = {"state": "choice", "created_at": "datetime", "email_domain": "text",
                 "source": "text"}
@@ -116,6 +120,8 @@ class _Checker:
                 out.append(self.group(rule, where, depth + 1))
             elif isinstance(rule, dict) and "list" in rule:
                 out.append(self.list_rule(rule, where))
+            elif isinstance(rule, dict) and "activity" in rule:
+                out.append(self.activity_rule(rule, where))
             elif isinstance(rule, dict) and "field" in rule:
                 out.append(self.field_rule(rule, where))
             else:
@@ -134,6 +140,26 @@ class _Checker:
             raise ServiceError("status must be confirmed, unconfirmed, unsubscribed or any",
                                f"{path}.status")
         return {"list": list_id, "operator": operator, "status": status}
+
+    @staticmethod
+    def activity_rule(rule: dict, path: str) -> dict:
+        kind = rule.get("activity")
+        if kind not in ACTIVITIES:
+            raise ServiceError("activity must be open, click or read", f"{path}.activity")
+        operator = rule.get("operator", "did")
+        if operator not in ACTIVITY_OPERATORS:
+            raise ServiceError("operator must be did or did_not", f"{path}.operator")
+        out = {"activity": kind, "operator": operator}
+        for key, limit in (("campaign", 2**31 - 1), ("days", 100_000)):
+            value = rule.get(key)
+            if value in (None, ""):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, str)) or \
+                    not str(value).isdigit() or not 0 < int(value) <= limit:
+                raise ServiceError(f"{key} must be a whole number from 1 to {limit}",
+                                   f"{path}.{key}")
+            out[key] = int(value)
+        return out
 
     def field_type(self, name, path: str) -> tuple[str, dict | None]:
         if not isinstance(name, str):
@@ -294,6 +320,19 @@ def _list_expr(rule: dict):
     return member.exists() if rule["operator"] == "member" else not_(member.exists())
 
 
+def _activity_expr(rule: dict):
+    from altkraft_onprem.tracking.models import tracking_events
+
+    events = select(tracking_events.c.id).where(
+        tracking_events.c.subscriber_id == subscribers.c.id,
+        tracking_events.c.kind == rule["activity"], tracking_events.c.machine.is_(False))
+    if "campaign" in rule:
+        events = events.where(tracking_events.c.campaign_id == rule["campaign"])
+    if "days" in rule:
+        events = events.where(tracking_events.c.at >= utcnow() - timedelta(days=rule["days"]))
+    return events.exists() if rule["operator"] == "did" else not_(events.exists())
+
+
 def compile_conditions(conn: Connection, tree: dict):
     """A boolean SQL expression over `subscribers` for a validated tree."""
     checker = _Checker(conn)
@@ -307,6 +346,8 @@ def compile_conditions(conn: Connection, tree: dict):
             return and_(*parts) if node["op"] == "and" else or_(*parts)
         if "list" in node:
             return _list_expr(node)
+        if "activity" in node:
+            return _activity_expr(node)
         kind, _ = checker.field_type(node["field"], "conditions")
         return _field_expr(node, kind, dialect)
 

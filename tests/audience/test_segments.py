@@ -163,3 +163,30 @@ def test_sqlite_planner_uses_the_custom_index(world):
         plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
             "EXPLAIN QUERY PLAN " + str(compiled), tuple(compiled.params.values())))
     assert "ix_subscribers_custom_plan" in plan
+
+
+def test_activity_conditions_count_people_not_machines(world):
+    from sqlalchemy import insert
+
+    from altkraft_onprem.db.types import utcnow
+    from altkraft_onprem.tracking.models import tracking_events
+    ids = world["ids"]
+    base = {"version_id": 1, "link_index": None, "reason": None, "read_seconds": None,
+            "read_class": None, "user_agent": "test", "ip": ""}
+    with db.write(world["env"].engine) as conn:
+        conn.execute(insert(tracking_events), [
+            {**base, "at": utcnow(), "kind": "open", "campaign_id": 5, "subscriber_id": ids["ann"],
+             "machine": False},
+            {**base, "at": utcnow(), "kind": "click", "campaign_id": 5, "subscriber_id": ids["bob"],
+             "machine": True, "reason": "scanner"}])
+    did = {"op": "and", "rules": [{"activity": "open", "operator": "did", "days": 7}]}
+    assert matches(world, did) == {"ann"}
+    assert matches(world, {"op": "and", "rules": [{"activity": "click"}]}) == set()
+    assert matches(world, {"op": "and", "rules": [
+        {"activity": "open", "operator": "did_not", "campaign": 5}]}) == {"bob", "cy"}
+
+
+def test_bad_activity_condition_names_the_part(world):
+    with db.read(world["env"].engine) as conn, pytest.raises(ServiceError) as caught:
+        segments.validate(conn, {"op": "and", "rules": [{"activity": "open", "days": "-1"}]})
+    assert caught.value.field == "conditions.rules[0].days"

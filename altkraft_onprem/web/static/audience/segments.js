@@ -88,6 +88,24 @@
   function ruleRow(rule, parent, index) {
     var row = el("div", {"class": "rule row"});
     var remove = button(t.remove, function () { parent.rules.splice(index, 1); render(); });
+    if ("activity" in rule) {
+      row.appendChild(select([["did", t.did], ["did_not", t.did_not]], rule.operator || "did",
+        function (v) { rule.operator = v; changed(); }, "activity-operator"));
+      row.appendChild(select([["open", t.open], ["click", t.click], ["read", t.read]], rule.activity,
+        function (v) { rule.activity = v; changed(); }, "activity-kind"));
+      [["campaign", t.campaign], ["days", t.days]].forEach(function (pair) {
+        var input = el("input", {type: "number", min: "1", "class": "activity-" + pair[0],
+          placeholder: pair[1], "aria-label": pair[1]});
+        input.value = rule[pair[0]] == null ? "" : rule[pair[0]];
+        input.addEventListener("input", function () {
+          if (input.value === "") { delete rule[pair[0]]; } else { rule[pair[0]] = parseInt(input.value, 10); }
+          changed(false);
+        });
+        row.appendChild(input);
+      });
+      row.appendChild(remove);
+      return row;
+    }
     if ("list" in rule) {
       var lists = catalogue.lists.map(function (l) { return [l.id, l.name]; });
       row.appendChild(el("span", {text: t.list}));
@@ -126,6 +144,9 @@
         group.rules.push({list: catalogue.lists[0].id, operator: "member", status: "confirmed"}); render();
       }, "secondary add-list"));
     }
+    head.appendChild(button(t.add_activity, function () {
+      group.rules.push({activity: "open", operator: "did", days: 30}); render();
+    }, "secondary add-activity"));
     if (parent) { head.appendChild(button(t.remove, function () { parent.rules.splice(index, 1); render(); })); }
     box.appendChild(head);
     group.rules = group.rules || [];
