@@ -137,6 +137,15 @@ def test_bad_mapping_json_is_422(api):
     assert response.get_json()["errors"][0]["field"] == "mapping"
 
 
+def test_unknown_list_name_or_encoding_is_422(api):
+    response = upload(api, b"email\na@example.com\n", "a.csv", list="no such list " + uid())
+    assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "list"
+    response = upload(api, b"email\na@example.com\n", "a.csv", encoding="rot13")
+    assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "encoding"
+    response = upload(api, b"email\na@example.com\n", "a.csv", mapping='{"email": "e-mail"}')
+    assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "mapping"
+
+
 def test_unknown_import_is_404(api):
     assert api("GET", "/imports/999999").status_code == 404
     assert api("GET", "/imports/999999/rejected.csv").status_code == 404

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from altkraft_onprem import db
 from altkraft_onprem.api import MAX_ID, operation
 from altkraft_onprem.config import current_settings
-from altkraft_onprem.errors import ServiceError
+from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import jobs, records, runner, service
 
@@ -121,7 +121,15 @@ def resolve_lists(conn, text: str) -> list[int]:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        ids.append(int(part) if part.isdigit() else list_service.list_id_by_name(conn, part))
+        if part.isdigit():
+            if int(part) > MAX_ID:
+                raise ServiceError(f"no such list: {part}", "list")
+            ids.append(int(part))
+        else:
+            try:
+                ids.append(list_service.list_id_by_name(conn, part))
+            except NotFound as exc:        # a form field, not a path: 422 like any bad value
+                raise ServiceError(exc.message, "list") from None
     return ids
 
 

@@ -74,12 +74,33 @@ def _check(mode: str, status: str) -> None:
 
 
 def _check_mapping(value) -> dict[str, str]:
+    from altkraft_onprem.audience.models import STANDARD_FIELDS
+
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str | None)
                                               for k, v in value.items()):
         raise ServiceError('mapping must be a JSON object {"column": "field"}', "mapping")
+    for column, target in value.items():
+        if target and target not in STANDARD_FIELDS and not target.startswith(mapping_rules.CUSTOM_PREFIX):
+            raise ServiceError(f"column {column!r}: {target!r} is not a field (standard field names, "
+                               f'"{mapping_rules.CUSTOM_PREFIX}KEY" for a custom field, "" to skip)',
+                               "mapping")
     return {k: v or "" for k, v in value.items()}
+
+
+def _check_options(options: dict | None) -> dict:
+    import codecs
+
+    options = dict(options or {})
+    if options.get("encoding"):
+        try:
+            text_codec = getattr(codecs.lookup(options["encoding"]), "_is_text_encoding", True)
+        except LookupError:
+            text_codec = False
+        if not text_codec:
+            raise ServiceError(f"unknown text encoding {options['encoding']!r}", "encoding")
+    return options
 
 
 def create_import(conn: Connection, actor: Actor, *, filename: str, path: Path, list_ids,
@@ -88,6 +109,7 @@ def create_import(conn: Connection, actor: Actor, *, filename: str, path: Path, 
     """A queued import of the file at `path`; custom fields the mapping names are created now."""
     _check(mode, status)
     mapping = _check_mapping(mapping)
+    options = _check_options(options)
     list_ids = list_service.existing_list_ids(conn, list_ids) if list_ids else []
     ensure_custom_fields(conn, actor, mapping)
     import_id = conn.execute(insert(imports).values(
