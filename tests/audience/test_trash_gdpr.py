@@ -1,0 +1,88 @@
+"""Trash purge after the retention, GDPR export and erasure, render_context for messages."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from altkraft_onprem import db
+from altkraft_onprem.audience import gdpr, service, subscribers, trash
+from altkraft_onprem.audience.models import consents, subscriber_activity
+from altkraft_onprem.audience.models import subscribers as table
+from altkraft_onprem.db.types import utcnow
+
+from .conftest import ACTOR
+
+
+def test_purge_erases_only_what_is_older_than_the_retention(env, people):
+    list_id = people.list("purge-" + uuid.uuid4().hex[:6])
+    old = people.add(f"old-{uuid.uuid4().hex[:6]}@example.com", [list_id])
+    new = people.add(f"new-{uuid.uuid4().hex[:6]}@example.com", [list_id])
+    with db.write(env.engine) as conn:
+        trash.delete_to_trash(conn, ACTOR, ids=[old, new])
+        conn.execute(update(table).where(table.c.id == old)
+                     .values(deleted_at=utcnow() - timedelta(days=31)))
+        assert trash.purge(conn, 30) == 1
+        remaining = set(conn.execute(select(table.c.id).where(table.c.id.in_([old, new]))).scalars())
+    assert remaining == {new}
+
+
+def test_purge_job_uses_the_setting(env, people):
+    from altkraft_onprem.audience.jobs import purge_trash
+    sid = people.add(f"job-{uuid.uuid4().hex[:6]}@example.com")
+    with db.write(env.engine) as conn:
+        trash.delete_to_trash(conn, ACTOR, ids=[sid])
+        conn.execute(update(table).where(table.c.id == sid)
+                     .values(deleted_at=utcnow() - timedelta(days=400)))
+    purge_trash.call_local()
+    with db.read(env.engine) as conn:
+        assert conn.execute(select(table.c.id).where(table.c.id == sid)).first() is None
+
+
+def test_gdpr_export_has_profile_lists_consents_activity(env, people):
+    list_id = people.list("gdpr-" + uuid.uuid4().hex[:6])
+    sid = people.add(f"g-{uuid.uuid4().hex[:6]}@example.com", [list_id], first_name="Gia",
+                     birth_date="1990-02-03")
+    with db.read(env.engine) as conn:
+        data = gdpr.export_person(conn, sid)
+    assert data["profile"]["first_name"] == "Gia" and data["profile"]["birth_date"] == "1990-02-03"
+    assert data["lists"][0]["list_id"] == list_id
+    assert data["consents"] and data["activity"]
+
+
+def test_gdpr_erasure_removes_history_and_keeps_no_address_in_audit(env, people):
+    email = f"erase-{uuid.uuid4().hex[:6]}@example.com"
+    sid = people.add(email, [people.list("er-" + uuid.uuid4().hex[:6])])
+    with db.write(env.engine) as conn:
+        gdpr.erase_person(conn, ACTOR, sid)
+    with db.read(env.engine) as conn:
+        assert subscribers.find_by_email(conn, email) is None
+        for t in (consents, subscriber_activity):
+            assert conn.execute(select(t.c.id).where(t.c.subscriber_id == sid)).first() is None
+        from altkraft_onprem.access.models import audit_log
+        details = conn.execute(select(audit_log.c.details).where(
+            audit_log.c.action == "subscriber.erase", audit_log.c.target_id == str(sid))).scalar()
+    assert email not in details
+
+
+def test_render_context_has_standard_and_custom_fields(env, people):
+    from altkraft_onprem.audience import fields
+    key = "ctx_" + uuid.uuid4().hex[:6]
+    with db.write(env.engine) as conn:
+        fields.create_field(conn, ACTOR, key, "Ctx", "number")
+    sid = people.add(f"r-{uuid.uuid4().hex[:6]}@example.com", first_name="Rae",
+                     custom={key: "42"})
+    with db.read(env.engine) as conn:
+        context = service.render_context(conn, [sid])[sid]
+    assert context["first_name"] == "Rae" and context["custom"] == {key: 42}
+    assert context["last_name"] == "" and context["created_at"]
+
+
+def test_unsubscribe_service_is_idempotent(env, people):
+    list_id = people.list("un-" + uuid.uuid4().hex[:6])
+    sid = people.add(f"u-{uuid.uuid4().hex[:6]}@example.com", [list_id])
+    with db.write(env.engine) as conn:
+        assert service.unsubscribe(conn, sid, list_id, campaign_id=3, ip="1.2.3.4") == [list_id]
+        assert service.unsubscribe(conn, sid, list_id) == []
+        assert not service.is_sendable(conn, sid, [list_id])
