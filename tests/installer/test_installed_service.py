@@ -111,3 +111,16 @@ def test_deliverability_page_checks_the_installed_domain(installed, page):
     statuses = {row.get_attribute("data-check"): row.locator(".status").inner_text()
                 for row in page.locator("tr[data-check]").all()}
     assert statuses == {"ptr": "pass", "spf": "pass", "dkim": "pass", "dmarc": "pass", "mx": "pass"}
+
+
+def test_records_have_a_copy_button(installed, page):
+    page.goto(installed["url"] + "/login")
+    page.get_by_label("Email").fill(ADMIN["email"])
+    page.get_by_label("Password").fill(ADMIN["password"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(installed["url"] + "/")
+    page.goto(installed["url"] + "/deliverability")
+    button = page.locator("textarea[data-dkim=ak1] + button.copy")
+    assert button.inner_text() == "Copy"
+    button.click()
+    assert button.inner_text() == "Copied"
