@@ -273,12 +273,14 @@ def progress(conn: Connection, campaign_id: int) -> dict[str, Any]:
     remaining = found["queued"] + found["leased"]
     window = 60
     recent = ledger.sent_since(conn, campaign_id, utcnow() - timedelta(seconds=window))
-    started = campaign["started_at"]
+    started, finished = campaign["started_at"], campaign["finished_at"]
     if started is not None and campaign["state"] == "running":
         elapsed = min(window, max((utcnow() - started).total_seconds(), 1.0))
+        rate = round(recent / elapsed, 1)
+    elif started is not None and finished is not None:      # the average of the whole run
+        rate = round(found["sent"] / max((finished - started).total_seconds(), 0.001), 1)
     else:
-        elapsed = window
-    rate = round(recent / elapsed, 1)
+        rate = 0.0
     return {"total": campaign["total"], "sent": found["sent"], "failed": found["failed"],
             "in_doubt": found["in_doubt"], "skipped": found["skipped"],
             "cancelled": found["cancelled"], "remaining": remaining, "rate": rate,

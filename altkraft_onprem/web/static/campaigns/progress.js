@@ -26,7 +26,8 @@
       if (response.ok) {
         const data = await response.json();
         show(data);
-        if (!active.has(data.state)) return;
+        // Finished, paused or cancelled: reload once so the action buttons match the state.
+        if (!active.has(data.state)) { window.location.reload(); return; }
       }
     } catch (e) { /* retry below */ }
     setTimeout(poll, 1000);
