@@ -41,8 +41,9 @@ def _argument(converter):
 
 def _route_table() -> list[tuple[str, str, str, str]]:
     """(method, url, endpoint, permission) for every rule, built from a throwaway app."""
-    data_dir = Path(tempfile.mkdtemp(prefix="ak-routes-"))
-    app = create_app(make_settings(data_dir, f"sqlite:///{data_dir / 'unused.db'}"))
+    with tempfile.TemporaryDirectory(prefix="ak-routes-") as name:
+        data_dir = Path(name)        # create_app reads the secret key; it never connects
+        app = create_app(make_settings(data_dir, f"sqlite:///{data_dir / 'unused.db'}"))
     routes = []
     for rule in app.url_map.iter_rules():
         methods = rule.methods - {"HEAD", "OPTIONS"}
