@@ -30,6 +30,7 @@ def _blueprints():
     import altkraft_onprem.access.api  # noqa: F401  (declares API operations)
     import altkraft_onprem.campaigns.api  # noqa: F401
     import altkraft_onprem.audience.api  # noqa: F401
+    import altkraft_onprem.audience.api_export  # noqa: F401
     import altkraft_onprem.audience.api_segments  # noqa: F401
     import altkraft_onprem.audience.api_suppressions  # noqa: F401
     import altkraft_onprem.audience.importer.api  # noqa: F401

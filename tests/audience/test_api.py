@@ -150,3 +150,20 @@ def test_viewer_cannot_write(api, env):
     token = env.token("Viewer")
     assert api("POST", "/lists", token=token, json={"name": "nope"}).status_code == 403
     assert api("GET", "/lists", token=token).status_code == 200
+
+
+def test_export_list_csv_and_xlsx_over_the_api(api):
+    import io
+
+    from openpyxl import load_workbook
+    list_id = new_list(api)["id"]
+    api("POST", "/subscribers", json={"email": f"e-{uuid.uuid4().hex[:6]}@example.com",
+                                      "first_name": "@SUM(1)", "lists": [list_id]})
+    response = api("GET", f"/lists/{list_id}/export.csv?fields=email,first_name,list_status")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    lines = response.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert lines[0] == "email,first_name,list_status" and ",'@SUM(1),confirmed" in lines[1]
+    book = api("GET", f"/lists/{list_id}/export.xlsx?fields=first_name")
+    assert load_workbook(io.BytesIO(book.data)).active["A2"].value == "'@SUM(1)"
+    bad = api("GET", f"/lists/{list_id}/export.csv?fields=email,password")
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "fields"
