@@ -23,10 +23,16 @@ def world(env):
     return {"campaign": c["id"], "list": list_id}
 
 
-@pytest.fixture()
-def analyst(env, client):
+@pytest.fixture(scope="module")
+def analyst(env):
+    client = env.app.test_client()
     env.login(client, env.user("Analyst"))
     return client
+
+
+@pytest.fixture(scope="module")
+def token(env):
+    return env.token("Analyst")
 
 
 @pytest.mark.parametrize("path", ["/reports/", "/reports/cohorts", "/reports/engagement",
@@ -69,8 +75,7 @@ def test_viewer_may_not_see_reports(env, client, world):
     assert client.get("/reports/").status_code == 403
 
 
-def test_api_campaign_report(env, client, world):
-    token = env.token("Analyst")
+def test_api_campaign_report(env, client, world, token):
     body = client.get(f"/api/v1/campaigns/{world['campaign']}/report",
                       headers={"Authorization": f"Bearer {token}"}).get_json()
     assert body["delivered"] == 1
@@ -79,8 +84,7 @@ def test_api_campaign_report(env, client, world):
     assert set(body["reads"]) >= {"glanced", "skimmed", "read", "avg_seconds"}
 
 
-def test_api_clickmap(env, client, world):
-    token = env.token("Analyst")
+def test_api_clickmap(env, client, world, token):
     body = client.get(f"/api/v1/campaigns/{world['campaign']}/clickmap?version=1",
                       headers={"Authorization": f"Bearer {token}"}).get_json()
     assert body["links"] == [{"index": 0, "url": "https://shop.example/p", "unique_clicks": 1, "clicks": 1,
@@ -90,8 +94,8 @@ def test_api_clickmap(env, client, world):
     assert missing.status_code == 422 and "version" in missing.get_json()["detail"]
 
 
-def test_api_cohorts_and_engagement(env, client, world):
-    headers = {"Authorization": f"Bearer {env.token('Analyst')}"}
+def test_api_cohorts_and_engagement(env, client, world, token):
+    headers = {"Authorization": f"Bearer {token}"}
     cohorts = client.get(f"/api/v1/reports/cohorts?period=month&list_id={world['list']}", headers=headers).get_json()
     assert cohorts["rows"][0]["cohort"] == "2026-03-01" and cohorts["rows"][0]["size"] == 1
     engagement = client.get("/api/v1/reports/engagement?period=day&since=2026-03-01&until=2026-03-03",

@@ -36,7 +36,7 @@ def world(env):
 
 @pytest.fixture(scope="module")
 def service(env, world):
-    server = start_service(env, extra_env={"ALTKRAFT_TRACKING__FLUSH_INTERVAL_MS": "100"})
+    server = start_service(env, "--no-consumer", extra_env={"ALTKRAFT_TRACKING__FLUSH_INTERVAL_MS": "100"})
     yield server
     server.stop()
 
