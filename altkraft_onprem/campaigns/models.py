@@ -18,8 +18,12 @@ from sqlalchemy import (
 
 from altkraft_onprem.db import metadata
 from altkraft_onprem.db.types import UTCDateTime
+from altkraft_onprem.i18n import N_
 
 STATES = ("draft", "scheduled", "running", "paused", "finished", "cancelled")
+# Shown through _() on the pages; marked here so the catalogue has them.
+STATE_LABELS = (N_("draft"), N_("scheduled"), N_("running"), N_("paused"), N_("finished"),
+                N_("cancelled"), N_("sent"), N_("failed"), N_("in_doubt"), N_("skipped"))
 # Which lifecycle moves each action allows: action -> {from state: to state}.
 MOVES = {
     "schedule": {"draft": "scheduled"},
