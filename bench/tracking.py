@@ -192,6 +192,8 @@ def main() -> None:
     try:
         wrk(base + "/static/app.css", 2, args.connections)                 # warm up
         results["static"] = wrk(base + "/static/app.css", args.duration, args.connections)
+        # the floor of any Flask route in this setup (no template, no database): for scale
+        results["healthz"] = wrk(base + "/healthz", args.duration, args.connections)
         results["open"] = wrk(base, args.duration, args.connections, script=str(open_script))
         answered = results["open"]["requests"] + probe_events
         if click_script:
