@@ -10,7 +10,8 @@ Faults: `smtp_sink.fail("451 4.3.0 Try later", times=3)` answers the next 3 tran
 that reply (at DATA, or `stage="rcpt"` / `"mail"`; a 421 also closes the connection);
 `smtp_sink.drop(times=2)` cuts the next 2 connections in the middle of DATA;
 `smtp_sink.stop()` / `smtp_sink.start()` take the relay down and bring it back on the same
-port. Optional AUTH (`SmtpSink(auth=("user", "pass"))`) and TLS (`tls="starttls"|"tls"`).
+port. Optional AUTH (`SmtpSink(auth=("user", "pass"))`), TLS (`tls="starttls"|"tls"`) and
+PIPELINING (`pipelining=True`).
 """
 from __future__ import annotations
 
@@ -77,13 +78,14 @@ class SmtpSink:
     """aiosmtpd on 127.0.0.1 collecting parsed messages; see the module docstring."""
 
     def __init__(self, *, auth: tuple[str, str] | None = None, tls: str = "none",
-                 port: int | None = None):
+                 port: int | None = None, pipelining: bool = False):
         self.port = port or _free_port()
         self.messages: list[email.message.EmailMessage] = []
         self.connections = 0
         self.transactions = 0
         self.auth = auth
         self.tls = tls
+        self.pipelining = pipelining      # advertise RFC 2920 (aiosmtpd reads commands in order)
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         self._controller: Controller | None = None
@@ -173,6 +175,8 @@ class SmtpSink:
         with self._lock:
             self.connections += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):

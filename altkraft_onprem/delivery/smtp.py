@@ -9,6 +9,7 @@ data went out is reported `in_doubt`, never silently retried.
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -21,6 +22,7 @@ from pathlib import Path
 from .errors import DeliveryError
 
 TIMEOUT = 60.0
+_LEADING_DOT = re.compile(rb"^\.", re.M)
 IDLE_SECONDS = 25.0          # relays drop idle sessions; reconnect instead of finding out
 
 
@@ -164,11 +166,21 @@ class Session:
             self.conn = None
 
     def send(self, mail_from: str, rcpt: str, data: bytes) -> Reply:
-        """MAIL, RCPT, DATA on this session; DeliveryError classified as described above."""
+        """MAIL, RCPT, DATA on this session (pipelined when the relay offers PIPELINING,
+        RFC 2920); DeliveryError classified as described above. `data` has CRLF line ends."""
+        for address in (mail_from, rcpt):
+            if any(c in address for c in "\r\n<>") or not address.isascii():
+                raise DeliveryError(f"not a usable SMTP address: {address!r}")
         for attempt in (1, 2):
             self.open()
+            pipelined = self.conn.has_extn("pipelining")
             try:
-                code, text = self.conn.mail(mail_from)
+                if pipelined:
+                    self.conn.send(f"MAIL FROM:<{mail_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n"
+                                   .encode("ascii"))
+                    code, text = self.conn.getreply()
+                else:
+                    code, text = self.conn.mail(mail_from)
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 self.drop()
                 if self.reused and attempt == 1:
@@ -178,26 +190,57 @@ class Session:
             break
         name = self.relay.name
         try:
-            if code != 250:
-                self._refused("MAIL FROM", code, text)
-            code, text = self.conn.rcpt(rcpt)
-            if code not in (250, 251):
-                self._refused("RCPT TO", code, text)
-            try:
-                code, text = self.conn.data(data)
-            except smtplib.SMTPDataError as exc:
-                self._refused("DATA", exc.smtp_code, exc.smtp_error)
-            except (smtplib.SMTPServerDisconnected, OSError) as exc:
-                self.drop()
-                raise DeliveryError(f"relay {name} dropped the connection during DATA: "
-                                    f"{_describe(exc)}", temporary=True, in_doubt=True) from None
-            if code != 250:
-                self._refused("end of DATA", code, text)
+            if pipelined:
+                code, text = self._pipelined_rest((code, text), data)
+            else:
+                code, text = self._stepwise_rest(code, text, rcpt, data)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.drop()
             raise DeliveryError(f"relay {name} dropped the connection: {_describe(exc)}",
                                 temporary=True) from None
         return Reply(name, code, _text(text))
+
+    def _pipelined_rest(self, mail: tuple, data: bytes) -> tuple[int, bytes]:
+        conn = self.conn
+        rcpt = conn.getreply()
+        start = conn.getreply()
+        if start[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
+            conn.send(b".\r\n")              # RFC 2920: end the empty transaction
+            conn.getreply()
+        if mail[0] != 250:
+            self._refused("MAIL FROM", *mail)
+        if rcpt[0] not in (250, 251):
+            self._refused("RCPT TO", *rcpt)
+        if start[0] != 354:
+            self._refused("DATA", *start)
+        return self._content(data)
+
+    def _stepwise_rest(self, code: int, text, rcpt: str, data: bytes) -> tuple[int, bytes]:
+        if code != 250:
+            self._refused("MAIL FROM", code, text)
+        code, text = self.conn.rcpt(rcpt)
+        if code not in (250, 251):
+            self._refused("RCPT TO", code, text)
+        code, text = self.conn.docmd("DATA")
+        if code != 354:
+            self._refused("DATA", code, text)
+        return self._content(data)
+
+    def _content(self, data: bytes) -> tuple[int, bytes]:
+        """The message (dot-stuffed) and the final reply; a break now leaves it in doubt."""
+        payload = _LEADING_DOT.sub(b"..", data)
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        try:
+            self.conn.send(payload + b".\r\n")
+            code, text = self.conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self.drop()
+            raise DeliveryError(f"relay {self.relay.name} dropped the connection during DATA: "
+                                f"{_describe(exc)}", temporary=True, in_doubt=True) from None
+        if code != 250:
+            self._refused("end of DATA", code, text)
+        return code, text
 
     def _refused(self, stage: str, code: int, text) -> None:
         message = f"relay {self.relay.name} answered {stage}: {code} {_text(text)}"

@@ -213,3 +213,36 @@ def test_header_injection_is_refused(tmp_path, smtp_sink, keys):
 def test_no_relay_configured(tmp_path, keys):
     with pytest.raises(DeliveryError, match="no SMTP relay configured"):
         send(settings_for(tmp_path, [], keys))
+
+
+@pytest.fixture()
+def pipelining_sink():
+    sink = SmtpSink(pipelining=True).start()
+    yield sink
+    sink.stop()
+
+
+def test_pipelined_transaction_arrives_intact(tmp_path, pipelining_sink, keys):
+    settings = settings_for(tmp_path, [pipelining_sink.relay()], keys)
+    send(settings)
+    send(settings)
+    assert [m.envelope_to for m in pipelining_sink.messages] == [["ivan@example.net"]] * 2
+    assert dkim.verify(pipelining_sink.messages[1].raw, dnsfunc=dns(keys[1]))
+    assert ".dot line" in pipelining_sink.messages[0].get_body(("plain",)).get_content()
+
+
+def test_pipelined_refused_recipient_is_permanent(tmp_path, pipelining_sink, keys):
+    pipelining_sink.fail("550 5.1.1 No such user", stage="rcpt")
+    settings = settings_for(tmp_path, [pipelining_sink.relay()], keys)
+    with pytest.raises(DeliveryError) as caught:
+        send(settings)
+    assert caught.value.code == 550 and not caught.value.temporary
+    send(settings)                       # the session is still usable afterwards
+    assert len(pipelining_sink.messages) == 1
+
+
+def test_pipelined_drop_during_data_is_in_doubt(tmp_path, pipelining_sink, keys):
+    pipelining_sink.drop()
+    with pytest.raises(DeliveryError) as caught:
+        send(settings_for(tmp_path, [pipelining_sink.relay()], keys))
+    assert caught.value.in_doubt
