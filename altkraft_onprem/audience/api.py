@@ -310,6 +310,23 @@ def erase_subscriber(subscriber_id: int):
     return Response(status=204)
 
 
+class ResendBody(Strict):
+    list: Id = Field(description="The list whose membership is unconfirmed")
+
+
+@operation("/subscribers/<int:subscriber_id>/resend-confirmation", "POST",
+           permission="lists:write", summary="Send the double opt-in email again", tag=TAG_SUBS,
+           body=ResendBody, status=202)
+def resend_confirmation(subscriber_id: int, body: ResendBody):
+    from . import optin
+    from .jobs import send_confirmation
+
+    with db.write(db.get_engine()) as conn:
+        optin.resend(conn, g.actor, subscriber_id, body.list)
+    send_confirmation(subscriber_id, body.list)
+    return Response(status=202)
+
+
 # --- custom fields --------------------------------------------------------------------------
 
 class FieldOut(BaseModel):

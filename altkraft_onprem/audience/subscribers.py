@@ -91,7 +91,9 @@ def create_subscriber(conn: Connection, actor: Actor, data: dict, *, list_ids=()
     for list_id in existing_list_ids(conn, list_ids):
         set_membership(conn, subscriber_id, list_id, status)
     log_activity(conn, subscriber_id, "created", source=source, by=actor.label)
-    record_consent(conn, subscriber_id, None, source, ip=actor.ip, form=f"added by {actor.label}")
+    if source != "form":              # public sign-ups record their own consent (optin.py)
+        record_consent(conn, subscriber_id, None, source, ip=actor.ip,
+                       form=f"added by {actor.label}")
     record(conn, actor, "subscriber.create", "subscriber", subscriber_id)
     return subscriber_id
 

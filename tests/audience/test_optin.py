@@ -185,3 +185,21 @@ def test_preference_center(env, client):
     client.post(path, data={"list": [str(list_b)]})
     assert status_of(env, email, list_a)[0] == "unsubscribed"
     assert status_of(env, email, list_b)[0] == "confirmed"
+
+
+def test_resend_over_the_api(env, sink):
+    from tests.api.conftest import Api
+    api = Api(env.app.test_client(), env.token("Editor"))
+    list_id = make_list(env)
+    email = f"api-re-{uuid.uuid4().hex[:6]}@example.com"
+    with db.write(env.engine) as conn:
+        sid = subscribers.create_subscriber(conn, ACTOR, {"email": email}, list_ids=[list_id],
+                                            status="unconfirmed")
+    assert api("POST", f"/subscribers/{sid}/resend-confirmation", json={"list": list_id}
+               ).status_code == 202
+    assert len(sink.by_recipient(email)) == 1
+    confirmed = make_list(env, optin="single")
+    with db.write(env.engine) as conn:
+        subscribers.change_memberships(conn, ACTOR, sid, add=[confirmed])
+    refused = api("POST", f"/subscribers/{sid}/resend-confirmation", json={"list": confirmed})
+    assert refused.status_code == 422
