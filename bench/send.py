@@ -110,6 +110,13 @@ def populate(engine, count: int) -> tuple[int, int]:
     return list_id, message_id
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its waited-for children (the senders)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def ceiling(port: int, count: int, sessions: int, size: int) -> float:
     started = time.perf_counter()
     subprocess.run([tool("smtp-source"), "-d", "-s", str(sessions), "-m", str(count), "-l", str(size),
@@ -159,6 +166,7 @@ def main() -> None:
                 from_email="news@example.com", from_name="Магазин",
                 utm={"utm_source": "altkraft", "utm_medium": "email", "utm_campaign": "bench"})
         engine.dispose()
+        cpu_before = _cpu_seconds()
         started_at = campaigns.utcnow()
         started = time.perf_counter()
         with db.write(engine) as conn:
@@ -166,6 +174,7 @@ def main() -> None:
         ledger_built = time.perf_counter() - started
         outcomes = run_campaign(settings, engine, campaign_id, processes=args.sessions)
         elapsed = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu_before
         from sqlalchemy import func, select
         with db.read(engine) as conn:
             first = conn.execute(select(func.min(deliveries.c.done_at)).where(
@@ -203,12 +212,18 @@ def main() -> None:
         "peak_rss_mb": round(max(peak_self, peak_children), 1),
         "peak_rss_coordinator_mb": round(peak_self, 1), "peak_rss_sender_mb": round(peak_children, 1),
         "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+        "cpu_ms_per_msg": round(cpu / max(sent, 1) * 1000, 3),
+        "cpu_bound_msgs_per_s_on_this_host": round(os.cpu_count() * max(sent, 1) / cpu, 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "message_id_length": sample,
     }
     print(f"ours: {ours:.0f} msgs/s ({sent} sent in {elapsed:.1f}s, {args.sessions} sessions); "
           f"smtp-source ceiling: {top:.0f} msgs/s; ratio {ours / top:.2f}")
     print("stage seconds (summed over senders): " +
           ", ".join(f"{k} {v:.1f}" for k, v in result["stage_seconds"].items()))
+    print(f"CPU {result['cpu_ms_per_msg']} ms per message (all our processes): at most "
+          f"{result['cpu_bound_msgs_per_s_on_this_host']} msgs/s on {os.cpu_count()} idle cores; "
+          f"load average during the run {result['load_average_1m']}")
     print(f"first message accepted {result['first_message_s']}s after start; "
           f"peak RSS {result['peak_rss_mb']} MB")
     if not args.keep:

@@ -11,7 +11,18 @@ import os
 import socket
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from altkraft_onprem.db.types import utcnow
 
@@ -107,6 +118,31 @@ def record(conn: Connection, row_id: int, owner: str, state: str, *, reply: str 
         deliveries.c.id == row_id, deliveries.c.lease_owner == owner,
         deliveries.c.state == "leased").values(**values))
     return result.rowcount == 1
+
+
+_SENT_MANY = update(deliveries).where(
+    deliveries.c.id == bindparam("row_id"), deliveries.c.lease_owner == bindparam("owner"),
+    deliveries.c.state == "leased").values(
+    state="sent", reply=bindparam("reply"), message_id=bindparam("mid"), lease_owner=None,
+    lease_until=None, done_at=bindparam("now"), attempts=deliveries.c.attempts + 1,
+    first_attempt_at=func.coalesce(deliveries.c.first_attempt_at, bindparam("now")))
+
+
+def record_sent(conn: Connection, items: list[tuple[int, str, str, str]],
+                now: datetime | None = None) -> list[bool]:
+    """Many sent rows [(row id, owner, reply, message id)] in one statement; per item,
+    whether its lease still held."""
+    if not items:
+        return []
+    now = now or utcnow()
+    result = conn.execute(_SENT_MANY, [{"row_id": r, "owner": o, "reply": reply, "mid": mid,
+                                        "now": now} for r, o, reply, mid in items])
+    if result.rowcount == len(items):
+        return [True] * len(items)
+    done = set(conn.execute(select(deliveries.c.id).where(
+        deliveries.c.id.in_([r for r, *_ in items]), deliveries.c.state == "sent",
+        deliveries.c.done_at == now)).scalars())
+    return [r in done for r, *_ in items]
 
 
 def release(conn: Connection, owner: str) -> int:

@@ -345,9 +345,15 @@ def _serve(engine, children) -> list[Outcome]:
                 else:
                     batch.append((fd, message))
         if batch:
+            results = []
             with db.write(engine) as conn:
-                results = [(fd, ledger.record(conn, row_id, owner, state, **values))
-                           for fd, (_, row_id, owner, state, values) in batch]
+                sent = [(fd, m) for fd, m in batch if m[3] == "sent"]
+                oks = ledger.record_sent(conn, [(m[1], m[2], m[4].get("reply"), m[4].get("message_id"))
+                                                for _, m in sent])
+                results.extend((fd, ok) for (fd, _), ok in zip(sent, oks, strict=True))
+                results.extend((fd, ledger.record(conn, row_id, owner, state, **values))
+                               for fd, (_, row_id, owner, state, values) in batch
+                               if state != "sent")
             answers: dict[int, bytearray] = {}
             for fd, ok in results:
                 answers.setdefault(fd, bytearray()).append(ord("1") if ok else ord("0"))
