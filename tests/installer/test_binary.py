@@ -1,9 +1,10 @@
 """The one-file `altkraft-install` (PyInstaller) builds and runs: --help, and a full
 `install --root` into a temporary directory.
 
-`make installer-binary` builds dist/altkraft-install and `make test` passes it in
-AKTEST_INSTALLER_BINARY; without it the test builds one itself, cached by the hash of the
-sources so that the SQLite and Postgres runs share one build.
+`make test` builds dist/altkraft-install once (`make installer-binary`) and passes it in
+AKTEST_INSTALLER_BINARY. With AKTEST_BUILD_INSTALLER=1 the test builds one itself (cached by
+the hash of the sources); otherwise it is skipped, so that a bare `pytest` does not spend
+minutes of CPU on PyInstaller.
 """
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ def binary() -> Path:
     given = os.environ.get("AKTEST_INSTALLER_BINARY")
     if given:
         return Path(given)
+    if os.environ.get("AKTEST_BUILD_INSTALLER") != "1":
+        pytest.skip("the one-file build takes minutes: run `make test`, or set "
+                    "AKTEST_INSTALLER_BINARY=dist/altkraft-install (make installer-binary) "
+                    "or AKTEST_BUILD_INSTALLER=1")
     if shutil.which("pyinstaller", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("PyInstaller is not installed (pip install -e '.[test]')")
     cache = REPO / "build" / "installer-binary" / _source_hash()
