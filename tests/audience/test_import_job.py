@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import uuid
 import zipfile
 
@@ -221,3 +222,11 @@ def test_archive_limits_from_settings_apply(env, tmp_path, limit):
         archive.writestr("a.csv", "email\n" + "x@example.com\n" * 20)
     report = run(env, tmp_path, buffer.getvalue(), filename="big.zip", limits=limit)
     assert report["state"] == "failed" and "unpacks to" in report["error"]
+
+
+def test_stale_uploads_are_purged_and_fresh_ones_kept(tmp_path):
+    old = service.save_upload(tmp_path, "old.csv", io.BytesIO(b"email\n"))
+    fresh = service.save_upload(tmp_path, "fresh.csv", io.BytesIO(b"email\n"))
+    os.utime(old.parent / service.MARKER, (0, 0))
+    assert service.purge_uploads(tmp_path, max_age_hours=24) == 1
+    assert not old.parent.exists() and fresh.exists()

@@ -1,11 +1,13 @@
 """The import as a background job (huey)."""
 from __future__ import annotations
 
+from huey import crontab
+
 from altkraft_onprem import db
 from altkraft_onprem.config import current_settings
-from altkraft_onprem.tasks import job
+from altkraft_onprem.tasks import job, periodic
 
-from . import runner
+from . import runner, service
 from .archives import Limits
 
 
@@ -15,3 +17,9 @@ def run_import(import_id: int) -> None:
     settings = current_settings()
     runner.run_import(db.get_engine(), import_id, limits=Limits.from_settings(settings),
                        batch_size=settings["imports.batch_size"])
+
+
+@periodic(crontab(minute="41"))
+def purge_stale_uploads() -> int:
+    """Uploads previewed but never imported (or left by a crash) go after a day."""
+    return service.purge_uploads(current_settings().data_dir, max_age_hours=24)

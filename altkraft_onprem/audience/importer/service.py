@@ -1,15 +1,13 @@
-"""Import runs: create, read, report, and run (the body of the background job).
+"""Imports: previews, creating an import, its state and report, and the uploads it reads.
 
-The only code that writes the imports and import_rejects tables. Subscribers are written by
-the batch writer (writer.py) inside the transactions opened here, one per batch, so progress
-is visible while the import runs and a crash keeps the batches already done.
+With runner.py (which runs an import), the only code that writes the imports and
+import_rejects tables.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,7 +26,6 @@ from .models import COUNT_KEYS, MODES, STATUSES, import_rejects, imports
 from .sources import open_tables
 from .validate import CustomField
 
-log = logging.getLogger(__name__)
 BATCH = 5000
 PREVIEW_ROWS = 10
 Progress = Callable[[dict], None]
@@ -214,3 +211,21 @@ def save_upload(data_dir: Path, filename: str, stream) -> Path:
         while chunk := stream.read(1 << 20):
             out.write(chunk)
     return target
+
+
+def purge_uploads(data_dir: Path, *, max_age_hours: float) -> int:
+    """Deletes upload folders (those save_upload made) older than the age; returns how many."""
+    import shutil
+    import time
+
+    root = data_dir / UPLOADS
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - max_age_hours * 3600
+    removed = 0
+    for folder in root.iterdir():
+        marker = folder / MARKER
+        if marker.is_file() and marker.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
