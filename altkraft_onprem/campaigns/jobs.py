@@ -35,6 +35,9 @@ def run_campaign(settings, engine, campaign_id: int, processes: int | None = Non
         paused = next((o.paused for o in results if o.paused), None)
         with db.write(engine) as conn:
             ledger.recover(conn, campaign_id)
+            if campaigns.state(conn, campaign_id) == "cancelled":
+                ledger.cancel_rows(conn, campaign_id)      # rows released after the cancel
+                return outcomes
             if paused:
                 campaigns.pause_by_system(conn, campaign_id, paused)
                 log.warning("campaign %s paused: %s", campaign_id, paused)

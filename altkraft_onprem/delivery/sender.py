@@ -141,6 +141,7 @@ class Sender:
 
         batch_size = self.settings["delivery.batch_size"]
         lease = self.settings["delivery.lease_seconds"]
+        clean = False
         try:
             while self.outcome.paused is None and not self.outcome.lost_lease:
                 started = time.perf_counter()
@@ -165,10 +166,18 @@ class Sender:
                     if not self._one(row_id, subscriber_id, people.get(subscriber_id),
                                      subscriber_id in sendable):
                         break
+            clean = True
+        except BaseException:
+            clean = False
+            raise
         finally:
-            self.recorder.finish(self.outcome)
-            with db.write(self.engine) as conn:
-                ledger.release(conn, self.owner)
+            if clean:
+                self.recorder.finish(self.outcome)
+            # Unsent rows go back to the queue only when every reply is known to be on disk;
+            # otherwise `ledger.recover` sorts them out (the unrecorded one becomes in-doubt).
+            if clean and self.recorder.wait():
+                with db.write(self.engine) as conn:
+                    ledger.release(conn, self.owner)
             if self.session is not None:
                 if self.session.conn is not None:
                     self.pool.checkin(self.session)

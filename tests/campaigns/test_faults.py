@@ -156,3 +156,17 @@ def test_cancel_marks_unsent_rows_cancelled(env, sink):
     found = progress(env, campaign_id)
     assert (found["state"], found["cancelled"], found["remaining"]) == ("cancelled", 4, 0)
     assert sink.messages == []
+
+
+def test_cancel_during_the_send_leaves_every_row_final(env, sink):
+    settings, campaign_id, _ = campaign_for(env, 6, delivery__batch_size=3)(sink)
+
+    def cancel_after_first(_message):
+        if len(sink.messages) == 1:
+            with db.write(env.engine) as conn:
+                campaigns.cancel(conn, ACTOR, campaign_id)
+    sink.on_message = cancel_after_first
+    run_campaign(settings, env.engine, campaign_id, processes=1)
+    found = progress(env, campaign_id)
+    assert found["state"] == "cancelled" and found["remaining"] == 0
+    assert found["sent"] + found["cancelled"] == 6 and found["sent"] == len(sink.messages)
