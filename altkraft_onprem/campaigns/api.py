@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from altkraft_onprem import db
 from altkraft_onprem.api import MAX_ID, operation
 from altkraft_onprem.config import current_settings
+from altkraft_onprem.errors import Forbidden
 
 from . import actions, service
 
@@ -137,6 +138,8 @@ def list_campaigns():
 @operation("/campaigns", "POST", permission="campaigns:write", summary="Create a campaign",
            tag=TAG, body=CampaignCreate, response=Created, status=201)
 def create_campaign(body: CampaignCreate):
+    if (body.start_now or body.schedule_at is not None) and not g.actor.can("campaigns:send"):
+        raise Forbidden("starting or scheduling a campaign needs the campaigns:send permission")
     with db.write(db.get_engine()) as conn:
         campaign_id = service.create_campaign(conn, g.actor, **_values(body))
     actions.after_create(g.actor, campaign_id, start_now=body.start_now,

@@ -114,3 +114,10 @@ def test_viewer_cannot_start(env, api):
     response = env.app.test_client().post(f"/api/v1/campaigns/{campaign_id}/start",
                                           headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 403
+
+
+def test_editor_cannot_start_now(env, api):
+    token = env.token("Editor")
+    response = env.app.test_client().post("/api/v1/campaigns", json=body(api, start_now=True),
+                                          headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
