@@ -45,14 +45,17 @@ def page_env(template_db, tmp_path_factory, dns_server):  # noqa: F811
     drop()
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def signed_in(page_env):
+    """One signed-in test client per role for the module (password hashing is slow)."""
     env, _ = page_env
+    clients = {}
 
     def login(role: str):
-        client = env.app.test_client()
-        env.login(client, env.user(role))
-        return client
+        if role not in clients:
+            clients[role] = env.app.test_client()
+            env.login(clients[role], env.user(role))
+        return clients[role]
     return login
 
 
