@@ -146,9 +146,11 @@ def shared_data(settings: Settings, source: dict[str, Any] | None) -> dict[str, 
 
 
 def per_subscriber_data(settings: Settings, source: dict[str, Any] | None,
-                        contexts: dict[int, dict[str, Any]]) -> dict[int, Any]:
+                        contexts: dict[int, dict[str, Any]],
+                        cache: dict[str, Any] | None = None) -> dict[int, Any]:
     """For a per-subscriber URL template: {subscriber id: document}; one failure fails all
-    (a campaign must not go out half-personalised)."""
+    (a campaign must not go out half-personalised). Each distinct URL is fetched once; pass
+    the same `cache` dict for every batch of a send to fetch it once per send."""
     if not source or source.get("kind") != "per_subscriber":
         return {}
     from .sandbox import MessageEnvironment
@@ -158,8 +160,8 @@ def per_subscriber_data(settings: Settings, source: dict[str, Any] | None,
         urls = {sid: template.render(context).strip() for sid, context in contexts.items()}
     except Exception as exc:  # noqa: BLE001 - a template error is the marketer's to fix
         raise DataFetchError(f"the data URL template failed: {exc}", "data_source.url_template") from None
-    cache: dict[str, Any] = {}
-    unique = sorted(set(urls.values()))
+    cache = {} if cache is None else cache
+    unique = sorted(set(urls.values()) - set(cache))
     with ThreadPoolExecutor(max_workers=settings["messages.data_concurrency"]) as pool:
         for url, document in zip(unique, pool.map(lambda u: fetch_json(settings, u), unique), strict=True):
             cache[url] = document if isinstance(document, dict) else {"items": document}

@@ -125,6 +125,16 @@ def test_visual_content_survives_a_switch_to_html_and_back(signed_in, state):
     assert canvas(page).locator(f"img[src='{state['image_url']}']").count() == 1
 
 
+def test_code_mode_shows_template_problems_with_their_lines(signed_in, state):
+    page = signed_in
+    page.goto(state["url"])
+    ready(page)
+    page.locator("#editor-tabs [data-pane=code]").click()
+    page.evaluate("window.altkraftEditor.cm().setValue('<p>fine</p>\\n<p>{{ customer.name }}</p>\\n')")
+    expect(page.locator("#problems li")).to_contain_text("html line 2: unknown variable 'customer'")
+    expect(page.locator("#pane-code .cm-problem")).to_have_count(1)
+
+
 def test_emoji_goes_into_the_subject(signed_in, env, state):
     page = signed_in
     page.goto(state["url"])

@@ -169,3 +169,13 @@ def test_draft_data_source_without_its_url_is_a_422(api):
     response = api("POST", f"/messages/{created['id']}/preview",
                    json={"draft": {"data_source": {"kind": "url", "url": None}}})
     assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "data_source.url"
+
+
+def test_a_shared_cache_fetches_a_url_once_per_send(trusting, server):
+    _Handler.hits.clear()
+    source = {"kind": "per_subscriber", "url_template": server + "/doc?id={{ subscriber.id % 2 }}"}
+    cache: dict = {}
+    for batch in ({1: {"subscriber": {"id": 1}}, 2: {"subscriber": {"id": 2}}},
+                  {3: {"subscriber": {"id": 3}}, 4: {"subscriber": {"id": 4}}}):
+        per_subscriber_data(trusting, source, batch, cache)
+    assert sorted(_Handler.hits) == ["/doc?id=0", "/doc?id=1"]

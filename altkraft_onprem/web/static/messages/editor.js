@@ -84,7 +84,23 @@
       mode: "htmlmixed", lineNumbers: true, lineWrapping: true, readOnly: !data.can_write,
     });
     cm.setValue(data.html);
-    cm.on("change", () => markDirty());
+    let timer = null;
+    cm.on("change", () => {
+      markDirty();
+      // Problems (syntax errors, unknown variables) follow the typing, with their lines.
+      clearTimeout(timer);
+      timer = setTimeout(checkNow, 1200);
+    });
+  }
+
+  async function checkNow() {
+    if (mode !== "code") return;
+    const follows = $("text-follows").checked;
+    const response = await post(data.urls.check, {
+      subject: $("subject").value, preheader: $("preheader").value, html: cm.getValue(),
+      text: follows ? null : $("text").value, text_follows_html: follows,
+    });
+    if (response.ok) showProblems((await response.json()).problems);
   }
 
   // --- tabs and mode switching ---------------------------------------------------------------
