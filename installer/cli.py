@@ -124,8 +124,12 @@ def _outcome(outcome: steps.Outcome, idle: str) -> None:
 def install(root, assume_yes, answers_file, altkraft_bin, no_start, **given) -> None:
     """Create user, config, secret key, data directory, units; migrate; start; print the URL."""
     layout = Layout.at(root)
-    answers = collect_answers(given, answers_file, assume_yes)
+    existing = layout.path(CONFIG).exists()
+    # An existing config is kept as it is: nothing to ask (edit the file to change settings).
+    answers = collect_answers(given, answers_file, assume_yes or existing)
     click.echo(f"Installing ALTKRAFT On-Premise{f' under {layout.root}' if layout.staged else ''}")
+    if existing:
+        click.echo(f"keeping the existing {layout.path(CONFIG)} (edit it to change settings)")
     try:
         outcome = steps.install(layout, answers, altkraft_bin=altkraft_bin, start=not no_start,
                                 say=click.echo)

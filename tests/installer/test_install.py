@@ -230,3 +230,11 @@ def test_bad_answer_names_the_setting_and_writes_nothing(tmp_path):
     assert result.exit_code == 2
     assert "server.public_url = 'ftp://x'" in result.output
     assert not (root / "etc/altkraft/config.toml").exists()
+
+
+def test_install_over_an_existing_config_asks_nothing(installed):
+    root, _ = installed
+    result = run("install", "--root", str(root), input="")
+    assert result.exit_code == 0, result.output
+    assert f"keeping the existing {root}/etc/altkraft/config.toml" in result.output
+    assert "nothing to change" in result.output
