@@ -89,17 +89,25 @@ def _out(row, counts: dict | None) -> dict:
 
 
 def counts_by_list(conn: Connection, list_ids=None) -> dict[int, dict]:
-    """Live member counts per list and status, people in the trash left out."""
-    query = (select(subscriber_lists.c.list_id, subscriber_lists.c.status, func.count())
-             .select_from(subscriber_lists.join(subscribers, and_(
-                 subscribers.c.id == subscriber_lists.c.subscriber_id,
-                 subscribers.c.deleted_at.is_(None))))
-             .group_by(subscriber_lists.c.list_id, subscriber_lists.c.status))
+    """Live member counts per list and status, people in the trash left out. Counted as all
+    memberships (a covering index scan) minus those of people in the trash (usually few, found
+    through the deleted_batch index) — a join over every membership is much slower."""
+    every = select(subscriber_lists.c.list_id, subscriber_lists.c.status, func.count()).group_by(
+        subscriber_lists.c.list_id, subscriber_lists.c.status)
+    trashed = (select(subscriber_lists.c.list_id, subscriber_lists.c.status, func.count())
+               .select_from(subscriber_lists.join(subscribers, and_(
+                   subscribers.c.id == subscriber_lists.c.subscriber_id,
+                   subscribers.c.deleted_batch.is_not(None),
+                   subscribers.c.deleted_at.is_not(None))))
+               .group_by(subscriber_lists.c.list_id, subscriber_lists.c.status))
     if list_ids is not None:
-        query = query.where(subscriber_lists.c.list_id.in_(list(list_ids)))
+        every = every.where(subscriber_lists.c.list_id.in_(list(list_ids)))
+        trashed = trashed.where(subscriber_lists.c.list_id.in_(list(list_ids)))
     result: dict[int, dict] = {}
-    for list_id, status, count in conn.execute(query):
+    for list_id, status, count in conn.execute(every):
         result.setdefault(list_id, dict.fromkeys(MEMBER_STATUSES, 0))[status] = count
+    for list_id, status, count in conn.execute(trashed):
+        result[list_id][status] -= count
     return result
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
@@ -110,10 +110,11 @@ def list_entries(conn: Connection, *, search: str = "", limit: int = 100, offset
 
 
 def not_suppressed():
-    """WHERE: the subscriber's address and domain are on no suppression entry."""
-    return ~or_(
-        select(suppressions.c.id).where(suppressions.c.email == subscribers.c.email).exists(),
-        select(suppressions.c.id).where(suppressions.c.domain == subscribers.c.email_domain).exists())
+    """WHERE: the subscriber's address and domain are on no suppression entry (two NOT EXISTS,
+    which Postgres turns into anti-joins; NOT (a OR b) would run a subplan per row)."""
+    return and_(
+        ~select(suppressions.c.id).where(suppressions.c.email == subscribers.c.email).exists(),
+        ~select(suppressions.c.id).where(suppressions.c.domain == subscribers.c.email_domain).exists())
 
 
 def is_suppressed(conn: Connection, email: str) -> bool:
