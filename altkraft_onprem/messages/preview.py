@@ -29,10 +29,11 @@ MAX_TEST_RECIPIENTS = 10
 def _subscriber(conn: Connection, subscriber_id: int | None, email: str | None) -> dict[str, Any]:
     if subscriber_id is None and not email:
         return dict(SAMPLE_SUBSCRIBER)
-    from altkraft_onprem.audience import subscribers as audience
+    from altkraft_onprem.audience import service as audience
+    from altkraft_onprem.audience import subscribers
 
     if subscriber_id is None:
-        found = audience.find_by_email(conn, email or "")
+        found = subscribers.find_by_email(conn, email or "")
         if found is None:
             raise NotFound(f"no subscriber with the address {email}", "email")
         subscriber_id = found["id"]
