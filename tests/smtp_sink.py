@@ -226,3 +226,11 @@ def smtp_sink():
     sink = SmtpSink().start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture(scope="module")
+def module_smtp_sink():
+    """One sink for a whole test module (messages accumulate across its tests)."""
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()

@@ -4,14 +4,6 @@ from __future__ import annotations
 import pytest
 
 from tests.campaigns.helpers import make_list, make_message, sending_settings
-from tests.smtp_sink import SmtpSink
-
-
-@pytest.fixture(scope="module")
-def sink():
-    server = SmtpSink().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

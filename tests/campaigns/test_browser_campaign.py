@@ -13,16 +13,8 @@ from tests.browser import save_artifacts
 from tests.campaigns.helpers import ACTOR, make_list, make_message
 from tests.conftest import start_service
 from tests.delivery.keys import write_keys
-from tests.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def sink():
-    server = SmtpSink().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

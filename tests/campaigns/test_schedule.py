@@ -20,14 +20,6 @@ from tests.campaigns.helpers import (
     progress,
     sending_settings,
 )
-from tests.smtp_sink import SmtpSink
-
-
-@pytest.fixture(scope="module")
-def sink():
-    server = SmtpSink().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

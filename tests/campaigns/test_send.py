@@ -20,17 +20,9 @@ from tests.campaigns.helpers import (
     start,
 )
 from tests.delivery.keys import dns
-from tests.smtp_sink import SmtpSink
 
 PEOPLE = [{"email": f"person{i}@example.net", "first_name": name}
           for i, name in enumerate(["Иван", "Мария", "Анна", "Пётр", "Олег", "Юлия"])]
-
-
-@pytest.fixture(scope="module")
-def sink():
-    server = SmtpSink().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
