@@ -333,7 +333,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("delivery.processes", _non_negative(_int), 0,
             "Sender processes per campaign run, each with one SMTP session (rendering and "
             "signing run in them too); 0: as many as the relays' max_connections allow.", "integer"),
-    Setting("delivery.batch_size", _positive(_int), 100,
+    Setting("delivery.batch_size", _positive(_int), 250,
             "Ledger rows a sender claims at once (pause and cancel take effect between batches).",
             "integer"),
     Setting("delivery.lease_seconds", _positive(_int), 300,
