@@ -222,7 +222,10 @@ class _Checker:
             if name in ("gender", "country"):
                 return clean_standard(name, raw)
             if name == "email":
-                return str(raw).strip()[:320]
+                try:                            # a whole address compares in stored form
+                    return clean_standard("email", raw)
+                except FieldError:
+                    return str(raw).strip()[:320]
             if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
                 raise ServiceError("expected text", where)
             return str(raw)[:1000]

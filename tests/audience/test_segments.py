@@ -190,3 +190,8 @@ def test_bad_activity_condition_names_the_part(world):
     with db.read(world["env"].engine) as conn, pytest.raises(ServiceError) as caught:
         segments.validate(conn, {"op": "and", "rules": [{"activity": "open", "days": "-1"}]})
     assert caught.value.field == "conditions.rules[0].days"
+
+
+def test_email_condition_compares_the_normalised_address(world):
+    assert matches(world, rule("email", "eq", " ann@EXAMPLE.com ")) == {"ann"}
+    assert matches(world, rule("email", "ends_with", "example.org")) == {"bob"}
