@@ -84,3 +84,16 @@ def test_live_uninstall_removes_the_user_and_keeps_data(live):
     assert "changed: removed system user altkraft" in output
     assert "no user" in output
     assert "config.toml" in output
+
+
+def test_live_upgrade_keeps_everything(live):
+    output = live(f"$INSTALL >/dev/null; {sys.executable} -m altkraft_installer.cli upgrade")
+    assert "nothing to change: already up to date" in output
+
+
+def test_live_purge_removes_config_and_data(live):
+    output = live(f"$INSTALL >/dev/null; {sys.executable} -m altkraft_installer.cli uninstall --purge --yes; "
+                  "ls /etc/altkraft /var/lib/altkraft 2>&1 || true")
+    assert "changed: removed /etc/altkraft/" in output
+    assert "changed: removed /var/lib/altkraft/" in output
+    assert "No such file or directory" in output
