@@ -206,6 +206,9 @@ def openapi_document() -> dict:
         if any(p["in"] == "path" for p in params) or op.body is not None:
             entry["responses"]["404"] = {"description": "Not found (the object, or one the body "
                                          "names)", "content": problem_ref}
+        if any(p["in"] == "query" for p in params):
+            # gunicorn refuses request lines over 4094 bytes before the app sees them.
+            entry["responses"]["414"] = {"description": "Request line (URL) too long"}
         if op.method != "GET":
             entry["responses"]["409"] = {"description": "Conflicts with existing data",
                                          "content": problem_ref}

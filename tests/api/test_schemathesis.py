@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import start_service
+from tests.conftest import ARTIFACTS, start_service
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
@@ -46,6 +46,12 @@ def test_schemathesis_finds_no_server_errors(env, service, tmp_path):
          "--workers", "1", "--seed", "1", "--generation-database", "none",
          "--request-timeout", "30", "--report-dir", str(tmp_path), "--output-truncate", "false"],
         env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    for stale in ARTIFACTS.glob("schemathesis*"):
+        stale.unlink()
+    if result.returncode != 0:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "schemathesis.txt").write_text(result.stdout + result.stderr)
+        (ARTIFACTS / "schemathesis-service.log").write_text(service.log.read_text())
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     # The run still holds its identity: nothing locked it out half-way.
     assert requests.get(service.url + "/api/v1/me", headers={"Authorization": f"Bearer {token}"},
