@@ -22,6 +22,7 @@ from datetime import timedelta
 from altkraft_onprem import db
 from altkraft_onprem.campaigns import ledger
 from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.messages.render import TemplateProblem
 
 from . import smtp
@@ -153,7 +154,11 @@ class Sender:
                     break
                 with db.read(self.engine) as conn:
                     if self.composer is None:
-                        self.composer = campaigns.composer(conn, self.settings, self.campaign_id)
+                        try:
+                            self.composer = campaigns.composer(conn, self.settings, self.campaign_id)
+                        except (DeliveryError, TemplateProblem, ServiceError) as exc:
+                            self.outcome.paused = f"the message cannot be built: {exc}"
+                            break
                     people, sendable = campaigns.recipients(conn, self.campaign_id,
                                                             [sid for _, sid in rows])
                 self.outcome.stages["claim"] += time.perf_counter() - started
@@ -290,6 +295,15 @@ def run(settings, engine, campaign_id: int, processes: int | None = None) -> lis
     processes = processes or sender_count(settings)
     if processes <= 1:
         return [Sender(settings, engine, campaign_id).run()]
+    # Compile the message (and load the DKIM keys) once here: the forked senders find it in
+    # the compile cache instead of each doing it again before their first message.
+    from altkraft_onprem.campaigns import service as campaigns
+
+    try:
+        with db.read(engine) as conn:
+            campaigns.composer(conn, settings, campaign_id)
+    except (DeliveryError, TemplateProblem, ServiceError) as exc:
+        return [Outcome(paused=f"the message cannot be built: {exc}")]
     children = []
     for _ in range(processes):
         record_r, record_w = os.pipe()

@@ -170,3 +170,13 @@ def test_cancel_during_the_send_leaves_every_row_final(env, sink):
     found = progress(env, campaign_id)
     assert found["state"] == "cancelled" and found["remaining"] == 0
     assert found["sent"] + found["cancelled"] == 6 and found["sent"] == len(sink.messages)
+
+
+def test_unreadable_dkim_key_pauses_with_the_reason(env, sink):
+    settings, campaign_id, _ = campaign_for(env, 2)(sink)
+    broken = [dict(settings["dkim.keys"][0], key_file="/nonexistent/dkim.pem")]
+    run_campaign(settings.replace(dkim__keys=broken), env.engine, campaign_id, processes=2)
+    found = progress(env, campaign_id)
+    assert found["state"] == "paused" and found["remaining"] == 2
+    with db.read(env.engine) as conn:
+        assert "/nonexistent/dkim.pem" in campaigns.get_campaign(conn, campaign_id)["pause_reason"]
