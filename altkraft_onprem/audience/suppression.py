@@ -53,13 +53,15 @@ def suppress(conn: Connection, actor: Actor, email: str | None = None, domain: s
     return entry_id
 
 
-def suppress_many(conn: Connection, actor: Actor, text: str, reason: str = "",
+def suppress_many(conn: Connection, actor: Actor, text, reason: str = "",
                   source: str = "paste") -> dict:
-    """One address or domain per line/comma/semicolon (pasted); a bare domain or @domain is a
-    domain entry. Returns {"added": n, "invalid": [(value, reason), …]}."""
+    """Pasted text (one address or domain per line/comma/semicolon) or an iterable of values;
+    a bare domain or @domain is a domain entry.
+    Returns {"added": n, "invalid": [(value, reason), …]}."""
+    tokens = re.split(r"[\s,;]+", text or "") if isinstance(text, str) else text
     added, invalid = 0, []
-    for token in re.split(r"[\s,;]+", text or ""):
-        token = token.strip().strip('"\'')
+    for token in tokens:
+        token = (token or "").strip().strip('"\'')
         if not token:
             continue
         try:
@@ -71,6 +73,31 @@ def suppress_many(conn: Connection, actor: Actor, text: str, reason: str = "",
         except ServiceError as exc:
             invalid.append((token, exc.message))
     return {"added": added, "invalid": invalid}
+
+
+_COLUMN_NAMES = {"email", "e-mail", "mail", "address", "domain", "почта", "адрес", "домен",
+                 "электронная почта"}
+
+
+def file_values(path, filename: str, settings) -> list[str]:
+    """Addresses/domains from a file in any import format (CSV/TXT in any detected encoding,
+    XLS, XLSX, ZIP or TAR.GZ of those, read with the importer's limits): the column headed
+    email/domain when there is one, else the first column."""
+    from .importer.archives import Limits
+    from .importer.sources import open_tables
+
+    values: list[str] = []
+    for table in open_tables(path, filename, Limits.from_settings(settings)):
+        column = 0
+        if table.header:
+            names = [h.strip().lower() for h in table.header]
+            column = next((i for i, h in enumerate(names) if h in _COLUMN_NAMES), 0)
+        for _line, cells in table.rows:
+            if column < len(cells) and cells[column].strip():
+                values.append(cells[column].strip())
+            if len(values) > 1_000_000:
+                raise ServiceError("at most 1,000,000 entries per file", "file")
+    return values
 
 
 def remove(conn: Connection, actor: Actor, entry_id: int) -> None:

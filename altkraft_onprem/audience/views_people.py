@@ -3,6 +3,8 @@ the suppression list and the trash."""
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 from flask import Response, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -10,6 +12,7 @@ from flask_babel import gettext as _
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
 from altkraft_onprem.access.service import record
+from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
 
 from . import activity, gdpr, lists, optin, segments, subscribers, suppression, trash
@@ -214,13 +217,23 @@ def suppression_page():
         if not g.actor.can("subscribers:delete"):
             return render_template("web/error.html", status=403,
                                    message=_("Your role may not change the suppression list.")), 403
-        text = request.form.get("entries", "")
-        if request.files.get("file") and request.files["file"].filename:
-            text += "\n" + request.files["file"].read(20 * 1024 * 1024).decode("utf-8", "replace")
+        upload = request.files.get("file")
+        values, problems = [], []
+        if upload and upload.filename:
+            with tempfile.NamedTemporaryFile(prefix="ak-suppress-") as tmp:   # no user text in paths
+                upload.save(tmp.name)
+                try:
+                    values = suppression.file_values(Path(tmp.name), upload.filename,
+                                                     current_settings())
+                except ServiceError as exc:
+                    problems.append((upload.filename, exc.message))
+        reason = request.form.get("reason", "")
         with db.write(engine()) as conn:
-            result = suppression.suppress_many(conn, g.actor, text, request.form.get("reason", ""),
-                                               source="file" if request.files.get("file") and
-                                               request.files["file"].filename else "paste")
+            result = suppression.suppress_many(conn, g.actor, request.form.get("entries", ""),
+                                               reason, source="paste")
+            more = suppression.suppress_many(conn, g.actor, values, reason, source="file")
+        result = {"added": result["added"] + more["added"],
+                  "invalid": problems + result["invalid"] + more["invalid"]}
         flash(_("%(n)d added.", n=result["added"]), "success" if not result["invalid"] else "error")
     page = _page()
     search = request.args.get("q", "")[:200]

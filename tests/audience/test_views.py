@@ -113,3 +113,30 @@ def test_public_form_snippet_on_the_list_page(env, admin, people):
         list_id = lists.create_list(conn, ACTOR, "pub-" + uuid.uuid4().hex[:6], visibility="public")
     text = admin.get(f"/audience/lists/{list_id}").get_data(as_text=True)
     assert f"/p/subscribe/{list_id}" in text and "website" in text
+
+
+def test_suppression_from_an_xlsx_file(env, admin):
+    import io
+
+    from openpyxl import Workbook
+
+    from altkraft_onprem.audience.suppression import is_suppressed
+    tag = uuid.uuid4().hex[:6]
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["Name", "E-mail"])
+    sheet.append(["Ann", f"ann-{tag}@example.com"])
+    sheet.append(["Dom", f"@dom-{tag}.example"])
+    sheet.append(["Bad", "not an address"])
+    data = io.BytesIO()
+    book.save(data)
+    token = csrf_token(admin.get("/audience/suppression").get_data(as_text=True))
+    response = admin.post("/audience/suppression", data={
+        "csrf_token": token, "reason": "file", "entries": "",
+        "file": (io.BytesIO(data.getvalue()), "../../list.xlsx")},
+        content_type="multipart/form-data")
+    assert response.status_code == 200
+    assert "not an address" in response.get_data(as_text=True)
+    with db.read(env.engine) as conn:
+        assert is_suppressed(conn, f"ann-{tag}@example.com")
+        assert is_suppressed(conn, f"x@dom-{tag}.example")
