@@ -171,6 +171,7 @@ def test_zip_import_names_the_member_in_rejects(env, tmp_path):
     assert report["counts"]["added"] == 2
     rows = rejected(env, report["id"])
     assert [(r["file"], r["line"]) for r in rows] == [("a.csv", "3"), ("b.csv", "3")]
+    assert rows[1]["reason"] == f"duplicate of a.csv line 2: a-{tag}@example.com"
 
 
 def test_hostile_archive_fails_the_import_with_the_reason(env, tmp_path):

@@ -70,7 +70,7 @@ class Run:
         self.id = job["id"]
         self.counts = dict.fromkeys(COUNT_KEYS, 0)
         self.rows_done = 0
-        self.seen: dict[str, int] = {}
+        self.seen: dict[str, int | str] = {}
         self.rejects: list[dict] = []
         self.batch: list[Record] = []
         self.lines: list[tuple[str, int, list[str]]] = []
@@ -123,9 +123,11 @@ class Run:
                 first = seen.get(email)
                 if first is not None:
                     counts["duplicates"] += 1
-                    self.reject(line, member, f"duplicate of line {first}: {email}", _raw_line(cells))
+                    where = f"line {first}" if isinstance(first, int) else first
+                    self.reject(line, member, f"duplicate of {where}: {email}", _raw_line(cells))
                     continue
-                seen[email] = line
+                # In an archive the first occurrence may be in another member: name it.
+                seen[email] = f"{member} line {line}" if member else line
                 self.batch.append(Record(email, values, custom_values))
                 self.lines.append((member, line, cells))
                 if len(self.batch) >= batch_size:
