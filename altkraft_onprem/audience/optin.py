@@ -21,7 +21,7 @@ from .activity import log_activity, record_consent
 from .lists import get_list
 from .models import STANDARD_FIELDS, subscriber_lists, subscribers
 from .subscribers import clean_values, create_subscriber, get_subscriber, set_membership
-from .suppression import is_suppressed
+from .suppression import is_suppressed, lift_self_unsubscribe, only_self_unsubscribed
 
 HONEYPOT = "website"           # a field people never see; bots fill it
 FORM_FIELDS = tuple(f for f in STANDARD_FIELDS if f != "email")
@@ -62,7 +62,9 @@ def subscribe(conn: Connection, list_id: int, data: dict, *, ip: str = "", user_
     found = public_list(conn, list_id)
     allowed = set(form_settings(found)["fields"]) | {"email"}
     values = clean_values(conn, {k: v for k, v in data.items() if k in allowed})
-    if is_suppressed(conn, values["email"]):
+    if is_suppressed(conn, values["email"]) and not (
+            found["optin"] == "double" and only_self_unsubscribed(conn, values["email"])):
+        # Only a confirmed link may undo someone's own unsubscribe-from-everything.
         return {"subscriber_id": None, "action": "ignored"}
     row = conn.execute(select(subscribers.c.id, subscribers.c.deleted_at).where(
         subscribers.c.email == values["email"])).first()
@@ -94,6 +96,7 @@ def confirm(conn: Connection, subscriber_id: int, list_id: int, *, ip: str = "",
     if status is None:
         raise NotFound("this subscription no longer exists")
     if status == "unconfirmed":
+        lift_self_unsubscribe(conn, person["email"])
         set_membership(conn, subscriber_id, list_id, "confirmed")
         record_consent(conn, subscriber_id, list_id, "confirm", ip=ip, user_agent=user_agent,
                        form="confirmation link")

@@ -21,6 +21,7 @@ from .activity import record_consent
 from .lists import list_lists
 from .service import unsubscribe
 from .subscribers import get_subscriber, set_membership
+from .suppression import lift_self_unsubscribe
 
 blueprint = Blueprint("audience_public", __name__, url_prefix="/p")
 blueprint.csrf_exempt = True
@@ -154,6 +155,7 @@ def preferences(token: str):
                       if lst["visibility"] == "public"}
             for list_id in (public | set(current)):
                 if list_id in wanted and current.get(list_id) != "confirmed" and list_id in public:
+                    lift_self_unsubscribe(conn, person["email"])
                     set_membership(conn, subscriber_id, list_id, "confirmed")
                     record_consent(conn, subscriber_id, list_id, "subscribe", ip=_ip(),
                                    user_agent=_ua(), form="preference center")

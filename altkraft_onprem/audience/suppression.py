@@ -144,6 +144,27 @@ def not_suppressed():
         ~select(suppressions.c.id).where(suppressions.c.domain == subscribers.c.email_domain).exists())
 
 
+def only_self_unsubscribed(conn: Connection, email: str) -> bool:
+    """True when the address is suppressed solely because its owner unsubscribed from
+    everything (no domain entry, no bounce or complaint): they may opt in again themselves."""
+    value = normalise_email(email)
+    entries = conn.execute(select(suppressions.c.source).where(or_(
+        suppressions.c.email == value, suppressions.c.domain == value.rpartition("@")[2]))).all()
+    return bool(entries) and all(e.source == "unsubscribe" for e in entries)
+
+
+def lift_self_unsubscribe(conn: Connection, email: str) -> None:
+    """The owner opted in again (confirmed link, preference center): their own
+    unsubscribe-from-everything entry goes (audited as the system)."""
+    from altkraft_onprem.access.models import system_actor
+
+    value = normalise_email(email)
+    entry = conn.execute(select(suppressions.c.id).where(
+        suppressions.c.email == value, suppressions.c.source == "unsubscribe")).scalar()
+    if entry is not None:
+        remove(conn, system_actor("opt-in again"), entry)
+
+
 def is_suppressed(conn: Connection, email: str) -> bool:
     try:
         value = normalise_email(email)

@@ -203,3 +203,25 @@ def test_resend_over_the_api(env, sink):
         subscribers.change_memberships(conn, ACTOR, sid, add=[confirmed])
     refused = api("POST", f"/subscribers/{sid}/resend-confirmation", json={"list": confirmed})
     assert refused.status_code == 422
+
+
+def test_unsubscribed_from_everything_may_opt_in_again_only_by_confirming(env, sink, client):
+    from altkraft_onprem.audience.suppression import is_suppressed
+    sid, list_a, _, email = one_click_env(env)
+    with db.write(env.engine) as conn:
+        service.unsubscribe(conn, sid, None)
+    single = make_list(env, optin="single")
+    client.post(f"/p/subscribe/{single}", data={"email": email})
+    assert status_of(env, email, single)[0] is None            # typed address: not enough
+    double = make_list(env, optin="double")
+    client.post(f"/p/subscribe/{double}", data={"email": email})
+    assert status_of(env, email, double)[0] == "unconfirmed"
+    with db.read(env.engine) as conn:
+        assert is_suppressed(conn, email)
+    [message] = sink.by_recipient(email)
+    link = re.search(r"http://\S+/p/confirm/\S+", message.get_body(("plain",)).get_content()).group(0)
+    client.post("/" + link.split("/", 3)[3])
+    with db.read(env.engine) as conn:
+        assert not is_suppressed(conn, email)
+        assert service.is_sendable(conn, sid, [double])
+        assert not service.is_sendable(conn, sid, [list_a])
