@@ -66,3 +66,23 @@ def test_build_count_and_save_a_segment(env, service, page):
     assert saved["conditions"]["rules"][2]["rules"][0] == {"field": "city",
                                                            "operator": "starts_with",
                                                            "value": "Ber"}
+
+
+def test_subscriber_page_shows_profile_lists_consent_and_timeline(env, service, page):
+    people = People(env)
+    tag = uuid.uuid4().hex[:6]
+    list_id = people.list("Page " + tag)
+    sid = people.add(f"page-{tag}@example.com", [list_id], first_name="Petra", country="AT",
+                     timezone="Europe/Vienna")
+    admin = env.user("Administrator")
+    page.goto(service.url + "/login")
+    page.get_by_label("Email").fill(admin["email"])
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(service.url + "/")
+    page.goto(f"{service.url}/audience/subscribers/{sid}")
+    expect(page.locator("#profile")).to_contain_text("Petra")
+    expect(page.locator("#memberships")).to_contain_text("Page " + tag)
+    expect(page.locator("#consents")).to_contain_text("manual")
+    expect(page.locator("#timeline")).to_contain_text("created")
+    save_artifacts(page, "audience-subscriber-page")
