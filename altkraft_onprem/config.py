@@ -403,6 +403,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Sender of confirmation emails (a list's form may override it); empty: "
             "noreply@ the public URL's host.", "string"),
     Setting("audience.from_name", _str, "", "Sender name of confirmation emails.", "string"),
+    Setting("audience.form_signups_per_hour", _positive(_int), 20,
+            "Sign-ups a public subscription form accepts from one IP address per hour (more "
+            "get 429); against list bombing through the confirmation email.", "integer"),
 
     Setting("messages.image_max_width", _positive(_int), 1200,
             "Uploaded images wider than this many pixels are scaled down (aspect kept).", "integer"),

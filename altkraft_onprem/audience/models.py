@@ -161,6 +161,7 @@ consents = Table(
     Column("ip", String(64), nullable=False, default=""),
     Column("user_agent", String(300), nullable=False, default=""),
     Column("form", String(200), nullable=False, default=""),
+    Index("ix_consents_ip_at", "ip", "at"),
 )
 
 subscriber_activity = Table(

@@ -6,20 +6,22 @@ placeholders {{ confirm_url }}, {{ list_name }} and {{ first_name }} are replace
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from html import escape
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from altkraft_onprem.access.models import Actor, system_actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.config import Settings
+from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import links
 from .activity import log_activity, record_consent
 from .lists import get_list
-from .models import STANDARD_FIELDS, subscriber_lists, subscribers
+from .models import STANDARD_FIELDS, consents, subscriber_lists, subscribers
 from .subscribers import clean_values, create_subscriber, get_subscriber, set_membership
 from .suppression import is_suppressed, lift_self_unsubscribe, only_self_unsubscribed
 
@@ -54,10 +56,24 @@ def public_list(conn: Connection, list_id: int) -> dict:
     return found
 
 
+RESEND_GAP = timedelta(minutes=10)
+
+
+def too_many_signups(conn: Connection, ip: str, per_hour: int) -> bool:
+    """Whether this address already made `per_hour` sign-ups in the last hour."""
+    if not ip:
+        return False
+    recent = conn.execute(select(func.count()).select_from(consents).where(
+        consents.c.ip == ip[:64], consents.c.kind == "subscribe",
+        consents.c.at >= utcnow() - timedelta(hours=1))).scalar_one()
+    return recent >= per_hour
+
+
 def subscribe(conn: Connection, list_id: int, data: dict, *, ip: str = "", user_agent: str = "",
               form: str = "hosted form") -> dict:
     """A sign-up from a public form. Returns {"subscriber_id", "action"} where action is
-    "confirm" (a confirmation email must be sent), "subscribed", "already" or "ignored"
+    "confirm" (a confirmation email must be sent), "subscribed", "already", "pending" (asked
+    less than 10 minutes ago: no second email) or "ignored"
     (suppressed or in the trash: the page says the same as for a new sign-up)."""
     found = public_list(conn, list_id)
     allowed = set(form_settings(found)["fields"]) | {"email"}
@@ -79,6 +95,10 @@ def subscribe(conn: Connection, list_id: int, data: dict, *, ip: str = "", user_
         subscriber_lists.c.list_id == list_id)).scalar()
     if status == "confirmed":
         return {"subscriber_id": subscriber_id, "action": "already"}
+    if status == "unconfirmed" and conn.execute(select(consents.c.id).where(
+            consents.c.subscriber_id == subscriber_id, consents.c.list_id == list_id,
+            consents.c.kind == "subscribe", consents.c.at >= utcnow() - RESEND_GAP)).first():
+        return {"subscriber_id": subscriber_id, "action": "pending"}   # no second email yet
     record_consent(conn, subscriber_id, list_id, "subscribe", ip=ip, user_agent=user_agent, form=form)
     if found["optin"] == "double":
         set_membership(conn, subscriber_id, list_id, "unconfirmed")

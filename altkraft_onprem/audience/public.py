@@ -60,6 +60,11 @@ def subscribe(list_id: int):
         return render_template("audience/public_done.html", title=form["title"],
                                message=_("Please check your inbox to confirm."))
     data = {k: v for k, v in request.form.items() if k != optin.HONEYPOT}
+    with db.read(db.get_engine()) as conn:
+        if optin.too_many_signups(conn, _ip(), current_settings()["audience.form_signups_per_hour"]):
+            return render_template("audience/public_done.html", title=form["title"],
+                                   message=_("Too many sign-ups from your network; please try "
+                                             "again later.")), 429
     try:
         with db.write(db.get_engine()) as conn:
             result = optin.subscribe(conn, list_id, data, ip=_ip(), user_agent=_ua(),

@@ -225,3 +225,22 @@ def test_unsubscribed_from_everything_may_opt_in_again_only_by_confirming(env, s
         assert not is_suppressed(conn, email)
         assert service.is_sendable(conn, sid, [double])
         assert not service.is_sendable(conn, sid, [list_a])
+
+
+def test_no_second_confirmation_within_minutes(env, sink, client):
+    list_id = make_list(env)
+    email = f"twice-{uuid.uuid4().hex[:6]}@example.com"
+    for _ in range(2):
+        client.post(f"/p/subscribe/{list_id}", data={"email": email},
+                    environ_base={"REMOTE_ADDR": "198.51.100.77"})
+    assert len(sink.by_recipient(email)) == 1
+
+
+def test_sign_ups_per_address_are_limited(env, client):
+    list_id = make_list(env, optin="single")
+    limit = env.settings["audience.form_signups_per_hour"]
+    codes = [client.post(f"/p/subscribe/{list_id}",
+                         data={"email": f"flood{i}-{uuid.uuid4().hex[:4]}@example.com"},
+                         environ_base={"REMOTE_ADDR": "203.0.113.200"}).status_code
+             for i in range(limit + 1)]
+    assert codes[:limit] == [200] * limit and codes[-1] == 429

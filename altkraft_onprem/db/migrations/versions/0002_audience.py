@@ -129,6 +129,7 @@ def upgrade() -> None:
         sa.Column("form", sa.String(200), nullable=False),
     )
     op.create_index("ix_consents_subscriber_id", "consents", ["subscriber_id"])
+    op.create_index("ix_consents_ip_at", "consents", ["ip", "at"])
     op.create_table(
         "subscriber_activity",
         sa.Column("id", sa.Integer, primary_key=True),
