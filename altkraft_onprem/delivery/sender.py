@@ -149,7 +149,9 @@ class Sender:
                 with db.write(self.engine) as conn:
                     if campaigns.state(conn, self.campaign_id) != "running":
                         break
-                    rows = ledger.claim(conn, self.campaign_id, self.owner, batch_size, lease)
+                    # A small first batch: the first message goes out sooner.
+                    size = batch_size if self.composer is not None else min(batch_size, 20)
+                    rows = ledger.claim(conn, self.campaign_id, self.owner, size, lease)
                 if not rows:
                     break
                 with db.read(self.engine) as conn:
