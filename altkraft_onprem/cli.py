@@ -173,18 +173,23 @@ def worker(ctx: Context, workers: int | None) -> None:
     from altkraft_onprem import tasks
 
     settings = ctx.settings
-    engine = ctx.engine()
-    _require_migrated(engine, migrate=False)
-    app = ctx.app(engine)
-    tasks.configure_queue(settings)
-    tasks.bind_app(app)
-    tasks.load_task_modules()
-    logging.basicConfig(level=settings["log_level"].upper(),
-                        format="%(asctime)s altkraft-worker %(levelname)s %(message)s")
-    consumer = tasks.huey.create_consumer(workers=workers or settings["queue.workers"],
-                                          worker_type=settings["queue.worker_type"],
-                                          periodic=True, check_worker_health=True)
-    consumer.run()
+    try:
+        engine = ctx.engine()
+        _require_migrated(engine, migrate=False)
+        app = ctx.app(engine)
+        tasks.configure_queue(settings)
+        tasks.bind_app(app)
+        tasks.load_task_modules()
+        logging.basicConfig(level=settings["log_level"].upper(),
+                            format="%(asctime)s altkraft-worker %(levelname)s %(message)s")
+        consumer = tasks.huey.create_consumer(workers=workers or settings["queue.workers"],
+                                              worker_type=settings["queue.worker_type"],
+                                              periodic=True, check_worker_health=True)
+    except KeyboardInterrupt:
+        # Stopped (SIGINT) while starting: nothing ran yet, so this is a clean stop.
+        click.echo("altkraft worker: stopped before it started", err=True)
+        return
+    consumer.run()      # from here on huey handles SIGINT: running jobs finish first
 
 
 # --- db -------------------------------------------------------------------------------------
