@@ -51,7 +51,9 @@ def backup(url: str, target: Path) -> int:
         destination = sqlite3.connect(partial)
         try:
             with destination:
-                source.backup(destination, pages=4096)
+                # One step: a single read transaction, so in WAL mode writers go on meanwhile
+                # and the copy is one consistent snapshot (stepwise copies restart on writes).
+                source.backup(destination)
         finally:
             destination.close()
             source.close()
