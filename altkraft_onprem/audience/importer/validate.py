@@ -82,10 +82,10 @@ class Validator:
                 if field is None:
                     raise RowError(f"no custom field {key!r} (column {label!r})")
                 clean = partial(clean_custom, field.type, choices=field.choices, name=key)
-                self.columns.append((index, key, True, partial(_clean_text_cell, clean), {}))
+                self.columns.append((index, key, True, partial(_clean_text_cell, clean), {}, {}))
             elif target in STANDARD_FIELDS:
                 clean = partial(clean_standard, target)
-                self.columns.append((index, target, False, partial(_clean_text_cell, clean), {}))
+                self.columns.append((index, target, False, partial(_clean_text_cell, clean), {}, {}))
             else:
                 raise RowError(f"unknown field {target!r} for column {label!r}")
         if self.email_index is None:
@@ -103,7 +103,9 @@ class Validator:
             raise RowError(f"email: {exc.message}") from None
         values: dict = {}
         custom: dict = {}
-        for index, name, is_custom, clean, cache in self.columns:
+        # Each column's cache maps a raw cell to its cleaned value; cells that failed map to
+        # the FieldError in `bad` instead, so the common path never type-checks a value.
+        for index, name, is_custom, clean, cache, bad in self.columns:
             if index >= width:
                 continue
             raw = cells[index]
@@ -111,16 +113,21 @@ class Validator:
                 continue
             value = cache.get(raw, _MISS)
             if value is _MISS:
-                try:
-                    value = clean(raw)
-                except FieldError as exc:
-                    value = exc
-                if len(cache) < CACHE_CAP:
-                    cache[raw] = value
+                error = bad.get(raw)
+                if error is None:
+                    try:
+                        value = clean(raw)
+                    except FieldError as exc:
+                        error = exc
+                        if len(bad) < CACHE_CAP:
+                            bad[raw] = exc
+                    else:
+                        if len(cache) < CACHE_CAP:
+                            cache[raw] = value
+                if error is not None:
+                    raise RowError(f"{name}: {error.message}")
             if value is None:
                 continue
-            if isinstance(value, FieldError):
-                raise RowError(f"{name}: {value.message}")
             if is_custom:
                 custom[name] = value
             else:
