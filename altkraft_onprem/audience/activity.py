@@ -50,10 +50,12 @@ def _tracking_events(conn: Connection, subscriber_id: int, limit: int) -> list[d
     except ImportError:
         return []
     query = select(tracking_events.c.at, tracking_events.c.kind, tracking_events.c.campaign_id,
-                   tracking_events.c.link_index).where(
+                   tracking_events.c.link_index, tracking_events.c.machine,
+                   tracking_events.c.reason).where(
         tracking_events.c.subscriber_id == subscriber_id).order_by(
         tracking_events.c.at.desc()).limit(limit)
     names = {"open": "opened", "click": "clicked", "read": "read"}
     return [{"at": r.at, "kind": names.get(r.kind, r.kind),
-             "details": {"campaign_id": r.campaign_id, "link_index": r.link_index}}
+             "details": {"campaign_id": r.campaign_id, "link_index": r.link_index,
+                         "machine": r.reason if r.machine else None}}
             for r in conn.execute(query)]

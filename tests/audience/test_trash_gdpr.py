@@ -86,3 +86,21 @@ def test_unsubscribe_service_is_idempotent(env, people):
         assert service.unsubscribe(conn, sid, list_id, campaign_id=3, ip="1.2.3.4") == [list_id]
         assert service.unsubscribe(conn, sid, list_id) == []
         assert not service.is_sendable(conn, sid, [list_id])
+
+
+def test_timeline_shows_opens_and_marks_machine_ones(env, people):
+    from sqlalchemy import insert
+
+    from altkraft_onprem.audience.activity import timeline
+    from altkraft_onprem.tracking.models import tracking_events
+    sid = people.add(f"tl-{uuid.uuid4().hex[:6]}@example.com")
+    base = {"version_id": 1, "link_index": None, "read_seconds": None, "read_class": None,
+            "user_agent": "x", "ip": "", "campaign_id": 9, "subscriber_id": sid}
+    with db.write(env.engine) as conn:
+        conn.execute(insert(tracking_events), [
+            {**base, "at": utcnow(), "kind": "open", "machine": True, "reason": "mpp"},
+            {**base, "at": utcnow(), "kind": "click", "machine": False, "reason": None,
+             "link_index": 2}])
+    with db.read(env.engine) as conn:
+        items = {i["kind"]: i["details"] for i in timeline(conn, sid)}
+    assert items["opened"]["machine"] == "mpp" and items["clicked"]["link_index"] == 2
