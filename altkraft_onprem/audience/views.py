@@ -20,6 +20,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
@@ -34,9 +35,23 @@ from .models import FIELD_TYPES, MEMBER_STATUSES
 blueprint = Blueprint("audience", __name__, url_prefix="/audience")
 
 
+FIELD_LABELS = {
+    "email": _l("Email"), "first_name": _l("First name"), "last_name": _l("Last name"),
+    "phone": _l("Phone"), "gender": _l("Gender"), "birth_date": _l("Birth date"),
+    "company": _l("Company"), "city": _l("City"), "region": _l("Region"),
+    "country": _l("Country"), "language": _l("Language"), "timezone": _l("Time zone"),
+}
+
+
+def field_label(name: str) -> str:
+    """A standard field's name in the reader's language (others as they are)."""
+    return FIELD_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
 @blueprint.app_context_processor
 def audience_tabs():
-    return {"has_importer": "importer.index" in current_app.view_functions}
+    return {"has_importer": "importer.index" in current_app.view_functions,
+            "field_label": field_label}
 
 
 def engine():
