@@ -76,3 +76,9 @@ def test_start_with_a_forged_token_is_refused(signed_in):
 def test_viewer_cannot_open_the_import_page(env, client):
     env.login(client, env.user("Viewer"))
     assert client.get("/audience/import/").status_code == 403
+
+
+def test_headerless_paste_offers_but_does_not_choose_new_fields(signed_in):
+    html = preview(signed_in, "anna@example.com\tblue\nboris@example.com\tred\n").get_data(as_text=True)
+    assert re.search(r'data-column="1">.*?<option value="email" selected', html, re.S)
+    assert 'value="custom.column_2"' in html and 'value="custom.column_2" selected' not in html

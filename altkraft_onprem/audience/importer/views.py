@@ -106,9 +106,9 @@ def preview():
         [(mapping.CUSTOM_PREFIX + key, f"{key} ({field.type})") for key, field in custom.items()]
     proposals = {}
     for column in table["columns"]:
-        if table["mapping"].get(column) or column.isdigit():
+        if table["mapping"].get(column):
             continue
-        key = suggest_key(column)
+        key = f"column_{column}" if column.isdigit() else suggest_key(column)
         if key and key not in custom and key not in STANDARD_FIELDS:
             proposals[column] = mapping.CUSTOM_PREFIX + key
     return render_template("importer/preview.html", table=table, tables=tables, targets=targets,
