@@ -1,6 +1,7 @@
 """REST routes: CSV/XLSX exports of a list or a saved segment (formula cells neutralised)."""
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -40,7 +41,9 @@ def _export(kind: str, item_id: int, query: ExportQuery, fmt: str):
         record(conn, g.actor, "subscriber.export", kind, item_id, fields=chosen, format=fmt)
     name = f"{kind}-{item_id}.{fmt}"
     if fmt == "xlsx":
-        target = Path(tempfile.mkstemp(suffix=".xlsx")[1])
+        handle, name_on_disk = tempfile.mkstemp(suffix=".xlsx")
+        os.close(handle)
+        target = Path(name_on_disk)
         with db.read(engine) as conn:
             export.write_xlsx(export.rows(conn, chosen=chosen, status=status, **scope), target)
         response = send_file(target, mimetype=XLSX, as_attachment=True, download_name=name)

@@ -3,6 +3,7 @@ Subscribers, segments, suppression and trash pages are in views_people.py and
 views_segments.py on the same blueprint."""
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -166,7 +167,9 @@ def export_file():
         record(conn, g.actor, "subscriber.export", "list" if list_id else "segment",
                list_id or segment_id or "", fields=chosen, format=fmt)
     if fmt == "xlsx":
-        target = Path(tempfile.mkstemp(suffix=".xlsx")[1])
+        handle, name_on_disk = tempfile.mkstemp(suffix=".xlsx")
+        os.close(handle)
+        target = Path(name_on_disk)
         with db.read(engine()) as conn:
             export.write_xlsx(export.rows(conn, list_id=list_id, segment_id=segment_id,
                                           chosen=chosen, status=status), target)
