@@ -182,6 +182,7 @@ def main() -> None:
     engine = db.build_engine(settings.database_url)
     results: dict = {"database": engine.dialect.name, "events": args.events, "subscribers": args.subscribers,
                      "campaigns": args.campaigns}
+    app = create_app(settings, engine=engine)       # fail now, not after an hour of generating
     try:
         migrate.upgrade(engine)
         with db.write(engine) as conn:
@@ -193,7 +194,6 @@ def main() -> None:
         with db.read(engine) as conn:
             from altkraft_onprem.tracking.models import tracking_events
             results["events_stored"] = conn.execute(select(func.count()).select_from(tracking_events)).scalar()
-        app = create_app(settings, engine=engine)
         client = app.test_client()
         page = client.get("/login").get_data(as_text=True)
         marker = 'name="csrf_token" value="'
