@@ -231,3 +231,17 @@ def test_stale_uploads_are_purged_and_fresh_ones_kept(tmp_path):
     os.utime(old.parent / service.MARKER, (0, 0))
     assert service.purge_uploads(tmp_path, max_age_hours=24) == 1
     assert not old.parent.exists() and fresh.exists()
+
+
+def test_hourly_job_restores_custom_field_indexes_a_crash_left_dropped(env):
+    from altkraft_onprem.audience.importer import jobs
+
+    key = f"crash_{uid()}"
+    with db.write(env.engine) as conn:
+        fields.create_field(conn, ACTOR, key, key, "text")
+        conn.execute(text(f"DROP INDEX ix_subscribers_custom_{key}"))
+    jobs.purge_stale_uploads()          # immediate queue: runs here
+    query = ("SELECT indexname FROM pg_indexes" if env.engine.dialect.name == "postgresql"
+             else "SELECT name FROM sqlite_master WHERE type = 'index'")
+    with db.read(env.engine) as conn:
+        assert f"ix_subscribers_custom_{key}" in set(conn.execute(text(query)).scalars())

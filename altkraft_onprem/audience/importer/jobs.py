@@ -21,5 +21,8 @@ def run_import(import_id: int) -> None:
 
 @periodic(crontab(minute="41"))
 def purge_stale_uploads() -> int:
-    """Uploads previewed but never imported (or left by a crash) go after a day."""
+    """Uploads previewed but never imported (or left by a crash) go after a day; custom-field
+    indexes a crashed bulk import left dropped come back while no import runs."""
+    if not runner.imports_running(db.get_engine()):
+        runner.restore_custom_indexes(db.get_engine())
     return service.purge_uploads(current_settings().data_dir, max_age_hours=24)

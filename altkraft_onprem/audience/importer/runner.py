@@ -215,6 +215,12 @@ def restore_custom_indexes(engine: Engine) -> None:
                 conn.execute(text(field_service.index_ddl(conn.dialect.name, key)))
 
 
+def imports_running(engine: Engine) -> bool:
+    with db.read(engine) as conn:
+        return conn.execute(select(imports.c.id).where(imports.c.state == "running").limit(1)).first() \
+            is not None
+
+
 def _bulk_mode(engine: Engine, estimated_rows: int | None) -> bool:
     """SQLite maintains JSON expression indexes row by row at several times the cost of
     building them once: a large import into a table not much bigger than it drops the
