@@ -3,21 +3,14 @@ Subscribers, segments, suppression and trash pages are in views_people.py and
 views_segments.py on the same blueprint."""
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 from flask import (
     Blueprint,
-    Response,
     current_app,
     flash,
     g,
     redirect,
     render_template,
     request,
-    send_file,
-    stream_with_context,
     url_for,
 )
 from flask_babel import gettext as _
@@ -25,12 +18,12 @@ from flask_babel import lazy_gettext as _l
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
-from altkraft_onprem.access.service import record
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
 
-from . import export, lists, optin, segments
+from . import export, lists, optin
 from . import fields as field_service
+from .downloads import download
 from .models import FIELD_TYPES, MEMBER_STATUSES
 
 blueprint = Blueprint("audience", __name__, url_prefix="/audience")
@@ -153,36 +146,9 @@ def export_file():
     list_id = int(form["list"]) if form.get("list", "").isdigit() else None
     segment_id = int(form["segment"]) if form.get("segment", "").isdigit() else None
     status = form.get("status") if form.get("status") in MEMBER_STATUSES else None
-    chosen = form_list("fields")
     fmt = "xlsx" if form.get("format") == "xlsx" else "csv"
-    with db.read(engine()) as conn:
-        if list_id is not None:
-            lists.get_list(conn, list_id, counts=False)
-        if segment_id is not None:
-            segments.get_segment(conn, segment_id)
-        next(export.rows(conn, list_id=list_id, segment_id=segment_id, chosen=chosen))  # checks
-    name = (f"subscribers-list-{list_id}" if list_id else
-            f"subscribers-segment-{segment_id}" if segment_id else "subscribers")
-    with db.write(engine()) as conn:
-        record(conn, g.actor, "subscriber.export", "list" if list_id else "segment",
-               list_id or segment_id or "", fields=chosen, format=fmt)
-    if fmt == "xlsx":
-        handle, name_on_disk = tempfile.mkstemp(suffix=".xlsx")
-        os.close(handle)
-        target = Path(name_on_disk)
-        with db.read(engine()) as conn:
-            export.write_xlsx(export.rows(conn, list_id=list_id, segment_id=segment_id,
-                                          chosen=chosen, status=status), target)
-        response = send_file(target, as_attachment=True, download_name=name + ".xlsx")
-        response.call_on_close(lambda: target.unlink(missing_ok=True))
-        return response
-
-    def generate():
-        with db.read(engine()) as conn:
-            yield from export.csv_chunks(export.rows(conn, list_id=list_id, segment_id=segment_id,
-                                                     chosen=chosen, status=status))
-    return Response(stream_with_context(generate()), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return download(g.actor, list_id=list_id, segment_id=segment_id,
+                    chosen=form_list("fields"), status=status, fmt=fmt)
 
 
 # --- custom fields ----------------------------------------------------------------------------
