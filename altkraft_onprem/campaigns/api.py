@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from flask import g
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +16,7 @@ from . import actions, service
 
 TAG = "Campaigns"
 Id = Field(ge=1, le=MAX_ID)
+IdItem = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Strict(BaseModel):
@@ -31,10 +33,10 @@ class Utm(Strict):
 class CampaignCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     message_id: int = Id
-    lists: list[int] = Field(min_length=1, max_length=1000)
-    segments: list[int] = Field(default_factory=list, max_length=1000)
-    exclude_lists: list[int] = Field(default_factory=list, max_length=1000)
-    exclude_segments: list[int] = Field(default_factory=list, max_length=1000)
+    lists: list[IdItem] = Field(min_length=1, max_length=1000)
+    segments: list[IdItem] = Field(default_factory=list, max_length=1000)
+    exclude_lists: list[IdItem] = Field(default_factory=list, max_length=1000)
+    exclude_segments: list[IdItem] = Field(default_factory=list, max_length=1000)
     from_email: str = Field(max_length=320)
     from_name: str = Field("", max_length=200)
     reply_to: str | None = Field(None, max_length=320)
@@ -51,10 +53,10 @@ class CampaignCreate(Strict):
 class CampaignPatch(Strict):
     name: str | None = Field(None, min_length=1, max_length=200)
     message_id: int | None = Field(None, ge=1, le=MAX_ID)
-    lists: list[int] | None = Field(None, min_length=1, max_length=1000)
-    segments: list[int] | None = Field(None, max_length=1000)
-    exclude_lists: list[int] | None = Field(None, max_length=1000)
-    exclude_segments: list[int] | None = Field(None, max_length=1000)
+    lists: list[IdItem] | None = Field(None, min_length=1, max_length=1000)
+    segments: list[IdItem] | None = Field(None, max_length=1000)
+    exclude_lists: list[IdItem] | None = Field(None, max_length=1000)
+    exclude_segments: list[IdItem] | None = Field(None, max_length=1000)
     from_email: str | None = Field(None, max_length=320)
     from_name: str | None = Field(None, max_length=200)
     reply_to: str | None = Field(None, max_length=320)

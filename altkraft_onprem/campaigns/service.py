@@ -12,6 +12,7 @@ from altkraft_onprem.access.service import record
 from altkraft_onprem.audience import service as audience
 from altkraft_onprem.audience.models import lists as lists_table
 from altkraft_onprem.audience.models import normalise_email, subscribers
+from altkraft_onprem.audience.models import segments as segments_table
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
 
@@ -59,13 +60,15 @@ def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     for key in ("list_ids", "segment_ids", "exclude_list_ids", "exclude_segment_ids"):
         if key in data:
             out[key] = _ids(data[key], key)
-    for key in ("list_ids", "exclude_list_ids"):
+    for key, table, what in (("list_ids", lists_table, "list"),
+                             ("exclude_list_ids", lists_table, "list"),
+                             ("segment_ids", segments_table, "segment"),
+                             ("exclude_segment_ids", segments_table, "segment")):
         if out.get(key):
-            known = set(conn.execute(select(lists_table.c.id).where(
-                lists_table.c.id.in_(out[key]))).scalars())
+            known = set(conn.execute(select(table.c.id).where(table.c.id.in_(out[key]))).scalars())
             missing = [i for i in out[key] if i not in known]
             if missing:
-                raise ServiceError(f"no such list: {missing[0]}", key)
+                raise ServiceError(f"no such {what}: {missing[0]}", key)
     if "utm" in data:
         utm = data["utm"] or {}
         if not isinstance(utm, dict) or any(k not in UTM_KEYS for k in utm):
@@ -85,7 +88,7 @@ def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         tz = data["timezone"] or "UTC"
         try:
             zoneinfo.ZoneInfo(tz)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
             raise ServiceError(f"unknown time zone {tz!r}", "timezone") from None
         out["timezone"] = tz
     if "schedule_at" in data:
@@ -107,7 +110,10 @@ def _schedule(value, tz: str) -> datetime | None:
         raise ServiceError("use an ISO date and time, e.g. 2026-12-01T09:00", "schedule_at")
     if value.tzinfo is None:
         value = value.replace(tzinfo=zoneinfo.ZoneInfo(tz))
-    return value.astimezone(zoneinfo.ZoneInfo("UTC"))
+    try:
+        return value.astimezone(zoneinfo.ZoneInfo("UTC"))
+    except OverflowError:
+        raise ServiceError("a time between years 1 and 9999 in UTC", "schedule_at") from None
 
 
 def create_campaign(conn: Connection, actor: Actor, **data: Any) -> int:

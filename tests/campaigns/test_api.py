@@ -113,3 +113,14 @@ def test_editor_cannot_start_now(env, api):
     response = env.app.test_client().post("/api/v1/campaigns", json=body(api, start_now=True),
                                           headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 403
+
+
+def test_unknown_segment_is_named(api):
+    response = api("POST", "/campaigns", body(api, segments=[999999]))
+    assert response.status_code == 422
+    assert "segment_ids" in response.get_data(as_text=True)
+
+
+def test_out_of_range_list_id_is_refused(api):
+    response = api("POST", "/campaigns", body(api, lists=[2**40]))
+    assert response.status_code == 422
