@@ -31,15 +31,22 @@ def _editor(segment: dict | None, conditions: dict, error: str | None = None, st
 @blueprint.route("/segments")
 @requires("lists:read")
 def segments_page():
+    """Counts load afterwards, one request per segment (segments.js), so that many segments
+    over a big audience do not hold the page."""
     with db.read(engine()) as conn:
         items = segments.list_segments(conn)
-        counts = {}
-        for item in items:
-            try:
-                counts[item["id"]] = segments.count(conn, item["conditions"])
-            except ServiceError:          # a field it used was deleted since
-                counts[item["id"]] = None
-    return render_template("audience/segments.html", segments=items, counts=counts)
+    return render_template("audience/segments.html", segments=items)
+
+
+@blueprint.route("/segments/<int:segment_id>/count.json")
+@requires("lists:read")
+def segment_count(segment_id: int):
+    with db.read(engine()) as conn:
+        try:
+            return jsonify(count=segments.count(conn, segments.get_segment(conn, segment_id)[
+                "conditions"]))
+        except ServiceError as exc:          # a field it used was deleted since
+            return jsonify(error=exc.message, field=exc.field), 422
 
 
 def _posted_conditions():

@@ -140,3 +140,13 @@ def test_suppression_from_an_xlsx_file(env, admin):
     with db.read(env.engine) as conn:
         assert is_suppressed(conn, f"ann-{tag}@example.com")
         assert is_suppressed(conn, f"x@dom-{tag}.example")
+
+
+def test_segment_counts_load_separately(env, admin, people):
+    list_id = people.list("sc-" + uuid.uuid4().hex[:6])
+    people.add(f"sc-{uuid.uuid4().hex[:6]}@example.com", [list_id])
+    with db.write(env.engine) as conn:
+        seg = segment_service.create_segment(conn, ACTOR, "SC " + uuid.uuid4().hex[:6],
+                                             {"op": "and", "rules": [{"list": list_id}]})
+    assert f"/audience/segments/{seg}/count.json".encode() in admin.get("/audience/segments").data
+    assert admin.get(f"/audience/segments/{seg}/count.json").get_json() == {"count": 1}

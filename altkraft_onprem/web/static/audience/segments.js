@@ -1,6 +1,17 @@
 // The segment condition builder: edits the same JSON the API takes, shows a live count.
 (function () {
   "use strict";
+  // The segments page: each count arrives on its own.
+  Array.prototype.forEach.call(document.querySelectorAll("a.segment-count"), function (link) {
+    var request = new XMLHttpRequest();
+    request.open("GET", link.getAttribute("data-url"));
+    request.onload = function () {
+      var body = {};
+      try { body = JSON.parse(request.responseText); } catch (e) { body = {}; }
+      link.textContent = request.status === 200 ? String(body.count) : "⚠ " + (body.error || request.statusText);
+    };
+    request.send();
+  });
   var root = document.getElementById("builder");
   if (!root) { return; }
   var catalogue = JSON.parse(document.getElementById("segment-catalogue").textContent);
