@@ -13,6 +13,7 @@ from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import fields as field_service
 from . import gdpr, lists, segments, subscribers, trash
+from . import optin as optin_defaults
 
 TAG_LISTS, TAG_SUBS, TAG_FIELDS = "Lists", "Subscribers", "Custom fields"
 TAG_SEGMENTS, TAG_TRASH, TAG_SUPP = "Segments", "Trash", "Suppressions"
@@ -40,6 +41,7 @@ class ListOut(BaseModel):
     visibility: Literal["public", "private"]
     optin: Literal["single", "double"]
     tags: list[str]
+    form: dict[str, Any]
     counts: Counts
     created_at: datetime
     updated_at: datetime
@@ -53,12 +55,27 @@ class ListCreate(Strict):
     description: str = Field("", max_length=5000)
 
 
+class FormSettings(Strict):
+    fields: list[Literal["first_name", "last_name", "phone", "gender", "birth_date", "company",
+                         "city", "region", "country", "language", "timezone"]] = Field(
+        default_factory=lambda: ["first_name"], description="Optional fields on the hosted form")
+    title: str = Field("", max_length=200)
+    confirm_subject: str = Field(optin_defaults.DEFAULT_SUBJECT, max_length=300)
+    confirm_html: str = Field(optin_defaults.DEFAULT_HTML, max_length=50_000,
+                              description="Placeholders {{ confirm_url }}, {{ list_name }}, "
+                                          "{{ first_name }}")
+    confirm_text: str = Field(optin_defaults.DEFAULT_TEXT, max_length=50_000)
+    from_email: str = Field("", max_length=320)
+    from_name: str = Field("", max_length=200)
+
+
 class ListPatch(Strict):
     name: str | None = Field(None, min_length=1, max_length=200)
     optin: Literal["single", "double"] | None = None
     visibility: Literal["public", "private"] | None = None
     tags: list[Annotated[str, Field(max_length=50)]] | None = Field(None, max_length=50)
     description: str | None = Field(None, max_length=5000)
+    form: FormSettings | None = Field(None, description="Hosted form and confirmation email")
 
 
 @operation("/lists", "GET", permission="lists:read", summary="All lists with live counts",
@@ -89,7 +106,10 @@ def get_list(list_id: int):
            tag=TAG_LISTS, body=ListPatch, response=ListOut)
 def patch_list(list_id: int, body: ListPatch):
     with db.write(db.get_engine()) as conn:
-        lists.update_list(conn, g.actor, list_id, **body.model_dump(exclude_none=True))
+        changes = body.model_dump(exclude_none=True)
+        if body.form is not None and not changes["form"]["title"]:
+            changes["form"]["title"] = body.name or lists.get_list(conn, list_id, counts=False)["name"]
+        lists.update_list(conn, g.actor, list_id, **changes)
         return lists.get_list(conn, list_id)
 
 

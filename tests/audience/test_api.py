@@ -167,3 +167,15 @@ def test_export_list_csv_and_xlsx_over_the_api(api):
     assert load_workbook(io.BytesIO(book.data)).active["A2"].value == "'@SUM(1)"
     bad = api("GET", f"/lists/{list_id}/export.csv?fields=email,password")
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "fields"
+
+
+def test_list_form_settings_over_the_api(api):
+    list_id = new_list(api, optin="double", visibility="public")["id"]
+    patched = api("PATCH", f"/lists/{list_id}", json={"form": {
+        "fields": ["first_name", "city"], "confirm_subject": "Please confirm {{ list_name }}"}})
+    assert patched.status_code == 200, patched.get_json()
+    form = patched.get_json()["form"]
+    assert form["fields"] == ["first_name", "city"] and form["title"]
+    assert form["confirm_subject"] == "Please confirm {{ list_name }}"
+    bad = api("PATCH", f"/lists/{list_id}", json={"form": {"fields": ["password"]}})
+    assert bad.status_code == 422
