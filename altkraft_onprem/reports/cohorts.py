@@ -13,11 +13,10 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from altkraft_onprem.audience.models import subscriber_lists, subscribers
-from altkraft_onprem.tracking.models import CLICK, HUMAN, OPEN, engagement_cohorts, tracking_events
+from altkraft_onprem.tracking.models import CLICK, OPEN, engagement_cohorts, engagement_seen
 
 from . import periods
 
-ev = tracking_events.c
 s = subscribers.c
 METRICS = {"open": OPEN, "click": CLICK}
 
@@ -51,14 +50,15 @@ def cohorts(conn: Connection, *, period: str = "month", metric: str = "open", li
     if list_id is None:
         activity = _rolled_up(conn, period, metric, source, sizes)
     else:
-        # membership of a list is not in the roll-up: read the events of its members
-        active_at = periods.bucket(ev.at, period, dialect).label("active")
+        # membership of a list is not in the roll-up's counts: count its members' rows of
+        # engagement_seen (one per person and active period, read from its primary key)
+        seen = engagement_seen.c
         cohort = periods.bucket(members.c.created_at, period, dialect).label("cohort")
         activity = conn.execute(
-            select(cohort, active_at, func.count(func.distinct(ev.subscriber_id)))
-            .select_from(tracking_events.join(members, members.c.id == ev.subscriber_id))
-            .where(ev.kind == METRICS[metric], HUMAN)
-            .group_by(cohort, active_at)).all()
+            select(cohort, seen.bucket, func.count())
+            .select_from(engagement_seen.join(members, members.c.id == seen.subscriber_id))
+            .where(seen.metric == METRICS[metric], seen.period == period)
+            .group_by(cohort, seen.bucket)).all()
     counts: dict[str, dict[int, int]] = {}
     for label, active, count in activity:
         offset = periods.index(label, active, period)
