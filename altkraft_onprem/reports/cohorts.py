@@ -3,7 +3,8 @@ period, the share of the cohort that opened (or clicked) at least once, human ev
 
 Cohort = subscribers.created_at bucket (not deleted), optionally only members of a list and/or
 of one source. Period 0 is the joining period itself. Both databases compute the bucket labels
-(reports.periods); the period offsets are computed here from the labels.
+(reports.periods); the period offsets are computed here from the labels. The counts come from
+the roll-up that every event flush keeps (tracking/rollup.py), never from the raw events.
 """
 from __future__ import annotations
 
