@@ -33,6 +33,7 @@ class Outgoing:
     mail_from: str
     rcpt: str
     times: tuple[float, float, float]   # render, MIME, DKIM seconds
+    eight_bit: bool = False             # needs MAIL FROM ... BODY=8BITMIME
 
 
 class Composer:
@@ -43,7 +44,6 @@ class Composer:
         self.version_id = version["id"]
         self.public_url = settings["server.public_url"]
         self.tracking_key = tokens.tracking_key(settings)
-        self._mac = hmac.new(self.tracking_key, digestmod=hashlib.sha256)
         self._click_prefix = tokens._varint(tokens.KINDS["c"]) + tokens._varint(self.campaign_id)
         self._version_varint = tokens._varint(version["id"])
         # Signed unsubscribe/preference links: the audience serializers, built once.
@@ -75,24 +75,23 @@ class Composer:
 
     def _click(self, subscriber_id: int):
         """A re.sub callback: placeholder -> this subscriber's click token (tokens.encode's
-        format, with the HMAC state of the key reused instead of rebuilt per link)."""
+        format; one-shot C HMAC per distinct link, each link's token made once)."""
         head = self._click_prefix + tokens._varint(subscriber_id) + self._version_varint
-        mac, done = self._mac, {}
+        key, mac_bytes, done = self.tracking_key, tokens.MAC_BYTES, {}
 
         def replace(match: re.Match) -> str:
             index = match.group(1)
             token = done.get(index)
             if token is None:
                 body = head + tokens._varint(int(index))
-                digest = mac.copy()
-                digest.update(body)
                 token = done[index] = base64.urlsafe_b64encode(
-                    body + digest.digest()[:tokens.MAC_BYTES]).rstrip(b"=").decode("ascii")
+                    body + hmac.digest(key, body, "sha256")[:mac_bytes]).rstrip(b"=").decode("ascii")
             return token
         return replace
 
-    def compose(self, subscriber: dict) -> Outgoing:
-        """Raises TemplateProblem or DeliveryError for this subscriber's message."""
+    def compose(self, subscriber: dict, eight_bit: bool = False) -> Outgoing:
+        """Raises TemplateProblem or DeliveryError for this subscriber's message.
+        `eight_bit`: the relay offers 8BITMIME (bodies then skip quoted-printable)."""
         started = time.perf_counter()
         sid = subscriber["id"]
         unsubscribe = (f"{self._public_base}/p/u/"
@@ -123,14 +122,15 @@ class Composer:
             subject=rendered.subject, html=html, text=text, reply_to=self.reply_to,
             headers={"List-Unsubscribe": f"<{unsubscribe}>, <{mailto}>",
                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                     "Feedback-ID": f"{self.campaign_id}:altkraft"})
+                     "Feedback-ID": f"{self.campaign_id}:altkraft"}, eight_bit=eight_bit)
         built_at = time.perf_counter()
         message.extra = dkim.signature_lines(self.keys, message.headers, message.body)
         data = message.as_bytes()
         signed_at = time.perf_counter()
         mail_from = verp.encode(self.tracking_key, self.bounce_domain, self.campaign_id, sid)
         return Outgoing(data, message.message_id, mail_from, subscriber["email"],
-                        (rendered_at - started, built_at - rendered_at, signed_at - built_at))
+                        (rendered_at - started, built_at - rendered_at, signed_at - built_at),
+                        message.eight_bit)
 
 
 class _Rewriter:

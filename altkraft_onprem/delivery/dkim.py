@@ -101,7 +101,15 @@ def _split(line: bytes) -> list[bytes]:
 
 
 def body_hash(body: bytes) -> bytes:
-    return base64.b64encode(hashlib.sha256(CANON.canonicalize_body(body)).digest())
+    """bh= of a CRLF body under "simple" body canonicalisation (RFC 6376 3.4.3: the body
+    as is, trailing empty lines reduced to one CRLF) — hashlib over the bytes, no copy of
+    them line by line as dkimpy's generic canonicaliser makes."""
+    end = len(body)
+    while end >= 2 and body[end - 2:end] == b"\r\n":
+        end -= 2
+    digest = hashlib.sha256(memoryview(body)[:end])
+    digest.update(b"\r\n")
+    return base64.b64encode(digest.digest())
 
 
 def signature_lines(keys: Iterable[Key], header_lines: list[bytes], body: bytes,

@@ -2,9 +2,10 @@
 
 A run forks N sender processes (one SMTP session each), so rendering and signing use every
 core while other senders wait on the relay; all of them share the ledger, as senders on
-other machines do (Postgres: SKIP LOCKED claims). Each reply is recorded in its own small
-transaction before the next message goes out on that session; see campaigns/ledger.py for
-why that bounds in-doubt rows to one per session.
+other machines do (Postgres: SKIP LOCKED claims). Each reply is committed before the next
+message's DATA ends on that session (the commit overlaps with composing and transmitting
+that next message); see campaigns/ledger.py for why that bounds in-doubt rows to one per
+session.
 """
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ class Outcome:
     lost_lease: bool = False
     stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("claim", "render", "mime", "dkim", "smtp", "ledger"), 0.0))
+
+
+class LeaseLost(Exception):
+    """Another sender took over our rows: stop without ending the message in flight."""
 
 
 class DomainLimiter:
@@ -132,6 +137,7 @@ class Sender:
         self.session: smtp.Session | None = None
         self.limiter = DomainLimiter(settings["delivery.domain_limits"], share)
         self.composer: Composer | None = None
+        self.composers: dict[int, Composer] = {}      # per split-test variant (0: no test)
         self.outcome = Outcome()
         self.recorder = recorder or DirectRecorder(engine)
 
@@ -157,12 +163,15 @@ class Sender:
                 with db.read(self.engine) as conn:
                     if self.composer is None:
                         try:
-                            self.composer = campaigns.composer(conn, self.settings, self.campaign_id)
+                            self.composers = campaigns.composers(conn, self.settings, self.campaign_id)
+                            self.composer = self.composers[min(self.composers)]
                         except (DeliveryError, TemplateProblem, ServiceError) as exc:
                             self.outcome.paused = f"the message cannot be built: {exc}"
                             break
                     people, sendable = campaigns.recipients(conn, self.campaign_id,
                                                             [sid for _, sid in rows])
+                    variant_of = (ledger.row_variants(conn, [rid for rid, _ in rows])
+                                  if len(self.composers) > 1 else None)
                 self.outcome.stages["claim"] += time.perf_counter() - started
                 lease_until = time.monotonic() + lease - 2 * smtp.TIMEOUT
                 for row_id, subscriber_id in rows:
@@ -170,6 +179,8 @@ class Sender:
                         with db.write(self.engine) as conn:
                             ledger.extend(conn, self.owner, lease)
                         lease_until = time.monotonic() + lease - 2 * smtp.TIMEOUT
+                    if variant_of is not None:     # a split test: this row's variant's message
+                        self.composer = self.composers[variant_of[row_id]]
                     if not self._one(row_id, subscriber_id, people.get(subscriber_id),
                                      subscriber_id in sendable):
                         break
@@ -208,7 +219,12 @@ class Sender:
             return self._record(row_id, "skipped", reply="not sendable any more (unsubscribed, "
                                 "suppressed, deleted or no longer confirmed)")
         try:
-            outgoing = self.composer.compose(person)
+            session = self._session()
+            eight_bit = session.offers_8bitmime()
+        except DeliveryError as exc:
+            return self._failed(row_id, exc)
+        try:
+            outgoing = self.composer.compose(person, eight_bit=eight_bit)
         except (TemplateProblem, DeliveryError) as exc:
             self.outcome.failed += 1
             return self._record(row_id, "failed", reply=f"message could not be built: {exc}")
@@ -217,22 +233,29 @@ class Sender:
         stages["mime"] += outgoing.times[1]
         stages["dkim"] += outgoing.times[2]
         self.limiter.wait(outgoing.rcpt)
-        started = time.perf_counter()
-        # The previous message's reply must be on disk before this one goes out.
-        if not self.recorder.wait():
+        started, waited = time.perf_counter(), stages["ledger"]
+        try:
+            reply = session.send(outgoing.mail_from, outgoing.rcpt, outgoing.data,
+                                 eight_bit=outgoing.eight_bit, before_end=self._previous_recorded)
+        except LeaseLost:
             self.outcome.lost_lease = True
             return False
-        stages["ledger"] += time.perf_counter() - started
-        started = time.perf_counter()
-        try:
-            session = self._session()
-            reply = session.send(outgoing.mail_from, outgoing.rcpt, outgoing.data)
         except DeliveryError as exc:
-            stages["smtp"] += time.perf_counter() - started
+            stages["smtp"] += time.perf_counter() - started - (stages["ledger"] - waited)
             return self._failed(row_id, exc)
-        stages["smtp"] += time.perf_counter() - started
+        stages["smtp"] += time.perf_counter() - started - (stages["ledger"] - waited)
         self.outcome.sent += 1
         return self._record(row_id, "sent", reply=str(reply), message_id=outgoing.message_id)
+
+    def _previous_recorded(self) -> None:
+        """The previous reply must be on disk before this message's DATA ends (so a crash
+        leaves at most one message per session in doubt); composing and transmitting this
+        one overlapped with that commit."""
+        started = time.perf_counter()
+        ok = self.recorder.wait()
+        self.outcome.stages["ledger"] += time.perf_counter() - started
+        if not ok:
+            raise LeaseLost()
 
     def _session(self) -> smtp.Session:
         if self.session is not None and self.session.conn is None:
@@ -303,7 +326,7 @@ def run(settings, engine, campaign_id: int, processes: int | None = None) -> lis
 
     try:
         with db.read(engine) as conn:
-            campaigns.composer(conn, settings, campaign_id)
+            campaigns.composers(conn, settings, campaign_id)
     except (DeliveryError, TemplateProblem, ServiceError) as exc:
         return [Outcome(paused=f"the message cannot be built: {exc}")]
     children = []

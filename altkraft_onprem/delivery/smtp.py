@@ -165,22 +165,36 @@ class Session:
             self.relay.give_back(self.conn)
             self.conn = None
 
-    def send(self, mail_from: str, rcpt: str, data: bytes) -> Reply:
+    def offers_8bitmime(self) -> bool:
+        """Whether the relay takes 8bit bodies (RFC 6152); opens the session if needed."""
+        self.open()
+        return self.conn.has_extn("8bitmime")
+
+    def send(self, mail_from: str, rcpt: str, data: bytes, *, eight_bit: bool = False,
+             before_end=None) -> Reply:
         """MAIL, RCPT, DATA on this session (pipelined when the relay offers PIPELINING,
-        RFC 2920); DeliveryError classified as described above. `data` has CRLF line ends."""
+        RFC 2920); DeliveryError classified as described above. `data` has CRLF line ends;
+        `eight_bit` data goes with BODY=8BITMIME. `before_end()` runs once the content is
+        out but before the final dot (until then the relay discards the message if we
+        stop); if it raises, the connection is dropped and the exception passes on."""
         for address in (mail_from, rcpt):
             if any(c in address for c in "\r\n<>") or not address.isascii():
                 raise DeliveryError(f"not a usable SMTP address: {address!r}")
+        options = ["BODY=8BITMIME"] if eight_bit else []
         for attempt in (1, 2):
             self.open()
+            if eight_bit and not self.conn.has_extn("8bitmime"):
+                raise DeliveryError(f"relay {self.relay.name} does not take 8bit messages "
+                                    "(8BITMIME)", temporary=True)
             pipelined = self.conn.has_extn("pipelining")
             try:
                 if pipelined:
-                    self.conn.send(f"MAIL FROM:<{mail_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n"
-                                   .encode("ascii"))
+                    body = " BODY=8BITMIME" if eight_bit else ""
+                    self.conn.send(f"MAIL FROM:<{mail_from}>{body}\r\nRCPT TO:<{rcpt}>\r\n"
+                                   "DATA\r\n".encode("ascii"))
                     code, text = self.conn.getreply()
                 else:
-                    code, text = self.conn.mail(mail_from)
+                    code, text = self.conn.mail(mail_from, options)
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 self.drop()
                 if self.reused and attempt == 1:
@@ -191,16 +205,16 @@ class Session:
         name = self.relay.name
         try:
             if pipelined:
-                code, text = self._pipelined_rest((code, text), data)
+                code, text = self._pipelined_rest((code, text), data, before_end)
             else:
-                code, text = self._stepwise_rest(code, text, rcpt, data)
+                code, text = self._stepwise_rest(code, text, rcpt, data, before_end)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.drop()
             raise DeliveryError(f"relay {name} dropped the connection: {_describe(exc)}",
                                 temporary=True) from None
         return Reply(name, code, _text(text))
 
-    def _pipelined_rest(self, mail: tuple, data: bytes) -> tuple[int, bytes]:
+    def _pipelined_rest(self, mail: tuple, data: bytes, before_end) -> tuple[int, bytes]:
         conn = self.conn
         rcpt = conn.getreply()
         start = conn.getreply()
@@ -213,9 +227,10 @@ class Session:
             self._refused("RCPT TO", *rcpt)
         if start[0] != 354:
             self._refused("DATA", *start)
-        return self._content(data)
+        return self._content(data, before_end)
 
-    def _stepwise_rest(self, code: int, text, rcpt: str, data: bytes) -> tuple[int, bytes]:
+    def _stepwise_rest(self, code: int, text, rcpt: str, data: bytes,
+                       before_end) -> tuple[int, bytes]:
         if code != 250:
             self._refused("MAIL FROM", code, text)
         code, text = self.conn.rcpt(rcpt)
@@ -224,15 +239,24 @@ class Session:
         code, text = self.conn.docmd("DATA")
         if code != 354:
             self._refused("DATA", code, text)
-        return self._content(data)
+        return self._content(data, before_end)
 
-    def _content(self, data: bytes) -> tuple[int, bytes]:
+    def _content(self, data: bytes, before_end=None) -> tuple[int, bytes]:
         """The message (dot-stuffed) and the final reply; a break now leaves it in doubt."""
-        payload = _LEADING_DOT.sub(b"..", data)
-        if not payload.endswith(b"\r\n"):
-            payload += b"\r\n"
+        if data.startswith(b".") or b"\n." in data:
+            data = _LEADING_DOT.sub(b"..", data)
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        if before_end is not None:
+            self.conn.send(data)
+            try:
+                before_end()
+            except BaseException:
+                self.drop()                 # no final dot: the relay throws the message away
+                raise
+            data = b""
         try:
-            self.conn.send(payload + b".\r\n")
+            self.conn.send(data + b".\r\n")
             code, text = self.conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.drop()
