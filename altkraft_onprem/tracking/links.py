@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 
 _CACHE: OrderedDict[tuple[int, int], dict[int, str]] = OrderedDict()
 _LOCK = threading.Lock()
@@ -36,14 +36,18 @@ def _campaign_targets(conn: Connection, campaign_id: int, version_id: int) -> di
     return dict(version_links(conn, version_id))
 
 
-def target(conn: Connection, campaign_id: int, version_id: int, link_index: int) -> str | None:
+def target(engine: Engine, campaign_id: int, version_id: int, link_index: int) -> str | None:
+    """The URL of a click, or None; reads the database only on the first click of a version."""
     key = (campaign_id, version_id)
     with _LOCK:
         links = _CACHE.get(key)
         if links is not None:
             _CACHE.move_to_end(key)
     if links is None:
-        links = _campaign_targets(conn, campaign_id, version_id)
+        from altkraft_onprem import db
+
+        with db.read(engine) as conn:
+            links = _campaign_targets(conn, campaign_id, version_id)
         with _LOCK:
             _CACHE[key] = links
             while len(_CACHE) > _MAX:

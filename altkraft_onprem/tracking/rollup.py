@@ -33,14 +33,13 @@ def record(conn: Connection, rows: list[dict]) -> None:
             for r in rows if r["kind"] in (OPEN, CLICK) and not r["machine"] for period in PERIODS}
     if not keys:
         return
-    fresh: list[tuple] = []
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), _CHUNK):
-        chunk = [{"subscriber_id": s, "metric": m, "period": p, "bucket": b} for s, m, p, b in ordered[start:start + _CHUNK]]
-        stmt = _insert(conn, engagement_seen).values(chunk).on_conflict_do_nothing().returning(
-            engagement_seen.c.subscriber_id, engagement_seen.c.metric, engagement_seen.c.period,
-            engagement_seen.c.bucket)
-        fresh.extend(tuple(r) for r in conn.execute(stmt))
+    # executemany of one statement (SQLAlchemy batches it as multi-row VALUES and caches the
+    # compiled form): building a 400-row VALUES clause per chunk cost ~0.1 ms of CPU per event.
+    seen = engagement_seen.c
+    stmt = _insert(conn, engagement_seen).on_conflict_do_nothing().returning(
+        seen.subscriber_id, seen.metric, seen.period, seen.bucket)
+    fresh = [tuple(r) for r in conn.execute(stmt, [
+        {"subscriber_id": s, "metric": m, "period": p, "bucket": b} for s, m, p, b in sorted(keys)])]
     if not fresh:
         return
     ids = sorted({f[0] for f in fresh})
@@ -56,11 +55,12 @@ def record(conn: Connection, rows: list[dict]) -> None:
             counts[(period, metric, periods.label(created, period), bucket, source)] += 1
     items = [{"period": p, "metric": m, "cohort": c, "bucket": b, "source": s, "count": n}
              for (p, m, c, b, s), n in sorted(counts.items())]
-    for start in range(0, len(items), _CHUNK):
-        stmt = _insert(conn, engagement_cohorts).values(items[start:start + _CHUNK])
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["period", "metric", "cohort", "bucket", "source"],
-            set_={"count": engagement_cohorts.c.count + stmt.excluded.count}))
+    if not items:
+        return
+    stmt = _insert(conn, engagement_cohorts)
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=["period", "metric", "cohort", "bucket", "source"],
+        set_={"count": engagement_cohorts.c.count + stmt.excluded.count}), items)
 
 
 def rebuild(conn: Connection) -> None:

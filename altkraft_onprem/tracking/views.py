@@ -11,31 +11,17 @@ import select as selectlib
 import socket
 import time
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
-from altkraft_onprem import db
 from altkraft_onprem.access.policy import public
-from altkraft_onprem.config import current_settings
-from altkraft_onprem.db.types import utcnow
 
-from . import links, tokens
-from .buffer import BUFFER, stopping
-from .models import (
-    CLICK,
-    HEAD,
-    HONEYPOT,
-    MPP,
-    OPEN,
-    READ,
-    SCANNER,
-    UNMEASURABLE,
-    anonymise_ip,
-    classify_read,
-    image_fetch_label,
-    scanner_agent,
-)
+from . import fast, tokens
+from .buffer import stopping
+from .fast import NO_CACHE, PIXEL, Reply, Tracker
+from .models import HEAD, MPP, READ, UNMEASURABLE, classify_read
 
 blueprint = Blueprint("tracking", __name__, url_prefix="/t")
+blueprint.record_once(lambda state: fast.install(state.app))
 
 # A 1x1 transparent GIF, split so that the reading-time stream can hold it open: the header and
 # palette go first, then a comment extension whose 1-byte sub-blocks trickle out while the
@@ -45,97 +31,55 @@ GIF_HEAD = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
 GIF_COMMENT_START = b"\x21\xfe"
 GIF_COMMENT_TICK = b"\x01 "
 GIF_TAIL = b"\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b"
-PIXEL = GIF_HEAD + b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b"
-NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0, private",
-            "Pragma": "no-cache", "Expires": "0"}
+assert PIXEL == GIF_HEAD + GIF_TAIL[1:]      # the held stream ends as the same image
 TICK_SECONDS = 2.0     # a byte now and then keeps proxies from timing the stream out
 
 
-def _not_found() -> Response:
-    return Response("Not found\n", status=404, mimetype="text/plain")
+def _tracker() -> Tracker:
+    return current_app.extensions["altkraft.tracker"]
 
 
-def _event(kind: str, target: tokens.Target, *, machine: bool = False, reason: str | None = None,
-           **extra) -> dict:
-    settings = current_settings()
-    ip = request.remote_addr or ""
-    if settings["tracking.anonymise_ip"]:
-        ip = anonymise_ip(ip)
-    row = {"at": utcnow(), "kind": kind, "campaign_id": target.campaign_id,
-           "subscriber_id": target.subscriber_id, "version_id": target.version_id,
-           "link_index": target.link_index, "machine": machine, "reason": reason,
-           "read_seconds": None, "read_class": None,
-           "user_agent": request.headers.get("User-Agent", "")[:300], "ip": ip[:64]}
-    row.update(extra)
-    return row
+def _client() -> tuple[str, str]:
+    return request.headers.get("User-Agent", ""), request.remote_addr or ""
 
 
-def _record(row: dict) -> None:
-    BUFFER.configure(current_settings())
-    BUFFER.add(db.get_engine(), row)
+def _response(reply: Reply) -> Response:
+    response = Response(reply.body, status=reply.status, headers=reply.headers)
+    response.autocorrect_location_header = False
+    return response
 
 
-def _image_label() -> str | None:
-    settings = current_settings()
-    return image_fetch_label(request.headers.get("User-Agent", ""), request.remote_addr or "",
-                             tuple(settings["tracking.apple_proxy_networks"]))
-
-
+# The same URLs are answered by fast.FastPath before Flask sees them; these views give them
+# their place in the route map and answer when the app is called without the fast path.
 @blueprint.route("/o/<token>", methods=["GET"])
 @public
 def open_pixel(token: str):
-    target = tokens.decode(tokens.tracking_key(current_settings()), token, "o")
-    if target is None:
-        return _not_found()
-    label = _image_label()
-    if request.method == "HEAD":
-        _record(_event(OPEN, target, machine=True, reason=HEAD))
-    else:
-        _record(_event(OPEN, target, machine=label == MPP, reason=label))
-    return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
+    return _response(_tracker().open(token, request.method, *_client()))
 
 
 @blueprint.route("/c/<token>", methods=["GET"])
 @public
 def click(token: str):
-    target = tokens.decode(tokens.tracking_key(current_settings()), token, "c")
-    if target is None:
-        return _not_found()
-    if target.link_index == tokens.HONEYPOT_LINK:
-        _record(_event(CLICK, target, machine=True, reason=HONEYPOT))
-        return Response("\n", status=200, mimetype="text/plain", headers=NO_CACHE)
-    with db.read(db.get_engine()) as conn:
-        url = links.target(conn, target.campaign_id, target.version_id, target.link_index)
-    if url is None:
-        return _not_found()
-    if request.method == "HEAD":
-        _record(_event(CLICK, target, machine=True, reason=HEAD))
-    elif scanner_agent(request.headers.get("User-Agent", "")):
-        _record(_event(CLICK, target, machine=True, reason=SCANNER))
-    else:
-        _record(_event(CLICK, target))
-    response = Response("", status=302, headers={"Location": url, **NO_CACHE})
-    response.autocorrect_location_header = False
-    return response
+    return _response(_tracker().click(token, request.method, *_client()))
 
 
 @blueprint.route("/r/<token>", methods=["GET"])
 @public
 def read_stream(token: str):
-    settings = current_settings()
-    target = tokens.decode(tokens.tracking_key(settings), token, "r")
+    tracker = _tracker()
+    settings = tracker.settings
+    target = tokens.decode(tracker.key, token, "r")
     if target is None:
-        return _not_found()
-    label = _image_label()
+        return _response(fast.NOT_FOUND)
+    user_agent, ip = _client()
+    label = tracker.image_label(user_agent, ip)
     if request.method == "HEAD" or label is not None:
         # A proxy fetches the whole image at once, whenever it likes: the hold time says nothing.
         reason = HEAD if request.method == "HEAD" else label
-        _record(_event(READ, target, machine=reason in (HEAD, MPP), reason=reason,
-                       read_class=UNMEASURABLE))
+        tracker.record(tracker.event(READ, target, user_agent, ip, machine=reason in (HEAD, MPP),
+                                     reason=reason, read_class=UNMEASURABLE))
         return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
-    row = _event(READ, target)
-    BUFFER.configure(settings)
-    engine = db.get_engine()
+    row = tracker.event(READ, target, user_agent, ip)
     sock = request.environ.get("gunicorn.socket")
     cap = settings["tracking.read_cap_seconds"]
     glance, read = settings["tracking.glance_seconds"], settings["tracking.read_seconds"]
@@ -159,7 +103,7 @@ def read_stream(token: str):
             held = min((ended or time.monotonic()) - started, cap)
             row["read_seconds"] = round(held, 3)
             row["read_class"] = classify_read(held, glance, read)
-            BUFFER.add(engine, row)
+            tracker.record(row)
 
     headers = {**NO_CACHE, "X-Accel-Buffering": "no"}     # nginx: pass bytes through as they come
     return Response(stream(), mimetype="image/gif", headers=headers, direct_passthrough=True)
