@@ -42,3 +42,17 @@ def after_create(actor: Actor, campaign_id: int, *, start_now: bool, scheduled: 
     if scheduled:
         return perform(actor, settings, campaign_id, "schedule", engine)
     return None
+
+
+def choose_winner(actor: Actor, campaign_id: int, variant: int | None = None, engine=None) -> int:
+    """A person picks the split test's winner now: the named variant, or the best by the
+    test's metric so far; the held rows then go out with it. Returns the winning variant."""
+    from . import jobs, splittest
+
+    engine = engine or db.get_engine()
+    with db.write(engine) as conn:
+        winner = splittest.decide(conn, actor, campaign_id, variant)
+        running = service.state(conn, campaign_id) == "running"
+    if running:
+        jobs.send_campaign(campaign_id)
+    return winner

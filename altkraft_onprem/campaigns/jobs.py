@@ -10,7 +10,7 @@ from altkraft_onprem import db, tasks
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
 
-from . import ledger
+from . import ledger, splittest
 from . import service as campaigns
 
 log = logging.getLogger("altkraft.campaigns")
@@ -45,6 +45,8 @@ def run_campaign(settings, engine, campaign_id: int, processes: int | None = Non
             if campaigns.finish_if_done(conn, campaign_id):
                 return outcomes
             due = ledger.next_due(conn, campaign_id)
+            if due is None and splittest.decide_if_due(conn, campaign_id):
+                due = utcnow()          # the split test's winner goes to the held rows now
         if due is None:
             return outcomes
         wait = (due - utcnow()).total_seconds()
@@ -62,13 +64,51 @@ def send_campaign(campaign_id: int) -> None:
 def kick(campaign_id: int) -> None:
     """Enqueue the send run (after the transaction that started the campaign committed)."""
     send_campaign(campaign_id)
+    schedule_decision(campaign_id)
+
+
+def schedule_decision(campaign_id: int) -> None:
+    """A split test's automatic winner, queued for its time (the minute tick is the safety
+    net, and a send run that ends with only held rows left decides when it is time)."""
+    with db.read(db.get_engine()) as conn:
+        test = splittest.get(conn, campaign_id)
+    if test is not None and test["state"] == "testing" and test["decide_at"] is not None:
+        decide_split_test.schedule((campaign_id,), eta=test["decide_at"])
+
+
+@tasks.job()
+def decide_split_test(campaign_id: int) -> None:
+    decide_due()
+
+
+def decide_due() -> list[int]:
+    """Chooses the winners whose time has come; each campaign then sends on (if running)."""
+    from altkraft_onprem.errors import ServiceError
+
+    engine = db.get_engine()
+    with db.read(engine) as conn:
+        candidates = splittest.due(conn)
+    decided = []
+    for campaign_id in candidates:
+        try:
+            with db.write(engine) as conn:
+                if splittest.decide_if_due(conn, campaign_id):
+                    decided.append(campaign_id)
+        except ServiceError as exc:       # decided by a person meanwhile, cancelled, …
+            log.info("split test of campaign %s not decided: %s", campaign_id, exc.message)
+    for campaign_id in decided:
+        log.info("split test of campaign %s decided", campaign_id)
+        send_campaign(campaign_id)
+    return decided
 
 
 @tasks.periodic(crontab(minute="*"))
 def campaigns_tick() -> None:
     """Every minute: start campaigns whose time has come and pick up running campaigns whose
-    sender died (a restart, a killed worker) — the ledger makes a second run harmless."""
+    sender died (a restart, a killed worker) — the ledger makes a second run harmless;
+    choose split-test winners whose time has come."""
     start_due()
+    decide_due()
 
 
 def start_due() -> list[int]:
@@ -84,11 +124,19 @@ def start_due() -> list[int]:
         orphaned = []
         for campaign_id in campaigns.running(conn):
             ledger.recover(conn, campaign_id)          # leases of senders that died
-            if not ledger.has_live_lease(conn, campaign_id):
+            if not ledger.has_live_lease(conn, campaign_id) and not _only_held(conn, campaign_id):
                 orphaned.append(campaign_id)
     for campaign_id in {*started, *orphaned}:
         send_campaign(campaign_id)
+    for campaign_id in started:
+        schedule_decision(campaign_id)
     return started
+
+
+def _only_held(conn, campaign_id: int) -> bool:
+    """A split test waiting for its winner: nothing a send run could do."""
+    found = ledger.counts(conn, campaign_id)
+    return bool(found["held"]) and not (found["queued"] or found["leased"])
 
 
 @tasks.job()

@@ -71,6 +71,43 @@ def materialise(conn: Connection, campaign_id: int, audience) -> int:
     return total
 
 
+def materialise_split(conn: Connection, campaign_id: int, audience, variants: int,
+                      test_size: int) -> int:
+    """Like `materialise`, for a split test: `test_size` subscribers in random order are
+    queued with variants 1..N in turn (an even, random split); everyone else is `held` —
+    in the ledger and counted, but never claimed until `release_held` names the winner."""
+    subquery = audience.subquery()
+    already = select(deliveries.c.subscriber_id).where(
+        deliveries.c.campaign_id == campaign_id,
+        deliveries.c.subscriber_id == subquery.c.id).exists()
+    ranked = select(subquery.c.id, func.row_number().over(order_by=func.random()).label("rank")
+                    ).where(~already).subquery()
+    in_test = ranked.c.rank <= test_size
+    source = select(literal(campaign_id), ranked.c.id,
+                    case((in_test, 1 + (ranked.c.rank - 1) % variants), else_=0),
+                    case((in_test, "queued"), else_="held"), literal(0), in_test)
+    conn.execute(insert(deliveries).from_select(
+        ["campaign_id", "subscriber_id", "variant", "state", "attempts", "test_group"], source))
+    total = conn.execute(select(func.count()).select_from(deliveries).where(
+        deliveries.c.campaign_id == campaign_id)).scalar_one()
+    conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
+                 .values(ledger_built=True, total=total))
+    return total
+
+
+def release_held(conn: Connection, campaign_id: int, variant: int) -> int:
+    """The split test's winner goes to the held rows: queued again, with its variant."""
+    return conn.execute(update(deliveries).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "held").values(
+        state="queued", variant=variant)).rowcount
+
+
+def row_variants(conn: Connection, row_ids: list[int]) -> dict[int, int]:
+    """{row id: variant} of claimed rows (split tests only; a plain campaign is all 0)."""
+    return dict(conn.execute(select(deliveries.c.id, deliveries.c.variant).where(
+        deliveries.c.id.in_(row_ids))).all())
+
+
 def claim(conn: Connection, campaign_id: int, owner: str, size: int, lease_seconds: int,
           now: datetime | None = None) -> list[tuple[int, int]]:
     """Leases up to `size` due queued rows to `owner`; [(row id, subscriber id)] by id."""
@@ -184,7 +221,7 @@ def recover(conn: Connection, campaign_id: int | None = None, now: datetime | No
 
 def cancel_rows(conn: Connection, campaign_id: int) -> int:
     return conn.execute(update(deliveries).where(
-        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "queued").values(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state.in_(("queued", "held"))).values(
         state="cancelled", done_at=utcnow(), reply="campaign cancelled")).rowcount
 
 
@@ -193,7 +230,7 @@ def counts(conn: Connection, campaign_id: int) -> dict[str, int]:
         deliveries.c.campaign_id == campaign_id).group_by(deliveries.c.state)).all()
     found = {state: n for state, n in rows}
     return {state: found.get(state, 0) for state in
-            ("queued", "leased", "sent", "failed", "in_doubt", "skipped", "cancelled")}
+            ("queued", "leased", "held", "sent", "failed", "in_doubt", "skipped", "cancelled")}
 
 
 def next_due(conn: Connection, campaign_id: int) -> datetime | None:

@@ -7,6 +7,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -23,7 +24,8 @@ from altkraft_onprem.i18n import N_
 STATES = ("draft", "scheduled", "running", "paused", "finished", "cancelled")
 # Shown through _() on the pages; marked here so the catalogue has them.
 STATE_LABELS = (N_("draft"), N_("scheduled"), N_("running"), N_("paused"), N_("finished"),
-                N_("cancelled"), N_("sent"), N_("failed"), N_("in_doubt"), N_("skipped"))
+                N_("cancelled"), N_("sent"), N_("failed"), N_("in_doubt"), N_("skipped"),
+                N_("held"))
 # Which lifecycle moves each action allows: action -> {from state: to state}.
 MOVES = {
     "schedule": {"draft": "scheduled"},
@@ -33,8 +35,9 @@ MOVES = {
     "cancel": {"draft": "cancelled", "scheduled": "cancelled", "running": "cancelled",
                "paused": "cancelled"},
 }
-# Ledger row states. queued/leased are in progress; the others are final.
-ROW_STATES = ("queued", "leased", "sent", "failed", "in_doubt", "skipped", "cancelled")
+# Ledger row states. queued/leased are in progress; held rows (a split test's remaining
+# audience) wait for the winner and are never claimed; the others are final.
+ROW_STATES = ("queued", "leased", "held", "sent", "failed", "in_doubt", "skipped", "cancelled")
 FINAL_ROW_STATES = ("sent", "failed", "in_doubt", "skipped", "cancelled")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
 
@@ -84,10 +87,40 @@ deliveries = Table(
     Column("message_id", String(200), nullable=True),
     Column("reply", Text, nullable=True),
     Column("done_at", UTCDateTime, nullable=True),
+    # A split test's test portion (figures that choose the winner count these rows only).
+    Column("test_group", Boolean, nullable=False, default=False),
     UniqueConstraint("campaign_id", "subscriber_id", name="uq_campaign_deliveries_campaign_subscriber"),
 )
 Index("ix_campaign_deliveries_claim", deliveries.c.campaign_id, deliveries.c.state, deliveries.c.id)
 Index("ix_campaign_deliveries_owner", deliveries.c.lease_owner)
+
+# Split tests: variants 1..N (row variant 0 is a campaign without a test), shown as A..E.
+SPLIT_METRICS = ("opens", "clicks", "click_to_open")
+SPLIT_METRIC_LABELS = {"opens": N_("unique opens"), "clicks": N_("unique clicks"),
+                       "click_to_open": N_("click-to-open rate")}
+SPLIT_STATES = ("pending", "testing", "decided")
+MIN_VARIANTS, MAX_VARIANTS = 2, 5
+MAX_WAIT_HOURS = 720
+
+split_tests = Table(
+    "campaign_split_tests", metadata,
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    Column("variants", JSON, nullable=False),        # [{subject, from_name, message_id, version_id}]
+    Column("test_percent", Integer, nullable=False),
+    Column("metric", String(16), nullable=False),
+    Column("wait_hours", Float, nullable=False),
+    Column("state", String(12), nullable=False, default="pending"),
+    Column("decide_at", UTCDateTime, nullable=True),  # start + wait; set when the campaign starts
+    Column("winner", Integer, nullable=True),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("decided_by", String(320), nullable=True),
+    Column("results", JSON, nullable=True),           # the figures the winner was chosen on
+)
+
+
+def variant_letter(variant: int) -> str:
+    """1 -> "A", 2 -> "B" … (0, a campaign without a split test, has no letter)."""
+    return chr(ord("A") + variant - 1) if variant >= 1 else ""
 
 
 def with_utm(url: str, marks: dict[str, str]) -> str:

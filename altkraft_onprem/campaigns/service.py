@@ -16,7 +16,7 @@ from altkraft_onprem.audience.models import segments as segments_table
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
 
-from . import ledger
+from . import ledger, splittest
 from .models import MOVES, UTM_KEYS, campaigns, deliveries, link_marks, with_utm
 
 EDITABLE_STATES = ("draft", "scheduled")
@@ -124,6 +124,7 @@ def create_campaign(conn: Connection, actor: Actor, **data: Any) -> int:
     if not data.get("list_ids"):
         raise ServiceError("pick at least one list", "list_ids")
     data.setdefault("timezone", "UTC")
+    split = splittest.clean(conn, data.pop("split_test", None))
     values = _clean(conn, data)
     now = utcnow()
     defaults = {"from_name": "", "segment_ids": [], "exclude_list_ids": [], "exclude_segment_ids": [],
@@ -132,7 +133,9 @@ def create_campaign(conn: Connection, actor: Actor, **data: Any) -> int:
     values = {**defaults, **values}
     campaign_id = conn.execute(insert(campaigns).values(
         **values, created_at=now, updated_at=now, created_by=actor.label)).inserted_primary_key[0]
-    record(conn, actor, "campaign.create", "campaign", campaign_id, name=values["name"])
+    splittest.save(conn, campaign_id, split)
+    record(conn, actor, "campaign.create", "campaign", campaign_id, name=values["name"],
+           split_test=split is not None)
     return campaign_id
 
 
@@ -142,12 +145,17 @@ def update_campaign(conn: Connection, actor: Actor, campaign_id: int, **data: An
         raise Conflict(f"a {current['state']} campaign cannot be changed")
     if "schedule_at" in data and "timezone" not in data:
         data["timezone"] = current["timezone"]
+    changes_split = "split_test" in data
+    split = splittest.clean(conn, data.pop("split_test", None))
     values = _clean(conn, data)
     if "list_ids" in values and not values["list_ids"]:
         raise ServiceError("pick at least one list", "list_ids")
     conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
                  .values(**values, updated_at=utcnow()))
-    record(conn, actor, "campaign.update", "campaign", campaign_id, fields=sorted(values))
+    if changes_split:
+        splittest.save(conn, campaign_id, split)
+    record(conn, actor, "campaign.update", "campaign", campaign_id,
+           fields=sorted([*values, *(["split_test"] if changes_split else [])]))
 
 
 def get_campaign(conn: Connection, campaign_id: int) -> dict[str, Any]:
@@ -209,6 +217,9 @@ def start(conn: Connection, actor: Actor, settings, campaign_id: int) -> str:
     now = utcnow()
     new_state = _move(conn, actor, campaign_id, "start", version_id=version_id,
                       started_at=campaign["started_at"] or now, pause_reason=None)
+    test = splittest.get(conn, campaign_id)
+    if test is not None:
+        splittest.pin(conn, {**campaign, "version_id": version_id}, test)
     build_ledger(conn, campaign_id)
     return new_state
 
@@ -219,6 +230,9 @@ def build_ledger(conn: Connection, campaign_id: int) -> int:
         return campaign["total"]
     query = audience.audience_query(conn, campaign["list_ids"], campaign["segment_ids"],
                                     campaign["exclude_list_ids"], campaign["exclude_segment_ids"])
+    test = splittest.get(conn, campaign_id)
+    if test is not None:
+        return splittest.materialise(conn, campaign_id, query, test)
     return ledger.materialise(conn, campaign_id, query)
 
 
@@ -253,7 +267,7 @@ def pause_by_system(conn: Connection, campaign_id: int, reason: str) -> None:
 
 def finish_if_done(conn: Connection, campaign_id: int) -> bool:
     found = ledger.counts(conn, campaign_id)
-    if found["queued"] or found["leased"]:
+    if found["queued"] or found["leased"] or found["held"]:
         return False
     result = conn.execute(update(campaigns).where(campaigns.c.id == campaign_id,
                                                   campaigns.c.state == "running")
@@ -276,7 +290,8 @@ def progress(conn: Connection, campaign_id: int) -> dict[str, Any]:
     last minute) and eta (seconds) — what the page and the API show."""
     campaign = get_campaign(conn, campaign_id)
     found = ledger.counts(conn, campaign_id)
-    remaining = found["queued"] + found["leased"]
+    sendable = found["queued"] + found["leased"]
+    remaining = sendable + found["held"]        # held: a split test's rest, waiting for its winner
     window = 60
     recent = ledger.sent_since(conn, campaign_id, utcnow() - timedelta(seconds=window))
     started, finished = campaign["started_at"], campaign["finished_at"]
@@ -289,8 +304,8 @@ def progress(conn: Connection, campaign_id: int) -> dict[str, Any]:
         rate = 0.0
     return {"total": campaign["total"], "sent": found["sent"], "failed": found["failed"],
             "in_doubt": found["in_doubt"], "skipped": found["skipped"],
-            "cancelled": found["cancelled"], "remaining": remaining, "rate": rate,
-            "eta_seconds": round(remaining / rate) if rate and remaining else None}
+            "cancelled": found["cancelled"], "remaining": remaining, "held": found["held"],
+            "rate": rate, "eta_seconds": round(sendable / rate) if rate and sendable else None}
 
 
 def deliveries_page(conn: Connection, campaign_id: int, state_filter: str | None = None,
@@ -309,14 +324,20 @@ def deliveries_page(conn: Connection, campaign_id: int, state_filter: str | None
 # --- for the sender ---------------------------------------------------------------------------
 
 def composer(conn: Connection, settings, campaign_id: int):
+    """The Composer of the campaign's first variant (the only one without a split test)."""
+    found = composers(conn, settings, campaign_id)
+    return found[min(found)]
+
+
+def composers(conn: Connection, settings, campaign_id: int) -> dict:
+    """{ledger variant: Composer}: one compiled message per variant (just 0 without a test)."""
     from altkraft_onprem.delivery.compose import Composer
-    from altkraft_onprem.messages.service import get_version_by_id
 
     campaign = get_campaign(conn, campaign_id)
-    version = get_version_by_id(conn, campaign["version_id"])
     names = dict(conn.execute(select(lists_table.c.id, lists_table.c.name).where(
         lists_table.c.id.in_(campaign["list_ids"]))).all())
-    return Composer(settings, campaign, version, names)
+    return {variant: Composer(settings, values, version, names)
+            for variant, (values, version) in splittest.sending_parts(conn, campaign).items()}
 
 
 def recipients(conn: Connection, campaign_id: int, subscriber_ids: list[int]) -> tuple[dict, set]:
