@@ -7,7 +7,6 @@ record to publish (zone-file syntax) whenever the status is not "pass".
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +15,11 @@ import dns.name
 import dns.nameserver
 import dns.resolver
 import dns.reversename
+from publicsuffixlist import PublicSuffixList
 
-from altkraft_onprem.delivery import dkimkeys
+from altkraft_onprem.delivery import dkimkeys, spf
 
 CHECKS = ("ptr", "spf", "dkim", "dmarc", "mx")
-SPF_LOOKUP_LIMIT = 10     # RFC 7208 4.6.4
-SPF_VOID_LIMIT = 2
 STATUS_ORDER = {"pass": 0, "warn": 1, "fail": 2}
 
 
@@ -151,189 +149,7 @@ def check_ptr(resolver: Dns, ips: list[str], helo: str) -> Check:
     return Check("pass", f"{'; '.join(good)}, matches HELO {helo}")
 
 
-# --- SPF (RFC 7208 check_host) ---------------------------------------------------------------
-
-class SpfPermError(Exception):
-    pass
-
-
-def is_spf(text: str) -> bool:
-    return text.lower() == "v=spf1" or text.lower().startswith("v=spf1 ")
-
-
-_MACRO = re.compile(r"%\{([slodiphcrtv])(\d*)(r?)([.\-+,/_=]*)\}|%%|%_|%-", re.IGNORECASE)
-
-
-class _Spf:
-    def __init__(self, resolver: Dns, ip: str, sender_domain: str = ""):
-        self.resolver, self.ip = resolver, ipaddress.ip_address(ip)
-        self.sender = f"postmaster@{sender_domain}"     # what a bounce's MAIL FROM stands for
-        self.lookups = 0
-        self.voids = 0
-
-    def expand(self, spec: str, domain: str) -> str:
-        """RFC 7208 section 7 macros (%{i}, %{d}, %{s}, … with digits, r and delimiters)."""
-        def one(match: re.Match) -> str:
-            whole = match.group(0)
-            if whole in ("%%", "%_", "%-"):
-                return {"%%": "%", "%_": " ", "%-": "%20"}[whole]
-            letter, digits, reverse, delimiters = match.groups()
-            if self.ip.version == 4:
-                address = str(self.ip)
-            else:
-                address = ".".join(self.ip.exploded.replace(":", ""))
-            value = {"s": self.sender, "l": self.sender.split("@")[0], "o": self.sender.split("@")[1],
-                     "d": domain, "i": address, "c": str(self.ip), "p": "unknown",
-                     "v": "in-addr" if self.ip.version == 4 else "ip6", "h": domain,
-                     "r": "unknown", "t": "0"}[letter.lower()]
-            parts = re.split("[" + re.escape(delimiters or ".") + "]", value)
-            if reverse:
-                parts.reverse()
-            if digits:
-                parts = parts[-int(digits):]
-            return ".".join(parts)
-        return _MACRO.sub(one, spec) if "%" in spec else spec
-
-    def _count(self) -> None:
-        self.lookups += 1
-        if self.lookups > SPF_LOOKUP_LIMIT:
-            raise SpfPermError(f"more than {SPF_LOOKUP_LIMIT} DNS lookups (RFC 7208 4.6.4)")
-
-    def _void(self, answers: list) -> list:
-        if not answers:
-            self.voids += 1
-            if self.voids > SPF_VOID_LIMIT:
-                raise SpfPermError(f"more than {SPF_VOID_LIMIT} lookups returned nothing")
-        return answers
-
-    def record(self, domain: str) -> str | None:
-        records = [t for t in self.resolver.txt(domain) if is_spf(t)]
-        if len(records) > 1:
-            raise SpfPermError(f"{domain} has {len(records)} SPF records; exactly one is allowed")
-        return records[0] if records else None
-
-    def _in(self, addresses: list[str], cidr4: int, cidr6: int) -> bool:
-        prefix = cidr4 if self.ip.version == 4 else cidr6
-        for address in addresses:
-            network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
-            if network.version == self.ip.version and self.ip in network:
-                return True
-        return False
-
-    def check(self, domain: str, chain: tuple[str, ...] = ()) -> str:
-        if domain.lower() in chain:
-            raise SpfPermError(f"include loop: {' -> '.join(chain + (domain,))}")
-        chain = chain + (domain.lower(),)
-        text = self.record(domain)
-        if text is None:
-            return "none"
-        _check_syntax(text, domain)      # any error anywhere: permerror before evaluating
-        redirect = None
-        for term in text.split()[1:]:
-            name, eq, value = term.partition("=")
-            if eq and ":" not in name and "/" not in name:
-                if name.lower() == "redirect":
-                    redirect = value
-                continue        # exp= and unknown modifiers are ignored
-            qualifier = "+"
-            if term[0] in "+-~?":
-                qualifier, term = term[0], term[1:]
-            if self._matches(term, domain, chain):
-                return {"+": "pass", "-": "fail", "~": "softfail", "?": "neutral"}[qualifier]
-        if redirect:
-            self._count()
-            result = self.check(self.expand(redirect, domain), chain)
-            if result == "none":
-                raise SpfPermError(f"redirect={redirect} has no SPF record")
-            return result
-        return "neutral"
-
-    def _matches(self, term: str, domain: str, chain: tuple[str, ...]) -> bool:
-        mechanism, _, rest = term.partition(":")
-        if "/" in mechanism:
-            mechanism, _, cidr_text = mechanism.partition("/")
-            rest = f"{rest}/{cidr_text}" if rest else f"/{cidr_text}"
-        mechanism = mechanism.lower()
-        try:
-            target, cidr4, cidr6 = _target_cidr(self.expand(rest, domain), domain)
-        except ValueError:
-            raise SpfPermError(f"bad prefix length in {term!r} in {domain}") from None
-        if mechanism == "all":
-            return True
-        if mechanism in ("ip4", "ip6"):
-            try:
-                network = ipaddress.ip_network(rest, strict=False)
-            except ValueError:
-                raise SpfPermError(f"bad {mechanism} value {rest!r} in {domain}") from None
-            return network.version == self.ip.version and self.ip in network
-        if mechanism == "include":
-            if not rest:
-                raise SpfPermError(f"include without a domain in {domain}")
-            self._count()
-            result = self.check(target, chain)
-            if result == "none":
-                raise SpfPermError(f"include:{rest} has no SPF record")
-            return result == "pass"
-        if mechanism == "a":
-            self._count()
-            return self._in(self._void(self.resolver.addresses(target)), cidr4, cidr6)
-        if mechanism == "mx":
-            self._count()
-            hosts = self._void(self.resolver.mx(target))
-            if len(hosts) > 10:
-                raise SpfPermError(f"mx:{target} has more than 10 MX hosts")
-            return any(self._in(self.resolver.addresses(h), cidr4, cidr6) for _, h in hosts)
-        if mechanism == "exists":
-            self._count()
-            return bool(self._void([a for a in self.resolver.addresses(target) if ":" not in a]))
-        if mechanism == "ptr":
-            self._count()       # deprecated; counted, never matched here
-            return False
-        raise SpfPermError(f"unknown mechanism {term!r} in {domain}")
-
-
-MECHANISMS = {"all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"}
-
-
-def _check_syntax(text: str, domain: str) -> None:
-    redirects = 0
-    for term in text.split()[1:]:
-        name, eq, _ = term.partition("=")
-        if eq and ":" not in name and "/" not in name:
-            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]*", name):
-                raise SpfPermError(f"bad modifier {term!r} in {domain}")
-            redirects += name.lower() == "redirect"
-            continue
-        bare = term[1:] if term[:1] in "+-~?" else term
-        mechanism, _, rest = bare.partition(":")
-        mechanism, _, cidr = mechanism.partition("/")
-        if mechanism.lower() not in MECHANISMS:
-            raise SpfPermError(f"unknown mechanism {term!r} in {domain}")
-        if mechanism.lower() in ("ip4", "ip6"):
-            try:
-                network = ipaddress.ip_network(rest, strict=False)
-            except ValueError:
-                raise SpfPermError(f"bad {mechanism} value {rest!r} in {domain}") from None
-            if network.version != int(mechanism[-1]):
-                raise SpfPermError(f"{term!r} in {domain}: not an IPv{mechanism[-1]} network")
-        elif mechanism.lower() in ("include", "exists") and not rest:
-            raise SpfPermError(f"{mechanism} without a domain in {domain}")
-        elif mechanism.lower() == "all" and (rest or cidr):
-            raise SpfPermError(f"bad term {term!r} in {domain}")
-    if redirects > 1:
-        raise SpfPermError(f"more than one redirect= in {domain}")
-
-
-def _target_cidr(rest: str, domain: str) -> tuple[str, int, int]:
-    target, cidr4, cidr6 = rest, 32, 128
-    if "//" in target:
-        target, _, six = target.partition("//")
-        cidr6 = int(six)
-    if "/" in target:
-        target, _, four = target.partition("/")
-        cidr4 = int(four)
-    return target or domain, cidr4, cidr6
-
+# --- SPF ------------------------------------------------------------------------------------
 
 def _spf_with_ips(record: str | None, ips: list[str]) -> str:
     terms = (record or "v=spf1 ~all").split()
@@ -344,7 +160,7 @@ def _spf_with_ips(record: str | None, ips: list[str]) -> str:
 
 
 def check_spf(resolver: Dns, domain: str, ips: list[str]) -> Check:
-    texts = [t for t in resolver.txt(domain) if is_spf(t)]
+    texts = [t for t in resolver.txt(domain) if spf.is_spf(t)]
     example_ips = ips or ["SENDING_IP"]
     if not texts:
         return Check("fail", f"{domain} has no SPF record",
@@ -359,14 +175,14 @@ def check_spf(resolver: Dns, domain: str, ips: list[str]) -> Check:
                      "evaluated", "")
     results = []
     for ip in ips:
-        spf = _Spf(resolver, ip, domain)
+        evaluation = spf.Evaluation(resolver, ip, domain)
         try:
-            result = spf.check(domain)
-        except SpfPermError as exc:
+            result = evaluation.check(domain)
+        except spf.SpfPermError as exc:
             return Check("fail", f"SPF permerror: {exc}",
                          dkimkeys.zone_line(domain, _spf_with_ips(None, ips)) +
                          "  (list the sending IPs directly instead of nested includes)")
-        results.append((ip, result, spf.lookups))
+        results.append((ip, result, evaluation.lookups))
     bad = [(ip, r) for ip, r, _ in results if r != "pass"]
     lookups = max(n for _, _, n in results)
     if bad:
@@ -377,7 +193,7 @@ def check_spf(resolver: Dns, domain: str, ips: list[str]) -> Check:
         return Check("warn", f"SPF passes, but {texts[0]!r} lets anyone send as {domain}",
                      dkimkeys.zone_line(domain, _spf_with_ips(texts[0].replace("+all", "~all")
                                                               .replace("?all", "~all"), ips)))
-    return Check("pass", f"SPF pass for {', '.join(ips)} ({lookups} of {SPF_LOOKUP_LIMIT} DNS lookups)")
+    return Check("pass", f"SPF pass for {', '.join(ips)} ({lookups} of {spf.LOOKUP_LIMIT} DNS lookups)")
 
 
 # --- DKIM -----------------------------------------------------------------------------------
@@ -417,15 +233,13 @@ def check_dkim(resolver: Dns, domain: str, keys: list[DkimKey]) -> Check:
 
 # --- DMARC ----------------------------------------------------------------------------------
 
-_TWO_LEVEL = {"co.uk", "org.uk", "ac.uk", "gov.uk", "com.au", "net.au", "org.au", "co.jp",
-              "co.nz", "com.br", "com.tr", "co.za", "com.cn", "com.ru", "msk.ru", "spb.ru"}
+_PUBLIC_SUFFIXES = PublicSuffixList()     # the list ships inside the package: no network
 
 
 def org_domain(domain: str) -> str:
-    """The organisational domain (a short built-in suffix list instead of the full PSL)."""
-    labels = domain.lower().rstrip(".").split(".")
-    keep = 3 if ".".join(labels[-2:]) in _TWO_LEVEL else 2
-    return ".".join(labels[-keep:])
+    """The organisational domain of DMARC (RFC 7489 3.2): one label below the public suffix."""
+    name = domain.lower().rstrip(".")
+    return _PUBLIC_SUFFIXES.privatesuffix(name) or name
 
 
 def aligned(domain: str, from_domain: str, mode: str) -> bool:

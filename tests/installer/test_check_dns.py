@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from altkraft_installer import configfile
 from altkraft_installer.cli import cli
-from altkraft_onprem.delivery import dkimkeys
+from altkraft_onprem.delivery import dkimkeys, dnscheck
 
 IP = "192.0.2.10"
 HELO = "mail.example.com"
@@ -267,3 +267,15 @@ def test_unanswered_queries_fail_with_a_clear_reason(keys):
     assert report["spf"]["status"] == "fail"
     assert report["spf"]["detail"].startswith("DNS did not answer (TXT example.com")
     assert result.exit_code == 1
+
+
+@pytest.mark.parametrize("domain, organisational", [
+    ("news.example.com", "example.com"),
+    ("mail.example.co.uk", "example.co.uk"),       # two-label public suffix
+    ("bounce.shop.com.tr", "shop.com.tr"),
+    ("a.b.example.msk.ru", "example.msk.ru"),
+    ("Example.COM.", "example.com"),
+    ("xn--80ak6aa92e.com", "xn--80ak6aa92e.com"),
+])
+def test_dmarc_organisational_domain_follows_the_public_suffix_list(domain, organisational):
+    assert dnscheck.org_domain(domain) == organisational
