@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from flask import g
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from altkraft_onprem import db
 from altkraft_onprem.api import MAX_ID, operation
 from altkraft_onprem.config import current_settings
-from altkraft_onprem.errors import Forbidden
+from altkraft_onprem.errors import Forbidden, NotFound
 
-from . import actions, service
+from . import actions, service, splittest
+from .models import MAX_VARIANTS, MAX_WAIT_HOURS, MIN_VARIANTS
 
 TAG = "Campaigns"
 Id = Field(ge=1, le=MAX_ID)
@@ -28,6 +29,25 @@ class Utm(Strict):
     utm_medium: str | None = Field(None, max_length=200)
     utm_campaign: str | None = Field(None, max_length=200)
     utm_content: str | None = Field(None, max_length=200)
+
+
+class SplitVariant(Strict):
+    subject: str | None = Field(None, max_length=500, description="Instead of the message's "
+                                "subject (a template, like it)")
+    from_name: str | None = Field(None, max_length=200, description="Instead of the campaign's")
+    message_id: int | None = Field(None, ge=1, le=MAX_ID, description="Another message (its "
+                                   "current version is pinned at start)")
+
+
+class SplitTest(Strict):
+    variants: list[SplitVariant] = Field(min_length=MIN_VARIANTS, max_length=MAX_VARIANTS,
+                                         description="Variant A, B, … (numbered 1, 2, … in replies)")
+    test_percent: int = Field(20, ge=1, le=100, description="Share of the audience in the test, "
+                              "split evenly and at random between the variants")
+    metric: Literal["opens", "clicks", "click_to_open"] = Field(
+        "opens", description="Human unique opens or clicks per delivered message, or clicks per open")
+    wait_hours: float = Field(4, ge=0, le=MAX_WAIT_HOURS, description="After the start; then the "
+                              "winner goes to the rest of the audience")
 
 
 class CampaignCreate(Strict):
@@ -48,6 +68,7 @@ class CampaignCreate(Strict):
     track_opens: bool = True
     track_clicks: bool = True
     start_now: bool = Field(False, description="Start right away (in addition to any schedule)")
+    split_test: SplitTest | None = Field(None, description="An A/B test with an automatic winner")
 
 
 class CampaignPatch(Strict):
@@ -66,6 +87,7 @@ class CampaignPatch(Strict):
     link_utm: dict[str, Utm] | None = None
     track_opens: bool | None = None
     track_clicks: bool | None = None
+    split_test: SplitTest | None = Field(None, description="null removes the split test")
 
 
 class Stats(BaseModel):
@@ -76,6 +98,7 @@ class Stats(BaseModel):
     skipped: int
     cancelled: int
     remaining: int
+    held: int = Field(0, description="A split test's rest of the audience, waiting for the winner")
     rate: float = Field(description="Messages per second over the last minute")
     eta_seconds: int | None = Field(None, description="Estimated seconds to finish")
 
@@ -109,11 +132,50 @@ class Created(BaseModel):
     id: int
 
 
+class VariantFigures(BaseModel):
+    variant: int
+    letter: str
+    subject: str | None
+    from_name: str | None
+    message_id: int | None
+    version_id: int | None = Field(description="Pinned when the campaign starts")
+    recipients: int = Field(description="In the test portion")
+    delivered: int
+    unique_opens: int = Field(description="Human (machine-labelled opens left out)")
+    unique_clicks: int = Field(description="Human (machine-labelled clicks left out)")
+    open_rate: float
+    click_rate: float
+    click_to_open: float
+
+
+class SplitTestOut(BaseModel):
+    state: Literal["pending", "testing", "decided"]
+    metric: str
+    test_percent: int
+    wait_hours: float
+    decide_at: datetime | None
+    winner: int | None
+    winner_letter: str | None
+    decided_at: datetime | None
+    decided_by: str | None
+    held: int = Field(description="Recipients waiting for the winner")
+    variants: list[VariantFigures]
+
+
+class WinnerChoice(Strict):
+    variant: int | None = Field(None, ge=1, le=MAX_VARIANTS, description="Omit: the best by the "
+                                "test's metric so far")
+
+
 def _values(body: BaseModel) -> dict:
     data = body.model_dump(exclude_unset=True)
     renames = {"lists": "list_ids", "segments": "segment_ids", "exclude_lists": "exclude_list_ids",
                "exclude_segments": "exclude_segment_ids"}
     values = {renames.get(k, k): v for k, v in data.items() if k != "start_now"}
+    if values.get("split_test"):
+        values["split_test"] = {**values["split_test"], "variants": [
+            {k: v for k, v in variant.items() if v is not None}
+            for variant in values["split_test"]["variants"]]}
     if "utm" in values:
         values["utm"] = {k: v for k, v in (values["utm"] or {}).items() if v}
     if "link_utm" in values:
@@ -179,3 +241,24 @@ for _name, _summary in (("start", "Start now"), ("schedule", "Schedule for its s
                         ("cancel", "Cancel (unsent messages are never sent)")):
     operation(f"/campaigns/<int:campaign_id>/{_name}", "POST", permission="campaigns:send",
               summary=_summary, tag=TAG, response=CampaignOut)(_action(_name))
+
+
+@operation("/campaigns/<int:campaign_id>/split-test", "GET", permission="campaigns:read",
+           summary="The split test: variants with their figures, state, winner", tag=TAG,
+           response=SplitTestOut)
+def get_split_test(campaign_id: int):
+    with db.read(db.get_engine()) as conn:
+        service.get_campaign(conn, campaign_id)
+        found = splittest.overview(conn, campaign_id)
+    if found is None:
+        raise NotFound(f"campaign {campaign_id} has no split test")
+    return found
+
+
+@operation("/campaigns/<int:campaign_id>/split-test/winner", "POST", permission="campaigns:send",
+           summary="Pick the winner now (a variant, or the best so far); the rest get it", tag=TAG,
+           body=WinnerChoice, response=SplitTestOut)
+def choose_winner(campaign_id: int, body: WinnerChoice):
+    actions.choose_winner(g.actor, campaign_id, body.variant)
+    with db.read(db.get_engine()) as conn:
+        return splittest.overview(conn, campaign_id)

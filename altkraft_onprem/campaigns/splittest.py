@@ -43,7 +43,7 @@ VARIANT_KEYS = ("subject", "from_name", "message_id")
 
 def clean(conn: Connection, spec: Any) -> dict[str, Any] | None:
     """A split test as given by the UI or the API, checked; None removes it. Errors name
-    the field, e.g. split_test.variants[2].message_id."""
+    the field as the API's validation does (0-based): split_test.variants.1.message_id."""
     if spec is None:
         return None
     if not isinstance(spec, dict):
@@ -53,18 +53,20 @@ def clean(conn: Connection, spec: Any) -> dict[str, Any] | None:
         raise ServiceError(f"give {MIN_VARIANTS} to {MAX_VARIANTS} variants", "split_test.variants")
     cleaned = []
     for number, variant in enumerate(variants, start=1):
-        field = f"split_test.variants[{number}]"
+        field, letter = f"split_test.variants.{number - 1}", variant_letter(number)
         if not isinstance(variant, dict) or any(k not in VARIANT_KEYS for k in variant):
-            raise ServiceError(f"a variant has {', '.join(VARIANT_KEYS)}", field)
+            raise ServiceError(f"variant {letter} has only {', '.join(VARIANT_KEYS)}", field)
         subject = str(variant.get("subject") or "").strip() or None
         from_name = str(variant.get("from_name") or "").strip() or None
         if subject is not None and len(subject) > 500:
-            raise ServiceError("a subject of at most 500 characters", f"{field}.subject")
+            raise ServiceError(f"variant {letter}: a subject of at most 500 characters",
+                               f"{field}.subject")
         if from_name is not None and len(from_name) > 200:
-            raise ServiceError("a From name of at most 200 characters", f"{field}.from_name")
+            raise ServiceError(f"variant {letter}: a From name of at most 200 characters",
+                               f"{field}.from_name")
         message_id = variant.get("message_id") or None
         if message_id is not None:
-            _check_message(conn, message_id, f"{field}.message_id")
+            _check_message(conn, message_id, f"{field}.message_id", letter)
         cleaned.append({"subject": subject, "from_name": from_name, "message_id": message_id,
                         "version_id": None})
     seen: dict[tuple, int] = {}
@@ -72,7 +74,7 @@ def clean(conn: Connection, spec: Any) -> dict[str, Any] | None:
         key = tuple(variant[k] for k in VARIANT_KEYS)
         if key in seen:
             raise ServiceError(f"variant {variant_letter(number)} is the same as variant "
-                               f"{variant_letter(seen[key])}", f"split_test.variants[{number}]")
+                               f"{variant_letter(seen[key])}", f"split_test.variants.{number - 1}")
         seen[key] = number
     percent = spec.get("test_percent", 20)
     if isinstance(percent, bool) or not isinstance(percent, int) or not 1 <= percent <= 100:
@@ -87,15 +89,15 @@ def clean(conn: Connection, spec: Any) -> dict[str, Any] | None:
             "wait_hours": float(wait)}
 
 
-def _check_message(conn: Connection, message_id: Any, field: str) -> None:
+def _check_message(conn: Connection, message_id: Any, field: str, letter: str) -> None:
     from altkraft_onprem.messages.service import get_message
 
     if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 1:
-        raise ServiceError("must be a message id", field)
+        raise ServiceError(f"variant {letter}: must be a message id", field)
     try:
         get_message(conn, message_id)
     except NotFound:
-        raise ServiceError(f"message {message_id} does not exist", field) from None
+        raise ServiceError(f"variant {letter}: message {message_id} does not exist", field) from None
 
 
 def save(conn: Connection, campaign_id: int, spec: dict[str, Any] | None) -> None:
@@ -129,7 +131,7 @@ def pin(conn: Connection, campaign: dict[str, Any], test: dict[str, Any]) -> Non
         problems = check_version(_overridden(version, variant))
         if problems:
             raise ServiceError(f"variant {variant_letter(number)} has template errors: {problems[0]}",
-                               f"split_test.variants[{number}]")
+                               f"split_test.variants.{number - 1}")
         variants.append({**variant, "version_id": version["id"]})
     conn.execute(update(split_tests).where(split_tests.c.campaign_id == campaign["id"]).values(
         variants=variants, state="testing",
