@@ -83,19 +83,14 @@ def render_as_sent(conn: Connection, settings: Settings, campaign_id: int, subsc
     is gone (deleted, erased) or this person was never part of the campaign."""
     # Campaigns and delivery build on messages; imported here so that messages stays below them.
     from altkraft_onprem.audience.subscribers import render_context
-    from altkraft_onprem.campaigns.service import composer
     from altkraft_onprem.delivery.errors import DeliveryError
-    from altkraft_onprem.errors import NotFound
-    from altkraft_onprem.tracking.tokens import pixel_html
+    from altkraft_onprem.tracking.tokens import honeypot_html, pixel_html
 
-    if not was_recipient(conn, campaign_id, subscriber_id, version_id):
+    builder = _composer_for(conn, settings, campaign_id, subscriber_id, version_id)
+    if builder is None:
         return None
     person = render_context(conn, [subscriber_id]).get(subscriber_id)
     if person is None:
-        return None
-    try:
-        builder = composer(conn, settings, campaign_id)
-    except NotFound:
         return None
     try:
         outgoing = builder.compose(person)
@@ -108,17 +103,29 @@ def render_as_sent(conn: Connection, settings: Settings, campaign_id: int, subsc
     body = part.get_content()
     if part.get_content_type() == "text/plain":
         return f"<!doctype html><meta charset=utf-8><pre>{escape(body)}</pre>"
-    if builder.track_opens:
-        body = body.replace(pixel_html(settings, campaign_id, subscriber_id, version_id), "")
+    # What only the email carries: the open pixels, and the hidden link that marks whoever
+    # fetches it as a machine (a crawler of this page must not mark the person's clicks).
+    for extra in (pixel_html, honeypot_html):
+        body = body.replace(extra(settings, campaign_id, subscriber_id, version_id), "")
     return body
 
 
-def was_recipient(conn: Connection, campaign_id: int, subscriber_id: int, version_id: int) -> bool:
-    """Is this person in the campaign's delivery ledger, and was this the version it sent?"""
-    from altkraft_onprem.campaigns.models import campaigns, deliveries
+def _composer_for(conn: Connection, settings: Settings, campaign_id: int, subscriber_id: int,
+                  version_id: int):
+    """The campaign's Composer for this recipient's ledger variant (split tests compile one
+    per variant), provided that variant sent `version_id`; None otherwise."""
+    from altkraft_onprem.campaigns.models import deliveries
+    from altkraft_onprem.campaigns.service import composers
+    from altkraft_onprem.errors import NotFound
 
-    query = (select(deliveries.c.id).join(campaigns, campaigns.c.id == deliveries.c.campaign_id)
-             .where(deliveries.c.campaign_id == campaign_id)
-             .where(deliveries.c.subscriber_id == subscriber_id)
-             .where(campaigns.c.version_id == version_id))
-    return conn.execute(query).first() is not None
+    row = conn.execute(select(deliveries.c.variant).where(deliveries.c.campaign_id == campaign_id)
+                       .where(deliveries.c.subscriber_id == subscriber_id)).first()
+    if row is None:
+        return None
+    try:
+        builders = composers(conn, settings, campaign_id)
+    except NotFound:
+        return None
+    # (A held row of an undecided split test has no variant yet: nothing was sent to it.)
+    builder = builders.get(row.variant)
+    return builder if builder is not None and builder.version_id == version_id else None

@@ -12,6 +12,7 @@ from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.campaigns.jobs import run_campaign
 from altkraft_onprem.messages import service as messages
 from altkraft_onprem.messages.webview import read_view_token, view_url
+from altkraft_onprem.tracking import tokens
 from tests.campaigns.helpers import (
     ACTOR,
     make_campaign,
@@ -71,7 +72,10 @@ def test_page_shows_the_pinned_version_not_the_newest(env, sent):
 
 def test_links_are_the_ones_in_the_recipients_email(env, sent):
     page_links = _HREF.findall(_page(env, sent).get_data(as_text=True))
-    email_links = _HREF.findall(_received_html(sent, "ann@example.net"))
+    honeypot = tokens.click_url(env.settings, sent["campaign_id"], sent["ids"][0], sent["version_id"],
+                                tokens.HONEYPOT_LINK)
+    email_links = [link for link in _HREF.findall(_received_html(sent, "ann@example.net"))
+                   if link != honeypot]           # the email's machine trap is not on the page
     assert page_links == email_links
     assert any("/t/c/" in link for link in page_links)
     assert any("/p/u/" in link for link in page_links)
@@ -81,6 +85,9 @@ def test_viewing_the_page_is_not_an_open(env, sent):
     body = _page(env, sent).get_data(as_text=True)
     assert "/t/o/" in _received_html(sent, "ann@example.net")
     assert "/t/o/" not in body and "/t/r/" not in body
+    honeypot = tokens.click_url(env.settings, sent["campaign_id"], sent["ids"][0], sent["version_id"],
+                                tokens.HONEYPOT_LINK)
+    assert honeypot not in body
 
 
 def test_page_runs_nothing_in_the_app_origin_and_sets_no_cookie(env, sent):
