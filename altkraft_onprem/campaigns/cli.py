@@ -1,4 +1,4 @@
-"""`altkraft campaign start|pause|resume|cancel ID` — the same actions as the UI and API."""
+"""`altkraft campaign start|pause|resume|cancel|winner ID` — the same actions as the UI and API."""
 from __future__ import annotations
 
 import click
@@ -8,7 +8,7 @@ from .actions import ACTIONS
 
 @click.group()
 def campaign() -> None:
-    """Campaigns: start, pause, resume, cancel, show."""
+    """Campaigns: start, pause, resume, cancel, show, pick a split test's winner."""
 
 
 def _command(action: str):
@@ -64,3 +64,36 @@ def show(ctx, campaign_id: int) -> None:
         progress = service.progress(conn, campaign_id)
     click.echo(json.dumps({"id": campaign_id, "state": found["state"],
                            "pause_reason": found["pause_reason"], "stats": progress}))
+
+
+@campaign.command("winner")
+@click.argument("campaign_id", type=click.IntRange(min=1))
+@click.option("--variant", type=click.IntRange(min=1), default=None,
+              help="The variant to send (1 = A, 2 = B, …); without it, the best by the "
+                   "test's metric so far.")
+@click.pass_obj
+def winner(ctx, campaign_id: int, variant: int | None) -> None:
+    """Pick a split test's winner now; the rest of the audience gets it."""
+    from altkraft_onprem import tasks
+    from altkraft_onprem.cli import _service_call
+
+    from . import actions
+    from .models import variant_letter
+
+    tasks.configure_queue(ctx.settings)
+
+    def call(conn, actor):
+        from altkraft_onprem.access.policy import authorize
+
+        authorize(actor, "campaigns:send")
+        return actor
+
+    actor = _service_call(ctx, call)
+    try:
+        chosen = actions.choose_winner(actor, campaign_id, variant, engine=ctx.engine())
+    except Exception as exc:  # noqa: BLE001 - ServiceError and friends: one line, exit 1
+        message = getattr(exc, "message", None)
+        if message is None:
+            raise
+        raise click.ClickException(message) from None
+    click.echo(f"campaign {campaign_id}: variant {variant_letter(chosen)} wins")
