@@ -47,6 +47,9 @@ class Outcome:
         ("claim", "render", "mime", "dkim", "smtp", "ledger"), 0.0))
 
 
+GROUP_WAIT = 0.002           # seconds the parent gathers records before one commit
+
+
 class LeaseLost(Exception):
     """Another sender took over our rows: stop without ending the message in flight."""
 
@@ -372,41 +375,31 @@ def _serve(engine, children) -> list[Outcome]:
     buffers = {fd: bytearray() for fd in ack_for}
     open_fds = set(ack_for)
     outcomes: list[Outcome] = []
+    # One connection for the whole run: a pool checkout per group costs more than its UPDATE.
+    with engine.execution_options(sqlite_begin="IMMEDIATE").connect() as writer:
+        _serve_loop(writer, ack_for, buffers, open_fds, outcomes)
+    return outcomes
+
+
+def _serve_loop(writer, ack_for, buffers, open_fds, outcomes) -> None:
     while open_fds:
+        batch: list = []
         readable, _, _ = select.select(list(open_fds), [], [], 1.0)
-        batch = []
-        for fd in readable:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                open_fds.discard(fd)
-                continue
-            buffer = buffers[fd]
-            buffer += chunk
-            while len(buffer) >= 4:
-                size = int.from_bytes(buffer[:4], "big")
-                if len(buffer) < 4 + size:
-                    break
-                message = pickle.loads(bytes(buffer[4:4 + size]))
-                del buffer[:4 + size]
-                if message[0] == "done":
-                    outcomes.append(message[1])
-                else:
-                    batch.append((fd, message))
+        # Senders need the ack only before their next message's final dot, a compose later:
+        # gather the other senders' records for a moment so one commit serves several.
+        deadline = time.monotonic() + GROUP_WAIT
+        heard: set[int] = set()
+        while readable:
+            for fd in readable:
+                _read_records(fd, buffers, open_fds, outcomes, batch)
+                heard.add(fd)
+            waiting = open_fds - heard
+            left = deadline - time.monotonic()
+            if not batch or not waiting or left <= 0:
+                break
+            readable, _, _ = select.select(list(waiting), [], [], left)
         if batch:
-            results = []
-            with db.write(engine) as conn:
-                if conn.dialect.name == "postgresql":
-                    # Survives our own crash (the fault that matters here); like SQLite's
-                    # synchronous=NORMAL, only a crash of the database host may lose the last
-                    # fraction of a second. Without it every group waits for a WAL flush.
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                sent = [(fd, m) for fd, m in batch if m[3] == "sent"]
-                oks = ledger.record_sent(conn, [(m[1], m[2], m[4].get("reply"), m[4].get("message_id"))
-                                                for _, m in sent])
-                results.extend((fd, ok) for (fd, _), ok in zip(sent, oks, strict=True))
-                results.extend((fd, ledger.record(conn, row_id, owner, state, **values))
-                               for fd, (_, row_id, owner, state, values) in batch
-                               if state != "sent")
+            results = _commit_group(writer, batch)
             answers: dict[int, bytearray] = {}
             for fd, ok in results:
                 answers.setdefault(fd, bytearray()).append(ord("1") if ok else ord("0"))
@@ -415,4 +408,40 @@ def _serve(engine, children) -> list[Outcome]:
                     os.write(ack_for[fd], bytes(answer))
                 except OSError:
                     pass
-    return outcomes
+
+
+def _read_records(fd, buffers, open_fds, outcomes, batch) -> None:
+    chunk = os.read(fd, 1 << 16)
+    if not chunk:
+        open_fds.discard(fd)
+        return
+    buffer = buffers[fd]
+    buffer += chunk
+    while len(buffer) >= 4:
+        size = int.from_bytes(buffer[:4], "big")
+        if len(buffer) < 4 + size:
+            break
+        message = pickle.loads(bytes(buffer[4:4 + size]))
+        del buffer[:4 + size]
+        if message[0] == "done":
+            outcomes.append(message[1])
+        else:
+            batch.append((fd, message))
+
+
+def _commit_group(conn, batch) -> list[tuple[int, bool]]:
+    """Records of several senders in one transaction: [(sender fd, lease still held)]."""
+    results = []
+    with conn.begin():
+        if conn.dialect.name == "postgresql":
+            # Survives our own crash (the fault that matters here); like SQLite's
+            # synchronous=NORMAL, only a crash of the database host may lose the last
+            # fraction of a second. Without it every group waits for a WAL flush.
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        sent = [(fd, m) for fd, m in batch if m[3] == "sent"]
+        oks = ledger.record_sent(conn, [(m[1], m[2], m[4].get("reply"), m[4].get("message_id"))
+                                        for _, m in sent])
+        results.extend((fd, ok) for (fd, _), ok in zip(sent, oks, strict=True))
+        results.extend((fd, ledger.record(conn, row_id, owner, state, **values))
+                       for fd, (_, row_id, owner, state, values) in batch if state != "sent")
+    return results
