@@ -45,6 +45,13 @@ class Composer:
         self.public_url = settings["server.public_url"]
         self.tracking_key = tokens.tracking_key(settings)
         self._click_prefix = tokens._varint(tokens.KINDS["c"]) + tokens._varint(self.campaign_id)
+        # HMAC-SHA256 (RFC 2104) with the key's inner and outer pads hashed once: copying two
+        # hash states is several times cheaper than a new HMAC per link, ~40 links a message.
+        key = self.tracking_key if len(self.tracking_key) <= 64 else \
+            hashlib.sha256(self.tracking_key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
         self._version_varint = tokens._varint(version["id"])
         # Signed unsubscribe/preference links: the audience serializers, built once.
         self._unsubscribe = audience_links._plain(settings, audience_links.SALT_UNSUBSCRIBE)
@@ -75,17 +82,21 @@ class Composer:
 
     def _click(self, subscriber_id: int):
         """A re.sub callback: placeholder -> this subscriber's click token (tokens.encode's
-        format; one-shot C HMAC per distinct link, each link's token made once)."""
+        format; each distinct link's token made once, HMAC from the precomputed pads)."""
         head = self._click_prefix + tokens._varint(subscriber_id) + self._version_varint
-        key, mac_bytes, done = self.tracking_key, tokens.MAC_BYTES, {}
+        inner, outer, mac_bytes, done = self._inner, self._outer, tokens.MAC_BYTES, {}
 
         def replace(match: re.Match) -> str:
             index = match.group(1)
             token = done.get(index)
             if token is None:
                 body = head + tokens._varint(int(index))
+                digest = inner.copy()
+                digest.update(body)
+                mac = outer.copy()
+                mac.update(digest.digest())
                 token = done[index] = base64.urlsafe_b64encode(
-                    body + hmac.digest(key, body, "sha256")[:mac_bytes]).rstrip(b"=").decode("ascii")
+                    body + mac.digest()[:mac_bytes]).rstrip(b"=").decode("ascii")
             return token
         return replace
 

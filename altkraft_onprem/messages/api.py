@@ -72,6 +72,14 @@ class MessageOut(BaseModel):
     updated_at: datetime
     created_by: str
     subject: str
+    archived_at: datetime | None = None
+
+
+class MessageQuery(Strict):
+    search: str | None = Field(None, max_length=200, description="In the name or the current subject")
+    archived: bool = Field(False, description="List the archived (deleted) messages instead")
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=10**9)
 
 
 class VersionSummary(BaseModel):
@@ -209,11 +217,31 @@ def _saved(conn, message_id: int, version: int) -> dict:
             "problems": service.problems(service.get_version(conn, message_id, version))}
 
 
-@operation("/messages", "GET", permission="messages:read", summary="List messages", tag=TAG,
-           response=list[MessageOut])
-def list_messages():
+@operation("/messages", "GET", permission="messages:read",
+           summary="List messages, newest saves first (search by name or subject; archived apart)",
+           tag=TAG, query=MessageQuery, response=list[MessageOut])
+def list_messages(query: MessageQuery):
     with db.read(db.get_engine()) as conn:
-        return service.list_messages(conn)
+        rows, _total = service.browse_messages(conn, query.search, archived=query.archived,
+                                               limit=query.limit, offset=query.offset)
+        return rows
+
+
+@operation("/messages/<int:message_id>", "DELETE", permission="messages:write",
+           summary="Delete (archive) a message no campaign uses; 409 names the campaigns that do",
+           tag=TAG, status=204)
+def archive_message(message_id: int):
+    with db.write(db.get_engine()) as conn:
+        service.archive_message(conn, g.actor, message_id)
+    return Response(status=204)
+
+
+@operation("/messages/<int:message_id>/unarchive", "POST", permission="messages:write",
+           summary="Bring an archived message back into the list", tag=TAG, status=204)
+def unarchive_message(message_id: int):
+    with db.write(db.get_engine()) as conn:
+        service.unarchive_message(conn, g.actor, message_id)
+    return Response(status=204)
 
 
 @operation("/messages", "POST", permission="messages:write", summary="Create a message (version 1)",

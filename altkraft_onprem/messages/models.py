@@ -34,6 +34,7 @@ messages = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("created_by", String(320), nullable=False),
+    Column("archived_at", UTCDateTime(), nullable=True),    # out of the list; versions kept
 )
 
 message_versions = Table(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
@@ -149,14 +149,73 @@ def rename_message(conn: Connection, actor: Actor, message_id: int, name: str) -
     record(conn, actor, "message.rename", "message", message_id, name=name)
 
 
-def list_messages(conn: Connection, search: str | None = None) -> list[dict[str, Any]]:
+def browse_messages(conn: Connection, search: str | None = None, *, archived: bool = False,
+                    limit: int | None = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """A page of messages (newest saves first) matching `search` in the name or the current
+    subject, and how many match in all; archived ones only when `archived`."""
+    joined = messages.join(message_versions, (message_versions.c.message_id == messages.c.id)
+                           & (message_versions.c.version == messages.c.current_version))
+    where = [messages.c.archived_at.isnot(None) if archived else messages.c.archived_at.is_(None)]
+    if search and search.strip():
+        where.append(_search(search.strip()))
+    total = conn.execute(select(func.count()).select_from(joined).where(*where)).scalar_one()
     query = (select(messages, message_versions.c.subject, message_versions.c.created_by.label("saved_by"))
-             .join(message_versions, (message_versions.c.message_id == messages.c.id)
-                   & (message_versions.c.version == messages.c.current_version))
-             .order_by(messages.c.updated_at.desc(), messages.c.id.desc()))
-    if search:
-        query = query.where(func.lower(messages.c.name).contains(search.lower(), autoescape=True))
-    return [dict(row) for row in conn.execute(query).mappings()]
+             .select_from(joined).where(*where)
+             .order_by(messages.c.updated_at.desc(), messages.c.id.desc()).offset(offset))
+    if limit is not None:
+        query = query.limit(limit)
+    return [dict(row) for row in conn.execute(query).mappings()], total
+
+
+def _search(text: str):
+    # SQLite's lower() folds ASCII only: the typed, lower-case and capitalised forms are tried
+    # too, so that "весна" finds "Весна" there as it does on Postgres.
+    forms = {text, text.lower(), text.capitalize()}
+    checks = [func.lower(column).contains(text.lower(), autoescape=True)
+              for column in (messages.c.name, message_versions.c.subject)]
+    checks += [column.contains(form, autoescape=True) for form in forms
+               for column in (messages.c.name, message_versions.c.subject)]
+    return or_(*checks)
+
+
+def list_messages(conn: Connection, search: str | None = None) -> list[dict[str, Any]]:
+    """Every message that is not archived (see browse_messages for pages)."""
+    return browse_messages(conn, search, limit=None)[0]
+
+
+def campaigns_using(conn: Connection, message_id: int) -> list[dict[str, Any]]:
+    """Campaigns that send this message, as the campaign's message or a split-test variant's."""
+    from altkraft_onprem.campaigns.models import campaigns, split_tests
+
+    found = {row.id: row.name for row in conn.execute(
+        select(campaigns.c.id, campaigns.c.name).where(campaigns.c.message_id == message_id))}
+    for row in conn.execute(select(split_tests.c.campaign_id, split_tests.c.variants,
+                                   campaigns.c.name).join(campaigns, campaigns.c.id == split_tests.c.campaign_id)):
+        if any(isinstance(v, dict) and v.get("message_id") == message_id for v in row.variants or []):
+            found[row.campaign_id] = row.name
+    return [{"id": key, "name": found[key]} for key in sorted(found)]
+
+
+def archive_message(conn: Connection, actor: Actor, message_id: int) -> None:
+    """Takes a message no campaign uses out of the list (its versions stay); Conflict naming
+    the campaigns otherwise."""
+    message = get_message(conn, message_id)
+    users = campaigns_using(conn, message_id)
+    if users:
+        names = ", ".join(f"\"{c['name']}\" (#{c['id']})" for c in users[:10])
+        more = f" and {len(users) - 10} more" if len(users) > 10 else ""
+        raise Conflict(f"message {message['name']!r} is used by campaign(s) {names}{more}; "
+                       "it cannot be deleted while a campaign uses it", "message_id")
+    if message["archived_at"] is None:
+        conn.execute(update(messages).where(messages.c.id == message_id).values(archived_at=utcnow()))
+        record(conn, actor, "message.archive", "message", message_id, name=message["name"])
+
+
+def unarchive_message(conn: Connection, actor: Actor, message_id: int) -> None:
+    message = get_message(conn, message_id)
+    if message["archived_at"] is not None:
+        conn.execute(update(messages).where(messages.c.id == message_id).values(archived_at=None))
+        record(conn, actor, "message.unarchive", "message", message_id, name=message["name"])
 
 
 def get_message(conn: Connection, message_id: int) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from . import preview, service, webview
 from .render import TemplateProblem, text_from_html_template
 
 blueprint = Blueprint("messages", __name__)
+PAGE = 50
 SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
 
@@ -45,11 +46,41 @@ def _problem_json(exc: TemplateProblem):
 @blueprint.route("/messages")
 @requires("messages:read")
 def index():
-    search = request.args.get("q", "").strip()
+    search = request.args.get("q", "").strip()[:200]
+    archived = request.args.get("archived") == "1"
+    value = request.args.get("page", "1")
+    page = max(1, min(int(value), 100_000)) if value.isdigit() else 1
     with db.read(db.get_engine()) as conn:
-        items = service.list_messages(conn, search or None)
+        items, total = service.browse_messages(conn, search or None, archived=archived,
+                                               limit=PAGE, offset=(page - 1) * PAGE)
         templates = service.list_templates(conn)
-    return render_template("messages/index.html", items=items, templates=templates, search=search)
+    return render_template("messages/index.html", items=items, templates=templates, search=search,
+                           archived=archived, total=total, page=page,
+                           pages=max(1, -(-total // PAGE)))
+
+
+@blueprint.route("/messages/<int:message_id>/archive", methods=["POST"])
+@requires("messages:write")
+def archive(message_id: int):
+    try:
+        with db.write(db.get_engine()) as conn:
+            service.archive_message(conn, g.actor, message_id)
+        flash(_("The message was deleted (archived: its versions are kept)."), "success")
+    except ServiceError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("messages.index"))
+
+
+@blueprint.route("/messages/<int:message_id>/unarchive", methods=["POST"])
+@requires("messages:write")
+def unarchive(message_id: int):
+    try:
+        with db.write(db.get_engine()) as conn:
+            service.unarchive_message(conn, g.actor, message_id)
+        flash(_("The message is back in the list."), "success")
+    except ServiceError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("messages.index", archived=1))
 
 
 @blueprint.route("/messages/new", methods=["POST"])
