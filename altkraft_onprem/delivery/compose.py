@@ -60,7 +60,7 @@ class Composer:
         self.track_clicks = bool(campaign["track_clicks"])
         self.track_opens = bool(campaign["track_opens"])
         utm, link_utm = campaign["utm"] or {}, campaign["link_utm"] or {}
-        ident = (self.campaign_id, self.track_clicks, repr(utm), repr(link_utm))
+        ident = (self.campaign_id, self.public_url, self.track_clicks, repr(utm), repr(link_utm))
         if self.track_clicks:
             prefix = f"{self.public_url}/t/c/AKLNK"
             rewriter = _Rewriter(lambda url, index: f"{prefix}{index}Q", ident)
@@ -119,10 +119,14 @@ class Composer:
             replace = self._click(sid)
             html = _PLACEHOLDER.sub(replace, html)
             text = _PLACEHOLDER.sub(replace, text)
+        tail = ""
+        if self.track_clicks and html:      # hidden link: whoever fetches it is a machine
+            tail += tokens.honeypot_html(self.settings, self.campaign_id, sid, self.version_id)
         if self.track_opens and html:
-            pixel = tokens.pixel_html(self.settings, self.campaign_id, sid, self.version_id)
+            tail += tokens.pixel_html(self.settings, self.campaign_id, sid, self.version_id)
+        if tail:
             ends = list(_BODY_END.finditer(html))
-            html = (html[:ends[-1].start()] + pixel + html[ends[-1].start():]) if ends else html + pixel
+            html = (html[:ends[-1].start()] + tail + html[ends[-1].start():]) if ends else html + tail
         rendered_at = time.perf_counter()
         mac = hmac.new(self.tracking_key, f"unsub:{self.campaign_id}:{sid}".encode(),
                        hashlib.sha256).hexdigest()[:8]

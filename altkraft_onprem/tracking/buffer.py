@@ -20,7 +20,7 @@ import os
 import threading
 from datetime import timedelta
 
-from sqlalchemy import Engine, and_, func, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, case, func, or_, select, tuple_, update
 
 from altkraft_onprem import db
 
@@ -39,17 +39,18 @@ class EventBuffer:
         self.lock = threading.Lock()
         self.flush_lock = threading.Lock()
         self.wake = threading.Event()
-        self._reset()
-
-    def _reset(self) -> None:
-        self.rows: list[dict] = []
-        self.engine: Engine | None = None
-        self.thread: threading.Thread | None = None
-        self.pid = os.getpid()
         self.batch_size = 500
         self.interval = 1.0
         self.window = 10.0
         self.links = 3
+        self._reset()
+
+    def _reset(self) -> None:
+        """After a fork: the parent's rows and flush thread are not ours (its settings are)."""
+        self.rows: list[dict] = []
+        self.engine: Engine | None = None
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
         self.stored = 0
 
     def configure(self, settings) -> None:
@@ -139,14 +140,17 @@ class EventBuffer:
         pair_list = sorted(pairs - honeypots)
         for start in range(0, len(pair_list), 400):
             chunk = pair_list[start:start + 400]
+            # a honeypot fetched in an earlier batch (scanners fetch links in any order) counts too
+            honeypot = func.max(case((ev.reason == HONEYPOT, 1), else_=0))
+            links = func.count(func.distinct(ev.link_index))
             rows = conn.execute(
-                select(ev.campaign_id, ev.subscriber_id, func.min(ev.at), func.max(ev.at))
+                select(ev.campaign_id, ev.subscriber_id, func.min(ev.at), func.max(ev.at), honeypot)
                 .where(ev.kind == CLICK, ev.at >= since,
                        tuple_(ev.campaign_id, ev.subscriber_id).in_(chunk))
                 .group_by(ev.campaign_id, ev.subscriber_id)
-                .having(func.count(func.distinct(ev.link_index)) >= self.links))
-            for campaign_id, subscriber_id, first, last in rows:
-                if (last - first).total_seconds() <= self.window:
+                .having(or_(links >= self.links, honeypot == 1)))
+            for campaign_id, subscriber_id, first, last, hit_honeypot in rows:
+                if hit_honeypot or (last - first).total_seconds() <= self.window:
                     suspects.add((campaign_id, subscriber_id))
         if not suspects:
             return suspects
