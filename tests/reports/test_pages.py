@@ -51,6 +51,15 @@ def test_campaign_page_and_clickmap_render(analyst, world):
     assert b'class="ak-badge"' in frame.data and b"100.0% \xc2\xb7 1" in frame.data
 
 
+def test_bounces_and_complaints_say_not_tracked_rather_than_blank(analyst, world):
+    page = analyst.get(f"/reports/campaigns/{world['campaign']}").get_data(as_text=True)
+    for key in ("bounces", "complaints"):
+        figure = page.split(f'data-figure="{key}"', 1)[1].split("</div>", 1)[0]
+        assert "not tracked yet" in figure
+    report = analyst.get(f"/reports/campaigns/{world['campaign']}/report.csv").get_data(as_text=True)
+    assert "bounces,not tracked" in report and "complaints,not tracked" in report
+
+
 def test_bad_filters_are_named_and_ignored(analyst, world):
     page = analyst.get("/reports/engagement?period=year&since=yesterday&list_id=x").get_data(as_text=True)
     assert "period must be one of" in page and "since must be a date" in page and "list_id must be a number" in page
