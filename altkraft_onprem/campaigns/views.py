@@ -9,8 +9,8 @@ from altkraft_onprem.access.policy import requires
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
 
-from . import actions, service
-from .models import UTM_KEYS
+from . import actions, service, splittest
+from .models import MAX_VARIANTS, SPLIT_METRIC_LABELS, SPLIT_METRICS, UTM_KEYS, variant_letter
 
 blueprint = Blueprint("campaigns", __name__)
 
@@ -42,7 +42,37 @@ def _form_values() -> dict:
         "utm": {k: form.get(k, "").strip() for k in UTM_KEYS if form.get(k, "").strip()},
         "track_opens": form.get("track_opens") == "on",
         "track_clicks": form.get("track_clicks") == "on",
+        "split_test": _split_values(),
     }
+
+
+def _number(raw: str):
+    """A form number as int/float when it is one; else the text, which the service refuses
+    with the field's name."""
+    raw = (raw or "").strip().replace(",", ".")
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _split_values() -> dict | None:
+    """The "Split test" part of the form: rows A and B always count, C–E when filled in."""
+    form = request.form
+    if form.get("split_test") != "on":
+        return None
+    rows = zip(form.getlist("variant_subject"), form.getlist("variant_from_name"),
+               form.getlist("variant_message_id"), strict=False)
+    variants = []
+    for number, (subject, from_name, message_id) in enumerate(rows, start=1):
+        if number > 2 and not (subject.strip() or from_name.strip() or message_id):
+            continue
+        variants.append({"subject": subject, "from_name": from_name,
+                         "message_id": int(message_id) if message_id.isdigit() else None})
+    return {"variants": variants, "test_percent": _number(form.get("test_percent", "20")),
+            "metric": form.get("metric", "opens"), "wait_hours": _number(form.get("wait_hours", "4"))}
 
 
 @blueprint.route("/campaigns")
@@ -76,7 +106,9 @@ def new():
                 flash(f"{exc.field}: {exc.message}" if exc.field else exc.message, "error")
     with db.read(db.get_engine()) as conn:
         choices = _choices(conn)
-    return render_template("campaigns/new.html", values=values, utm_keys=UTM_KEYS, **choices)
+    return render_template("campaigns/new.html", values=values, utm_keys=UTM_KEYS,
+                           max_variants=MAX_VARIANTS, metrics=SPLIT_METRICS,
+                           metric_labels=SPLIT_METRIC_LABELS, letter=variant_letter, **choices)
 
 
 @blueprint.route("/campaigns/<int:campaign_id>")
@@ -88,11 +120,13 @@ def show(campaign_id: int):
         problems = service.deliveries_page(conn, campaign_id, "failed", limit=50) + \
             service.deliveries_page(conn, campaign_id, "in_doubt", limit=50)
         choices = _choices(conn)
+        split = splittest.overview(conn, campaign_id)
     names = {m["id"]: m["name"] for m in choices["messages"]}
     list_names = {x["id"]: x["name"] for x in choices["lists"]}
     return render_template("campaigns/show.html", campaign=campaign, stats=stats,
                            problems=problems, message_name=names.get(campaign["message_id"], ""),
-                           list_names=list_names)
+                           list_names=list_names, split=split, message_names=names,
+                           metric_labels=SPLIT_METRIC_LABELS)
 
 
 @blueprint.route("/campaigns/<int:campaign_id>/progress.json")
@@ -113,6 +147,20 @@ def act(campaign_id: int, action: str):
         flash({"start": _("Campaign started."), "schedule": _("Campaign scheduled."),
                "pause": _("Campaign paused."), "resume": _("Campaign resumed."),
                "cancel": _("Campaign cancelled.")}[action], "success")
+    except ServiceError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("campaigns.show", campaign_id=campaign_id))
+
+
+@blueprint.route("/campaigns/<int:campaign_id>/split-test/winner", methods=["POST"])
+@requires("campaigns:send")
+def choose_winner(campaign_id: int):
+    """"Pick the winner now" (by the metric) or "Send this variant" (variant=N)."""
+    variant = request.form.get("variant", type=int)
+    try:
+        chosen = actions.choose_winner(g.actor, campaign_id, variant)
+        flash(_("Variant %(letter)s is the winner; the rest of the audience gets it.",
+                letter=variant_letter(chosen)), "success")
     except ServiceError as exc:
         flash(exc.message, "error")
     return redirect(url_for("campaigns.show", campaign_id=campaign_id))

@@ -62,10 +62,20 @@ class CampaignReport(BaseModel):
     unsubscribe_rate: float
     bounces: int | None
     complaints: int | None
+    variant: int | None = Field(None, description="The split-test variant the figures are of")
+    held: int = Field(0, description="A split test's rest of the audience, waiting for the winner")
+
+
+class ReportQuery(BaseModel):
+    # Other parameters stay ignored, as they were before this one existed.
+    variant: int | None = Field(None, ge=1, le=5, description="A split test's variant (1 = A, …): "
+                                "the figures of its recipients only")
 
 
 class ClickmapQuery(Query):
     version: int | None = Field(None, ge=1, le=MAX_ID, description="Message version number; default: the pinned one")
+    variant: int | None = Field(None, ge=1, le=5, description="A split test's variant (1 = A, …): "
+                                "its message version and the figures of its recipients")
 
 
 class LinkFigures(BaseModel):
@@ -83,6 +93,15 @@ class VersionRef(BaseModel):
     subject: str
 
 
+class VariantRef(BaseModel):
+    variant: int
+    letter: str
+    version_id: int
+    version: int | None
+    subject: str
+    winner: bool
+
+
 class Clickmap(BaseModel):
     campaign_id: int
     version: int
@@ -90,6 +109,8 @@ class Clickmap(BaseModel):
     recipients: int
     versions: list[VersionRef]
     links: list[LinkFigures]
+    variant: int | None = None
+    variants: list[VariantRef] = Field(default_factory=list, description="A split test's variants")
 
 
 class CohortQuery(Query):
@@ -139,10 +160,10 @@ class Engagement(BaseModel):
 
 @operation("/campaigns/<int:campaign_id>/report", "GET", permission="reports:read",
            summary="A campaign's report: delivery, opens, reading time, clicks, rates", tag=TAG,
-           response=CampaignReport)
-def campaign_summary(campaign_id: int):
+           query=ReportQuery, response=CampaignReport)
+def campaign_summary(campaign_id: int, query: ReportQuery):
     with db.read(db.get_engine()) as conn:
-        return campaign_report.summary(conn, campaign_id)
+        return campaign_report.summary(conn, campaign_id, query.variant)
 
 
 @operation("/campaigns/<int:campaign_id>/clickmap", "GET", permission="reports:read",
@@ -150,7 +171,7 @@ def campaign_summary(campaign_id: int):
            query=ClickmapQuery, response=Clickmap)
 def campaign_clickmap(campaign_id: int, query: ClickmapQuery):
     with db.read(db.get_engine()) as conn:
-        return clickmaps.clickmap(conn, campaign_id, query.version)
+        return clickmaps.clickmap(conn, campaign_id, query.version, query.variant)
 
 
 def _day(value: date | None) -> datetime | None:

@@ -5,13 +5,16 @@ Human figures leave out events labelled machine (MPP prefetches, scanners, HEAD 
 honeypot hits); totals include them. Rates use human unique figures:
 CTR = unique human clickers / delivered, click-to-open = unique human clickers / unique human
 openers. Reading-time averages leave out streams that could not be measured (image proxies).
+
+`variant` (a split test's 1, 2, …) narrows every figure to the recipients whose ledger row
+has that variant — its test portion plus, for the winner, the rest of the audience.
 """
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import Connection, and_, case, func, select, true
 
 from altkraft_onprem.audience.models import consents, subscribers
 from altkraft_onprem.campaigns.models import campaigns, deliveries
@@ -43,41 +46,53 @@ def campaign_row(conn: Connection, campaign_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def delivery_counts(conn: Connection, campaign_id: int) -> dict[str, int]:
-    rows = conn.execute(select(deliveries.c.state, func.count()).where(
-        deliveries.c.campaign_id == campaign_id).group_by(deliveries.c.state))
-    counts = dict(rows.all())
+def delivery_counts(conn: Connection, campaign_id: int, variant: int | None = None) -> dict[str, int]:
+    query = select(deliveries.c.state, func.count()).where(deliveries.c.campaign_id == campaign_id)
+    if variant is not None:
+        query = query.where(deliveries.c.variant == variant)
+    counts = dict(conn.execute(query.group_by(deliveries.c.state)).all())
+    # held: a split test's rest of the audience, waiting for the winner (still to be sent)
     return {"total": sum(counts.values()), "delivered": counts.get("sent", 0),
             "failed": counts.get("failed", 0), "in_doubt": counts.get("in_doubt", 0),
-            "pending": sum(counts.get(s, 0) for s in ("queued", "leased")),
+            "pending": sum(counts.get(s, 0) for s in ("queued", "leased", "held")),
+            "held": counts.get("held", 0),
             "skipped": counts.get("skipped", 0) + counts.get("cancelled", 0)}
 
 
-def _unique(kind: str, campaign_id: int, human: bool = False):
+def in_variant(campaign_id: int, variant: int | None, subscriber_id=ev.subscriber_id):
+    """The condition "this event's subscriber got `variant`" (no condition for None)."""
+    if variant is None:
+        return true()
+    return subscriber_id.in_(select(deliveries.c.subscriber_id).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.variant == variant))
+
+
+def _unique(kind: str, campaign_id: int, human: bool = False, variant: int | None = None):
     query = select(func.count(func.distinct(ev.subscriber_id))).where(
-        ev.campaign_id == campaign_id, ev.kind == kind)
+        ev.campaign_id == campaign_id, ev.kind == kind, in_variant(campaign_id, variant))
     return query.where(HUMAN) if human else query
 
 
-def summary(conn: Connection, campaign_id: int) -> dict[str, Any]:
-    """The figures of GET /api/v1/campaigns/{id}/report."""
+def summary(conn: Connection, campaign_id: int, variant: int | None = None) -> dict[str, Any]:
+    """The figures of GET /api/v1/campaigns/{id}/report (of one split-test variant)."""
     campaign_row(conn, campaign_id)
-    delivery = delivery_counts(conn, campaign_id)
-    totals = dict(conn.execute(select(ev.kind, func.count()).where(ev.campaign_id == campaign_id)
+    delivery = delivery_counts(conn, campaign_id, variant)
+    scope = in_variant(campaign_id, variant)
+    totals = dict(conn.execute(select(ev.kind, func.count()).where(ev.campaign_id == campaign_id, scope)
                                .group_by(ev.kind)).all())
-    opens = {"unique": conn.execute(_unique(OPEN, campaign_id)).scalar() or 0,
+    opens = {"unique": conn.execute(_unique(OPEN, campaign_id, variant=variant)).scalar() or 0,
              "total": totals.get(OPEN, 0),
-             "human": conn.execute(_unique(OPEN, campaign_id, human=True)).scalar() or 0}
+             "human": conn.execute(_unique(OPEN, campaign_id, True, variant)).scalar() or 0}
     machine_opens = conn.execute(select(func.count()).where(
-        ev.campaign_id == campaign_id, ev.kind == OPEN, MACHINE)).scalar() or 0
+        ev.campaign_id == campaign_id, ev.kind == OPEN, MACHINE, scope)).scalar() or 0
     opens["machine"] = machine_opens
-    clicks = {"unique": conn.execute(_unique(CLICK, campaign_id)).scalar() or 0,
+    clicks = {"unique": conn.execute(_unique(CLICK, campaign_id, variant=variant)).scalar() or 0,
               "total": totals.get(CLICK, 0),
-              "human": conn.execute(_unique(CLICK, campaign_id, human=True)).scalar() or 0}
+              "human": conn.execute(_unique(CLICK, campaign_id, True, variant)).scalar() or 0}
     clicks["machine"] = conn.execute(select(func.count()).where(
-        ev.campaign_id == campaign_id, ev.kind == CLICK, MACHINE)).scalar() or 0
+        ev.campaign_id == campaign_id, ev.kind == CLICK, MACHINE, scope)).scalar() or 0
     read_rows = conn.execute(select(ev.read_class, func.count(), func.avg(ev.read_seconds)).where(
-        ev.campaign_id == campaign_id, ev.kind == READ, HUMAN).group_by(ev.read_class)).all()
+        ev.campaign_id == campaign_id, ev.kind == READ, HUMAN, scope).group_by(ev.read_class)).all()
     by_class = {name: count for name, count, _ in read_rows}
     measured = [(count, avg) for name, count, avg in read_rows if name in READ_CLASSES]
     seconds = sum(count * float(avg or 0) for count, avg in measured)
@@ -88,10 +103,11 @@ def summary(conn: Connection, campaign_id: int) -> dict[str, Any]:
     everything = measured_count + reads["not_measurable"]
     reads["not_measurable_percent"] = _ratio(reads["not_measurable"], everything)
     unsubscribes = conn.execute(select(func.count(func.distinct(consents.c.subscriber_id))).where(
-        consents.c.kind == "unsubscribe", consents.c.form == f"campaign {campaign_id}")).scalar() or 0
+        consents.c.kind == "unsubscribe", consents.c.form == f"campaign {campaign_id}",
+        in_variant(campaign_id, variant, consents.c.subscriber_id))).scalar() or 0
     delivered = delivery["delivered"]
     return {
-        "campaign_id": campaign_id,
+        "campaign_id": campaign_id, "variant": variant, "held": delivery["held"],
         "delivered": delivered, "failed": delivery["failed"], "in_doubt": delivery["in_doubt"],
         "pending": delivery["pending"], "total": delivery["total"],
         "opens": opens, "reads": reads, "clicks": clicks,
@@ -103,11 +119,13 @@ def summary(conn: Connection, campaign_id: int) -> dict[str, Any]:
     }
 
 
-def over_time(conn: Connection, campaign_id: int, unit: str = "hour") -> dict[str, Any]:
+def over_time(conn: Connection, campaign_id: int, unit: str = "hour",
+              variant: int | None = None) -> dict[str, Any]:
     """Opens and clicks (total and human) per hour or day."""
     b = periods.bucket(ev.at, unit, conn.dialect.name).label("b")
     rows = conn.execute(select(b, ev.kind, func.count(), func.sum(case((HUMAN, 1), else_=0)))
-                        .where(ev.campaign_id == campaign_id, ev.kind.in_((OPEN, CLICK)))
+                        .where(ev.campaign_id == campaign_id, ev.kind.in_((OPEN, CLICK)),
+                               in_variant(campaign_id, variant))
                         .group_by(b, ev.kind).order_by(b)).all()
     if not rows:
         return {"labels": [], "opens": [], "clicks": [], "human_opens": [], "human_clicks": []}
@@ -122,12 +140,14 @@ def over_time(conn: Connection, campaign_id: int, unit: str = "hour") -> dict[st
     return out
 
 
-def by_domain(conn: Connection, campaign_id: int, limit: int = 15) -> list[dict[str, Any]]:
+def by_domain(conn: Connection, campaign_id: int, limit: int = 15,
+              variant: int | None = None) -> list[dict[str, Any]]:
     """Per recipient domain: delivered, unique human opens and clicks, rates."""
     s = subscribers.c
     sent = dict(conn.execute(
         select(s.email_domain, func.count()).select_from(deliveries.join(subscribers, s.id == deliveries.c.subscriber_id))
-        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == "sent")
+        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == "sent",
+               true() if variant is None else deliveries.c.variant == variant)
         .group_by(s.email_domain).order_by(func.count().desc()).limit(limit)).all())
     if not sent:
         return []
@@ -135,7 +155,7 @@ def by_domain(conn: Connection, campaign_id: int, limit: int = 15) -> list[dict[
         select(s.email_domain, ev.kind, func.count(func.distinct(ev.subscriber_id)))
         .select_from(tracking_events.join(subscribers, s.id == ev.subscriber_id))
         .where(ev.campaign_id == campaign_id, ev.kind.in_((OPEN, CLICK)), HUMAN,
-               s.email_domain.in_(list(sent)))
+               s.email_domain.in_(list(sent)), in_variant(campaign_id, variant))
         .group_by(s.email_domain, ev.kind)).all()
     counts = {(d, k): n for d, k, n in engaged}
     return [{"domain": d, "delivered": n, "opens": counts.get((d, OPEN), 0),
@@ -170,10 +190,12 @@ def parse_agent(user_agent: str) -> tuple[str, str]:
     return (family or "Other", device)
 
 
-def by_client(conn: Connection, campaign_id: int) -> dict[str, list[dict[str, Any]]]:
+def by_client(conn: Connection, campaign_id: int,
+              variant: int | None = None) -> dict[str, list[dict[str, Any]]]:
     """Opens by mail client and by device, from the distinct user agents (parsed once each)."""
     rows = conn.execute(select(ev.user_agent, func.count(func.distinct(ev.subscriber_id))).where(
-        ev.campaign_id == campaign_id, ev.kind == OPEN).group_by(ev.user_agent)).all()
+        ev.campaign_id == campaign_id, ev.kind == OPEN, in_variant(campaign_id, variant))
+        .group_by(ev.user_agent)).all()
     clients: dict[str, int] = {}
     devices: dict[str, int] = {}
     for agent, count in rows:

@@ -84,13 +84,14 @@ def index():
     return render_template("reports/index.html", campaigns=rows)
 
 
-def _campaign_data(campaign_id: int, unit: str):
+def _campaign_data(campaign_id: int, unit: str, variant: int | None = None):
     with db.read(db.get_engine()) as conn:
         info = campaign_report.campaign_row(conn, campaign_id)
-        summary = campaign_report.summary(conn, campaign_id)
-        timeline = campaign_report.over_time(conn, campaign_id, unit)
-        domains = campaign_report.by_domain(conn, campaign_id)
-        clients = campaign_report.by_client(conn, campaign_id)
+        info["split_variants"] = clickmaps.split_variants(conn, campaign_id)
+        summary = campaign_report.summary(conn, campaign_id, variant)
+        timeline = campaign_report.over_time(conn, campaign_id, unit, variant)
+        domains = campaign_report.by_domain(conn, campaign_id, variant=variant)
+        clients = campaign_report.by_client(conn, campaign_id, variant)
     return info, summary, timeline, domains, clients
 
 
@@ -98,7 +99,7 @@ def _campaign_data(campaign_id: int, unit: str):
 @requires("reports:read")
 def campaign(campaign_id: int):
     unit = _choice_arg("unit", ("hour", "day"), "hour")
-    info, summary, timeline, domains, clients = _campaign_data(campaign_id, unit)
+    info, summary, timeline, domains, clients = _campaign_data(campaign_id, unit, _variant_arg())
     charts = {
         "timeline": {"type": "line", "data": {"labels": timeline["labels"], "datasets": [
             {"label": _("Opens"), "data": timeline["opens"]},
@@ -116,13 +117,13 @@ def campaign(campaign_id: int):
                                                  "datasets": [{"data": [d["opens"] for d in clients["devices"]]}]}},
     }
     return render_template("reports/campaign.html", campaign=info, s=summary, domains=domains,
-                           clients=clients, charts=charts, unit=unit)
+                           clients=clients, charts=charts, unit=unit, variant=summary["variant"])
 
 
 @blueprint.route("/campaigns/<int:campaign_id>/report.csv")
 @requires("reports:read")
 def campaign_csv(campaign_id: int):
-    _, summary, timeline, domains, _clients = _campaign_data(campaign_id, "hour")
+    _, summary, timeline, domains, _clients = _campaign_data(campaign_id, "hour", _variant_arg())
     return _csv(export.campaign_csv(summary, timeline, domains), f"campaign-{campaign_id}-report.csv")
 
 
@@ -130,14 +131,19 @@ def _version_arg() -> int | None:
     return _int_arg("version")
 
 
+def _variant_arg() -> int | None:
+    """A split test's variant (1 = A …); reports of the whole campaign without it."""
+    return _int_arg("variant")
+
+
 @blueprint.route("/campaigns/<int:campaign_id>/clickmap")
 @requires("reports:read")
 def clickmap(campaign_id: int):
-    version = _version_arg()
+    version, variant = _version_arg(), _variant_arg()
     with db.read(db.get_engine()) as conn:
         info = campaign_report.campaign_row(conn, campaign_id)
         try:
-            data = clickmaps.clickmap(conn, campaign_id, version)
+            data = clickmaps.clickmap(conn, campaign_id, version, variant)
         except ServiceError as exc:
             flash(exc.message, "error")
             data = clickmaps.clickmap(conn, campaign_id, None)
@@ -148,7 +154,7 @@ def clickmap(campaign_id: int):
 @requires("reports:read")
 def clickmap_frame(campaign_id: int):
     with db.read(db.get_engine()) as conn:
-        html = clickmaps.annotated_html(conn, campaign_id, _version_arg())
+        html = clickmaps.annotated_html(conn, campaign_id, _version_arg(), _variant_arg())
     response = Response(html, mimetype="text/html")
     # the message's own markup: no scripts at all, same-origin framing only
     response.headers["Content-Security-Policy"] = ("default-src 'none'; img-src https: http: data:; "
@@ -160,7 +166,7 @@ def clickmap_frame(campaign_id: int):
 @requires("reports:read")
 def clickmap_csv(campaign_id: int):
     with db.read(db.get_engine()) as conn:
-        data = clickmaps.clickmap(conn, campaign_id, _version_arg())
+        data = clickmaps.clickmap(conn, campaign_id, _version_arg(), _variant_arg())
     return _csv(export.clickmap_csv(data), f"campaign-{campaign_id}-clickmap-v{data['version']}.csv")
 
 
