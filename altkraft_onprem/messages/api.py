@@ -199,6 +199,8 @@ class MediaOut(BaseModel):
     size: int
     created_at: datetime
     created_by: str
+    note: str | None = Field(None, description="Upload only: what was done differently (e.g. an "
+                                               "animation too large to resize was kept as it is)")
 
 
 class MediaForm(Strict):

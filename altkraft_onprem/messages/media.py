@@ -18,7 +18,7 @@ from typing import Any
 
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from sqlalchemy import Connection, delete, insert, select
 
 from altkraft_onprem.access.models import Actor
@@ -33,6 +33,11 @@ RASTER = {"PNG": ("image/png", "png"), "JPEG": ("image/jpeg", "jpg"),
           "GIF": ("image/gif", "gif"), "WEBP": ("image/webp", "webp")}
 CONTENT_TYPES = {ext: ctype for ctype, ext in RASTER.values()} | {"svg": "image/svg+xml"}
 MAX_PIXELS = 40_000_000
+# Resizing an animation decodes every frame: above this many frame pixels (e.g. 150 frames of
+# 1000×1000) the original is kept, unresized, and the upload says so.
+MAX_ANIMATION_PIXELS = 150_000_000
+# SVG sizes are only numbers in an attribute: anything larger is scaled down to this.
+MAX_SVG_SIDE = 10_000
 STORED_NAME = re.compile(r"^[A-Za-z0-9_-]{8,40}\.(png|jpg|gif|webp|svg)$")
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -67,6 +72,7 @@ class Processed:
     extension: str
     width: int | None
     height: int | None
+    note: str | None = None         # what was done differently from the rule, for the uploader
 
 
 def _local(name: str) -> str:
@@ -122,13 +128,44 @@ _CASED = {"lineargradient": "linearGradient", "radialgradient": "radialGradient"
           "feflood": "feFlood", "fecomposite": "feComposite"}
 
 
-def _svg_size(data: bytes) -> tuple[int | None, int | None]:
-    root = SafeET.fromstring(data)
+_LENGTH = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(px)?\s*$")
 
-    def number(value: str | None) -> int | None:
-        match = re.match(r"\s*(\d+(?:\.\d+)?)\s*(px)?\s*$", value or "")
-        return int(float(match.group(1))) if match else None
-    return number(root.get("width")), number(root.get("height"))
+
+def _svg_length(value: str | None) -> float | None:
+    match = _LENGTH.match(value or "")
+    return float(match.group(1)) if match else None
+
+
+def fit_svg(data: bytes, max_width: int) -> tuple[bytes, int | None, int | None, str | None]:
+    """A cleaned SVG whose width/height attributes say at most `max_width` wide (and at most
+    MAX_SVG_SIDE high), scaled through its viewBox: (data, width, height, note)."""
+    root = SafeET.fromstring(data)
+    width, height = _svg_length(root.get("width")), _svg_length(root.get("height"))
+    limits = [1.0]
+    if width:
+        limits.append(max_width / width)
+    if height:
+        limits.append(MAX_SVG_SIDE / height)
+    factor = min(limits)
+    if factor >= 1:
+        return data, _side(width), _side(height), None
+    if root.get("viewBox") is None and width and height:
+        root.set("viewBox", f"0 0 {width:g} {height:g}")     # keeps the drawing when scaled
+    new_width = max(round(width * factor, 2), 1) if width else None
+    new_height = max(round(height * factor, 2), 1) if height else None
+    if new_width:
+        root.set("width", f"{new_width:g}")
+    if new_height:
+        root.set("height", f"{new_height:g}")
+    said = "×".join(f"{v:g}" if v else "auto" for v in (width, height))
+    shown = "×".join(f"{v:g}" if v else "auto" for v in (new_width, new_height))
+    note = f"the SVG said {said} pixels; it is shown at {shown}"
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True), _side(new_width), \
+        _side(new_height), note
+
+
+def _side(value: float | None) -> int | None:
+    return max(1, min(round(value), MAX_SVG_SIDE)) if value else None
 
 
 def looks_like_svg(data: bytes, filename: str) -> bool:
@@ -137,13 +174,13 @@ def looks_like_svg(data: bytes, filename: str) -> bool:
 
 
 def process_image(data: bytes, filename: str, max_width: int) -> Processed:
-    """Checks and cleans one uploaded image; resizes rasters wider than max_width."""
+    """Checks and cleans one uploaded image; resizes images wider than max_width (SVG through
+    its size attributes, animations frame by frame)."""
     if not data:
         raise ServiceError("the file is empty", "file")
     if looks_like_svg(data, filename):
-        clean = sanitise_svg(data)
-        width, height = _svg_size(clean)
-        return Processed(clean, "image/svg+xml", "svg", width, height)
+        clean, width, height, note = fit_svg(sanitise_svg(data), max_width)
+        return Processed(clean, "image/svg+xml", "svg", width, height, note)
     try:
         image = Image.open(io.BytesIO(data))
         image_format = image.format
@@ -158,8 +195,7 @@ def process_image(data: bytes, filename: str, max_width: int) -> Processed:
                            "file") from None
     content_type, extension = RASTER[image_format]
     if getattr(image, "is_animated", False):
-        # Re-encoding frames loses timing on some GIFs: keep the verified original.
-        return Processed(data, content_type, extension, image.width, image.height)
+        return _animation(data, image, image_format, max_width)
     image = ImageOps.exif_transpose(image)
     if image.width > max_width:
         height = max(1, round(image.height * max_width / image.width))
@@ -174,6 +210,35 @@ def process_image(data: bytes, filename: str, max_width: int) -> Processed:
     else:
         image.save(out, "GIF", optimize=True)
     return Processed(out.getvalue(), content_type, extension, image.width, image.height)
+
+
+def _animation(data: bytes, image: Image.Image, image_format: str, max_width: int) -> Processed:
+    """An animated GIF/WebP/PNG: every frame resized, each frame's duration and the loop count
+    kept; too many frame pixels to resize keeps the verified original with a note."""
+    content_type, extension = RASTER[image_format]
+    if image.width <= max_width:
+        return Processed(data, content_type, extension, image.width, image.height)
+    frames_count = getattr(image, "n_frames", 1)
+    if frames_count * image.width * image.height > MAX_ANIMATION_PIXELS:
+        return Processed(data, content_type, extension, image.width, image.height,
+                         f"the animation ({frames_count} frames of {image.width}×{image.height}) "
+                         f"is too large to resize and was kept at its size; make it at most "
+                         f"{max_width} pixels wide for email")
+    size = (max_width, max(1, round(image.height * max_width / image.width)))
+    frames, durations = [], []
+    for frame in ImageSequence.Iterator(image):
+        durations.append(frame.info.get("duration", image.info.get("duration", 100)))
+        frames.append(frame.convert("RGBA").resize(size, Image.Resampling.LANCZOS))
+    options: dict[str, Any] = {"save_all": True, "append_images": frames[1:], "duration": durations}
+    if "loop" in image.info:            # absent: the animation plays once, as it did
+        options["loop"] = image.info["loop"]
+    if image_format == "GIF":
+        options["disposal"] = 2         # each (whole) frame replaces the last
+    elif image_format == "WEBP":
+        options["quality"] = 85
+    out = io.BytesIO()
+    frames[0].save(out, image_format, **options)
+    return Processed(out.getvalue(), content_type, extension, size[0], size[1])
 
 
 # --- the library -----------------------------------------------------------------------------
@@ -201,7 +266,7 @@ def add_media(conn: Connection, settings: Settings, actor: Actor, filename: str,
     digest = hashlib.sha256(processed.data).hexdigest()
     found = conn.execute(select(media).where(media.c.sha256 == digest)).mappings().first()
     if found is not None:
-        return _out(settings, found)
+        return {**_out(settings, found), "note": processed.note}
     stored_name = f"{secrets.token_urlsafe(12)}.{processed.extension}"
     folder = media_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
@@ -214,7 +279,7 @@ def add_media(conn: Connection, settings: Settings, actor: Actor, filename: str,
         width=processed.width, height=processed.height, size=len(processed.data), sha256=digest,
         created_at=utcnow(), created_by=actor.label)).inserted_primary_key[0]
     record(conn, actor, "media.upload", "media", media_id, name=name, size=len(processed.data))
-    return get_media(conn, settings, media_id)
+    return {**get_media(conn, settings, media_id), "note": processed.note}
 
 
 def list_media(conn: Connection, settings: Settings) -> list[dict[str, Any]]:

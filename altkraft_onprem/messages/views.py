@@ -215,12 +215,16 @@ def media_upload():
         errors.append(_("Choose a file to upload."))
     if wants_json:
         body: dict[str, Any] = {"data": [{"src": m["url"], "type": "image", "name": m["name"],
-                                          "width": m["width"], "height": m["height"]} for m in added]}
+                                          "width": m["width"], "height": m["height"],
+                                          "note": m.get("note")} for m in added]}
         if errors:
             body["error"] = "; ".join(errors)
         return jsonify(body), (201 if added else 422)
     for error in errors:
         flash(error, "error")
+    for item in added:
+        if item.get("note"):
+            flash(f"{item['name']}: {item['note']}", "warning")
     if added:
         flash(_("%(count)s image(s) added.", count=len(added)), "success")
     return redirect(url_for("messages.media_page"))

@@ -83,3 +83,71 @@ def test_delete_removes_the_file(api, client):
     item = _upload(api, _png(34, 34), "d.png").get_json()
     assert api("DELETE", f"/media/{item['id']}").status_code == 204
     assert client.get("/p/media/" + item["url"].rsplit("/", 1)[1]).status_code == 404
+
+
+def _animated_gif(width: int, height: int, frames: int = 4, loop: int | None = 0) -> bytes:
+    images = [Image.new("RGB", (width, height), (60 * i, 120, 200)) for i in range(frames)]
+    out = io.BytesIO()
+    extra = {} if loop is None else {"loop": loop}
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:],
+                   duration=[100 * (i + 1) for i in range(frames)], **extra)
+    return out.getvalue()
+
+
+def _stored(client, item) -> bytes:
+    return client.get("/p/media/" + item["url"].rsplit("/", 1)[1]).get_data()
+
+
+def test_wide_animated_gif_is_resized_keeping_every_frame_and_its_timing(api, client, env):
+    from PIL import ImageSequence
+
+    item = _upload(api, _animated_gif(2400, 400), "banner.gif").get_json()
+    stored = Image.open(io.BytesIO(_stored(client, item)))
+    assert item["width"] == env.settings["messages.image_max_width"] == stored.width
+    assert stored.is_animated and stored.n_frames == 4 and stored.info["loop"] == 0
+    assert [f.info["duration"] for f in ImageSequence.Iterator(stored)] == [100, 200, 300, 400]
+    assert item["note"] is None
+
+
+def test_animation_that_plays_once_still_plays_once(api, client):
+    item = _upload(api, _animated_gif(2500, 300, frames=2, loop=None), "once.gif").get_json()
+    assert "loop" not in Image.open(io.BytesIO(_stored(client, item))).info
+
+
+def test_animation_too_large_to_resize_is_kept_with_a_note(env):
+    from altkraft_onprem.messages import media
+
+    data = _animated_gif(1300, 1000, frames=3)
+    previous = media.MAX_ANIMATION_PIXELS
+    media.MAX_ANIMATION_PIXELS = 1300 * 1000 * 2          # fewer than this GIF has
+    try:
+        processed = media.process_image(data, "big.gif", 600)
+    finally:
+        media.MAX_ANIMATION_PIXELS = previous
+    assert processed.data == data and processed.width == 1300
+    assert "3 frames" in processed.note and "600" in processed.note
+
+
+def test_oversized_svg_dimensions_are_scaled_down(api, client, env):
+    svg = (b'<svg xmlns="http://www.w3.org/2000/svg" width="99999999999999" height="50000000">'
+           b'<rect width="10" height="10"/></svg>')
+    item = _upload(api, svg, "huge.svg").get_json()
+    body = _stored(client, item).decode()
+    assert item["width"] == env.settings["messages.image_max_width"] and 1 <= item["height"] <= 10_000
+    assert f'width="{item["width"]}"' in body and "viewBox=" in body and "99999999999999\"" not in body
+    assert "shown at" in item["note"]
+
+
+def test_svg_wider_than_the_setting_keeps_its_drawing_through_a_viewbox(api, client, env):
+    assert env.settings["messages.image_max_width"] == 1200
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="2400" height="300"><rect width="10" height="10"/></svg>'
+    item = _upload(api, svg, "wide.svg").get_json()
+    body = _stored(client, item).decode()
+    assert (item["width"], item["height"]) == (1200, 150)
+    assert 'viewBox="0 0 2400 300"' in body and 'height="150"' in body
+
+
+def test_small_svg_is_left_as_drawn(api):
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="10" height="10"/></svg>'
+    item = _upload(api, svg, "small.svg").get_json()
+    assert (item["width"], item["height"], item["note"]) == (40, 20, None)
