@@ -244,6 +244,8 @@ _PHONE_STRIP = re.compile(r"[\s\-().\u00a0/]")
 _PHONE_RE = re.compile(r"^\+?[0-9]{5,20}$")
 _LANG_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$")
 _DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%Y/%m/%d", "%Y.%m.%d")
+_PLAIN_PHONE = re.compile(r"\+?[0-9]{5,20}\Z")
+_PLAIN_INT = re.compile(r"-?[0-9]{1,15}\Z")       # below 2**53: the same value as via Decimal
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -322,6 +324,8 @@ def clean_standard(name: str, raw):
         if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
             raise FieldError(name, f"birth date out of range: {value.isoformat()}")
         return value
+    if name == "phone" and isinstance(raw, str) and _PLAIN_PHONE.match(raw) and raw[:2] != "00":
+        return raw                     # already in its stored form, as most phones in a file are
     text = _text(name, raw)
     if text is None:
         return None
@@ -367,6 +371,8 @@ def _number(name: str, raw):
     if isinstance(raw, (float, Decimal)):
         value = float(raw)
     elif isinstance(raw, str):
+        if _PLAIN_INT.match(raw):      # the usual cell: no Decimal round trip needed
+            return int(raw)
         text = raw.strip().replace("\u00a0", "").replace(" ", "")
         if not text:
             return None

@@ -106,7 +106,7 @@ class Run:
             guessed = mapping_rules.auto_mapping(table.header, width, custom, [c for _, c in peek])
             columns = mapping_rules.resolve(guessed, table.header, width)
         try:
-            validate = Validator(columns, custom, labels)
+            validate = Validator(columns, custom, labels).check
         except RowError as exc:
             self.reject(0, table.name, f"{exc}; this table was not imported", "")
             return
