@@ -4,7 +4,8 @@
   var box = document.getElementById("split_test_on");
   var fields = document.getElementById("split-fields");
   if (!box || !fields) return;
-  function sync() { fields.hidden = !box.checked; }
+  // style, not the hidden attribute: .stack sets display, which would override [hidden]
+  function sync() { fields.style.display = box.checked ? "" : "none"; }
   box.addEventListener("change", sync);
   sync();
 })();

@@ -1,0 +1,69 @@
+"""In real Chromium against the real service: create a split-test campaign in the form, watch
+the test go out, the winner get chosen and the rest of the audience receive it."""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser import save_artifacts
+from tests.campaigns.helpers import make_list, make_message
+from tests.conftest import start_service
+from tests.delivery.keys import write_keys
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def service(env, sink):
+    entries, _ = write_keys(env.data_dir / "dkim")
+    server = start_service(env, extra_env={
+        "ALTKRAFT_SMTP__RELAYS": json.dumps([sink.relay()]),
+        "ALTKRAFT_DKIM__KEYS": json.dumps(entries), "ALTKRAFT_DELIVERY__PROCESSES": "1"})
+    yield server
+    server.stop()
+
+
+def test_create_a_split_test_in_the_form_and_see_the_winner_go_out(env, service, sink, page):
+    make_list(env, "A/B list", [{"email": f"ab{i}@example.org"} for i in range(12)])
+    make_message(env)
+    user = env.user("Manager")
+    page.goto(service.url + "/login")
+    page.get_by_label("Email").fill(user["email"])
+    page.get_by_label("Password").fill(user["password"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(service.url + "/")
+
+    page.goto(service.url + "/campaigns/new")
+    form = page.locator("#campaign-form")
+    form.get_by_label("Name", exact=True).fill("Browser A/B")
+    form.get_by_label("Message").select_option(label="Sale")
+    form.locator("fieldset").filter(has_text="Send to these lists").get_by_label("A/B list").check()
+    form.get_by_label("From address").fill("news@example.com")
+    form.get_by_label("From name").fill("News")
+    expect(page.locator("#split-fields")).to_be_hidden()
+    form.locator("#split_test_on").check()
+    expect(page.locator("#split-fields")).to_be_visible()
+    form.get_by_label("Variant A subject").fill("Browser subject A")
+    form.get_by_label("Variant B subject").fill("Browser subject B")
+    form.get_by_label("Test portion (percent of the audience)").fill("50")
+    form.get_by_label("Winner by").select_option("opens")
+    form.get_by_label("Send the winner to the rest after, hours").fill("0")
+    form.get_by_label("Start the campaign right now (in addition to schedule)").check()
+    form.get_by_role("button", name="Create campaign").click()
+
+    expect(page.locator("#split-variants tbody tr")).to_have_count(2)
+    deadline = time.monotonic() + 60
+    while page.locator("#split-test").get_attribute("data-state") != "decided":
+        assert time.monotonic() < deadline, "no winner within 60 s"
+        time.sleep(0.5)
+        page.reload()
+    expect(page.locator("#split-winner")).to_have_attribute("data-variant", "1")   # no opens: A
+    expect(page.locator("#state")).to_have_attribute("data-state", "finished", timeout=60_000)
+    save_artifacts(page, "split_test_decided")
+    subjects = Counter(str(m["Subject"]) for m in sink.messages)
+    assert subjects == {"Browser subject A": 9, "Browser subject B": 3}
+    assert len(set(sink.recipients())) == 12
