@@ -14,6 +14,9 @@ const COPIES = {
   "chartjs": ["chart.js/dist/chart.umd.js"],
   "grapesjs": ["grapesjs/dist/grapes.min.js", "grapesjs/dist/css/grapes.min.css"],
   "grapesjs-preset-newsletter": ["grapesjs-preset-newsletter/dist/index.js"],
+  // CSS read by PostCSS instead of the browser, which drops properties it does not know
+  // (mso-hide, -webkit-text-size-adjust…) when a message goes from code to visual mode.
+  "grapesjs-parser-postcss": ["grapesjs-parser-postcss/dist/index.js"],
   "codemirror": ["codemirror/lib/codemirror.js", "codemirror/lib/codemirror.css",
                  "codemirror/mode/xml/xml.js", "codemirror/mode/htmlmixed/htmlmixed.js",
                  "codemirror/mode/css/css.js", "codemirror/mode/javascript/javascript.js",

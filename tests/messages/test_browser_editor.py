@@ -209,3 +209,57 @@ def test_an_earlier_version_is_restored(signed_in, env, state):
     restored = current(env, state)
     assert restored["version"] == 5 and "our sale is on" not in restored["html"]
     assert restored["subject"] == "Browser newsletter"
+
+
+HEAD_HTML = """<!DOCTYPE html>
+<html lang="ru" xmlns:v="urn:schemas-microsoft-com:vml">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="x-apple-disable-message-reformatting">
+<title>{{ campaign.subject }} — зима</title>
+<style>p { color: #333333; } @media (max-width: 600px) { .wide { width: 100% !important; } }</style>
+</head>
+<body>
+<div class="preheader" style="display:none;max-height:0;overflow:hidden;mso-hide:all;">{{ campaign.preheader }}</div>
+<p class="wide">Head test body</p>
+</body>
+</html>
+"""
+
+
+def _switch(page, pane: str) -> None:
+    page.locator(f"#editor-tabs [data-pane={pane}]").click()
+    expect(page.locator(f"#editor-tabs [data-pane={pane}]")).to_have_attribute("aria-selected", "true")
+
+
+def _assert_head_kept(code: str) -> None:
+    assert code.count("<title>{{ campaign.subject }} — зима</title>") == 1
+    assert '<html lang="ru" xmlns:v="urn:schemas-microsoft-com:vml">' in code
+    assert code.count('name="x-apple-disable-message-reformatting"') == 1
+    assert code.lower().count("charset") == 1 and code.count('name="viewport"') == 1
+    assert "@media" in code and "Head test body" in code
+    assert "{{ campaign.preheader }}</div>" in code and "mso-hide:all" in code.replace(" ", "")
+    head, _, body = code.partition("</head>")
+    assert "<title>" not in body and "preheader" in body
+
+
+def test_head_details_survive_switches_between_code_and_visual(signed_in, env, state):
+    page = signed_in
+    page.goto(state["url"])
+    ready(page)
+    _switch(page, "code")
+    page.evaluate("html => window.altkraftEditor.cm().setValue(html)", HEAD_HTML)
+    for _round in range(2):
+        _switch(page, "visual")
+        assert canvas(page).get_by_text("Head test body").count() == 1
+        _switch(page, "code")
+        _assert_head_kept(page.evaluate("window.altkraftEditor.cm().getValue()"))
+    # Saved from the visual editor, opened again (from its project data): still there.
+    _switch(page, "visual")
+    save(page, 6)
+    _assert_head_kept(current(env, state)["html"])
+    page.goto(state["url"])
+    ready(page)
+    _switch(page, "code")
+    _assert_head_kept(page.evaluate("window.altkraftEditor.cm().getValue()"))

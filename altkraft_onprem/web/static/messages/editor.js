@@ -29,24 +29,62 @@
     return html.replace(/\{\{[\s\S]*?\}\}|\{%[\s\S]*?%\}/g, unescapeEntities);
   }
 
+  // --- the document around the body --------------------------------------------------------
+  // GrapesJS edits the body and the CSS only: the doctype, the <html> attributes (lang, VML
+  // namespaces), the <head> (title, meta, links; its <style> blocks do go into GrapesJS's
+  // CSS) and the <body> attributes are kept here and written back around its output.
+  const DEFAULT_HEAD = '<meta charset="utf-8">\n' +
+    '<meta name="viewport" content="width=device-width, initial-scale=1">';
+  const STYLE_BLOCK = /<style\b[^>]*>[\s\S]*?<\/style>/gi;
+  let shell = splitShell(data.html || "");
+
+  function splitShell(html) {
+    const doctype = html.match(/^\s*(<!doctype[^>]*>)/i);
+    const root = html.match(/<html\b([^>]*)>/i);
+    const head = html.match(/<head\b[^>]*>([\s\S]*?)<\/head>/i);
+    const body = html.match(/<body\b([^>]*)>/i);
+    let headInner = head ? head[1].replace(STYLE_BLOCK, "").replace(/\n{2,}/g, "\n").trim() : "";
+    if (!/<meta\b[^>]*charset/i.test(headInner)) {
+      headInner = (headInner ? DEFAULT_HEAD.split("\n")[0] + "\n" + headInner : DEFAULT_HEAD);
+    }
+    return {
+      doctype: doctype ? doctype[1] : "<!DOCTYPE html>",
+      htmlAttrs: root ? root[1] : "",
+      head: headInner,
+      bodyAttrs: body ? body[1] : "",
+    };
+  }
+
+  // What GrapesJS is given: the styles of the head and the inside of the body.
+  function bodyForVisual(html) {
+    const styles = (html.match(/<head\b[^>]*>([\s\S]*?)<\/head>/i) || ["", ""])[1].match(STYLE_BLOCK) || [];
+    const body = html.match(/<body\b[^>]*>([\s\S]*)<\/body>/i);
+    const inner = body ? body[1] : html.replace(/^\s*<!doctype[^>]*>/i, "")
+      .replace(/<head\b[^>]*>[\s\S]*?<\/head>/i, "").replace(/<\/?html\b[^>]*>/gi, "");
+    return styles.join("\n") + inner;
+  }
+
   function visualHtml() {
     let body = gjs.getHtml();
     if (!/^\s*<body/i.test(body)) body = "<body>" + body + "</body>";
+    // Our <body> attributes, unless the visual editor gave the body its own.
+    if (shell.bodyAttrs.trim()) body = body.replace(/^\s*<body\s*>/i, "<body" + shell.bodyAttrs + ">");
     const css = gjs.getCss({ avoidProtected: true });
-    return unprotectJinja("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n" +
-      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n" +
-      "<style>\n" + css + "\n</style>\n</head>\n" + body + "\n</html>\n");
+    return unprotectJinja(shell.doctype + "\n<html" + shell.htmlAttrs + ">\n<head>\n" + shell.head +
+      "\n<style>\n" + css + "\n</style>\n</head>\n" + body + "\n</html>\n");
   }
 
   function loadVisual(html) {
+    shell = splitShell(html);
     gjs.setStyle("");
-    gjs.setComponents(protectJinja(html));
+    gjs.setComponents(protectJinja(bodyForVisual(html)));
   }
 
   function currentHtml() { return mode === "visual" ? visualHtml() : cm.getValue(); }
 
   function initVisual() {
     const preset = window["grapesjs-preset-newsletter"];
+    const postcss = window["grapesjs-parser-postcss"];
     gjs = grapesjs.init({
       container: "#gjs",
       height: "680px",
@@ -54,7 +92,7 @@
       storageManager: false,
       telemetry: false,          // no calls home from an on-premise product
       cssIcons: "",              // no icon font from a CDN (the CSP would refuse it anyway)
-      plugins: [preset.default || preset],
+      plugins: [preset.default || preset, postcss.default || postcss],
       pluginsOpts: {},
       assetManager: {
         upload: data.urls.upload,
