@@ -3,7 +3,7 @@
 The installer's source folder is `installer/`, shipped as `altkraft_installer` so that it
 does not shadow the `installer` package on PyPI.
 """
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 installer_packages = [
     "altkraft_installer" + name[len("installer"):]
@@ -11,8 +11,11 @@ installer_packages = [
 ]
 
 setup(
+    # Namespace discovery lists the data folders (templates, static, translations) as packages
+    # too, which is how setuptools wants package data declared.
     # systemd/ (the unit templates the installer renders) travels inside the installer package.
-    packages=find_packages(include=["altkraft_onprem", "altkraft_onprem.*"]) + installer_packages
+    packages=find_namespace_packages(include=["altkraft_onprem", "altkraft_onprem.*"],
+                                     exclude=["*.__pycache__"]) + installer_packages
     + ["altkraft_installer.systemd"],
     package_dir={"altkraft_installer": "installer", "altkraft_installer.systemd": "systemd"},
 )
