@@ -5,6 +5,8 @@ Human figures leave out events labelled machine (MPP prefetches, scanners, HEAD 
 honeypot hits); totals include them. Rates use human unique figures:
 CTR = unique human clickers / delivered, click-to-open = unique human clickers / unique human
 openers. Reading-time averages leave out streams that could not be measured (image proxies).
+Event figures come from the campaign roll-up that every event flush keeps
+(tracking/campaign_rollup.py), not from the events themselves; delivery figures from the ledger.
 
 `variant` (a split test's 1, 2, …) narrows every figure to the recipients whose ledger row
 has that variant — its test portion plus, for the winner, the rest of the audience.
@@ -14,19 +16,21 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select, true
+from sqlalchemy import Connection, func, select, true
 
 from altkraft_onprem.audience.models import consents, subscribers
 from altkraft_onprem.campaigns.models import campaigns, deliveries
 from altkraft_onprem.errors import NotFound
 from altkraft_onprem.tracking.models import (
     CLICK,
-    HUMAN,
-    MACHINE,
     OPEN,
     READ,
     READ_CLASSES,
     UNMEASURABLE,
+    campaign_agents,
+    campaign_counts,
+    campaign_hours,
+    campaign_uniques,
     tracking_events,
 )
 
@@ -67,38 +71,52 @@ def in_variant(campaign_id: int, variant: int | None, subscriber_id=ev.subscribe
         deliveries.c.campaign_id == campaign_id, deliveries.c.variant == variant))
 
 
-def _unique(kind: str, campaign_id: int, human: bool = False, variant: int | None = None):
-    query = select(func.count(func.distinct(ev.subscriber_id))).where(
-        ev.campaign_id == campaign_id, ev.kind == kind, in_variant(campaign_id, variant))
-    return query.where(HUMAN) if human else query
+def _scoped(table, campaign_ids: list[int], variant: int | None) -> list:
+    """Roll-up rows of these campaigns (one variant, or all of them summed by the caller)."""
+    where = [table.c.campaign_id.in_(campaign_ids)]
+    return where if variant is None else [*where, table.c.variant == variant]
+
+
+def _people(conn: Connection, campaign_ids: list[int], variant: int | None = None,
+            domains: list[str] | None = None) -> dict[tuple, int]:
+    """(campaign, metric) -> people (with `domains`: (campaign, domain, metric))."""
+    u = campaign_uniques.c
+    where = _scoped(campaign_uniques, campaign_ids, variant)
+    if domains is None:
+        rows = conn.execute(select(u.campaign_id, u.metric, func.sum(u.people)).where(*where)
+                            .group_by(u.campaign_id, u.metric))
+        return {(c, m): int(n or 0) for c, m, n in rows}
+    rows = conn.execute(select(u.campaign_id, u.domain, u.metric, func.sum(u.people))
+                        .where(*where, u.domain.in_(domains)).group_by(u.campaign_id, u.domain, u.metric))
+    return {(c, d, m): int(n or 0) for c, d, m, n in rows}
 
 
 def summary(conn: Connection, campaign_id: int, variant: int | None = None) -> dict[str, Any]:
-    """The figures of GET /api/v1/campaigns/{id}/report (of one split-test variant)."""
+    """The figures of GET /api/v1/campaigns/{id}/report (of one split-test variant), read from
+    the campaign roll-up (tracking/campaign_rollup.py)."""
     campaign_row(conn, campaign_id)
     delivery = delivery_counts(conn, campaign_id, variant)
-    scope = in_variant(campaign_id, variant)
-    totals = dict(conn.execute(select(ev.kind, func.count()).where(ev.campaign_id == campaign_id, scope)
-                               .group_by(ev.kind)).all())
-    opens = {"unique": conn.execute(_unique(OPEN, campaign_id, variant=variant)).scalar() or 0,
-             "total": totals.get(OPEN, 0),
-             "human": conn.execute(_unique(OPEN, campaign_id, True, variant)).scalar() or 0}
-    machine_opens = conn.execute(select(func.count()).where(
-        ev.campaign_id == campaign_id, ev.kind == OPEN, MACHINE, scope)).scalar() or 0
-    opens["machine"] = machine_opens
-    clicks = {"unique": conn.execute(_unique(CLICK, campaign_id, variant=variant)).scalar() or 0,
-              "total": totals.get(CLICK, 0),
-              "human": conn.execute(_unique(CLICK, campaign_id, True, variant)).scalar() or 0}
-    clicks["machine"] = conn.execute(select(func.count()).where(
-        ev.campaign_id == campaign_id, ev.kind == CLICK, MACHINE, scope)).scalar() or 0
-    read_rows = conn.execute(select(ev.read_class, func.count(), func.avg(ev.read_seconds)).where(
-        ev.campaign_id == campaign_id, ev.kind == READ, HUMAN, scope).group_by(ev.read_class)).all()
-    by_class = {name: count for name, count, _ in read_rows}
-    measured = [(count, avg) for name, count, avg in read_rows if name in READ_CLASSES]
-    seconds = sum(count * float(avg or 0) for count, avg in measured)
+    k = campaign_counts.c
+    events: dict[tuple[str, bool, str], tuple[int, float]] = {}
+    for kind, machine, read_class, count, seconds in conn.execute(
+            select(k.kind, k.machine, k.read_class, func.sum(k.events), func.sum(k.read_seconds))
+            .where(*_scoped(campaign_counts, [campaign_id], variant))
+            .group_by(k.kind, k.machine, k.read_class)):
+        events[(kind, bool(machine), read_class)] = (int(count or 0), float(seconds or 0))
+
+    def total(kind: str, machine: bool | None = None) -> int:
+        return sum(n for (k_, m, _), (n, _s) in events.items() if k_ == kind and machine in (None, m))
+    people = _people(conn, [campaign_id], variant)
+    opens = {"unique": people.get((campaign_id, OPEN), 0), "total": total(OPEN),
+             "human": people.get((campaign_id, OPEN + "_h"), 0), "machine": total(OPEN, True)}
+    clicks = {"unique": people.get((campaign_id, CLICK), 0), "total": total(CLICK),
+              "human": people.get((campaign_id, CLICK + "_h"), 0), "machine": total(CLICK, True)}
+    human_reads = {rc: value for (kind, machine, rc), value in events.items() if kind == READ and not machine}
+    measured = [human_reads.get(name, (0, 0.0)) for name in READ_CLASSES]
+    seconds = sum(sec for _, sec in measured)
     measured_count = sum(count for count, _ in measured)
-    reads = {name: by_class.get(name, 0) for name in READ_CLASSES}
-    reads["not_measurable"] = by_class.get(UNMEASURABLE, 0)
+    reads = {name: human_reads.get(name, (0, 0.0))[0] for name in READ_CLASSES}
+    reads["not_measurable"] = human_reads.get(UNMEASURABLE, (0, 0.0))[0]
     reads["avg_seconds"] = round(seconds / measured_count, 2) if measured_count else None
     everything = measured_count + reads["not_measurable"]
     reads["not_measurable_percent"] = _ratio(reads["not_measurable"], everything)
@@ -121,12 +139,17 @@ def summary(conn: Connection, campaign_id: int, variant: int | None = None) -> d
 
 def over_time(conn: Connection, campaign_id: int, unit: str = "hour",
               variant: int | None = None) -> dict[str, Any]:
-    """Opens and clicks (total and human) per hour or day."""
-    b = periods.bucket(ev.at, unit, conn.dialect.name).label("b")
-    rows = conn.execute(select(b, ev.kind, func.count(), func.sum(case((HUMAN, 1), else_=0)))
-                        .where(ev.campaign_id == campaign_id, ev.kind.in_((OPEN, CLICK)),
-                               in_variant(campaign_id, variant))
-                        .group_by(b, ev.kind).order_by(b)).all()
+    """Opens and clicks (total and human) per hour or day (days are summed hours)."""
+    h = campaign_hours.c
+    buckets: dict[tuple[str, str], list[int]] = {}
+    for hour, kind, machine, count in conn.execute(
+            select(h.hour, h.kind, h.machine, func.sum(h.events))
+            .where(*_scoped(campaign_hours, [campaign_id], variant)).group_by(h.hour, h.kind, h.machine)):
+        label = hour if unit == "hour" else periods.label(periods.parse(hour, "hour"), unit)
+        figures = buckets.setdefault((label, kind), [0, 0])
+        figures[0] += int(count or 0)
+        figures[1] += 0 if machine else int(count or 0)
+    rows = sorted((label, kind, total, human) for (label, kind), (total, human) in buckets.items())
     if not rows:
         return {"labels": [], "opens": [], "clicks": [], "human_opens": [], "human_clicks": []}
     labels = periods.series(rows[0][0], rows[-1][0], unit, limit=24 * 60)
@@ -151,12 +174,8 @@ def by_domain(conn: Connection, campaign_id: int, limit: int = 15,
         .group_by(s.email_domain).order_by(func.count().desc()).limit(limit)).all())
     if not sent:
         return []
-    engaged = conn.execute(
-        select(s.email_domain, ev.kind, func.count(func.distinct(ev.subscriber_id)))
-        .select_from(tracking_events.join(subscribers, s.id == ev.subscriber_id))
-        .where(ev.campaign_id == campaign_id, ev.kind.in_((OPEN, CLICK)), HUMAN,
-               s.email_domain.in_(list(sent)), in_variant(campaign_id, variant))
-        .group_by(s.email_domain, ev.kind)).all()
+    found = _people(conn, [campaign_id], variant, domains=list(sent))
+    engaged = [(d, kind, found.get((campaign_id, d, kind + "_h"), 0)) for d in sent for kind in (OPEN, CLICK)]
     counts = {(d, k): n for d, k, n in engaged}
     return [{"domain": d, "delivered": n, "opens": counts.get((d, OPEN), 0),
              "clicks": counts.get((d, CLICK), 0), "open_rate": _ratio(counts.get((d, OPEN), 0), n),
@@ -192,10 +211,12 @@ def parse_agent(user_agent: str) -> tuple[str, str]:
 
 def by_client(conn: Connection, campaign_id: int,
               variant: int | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Opens by mail client and by device, from the distinct user agents (parsed once each)."""
-    rows = conn.execute(select(ev.user_agent, func.count(func.distinct(ev.subscriber_id))).where(
-        ev.campaign_id == campaign_id, ev.kind == OPEN, in_variant(campaign_id, variant))
-        .group_by(ev.user_agent)).all()
+    """Openers by mail client and by device, from the user agent of each person's first open
+    (parsed once per distinct agent)."""
+    a = campaign_agents.c
+    rows = conn.execute(select(a.user_agent, func.sum(a.people))
+                        .where(*_scoped(campaign_agents, [campaign_id], variant)).group_by(a.user_agent)).all()
+    rows = [(agent, int(count or 0)) for agent, count in rows if count]
     clients: dict[str, int] = {}
     devices: dict[str, int] = {}
     for agent, count in rows:
@@ -220,9 +241,8 @@ def recent_campaigns(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
     ids = [r["id"] for r in rows]
     sent = dict(conn.execute(select(deliveries.c.campaign_id, func.count()).where(
         deliveries.c.campaign_id.in_(ids), deliveries.c.state == "sent").group_by(deliveries.c.campaign_id)).all())
-    engaged = conn.execute(select(ev.campaign_id, ev.kind, func.count(func.distinct(ev.subscriber_id))).where(
-        and_(ev.campaign_id.in_(ids), ev.kind.in_((OPEN, CLICK)), HUMAN))
-        .group_by(ev.campaign_id, ev.kind)).all()
+    people = _people(conn, ids)
+    engaged = [(c, kind, people.get((c, kind + "_h"), 0)) for c in ids for kind in (OPEN, CLICK)]
     counts = {(c, k): n for c, k, n in engaged}
     out = []
     for r in rows:

@@ -7,10 +7,12 @@ calls `flush_at_exit()` (gunicorn's worker_exit hook, and atexit as a second lin
 worker has finished its requests, so nothing answered is lost. A failed write keeps the rows
 for the next attempt.
 
-After the insert, the same transaction labels security scanners: a recipient who clicked
+The same transaction keeps the campaign roll-up (campaign_rollup.py: what the campaign report
+reads) and the cohort roll-up (rollup.py), and labels security scanners: a recipient who clicked
 `tracking.scanner_links` different links of one campaign within `tracking.scanner_window_seconds`,
 or who clicked the hidden honeypot link, has those clicks marked machine=true, reason
-"scanner" — across all web workers, because the check reads the table, not the buffer.
+"scanner" — across all web workers, because the check reads the table, not the buffer; the
+campaign roll-up moves such clicks from the human to the machine figures.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from sqlalchemy import Engine, and_, case, func, or_, select, tuple_, update
 
 from altkraft_onprem import db
 
-from . import rollup
+from . import campaign_rollup, rollup
 from .models import CLICK, HONEYPOT, SCANNER, tracking_events
 
 log = logging.getLogger("altkraft.tracking")
@@ -94,8 +96,10 @@ class EventBuffer:
                 return 0
             try:
                 with db.write(engine) as conn:
-                    self._label_early_clicks(conn, batch)
+                    found = campaign_rollup.ledger(conn, {(r["campaign_id"], r["subscriber_id"]) for r in batch})
+                    self._label_early_clicks(batch, found)
                     conn.execute(tracking_events.insert(), batch)
+                    campaign_rollup.record(conn, batch, found)
                     scanners = self._label_scanners(conn, batch)
                     rollup.record(conn, [r for r in batch if r["kind"] != CLICK
                                          or (r["campaign_id"], r["subscriber_id"]) not in scanners])
@@ -106,25 +110,15 @@ class EventBuffer:
             self.stored += len(batch)
             return len(batch)
 
-    def _label_early_clicks(self, conn, batch: list[dict]) -> None:
+    def _label_early_clicks(self, batch: list[dict], found: dict) -> None:
         """Clicks within the scanner window after the message was handed over: a mail
         gateway's link scanner, not the recipient (who has not even seen it yet)."""
-        from altkraft_onprem.campaigns.models import deliveries
-
-        clicks = [r for r in batch if r["kind"] == CLICK and not r["machine"]]
-        pairs = sorted({(r["campaign_id"], r["subscriber_id"]) for r in clicks})
-        delivered: dict[tuple[int, int], object] = {}
-        dv = deliveries.c
-        for start in range(0, len(pairs), 400):
-            chunk = pairs[start:start + 400]
-            for campaign_id, subscriber_id, done_at in conn.execute(
-                    select(dv.campaign_id, dv.subscriber_id, dv.done_at)
-                    .where(tuple_(dv.campaign_id, dv.subscriber_id).in_(chunk), dv.state == "sent")):
-                delivered[(campaign_id, subscriber_id)] = done_at
         window = timedelta(seconds=self.window)
-        for row in clicks:
-            done_at = delivered.get((row["campaign_id"], row["subscriber_id"]))
-            if done_at is not None and row["at"] - done_at <= window:
+        for row in batch:
+            if row["kind"] != CLICK or row["machine"]:
+                continue
+            state, done_at, _ = found.get((row["campaign_id"], row["subscriber_id"]), (None, None, 0))
+            if state == "sent" and done_at is not None and row["at"] - done_at <= window:
                 row["machine"], row["reason"] = True, SCANNER
 
     def _label_scanners(self, conn, batch: list[dict]) -> set[tuple[int, int]]:
@@ -154,11 +148,11 @@ class EventBuffer:
                     suspects.add((campaign_id, subscriber_id))
         if not suspects:
             return suspects
-        conn.execute(
-            update(tracking_events)
-            .where(ev.kind == CLICK, ev.at >= since, ev.machine.is_(False),
-                   or_(*(and_(ev.campaign_id == c, ev.subscriber_id == s) for c, s in suspects)))
-            .values(machine=True, reason=SCANNER))
+        flipping = and_(ev.kind == CLICK, ev.at >= since, ev.machine.is_(False),
+                        or_(*(and_(ev.campaign_id == c, ev.subscriber_id == s) for c, s in suspects)))
+        campaign_rollup.relabel_clicks(conn, flipping, suspects)
+        conn.execute(update(tracking_events).where(flipping).values(machine=True, reason=SCANNER))
+        campaign_rollup.forget_human_clickers(conn, suspects)
         return suspects
 
 

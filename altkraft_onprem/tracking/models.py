@@ -134,3 +134,47 @@ def anonymise_ip(ip: str) -> str:
         return ""
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+# Campaign roll-up, kept by every flush (tracking/campaign_rollup.py) so that a campaign report
+# reads a few hundred rows instead of the campaign's events. `variant` is the recipient's
+# ledger variant (0 without a split test); reports sum it away unless a variant is chosen.
+campaign_counts = Table(            # events by kind, machine label and reading class
+    "campaign_counts", metadata,
+    Column("campaign_id", Integer, primary_key=True),
+    Column("variant", Integer, primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("machine", Boolean, primary_key=True),
+    Column("read_class", String(16), primary_key=True),      # "" for opens and clicks
+    Column("events", Integer, nullable=False),
+    Column("read_seconds", Float, nullable=False),            # sum, for the average
+)
+campaign_hours = Table(             # events per hour (the over-time chart; days are summed hours)
+    "campaign_hours", metadata,
+    Column("campaign_id", Integer, primary_key=True),
+    Column("variant", Integer, primary_key=True),
+    Column("hour", String(16), primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("machine", Boolean, primary_key=True),
+    Column("events", Integer, nullable=False),
+)
+campaign_people = Table(            # who was already counted: metric open/open_h/click/click_h
+    "campaign_people", metadata,
+    Column("campaign_id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, primary_key=True),
+    Column("metric", String(8), primary_key=True),
+)
+campaign_uniques = Table(           # people per metric and recipient domain
+    "campaign_uniques", metadata,
+    Column("campaign_id", Integer, primary_key=True),
+    Column("variant", Integer, primary_key=True),
+    Column("domain", String(255), primary_key=True),
+    Column("metric", String(8), primary_key=True),
+    Column("people", Integer, nullable=False),
+)
+campaign_agents = Table(            # openers by the user agent of their first open
+    "campaign_agents", metadata,
+    Column("campaign_id", Integer, primary_key=True),
+    Column("variant", Integer, primary_key=True),
+    Column("user_agent", String(300), primary_key=True),
+    Column("people", Integer, nullable=False),
+)

@@ -49,10 +49,14 @@ def activity(conn, subscriber_id: int, kind: str, when: str) -> None:
 def event(conn, kind: str, subscriber_id: int, when: str, *, campaign_id: int = 1, version_id: int = 1,
           link_index: int | None = None, machine: bool = False, reason: str | None = None,
           read_seconds: float | None = None, read_class: str | None = None, user_agent: str = "") -> None:
-    conn.execute(insert(tracking_events).values(
-        at=at(when), kind=kind, campaign_id=campaign_id, subscriber_id=subscriber_id, version_id=version_id,
-        link_index=link_index, machine=machine, reason=reason, read_seconds=read_seconds,
-        read_class=read_class, user_agent=user_agent, ip="127.0.0.1"))
+    """One event, stored as a flush of the event buffer stores it (with the campaign roll-up)."""
+    from altkraft_onprem.tracking import campaign_rollup
+
+    row = dict(at=at(when), kind=kind, campaign_id=campaign_id, subscriber_id=subscriber_id, version_id=version_id,
+               link_index=link_index, machine=machine, reason=reason, read_seconds=read_seconds,
+               read_class=read_class, user_agent=user_agent, ip="127.0.0.1")
+    conn.execute(insert(tracking_events).values(**row))
+    campaign_rollup.record(conn, [row])
 
 
 def make_campaign(conn, name: str, html: str, list_id: int, utm: dict | None = None,
