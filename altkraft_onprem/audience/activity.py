@@ -29,19 +29,46 @@ def consent_record(conn: Connection, subscriber_id: int) -> list[dict]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def timeline(conn: Connection, subscriber_id: int, limit: int = 200) -> list[dict]:
-    """Own activity plus tracking events (opens, clicks) when the tracking tables exist."""
+PAGE_SIZE = 50
+# Ledger rows that reached a subscriber's mailbox or tried to: the rest (queued, held,
+# skipped, cancelled) never left and are not part of their history.
+RECEIVED_STATES = {"sent": "campaign_sent", "failed": "campaign_failed", "in_doubt": "campaign_in_doubt"}
+
+
+def timeline(conn: Connection, subscriber_id: int, limit: int = 200, offset: int = 0) -> list[dict]:
+    """Newest first: own activity, campaigns received (the delivery ledger) and tracking
+    events (opens, clicks), `limit` entries from `offset`. Each source is read newest first
+    up to offset + limit, so a page costs at most that many rows per source."""
+    wanted = offset + limit
     query = select(subscriber_activity).where(
         subscriber_activity.c.subscriber_id == subscriber_id).order_by(
-        subscriber_activity.c.at.desc(), subscriber_activity.c.id.desc()).limit(limit)
+        subscriber_activity.c.at.desc(), subscriber_activity.c.id.desc()).limit(wanted)
     items = []
     for row in conn.execute(query):
         item = dict(row._mapping)
         item["details"] = json.loads(item["details"] or "{}")
         items.append(item)
-    items.extend(_tracking_events(conn, subscriber_id, limit))
+    items.extend(_campaigns_received(conn, subscriber_id, wanted))
+    items.extend(_tracking_events(conn, subscriber_id, wanted))
     items.sort(key=lambda i: i["at"], reverse=True)
-    return items[:limit]
+    return items[offset:wanted]
+
+
+def _campaigns_received(conn: Connection, subscriber_id: int, limit: int) -> list[dict]:
+    try:
+        from altkraft_onprem.campaigns.models import campaigns, deliveries
+    except ImportError:
+        return []
+    query = (select(deliveries.c.campaign_id, deliveries.c.state, deliveries.c.done_at,
+                    deliveries.c.reply, campaigns.c.name)
+             .join(campaigns, campaigns.c.id == deliveries.c.campaign_id)
+             .where(deliveries.c.subscriber_id == subscriber_id,
+                    deliveries.c.state.in_(list(RECEIVED_STATES)), deliveries.c.done_at.is_not(None))
+             .order_by(deliveries.c.done_at.desc()).limit(limit))
+    return [{"at": r.done_at, "kind": RECEIVED_STATES[r.state],
+             "details": {"campaign_id": r.campaign_id, "campaign": r.name,
+                         "reply": (r.reply or "")[:200] if r.state != "sent" else None}}
+            for r in conn.execute(query)]
 
 
 def _tracking_events(conn: Connection, subscriber_id: int, limit: int) -> list[dict]:

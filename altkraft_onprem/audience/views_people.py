@@ -97,11 +97,15 @@ def subscriber_page(subscriber_id: int):
     with db.read(engine()) as conn:
         person = subscribers.get_subscriber(conn, subscriber_id)
         defs = field_service.definitions(conn)
-        history = activity.timeline(conn, subscriber_id)
+        page = max(1, min(request.args.get("page", 1, type=int) or 1, 10_000))
+        history = activity.timeline(conn, subscriber_id, limit=activity.PAGE_SIZE + 1,
+                                    offset=(page - 1) * activity.PAGE_SIZE)
         consents = activity.consent_record(conn, subscriber_id)
         names = {lst["id"]: lst["name"] for lst in lists.list_lists(conn, counts=False)}
         suppressed = suppression.is_suppressed(conn, person["email"])
-    return render_template("audience/subscriber.html", person=person, defs=defs, history=history,
+    return render_template("audience/subscriber.html", person=person, defs=defs,
+                           history=history[:activity.PAGE_SIZE], history_page=page,
+                           history_more=len(history) > activity.PAGE_SIZE,
                            consents=consents, list_names=names, statuses=MEMBER_STATUSES,
                            states=SUBSCRIBER_STATES, fields=STANDARD_FIELDS, suppressed=suppressed)
 

@@ -93,6 +93,8 @@ deliveries = Table(
 )
 Index("ix_campaign_deliveries_claim", deliveries.c.campaign_id, deliveries.c.state, deliveries.c.id)
 Index("ix_campaign_deliveries_owner", deliveries.c.lease_owner)
+# The subscriber timeline (audience) lists the campaigns one person received.
+Index("ix_campaign_deliveries_subscriber", deliveries.c.subscriber_id)
 
 # Split tests: variants 1..N (row variant 0 is a campaign without a test), shown as A..E.
 SPLIT_METRICS = ("opens", "clicks", "click_to_open")
