@@ -7,7 +7,7 @@ from altkraft_onprem import db
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.tasks import job, periodic
 
-from . import runner, service
+from . import runner, service, watchdog
 from .archives import Limits
 
 
@@ -26,3 +26,14 @@ def purge_stale_uploads() -> int:
     if not runner.imports_running(db.get_engine()):
         runner.restore_custom_indexes(db.get_engine())
     return service.purge_uploads(current_settings().data_dir, max_age_hours=24)
+
+
+@periodic(crontab(minute="*/5"))
+def fail_stale_imports() -> list[int]:
+    """Imports whose worker died (no heartbeat for watchdog.STALE_AFTER) end failed, saying
+    how far they got; custom-field indexes such an import dropped come back."""
+    engine = db.get_engine()
+    failed = watchdog.fail_stale_imports(engine)
+    if failed and not runner.imports_running(engine):
+        runner.restore_custom_indexes(engine)
+    return failed

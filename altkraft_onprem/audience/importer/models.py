@@ -31,6 +31,8 @@ imports = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("started_at", UTCDateTime(), nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
+    # Stamped while the import runs: a stale one means its worker died (see watchdog.py).
+    Column("heartbeat_at", UTCDateTime(), nullable=True),
 )
 
 import_rejects = Table(

@@ -29,6 +29,7 @@ from .service import BATCH, Progress, custom_definitions, discard_upload, get_im
 from .sources import open_tables
 from .text import Table
 from .validate import CustomField, RowError, Validator
+from .watchdog import Heartbeat
 from .writer import BatchWriter, Record, WriteOptions
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 def _claim(engine: Engine, import_id: int) -> dict | None:
     with db.write(engine) as conn:
         claimed = conn.execute(update(imports).where(imports.c.id == import_id, imports.c.state == "queued")
-                               .values(state="running", started_at=utcnow())).rowcount
+                               .values(state="running", started_at=utcnow(), heartbeat_at=utcnow())).rowcount
         if not claimed:
             return None
         row = conn.execute(select(imports).where(imports.c.id == import_id)).first()
@@ -160,7 +161,7 @@ class Run:
             if rejects:
                 conn.execute(insert(import_rejects), rejects)
             conn.execute(update(imports).where(imports.c.id == self.id).values(
-                rows_done=rows_done, counts=json.dumps(self.counts)))
+                rows_done=rows_done, counts=json.dumps(self.counts), heartbeat_at=now))
         self.send_confirmations()
         if self.progress is not None:
             self.progress({"rows_done": rows_done, "counts": dict(self.counts),
@@ -257,7 +258,14 @@ def run_import(engine: Engine, import_id: int, *, limits: Limits | None = None,
     if job is None:
         with db.read(engine) as conn:
             return get_import(conn, import_id)
-    limits = limits or Limits()
+    with Heartbeat(engine, import_id):
+        _run_claimed(engine, job, limits or Limits(), progress, batch_size)
+    with db.read(engine) as conn:
+        return get_import(conn, import_id)
+
+
+def _run_claimed(engine: Engine, job: dict, limits: Limits, progress: Progress | None,
+                 batch_size: int) -> None:
     path = Path(job["path"])
     options = json.loads(job["options"] or "{}")
     try:
@@ -266,7 +274,7 @@ def run_import(engine: Engine, import_id: int, *, limits: Limits | None = None,
         total = estimate_rows(path, job["filename"])
         if total is not None:
             with db.write(engine) as conn:
-                conn.execute(update(imports).where(imports.c.id == import_id).values(rows_total=total))
+                conn.execute(update(imports).where(imports.c.id == job["id"]).values(rows_total=total))
         if _bulk_mode(engine, total):
             _drop_custom_indexes(engine)
         run = Run(engine, job, limits, progress, batch_size)
@@ -281,16 +289,15 @@ def run_import(engine: Engine, import_id: int, *, limits: Limits | None = None,
             run.flush(wait=True)
             run.close()
     except ServiceError as exc:
-        _finish(engine, import_id, "failed", exc.message)
+        _finish(engine, job["id"], "failed", exc.message)
     except Exception as exc:  # noqa: BLE001 - the import ends failed, with the reason, not stuck
-        log.exception("import %s failed", import_id)
-        _finish(engine, import_id, "failed", f"internal error: {type(exc).__name__}: {exc}")
+        log.exception("import %s failed", job["id"])
+        _finish(engine, job["id"], "failed", f"internal error: {type(exc).__name__}: {exc}")
     else:
         with db.write(engine) as conn:
-            conn.execute(update(imports).where(imports.c.id == import_id).values(
-                state="finished", finished_at=utcnow(), rows_total=run.rows_done))
+            conn.execute(update(imports).where(imports.c.id == job["id"]).values(
+                # error: a sweep may have taken a very slow import for a dead one
+                state="finished", finished_at=utcnow(), rows_total=run.rows_done, error=None))
     finally:
         discard_upload(path)
         restore_custom_indexes(engine)
-    with db.read(engine) as conn:
-        return get_import(conn, import_id)
