@@ -39,6 +39,9 @@ from .models import (
 )
 
 VARIANT_KEYS = ("subject", "from_name", "message_id")
+# A finished campaign may still be waiting for its winner: a 100 % test (nobody held) is
+# decided for the record.
+DECIDABLE = ("running", "paused", "finished")
 
 
 def clean(conn: Connection, spec: Any) -> dict[str, Any] | None:
@@ -242,7 +245,7 @@ def decide(conn: Connection, actor: Actor | None, campaign_id: int,
     state = conn.execute(select(campaigns.c.state).where(campaigns.c.id == campaign_id)).scalar()
     if test["state"] == "decided":
         raise Conflict(f"the winner is already chosen: variant {variant_letter(test['winner'])}")
-    if test["state"] != "testing" or state not in ("running", "paused"):
+    if test["state"] != "testing" or state not in DECIDABLE:
         raise Conflict(f"a {state} campaign has no split test running")
     items = figures(conn, campaign_id)
     if variant is not None and not 1 <= variant <= len(items):
@@ -262,11 +265,11 @@ def decide(conn: Connection, actor: Actor | None, campaign_id: int,
 
 
 def due(conn: Connection) -> list[int]:
-    """Split tests whose wait is over, of campaigns still sending or paused."""
+    """Split tests whose wait is over, of campaigns that started and were not cancelled."""
     return list(conn.execute(select(split_tests.c.campaign_id).join(
         campaigns, campaigns.c.id == split_tests.c.campaign_id).where(
         split_tests.c.state == "testing", split_tests.c.decide_at <= utcnow(),
-        campaigns.c.state.in_(("running", "paused")))).scalars())
+        campaigns.c.state.in_(DECIDABLE))).scalars())
 
 
 def overview(conn: Connection, campaign_id: int) -> dict[str, Any] | None:

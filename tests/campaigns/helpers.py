@@ -62,3 +62,15 @@ def progress(env, campaign_id: int) -> dict:
     with db.read(env.engine) as conn:
         return {**campaigns.progress(conn, campaign_id),
                 "state": campaigns.get_campaign(conn, campaign_id)["state"]}
+
+
+def record_events(env, rows: list[dict]) -> None:
+    """Tracking events written the way the tracking endpoints' buffer writes them (its flush:
+    the insert, scanner labels, roll-ups), without its background thread."""
+    from altkraft_onprem.tracking.buffer import EventBuffer
+
+    buffer = EventBuffer()
+    defaults = {"link_index": None, "machine": False, "reason": None, "read_seconds": None,
+                "read_class": None, "user_agent": "test", "ip": "127.0.0.1"}
+    buffer.engine, buffer.rows = env.engine, [{**defaults, **row} for row in rows]
+    buffer.flush()

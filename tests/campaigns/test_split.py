@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from altkraft_onprem import db
 from altkraft_onprem.audience.models import subscribers
@@ -15,13 +15,13 @@ from altkraft_onprem.campaigns.jobs import run_campaign
 from altkraft_onprem.campaigns.models import deliveries, split_tests
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, ServiceError
-from altkraft_onprem.tracking.models import tracking_events
 from tests.campaigns.helpers import (
     ACTOR,
     make_campaign,
     make_list,
     make_message,
     progress,
+    record_events,
     sending_settings,
     start,
 )
@@ -156,8 +156,10 @@ def _events(env, campaign_id: int, subscriber_ids: list[int], kind: str, machine
     with db.write(env.engine) as conn:
         version = conn.execute(select(split_tests.c.variants).where(
             split_tests.c.campaign_id == campaign_id)).scalar()[0]["version_id"]
-        conn.execute(insert(tracking_events), [{
-            "at": utcnow(), "kind": kind, "campaign_id": campaign_id, "subscriber_id": sid,
+    # an hour after delivery: not a link scanner's click within seconds of it
+    record_events(env, [{
+            "at": utcnow() + timedelta(hours=1), "kind": kind, "campaign_id": campaign_id,
+            "subscriber_id": sid,
             "version_id": version, "link_index": 0 if kind == "click" else None,
             "machine": machine, "reason": "mpp" if machine else None, "user_agent": "test",
             "ip": "127.0.0.1"} for sid in subscriber_ids])
@@ -281,3 +283,15 @@ def test_the_winner_job_decides_when_the_wait_is_over(env, app, settings, audien
     assert campaign_id in jobs.decide_due()         # decides, then sends (immediate queue)
     found = progress(env, campaign_id)
     assert (found["state"], found["sent"], found["held"]) == ("finished", 100, 0)
+
+
+def test_a_whole_audience_test_finishes_and_is_still_decided(env, app, settings, audience):
+    campaign_id = _started(env, settings, audience, variants=2, percent=100)
+    run_campaign(settings, env.engine, campaign_id)
+    assert progress(env, campaign_id)["state"] == "finished"
+    with db.write(env.engine) as conn:
+        conn.execute(update(split_tests).where(split_tests.c.campaign_id == campaign_id)
+                     .values(decide_at=utcnow()))
+    assert campaign_id in jobs.decide_due()
+    with db.read(env.engine) as conn:
+        assert splittest.get(conn, campaign_id)["state"] == "decided"
