@@ -263,3 +263,23 @@ def test_head_details_survive_switches_between_code_and_visual(signed_in, env, s
     ready(page)
     _switch(page, "code")
     _assert_head_kept(page.evaluate("window.altkraftEditor.cm().getValue()"))
+
+
+def test_the_typical_newsletter_survives_visual_mode(signed_in, state, newsletter_html):
+    """The shared fixture (table layout, head styles with a media query, Jinja in the <html>
+    tag, an {% if %} block between rows, 42 links) through visual mode and back."""
+    page = signed_in
+    page.goto(state["url"])
+    ready(page)
+    _switch(page, "code")
+    page.evaluate("html => window.altkraftEditor.cm().setValue(html)", newsletter_html)
+    _switch(page, "visual")
+    _switch(page, "code")
+    code = page.evaluate("window.altkraftEditor.cm().getValue()")
+    head, _, body = code.partition("</head>")
+    assert "<html lang=\"{{ subscriber.language | default('en') }}\">" in head
+    assert "<title>{{ campaign.subject }}</title>" in head
+    assert "@media only screen and (max-width: 620px)" in head
+    assert "{% if subscriber.custom.loyalty_tier == 'Gold' %}" in body and "{% endif %}" in body
+    links = set(re.findall(r'href="(https?://[^"]+)"', newsletter_html))
+    assert len(links) == 42 and links == set(re.findall(r'href="(https?://[^"]+)"', code))
