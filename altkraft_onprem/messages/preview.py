@@ -15,6 +15,7 @@ from . import data as external
 from . import service
 from .models import clean_data_source
 from .render import Rendered, TemplateProblem, compile_version
+from .webview import PREVIEW_TOKEN
 
 SAMPLE_SUBSCRIBER: dict[str, Any] = {
     "id": 0, "email": "jane.doe@example.com", "first_name": "Jane", "last_name": "Doe",
@@ -45,6 +46,7 @@ def _subscriber(conn: Connection, subscriber_id: int | None, email: str | None) 
 
 def _links(settings: Settings, subscriber_id: int) -> dict[str, str]:
     base = settings["server.public_url"]
+    view = f"{base}/p/view/{PREVIEW_TOKEN}"
     try:
         from altkraft_onprem.audience import links
     except ImportError:
@@ -52,10 +54,10 @@ def _links(settings: Settings, subscriber_id: int) -> dict[str, str]:
     if links is None or not subscriber_id:
         return {"unsubscribe_url": f"{base}/p/unsubscribe/preview",
                 "preferences_url": f"{base}/p/preferences/preview",
-                "view_in_browser_url": f"{base}/p/view/preview"}
+                "view_in_browser_url": view}
     return {"unsubscribe_url": links.unsubscribe_url(settings, subscriber_id),
             "preferences_url": links.preferences_url(settings, subscriber_id),
-            "view_in_browser_url": f"{base}/p/view/preview"}
+            "view_in_browser_url": view}
 
 
 def context_for(conn: Connection, settings: Settings, version: dict[str, Any], message_name: str,

@@ -337,6 +337,10 @@ WEBVIEW_CSP = ("sandbox allow-popups allow-popups-to-escape-sandbox "
 def view_in_browser(token: str):
     from altkraft_onprem.audience.links import LinkError
 
+    if token == webview.PREVIEW_TOKEN:      # the link in previews and test sends
+        return render_template("audience/public_done.html", title=_("View in browser"), message=_(
+            "In a campaign email this link opens the web copy of the message as its recipient "
+            "got it. Previews and test sends have no web copy."))
     try:
         campaign_id, subscriber_id, version_id = webview.read_view_token(settings(), token)
     except LinkError:

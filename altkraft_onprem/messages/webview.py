@@ -28,6 +28,7 @@ from altkraft_onprem.config import Settings
 
 from .render import TemplateProblem
 
+PREVIEW_TOKEN = "preview"           # previews and test sends link here: no web copy exists
 _IDS = struct.Struct(">III")        # campaign, subscriber, version
 MAC_BYTES = 12
 _TOKEN_CHARS = 32                   # base64 of 12 + 12 bytes

@@ -126,3 +126,13 @@ def test_unsubscribe_token_is_not_a_view_token(env, sent):
 def test_page_never_redirects(env, sent):
     response = _page(env, sent)
     assert response.status_code == 200 and "Location" not in response.headers
+
+
+def test_the_preview_link_explains_itself(env):
+    from altkraft_onprem.messages.preview import _links
+
+    url = _links(env.settings, 0)["view_in_browser_url"]
+    response = env.app.test_client().get("/p/view/" + url.rsplit("/", 1)[1])
+    assert response.status_code == 200
+    assert "test sends have no web copy" in response.get_data(as_text=True)
+    assert "Set-Cookie" not in response.headers
