@@ -211,6 +211,7 @@ def main() -> None:
     app = create_app(settings, engine=engine)       # fail now, not after an hour of generating
     try:
         if args.reuse:
+            migrate.upgrade(engine)           # as an upgrade would: new migrations, then measure
             world = _existing(engine)
         else:
             migrate.upgrade(engine)

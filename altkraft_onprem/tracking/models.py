@@ -57,6 +57,10 @@ Index("ix_tracking_events_campaign", tracking_events.c.campaign_id, tracking_eve
       tracking_events.c.machine, tracking_events.c.subscriber_id, tracking_events.c.at)
 Index("ix_tracking_events_subscriber", tracking_events.c.subscriber_id, tracking_events.c.kind,
       tracking_events.c.machine, tracking_events.c.at)
+# The clickmap (per version and link) and the versions a campaign's events name.
+Index("ix_tracking_events_version", tracking_events.c.campaign_id, tracking_events.c.version_id,
+      tracking_events.c.kind, tracking_events.c.link_index, tracking_events.c.machine,
+      tracking_events.c.subscriber_id)
 
 # Cohort roll-up, kept by every flush (tracking/rollup.py): which subscriber was already counted
 # as active in a week/month, and per (cohort, activity period, metric, source) how many were.
