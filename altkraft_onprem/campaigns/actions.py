@@ -25,7 +25,7 @@ def perform(actor: Actor, settings, campaign_id: int, action: str, engine=None) 
         }[action]()
         schedule_at = service.get_campaign(conn, campaign_id)["schedule_at"]
     if new_state == "running":
-        jobs.kick(campaign_id)
+        jobs.kick(campaign_id, engine)
     elif new_state == "scheduled":
         jobs.start_scheduled.schedule((campaign_id,), eta=schedule_at)
     return new_state

@@ -61,16 +61,16 @@ def send_campaign(campaign_id: int) -> None:
     run_campaign(current_settings(), db.get_engine(), campaign_id)
 
 
-def kick(campaign_id: int) -> None:
+def kick(campaign_id: int, engine=None) -> None:
     """Enqueue the send run (after the transaction that started the campaign committed)."""
     send_campaign(campaign_id)
-    schedule_decision(campaign_id)
+    schedule_decision(campaign_id, engine)
 
 
-def schedule_decision(campaign_id: int) -> None:
+def schedule_decision(campaign_id: int, engine=None) -> None:
     """A split test's automatic winner, queued for its time (the minute tick is the safety
     net, and a send run that ends with only held rows left decides when it is time)."""
-    with db.read(db.get_engine()) as conn:
+    with db.read(engine or db.get_engine()) as conn:
         test = splittest.get(conn, campaign_id)
     if test is not None and test["state"] == "testing" and test["decide_at"] is not None:
         decide_split_test.schedule((campaign_id,), eta=test["decide_at"])
@@ -129,7 +129,7 @@ def start_due() -> list[int]:
     for campaign_id in {*started, *orphaned}:
         send_campaign(campaign_id)
     for campaign_id in started:
-        schedule_decision(campaign_id)
+        schedule_decision(campaign_id, engine)
     return started
 
 
