@@ -66,3 +66,29 @@ def test_gmail_proxy_read_is_not_measurable_and_human(env, client):
     rows = _stored(env, campaign_id=6)
     assert [(r["kind"], r["machine"], r["reason"], r["read_class"]) for r in rows] == \
         [("read", False, "proxy", "unmeasurable")]
+
+
+def test_the_fast_path_answers_before_flask(env, client):
+    """No session cookie, no security-header hook: the open and click never reach Flask."""
+    from altkraft_onprem.tracking.fast import FastPath
+
+    assert isinstance(env.app.wsgi_app, FastPath)
+    response = client.get(_path(tokens.open_url(env.settings, 7, 70, 700)))
+    assert "Set-Cookie" not in response.headers
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Length"] == str(len(response.data))
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_stored(env):
+    from altkraft_onprem.app import create_app
+
+    app = create_app(env.settings.replace(server__trusted_proxies=1), engine=env.engine)
+    app.test_client().get(_path(tokens.open_url(env.settings, 8, 80, 800)),
+                          headers={"X-Forwarded-For": "203.0.113.9"}, environ_base={"REMOTE_ADDR": "10.0.0.2"})
+    rows = _stored(env, campaign_id=8)
+    assert [r["ip"] for r in rows] == ["203.0.113.9"]
+
+
+def test_a_click_on_an_unknown_version_is_a_plain_404(env, client):
+    response = client.get(_path(tokens.click_url(env.settings, 9, 90, 999999, 0)))
+    assert response.status_code == 404 and response.data == b"Not found\n"
