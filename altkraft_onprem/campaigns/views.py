@@ -135,7 +135,14 @@ def progress(campaign_id: int):
     with db.read(db.get_engine()) as conn:
         campaign = service.get_campaign(conn, campaign_id)
         stats = service.progress(conn, campaign_id)
-    return jsonify(state=campaign["state"], pause_reason=campaign["pause_reason"], stats=stats)
+        split = splittest.overview(conn, campaign_id)
+    figures = None if split is None else {
+        "state": split["state"], "variants": [
+            {k: v[k] for k in ("variant", "recipients", "delivered", "unique_opens", "open_rate",
+                               "unique_clicks", "click_rate", "click_to_open")}
+            for v in split["variants"]]}
+    return jsonify(state=campaign["state"], pause_reason=campaign["pause_reason"], stats=stats,
+                   split=figures)
 
 
 @blueprint.route("/campaigns/<int:campaign_id>/<any(start, schedule, pause, resume, cancel):action>",

@@ -147,3 +147,9 @@ def test_an_unknown_variant_in_the_clickmap_api_is_named(env, world):
         headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "variant"
+
+
+def test_the_live_progress_carries_the_variants_figures(world):
+    data = world["client"].get(f"/campaigns/{world['campaign_id']}/progress.json").get_json()
+    assert data["split"]["state"] == "decided" and data["stats"]["held"] == 0
+    assert [(v["variant"], v["recipients"]) for v in data["split"]["variants"]] == [(1, 5), (2, 5)]

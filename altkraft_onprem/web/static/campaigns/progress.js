@@ -16,6 +16,21 @@
     const bar = document.getElementById("bar");
     bar.max = data.stats.total || 1;
     bar.value = data.stats.total - data.stats.remaining;
+    const split = document.getElementById("split-test");
+    if (split && data.split) {
+      // A split test decided meanwhile: reload once so the winner and the buttons show.
+      if (split.dataset.state !== data.split.state) { window.location.reload(); return; }
+      for (const v of data.split.variants) {
+        const cells = {recipients: v.recipients, delivered: v.delivered,
+                       opens: v.unique_opens + " (" + v.open_rate + "%)",
+                       clicks: v.unique_clicks + " (" + v.click_rate + "%)",
+                       click_to_open: v.click_to_open + "%"};
+        for (const [key, text] of Object.entries(cells)) {
+          const cell = document.getElementById("split-" + v.variant + "-" + key);
+          if (cell) cell.textContent = text;
+        }
+      }
+    }
     const reason = document.getElementById("pause-reason");
     reason.hidden = !data.pause_reason;
     reason.textContent = data.pause_reason || "";
