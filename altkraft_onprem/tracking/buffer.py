@@ -22,7 +22,7 @@ import os
 import threading
 from datetime import timedelta
 
-from sqlalchemy import Engine, and_, case, func, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, case, func, or_, select, update
 
 from altkraft_onprem import db
 
@@ -131,21 +131,18 @@ class EventBuffer:
         since = min(r["at"] for r in batch) - timedelta(seconds=self.window)
         ev = tracking_events.c
         suspects = set(honeypots)
-        pair_list = sorted(pairs - honeypots)
-        for start in range(0, len(pair_list), 400):
-            chunk = pair_list[start:start + 400]
-            # a honeypot fetched in an earlier batch (scanners fetch links in any order) counts too
-            honeypot = func.max(case((ev.reason == HONEYPOT, 1), else_=0))
-            links = func.count(func.distinct(ev.link_index))
+        # a honeypot fetched in an earlier batch (scanners fetch links in any order) counts too
+        honeypot = func.max(case((ev.reason == HONEYPOT, 1), else_=0))
+        links = func.count(func.distinct(ev.link_index))
+        for campaign, ids in campaign_rollup.per_campaign(pairs - honeypots):
             rows = conn.execute(
-                select(ev.campaign_id, ev.subscriber_id, func.min(ev.at), func.max(ev.at), honeypot)
-                .where(ev.kind == CLICK, ev.at >= since,
-                       tuple_(ev.campaign_id, ev.subscriber_id).in_(chunk))
-                .group_by(ev.campaign_id, ev.subscriber_id)
+                select(ev.subscriber_id, func.min(ev.at), func.max(ev.at), honeypot)
+                .where(ev.campaign_id == campaign, ev.kind == CLICK, ev.subscriber_id.in_(ids), ev.at >= since)
+                .group_by(ev.subscriber_id)
                 .having(or_(links >= self.links, honeypot == 1)))
-            for campaign_id, subscriber_id, first, last, hit_honeypot in rows:
+            for subscriber_id, first, last, hit_honeypot in rows:
                 if hit_honeypot or (last - first).total_seconds() <= self.window:
-                    suspects.add((campaign_id, subscriber_id))
+                    suspects.add((campaign, subscriber_id))
         if not suspects:
             return suspects
         flipping = and_(ev.kind == CLICK, ev.at >= since, ev.machine.is_(False),

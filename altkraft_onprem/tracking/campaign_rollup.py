@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import Connection, and_, delete, func, literal, or_, select, tuple_
+from sqlalchemy import Connection, and_, delete, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -51,18 +51,27 @@ def _add(conn: Connection, table, keys: list[str], measures: list[str], rows: li
         index_elements=keys, set_={m: table.c[m] + stmt.excluded[m] for m in measures}), rows)
 
 
+def per_campaign(pairs) -> list[tuple[int, list[int]]]:
+    """(campaign, up to _CHUNK subscribers) groups: `campaign_id = c AND subscriber_id IN (…)`
+    uses the (campaign, subscriber) indexes on both databases; a row-value IN list made SQLite
+    scan the whole table."""
+    by: dict[int, list[int]] = {}
+    for campaign_id, subscriber_id in sorted(pairs):
+        by.setdefault(campaign_id, []).append(subscriber_id)
+    return [(c, ids[i:i + _CHUNK]) for c, ids in by.items() for i in range(0, len(ids), _CHUNK)]
+
+
 def ledger(conn: Connection, pairs) -> dict[Pair, tuple[str, object, int]]:
     """(campaign, subscriber) -> (ledger state, done_at, variant) for the pairs that have a row."""
     from altkraft_onprem.campaigns.models import deliveries
 
     dv = deliveries.c
     found: dict[Pair, tuple[str, object, int]] = {}
-    ordered = sorted(pairs)
-    for start in range(0, len(ordered), _CHUNK):
-        for campaign_id, subscriber_id, state, done_at, variant in conn.execute(
-                select(dv.campaign_id, dv.subscriber_id, dv.state, dv.done_at, dv.variant)
-                .where(tuple_(dv.campaign_id, dv.subscriber_id).in_(ordered[start:start + _CHUNK]))):
-            found[(campaign_id, subscriber_id)] = (state, done_at, variant)
+    for campaign, ids in per_campaign(pairs):
+        for subscriber_id, state, done_at, variant in conn.execute(
+                select(dv.subscriber_id, dv.state, dv.done_at, dv.variant)
+                .where(dv.campaign_id == campaign, dv.subscriber_id.in_(ids))):
+            found[(campaign, subscriber_id)] = (state, done_at, variant)
     return found
 
 
@@ -156,12 +165,10 @@ def forget_human_clickers(conn: Connection, pairs: set[Pair]) -> None:
     """People of `pairs` with no human click left are no longer counted as human clickers."""
     ev, people = tracking_events.c, campaign_people.c
     still = set()
-    ordered = sorted(pairs)
-    for start in range(0, len(ordered), _CHUNK):
-        chunk = ordered[start:start + _CHUNK]
-        still.update(conn.execute(select(ev.campaign_id, ev.subscriber_id).where(
-            tuple_(ev.campaign_id, ev.subscriber_id).in_(chunk), ev.kind == CLICK,
-            ev.machine.is_(False)).distinct()).all())
+    for campaign, ids in per_campaign(pairs):
+        still.update((campaign, s) for s in conn.execute(select(ev.subscriber_id).where(
+            ev.campaign_id == campaign, ev.kind == CLICK, ev.machine.is_(False),
+            ev.subscriber_id.in_(ids)).distinct()).scalars())
     gone = sorted(set(pairs) - {tuple(p) for p in still})
     if not gone:
         return
