@@ -27,8 +27,9 @@ from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.messages.render import TemplateProblem
 
 from . import smtp
-from .compose import Composer
+from .compose import Composer, Outgoing
 from .errors import DeliveryError
+from .stream import Stream
 
 log = logging.getLogger("altkraft.delivery")
 
@@ -143,6 +144,8 @@ class Sender:
         self.composers: dict[int, Composer] = {}      # per split-test variant (0: no test)
         self.outcome = Outcome()
         self.recorder = recorder or DirectRecorder(engine)
+        self.stream: Stream | None = None                 # on a PIPELINING session
+        self.pending: tuple[int, Outgoing] | None = None  # content out, final dot owed
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -193,6 +196,10 @@ class Sender:
             raise
         finally:
             if clean:
+                self._flush()
+            elif self.stream is not None:
+                self.stream.abandon()
+            if clean:
                 self.recorder.finish(self.outcome)
             # Unsent rows go back to the queue only when every reply is known to be on disk;
             # otherwise `ledger.recover` sorts them out (the unrecorded one becomes in-doubt).
@@ -236,6 +243,8 @@ class Sender:
         stages["mime"] += outgoing.times[1]
         stages["dkim"] += outgoing.times[2]
         self.limiter.wait(outgoing.rcpt)
+        if session.conn is not None and session.conn.has_extn("pipelining"):
+            return self._stream_one(session, row_id, outgoing)
         started, waited = time.perf_counter(), stages["ledger"]
         try:
             reply = session.send(outgoing.mail_from, outgoing.rcpt, outgoing.data,
@@ -249,6 +258,52 @@ class Sender:
         stages["smtp"] += time.perf_counter() - started - (stages["ledger"] - waited)
         self.outcome.sent += 1
         return self._record(row_id, "sent", reply=str(reply), message_id=outgoing.message_id)
+
+    def _stream_one(self, session: smtp.Session, row_id: int, outgoing: Outgoing) -> bool:
+        """This message's content goes out after the previous one's final dot (one round
+        trip for both); its own dot waits for the next message or `_flush`."""
+        if self.stream is None or self.stream.session is not session:
+            self.stream = Stream(session)
+        stages = self.outcome.stages
+        started, waited = time.perf_counter(), stages["ledger"]
+        previous, self.pending = self.pending, None
+        try:
+            result, error = self.stream.transfer(outgoing.mail_from, outgoing.rcpt, outgoing.data,
+                                                 outgoing.eight_bit, self._previous_recorded)
+        except LeaseLost:
+            self.outcome.lost_lease = True
+            return False
+        stages["smtp"] += time.perf_counter() - started - (stages["ledger"] - waited)
+        ok = self._settle(previous, result) if previous is not None else True
+        if error is not None:
+            return self._failed(row_id, error) and ok
+        self.pending = (row_id, outgoing)
+        return ok
+
+    def _settle(self, row: tuple[int, Outgoing], result) -> bool:
+        """Records the final answer to a message's dot (a Reply or a DeliveryError)."""
+        row_id, outgoing = row
+        if isinstance(result, DeliveryError):
+            return self._failed(row_id, result)
+        self.outcome.sent += 1
+        return self._record(row_id, "sent", reply=str(result), message_id=outgoing.message_id)
+
+    def _flush(self) -> None:
+        """Ends the message whose dot is owed (never after the lease was lost)."""
+        row, self.pending = self.pending, None
+        if row is None:
+            return
+        if self.outcome.lost_lease:
+            self.stream.abandon()
+            return
+        started = time.perf_counter()
+        try:
+            result = self.stream.finish(self._previous_recorded)
+        except LeaseLost:
+            self.outcome.lost_lease = True
+            return
+        self.outcome.stages["smtp"] += time.perf_counter() - started
+        self._settle(row, result)
 
     def _previous_recorded(self) -> None:
         """The previous reply must be on disk before this message's DATA ends (so a crash
