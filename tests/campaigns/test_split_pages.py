@@ -11,7 +11,8 @@ from altkraft_onprem import db
 from altkraft_onprem.campaigns import splittest
 from altkraft_onprem.campaigns.models import deliveries
 from altkraft_onprem.db.types import utcnow
-from tests.campaigns.helpers import make_list, make_message, record_events, sending_settings
+from altkraft_onprem.tracking.buffer import BUFFER
+from tests.campaigns.helpers import HTML, make_list, make_message, record_events, sending_settings
 from tests.conftest import csrf_token
 
 
@@ -20,7 +21,8 @@ def world(env, sink):
     settings, _ = sending_settings(env, sink, delivery__processes=1)
     env.app.config["ALTKRAFT_SETTINGS"] = settings
     list_id, _ = make_list(env, "Pages split", [{"email": f"pg{i}@example.org"} for i in range(20)])
-    first, second = make_message(env), make_message(env, subject="Второе письмо")
+    first = make_message(env)
+    second = make_message(env, HTML.replace("sale?x=1", "variant-b"), subject="Второе письмо")
     client = env.app.test_client()
     env.login(client, env.user("Manager"))
     return {"client": client, "list_id": list_id, "first": first, "second": second}
@@ -32,7 +34,8 @@ def _form(world, **extra) -> dict:
             "split_test": "on", "variant_subject": ["Тема A", "", "", "", ""],
             "variant_from_name": ["", "Команда B", "", "", ""],
             "variant_message_id": ["", str(world["second"]), "", "", ""],
-            "test_percent": "50", "metric": "clicks", "wait_hours": "2.5"}
+            "test_percent": "50", "metric": "clicks", "wait_hours": "2.5",
+            "track_opens": "on", "track_clicks": "on"}
     data.update(extra)
     page = world["client"].get("/campaigns/new")
     data["csrf_token"] = csrf_token(page.get_data(as_text=True))
@@ -153,3 +156,14 @@ def test_the_live_progress_carries_the_variants_figures(world):
     data = world["client"].get(f"/campaigns/{world['campaign_id']}/progress.json").get_json()
     assert data["split"]["state"] == "decided" and data["stats"]["held"] == 0
     assert [(v["variant"], v["recipients"]) for v in data["split"]["variants"]] == [(1, 5), (2, 5)]
+
+
+def test_a_click_in_variant_b_goes_to_variant_bs_link(env, world, sink):
+    message = next(m for m in sink.messages if str(m["Subject"]) == "Второе письмо")
+    html = message.get_body(("html",)).get_content()
+    marker = "/t/c/"
+    token = html[html.index(marker) + len(marker):].split('"')[0]
+    response = env.app.test_client().get(f"/t/c/{token}")
+    BUFFER.flush()                      # the click's event, before the database goes away
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("https://shop.example.com/variant-b")
