@@ -1,9 +1,10 @@
 """The delivery ledger: one row per (campaign, subscriber); what makes a resend impossible.
 
 A sender claims a batch with a lease (`claim`), hands the rows to SMTP strictly in id order
-and records each reply in its own small transaction (`record`) before it hands over the next
-one. So of a dead sender's rows still leased, only the first can have reached the relay:
-`recover` marks it in-doubt and puts the others back in the queue.
+and has each reply committed (`record`, or `record_sent` for a group of senders) before the
+next message's DATA ends — a relay keeps nothing whose final dot it never received. So of a
+dead sender's rows still leased, only the first can have reached the relay: `recover` marks
+it in-doubt and puts the others back in the queue.
 """
 from __future__ import annotations
 
