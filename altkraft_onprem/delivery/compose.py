@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from altkraft_onprem.audience import links as audience_links
 from altkraft_onprem.campaigns.models import link_marks, with_utm
+from altkraft_onprem.messages import data as external_data
 from altkraft_onprem.messages.render import compile_version
+from altkraft_onprem.messages.webview import ViewLinks
 from altkraft_onprem.tracking import tokens
 
 from . import dkim, mime, verp
@@ -79,6 +81,28 @@ class Composer:
         self.unsubscribe_list = lists[0] if len(lists) == 1 else None
         self.list_context = {"name": ", ".join(list_names.get(i, "") for i in lists)}
         self.campaign_context = {"name": campaign["name"]}
+        self._view = ViewLinks(settings, self.campaign_id, self.version_id)
+        # External JSON for {{ data.… }}: a pasted document or a URL is loaded here, once per
+        # sender; a per-subscriber URL template is fetched a batch at a time (prepare_batch).
+        # A failure raises DataFetchError: the campaign pauses rather than going out
+        # half-personalised.
+        self._data_source = version.get("data_source") or None
+        self._per_subscriber = bool(self._data_source) and \
+            self._data_source.get("kind") == "per_subscriber"
+        self._shared_data = {} if self._per_subscriber else \
+            external_data.shared_data(settings, self._data_source)
+        self._data_cache: dict = {}         # URL -> document, for the whole send
+        self._batch_data: dict[int, dict] = {}
+
+    def prepare_batch(self, people: dict[int, dict]) -> None:
+        """Fetches the per-subscriber external data of a batch (concurrently, each URL once
+        per send). Raises DataFetchError when any of it cannot be had."""
+        if not self._per_subscriber:
+            return
+        contexts = {sid: {"subscriber": person, "list": self.list_context,
+                          "campaign": self.campaign_context} for sid, person in people.items()}
+        self._batch_data = external_data.per_subscriber_data(self.settings, self._data_source,
+                                                             contexts, self._data_cache)
 
     def _click(self, subscriber_id: int):
         """A re.sub callback: placeholder -> this subscriber's click token (tokens.encode's
@@ -111,7 +135,8 @@ class Composer:
             "subscriber": subscriber, "list": self.list_context,
             "campaign": dict(self.campaign_context), "unsubscribe_url": unsubscribe,
             "preferences_url": f"{self._public_base}/p/preferences/{self._preferences.dumps([sid])}",
-            "view_in_browser_url": "", "data": {},
+            "view_in_browser_url": self._view.url(sid),
+            "data": self._batch_data.get(sid, {}) if self._per_subscriber else self._shared_data,
         }
         rendered = self.message.render(context)
         html, text = rendered.html, rendered.text

@@ -24,6 +24,7 @@ from altkraft_onprem import db
 from altkraft_onprem.campaigns import ledger
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import ServiceError
+from altkraft_onprem.messages.data import DataFetchError
 from altkraft_onprem.messages.render import TemplateProblem
 
 from . import smtp
@@ -176,6 +177,12 @@ class Sender:
                             break
                     people, sendable = campaigns.recipients(conn, self.campaign_id,
                                                             [sid for _, sid in rows])
+                    try:
+                        for composer in self.composers.values():
+                            composer.prepare_batch(people)
+                    except DataFetchError as exc:
+                        self.outcome.paused = f"external data could not be loaded: {exc}"
+                        break
                     variant_of = (ledger.row_variants(conn, [rid for rid, _ in rows])
                                   if len(self.composers) > 1 else None)
                 self.outcome.stages["claim"] += time.perf_counter() - started

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, select
 from altkraft_onprem.audience.links import LinkError, _base, _secret
 from altkraft_onprem.config import Settings
 
+from .data import DataFetchError
 from .render import TemplateProblem
 
 PREVIEW_TOKEN = "preview"           # previews and test sends link here: no web copy exists
@@ -94,8 +95,9 @@ def render_as_sent(conn: Connection, settings: Settings, campaign_id: int, subsc
     if person is None:
         return None
     try:
+        builder.prepare_batch({subscriber_id: person})
         outgoing = builder.compose(person)
-    except (TemplateProblem, DeliveryError):
+    except (TemplateProblem, DeliveryError, DataFetchError):
         return None         # it could not have been sent like this either
     parsed = message_from_bytes(outgoing.data, policy=policy.default)
     part = parsed.get_body(preferencelist=("html", "plain"))

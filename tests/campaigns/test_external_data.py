@@ -1,0 +1,124 @@
+"""External JSON data ({{ data.… }}) in a real send, and the view-in-browser link.
+
+A small HTTP server on 127.0.0.1 plays the company's recommendation service; the settings
+allow the loopback network for it (by default private addresses are refused).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from altkraft_onprem import db
+from altkraft_onprem.campaigns import service as campaigns
+from altkraft_onprem.campaigns.jobs import run_campaign
+from altkraft_onprem.messages import service as messages
+from tests.campaigns.helpers import ACTOR, make_campaign, make_list, progress, sending_settings, start
+
+
+class DataService(BaseHTTPRequestHandler):
+    fetched: list[str] = []
+
+    def do_GET(self):  # noqa: N802 - the http.server hook's name
+        type(self).fetched.append(self.path)
+        if self.path == "/shared.json":
+            body = {"promo": "WINTER25", "items": [{"title": "Лыжи"}, {"title": "Санки"}]}
+        elif self.path.startswith("/offers/"):
+            body = {"offer": f"offer-for-{self.path.rsplit('/', 1)[1]}"}
+        else:
+            self.send_error(404)
+            return
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def data_service():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DataService)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def settings(env, sink):
+    found, _ = sending_settings(env, sink, messages__data_allowed_private_networks=["127.0.0.0/8"])
+    return found
+
+
+def send(env, settings, name: str, emails: list[str], html: str, data_source: dict) -> int:
+    list_id, _ = make_list(env, name, [{"email": e, "first_name": "Ann"} for e in emails])
+    with db.write(env.engine) as conn:
+        message_id, _ = messages.create_message(conn, ACTOR, name, subject=f"{name} news",
+                                                html=html, data_source=data_source)
+    campaign_id = make_campaign(env, message_id, [list_id], name=name)
+    start(env, settings, campaign_id)
+    run_campaign(settings, env.engine, campaign_id, processes=1)
+    return campaign_id
+
+
+def html_of(sink, email: str) -> str:
+    (message,) = sink.by_recipient(email)
+    return message.get_body(("html",)).get_content()
+
+
+def test_pasted_document_reaches_every_message(env, settings, sink):
+    document = {"promo": "PASTE10", "items": [{"title": "Ботинки"}]}
+    send(env, settings, "Pasted", ["pasted@example.net"],
+         "<p>{{ data.promo }} {% for item in data['items'] %}{{ item.title }}{% endfor %}</p>",
+         {"kind": "document", "document": document})
+    assert "PASTE10 Ботинки" in html_of(sink, "pasted@example.net")
+
+
+def test_url_is_fetched_once_for_the_whole_send(env, settings, sink, data_service):
+    DataService.fetched.clear()
+    emails = [f"shared{i}@example.net" for i in range(5)]
+    send(env, settings, "Shared", emails, "<p>{{ data.promo }} {{ data['items'][0].title }}</p>",
+         {"kind": "url", "url": f"{data_service}/shared.json"})
+    for email in emails:
+        assert "WINTER25 Лыжи" in html_of(sink, email)
+    assert DataService.fetched == ["/shared.json"]
+
+
+def test_per_subscriber_url_template_personalises_each_message(env, settings, sink, data_service):
+    emails = [f"offer{i}@example.net" for i in range(4)]
+    send(env, settings, "Offers", emails, "<p>{{ data.offer }}</p>",
+         {"kind": "per_subscriber", "url_template": data_service + "/offers/{{ subscriber.email }}"})
+    for email in emails:
+        assert f"offer-for-{email}" in html_of(sink, email)
+
+
+def test_failed_fetch_pauses_the_campaign_and_sends_nothing(env, settings, sink, data_service):
+    emails = ["missing1@example.net", "missing2@example.net"]
+    campaign_id = send(env, settings, "Missing", emails, "<p>{{ data.offer }}</p>",
+                       {"kind": "per_subscriber",
+                        "url_template": data_service + "/gone/{{ subscriber.id }}"})
+    assert all(not sink.by_recipient(email) for email in emails)
+    state = progress(env, campaign_id)
+    assert (state["state"], state["sent"], state["remaining"]) == ("paused", 0, 2)
+    with db.read(env.engine) as conn:
+        reason = campaigns.get_campaign(conn, campaign_id)["pause_reason"]
+    assert "external data could not be loaded" in reason and "404" in reason
+
+
+def test_messages_link_to_their_view_in_browser_page(env, settings, sink, client):
+    send(env, settings, "Webview", ["webview@example.net"],
+         '<p><a href="{{ view_in_browser_url }}">View in browser</a> for {{ subscriber.first_name }}</p>',
+         {"kind": "none"})
+    html = html_of(sink, "webview@example.net")
+    start_at = html.index("/p/view/")
+    path = html[start_at:html.index('"', start_at)]
+    page = client.get(path)
+    assert page.status_code == 200
+    assert "for Ann" in page.get_data(as_text=True)
