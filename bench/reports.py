@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -208,6 +209,7 @@ def main() -> None:
     engine = db.build_engine(settings.database_url)
     results: dict = {"database": engine.dialect.name, "events": args.events, "subscribers": args.subscribers,
                      "campaigns": args.campaigns}
+    results["loadavg_before"] = os.getloadavg()[0]     # the machine is shared: read figures with it
     app = create_app(settings, engine=engine)       # fail now, not after an hour of generating
     try:
         if args.reuse:
@@ -272,6 +274,7 @@ def main() -> None:
             drop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    results["loadavg_after"] = os.getloadavg()[0]
     print(json.dumps(results))
 
 

@@ -172,6 +172,7 @@ def main() -> None:
     campaign = int(time.time()) % 100000
     results: dict = {"workers": args.workers, "threads": settings["server.threads"],
                      "database": "postgres" if args.database else "sqlite"}
+    results["loadavg_before"] = os.getloadavg()[0]     # the machine is shared: read figures with it
 
     def path_file(name: str, paths: list[str]) -> str:
         target = work / name
@@ -232,6 +233,7 @@ def main() -> None:
     results["events_lost"] = max(0, answered - stored)
     results["goal"] = {"rps": 3000, "p99_ms": 50, "ui_p99_ms_with_streams": 200}
     shutil.rmtree(work, ignore_errors=True)
+    results["loadavg_after"] = os.getloadavg()[0]
     print(json.dumps(results))
 
 
