@@ -439,7 +439,23 @@ def _serve(engine, children) -> list[Outcome]:
     outcomes: list[Outcome] = []
     # One connection for the whole run: a pool checkout per group costs more than its UPDATE.
     with engine.execution_options(sqlite_begin="IMMEDIATE").connect() as writer:
-        _serve_loop(writer, ack_for, buffers, open_fds, outcomes)
+        postgres = writer.dialect.name == "postgresql"
+        if postgres:
+            # Survives our own crash (the fault that matters here); like SQLite's
+            # synchronous=NORMAL, only a crash of the database host may lose the last
+            # fraction of a second. Without it every group waits for a WAL flush.
+            writer.exec_driver_sql("SET synchronous_commit = off")
+            writer.commit()
+        try:
+            _serve_loop(writer, ack_for, buffers, open_fds, outcomes)
+        except BaseException:
+            if postgres:
+                writer.invalidate()         # never hand the session setting to the pool
+            raise
+        if postgres:
+            writer.rollback()
+            writer.exec_driver_sql("RESET synchronous_commit")
+            writer.commit()
     return outcomes
 
 
@@ -495,11 +511,6 @@ def _commit_group(conn, batch) -> list[tuple[int, bool]]:
     """Records of several senders in one transaction: [(sender fd, lease still held)]."""
     results = []
     with conn.begin():
-        if conn.dialect.name == "postgresql":
-            # Survives our own crash (the fault that matters here); like SQLite's
-            # synchronous=NORMAL, only a crash of the database host may lose the last
-            # fraction of a second. Without it every group waits for a WAL flush.
-            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         sent = [(fd, m) for fd, m in batch if m[3] == "sent"]
         oks = ledger.record_sent(conn, [(m[1], m[2], m[4].get("reply"), m[4].get("message_id"))
                                         for _, m in sent])
