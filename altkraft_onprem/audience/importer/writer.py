@@ -75,6 +75,29 @@ def among(conn: Connection, column, values: Sequence):
     return column.in_(items.scalar_subquery())
 
 
+def copy_subscribers(conn: Connection, rows: Sequence[dict], constant: dict) -> dict[str, int]:
+    """Postgres: new subscribers by COPY into a temporary table, then one INSERT … SELECT …
+    ON CONFLICT DO NOTHING; returns {email: id} of the rows inserted. COPY costs a fraction of
+    a parameterised INSERT per row on both sides of the connection."""
+    columns = ", ".join(INSERT_KEYS)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(f"CREATE TEMPORARY TABLE import_batch ON COMMIT DROP AS "
+                       f"SELECT {columns} FROM subscribers WITH NO DATA")
+        state, tail = constant["state"], (constant["source"], constant["created_at"], constant["updated_at"])
+        with cursor.copy(f"COPY import_batch ({columns}) FROM STDIN") as copy:
+            for row in rows:        # in INSERT_KEYS order
+                copy.write_row((row["email"], row["email_domain"], state, *[row.get(k) for k in PROFILE],
+                                json.dumps(row["custom"]), *tail))
+        cursor.execute(f"INSERT INTO subscribers ({columns}) SELECT {columns} FROM import_batch "
+                       "ON CONFLICT (email) DO NOTHING RETURNING email, id")
+        ids = dict(cursor.fetchall())
+        cursor.execute("DROP TABLE import_batch")
+        return ids
+    finally:
+        cursor.close()
+
+
 def _insert_ignoring_conflicts(conn: Connection, table, index_elements):
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements).inline()
@@ -150,10 +173,17 @@ class BatchWriter:
             outcomes[i] = Outcome("updated" if differs else "unchanged", subscriber_id=row.id)
             members.append((i, row.id))
         if fresh:
-            self._bulk(conn, "insert").run(conn, [values for _, values in fresh], {
-                "state": "active", "source": opts.source, "created_at": now, "updated_at": now})
-            ids = dict(conn.execute(select(subscribers.c.email, subscribers.c.id).where(
-                among(conn, subscribers.c.email, [values["email"] for _, values in fresh]))).all())
+            rows = [values for _, values in fresh]
+            constant = {"state": "active", "source": opts.source, "created_at": now, "updated_at": now}
+            if conn.dialect.name == "postgresql":
+                ids = copy_subscribers(conn, rows, constant)
+            else:
+                self._bulk(conn, "insert").run(conn, rows, constant)
+                ids = {}
+            missing = [values["email"] for values in rows if values["email"] not in ids]
+            if missing:     # SQLite: all of them; Postgres: those someone added meanwhile
+                ids.update(conn.execute(select(subscribers.c.email, subscribers.c.id).where(
+                    among(conn, subscribers.c.email, missing))).all())
             for i, values in fresh:
                 outcomes[i] = Outcome("added", subscriber_id=ids[values["email"]])
         if changed:
