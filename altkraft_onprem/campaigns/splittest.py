@@ -18,7 +18,7 @@ from datetime import timedelta
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, insert, select, update
+from sqlalchemy import Connection, case, delete, func, insert, select, true, update
 
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
@@ -183,7 +183,7 @@ def figures(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
         return []
     d = deliveries.c
     rows = conn.execute(select(d.variant, func.count(), func.sum(case((d.state == "sent", 1), else_=0)))
-                        .where(d.campaign_id == campaign_id, d.test_group.is_(True))
+                        .where(d.campaign_id == campaign_id, d.test_group == true())
                         .group_by(d.variant)).all()
     ledger_counts = {v: (n, int(sent or 0)) for v, n, sent in rows}
     ev = tracking_events.c
@@ -192,7 +192,7 @@ def figures(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
         .select_from(tracking_events.join(deliveries, (d.campaign_id == ev.campaign_id)
                                           & (d.subscriber_id == ev.subscriber_id)))
         .where(ev.campaign_id == campaign_id, ev.kind.in_((OPEN, CLICK)), HUMAN,
-               d.test_group.is_(True))
+               d.test_group == true())
         .group_by(d.variant, ev.kind)).all()
     unique = {(v, kind): n for v, kind, n in engaged}
     out = []
@@ -231,7 +231,7 @@ def choose(items: list[dict[str, Any]], metric: str) -> int:
 def test_sending_done(conn: Connection, campaign_id: int) -> bool:
     """Whether every message of the test portion has been handed over (or given up)."""
     return conn.execute(select(deliveries.c.id).where(
-        deliveries.c.campaign_id == campaign_id, deliveries.c.test_group.is_(True),
+        deliveries.c.campaign_id == campaign_id, deliveries.c.test_group == true(),
         deliveries.c.state.in_(("queued", "leased"))).limit(1)).first() is None
 
 
