@@ -88,9 +88,12 @@ def materialise_split(conn: Connection, campaign_id: int, audience, variants: in
     ranked = select(subquery.c.id, func.row_number().over(order_by=func.random()).label("rank")
                     ).where(~already).subquery()
     in_test = ranked.c.rank <= test_size
+    # Inserted in subscriber order, as `materialise` does: in random order every row would
+    # land somewhere else in the (campaign, subscriber) index, about ten times the work.
     source = select(literal(campaign_id), ranked.c.id,
                     case((in_test, 1 + (ranked.c.rank - 1) % variants), else_=0),
-                    case((in_test, "queued"), else_="held"), literal(0), in_test)
+                    case((in_test, "queued"), else_="held"), literal(0), in_test
+                    ).order_by(ranked.c.id)
     conn.execute(insert(deliveries).from_select(
         ["campaign_id", "subscriber_id", "variant", "state", "attempts", "test_group"], source))
     total = conn.execute(select(func.count()).select_from(deliveries).where(
