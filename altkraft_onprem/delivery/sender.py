@@ -5,7 +5,8 @@ core while other senders wait on the relay; all of them share the ledger, as sen
 other machines do (Postgres: SKIP LOCKED claims). Each reply is committed before the next
 message's DATA ends on that session (the commit overlaps with composing and transmitting
 that next message); see campaigns/ledger.py for why that bounds in-doubt rows to one per
-session.
+session. On a PIPELINING relay the final dot travels with the next message's envelope
+(delivery/stream.py): one round trip per message.
 """
 from __future__ import annotations
 
