@@ -295,3 +295,26 @@ def test_a_whole_audience_test_finishes_and_is_still_decided(env, app, settings,
     assert campaign_id in jobs.decide_due()
     with db.read(env.engine) as conn:
         assert splittest.get(conn, campaign_id)["state"] == "decided"
+
+
+def test_a_scheduled_split_test_starts_with_its_test_portion(env, app, settings, audience):
+    campaign_id = make_campaign(env, audience["message_id"], [audience["list_id"]],
+                                split_test=_split(percent=10), schedule_at=utcnow() - timedelta(minutes=1))
+    # the start job queued for a time already past runs at once (immediate queue)
+    actions.perform(ACTOR, settings, campaign_id, "schedule", engine=env.engine)
+    found = progress(env, campaign_id)
+    assert (found["state"], found["sent"], found["held"]) == ("running", 10, 90)
+
+
+def test_a_winner_picked_while_paused_goes_out_on_resume(env, app, settings, audience):
+    campaign_id = _started(env, settings, audience, variants=2, percent=10)
+    run_campaign(settings, env.engine, campaign_id)
+    actions.perform(ACTOR, settings, campaign_id, "pause", engine=env.engine)
+    actions.choose_winner(ACTOR, campaign_id, 2, engine=env.engine)
+    found = progress(env, campaign_id)
+    assert (found["state"], found["sent"], found["held"], found["remaining"]) == ("paused", 10, 0, 90)
+    actions.perform(ACTOR, settings, campaign_id, "resume", engine=env.engine)
+    found = progress(env, campaign_id)
+    assert (found["state"], found["sent"]) == ("finished", 100)
+    rest = [r for r in _rows(env, campaign_id) if not r["test_group"]]
+    assert {(r["state"], r["variant"]) for r in rest} == {("sent", 2)}
