@@ -180,50 +180,65 @@ def forget_human_clickers(conn: Connection, pairs: set[Pair]) -> None:
 
 
 def rebuild(conn: Connection) -> None:
-    """Recompute every campaign roll-up table from all events (bulk loads, upgrades)."""
+    """Recompute every campaign roll-up table from all events (bulk loads, upgrades).
+
+    Only split-test campaigns (ledger variants other than 0) need the ledger joined for the
+    variant; every other campaign is grouped from the events alone (a join of every event with
+    the ledger made this take minutes at 10 million events)."""
     from altkraft_onprem.campaigns.models import deliveries
 
     for table in (campaign_counts, campaign_hours, campaign_people, campaign_uniques, campaign_agents):
         conn.execute(delete(table))
-    ev, dv, s, people = tracking_events.c, deliveries.c, subscribers.c, campaign_people.c
-    on_ledger = and_(dv.campaign_id == ev.campaign_id, dv.subscriber_id == ev.subscriber_id)
-    variant = func.coalesce(dv.variant, 0)
-    events = tracking_events.outerjoin(deliveries, on_ledger)
+    dv, people = deliveries.c, campaign_people.c
+    split = sorted(conn.execute(select(dv.campaign_id).where(dv.variant != 0).distinct()).scalars())
+    for kind in (OPEN, CLICK):
+        for metric, human in ((kind, None), (kind + "_h", tracking_events.c.machine.is_(False))):
+            query = select(tracking_events.c.campaign_id, tracking_events.c.subscriber_id, literal(metric)) \
+                .where(tracking_events.c.kind == kind).distinct()
+            conn.execute(campaign_people.insert().from_select(
+                ["campaign_id", "subscriber_id", "metric"], query if human is None else query.where(human)))
+    _rebuild_part(conn, tracking_events, literal(0), campaign_people, literal(0),
+                  tracking_events.c.campaign_id.not_in(split) if split else None,
+                  people.campaign_id.not_in(split) if split else None)
+    if split:
+        on_ledger = and_(dv.campaign_id == tracking_events.c.campaign_id,
+                         dv.subscriber_id == tracking_events.c.subscriber_id)
+        on_person = and_(dv.campaign_id == people.campaign_id, dv.subscriber_id == people.subscriber_id)
+        _rebuild_part(conn, tracking_events.outerjoin(deliveries, on_ledger), func.coalesce(dv.variant, 0),
+                      campaign_people.outerjoin(deliveries, on_person), func.coalesce(dv.variant, 0),
+                      tracking_events.c.campaign_id.in_(split), people.campaign_id.in_(split))
+
+
+def _rebuild_part(conn: Connection, events, variant, persons, person_variant, only, only_people) -> None:
+    """The roll-up rows of some campaigns: `events`/`persons` (possibly joined to the ledger)
+    give `variant`/`person_variant`; `only`/`only_people` narrow them (None: all)."""
+    ev, s, people = tracking_events.c, subscribers.c, campaign_people.c
+
+    def narrowed(query, condition):
+        return query if condition is None else query.where(condition)
     read_class = func.coalesce(ev.read_class, "")
     conn.execute(campaign_counts.insert().from_select(
         ["campaign_id", "variant", "kind", "machine", "read_class", "events", "read_seconds"],
-        select(ev.campaign_id, variant, ev.kind, ev.machine, read_class, func.count(),
-               func.coalesce(func.sum(ev.read_seconds), 0.0))
-        .select_from(events).group_by(ev.campaign_id, variant, ev.kind, ev.machine, read_class)))
+        narrowed(select(ev.campaign_id, variant, ev.kind, ev.machine, read_class, func.count(),
+                        func.coalesce(func.sum(ev.read_seconds), 0.0)).select_from(events), only)
+        .group_by(ev.campaign_id, variant, ev.kind, ev.machine, read_class)))
     hour = periods.bucket(ev.at, "hour", conn.dialect.name)
     conn.execute(campaign_hours.insert().from_select(
         ["campaign_id", "variant", "hour", "kind", "machine", "events"],
-        select(ev.campaign_id, variant, hour, ev.kind, ev.machine, func.count())
-        .select_from(events).where(ev.kind.in_((OPEN, CLICK)))
+        narrowed(select(ev.campaign_id, variant, hour, ev.kind, ev.machine, func.count()).select_from(events)
+                 .where(ev.kind.in_((OPEN, CLICK))), only)
         .group_by(ev.campaign_id, variant, hour, ev.kind, ev.machine)))
-    for kind in (OPEN, CLICK):
-        conn.execute(campaign_people.insert().from_select(
-            ["campaign_id", "subscriber_id", "metric"],
-            select(ev.campaign_id, ev.subscriber_id, literal(kind)).where(ev.kind == kind).distinct()))
-        conn.execute(campaign_people.insert().from_select(
-            ["campaign_id", "subscriber_id", "metric"],
-            select(ev.campaign_id, ev.subscriber_id, literal(kind + "_h"))
-            .where(ev.kind == kind, ev.machine.is_(False)).distinct()))
-    person_variant = func.coalesce(dv.variant, 0)
     domain = func.coalesce(s.email_domain, "")
     conn.execute(campaign_uniques.insert().from_select(
         ["campaign_id", "variant", "domain", "metric", "people"],
-        select(people.campaign_id, person_variant, domain, people.metric, func.count())
-        .select_from(campaign_people.outerjoin(deliveries, and_(dv.campaign_id == people.campaign_id,
-                                                                 dv.subscriber_id == people.subscriber_id))
-                     .outerjoin(subscribers, s.id == people.subscriber_id))
+        narrowed(select(people.campaign_id, person_variant, domain, people.metric, func.count())
+                 .select_from(persons.outerjoin(subscribers, s.id == people.subscriber_id)), only_people)
         .group_by(people.campaign_id, person_variant, domain, people.metric)))
-    first = (select(ev.campaign_id, ev.subscriber_id, func.min(ev.id).label("first_id"))
-             .where(ev.kind == OPEN).group_by(ev.campaign_id, ev.subscriber_id).subquery())
+    first = narrowed(select(ev.campaign_id, ev.subscriber_id, func.min(ev.id).label("first_id"))
+                     .where(ev.kind == OPEN), only).group_by(ev.campaign_id, ev.subscriber_id).subquery()
     agent = func.coalesce(ev.user_agent, "")
+    firsts = events.join(first, ev.id == first.c.first_id)
     conn.execute(campaign_agents.insert().from_select(
         ["campaign_id", "variant", "user_agent", "people"],
-        select(ev.campaign_id, variant, agent, func.count())
-        .select_from(first.join(tracking_events, ev.id == first.c.first_id).outerjoin(deliveries, on_ledger))
+        select(ev.campaign_id, variant, agent, func.count()).select_from(firsts)
         .group_by(ev.campaign_id, variant, agent)))
-

@@ -56,7 +56,10 @@ def world(env):
         people = {name: add_subscriber(conn, f"{name}@{'one' if name in 'ab' else 'two'}.example",
                                        "2026-01-01 00:00", lists_joined=[list_id]) for name in "abcde"}
         campaign = make_campaign(conn, "Rollup", HTML, list_id)["id"]
+        plain = make_campaign(conn, "Rollup, no split test", HTML, list_id)["id"]
         long_ago = utcnow() - timedelta(days=1)
+        conn.execute(insert(deliveries).values(campaign_id=plain, subscriber_id=people["a"], variant=0,
+                                               state="sent", attempts=1, done_at=long_ago))
         for name, variant in zip("abcde", (1, 1, 2, 2, 1), strict=True):
             conn.execute(insert(deliveries).values(campaign_id=campaign, subscriber_id=people[name],
                                                    variant=variant, state="sent", attempts=1, done_at=long_ago))
@@ -68,7 +71,9 @@ def world(env):
                 _row(c, p["b"], "read", seconds=12.5, read_class="read"),
                 _row(c, p["d"], "read", seconds=3.0, read_class="skimmed"),
                 _row(c, p["d"], "read", read_class="unmeasurable", reason="proxy"),
-                _row(c, p["c"], "click", link=0), _row(c, p["c"], "open", agent=THUNDERBIRD)]:
+                _row(c, p["c"], "click", link=0), _row(c, p["c"], "open", agent=THUNDERBIRD),
+                _row(plain, p["a"], "open", agent=OUTLOOK), _row(plain, p["a"], "click", link=1),
+                _row(plain, p["b"], "open", machine=True, reason="mpp", agent="Mozilla/5.0")]:
         buffer.add(env.engine, row)
     buffer.flush()
     # later: c fetches every link within seconds (a scanner); a's gateway fetches the honeypot
