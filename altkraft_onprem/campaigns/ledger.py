@@ -82,11 +82,14 @@ def materialise_split(conn: Connection, campaign_id: int, audience, variants: in
     queued with variants 1..N in turn (an even, random split); everyone else is `held` —
     in the ledger and counted, but never claimed until `release_held` names the winner."""
     subquery = audience.subquery()
-    already = select(deliveries.c.subscriber_id).where(
-        deliveries.c.campaign_id == campaign_id,
-        deliveries.c.subscriber_id == subquery.c.id).exists()
-    ranked = select(subquery.c.id, func.row_number().over(order_by=func.random()).label("rank")
-                    ).where(~already).subquery()
+    ranked = select(subquery.c.id, func.row_number().over(order_by=func.random()).label("rank"))
+    if conn.execute(select(deliveries.c.id).where(
+            deliveries.c.campaign_id == campaign_id).limit(1)).first() is not None:
+        # Only when needed, as in `materialise` (Postgres may plan the anti-join badly).
+        ranked = ranked.where(~select(deliveries.c.subscriber_id).where(
+            deliveries.c.campaign_id == campaign_id,
+            deliveries.c.subscriber_id == subquery.c.id).exists())
+    ranked = ranked.subquery()
     in_test = ranked.c.rank <= test_size
     # Inserted in subscriber order, as `materialise` does: in random order every row would
     # land somewhere else in the (campaign, subscriber) index, about ten times the work.
