@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from altkraft_onprem.messages.render import compile_version, inline_css  # noqa: E402
 from altkraft_onprem.messages.textversion import text_template_from_html  # noqa: E402
 
-DEFAULT_FIXTURE = ROOT.parent / "shared" / "fixtures" / "newsletter.html"
+DEFAULT_FIXTURE = ROOT / "tests" / "fixtures" / "newsletter.html"
 TIERS = ("Gold", "Silver", "Bronze", None)
 CITIES = ("Berlin", "Москва", "Oslo", "Lisboa", None)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-FIXTURE = Path(os.environ.get("AK_FIXTURE", "/work/shared/fixtures/newsletter.html"))
+FIXTURE = Path(os.environ.get("AK_FIXTURE", ROOT / "tests" / "fixtures" / "newsletter.html"))
 CITIES = ["Москва", "Berlin", "Paris", "Казань", "Lisbon", "Рига", "Oslo", "Tbilisi"]
 
 

@@ -11,7 +11,7 @@ from altkraft_onprem.messages import service as messages
 from tests.delivery.keys import write_keys
 
 ACTOR = system_actor("test")
-FIXTURE = Path("/work/shared/fixtures/newsletter.html")
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "newsletter.html"
 
 HTML = """<html><body>
 <p>Здравствуйте, {{ subscriber.first_name | default('друг') }}!</p>

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-NEWSLETTER = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "newsletter.html"
+NEWSLETTER = Path(__file__).resolve().parents[1] / "fixtures" / "newsletter.html"
 
 
 def version(html: str = "<p>Hello {{ subscriber.first_name | default('friend') }}</p>",
@@ -28,8 +28,7 @@ def context(**subscriber) -> dict:
 
 @pytest.fixture(scope="session")
 def newsletter_html() -> str:
-    path = NEWSLETTER if NEWSLETTER.exists() else Path("/work/shared/fixtures/newsletter.html")
-    return path.read_text(encoding="utf-8")
+    return NEWSLETTER.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
