@@ -39,12 +39,9 @@ def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
             raise ServiceError("a name of 1 to 200 characters is required", "name")
         out["name"] = name
     if "message_id" in data:
-        from altkraft_onprem.messages.service import get_message
+        from altkraft_onprem.messages.service import require_sendable
 
-        try:
-            get_message(conn, data["message_id"])
-        except NotFound:
-            raise ServiceError(f"message {data['message_id']} does not exist", "message_id") from None
+        require_sendable(conn, data["message_id"])
         out["message_id"] = data["message_id"]
     for key in ("from_email", "reply_to"):
         if key in data:

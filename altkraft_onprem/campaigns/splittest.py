@@ -93,14 +93,11 @@ def clean(conn: Connection, spec: Any) -> dict[str, Any] | None:
 
 
 def _check_message(conn: Connection, message_id: Any, field: str, letter: str) -> None:
-    from altkraft_onprem.messages.service import get_message
+    from altkraft_onprem.messages.service import require_sendable
 
     if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 1:
         raise ServiceError(f"variant {letter}: must be a message id", field)
-    try:
-        get_message(conn, message_id)
-    except NotFound:
-        raise ServiceError(f"variant {letter}: message {message_id} does not exist", field) from None
+    require_sendable(conn, message_id, field, f"variant {letter}: ")
 
 
 def save(conn: Connection, campaign_id: int, spec: dict[str, Any] | None) -> None:

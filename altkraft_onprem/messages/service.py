@@ -225,6 +225,20 @@ def get_message(conn: Connection, message_id: int) -> dict[str, Any]:
     return dict(row)
 
 
+def require_sendable(conn: Connection, message_id: int, field: str = "message_id",
+                     label: str = "") -> dict[str, Any]:
+    """The message a campaign (or a split-test variant) may use: it exists and is not
+    archived. ServiceError on `field` otherwise; `label` prefixes the message ("variant B: ")."""
+    try:
+        message = get_message(conn, message_id)
+    except NotFound:
+        raise ServiceError(f"{label}message {message_id} does not exist", field) from None
+    if message["archived_at"] is not None:
+        raise ServiceError(f"{label}message {message_id} ({message['name']}) is archived: "
+                           "restore it from the archived messages first", field)
+    return message
+
+
 def get_version(conn: Connection, message_id: int, version: int | None = None) -> dict[str, Any]:
     """One version of a message (the current one when version is None)."""
     if version is None:

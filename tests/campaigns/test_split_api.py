@@ -144,3 +144,29 @@ def test_the_openapi_document_describes_split_tests(api):
         "/campaigns/{campaign_id}/split-test" in spec["paths"]
     schemas = spec["components"]["schemas"]
     assert {"SplitTest", "SplitVariant", "SplitTestOut", "WinnerChoice"} <= set(schemas)
+
+
+@pytest.fixture(scope="module")
+def archived_message(env, api):
+    from altkraft_onprem import db
+    from altkraft_onprem.messages import service as messages
+    from tests.campaigns.helpers import ACTOR
+
+    message_id = make_message(env, subject="Old")
+    with db.write(env.engine) as conn:
+        messages.archive_message(conn, ACTOR, message_id)
+    return message_id
+
+
+def test_an_archived_message_cannot_be_the_campaigns(api, archived_message):
+    plain = body(api, message_id=archived_message)
+    del plain["split_test"]
+    assert "archived" in _errors(api("POST", "/campaigns", plain))["message_id"]
+
+
+def test_an_archived_message_cannot_be_a_variants(api, archived_message):
+    split = {"variants": [{"subject": "A"}, {"message_id": archived_message}],
+             "test_percent": 50, "metric": "opens", "wait_hours": 1}
+    errors = _errors(api("POST", "/campaigns", body(api, split=split)))
+    assert "variant B" in errors["split_test.variants.1.message_id"]
+    assert "archived" in errors["split_test.variants.1.message_id"]
