@@ -46,9 +46,9 @@ docs: python-deps
 
 ## Debian packages the tests drive: Chromium (browser tests), Postfix's smtp-sink/smtp-source (benchmarks).
 system-deps:
-	@command -v chromium >/dev/null && command -v smtp-sink >/dev/null || { \
+	@command -v chromium >/dev/null && command -v smtp-sink >/dev/null && command -v wrk >/dev/null || { \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium postfix >/dev/null; }
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium postfix wrk >/dev/null; }
 
 ## The one-file `altkraft-install` IT copies onto a host (PyInstaller, about 75 s of CPU);
 ## `make test` builds it once and tests/installer/test_binary.py runs it.
