@@ -1,6 +1,7 @@
 """Building a world for campaign tests: a list, subscribers, a message, relays and keys."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from altkraft_onprem import db
@@ -8,6 +9,7 @@ from altkraft_onprem.access.models import system_actor
 from altkraft_onprem.audience import lists, subscribers
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.messages import service as messages
+from tests.conftest import start_service
 from tests.delivery.keys import write_keys
 
 ACTOR = system_actor("test")
@@ -28,6 +30,15 @@ def sending_settings(env, sink, **extra):
               "delivery__retry_seconds": 0.2}
     values.update(extra)
     return env.settings.replace(**values), records
+
+
+def start_sending_service(env, sink, processes: int = 1):
+    """`altkraft run` (a real process) with the sink as its relay and test DKIM keys."""
+    entries, _ = write_keys(env.data_dir / "dkim")
+    return start_service(env, extra_env={
+        "ALTKRAFT_SMTP__RELAYS": json.dumps([sink.relay()]),
+        "ALTKRAFT_DKIM__KEYS": json.dumps(entries),
+        "ALTKRAFT_DELIVERY__PROCESSES": str(processes)})
 
 
 def make_list(env, name: str, people: list[dict], status: str = "confirmed") -> tuple[int, list[int]]:

@@ -15,7 +15,14 @@ from altkraft_onprem import db
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.campaigns.jobs import run_campaign
 from altkraft_onprem.messages import service as messages
-from tests.campaigns.helpers import ACTOR, make_campaign, make_list, progress, sending_settings, start
+from tests.campaigns.helpers import (
+    ACTOR,
+    make_campaign,
+    make_list,
+    progress,
+    sending_settings,
+    start,
+)
 
 
 class DataService(BaseHTTPRequestHandler):

@@ -2,26 +2,20 @@
 the test, then the huey job queued for the decision time picks the winner and sends it."""
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 
 import pytest
 import requests
 
-from tests.campaigns.helpers import make_list, make_message
-from tests.conftest import start_service
-from tests.delivery.keys import write_keys
+from tests.campaigns.helpers import make_list, make_message, start_sending_service
 
 WAIT_HOURS = 0.003          # about 11 s
 
 
 @pytest.fixture(scope="module")
 def service(env, sink):
-    entries, _ = write_keys(env.data_dir / "dkim")
-    server = start_service(env, extra_env={
-        "ALTKRAFT_SMTP__RELAYS": json.dumps([sink.relay()]),
-        "ALTKRAFT_DKIM__KEYS": json.dumps(entries), "ALTKRAFT_DELIVERY__PROCESSES": "1"})
+    server = start_sending_service(env, sink, processes=1)
     yield server
     server.stop()
 
