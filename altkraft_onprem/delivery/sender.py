@@ -134,7 +134,8 @@ def _send(fd: int, message) -> None:
 class Sender:
     """One sender: one SMTP session, one lease holder name."""
 
-    def __init__(self, settings, engine, campaign_id: int, share: int = 1, recorder=None):
+    def __init__(self, settings, engine, campaign_id: int, share: int = 1, recorder=None,
+                 composers: dict[int, Composer] | None = None):
         self.settings = settings
         self.engine = engine
         self.campaign_id = campaign_id
@@ -142,8 +143,10 @@ class Sender:
         self.pool = smtp.pool_for(settings)
         self.session: smtp.Session | None = None
         self.limiter = DomainLimiter(settings["delivery.domain_limits"], share)
-        self.composer: Composer | None = None
-        self.composers: dict[int, Composer] = {}      # per split-test variant (0: no test)
+        # Per split-test variant (0: no test); built by the parent before a fork, else on
+        # the first batch.
+        self.composers: dict[int, Composer] = composers or {}
+        self.composer: Composer | None = self.composers[min(self.composers)] if composers else None
         self.outcome = Outcome()
         self.recorder = recorder or DirectRecorder(engine)
         self.stream: Stream | None = None                 # on a PIPELINING session
@@ -156,7 +159,7 @@ class Sender:
 
         batch_size = self.settings["delivery.batch_size"]
         lease = self.settings["delivery.lease_seconds"]
-        clean = False
+        clean, first_batch = False, True
         try:
             while self.outcome.paused is None and not self.outcome.lost_lease:
                 started = time.perf_counter()
@@ -164,7 +167,8 @@ class Sender:
                     if campaigns.state(conn, self.campaign_id) != "running":
                         break
                     # A small first batch: the first message goes out sooner.
-                    size = batch_size if self.composer is not None else min(batch_size, 20)
+                    size = min(batch_size, 20) if first_batch else batch_size
+                    first_batch = False
                     rows = ledger.claim(conn, self.campaign_id, self.owner, size, lease)
                 if not rows:
                     break
@@ -386,13 +390,13 @@ def run(settings, engine, campaign_id: int, processes: int | None = None) -> lis
     processes = processes or sender_count(settings)
     if processes <= 1:
         return [Sender(settings, engine, campaign_id).run()]
-    # Compile the message (and load the DKIM keys) once here: the forked senders find it in
-    # the compile cache instead of each doing it again before their first message.
+    # Build the messages (compile, DKIM keys, external data) once here: the forked senders
+    # inherit them instead of each doing it again before their first message.
     from altkraft_onprem.campaigns import service as campaigns
 
     try:
         with db.read(engine) as conn:
-            campaigns.composers(conn, settings, campaign_id)
+            built = campaigns.composers(conn, settings, campaign_id)
     except (DeliveryError, TemplateProblem, ServiceError) as exc:
         return [Outcome(paused=f"the message cannot be built: {exc}")]
     children = []
@@ -409,7 +413,7 @@ def run(settings, engine, campaign_id: int, processes: int | None = None) -> lis
                 signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
                 engine.dispose(close=False)
                 Sender(settings, engine, campaign_id, share=processes,
-                       recorder=PipeRecorder(record_w, ack_r)).run()
+                       recorder=PipeRecorder(record_w, ack_r), composers=built).run()
             except BaseException:  # noqa: BLE001 - report, then leave without running atexit
                 log.exception("sender for campaign %s failed", campaign_id)
                 code = 1

@@ -64,14 +64,15 @@ def settings(env, sink):
     return found
 
 
-def send(env, settings, name: str, emails: list[str], html: str, data_source: dict) -> int:
+def send(env, settings, name: str, emails: list[str], html: str, data_source: dict,
+         processes: int = 1) -> int:
     list_id, _ = make_list(env, name, [{"email": e, "first_name": "Ann"} for e in emails])
     with db.write(env.engine) as conn:
         message_id, _ = messages.create_message(conn, ACTOR, name, subject=f"{name} news",
                                                 html=html, data_source=data_source)
     campaign_id = make_campaign(env, message_id, [list_id], name=name)
     start(env, settings, campaign_id)
-    run_campaign(settings, env.engine, campaign_id, processes=1)
+    run_campaign(settings, env.engine, campaign_id, processes=processes)
     return campaign_id
 
 
@@ -88,11 +89,11 @@ def test_pasted_document_reaches_every_message(env, settings, sink):
     assert "PASTE10 Ботинки" in html_of(sink, "pasted@example.net")
 
 
-def test_url_is_fetched_once_for_the_whole_send(env, settings, sink, data_service):
+def test_url_is_fetched_once_for_the_whole_send_across_senders(env, settings, sink, data_service):
     DataService.fetched.clear()
     emails = [f"shared{i}@example.net" for i in range(5)]
     send(env, settings, "Shared", emails, "<p>{{ data.promo }} {{ data['items'][0].title }}</p>",
-         {"kind": "url", "url": f"{data_service}/shared.json"})
+         {"kind": "url", "url": f"{data_service}/shared.json"}, processes=2)
     for email in emails:
         assert "WINTER25 Лыжи" in html_of(sink, email)
     assert DataService.fetched == ["/shared.json"]
