@@ -114,12 +114,14 @@ def new_message_id(domain: str) -> str:
 
 
 MAX_LINE = 998          # RFC 5322 octets per line, CRLF excluded
+_HIGH_OCTETS = bytes(range(128, 256))
 
 
-def _encode_body(content: str, subtype: str, eight_bit: bool = False) -> bytes:
-    """A text part. With `eight_bit` (the relay offers 8BITMIME, RFC 6152) UTF-8 goes as is
-    when every line fits in 998 octets: no quoted-printable pass over 30 KB of HTML."""
-    raw = content.encode("utf-8")
+def _encode_body(content: str | bytes, subtype: str, eight_bit: bool = False) -> bytes:
+    """A text part (str, or bytes already in UTF-8). With `eight_bit` (the relay offers
+    8BITMIME, RFC 6152) UTF-8 goes as is when every line fits in 998 octets: no
+    quoted-printable pass over 30 KB of HTML."""
+    raw = content.encode("utf-8") if isinstance(content, str) else content
     if b"\r" in raw:
         raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if eight_bit:
@@ -130,7 +132,7 @@ def _encode_body(content: str, subtype: str, eight_bit: bool = False) -> bytes:
             cte = b"7bit" if raw.isascii() else b"8bit"
             return (b"Content-Type: text/" + subtype.encode() + b'; charset="utf-8"\r\n'
                     b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n" + b"\r\n".join(lines))
-    if len(content) > 0.8 * len(raw):
+    if len(raw.translate(None, _HIGH_OCTETS)) > 0.8 * len(raw):     # mostly ASCII
         encoded = binascii.b2a_qp(raw, quotetabs=False, istext=True, header=False)
         encoded = encoded.replace(b"\n", b"\r\n")
         if not encoded.endswith(b"\r\n"):
@@ -144,7 +146,7 @@ def _encode_body(content: str, subtype: str, eight_bit: bool = False) -> bytes:
 
 
 def build(*, from_email: str, from_name: str = "", to_email: str, to_name: str = "",
-          subject: str, html: str = "", text: str = "", reply_to: str | None = None,
+          subject: str, html: str | bytes = "", text: str | bytes = "", reply_to: str | None = None,
           headers: dict[str, str] | None = None, message_id: str | None = None,
           eight_bit: bool = False) -> Mime:
     """The message for one recipient; raises DeliveryError naming the bad field.

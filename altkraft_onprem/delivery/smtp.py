@@ -9,7 +9,6 @@ data went out is reported `in_doubt`, never silently retried.
 from __future__ import annotations
 
 import os
-import re
 import smtplib
 import socket
 import ssl
@@ -22,8 +21,16 @@ from pathlib import Path
 from .errors import DeliveryError
 
 TIMEOUT = 60.0
-_LEADING_DOT = re.compile(rb"^\.", re.M)
 IDLE_SECONDS = 25.0          # relays drop idle sessions; reconnect instead of finding out
+
+
+def dot_stuffed(data: bytes) -> bytes:
+    """Message content for DATA (RFC 5321 4.5.2): a dot that starts a line doubled, the last
+    line ended. Plain replaces, no regex: CSS in an HTML part starts many lines with a dot."""
+    data = data.replace(b"\n.", b"\n..")
+    if data.startswith(b"."):
+        data = b"." + data
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
 
 
 @dataclass(frozen=True)
@@ -243,10 +250,7 @@ class Session:
 
     def _content(self, data: bytes, before_end=None) -> tuple[int, bytes]:
         """The message (dot-stuffed) and the final reply; a break now leaves it in doubt."""
-        if data.startswith(b".") or b"\n." in data:
-            data = _LEADING_DOT.sub(b"..", data)
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
+        data = dot_stuffed(data)
         if before_end is not None:
             self.conn.send(data)
             try:

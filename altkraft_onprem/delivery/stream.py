@@ -15,7 +15,7 @@ from __future__ import annotations
 import smtplib
 
 from .errors import DeliveryError
-from .smtp import _LEADING_DOT, Reply, Session, _describe, _text
+from .smtp import Reply, Session, _describe, _text, dot_stuffed
 
 
 class Stream:
@@ -64,10 +64,7 @@ class Stream:
         error = self._envelope_error(replies)
         if error is not None:
             return previous, error
-        if data.startswith(b".") or b"\n." in data:
-            data = _LEADING_DOT.sub(b"..", data)
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
+        data = dot_stuffed(data)
         try:
             session.conn.send(data)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:

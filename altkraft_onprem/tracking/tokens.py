@@ -9,6 +9,7 @@ never part of the token or the request, so there is nothing to redirect elsewher
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -138,16 +139,83 @@ def click_url(settings: Settings, campaign_id: int, subscriber_id: int, version_
     return _url(settings, Target("c", campaign_id, subscriber_id, version_id, link_index))
 
 
+def _pixel_markup(open_src: str, read_src: str) -> str:
+    return (f'<img src="{open_src}" width="1" height="1" alt="" style="display:block;border:0">'
+            f'<img src="{read_src}" width="1" height="1" alt="" style="display:block;border:0">')
+
+
+def _honeypot_markup(href: str) -> str:
+    return (f'<a href="{href}" style="display:none;font-size:0;line-height:0;max-height:0;'
+            f'overflow:hidden;mso-hide:all" aria-hidden="true" tabindex="-1">&#8203;</a>')
+
+
 def pixel_html(settings: Settings, campaign_id: int, subscriber_id: int, version_id: int) -> str:
     """The open pixel and the reading-time image, to put just before </body>."""
-    o = open_url(settings, campaign_id, subscriber_id, version_id)
-    r = read_url(settings, campaign_id, subscriber_id, version_id)
-    return (f'<img src="{o}" width="1" height="1" alt="" style="display:block;border:0">'
-            f'<img src="{r}" width="1" height="1" alt="" style="display:block;border:0">')
+    return _pixel_markup(open_url(settings, campaign_id, subscriber_id, version_id),
+                         read_url(settings, campaign_id, subscriber_id, version_id))
 
 
 def honeypot_html(settings: Settings, campaign_id: int, subscriber_id: int, version_id: int) -> str:
     """A link no person sees or clicks; a fetch of it marks the recipient's clicks as a scanner's."""
-    url = click_url(settings, campaign_id, subscriber_id, version_id, HONEYPOT_LINK)
-    return (f'<a href="{url}" style="display:none;font-size:0;line-height:0;max-height:0;'
-            f'overflow:hidden;mso-hide:all" aria-hidden="true" tabindex="-1">&#8203;</a>')
+    return _honeypot_markup(click_url(settings, campaign_id, subscriber_id, version_id, HONEYPOT_LINK))
+
+
+_INNER_PAD = bytes(b ^ 0x36 for b in range(256))
+_OUTER_PAD = bytes(b ^ 0x5C for b in range(256))
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+class Minter:
+    """The tokens of one campaign version for many recipients, exactly as `encode` makes
+    them, for the campaign sender (about 45 tokens a message). HMAC-SHA256 (RFC 2104) with
+    the key's inner and outer states hashed once and copied per token, which is several
+    times cheaper than `hmac.new` each time. Click tokens come as bytes: the sender puts them
+    into the message after encoding it."""
+
+    def __init__(self, settings: Settings, campaign_id: int, version_id: int):
+        key = tracking_key(settings)
+        key = (key if len(key) <= 64 else hashlib.sha256(key).digest()).ljust(64, b"\0")
+        self._inner = hashlib.sha256(key.translate(_INNER_PAD))
+        self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
+        base = settings["server.public_url"].encode("utf-8")
+        self._url_prefix = {kind: base + f"/t/{kind}/".encode() for kind in KINDS}
+        self._kind = {kind: _varint(number) for kind, number in KINDS.items()}
+        self._campaign, self._version = _varint(campaign_id), _varint(version_id)
+        self._index_varints: dict[bytes, bytes] = {}    # b"12" (decimal digits) -> varint
+
+    def _token(self, kind: str, body: bytes) -> bytes:
+        """The token of `body` (everything after the kind's varint)."""
+        body = self._kind[kind] + body
+        digest = self._inner.copy()
+        digest.update(body)
+        mac = self._outer.copy()
+        mac.update(digest.digest())
+        token = binascii.b2a_base64(body + mac.digest()[:MAC_BYTES], newline=False)
+        return token.translate(_URLSAFE).rstrip(b"=")
+
+    def _url(self, kind: str, body: bytes) -> str:
+        return (self._url_prefix[kind] + self._token(kind, body)).decode("utf-8")
+
+    def click_tokens(self, subscriber_id: int, indexes) -> dict[bytes, bytes]:
+        """Click tokens of one recipient by link index (given and keyed as decimal digits,
+        as they stand in a compiled message's placeholders)."""
+        head = self._campaign + _varint(subscriber_id) + self._version
+        varints = self._index_varints
+        found = {}
+        for index in indexes:
+            if index not in found:
+                tail = varints.get(index)
+                if tail is None:
+                    tail = varints[index] = _varint(int(index))
+                found[index] = self._token("c", head + tail)
+        return found
+
+    def tail_html(self, subscriber_id: int, *, honeypot: bool, pixels: bool) -> str:
+        """What goes just before </body>: the honeypot link and/or the two pixels."""
+        head = self._campaign + _varint(subscriber_id) + self._version
+        html = ""
+        if honeypot:
+            html += _honeypot_markup(self._url("c", head + _varint(HONEYPOT_LINK)))
+        if pixels:
+            html += _pixel_markup(self._url("o", head), self._url("r", head))
+        return html
