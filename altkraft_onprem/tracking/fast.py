@@ -141,11 +141,13 @@ class FastPath:
         self._counters: dict = {}
 
     def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        if path[:5] in _ROUTES and environ.get("REQUEST_METHOD") in ("GET", "HEAD") \
-                and "/" not in path[5:]:
+        if self.serves(environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")):
             return self.answer(environ, start_response)
         return self.app(environ, start_response)
+
+    @staticmethod
+    def serves(path: str, method: str | None) -> bool:
+        return path[:5] in _ROUTES and method in ("GET", "HEAD") and "/" not in path[5:]
 
     def _answer(self, environ, start_response):
         path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
