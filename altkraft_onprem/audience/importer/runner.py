@@ -1,23 +1,23 @@
 """Running an import (the body of the background job): read, validate, de-duplicate, write.
 
-Reading and validating happen on the calling thread; each full batch is written on a writer
-thread while the next one is validated. One transaction per batch, so progress is visible
-while the import runs and a crash keeps the batches already done.
+The reading side (reader.py) turns the file into batches of validated, de-duplicated
+records, in a child process for a large file; this side writes each batch in one
+transaction, so progress is visible while the import runs and a crash keeps the batches
+already done.
 """
 from __future__ import annotations
 
-import csv
 import gc
-import io
 import json
 import logging
+import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from sqlalchemy import Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from altkraft_onprem import db
 from altkraft_onprem.audience import fields as field_service
@@ -25,13 +25,10 @@ from altkraft_onprem.audience.models import custom_index_name, subscribers
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import ServiceError
 
-from . import mapping as mapping_rules
 from .archives import Limits
 from .models import COUNT_KEYS, import_rejects, imports
+from .reader import Reader, ReaderProcess, raw_line, unpacked_cells
 from .service import BATCH, Progress, custom_definitions, discard_upload, get_import
-from .sources import open_tables
-from .text import Table
-from .validate import CustomField, RowError, Validator
 from .watchdog import Heartbeat
 from .writer import BatchWriter, Record, WriteOptions
 
@@ -54,121 +51,46 @@ def _finish(engine: Engine, import_id: int, state: str, error: str | None = None
             state=state, error=error, finished_at=utcnow()))
 
 
-def _raw_line(cells: list[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerow(cells)
-    return buffer.getvalue().rstrip("\r\n")
-
-
 class Run:
-    """One import's state while it runs: counts, first lines of emails, pending rejects.
+    """One import's writing side: counts, the batch writer, progress. Each batch is one
+    transaction, so progress is visible while the import runs and a crash keeps the batches
+    already done."""
 
-    Reading and validating happen on the calling thread; each full batch is written on a
-    writer thread while the next one is validated (the database drivers release the GIL
-    while the database works, so the two overlap). At most one batch waits."""
-
-    def __init__(self, engine: Engine, job: dict, limits: Limits, progress: Progress | None,
-                 batch_size: int = BATCH):
-        self.engine, self.job, self.limits, self.progress = engine, job, limits, progress
-        self.batch_size = batch_size
+    def __init__(self, engine: Engine, job: dict, progress: Progress | None):
+        self.engine, self.job, self.progress = engine, job, progress
         self.id = job["id"]
         self.counts = dict.fromkeys(COUNT_KEYS, 0)
         self.rows_done = 0
-        self.seen: dict[str, int | str] = {}
-        self.rejects: list[dict] = []
-        self.batch: list[Record] = []
-        self.lines: list[tuple[str, int, list[str]]] = []
         self.started = time.monotonic()
         self.writer = BatchWriter(WriteOptions(
             list_ids=json.loads(job["list_ids"]), mode=job["mode"], status=job["status"],
             source=f"import:{self.id}", activity={"import": self.id},
             consent_form=f"import #{self.id} ({job['filename']})",
             double_optin=double_optin_lists(engine, json.loads(job["list_ids"]))))
-        self.multi = False
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{self.id}")
-        self._pending: Future | None = None
 
-    def reject(self, line: int, member: str, reason: str, raw: str) -> None:
-        self.rejects.append({"import_id": self.id, "line": line, "member": member[:300],
-                             "reason": reason, "raw": raw})
-
-    def table(self, table: Table, mapping: dict[str, str], custom: dict[str, CustomField]) -> None:
-        member = table.name if self.multi else ""
-        for note in table.notes:
-            self.reject(0, table.name, note, "")
-        peek = []
-        for row in table.rows:
-            peek.append(row)
-            if len(peek) >= 20:
-                break
-        if not peek:
-            return
-        width = max([len(table.header or [])] + [len(cells) for _, cells in peek])
-        labels = mapping_rules.column_names(table.header, width)
-        columns = mapping_rules.resolve(mapping, table.header, width) if mapping else []
-        if not any(target == "email" for _, target in columns):
-            guessed = mapping_rules.auto_mapping(table.header, width, custom, [c for _, c in peek])
-            columns = mapping_rules.resolve(guessed, table.header, width)
-        try:
-            validate = Validator(columns, custom, labels).check
-        except RowError as exc:
-            self.reject(0, table.name, f"{exc}; this table was not imported", "")
-            return
-        counts, seen, batch_size = self.counts, self.seen, self.batch_size
-        for rows in (peek, table.rows):
-            for line, cells in rows:
-                self.rows_done += 1
-                try:
-                    email, values, custom_values = validate(cells)
-                except RowError as exc:
-                    counts["invalid"] += 1
-                    self.reject(line, member, str(exc), _raw_line(cells))
-                    continue
-                first = seen.get(email)
-                if first is not None:
-                    counts["duplicates"] += 1
-                    where = f"line {first}" if isinstance(first, int) else first
-                    self.reject(line, member, f"duplicate of {where}: {email}", _raw_line(cells))
-                    continue
-                # In an archive the first occurrence may be in another member: name it.
-                seen[email] = f"{member} line {line}" if member else line
-                self.batch.append(Record(email, values, custom_values))
-                self.lines.append((member, line, cells))
-                if len(self.batch) >= batch_size:
-                    self.flush()
-
-    def flush(self, wait: bool = False) -> None:
-        """Hands the batch (and the rejects so far) to the writer thread."""
-        if self._pending is not None:
-            self._pending.result()            # one batch in flight at most; errors surface here
-        work = (self.batch, self.lines, self.rejects, self.rows_done)
-        self.batch, self.lines, self.rejects = [], [], []
-        self._pending = self._pool.submit(self._write, *work)
-        if wait:
-            self._pending.result()
-            self._pending = None
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-
-    def _write(self, batch: list[Record], lines, rejects: list[dict], rows_done: int) -> None:
+    def write(self, conn: Connection, message: tuple) -> None:
+        """One "batch" message of the reader (see reader.py) -> one transaction."""
+        _, records, places, rejects, self.rows_done, invalid, duplicates = message
+        counts = self.counts
+        counts["invalid"], counts["duplicates"] = invalid, duplicates
         now = utcnow()
-        with db.write(self.engine) as conn:
-            if batch:
-                outcomes = self.writer.write(conn, batch, now)
-                for outcome, (member, line, cells) in zip(outcomes, lines, strict=True):
-                    self.counts[outcome.status] += 1
+        with conn.begin():
+            if records:
+                outcomes = self.writer.write(conn, list(map(Record._make, records)), now)
+                for outcome, (member, line, raw) in zip(outcomes, places, strict=True):
+                    counts[outcome.status] += 1
                     if outcome.status == "suppressed":
                         rejects.append({"import_id": self.id, "line": line, "member": member[:300],
-                                        "reason": outcome.error or "suppressed", "raw": _raw_line(cells)})
+                                        "reason": outcome.error or "suppressed",
+                                        "raw": raw_line(unpacked_cells(raw))})
             if rejects:
                 conn.execute(insert(import_rejects), rejects)
             conn.execute(update(imports).where(imports.c.id == self.id).values(
-                rows_done=rows_done, counts=json.dumps(self.counts), heartbeat_at=now))
+                rows_done=self.rows_done, counts=json.dumps(counts), heartbeat_at=now))
         self.send_confirmations()
         if self.progress is not None:
-            self.progress({"rows_done": rows_done, "counts": dict(self.counts),
-                           "rows_per_s": rows_done / max(time.monotonic() - self.started, 1e-6)})
+            self.progress({"rows_done": self.rows_done, "counts": dict(counts),
+                           "rows_per_s": self.rows_done / max(time.monotonic() - self.started, 1e-6)})
 
     def send_confirmations(self) -> None:
         """Unconfirmed people on double opt-in lists get the confirmation email (queued)."""
@@ -255,14 +177,16 @@ def estimate_rows(path: Path, filename: str) -> int | None:
 
 
 def run_import(engine: Engine, import_id: int, *, limits: Limits | None = None,
-               progress: Progress | None = None, batch_size: int = BATCH) -> dict:
-    """Run a queued import to its end; returns its final state. A second call does nothing."""
+               progress: Progress | None = None, batch_size: int = BATCH,
+               reader_process: bool | None = None) -> dict:
+    """Run a queued import to its end; returns its final state. A second call does nothing.
+    `reader_process`: read in a forked child (default: when the file is large enough)."""
     job = _claim(engine, import_id)
     if job is None:
         with db.read(engine) as conn:
             return get_import(conn, import_id)
     with Heartbeat(engine, import_id), _fewer_gc_passes():
-        _run_claimed(engine, job, limits or Limits(), progress, batch_size)
+        _run_claimed(engine, job, limits or Limits(), progress, batch_size, reader_process)
     with db.read(engine) as conn:
         return get_import(conn, import_id)
 
@@ -293,10 +217,34 @@ def _fewer_gc_passes():
                 gc.set_threshold(*_gc_saved)
 
 
+# A reader process pays for its fork and for pickling every batch: worth it from a few
+# thousand rows on.
+READER_PROCESS_BYTES = 1 << 20
+# SQLite page cache of the import's connection: the email index of a million subscribers
+# (about 50 MB) stays in memory instead of being re-read for every batch.
+IMPORT_CACHE_KIB = 96 * 1024
+
+
+@contextmanager
+def _writing_connection(engine: Engine) -> Iterator[Connection]:
+    """One connection for the whole import; on SQLite with a larger page cache and temporary
+    data in memory. It never goes back to the pool with those settings."""
+    with engine.execution_options(sqlite_begin="IMMEDIATE").connect() as conn:
+        if conn.dialect.name != "sqlite":
+            yield conn
+            return
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{IMPORT_CACHE_KIB}")
+        conn.exec_driver_sql("PRAGMA temp_store=MEMORY")
+        conn.commit()
+        try:
+            yield conn
+        finally:
+            conn.invalidate()
+
+
 def _run_claimed(engine: Engine, job: dict, limits: Limits, progress: Progress | None,
-                 batch_size: int) -> None:
+                 batch_size: int, reader_process: bool | None) -> None:
     path = Path(job["path"])
-    options = json.loads(job["options"] or "{}")
     try:
         with db.read(engine) as conn:
             custom = custom_definitions(conn)
@@ -306,27 +254,31 @@ def _run_claimed(engine: Engine, job: dict, limits: Limits, progress: Progress |
                 conn.execute(update(imports).where(imports.c.id == job["id"]).values(rows_total=total))
         if _bulk_mode(engine, total):
             _drop_custom_indexes(engine)
-        run = Run(engine, job, limits, progress, batch_size)
-        try:
-            tables = open_tables(path, job["filename"], limits, has_header=options.get("has_header"),
-                                 encoding=options.get("encoding"), delimiter=options.get("delimiter"))
-            run.multi = job["filename"].lower().endswith((".zip", ".tar.gz", ".tgz", ".tar", ".xls", ".xlsx"))
-            for table in tables:
-                run.table(table, json.loads(job["mapping"] or "{}"), custom)
-        finally:
-            # Whatever happened, what was read is written and the rejects are kept.
-            run.flush(wait=True)
-            run.close()
+        reader = Reader(job, limits, custom, batch_size)
+        if reader_process is None:
+            reader_process = hasattr(os, "fork") and path.stat().st_size >= READER_PROCESS_BYTES
+        run = Run(engine, job, progress)
+        failure = None
+        with (ReaderProcess(reader) if reader_process else nullcontext(reader.messages())) as messages, \
+                _writing_connection(engine) as conn:
+            for message in messages:
+                if message[0] == "batch":
+                    run.write(conn, message)
+                elif message[0] == "failed":
+                    failure = message[1]
     except ServiceError as exc:
         _finish(engine, job["id"], "failed", exc.message)
     except Exception as exc:  # noqa: BLE001 - the import ends failed, with the reason, not stuck
         log.exception("import %s failed", job["id"])
         _finish(engine, job["id"], "failed", f"internal error: {type(exc).__name__}: {exc}")
     else:
-        with db.write(engine) as conn:
-            conn.execute(update(imports).where(imports.c.id == job["id"]).values(
-                # error: a sweep may have taken a very slow import for a dead one
-                state="finished", finished_at=utcnow(), rows_total=run.rows_done, error=None))
+        if failure is not None:
+            _finish(engine, job["id"], "failed", failure)
+        else:
+            with db.write(engine) as conn:
+                conn.execute(update(imports).where(imports.c.id == job["id"]).values(
+                    # error: a sweep may have taken a very slow import for a dead one
+                    state="finished", finished_at=utcnow(), rows_total=run.rows_done, error=None))
     finally:
         discard_upload(path)
         restore_custom_indexes(engine)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -38,8 +39,7 @@ MEMBER_KEYS = ("list_id", "subscriber_id", "status", "created_at", "updated_at",
                "unsubscribed_at")
 
 
-@dataclass
-class Record:
+class Record(NamedTuple):
     email: str
     values: dict
     custom: dict
@@ -178,10 +178,15 @@ class BatchWriter:
             if conn.dialect.name == "postgresql":
                 ids = copy_subscribers(conn, rows, constant)
             else:
+                # This transaction writes alone (SQLite has one writer): the rows above the
+                # highest id before the insert are the ones it added, found without the
+                # email index.
+                before = conn.execute(select(func.max(subscribers.c.id))).scalar() or 0
                 self._bulk(conn, "insert").run(conn, rows, constant)
-                ids = {}
+                ids = dict(conn.execute(select(subscribers.c.email, subscribers.c.id).where(
+                    subscribers.c.id > before)).all())
             missing = [values["email"] for values in rows if values["email"] not in ids]
-            if missing:     # SQLite: all of them; Postgres: those someone added meanwhile
+            if missing:     # added by someone else meanwhile (or SQLite ran out of ids above)
                 ids.update(conn.execute(select(subscribers.c.email, subscribers.c.id).where(
                     among(conn, subscribers.c.email, missing))).all())
             for i, values in fresh:
@@ -194,6 +199,8 @@ class BatchWriter:
         return outcomes
 
     def _suppressed(self, conn: Connection, emails: Sequence[str]) -> set[str]:
+        if conn.execute(select(suppressions.c.id).limit(1)).first() is None:
+            return set()          # the common case: nothing to look up
         domains = sorted({email_domain(e) for e in emails})
         found = set(conn.execute(select(suppressions.c.email).where(
             among(conn, suppressions.c.email, emails))).scalars())
