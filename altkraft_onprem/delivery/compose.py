@@ -49,8 +49,8 @@ class Composer:
         self.tracking_key = tokens.tracking_key(settings)
         self._tokens = tokens.Minter(settings, self.campaign_id, version["id"])
         # Signed unsubscribe/preference links: the audience serializers, built once.
-        self._unsubscribe = audience_links._plain(settings, audience_links.SALT_UNSUBSCRIBE)
-        self._preferences = audience_links._plain(settings, audience_links.SALT_PREFERENCES)
+        self._unsubscribe = audience_links.LinkSigner(settings, audience_links.SALT_UNSUBSCRIBE)
+        self._preferences = audience_links.LinkSigner(settings, audience_links.SALT_PREFERENCES)
         self._public_base = audience_links._base(settings)
         self.track_clicks = bool(campaign["track_clicks"])
         self.track_opens = bool(campaign["track_opens"])

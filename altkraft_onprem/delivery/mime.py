@@ -55,6 +55,9 @@ _WORD_OCTETS = 45           # 60 base64 characters: an encoded word stays within
 def encoded_words(value: str) -> str:
     """The whole text (spaces included) as UTF-8 "B" encoded words on folded lines; a
     character's octets never straddle two words."""
+    octets = value.encode("utf-8")
+    if len(octets) <= _WORD_OCTETS:                 # a name, a short subject: one word
+        return "=?utf-8?b?" + base64.b64encode(octets).decode("ascii") + "?="
     words, chunk, size = [], [], 0
     for char in value:
         octets = len(char.encode("utf-8")) if char > "\x7f" else 1
@@ -115,6 +118,25 @@ def new_message_id(domain: str) -> str:
 
 MAX_LINE = 998          # RFC 5322 octets per line, CRLF excluded
 _HIGH_OCTETS = bytes(range(128, 256))
+_WINDOW = (MAX_LINE + 1) // 2
+
+
+def lines_fit(raw: bytes) -> bool:
+    """Whether no line of `raw` (LF line ends) is longer than 998 octets, without splitting
+    30 KB into lines: a line of 2 × 499 - 1 = 997 octets or more covers one of any run of
+    back-to-back 499-octet windows, so only a window without a line break needs its line
+    measured."""
+    find, size, start = raw.find, len(raw), 0
+    while start + _WINDOW <= size:
+        if find(b"\n", start, start + _WINDOW) >= 0:
+            start += _WINDOW
+            continue
+        end = find(b"\n", start + _WINDOW)
+        end = size if end < 0 else end
+        if end - (raw.rfind(b"\n", 0, start) + 1) > MAX_LINE:
+            return False
+        start = end + 1
+    return True
 
 
 def _encode_body(content: str | bytes, subtype: str, eight_bit: bool = False) -> bytes:
@@ -124,14 +146,13 @@ def _encode_body(content: str | bytes, subtype: str, eight_bit: bool = False) ->
     raw = content.encode("utf-8") if isinstance(content, str) else content
     if b"\r" in raw:
         raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    if eight_bit:
-        lines = raw.split(b"\n")
-        if max(map(len, lines)) <= MAX_LINE:
-            if lines[-1]:
-                lines.append(b"")
-            cte = b"7bit" if raw.isascii() else b"8bit"
-            return (b"Content-Type: text/" + subtype.encode() + b'; charset="utf-8"\r\n'
-                    b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n" + b"\r\n".join(lines))
+    if eight_bit and lines_fit(raw):
+        body = raw.replace(b"\n", b"\r\n")
+        if raw and not raw.endswith(b"\n"):
+            body += b"\r\n"
+        cte = b"7bit" if raw.isascii() else b"8bit"
+        return (b"Content-Type: text/" + subtype.encode() + b'; charset="utf-8"\r\n'
+                b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n" + body)
     if len(raw.translate(None, _HIGH_OCTETS)) > 0.8 * len(raw):     # mostly ASCII
         encoded = binascii.b2a_qp(raw, quotetabs=False, istext=True, header=False)
         encoded = encoded.replace(b"\n", b"\r\n")

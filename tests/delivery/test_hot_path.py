@@ -1,13 +1,16 @@
 """The sender's fast paths give exactly what the general code gives: batch-minted tracking
-tokens, dot-stuffing without a regex, MIME bodies from bytes."""
+tokens, signed unsubscribe links, dot-stuffing, the 998-octet line check, MIME bodies from
+bytes."""
 from __future__ import annotations
 
 import re
 
 import pytest
-from hypothesis import given, settings as hypothesis_settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from altkraft_onprem.audience import links
 from altkraft_onprem.delivery import mime, smtp
 from altkraft_onprem.tracking import tokens
 from tests.conftest import make_settings
@@ -60,3 +63,28 @@ def test_dot_stuffing_matches_the_rfc_rule(pieces):
 def test_bodies_from_utf8_bytes_equal_bodies_from_text(content, eight_bit):
     assert mime._encode_body(content.encode("utf-8"), "html", eight_bit) == \
         mime._encode_body(content, "html", eight_bit)
+
+
+link_ids = st.one_of(st.none(), st.integers(min_value=1, max_value=2**31 - 1),
+                     st.sampled_from([1, 11, 111111, 1111111111, 2222222222 // 2]))
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.lists(link_ids, min_size=1, max_size=3))
+def test_link_signer_signs_as_itsdangerous(app_settings, ids):
+    for salt in (links.SALT_UNSUBSCRIBE, links.SALT_PREFERENCES):
+        assert links.LinkSigner(app_settings, salt).dumps(ids) == links._plain(app_settings, salt).dumps(ids)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2100), min_size=1, max_size=8), st.booleans())
+def test_line_length_check_is_exact(lengths, final_newline):
+    raw = b"\n".join(b"x" * n for n in lengths) + (b"\n" if final_newline else b"")
+    assert mime.lines_fit(raw) == (max(lengths) <= mime.MAX_LINE)
+
+
+@pytest.mark.parametrize("lengths", [[998], [999], [0, 998], [0, 999], [498, 999], [499, 998],
+                                     [500, 997, 999], [1, 1997], [2000], [996, 996, 996]])
+def test_line_length_check_at_the_limit(lengths):
+    raw = b"\n".join(b"x" * n for n in lengths)
+    assert mime.lines_fit(raw) == (max(lengths) <= mime.MAX_LINE)
