@@ -1,10 +1,19 @@
 """Tracking benchmark against the real service (`altkraft run`, gunicorn as configured).
 
 1. wrk against the open pixel, the click redirect and, in the same run, a static file served by
-   the same gunicorn: requests/s, p99, and the ratio to the static file. Afterwards the service
-   is stopped gracefully and the stored events are counted: stored == answered (wrk counts the
-   responses it read; responses still in flight when wrk stops are answered and stored too, so
-   stored may exceed wrk's count by at most the number of connections).
+   the same gunicorn: requests/s, p50/p99, and the ratio to the static file. Afterwards the
+   service is stopped gracefully and the stored events are counted: stored == answered (wrk
+   counts the responses it read; responses still in flight when wrk stops are answered and
+   stored too, so stored may exceed wrk's count by at most the number of connections).
+
+   Connections (--connections, default 16 then 64): behind a reverse proxy the service sees the
+   proxy's pool of kept-alive upstream connections, and the number in use at once is the rate
+   times the service time (~3 at 3,000 requests/s answered in ~1 ms). wrk keeps every
+   connection busy all the time, so 16 already overstates that; 64 (16 per core for each of
+   wrk and the service) is measured too, where latency is mostly wrk's own queue (Little's
+   law: 64 / 3,000 per s = 21 ms on average). wrk runs one thread (enough for these rates) and
+   competes for the same two cores: its CPU time and the service's are printed per request,
+   for the static file as well. Requests carry a mail client's User-Agent, as real ones do.
 2. N held reading-time streams (default 2,000, held by a separate asyncio process) while wrk
    measures a UI page (/login, rendered by Flask + Jinja): p99 with and without the streams.
 
@@ -18,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -76,24 +86,53 @@ LUA = textwrap.dedent("""
     local paths = {}
     for line in io.lines("%s") do paths[#paths + 1] = line end
     local counter = 0
+    local headers = {["User-Agent"] = "%s"}
     request = function()
       counter = counter + 1
-      return wrk.format("GET", paths[(counter %% #paths) + 1])
+      return wrk.format("GET", paths[(counter %% #paths) + 1], headers)
     end
 """)
+MAIL_CLIENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
 
 
-def wrk(url: str, seconds: int, connections: int, threads: int = 2, script: str | None = None) -> dict:
+def wrk(url: str, seconds: int, connections: int, threads: int = 1, script: str | None = None,
+        service_pid: int | None = None) -> dict:
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
                "--timeout", "10s"]
     if script:
         command += ["-s", script]
+    service_before = _cpu_seconds(service_pid)
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    service_cpu = _cpu_seconds(service_pid) - service_before
     try:
-        return parse_wrk(out)
+        result = parse_wrk(out)
     except (AttributeError, ValueError):
         print(out, file=sys.stderr)
         return {"rps": 0.0, "requests": 0, "p50_ms": None, "p99_ms": None, "unparsed": True}
+    result["connections"] = connections
+    if result["requests"]:
+        wrk_cpu = (wrk_after.ru_utime + wrk_after.ru_stime) - (wrk_before.ru_utime + wrk_before.ru_stime)
+        result["wrk_cpu_us_per_request"] = round(wrk_cpu / result["requests"] * 1e6)
+        if service_pid:
+            result["service_cpu_us_per_request"] = round(service_cpu / result["requests"] * 1e6)
+    return result
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of the service's worker processes (children of the master)."""
+    if pid is None:
+        return 0.0
+    total = 0.0
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    for child in children:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue                     # a process that just ended
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _ms(text: str) -> float:
@@ -149,11 +188,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connections", default="16,64",
+                        help="comma-separated; the first is the headline figure")
     parser.add_argument("--database", default=None, help="default: SQLite in a temporary data dir")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="server.threads (default: the setting's)")
     args = parser.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
 
     from altkraft_onprem import config
     from altkraft_onprem.tracking import tokens
@@ -181,28 +222,35 @@ def main() -> None:
 
     opens = [tokens.open_url(settings, campaign, s, 1)[len(base):] for s in range(50000)]
     open_script = work / "opens.lua"
-    open_script.write_text(LUA % path_file("opens.txt", opens))
+    open_script.write_text(LUA % (path_file("opens.txt", opens), MAIL_CLIENT))
     clicks_ok = _click_setup(settings, env, campaign, base)
     probe_events = 1 if clicks_ok else 0
     click_script = None
     if clicks_ok:
         clicks = [tokens.click_url(settings, campaign, s, clicks_ok, 0)[len(base):] for s in range(50000)]
         click_script = work / "clicks.lua"
-        click_script.write_text(LUA % path_file("clicks.txt", clicks))
+        click_script.write_text(LUA % (path_file("clicks.txt", clicks), MAIL_CLIENT))
 
     try:
-        wrk(base + "/static/app.css", 2, args.connections)                 # warm up
-        results["static"] = wrk(base + "/static/app.css", args.duration, args.connections)
-        # the floor of any Flask route in this setup (no template, no database): for scale
-        results["healthz"] = wrk(base + "/healthz", args.duration, args.connections)
-        results["open"] = wrk(base, args.duration, args.connections, script=str(open_script))
-        answered = results["open"]["requests"] + probe_events
-        if click_script:
-            results["click"] = wrk(base, args.duration, args.connections, script=str(click_script))
-            answered += results["click"]["requests"]
-        for kind in ("open", "click"):
-            if kind in results:
-                results[kind]["ratio_to_static"] = round(results[kind]["rps"] / results["static"]["rps"], 3)
+        wrk(base + "/static/app.css", 2, connections[0])                   # warm up
+        answered = probe_events
+        pid = process.pid
+        for n in connections:
+            # headline figures at the first connection count, the others beside them
+            runs = {"static": wrk(base + "/static/app.css", args.duration, n, service_pid=pid),
+                    # the floor of any Flask route in this setup (no template, no database)
+                    "healthz": wrk(base + "/healthz", args.duration, n, service_pid=pid),
+                    "open": wrk(base, args.duration, n, script=str(open_script), service_pid=pid)}
+            if click_script:
+                runs["click"] = wrk(base, args.duration, n, script=str(click_script), service_pid=pid)
+            answered += runs["open"]["requests"] + runs.get("click", {"requests": 0})["requests"]
+            for kind in ("open", "click"):
+                if kind in runs and runs["static"]["rps"]:
+                    runs[kind]["ratio_to_static"] = round(runs[kind]["rps"] / runs["static"]["rps"], 3)
+            if n == connections[0]:
+                results.update(runs)
+            else:
+                results[f"connections_{n}"] = runs
         results["ui_p99_ms_idle"] = wrk(base + "/login", args.duration, 4, threads=1)["p99_ms"]
 
         # held reading-time streams
@@ -229,7 +277,7 @@ def main() -> None:
     stored = _count_events(settings, campaign)
     results["events_stored"] = stored
     results["requests_answered_by_wrk"] = answered
-    results["in_flight_allowance"] = args.connections * (2 if click_script else 1)
+    results["in_flight_allowance"] = sum(connections) * (2 if click_script else 1)
     results["events_lost"] = max(0, answered - stored)
     results["goal"] = {"rps": 3000, "p99_ms": 50, "ui_p99_ms_with_streams": 200}
     shutil.rmtree(work, ignore_errors=True)
