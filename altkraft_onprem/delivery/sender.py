@@ -50,7 +50,9 @@ class Outcome:
         ("claim", "render", "mime", "dkim", "smtp", "ledger"), 0.0))
 
 
-GROUP_WAIT = 0.002           # seconds the parent gathers records before one commit
+# How long the parent gathers records of several senders before one commit, unless a
+# sender says it is waiting for its acknowledgement.
+GROUP_WAIT = 0.004
 
 
 class LeaseLost(Exception):
@@ -108,15 +110,23 @@ class PipeRecorder:
         return self.ok
 
     def wait(self) -> bool:
+        if self.outstanding and select.select([self.ack_fd], [], [], 0)[0]:
+            self._read_acks()
+        if self.outstanding:
+            # Blocked on the parent: it commits at once instead of gathering more records.
+            _send(self.record_fd, ("waiting",))
         while self.outstanding:
-            answer = os.read(self.ack_fd, self.outstanding)
-            if not answer:
-                self.ok = False
-                self.outstanding = 0
-                break
-            self.outstanding -= len(answer)
-            self.ok = self.ok and b"0" not in answer
+            self._read_acks()
         return self.ok
+
+    def _read_acks(self) -> None:
+        answer = os.read(self.ack_fd, self.outstanding)
+        if not answer:
+            self.ok = False
+            self.outstanding = 0
+            return
+        self.outstanding -= len(answer)
+        self.ok = self.ok and b"0" not in answer
 
     def finish(self, outcome: Outcome) -> None:
         self.wait()
@@ -473,14 +483,15 @@ def _serve_loop(writer, ack_for, buffers, open_fds, outcomes) -> None:
         deadline = time.monotonic() + GROUP_WAIT
         heard: set[int] = set()
         while readable:
+            urgent = False
             for fd in readable:
-                _read_records(fd, buffers, open_fds, outcomes, batch)
+                urgent = _read_records(fd, buffers, open_fds, outcomes, batch) or urgent
                 heard.add(fd)
-            waiting = open_fds - heard
+            silent = open_fds - heard
             left = deadline - time.monotonic()
-            if not batch or not waiting or left <= 0:
+            if not batch or urgent or not silent or left <= 0:
                 break
-            readable, _, _ = select.select(list(waiting), [], [], left)
+            readable, _, _ = select.select(list(silent), [], [], left)
         if batch:
             results = _commit_group(writer, batch)
             answers: dict[int, bytearray] = {}
@@ -493,11 +504,13 @@ def _serve_loop(writer, ack_for, buffers, open_fds, outcomes) -> None:
                     pass
 
 
-def _read_records(fd, buffers, open_fds, outcomes, batch) -> None:
+def _read_records(fd, buffers, open_fds, outcomes, batch) -> bool:
+    """Reads what a sender wrote; True if it is waiting for its acknowledgements."""
     chunk = os.read(fd, 1 << 16)
     if not chunk:
         open_fds.discard(fd)
-        return
+        return False
+    waiting = False
     buffer = buffers[fd]
     buffer += chunk
     while len(buffer) >= 4:
@@ -508,8 +521,11 @@ def _read_records(fd, buffers, open_fds, outcomes, batch) -> None:
         del buffer[:4 + size]
         if message[0] == "done":
             outcomes.append(message[1])
+        elif message[0] == "waiting":
+            waiting = True
         else:
             batch.append((fd, message))
+    return waiting
 
 
 def _commit_group(conn, batch) -> list[tuple[int, bool]]:
