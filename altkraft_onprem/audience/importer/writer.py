@@ -17,7 +17,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from altkraft_onprem.audience.models import (
@@ -35,8 +47,6 @@ from .bulk import Bulk
 PROFILE = STANDARD_FIELDS[1:]          # everything but email
 INSERT_KEYS = ("email", "email_domain", "state", *PROFILE, "custom", "source", "created_at", "updated_at")
 UPDATE_KEYS = (*PROFILE, "custom", "updated_at", "deleted_at", "deleted_batch", "_id")
-MEMBER_KEYS = ("list_id", "subscriber_id", "status", "created_at", "updated_at", "confirmed_at",
-               "unsubscribed_at")
 
 
 class Record(NamedTuple):
@@ -103,6 +113,31 @@ def _insert_ignoring_conflicts(conn: Connection, table, index_elements):
     return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements).inline()
 
 
+def id_rows(conn: Connection, ids: Sequence[int]):
+    """The ids as rows of one column, `value`, from ONE bound parameter (see `among`)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return func.unnest(bindparam(None, list(ids), type_=ARRAY(Integer))).table_valued(
+            "value").render_derived()
+    return func.json_each(bindparam(None, json.dumps(list(ids)))).table_valued("value")
+
+
+def insert_per_subscriber(conn: Connection, table, ids: Sequence[int], values: dict,
+                          ignore_conflicts: Sequence[str] = ()) -> None:
+    """One row per subscriber id into `table` (the same `values` in each) as ONE
+    INSERT … SELECT: the database makes the rows, no parameters per row."""
+    source = id_rows(conn, ids)
+    rows = select(source.c.value, *[literal(value, type_=table.c[key].type) for key, value in values.items()])
+    if ignore_conflicts:
+        # SQLite reads "SELECT … FROM f(?) ON CONFLICT" as a join's ON without the WHERE.
+        statement = _insert_ignoring_conflicts(conn, table, list(ignore_conflicts)).from_select(
+            ["subscriber_id", *values], rows.where(true()))
+    else:
+        statement = insert(table).from_select(["subscriber_id", *values], rows)
+    conn.execute(statement)
+
+
 class BatchWriter:
     """Writes batches for one import (or one API call); call `write` inside a transaction."""
 
@@ -118,19 +153,10 @@ class BatchWriter:
             if name == "insert":
                 found = Bulk(conn, _insert_ignoring_conflicts(conn, subscribers, ["email"]), INSERT_KEYS,
                              optional=PROFILE)
-            elif name == "update":
+            else:
                 statement = (update(subscribers).where(subscribers.c.id == bindparam("_id"))
                              .values({key: bindparam(key) for key in UPDATE_KEYS[:-1]}))
                 found = Bulk(conn, statement, UPDATE_KEYS)
-            elif name == "members":
-                found = Bulk(conn, _insert_ignoring_conflicts(
-                    conn, subscriber_lists, ["list_id", "subscriber_id"]), MEMBER_KEYS)
-            elif name == "consents":
-                found = Bulk(conn, insert(consents).inline(),
-                             ("subscriber_id", "list_id", "kind", "at", "ip", "user_agent", "form"))
-            else:
-                found = Bulk(conn, insert(subscriber_activity).inline(),
-                             ("subscriber_id", "at", "kind", "details"))
             self._statements[name] = found
         return found
 
@@ -238,12 +264,17 @@ class BatchWriter:
                 # unsubscribed stays unsubscribed: an import never re-subscribes anyone.
             if touched and outcomes[i].status == "unchanged":
                 outcomes[i].status = "updated"
-        if new_rows:
-            self._bulk(conn, "members").run(conn, new_rows, {
-                "status": opts.status, "created_at": now, "updated_at": now,
-                "confirmed_at": now if confirmed else None, "unsubscribed_at": None})
-            self._bulk(conn, "consents").run(conn, new_rows, {
-                "kind": "import", "at": now, "ip": "", "user_agent": "", "form": opts.consent_form[:200]})
+        by_list: dict[int, list[int]] = {}
+        for row in new_rows:
+            by_list.setdefault(row["list_id"], []).append(row["subscriber_id"])
+        for list_id, ids in by_list.items():
+            insert_per_subscriber(conn, subscriber_lists, ids, {
+                "list_id": list_id, "status": opts.status, "created_at": now, "updated_at": now,
+                "confirmed_at": now if confirmed else None, "unsubscribed_at": None},
+                ignore_conflicts=("list_id", "subscriber_id"))
+            insert_per_subscriber(conn, consents, ids, {
+                "list_id": list_id, "kind": "import", "at": now, "ip": "", "user_agent": "",
+                "form": opts.consent_form[:200]})
         if upgrade:
             conn.execute(update(subscriber_lists).where(and_(
                 subscriber_lists.c.subscriber_id == bindparam("_sid"),
@@ -252,8 +283,9 @@ class BatchWriter:
                     status="confirmed", confirmed_at=now, updated_at=now), upgrade)
 
     def _activity(self, conn: Connection, outcomes: list[Outcome], now: datetime) -> None:
-        details = {status: json.dumps({**self.options.activity, "result": status})
-                   for status in ("added", "updated")}
-        rows = [{"subscriber_id": outcome.subscriber_id, "details": details[outcome.status]}
-                for outcome in outcomes if outcome is not None and outcome.status in details]
-        self._bulk(conn, "activity").run(conn, rows, {"at": now, "kind": "import"})
+        for status in ("added", "updated"):
+            ids = [o.subscriber_id for o in outcomes if o is not None and o.status == status]
+            if ids:
+                insert_per_subscriber(conn, subscriber_activity, ids, {
+                    "at": now, "kind": "import",
+                    "details": json.dumps({**self.options.activity, "result": status})})
