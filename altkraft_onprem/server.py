@@ -8,7 +8,9 @@ poll() on its socket, costing a mostly idle thread (~0.1 MB RSS) and no CPU; wit
 held a UI page's p99 stayed under 100 ms. The default 16 threads let 32 streams starve the UI,
 and gevent workers were slower here (SQLite and the batch writer block the hub: UI p99 ~470 ms)
 and would monkey-patch every library in the process; a separate asyncio listener would need
-its own port or a socket hand-off that WSGI does not offer. So: no new dependency, threads.
+its own port or a socket hand-off that WSGI does not offer. So: no new dependency, threads —
+with one addition: open pixels and clicks, the bulk of the traffic, are answered on the
+worker's event loop instead of a pool thread (tracking/worker.py).
 
 Stop: SIGTERM to the master -> gunicorn finishes requests within graceful_timeout, then the
 consumer gets SIGINT, huey's graceful stop: running jobs finish, nothing new starts.

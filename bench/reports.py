@@ -286,6 +286,7 @@ def main() -> None:
             "clickmap_frame": f"/reports/campaigns/{middle}/clickmap/frame",
             "cohorts_month": "/reports/cohorts",
             "cohorts_week_clicks": "/reports/cohorts?period=week&metric=click",
+            "cohorts_list": f"/reports/cohorts?list_id={world['list_id']}",
             "cohorts_list_source": f"/reports/cohorts?list_id={world['list_id']}&source=form",
             "engagement_day": "/reports/engagement",
             "engagement_month_list": f"/reports/engagement?period=month&list_id={world['list_id']}",

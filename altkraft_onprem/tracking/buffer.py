@@ -7,6 +7,12 @@ calls `flush_at_exit()` (gunicorn's worker_exit hook, and atexit as a second lin
 worker has finished its requests, so nothing answered is lost. A failed write keeps the rows
 for the next attempt.
 
+Back-pressure: at most ROOM_BATCHES x `tracking.flush_events` rows wait (10,000 by default).
+When the database writes more slowly than events arrive (Postgres at ~10,000 opens/s on two
+cores), a full buffer makes request threads wait for room (`wait_for_room`) and the event
+loop hand its requests to them (tracking/worker.py), so answering slows down to the write
+rate instead of the backlog growing until a graceful stop cannot write it in time.
+
 The same transaction keeps the campaign roll-up (campaign_rollup.py: what the campaign report
 reads) and the cohort roll-up (rollup.py), and labels security scanners: a recipient who clicked
 `tracking.scanner_links` different links of one campaign within `tracking.scanner_window_seconds`,
@@ -34,11 +40,16 @@ log = logging.getLogger("altkraft.tracking")
 # Set when the worker is asked to stop: held reading-time streams end at once (their hold
 # time so far is recorded) so that the graceful stop does not wait for the 30 s cap.
 stopping = threading.Event()
+ROOM_BATCHES = 20
+# How long a request waits for room at most: with the database down the rows stay in memory
+# (as before) rather than the requests hanging.
+ROOM_WAIT_SECONDS = 10.0
 
 
 class EventBuffer:
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.room = threading.Condition(self.lock)
         self.flush_lock = threading.Lock()
         self.wake = threading.Event()
         self.batch_size = 500
@@ -77,6 +88,16 @@ class EventBuffer:
         with self.lock:
             return len(self.rows)
 
+    def has_room(self) -> bool:
+        return len(self.rows) < self.batch_size * ROOM_BATCHES
+
+    def wait_for_room(self) -> None:
+        """Blocks (a request thread) while the buffer is full."""
+        if self.has_room():
+            return
+        with self.room:
+            self.room.wait_for(self.has_room, ROOM_WAIT_SECONDS)
+
     def _run(self) -> None:
         while True:
             self.wake.wait(self.interval)
@@ -92,6 +113,7 @@ class EventBuffer:
             with self.lock:
                 batch, self.rows = self.rows, []
                 engine = self.engine
+                self.room.notify_all()
             if not batch or engine is None:
                 return 0
             try:

@@ -142,6 +142,7 @@ class FastPath:
 
     def __call__(self, environ, start_response):
         if self.serves(environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")):
+            BUFFER.wait_for_room()      # a request thread may wait; the event loop never calls this
             return self.answer(environ, start_response)
         return self.app(environ, start_response)
 

@@ -12,8 +12,8 @@ Here the event loop peeks at a readable connection first. When the socket holds 
 complete, plain `GET`/`HEAD` request for /t/o/<token> or /t/c/<token> (HTTP/1.1, no body, no
 continuation lines, no duplicate header), the loop answers it itself through the same
 `FastPath` the WSGI stack would call, and the connection stays on the loop. Anything else —
-another path, a partial or pipelined request, HTTP/1.0, an odd header, a stopping worker —
-is left unread and goes the ordinary way, so gunicorn's parser still sees every request this
+another path, a partial or pipelined request, HTTP/1.0, an odd header, a stopping worker, a
+full event buffer (buffer.py: back-pressure) — is left unread and goes the ordinary way, so gunicorn's parser still sees every request this
 code is not sure about. New connections wait on the loop for their first bytes (not in a
 pool thread) for the same reason.
 """
@@ -29,6 +29,7 @@ from functools import partial
 from gunicorn.util import http_date
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from .buffer import BUFFER
 from .fast import FastPath
 
 # One request, whole: request line, header lines, the blank line — and nothing after it.
@@ -115,8 +116,8 @@ class TrackingWorker(ThreadWorker):
         """Answer one plain tracking request on the event loop; False: not one, nothing read.
 
         After an answer the connection stays registered in `waiting` (or is closed)."""
-        if self.fast_path is None or not self.alive:
-            return False
+        if self.fast_path is None or not self.alive or not BUFFER.has_room():
+            return False                 # (a full buffer: a pool thread waits for room instead)
         try:
             data = conn.sock.recv(_PEEK_BYTES, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
