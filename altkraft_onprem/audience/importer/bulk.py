@@ -14,9 +14,7 @@ from sqlalchemy import Connection
 
 
 class Bulk:
-    def __init__(self, conn: Connection, statement, keys: Iterable[str], optional: Iterable[str] = ()):
-        """`optional`: keys a row may leave out (NULL then)."""
-        self.optional = frozenset(optional)
+    def __init__(self, conn: Connection, statement, keys: Iterable[str]):
         dialect = conn.dialect
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         self.sql = str(compiled)
@@ -51,7 +49,7 @@ class Bulk:
                 namespace[f"c{i}"] = fixed[name]
                 parts.append(f"c{i}")
             else:
-                value = f"row.get({name!r})" if name in self.optional else f"row[{name!r}]"
+                value = f"row[{name!r}]"
                 if name in self._processors:
                     namespace[f"p{i}"] = self._processors[name]
                     value = f"p{i}({value})"

@@ -9,7 +9,7 @@ same messages, in the same order:
     ("batch", records, places, rejects, rows_done, invalid, duplicates)   # cumulative counts
     ("done",) or ("failed", message, is_service_error)                    # the last one
 
-records are (email, values, custom) tuples; places are (member, line, raw) per record, raw
+records are writer.Record tuples with the profile in its stored form; places are (member, line, raw) per record, raw
 being the row's cells (joined with US, the ASCII unit separator, when none holds one: one
 string pickles for a fraction of a list) for the rare rejected-after-writing row.
 """
@@ -34,6 +34,7 @@ from .archives import Limits
 from .sources import open_tables
 from .text import Table
 from .validate import CustomField, RowError, Validator
+from .writer import stored_profile
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class Reader:
                     continue
                 # In an archive the first occurrence may be in another member: name it.
                 seen[email] = f"{member} line {line}" if member else line
-                records.append((email, values, custom_values))
+                records.append((email, None, None, stored_profile(values, custom_values)))
                 places.append((member, line, packed_cells(cells)))
                 if len(records) >= batch_size:
                     yield self._batch()

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import NamedTuple
 
 from sqlalchemy import (
     Connection,
+    Date,
     Integer,
     and_,
     bindparam,
@@ -46,13 +47,40 @@ from .bulk import Bulk
 
 PROFILE = STANDARD_FIELDS[1:]          # everything but email
 INSERT_KEYS = ("email", "email_domain", "state", *PROFILE, "custom", "source", "created_at", "updated_at")
+DATE_FIELDS = frozenset(name for name in PROFILE if isinstance(subscribers.c[name].type, Date))
+DATE_POSITIONS = tuple(i for i, name in enumerate(PROFILE) if name in DATE_FIELDS)
 UPDATE_KEYS = (*PROFILE, "custom", "updated_at", "deleted_at", "deleted_batch", "_id")
 
 
 class Record(NamedTuple):
+    """One validated person. An import's reader sends `stored` (see stored_profile) instead
+    of the two dicts: the writer needs the dicts only for people who exist already."""
     email: str
-    values: dict
-    custom: dict
+    values: dict | None
+    custom: dict | None
+    stored: tuple | None = None
+
+    def profile(self) -> tuple[dict, dict]:
+        """(standard values, custom values)."""
+        if self.stored is None:
+            return self.values, self.custom
+        values = {name: value for name, value in zip(PROFILE, self.stored[:-1], strict=True)
+                  if value is not None}
+        for name in DATE_FIELDS & values.keys():
+            values[name] = date.fromisoformat(values[name])
+        return values, json.loads(self.stored[-1])
+
+
+def stored_profile(values: dict, custom: dict) -> tuple:
+    """A person's profile as the subscribers INSERT binds it: PROFILE order (absent: None),
+    dates as ISO text (SQLite's storage format, and what COPY reads), then the custom fields
+    as JSON text (what the JSON column type would have made of them)."""
+    row = [values.get(name) for name in PROFILE]
+    for i in DATE_POSITIONS:
+        if row[i] is not None:
+            row[i] = row[i].isoformat()
+    row.append(json.dumps(custom))
+    return tuple(row)
 
 
 @dataclass
@@ -85,20 +113,19 @@ def among(conn: Connection, column, values: Sequence):
     return column.in_(items.scalar_subquery())
 
 
-def copy_subscribers(conn: Connection, rows: Sequence[dict], constant: dict) -> dict[str, int]:
-    """Postgres: new subscribers by COPY into a temporary table, then one INSERT … SELECT …
-    ON CONFLICT DO NOTHING; returns {email: id} of the rows inserted. COPY costs a fraction of
-    a parameterised INSERT per row on both sides of the connection."""
+def copy_subscribers(conn: Connection, rows: Sequence[tuple]) -> dict[str, int]:
+    """Postgres: new subscribers (rows in INSERT_KEYS order) by COPY into a temporary table,
+    then one INSERT … SELECT … ON CONFLICT DO NOTHING; returns {email: id} of the rows
+    inserted. COPY costs a fraction of a parameterised INSERT per row on both sides of the
+    connection."""
     columns = ", ".join(INSERT_KEYS)
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         cursor.execute(f"CREATE TEMPORARY TABLE import_batch ON COMMIT DROP AS "
                        f"SELECT {columns} FROM subscribers WITH NO DATA")
-        state, tail = constant["state"], (constant["source"], constant["created_at"], constant["updated_at"])
         with cursor.copy(f"COPY import_batch ({columns}) FROM STDIN") as copy:
-            for row in rows:        # in INSERT_KEYS order
-                copy.write_row((row["email"], row["email_domain"], state, *[row.get(k) for k in PROFILE],
-                                json.dumps(row["custom"]), *tail))
+            for row in rows:
+                copy.write_row(row)
         cursor.execute(f"INSERT INTO subscribers ({columns}) SELECT {columns} FROM import_batch "
                        "ON CONFLICT (email) DO NOTHING RETURNING email, id")
         ids = dict(cursor.fetchall())
@@ -151,8 +178,9 @@ class BatchWriter:
         found = self._statements.get(name)
         if found is None:
             if name == "insert":
-                found = Bulk(conn, _insert_ignoring_conflicts(conn, subscribers, ["email"]), INSERT_KEYS,
-                             optional=PROFILE)
+                found = Bulk(conn, _insert_ignoring_conflicts(conn, subscribers, ["email"]), INSERT_KEYS)
+                if found.names != list(INSERT_KEYS) or not found.positional:
+                    raise RuntimeError("the subscribers INSERT no longer binds INSERT_KEYS in order")
             else:
                 statement = (update(subscribers).where(subscribers.c.id == bindparam("_id"))
                              .values({key: bindparam(key) for key in UPDATE_KEYS[:-1]}))
@@ -169,7 +197,7 @@ class BatchWriter:
                    subscribers.c.deleted_at, *(subscribers.c[n] for n in PROFILE))
             .where(among(conn, subscribers.c.email, emails)))}
         outcomes: list[Outcome | None] = [None] * len(records)
-        fresh: list[tuple[int, dict]] = []
+        fresh: list[tuple[int, tuple]] = []       # (record index, INSERT_KEYS row)
         changed: list[dict] = []
         members: list[tuple[int, int]] = []        # (record index, subscriber id)
         for i, record in enumerate(records):
@@ -182,41 +210,42 @@ class BatchWriter:
                 if opts.mode == "update":
                     outcomes[i] = Outcome("skipped", "not a subscriber; mode update adds no one")
                     continue
-                values = record.values           # the record's own dict: no copy per row
-                values["email"], values["email_domain"], values["custom"] = record.email, domain, record.custom
-                fresh.append((i, values))
+                stored = record.stored or stored_profile(record.values, record.custom)
+                fresh.append((i, (record.email, domain, "active", *stored)))
                 continue
+            values, new_custom = record.profile()
             merged = {name: row._mapping[name] for name in PROFILE}
             custom = dict(row.custom or {})
             if opts.mode != "add":
-                merged.update(record.values)
-                custom.update(record.custom)
+                merged.update(values)
+                custom.update(new_custom)
             differs = row.deleted_at is not None or custom != (row.custom or {}) or any(
-                merged[name] != row._mapping[name] for name in record.values)
+                merged[name] != row._mapping[name] for name in values)
             if differs:
                 merged.update(_id=row.id, custom=custom)
                 changed.append(merged)
             outcomes[i] = Outcome("updated" if differs else "unchanged", subscriber_id=row.id)
             members.append((i, row.id))
         if fresh:
-            rows = [values for _, values in fresh]
-            constant = {"state": "active", "source": opts.source, "created_at": now, "updated_at": now}
             if conn.dialect.name == "postgresql":
-                ids = copy_subscribers(conn, rows, constant)
+                ids = copy_subscribers(conn, [(*row, opts.source, now, now) for _, row in fresh])
             else:
+                statement = self._bulk(conn, "insert")
+                tail = (statement.convert("source", opts.source), statement.convert("created_at", now),
+                        statement.convert("updated_at", now))
                 # This transaction writes alone (SQLite has one writer): the rows above the
                 # highest id before the insert are the ones it added, found without the
                 # email index.
                 before = conn.execute(select(func.max(subscribers.c.id))).scalar() or 0
-                self._bulk(conn, "insert").run(conn, rows, constant)
+                conn.exec_driver_sql(statement.sql, [row + tail for _, row in fresh])
                 ids = dict(conn.execute(select(subscribers.c.email, subscribers.c.id).where(
                     subscribers.c.id > before)).all())
-            missing = [values["email"] for values in rows if values["email"] not in ids]
+            missing = [row[0] for _, row in fresh if row[0] not in ids]
             if missing:     # added by someone else meanwhile (or SQLite ran out of ids above)
                 ids.update(conn.execute(select(subscribers.c.email, subscribers.c.id).where(
                     among(conn, subscribers.c.email, missing))).all())
-            for i, values in fresh:
-                outcomes[i] = Outcome("added", subscriber_id=ids[values["email"]])
+            for i, row in fresh:
+                outcomes[i] = Outcome("added", subscriber_id=ids[row[0]])
         if changed:
             self._bulk(conn, "update").run(conn, changed, {
                 "updated_at": now, "deleted_at": None, "deleted_batch": None})
