@@ -7,11 +7,12 @@ calls `flush_at_exit()` (gunicorn's worker_exit hook, and atexit as a second lin
 worker has finished its requests, so nothing answered is lost. A failed write keeps the rows
 for the next attempt.
 
-Back-pressure: at most ROOM_BATCHES x `tracking.flush_events` rows wait (10,000 by default).
-When the database writes more slowly than events arrive (Postgres at ~10,000 opens/s on two
-cores), a full buffer makes request threads wait for room (`wait_for_room`) and the event
-loop hand its requests to them (tracking/worker.py), so answering slows down to the write
-rate instead of the backlog growing until a graceful stop cannot write it in time.
+Back-pressure: at most ROOM_BATCHES x `tracking.flush_events` rows wait (30,000 by default:
+a burst of a few seconds above the write rate, ~30 MB). When the database writes more slowly
+than events arrive for longer (Postgres at ~10,000 opens/s on two cores), a full buffer makes
+request threads wait for room (`wait_for_room`) and the event loop hand its requests to them
+(tracking/worker.py), so answering slows down to the write rate instead of the backlog
+growing until a graceful stop cannot write it in time.
 
 The same transaction keeps the campaign roll-up (campaign_rollup.py: what the campaign report
 reads) and the cohort roll-up (rollup.py), and labels security scanners: a recipient who clicked
@@ -32,7 +33,7 @@ from sqlalchemy import Engine, and_, case, func, or_, select, update
 
 from altkraft_onprem import db
 
-from . import campaign_rollup, rollup
+from . import bulk, campaign_rollup, rollup
 from .models import CLICK, HONEYPOT, SCANNER, tracking_events
 
 log = logging.getLogger("altkraft.tracking")
@@ -40,7 +41,7 @@ log = logging.getLogger("altkraft.tracking")
 # Set when the worker is asked to stop: held reading-time streams end at once (their hold
 # time so far is recorded) so that the graceful stop does not wait for the 30 s cap.
 stopping = threading.Event()
-ROOM_BATCHES = 20
+ROOM_BATCHES = 60
 # How long a request waits for room at most: with the database down the rows stay in memory
 # (as before) rather than the requests hanging.
 ROOM_WAIT_SECONDS = 10.0
@@ -120,7 +121,7 @@ class EventBuffer:
                 with db.write(engine) as conn:
                     found = campaign_rollup.ledger(conn, {(r["campaign_id"], r["subscriber_id"]) for r in batch})
                     self._label_early_clicks(batch, found)
-                    conn.execute(tracking_events.insert(), batch)
+                    bulk.insert_rows(conn, tracking_events, batch)
                     campaign_rollup.record(conn, batch, found)
                     scanners = self._label_scanners(conn, batch)
                     rollup.record(conn, [r for r in batch if r["kind"] != CLICK

@@ -17,12 +17,11 @@ from __future__ import annotations
 from collections import Counter
 
 from sqlalchemy import Connection, and_, delete, func, literal, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from altkraft_onprem.audience.models import subscribers
 from altkraft_onprem.reports import periods
 
+from .bulk import CHUNK, insert_new, rows_with, upsert
 from .models import (
     CLICK,
     OPEN,
@@ -34,31 +33,26 @@ from .models import (
     tracking_events,
 )
 
-_CHUNK = 400
 Pair = tuple[int, int]
-
-
-def _insert(conn: Connection, table):
-    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 def _add(conn: Connection, table, keys: list[str], measures: list[str], rows: list[dict]) -> None:
     """Upsert adding `measures` (one executemany; negative values subtract)."""
     if not rows:
         return
-    stmt = _insert(conn, table)
+    stmt = upsert(conn, table)
     conn.execute(stmt.on_conflict_do_update(
         index_elements=keys, set_={m: table.c[m] + stmt.excluded[m] for m in measures}), rows)
 
 
 def per_campaign(pairs) -> list[tuple[int, list[int]]]:
-    """(campaign, up to _CHUNK subscribers) groups: `campaign_id = c AND subscriber_id IN (…)`
+    """(campaign, up to CHUNK subscribers) groups: `campaign_id = c AND subscriber_id IN (…)`
     uses the (campaign, subscriber) indexes on both databases; a row-value IN list made SQLite
     scan the whole table."""
     by: dict[int, list[int]] = {}
     for campaign_id, subscriber_id in sorted(pairs):
         by.setdefault(campaign_id, []).append(subscriber_id)
-    return [(c, ids[i:i + _CHUNK]) for c, ids in by.items() for i in range(0, len(ids), _CHUNK)]
+    return [(c, ids[i:i + CHUNK]) for c, ids in by.items() for i in range(0, len(ids), CHUNK)]
 
 
 def ledger(conn: Connection, pairs) -> dict[Pair, tuple[str, object, int]]:
@@ -66,21 +60,21 @@ def ledger(conn: Connection, pairs) -> dict[Pair, tuple[str, object, int]]:
     from altkraft_onprem.campaigns.models import deliveries
 
     dv = deliveries.c
+    by_campaign: dict[int, set[int]] = {}
+    for campaign, subscriber_id in pairs:
+        by_campaign.setdefault(campaign, set()).add(subscriber_id)
     found: dict[Pair, tuple[str, object, int]] = {}
-    for campaign, ids in per_campaign(pairs):
-        for subscriber_id, state, done_at, variant in conn.execute(
-                select(dv.subscriber_id, dv.state, dv.done_at, dv.variant)
-                .where(dv.campaign_id == campaign, dv.subscriber_id.in_(ids))):
+    for campaign, ids in by_campaign.items():
+        for subscriber_id, state, done_at, variant in rows_with(
+                conn, select(dv.subscriber_id, dv.state, dv.done_at, dv.variant).where(dv.campaign_id == campaign),
+                dv.subscriber_id, ids):
             found[(campaign, subscriber_id)] = (state, done_at, variant)
     return found
 
 
 def _domains(conn: Connection, ids) -> dict[int, str]:
-    ordered, out = sorted(ids), {}
-    for start in range(0, len(ordered), _CHUNK):
-        out.update(conn.execute(select(subscribers.c.id, subscribers.c.email_domain)
-                                .where(subscribers.c.id.in_(ordered[start:start + _CHUNK]))).all())
-    return {sid: domain or "" for sid, domain in out.items()}
+    return {sid: domain or "" for sid, domain in rows_with(
+        conn, select(subscribers.c.id, subscribers.c.email_domain), subscribers.c.id, ids)}
 
 
 def record(conn: Connection, rows: list[dict], found: dict[Pair, tuple] | None = None) -> None:
@@ -112,11 +106,7 @@ def record(conn: Connection, rows: list[dict], found: dict[Pair, tuple] | None =
           for (c, v, h, k, m), n in hours.items()])
     if not firsts:
         return
-    people = campaign_people.c
-    stmt = _insert(conn, campaign_people).on_conflict_do_nothing().returning(
-        people.campaign_id, people.subscriber_id, people.metric)
-    fresh = [tuple(r) for r in conn.execute(stmt, [
-        {"campaign_id": c, "subscriber_id": s, "metric": m} for c, s, m in sorted(firsts)])]
+    fresh = insert_new(conn, campaign_people, ["campaign_id", "subscriber_id", "metric"], sorted(firsts))
     _count_people(conn, fresh, found, +1, firsts)
 
 
