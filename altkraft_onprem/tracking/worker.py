@@ -138,7 +138,7 @@ class TrackingWorker(ThreadWorker):
                    **{"HTTP_" + key: value for key, value in headers.items()}}
         reply: list = []
         body = b"".join(self.fast_path.answer(environ, lambda status, hdrs: reply.extend((status, hdrs))))
-        close = headers.get("CONNECTION", "").lower() == "close"
+        close = "close" in (option.strip() for option in headers.get("CONNECTION", "").lower().split(","))
         status, reply_headers = reply
         head = [f"HTTP/1.1 {status}", "Server: gunicorn", f"Date: {self.date()}",
                 "Connection: close" if close else "Connection: keep-alive",

@@ -153,7 +153,7 @@ def test_pipelined_split_and_http10_requests_are_answered(env, service, settings
 
 def test_connection_close_is_honoured(env, service, settings):
     with _connect(service) as sock:
-        sock.sendall(_request(_path(tokens.open_url(settings, 92, 1, 1)), Connection="close"))
+        sock.sendall(_request(_path(tokens.open_url(settings, 92, 1, 1)), Connection="TE, close"))
         reader = Reader(sock)
         status, headers, _ = reader.response()
         assert (status, headers["connection"]) == (200, "close")
