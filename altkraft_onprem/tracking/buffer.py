@@ -42,6 +42,7 @@ log = logging.getLogger("altkraft.tracking")
 # time so far is recorded) so that the graceful stop does not wait for the 30 s cap.
 stopping = threading.Event()
 ROOM_BATCHES = 60
+CHUNK_BATCHES = 5
 # How long a request waits for room at most: with the database down the rows stay in memory
 # (as before) rather than the requests hanging.
 ROOM_WAIT_SECONDS = 10.0
@@ -109,29 +110,37 @@ class EventBuffer:
                 log.exception("writing tracking events failed; will retry")
 
     def flush(self) -> int:
-        """Write everything buffered now; returns the number of rows written."""
+        """Write everything buffered now, in transactions of at most CHUNK_BATCHES batches (a
+        full buffer gets room back chunk by chunk, not once per whole backlog); returns the
+        number of rows written."""
+        written = 0
         with self.flush_lock:
-            with self.lock:
-                batch, self.rows = self.rows, []
-                engine = self.engine
-                self.room.notify_all()
-            if not batch or engine is None:
-                return 0
-            try:
-                with db.write(engine) as conn:
-                    found = campaign_rollup.ledger(conn, {(r["campaign_id"], r["subscriber_id"]) for r in batch})
-                    self._label_early_clicks(batch, found)
-                    bulk.insert_rows(conn, tracking_events, batch)
-                    campaign_rollup.record(conn, batch, found)
-                    scanners = self._label_scanners(conn, batch)
-                    rollup.record(conn, [r for r in batch if r["kind"] != CLICK
-                                         or (r["campaign_id"], r["subscriber_id"]) not in scanners])
-            except BaseException:
+            while True:
                 with self.lock:
-                    self.rows[:0] = batch
-                raise
-            self.stored += len(batch)
-            return len(batch)
+                    chunk = self.batch_size * CHUNK_BATCHES
+                    batch, self.rows = self.rows[:chunk], self.rows[chunk:]
+                    engine = self.engine
+                    self.room.notify_all()
+                if not batch or engine is None:
+                    return written
+                self._write(engine, batch)
+                written += len(batch)
+
+    def _write(self, engine: Engine, batch: list[dict]) -> None:
+        try:
+            with db.write(engine) as conn:
+                found = campaign_rollup.ledger(conn, {(r["campaign_id"], r["subscriber_id"]) for r in batch})
+                self._label_early_clicks(batch, found)
+                bulk.insert_rows(conn, tracking_events, batch)
+                campaign_rollup.record(conn, batch, found)
+                scanners = self._label_scanners(conn, batch)
+                rollup.record(conn, [r for r in batch if r["kind"] != CLICK
+                                     or (r["campaign_id"], r["subscriber_id"]) not in scanners])
+        except BaseException:
+            with self.lock:
+                self.rows[:0] = batch
+            raise
+        self.stored += len(batch)
 
     def _label_early_clicks(self, batch: list[dict], found: dict) -> None:
         """Clicks within the scanner window after the message was handed over: a mail
