@@ -190,28 +190,42 @@ class BatchWriter:
 
     def write(self, conn: Connection, records: Sequence[Record], now: datetime) -> list[Outcome]:
         opts = self.options
-        emails = [r.email for r in records]
-        blocked = self._suppressed(conn, emails)
+        blocked = self._suppressed(conn, [r.email for r in records])
+        outcomes: list[Outcome | None] = [None] * len(records)
+        candidates: list[tuple[int, str]] = []      # (record index, email domain)
+        for i, record in enumerate(records):
+            domain = record.email.rpartition("@")[2]
+            if blocked and (record.email in blocked or domain in blocked):
+                outcomes[i] = Outcome("suppressed", "on the suppression list; not imported")
+            else:
+                candidates.append((i, domain))
+        added: dict[str, int] = {}
+        if opts.mode != "update" and candidates:
+            # Insert first, skipping whoever exists (ON CONFLICT DO NOTHING): one probe of the
+            # email index per new person instead of a lookup and then the insert's own.
+            added = self._insert(conn, [
+                (records[i].email, domain, "active",
+                 *(records[i].stored or stored_profile(records[i].values, records[i].custom)))
+                for i, domain in candidates], now)
+        others = [records[i].email for i, _ in candidates if records[i].email not in added]
         existing = {row.email: row for row in conn.execute(
             select(subscribers.c.id, subscribers.c.email, subscribers.c.custom,
                    subscribers.c.deleted_at, *(subscribers.c[n] for n in PROFILE))
-            .where(among(conn, subscribers.c.email, emails)))}
-        outcomes: list[Outcome | None] = [None] * len(records)
-        fresh: list[tuple[int, tuple]] = []       # (record index, INSERT_KEYS row)
+            .where(among(conn, subscribers.c.email, others)))} if others else {}
         changed: list[dict] = []
-        members: list[tuple[int, int]] = []        # (record index, subscriber id)
-        for i, record in enumerate(records):
-            domain = record.email.rpartition("@")[2]
-            if record.email in blocked or domain in blocked:
-                outcomes[i] = Outcome("suppressed", "on the suppression list; not imported")
+        members: list[tuple[int, int]] = []        # (record index, subscriber id) of existing people
+        new_members: list[tuple[int, int]] = []
+        for i, _ in candidates:
+            record = records[i]
+            subscriber_id = added.get(record.email)
+            if subscriber_id is not None:
+                outcomes[i] = Outcome("added", subscriber_id=subscriber_id)
+                new_members.append((i, subscriber_id))
                 continue
             row = existing.get(record.email)
             if row is None:
-                if opts.mode == "update":
-                    outcomes[i] = Outcome("skipped", "not a subscriber; mode update adds no one")
-                    continue
-                stored = record.stored or stored_profile(record.values, record.custom)
-                fresh.append((i, (record.email, domain, "active", *stored)))
+                outcomes[i] = Outcome("skipped", "not a subscriber; mode update adds no one"
+                                      if opts.mode == "update" else "deleted meanwhile; not imported")
                 continue
             values, new_custom = record.profile()
             merged = {name: row._mapping[name] for name in PROFILE}
@@ -226,32 +240,28 @@ class BatchWriter:
                 changed.append(merged)
             outcomes[i] = Outcome("updated" if differs else "unchanged", subscriber_id=row.id)
             members.append((i, row.id))
-        if fresh:
-            if conn.dialect.name == "postgresql":
-                ids = copy_subscribers(conn, [(*row, opts.source, now, now) for _, row in fresh])
-            else:
-                statement = self._bulk(conn, "insert")
-                tail = (statement.convert("source", opts.source), statement.convert("created_at", now),
-                        statement.convert("updated_at", now))
-                # This transaction writes alone (SQLite has one writer): the rows above the
-                # highest id before the insert are the ones it added, found without the
-                # email index.
-                before = conn.execute(select(func.max(subscribers.c.id))).scalar() or 0
-                conn.exec_driver_sql(statement.sql, [row + tail for _, row in fresh])
-                ids = dict(conn.execute(select(subscribers.c.email, subscribers.c.id).where(
-                    subscribers.c.id > before)).all())
-            missing = [row[0] for _, row in fresh if row[0] not in ids]
-            if missing:     # added by someone else meanwhile (or SQLite ran out of ids above)
-                ids.update(conn.execute(select(subscribers.c.email, subscribers.c.id).where(
-                    among(conn, subscribers.c.email, missing))).all())
-            for i, row in fresh:
-                outcomes[i] = Outcome("added", subscriber_id=ids[row[0]])
         if changed:
             self._bulk(conn, "update").run(conn, changed, {
                 "updated_at": now, "deleted_at": None, "deleted_batch": None})
-        self._memberships(conn, outcomes, members, [(i, outcomes[i].subscriber_id) for i, _ in fresh], now)
+        self._memberships(conn, outcomes, members, new_members, now)
         self._activity(conn, outcomes, now)
         return outcomes
+
+    def _insert(self, conn: Connection, rows: list[tuple], now: datetime) -> dict[str, int]:
+        """New subscribers (rows: INSERT_KEYS up to custom) unless their email exists;
+        returns {email: id} of those inserted."""
+        source = self.options.source
+        if conn.dialect.name == "postgresql":
+            return copy_subscribers(conn, [(*row, source, now, now) for row in rows])
+        statement = self._bulk(conn, "insert")
+        tail = (statement.convert("source", source), statement.convert("created_at", now),
+                statement.convert("updated_at", now))
+        # This transaction writes alone (SQLite has one writer): the rows above the highest
+        # id before the insert are the ones it added.
+        before = conn.execute(select(func.max(subscribers.c.id))).scalar() or 0
+        conn.exec_driver_sql(statement.sql, [row + tail for row in rows])
+        return dict(conn.execute(select(subscribers.c.email, subscribers.c.id).where(
+            subscribers.c.id > before)).all())
 
     def _suppressed(self, conn: Connection, emails: Sequence[str]) -> set[str]:
         if conn.execute(select(suppressions.c.id).limit(1)).first() is None:
@@ -277,13 +287,14 @@ class BatchWriter:
                        subscriber_lists.c.status).where(and_(
                            among(conn, subscriber_lists.c.subscriber_id, ids),
                            subscriber_lists.c.list_id.in_(list(opts.list_ids)))))}
-        new_rows, upgrade = [], []
+        new_rows: dict[int, list[int]] = {}        # list id -> subscriber ids
+        upgrade = []
         for i, sid in (*existing, *added):
             touched = False
             for list_id in opts.list_ids:
                 status = current.get((sid, list_id))
                 if status is None:
-                    new_rows.append({"list_id": list_id, "subscriber_id": sid})
+                    new_rows.setdefault(list_id, []).append(sid)
                     if not confirmed and list_id in opts.double_optin:
                         self.confirmations.append((sid, list_id))
                     touched = True
@@ -293,10 +304,7 @@ class BatchWriter:
                 # unsubscribed stays unsubscribed: an import never re-subscribes anyone.
             if touched and outcomes[i].status == "unchanged":
                 outcomes[i].status = "updated"
-        by_list: dict[int, list[int]] = {}
-        for row in new_rows:
-            by_list.setdefault(row["list_id"], []).append(row["subscriber_id"])
-        for list_id, ids in by_list.items():
+        for list_id, ids in new_rows.items():
             insert_per_subscriber(conn, subscriber_lists, ids, {
                 "list_id": list_id, "status": opts.status, "created_at": now, "updated_at": now,
                 "confirmed_at": now if confirmed else None, "unsubscribed_at": None},
