@@ -243,15 +243,24 @@ def main() -> None:
         wrk(base + "/static/app.css", 2, connections[0])                   # warm up
         answered = probe_events
         pid = process.pid
+
+        def drained(label: str) -> None:
+            """Wait until the events answered so far are written: a backlog left by one run
+            (the buffer takes bursts above the write rate) would throttle the next."""
+            results.setdefault("drain_seconds", {})[label] = _wait_for_events(settings, campaign, answered)
+
         for n in connections:
             # headline figures at the first connection count, the others beside them
             runs = {"static": wrk(base + "/static/app.css", args.duration, n, service_pid=pid),
                     # the floor of any Flask route in this setup (no template, no database)
                     "healthz": wrk(base + "/healthz", args.duration, n, service_pid=pid),
                     "open": wrk(base, args.duration, n, script=str(open_script), service_pid=pid)}
+            answered += runs["open"]["requests"]
             if click_script:
+                drained(f"after_open_{n}")
                 runs["click"] = wrk(base, args.duration, n, script=str(click_script), service_pid=pid)
-            answered += runs["open"]["requests"] + runs.get("click", {"requests": 0})["requests"]
+                answered += runs["click"]["requests"]
+            drained(f"after_click_{n}")
             for kind in ("open", "click"):
                 if kind in runs and runs["static"]["rps"]:
                     runs[kind]["ratio_to_static"] = round(runs[kind]["rps"] / runs["static"]["rps"], 3)
@@ -270,6 +279,7 @@ def main() -> None:
                 run = results[f"{kind}_at_rate"] = wrk(base, args.duration, connections[0], script=str(paced),
                                                        service_pid=pid)
                 answered += run["requests"]
+                drained(f"after_{kind}_at_rate")
         results["ui_p99_ms_idle"] = wrk(base + "/login", args.duration, 4, threads=1)["p99_ms"]
 
         # held reading-time streams
@@ -312,6 +322,15 @@ def _rss_mb(pid: int) -> float:
                                                text=True).stdout.split():
         total += int(value)
     return round(total / 1024, 1)
+
+
+def _wait_for_events(settings, campaign: int, answered: int, timeout: float = 180) -> float:
+    """Seconds until at least `answered` events of the campaign are stored (the time the
+    service needed to write its backlog), or until `timeout`."""
+    started = time.monotonic()
+    while _count_events(settings, campaign) < answered and time.monotonic() - started < timeout:
+        time.sleep(0.5)
+    return round(time.monotonic() - started, 1)
 
 
 def _count_events(settings, campaign: int) -> int:
