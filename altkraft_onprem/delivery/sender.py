@@ -55,6 +55,11 @@ class Outcome:
 GROUP_WAIT = 0.004
 
 
+# Senders are bulk CPU work: the web UI, tracking, the parent's commits and a local relay
+# run first when they have something to do (the senders wait on the last two).
+SENDER_NICENESS = 10
+
+
 class LeaseLost(Exception):
     """Another sender took over our rows: stop without ending the message in flight."""
 
@@ -421,6 +426,7 @@ def run(settings, engine, campaign_id: int, processes: int | None = None) -> lis
                     os.close(fd)
                 _die_with_parent()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
+                os.nice(SENDER_NICENESS)
                 engine.dispose(close=False)
                 Sender(settings, engine, campaign_id, share=processes,
                        recorder=PipeRecorder(record_w, ack_r), composers=built).run()
@@ -487,11 +493,11 @@ def _serve_loop(writer, ack_for, buffers, open_fds, outcomes) -> None:
             for fd in readable:
                 urgent = _read_records(fd, buffers, open_fds, outcomes, batch) or urgent
                 heard.add(fd)
-            silent = open_fds - heard
             left = deadline - time.monotonic()
-            if not batch or urgent or not silent or left <= 0:
+            if not batch or urgent or not open_fds - heard or left <= 0:
                 break
-            readable, _, _ = select.select(list(silent), [], [], left)
+            # All of them: a sender already heard may be the one that says it is waiting.
+            readable, _, _ = select.select(list(open_fds), [], [], left)
         if batch:
             results = _commit_group(writer, batch)
             answers: dict[int, bytearray] = {}
