@@ -167,9 +167,14 @@ class EventBuffer:
         honeypot = func.max(case((ev.reason == HONEYPOT, 1), else_=0))
         links = func.count(func.distinct(ev.link_index))
         for campaign, ids in campaign_rollup.per_campaign(pairs - honeypots):
+            # "machine IN (false, true)" names the index column between kind and subscriber_id
+            # (ix_tracking_events_campaign): without it SQLite read every click of the campaign
+            # for each chunk of 400 clickers, a flush slower with every click (Postgres too
+            # until its statistics are fresh: ~1,700 clicks written per second at 200,000)
             rows = conn.execute(
                 select(ev.subscriber_id, func.min(ev.at), func.max(ev.at), honeypot)
-                .where(ev.campaign_id == campaign, ev.kind == CLICK, ev.subscriber_id.in_(ids), ev.at >= since)
+                .where(ev.campaign_id == campaign, ev.kind == CLICK, ev.machine.in_((False, True)),
+                       ev.subscriber_id.in_(ids), ev.at >= since)
                 .group_by(ev.subscriber_id)
                 .having(or_(links >= self.links, honeypot == 1)))
             for subscriber_id, first, last, hit_honeypot in rows:
