@@ -542,10 +542,12 @@ def _read_records(fd, buffers, open_fds, outcomes, batch) -> bool:
 def _commit_group(conn, batch) -> list[tuple[int, bool]]:
     """Records of several senders in one transaction: [(sender fd, lease still held)]."""
     results = []
+    sent = [(fd, m) for fd, m in batch if m[3] == "sent"]
+    items = [(m[1], m[2], m[4].get("reply"), m[4].get("message_id")) for _, m in sent]
+    if len(sent) == len(batch):                 # the common case, on the driver's connection
+        return [(fd, ok) for (fd, _), ok in zip(sent, ledger.commit_sent(conn, items), strict=True)]
     with conn.begin():
-        sent = [(fd, m) for fd, m in batch if m[3] == "sent"]
-        oks = ledger.record_sent(conn, [(m[1], m[2], m[4].get("reply"), m[4].get("message_id"))
-                                        for _, m in sent])
+        oks = ledger.record_sent(conn, items)
         results.extend((fd, ok) for (fd, _), ok in zip(sent, oks, strict=True))
         results.extend((fd, ledger.record(conn, row_id, owner, state, **values))
                        for fd, (_, row_id, owner, state, values) in batch if state != "sent")

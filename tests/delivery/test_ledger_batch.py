@@ -1,4 +1,4 @@
-"""ledger.record_sent: many sent rows in one statement on the driver's cursor (both databases)."""
+"""ledger.record_sent and commit_sent: many sent rows in one statement on the driver's cursor (both databases)."""
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -46,3 +46,22 @@ def test_a_row_whose_lease_was_lost_is_reported(env):
         states = conn.execute(select(deliveries.c.state).where(deliveries.c.campaign_id == campaign_id)
                               .order_by(deliveries.c.id)).scalars().all()
     assert states == ["sent", "leased", "sent"]
+
+
+def test_commit_sent_runs_its_own_transaction_on_the_driver(env):
+    campaign_id, rows = _claimed(env, 4, "own")
+    with env.engine.connect() as conn:                  # the sender parent's held connection
+        conn.execute(deliveries.update().where(deliveries.c.id == rows[2][0])
+                     .values(lease_owner="other:2:y"))
+        conn.commit()
+        oks = ledger.commit_sent(conn, [(row_id, "me:1:x", "250 OK", f"<m{row_id}@example.com>")
+                                        for row_id, _ in rows[:3]])
+        assert oks == [True, True, False]
+        # The connection is usable through SQLAlchemy again afterwards.
+        assert ledger.commit_sent(conn, [(rows[3][0], "me:1:x", "250 OK", "<last@example.com>")]) == [True]
+        with conn.begin():
+            assert ledger.counts(conn, campaign_id)["sent"] == 3
+    with db.read(env.engine) as conn:
+        states = conn.execute(select(deliveries.c.state).where(deliveries.c.campaign_id == campaign_id)
+                              .order_by(deliveries.c.id)).scalars().all()
+    assert states == ["sent", "sent", "leased", "sent"]
