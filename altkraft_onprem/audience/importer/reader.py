@@ -34,7 +34,6 @@ from .archives import Limits
 from .sources import open_tables
 from .text import Table
 from .validate import CustomField, RowError, Validator
-from .writer import stored_profile
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class Reader:
             guessed = mapping_rules.auto_mapping(table.header, width, self.custom, [c for _, c in peek])
             columns = mapping_rules.resolve(guessed, table.header, width)
         try:
-            validate = Validator(columns, self.custom, labels).check
+            validate = Validator(columns, self.custom, labels, stored=True).check
         except RowError as exc:
             self._reject(0, table.name, f"{exc}; this table was not imported", "")
             return
@@ -131,7 +130,7 @@ class Reader:
             for line, cells in rows:
                 self.rows_done += 1
                 try:
-                    email, values, custom_values = validate(cells)
+                    email, stored = validate(cells)
                 except RowError as exc:
                     self.invalid += 1
                     self._reject(line, member, str(exc), raw_line(cells))
@@ -144,7 +143,7 @@ class Reader:
                     continue
                 # In an archive the first occurrence may be in another member: name it.
                 seen[email] = f"{member} line {line}" if member else line
-                records.append((email, None, None, stored_profile(values, custom_values)))
+                records.append((email, None, None, stored))
                 places.append((member, line, packed_cells(cells)))
                 if len(records) >= batch_size:
                     yield self._batch()

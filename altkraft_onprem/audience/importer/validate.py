@@ -8,6 +8,7 @@ its domain has been checked.
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from altkraft_onprem.audience.models import (
 )
 
 from .mapping import CUSTOM_PREFIX
+from .writer import DATE_FIELDS, PROFILE
 
 CACHE_CAP = 20_000                 # distinct values remembered per column
 _MISS = object()
@@ -68,7 +70,10 @@ class Validator:
     """Validates the mapped cells of one table's rows."""
 
     def __init__(self, columns: Sequence[tuple[int, str]], custom_fields: Mapping[str, CustomField],
-                 labels: Sequence[str] = ()):
+                 labels: Sequence[str] = (), *, stored: bool = False):
+        """`stored`: check() returns (email, the profile as writer.stored_profile makes it)
+        instead of (email, standard values, custom values)."""
+        self.stored = stored
         self.columns = []
         self.email_index: int | None = None
         for index, target in columns:
@@ -85,12 +90,14 @@ class Validator:
                 self.columns.append((index, key, True, partial(_clean_text_cell, clean), {}, {}))
             elif target in STANDARD_FIELDS:
                 clean = partial(clean_standard, target)
+                if stored and target in DATE_FIELDS:     # cached in its stored form
+                    clean = partial(_iso_date, clean)
                 self.columns.append((index, target, False, partial(_clean_text_cell, clean), {}, {}))
             else:
                 raise RowError(f"unknown field {target!r} for column {label!r}")
         if self.email_index is None:
             raise RowError("no column is mapped to email")
-        # cells -> (email, standard values, custom values); raises RowError
+        # cells -> (email, standard values, custom values) or (email, stored); raises RowError
         self.check = self._compile()
 
     def __call__(self, cells: list[str]) -> tuple[str, dict, dict]:
@@ -111,12 +118,19 @@ class Validator:
                  "        email = normalise(raw)",
                  "    except FieldError as exc:",
                  "        raise RowError(f'email: {exc.message}') from None",
-                 "    values = {}",
                  "    custom = {}"]
+        if self.stored:
+            lines.append("    " + " = ".join(f"s{i}" for i in range(len(PROFILE))) + " = None")
+        else:
+            lines.append("    values = {}")
         for n, (index, name, is_custom, clean, cache, bad) in enumerate(self.columns):
             namespace[f"cache{n}"] = cache
             namespace[f"slow{n}"] = partial(_clean_cell, name, clean, cache, bad)
             namespace[f"key{n}"] = name
+            if is_custom:
+                target = f"custom[key{n}]"
+            else:
+                target = f"s{PROFILE.index(name)}" if self.stored else f"values[key{n}]"
             lines += [f"    if {index} < width:",
                       f"        raw = cells[{index}]",
                       "        if raw:",
@@ -124,10 +138,20 @@ class Validator:
                       "            if value is MISS:",
                       f"                value = slow{n}(raw)",
                       "            if value is not None:",
-                      f"                {'custom' if is_custom else 'values'}[key{n}] = value"]
-        lines.append("    return email, values, custom")
+                      f"                {target} = value"]
+        if self.stored:
+            namespace["dumps"] = json.dumps
+            lines.append("    return email, (" + "".join(f"s{i}, " for i in range(len(PROFILE)))
+                         + "dumps(custom))")
+        else:
+            lines.append("    return email, values, custom")
         exec("\n".join(lines), namespace)  # noqa: S102 - source holds only integers
         return namespace["validate"]
+
+
+def _iso_date(clean, raw: str):
+    value = clean(raw)
+    return None if value is None else value.isoformat()
 
 
 def _clean_cell(name: str, clean, cache: dict, bad: dict, raw: str):
