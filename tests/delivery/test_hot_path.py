@@ -1,16 +1,18 @@
 """The sender's fast paths give exactly what the general code gives: batch-minted tracking
 tokens, signed unsubscribe links, dot-stuffing, the 998-octet line check, MIME bodies from
-bytes."""
+bytes, DKIM header selection."""
 from __future__ import annotations
 
 import re
 
+import dkim as dkimpy
 import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from altkraft_onprem.audience import links
+from altkraft_onprem.delivery import dkim as signing
 from altkraft_onprem.delivery import mime, smtp
 from altkraft_onprem.tracking import tokens
 from tests.conftest import make_settings
@@ -88,3 +90,14 @@ def test_line_length_check_is_exact(lengths, final_newline):
 def test_line_length_check_at_the_limit(lengths):
     raw = b"\n".join(b"x" * n for n in lengths)
     assert mime.lines_fit(raw) == (max(lengths) <= mime.MAX_LINE)
+
+
+header_names = st.sampled_from([b"from", b"to", b"subject", b"date", b"list-unsubscribe", b"x-other"])
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(header_names, st.binary(max_size=6)), max_size=10),
+       st.lists(header_names, max_size=12))
+def test_header_selection_is_dkimpys(headers, include):
+    headers = [(name.capitalize() if i % 2 else name, value) for i, (name, value) in enumerate(headers)]
+    assert signing.select_headers(headers, tuple(include)) == dkimpy.select_headers(headers, include)
