@@ -7,7 +7,7 @@ writer's own process (a fork costs more than it saves there). Both ways the writ
 same messages, in the same order:
 
     ("batch", records, places, rejects, rows_done, invalid, duplicates)   # cumulative counts
-    ("done",) or ("failed", message, is_service_error)                    # the last one
+    ("done",) or ("failed", reason)                                       # the last one
 
 records are writer.Record tuples with the profile in its stored form; places are (member, line, raw) per record, raw
 being the row's cells (joined with US, the ASCII unit separator, when none holds one: one
@@ -19,6 +19,7 @@ import csv
 import ctypes
 import gc
 import io
+import json
 import logging
 import os
 import pickle
@@ -71,8 +72,6 @@ class Reader:
 
     def messages(self) -> Iterator[tuple]:
         """Every batch, then "done" or "failed": never raises."""
-        import json
-
         options = json.loads(self.job["options"] or "{}")
         mapping = json.loads(self.job["mapping"] or "{}")
         try:
@@ -82,10 +81,10 @@ class Reader:
             for table in tables:
                 yield from self._table(table, mapping)
         except ServiceError as exc:
-            failure = ("failed", exc.message, True)
+            failure = ("failed", exc.message)
         except Exception as exc:  # noqa: BLE001 - the import ends failed, with the reason
             log.exception("import %s: reading failed", self.job["id"])
-            failure = ("failed", f"internal error: {type(exc).__name__}: {exc}", False)
+            failure = ("failed", f"internal error: {type(exc).__name__}: {exc}")
         else:
             failure = None
         # Whatever happened, what was read is written and the rejects are kept.
@@ -208,7 +207,7 @@ class ReaderProcess:
             if message[0] != "batch":
                 return
         # No last message: the child was killed (the OOM killer, an operator).
-        yield ("failed", "internal error: the reading process stopped", False)
+        yield ("failed", "internal error: the reading process stopped")
 
     def __exit__(self, *exc) -> None:
         self._pipe.close()

@@ -231,6 +231,7 @@ def _fewer_gc_passes():
                 gc.set_threshold(*_gc_saved)
 
 
+# Batches that arrive within this many seconds share a transaction.
 COMMIT_S = 1.0
 # A reader process pays for its fork and for pickling every batch: worth it from a few
 # thousand rows on.
