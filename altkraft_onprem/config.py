@@ -369,7 +369,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Archives (and .xlsx files) unpacking to more than this many times their size are "
             "refused as zip bombs.", "number"),
     Setting("imports.batch_size", _positive(_int), 5000,
-            "Rows written per transaction by an import (progress is updated after each).", "integer"),
+            "Rows an import validates and writes as one batch; the batches that arrive within a "
+            "second share a transaction (progress is updated after each commit).", "integer"),
 
     Setting("tracking.glance_seconds", _positive(_float), 2.0,
             "A reading-time stream held less than this is a glance.", "number"),
