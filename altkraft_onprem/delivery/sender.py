@@ -10,7 +10,6 @@ session. On a PIPELINING relay the final dot travels with the next message's env
 """
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import os
@@ -26,6 +25,7 @@ from altkraft_onprem import db
 from altkraft_onprem.campaigns import ledger
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import ServiceError
+from altkraft_onprem.forking import die_with_parent
 from altkraft_onprem.messages.data import DataFetchError
 from altkraft_onprem.messages.render import TemplateProblem
 
@@ -393,14 +393,6 @@ def sender_count(settings) -> int:
     return max(1, sum(r["max_connections"] for r in settings["smtp.relays"]))
 
 
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)          # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def run(settings, engine, campaign_id: int, processes: int | None = None) -> list[Outcome]:
     """Sends what is due of a running campaign with N senders; returns their outcomes."""
     processes = processes or sender_count(settings)
@@ -428,7 +420,7 @@ def run(settings, engine, campaign_id: int, processes: int | None = None) -> lis
             try:
                 for fd in (record_r, ack_w, *[fd for c in children for fd in c[1:]]):
                     os.close(fd)
-                _die_with_parent()
+                die_with_parent()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
                 os.nice(SENDER_NICENESS)
                 engine.dispose(close=False)

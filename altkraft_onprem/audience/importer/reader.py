@@ -16,7 +16,6 @@ string pickles for a fraction of a list) for the rare rejected-after-writing row
 from __future__ import annotations
 
 import csv
-import ctypes
 import gc
 import io
 import json
@@ -29,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from altkraft_onprem.errors import ServiceError
+from altkraft_onprem.forking import die_with_parent
 
 from . import mapping as mapping_rules
 from .archives import Limits
@@ -151,14 +151,6 @@ class Reader:
 
 # --- the reader as a child process -----------------------------------------------------------
 
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)          # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 class ReaderProcess:
     """Runs a Reader in a forked child; iterate for its messages. Leaving the `with` block
     early (the writer failed) kills the child."""
@@ -175,7 +167,7 @@ class ReaderProcess:
             code = 0
             try:
                 os.close(read_end)
-                _die_with_parent()
+                die_with_parent()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
                 gc.freeze()            # the inherited heap is never collected: no copy-on-write
                 with os.fdopen(write_end, "wb", buffering=1 << 20) as out:
