@@ -411,32 +411,11 @@ def run(settings, engine, campaign_id: int, processes: int | None = None) -> lis
     # Frozen, what the senders inherit is left alone by their garbage collector: no scans of
     # it, and no copied pages from relinking its objects.
     gc.freeze()
-    for _ in range(processes):
-        record_r, record_w = os.pipe()
-        ack_r, ack_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:                                      # the sender process
-            code = 0
-            try:
-                for fd in (record_r, ack_w, *[fd for c in children for fd in c[1:]]):
-                    os.close(fd)
-                die_with_parent()
-                signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
-                os.nice(SENDER_NICENESS)
-                engine.dispose(close=False)
-                Sender(settings, engine, campaign_id, share=processes,
-                       recorder=PipeRecorder(record_w, ack_r), composers=built).run()
-            except BaseException:  # noqa: BLE001 - report, then leave without running atexit
-                log.exception("sender for campaign %s failed", campaign_id)
-                code = 1
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        os.close(record_w)
-        os.close(ack_r)
-        children.append((pid, record_r, ack_w))
-    gc.unfreeze()
+    try:
+        for _ in range(processes):
+            children.append(_fork_sender(settings, engine, campaign_id, processes, built, children))
+    finally:
+        gc.unfreeze()                   # the parent's own heap: collected as before
     try:
         return _serve(engine, children)
     finally:
@@ -447,6 +426,34 @@ def run(settings, engine, campaign_id: int, processes: int | None = None) -> lis
                 except OSError:
                     pass
             os.waitpid(pid, 0)
+
+
+def _fork_sender(settings, engine, campaign_id: int, processes: int, built, children):
+    """Starts one sender process: (pid, its record pipe's read end, its ack pipe's write end)."""
+    record_r, record_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                      # the sender process
+        code = 0
+        try:
+            for fd in (record_r, ack_w, *[fd for c in children for fd in c[1:]]):
+                os.close(fd)
+            die_with_parent()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
+            os.nice(SENDER_NICENESS)
+            engine.dispose(close=False)
+            Sender(settings, engine, campaign_id, share=processes,
+                   recorder=PipeRecorder(record_w, ack_r), composers=built).run()
+        except BaseException:  # noqa: BLE001 - report, then leave without running atexit
+            log.exception("sender for campaign %s failed", campaign_id)
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(record_w)
+    os.close(ack_r)
+    return pid, record_r, ack_w
 
 
 def _serve(engine, children) -> list[Outcome]:
