@@ -3,18 +3,19 @@ period, the share of the cohort that opened (or clicked) at least once, human ev
 
 Cohort = subscribers.created_at bucket (not deleted), optionally only members of a list and/or
 of one source. Period 0 is the joining period itself. Both databases compute the bucket labels
-(reports.periods); the period offsets are computed here from the labels. The counts come from
-the roll-up that every event flush keeps (tracking/rollup.py), never from the raw events.
+(reports.periods). The counts come from the roll-ups that every event flush keeps
+(tracking/rollup.py), never from the raw events: without a list from the per-cohort counts,
+with a list from each member's active periods (membership is not in the per-cohort counts).
 """
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, literal_column, select
 
 from altkraft_onprem.audience.models import subscriber_lists, subscribers
-from altkraft_onprem.tracking.models import CLICK, OPEN, engagement_cohorts, engagement_seen
+from altkraft_onprem.tracking.models import ACTIVE_BITS, CLICK, OPEN, engagement_activity, engagement_cohorts
 
 from . import periods
 
@@ -22,18 +23,15 @@ s = subscribers.c
 METRICS = {"open": OPEN, "click": CLICK}
 
 
-def _members(list_id: int | None, source: str | None, since: datetime | None, until: datetime | None):
-    query = select(s.id, s.created_at).where(s.deleted_at.is_(None))
-    if list_id is not None:
-        query = query.where(s.id.in_(select(subscriber_lists.c.subscriber_id).where(
-            subscriber_lists.c.list_id == list_id)))
+def _filtered(query, source: str | None, since: datetime | None, until: datetime | None):
+    query = query.where(s.deleted_at.is_(None))
     if source:
         query = query.where(s.source == source)
     if since is not None:
         query = query.where(s.created_at >= since)
     if until is not None:
         query = query.where(s.created_at < until)
-    return query.subquery("members")
+    return query
 
 
 def cohorts(conn: Connection, *, period: str = "month", metric: str = "open", list_id: int | None = None,
@@ -44,45 +42,57 @@ def cohorts(conn: Connection, *, period: str = "month", metric: str = "open", li
         raise ValueError("period must be month or week")
     if metric not in METRICS:
         raise ValueError("metric must be open or click")
-    dialect = conn.dialect.name
-    members = _members(list_id, source, since, until)
-    joined = periods.bucket(members.c.created_at, period, dialect).label("cohort")
-    sizes = dict(conn.execute(select(joined, func.count()).group_by(joined)).all())
+    if not 1 <= periods_shown <= ACTIVE_BITS:
+        raise ValueError(f"periods_shown must be 1..{ACTIVE_BITS}")
+    joined = periods.bucket(s.created_at, period, conn.dialect.name).label("cohort")
     if list_id is None:
-        activity = _rolled_up(conn, period, metric, source, sizes)
+        sizes = dict(conn.execute(_filtered(select(joined, func.count()), source, since, until)
+                                  .group_by(joined)).all())
+        counts = _rolled_up(conn, period, metric, source, sizes, periods_shown)
     else:
-        # membership of a list is not in the roll-up's counts: count its members' rows of
-        # engagement_seen (one per person and active period, read from its primary key)
-        seen = engagement_seen.c
-        cohort = periods.bucket(members.c.created_at, period, dialect).label("cohort")
-        activity = conn.execute(
-            select(cohort, seen.bucket, func.count())
-            .select_from(engagement_seen.join(members, members.c.id == seen.subscriber_id))
-            .where(seen.metric == METRICS[metric], seen.period == period)
-            .group_by(cohort, seen.bucket)).all()
-    counts: dict[str, dict[int, int]] = {}
-    for label, active, count in activity:
-        offset = periods.index(label, active, period)
-        if 0 <= offset < periods_shown:
-            counts.setdefault(label, {})[offset] = count
+        sizes, counts = _list_members(conn, joined, period, metric, list_id, source, since, until, periods_shown)
     rows = []
     for label in sorted(sizes):
         size = sizes[label]
-        row_counts = [counts.get(label, {}).get(k, 0) for k in range(periods_shown)]
+        row_counts = counts.get(label, [0] * periods_shown)
         rows.append({"cohort": label, "size": size, "counts": row_counts,
                      "shares": [round(100.0 * c / size, 1) if size else 0.0 for c in row_counts]})
     return {"period": period, "metric": metric, "list_id": list_id, "source": source,
             "columns": list(range(periods_shown)), "rows": rows}
 
 
-def _rolled_up(conn: Connection, period: str, metric: str, source: str | None, sizes: dict) -> list:
-    """(cohort, activity bucket, people) from the roll-up kept by tracking (tracking/rollup.py)."""
+def _rolled_up(conn: Connection, period: str, metric: str, source: str | None, sizes: dict,
+               periods_shown: int) -> dict[str, list[int]]:
+    """Per cohort, the people active in each period after joining, from the per-cohort roll-up."""
     c = engagement_cohorts.c
     query = select(c.cohort, c.bucket, func.sum(c.count)).where(
         c.period == period, c.metric == METRICS[metric], c.cohort.in_(list(sizes)))
     if source:
         query = query.where(c.source == source)
-    return conn.execute(query.group_by(c.cohort, c.bucket)).all()
+    counts: dict[str, list[int]] = {}
+    for label, active, count in conn.execute(query.group_by(c.cohort, c.bucket)):
+        offset = periods.index(label, active, period)
+        if 0 <= offset < periods_shown:
+            counts.setdefault(label, [0] * periods_shown)[offset] = int(count)
+    return counts
+
+
+def _list_members(conn: Connection, joined, period: str, metric: str, list_id: int, source: str | None,
+                  since: datetime | None, until: datetime | None, periods_shown: int):
+    """Cohort sizes and per-period active counts of one list's members, in one pass over them:
+    each member's row of engagement_activity (a bit per active period) is summed bit by bit."""
+    a = engagement_activity.c
+    members = subscriber_lists.join(subscribers, s.id == subscriber_lists.c.subscriber_id).outerjoin(
+        engagement_activity, and_(a.subscriber_id == s.id, a.period == period, a.metric == METRICS[metric]))
+    bits = [func.coalesce(func.sum(a.active.op(">>")(literal_column(str(k))).op("&")(literal_column("1"))), 0)
+            for k in range(periods_shown)]
+    query = _filtered(select(joined, func.count(), *bits).select_from(members)
+                      .where(subscriber_lists.c.list_id == list_id), source, since, until)
+    sizes, counts = {}, {}
+    for label, size, *active in conn.execute(query.group_by(joined)):
+        sizes[label] = size
+        counts[label] = [int(n) for n in active]
+    return sizes, counts
 
 
 def sources(conn: Connection) -> list[str]:

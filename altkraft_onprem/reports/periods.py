@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, literal_column
+from sqlalchemy import Date, Integer, cast, func, literal_column
 from sqlalchemy.sql import ColumnElement
 
 UNITS = ("hour", "day", "week", "month")
@@ -29,6 +29,19 @@ def bucket(column, unit: str, dialect: str) -> ColumnElement:
     utc = func.timezone(literal_column("'UTC'"), column)
     fmt = "YYYY-MM-DD HH24:00" if unit == "hour" else "YYYY-MM-DD"
     return func.to_char(func.date_trunc(unit, utc), fmt)
+
+
+def offset(start, other, unit: str, dialect: str) -> ColumnElement:
+    """SQL: how many weeks or months label `other` comes after label `start` (as `index`)."""
+    if unit == "month":
+        def months(label):
+            return cast(func.substr(label, 1, 4), Integer) * 12 + cast(func.substr(label, 6, 2), Integer)
+        return months(other) - months(start)
+    if unit != "week":
+        raise ValueError(f"offsets are computed for weeks and months, not {unit!r}")
+    if dialect == "sqlite":
+        return cast(func.julianday(other) - func.julianday(start), Integer) // 7
+    return cast(cast(other, Date) - cast(start, Date), Integer) // 7
 
 
 def label(moment: datetime | date, unit: str) -> str:

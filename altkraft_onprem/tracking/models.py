@@ -80,6 +80,18 @@ engagement_cohorts = Table(
     Column("source", String(100), primary_key=True),
     Column("count", Integer, nullable=False),
 )
+# Per person, period kind and metric: which periods after joining the person was active in,
+# bit k = active k periods after the join period (k < ACTIVE_BITS). Kept with the two tables
+# above; the cohort report filtered by a list reads one row per member from it instead of every
+# active period (engagement_cohorts has no list: membership changes would have to update it).
+ACTIVE_BITS = 63
+engagement_activity = Table(
+    "engagement_activity", metadata,
+    Column("subscriber_id", Integer, primary_key=True),
+    Column("period", String(8), primary_key=True),
+    Column("metric", String(8), primary_key=True),
+    Column("active", BigInteger, nullable=False),
+)
 
 # "machine = false" (not "IS false"): an indexable comparison on both databases
 HUMAN = tracking_events.c.machine == false()

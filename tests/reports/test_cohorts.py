@@ -89,10 +89,11 @@ def test_flushes_keep_the_rollup_equal_to_a_rebuild(env, world):
 
     from altkraft_onprem.db.types import utcnow
     from altkraft_onprem.tracking.buffer import EventBuffer
-    from altkraft_onprem.tracking.models import engagement_cohorts
+    from altkraft_onprem.tracking.models import engagement_activity, engagement_cohorts
 
     def snapshot(conn):
-        return sorted(tuple(r) for r in conn.execute(select(engagement_cohorts)))
+        return [sorted(tuple(r) for r in conn.execute(select(table)))
+                for table in (engagement_cohorts, engagement_activity)]
 
     buffer = EventBuffer()
     for n, (sid, kind) in enumerate([(world["a"], "open"), (world["a"], "open"), (world["a"], "click")]):
@@ -107,3 +108,48 @@ def test_flushes_keep_the_rollup_equal_to_a_rebuild(env, world):
         rollup.rebuild(conn)
     with db.read(env.engine) as conn:
         assert snapshot(conn) == incremental
+
+
+def test_list_cohorts_from_flushes_equal_a_rebuild(env, world):
+    """The list-filtered report reads each member's active periods (engagement_activity): kept by
+    flushes in any order, equal to a rebuild, and periods before joining or beyond the bits
+    are left out."""
+    from sqlalchemy import select
+
+    from altkraft_onprem.tracking.buffer import EventBuffer
+    from altkraft_onprem.tracking.models import engagement_activity
+
+    from .conftest import at
+
+    with db.write(env.engine) as conn:
+        l3 = add_list(conn, "cohort three")
+        x = add_subscriber(conn, "x@c.example", "2025-03-10 08:00", "form", [l3])
+        y = add_subscriber(conn, "y@c.example", "2026-06-30 23:59", "import", [l3])
+    buffer = EventBuffer()
+    flushes = [[(x, "open", "2026-07-01 10:00"), (y, "open", "2026-07-15 10:00")],     # x: month 16, week 68
+               [(x, "open", "2025-03-10 09:00"), (x, "open", "2025-02-01 09:00"),      # x: period 0; before joining
+                (y, "open", "2026-07-16 10:00")]]                                      # y: same periods again
+    for batch in flushes:
+        for n, (sid, kind, when) in enumerate(batch):
+            buffer.add(env.engine, {"at": at(when), "kind": kind, "campaign_id": 950 + n, "subscriber_id": sid,
+                                    "version_id": 1, "link_index": None, "machine": False, "reason": None,
+                                    "read_seconds": None, "read_class": None, "user_agent": "", "ip": ""})
+        buffer.flush()
+
+    def activity(conn):
+        return sorted(tuple(r) for r in conn.execute(select(engagement_activity)))
+
+    with db.read(env.engine) as conn:
+        incremental = activity(conn)
+        monthly = _cells(cohorts(conn, period="month", metric="open", list_id=l3, periods_shown=60), 60)
+        weekly = _cells(cohorts(conn, period="week", metric="open", list_id=l3, periods_shown=60), 60)
+    assert monthly == {"2025-03-01": (1, [1] + [0] * 15 + [1] + [0] * 43),
+                       "2026-06-01": (1, [0, 1] + [0] * 58)}
+    assert weekly == {"2025-03-10": (1, [1] + [0] * 59),                # week 68 is beyond the bits
+                      "2026-06-29": (1, [0, 0, 1] + [0] * 57)}
+    with db.write(env.engine) as conn:
+        rollup.rebuild(conn)
+    with db.read(env.engine) as conn:
+        assert activity(conn) == incremental
+        source_only = _cells(cohorts(conn, period="month", metric="open", list_id=l3, source="import"), 2)
+    assert source_only == {"2026-06-01": (1, [0, 1])}
