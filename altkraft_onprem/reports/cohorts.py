@@ -15,7 +15,13 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, literal_column, select
 
 from altkraft_onprem.audience.models import subscriber_lists, subscribers
-from altkraft_onprem.tracking.models import ACTIVE_BITS, CLICK, OPEN, engagement_activity, engagement_cohorts
+from altkraft_onprem.tracking.models import (
+    ACTIVE_BITS,
+    CLICK,
+    OPEN,
+    engagement_activity,
+    engagement_cohorts,
+)
 
 from . import periods
 
