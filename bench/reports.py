@@ -236,15 +236,16 @@ def main() -> None:
     if args.reuse:
         url = args.reuse
     elif args.postgres:
-        name = f"ak_bench_reports_{uuid.uuid4().hex[:8]}"
+        scratch = f"ak_bench_reports_{uuid.uuid4().hex[:8]}"
         admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+            conn.execute(text(f'CREATE DATABASE "{scratch}"'))
+        url = PG_ADMIN.rsplit("/", 1)[0] + "/" + scratch
 
         def drop():
+            # (not `name`: the page loop below rebinds that, and this closure read it)
             with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
     else:
         url = f"sqlite:///{work / 'altkraft.db'}"
     if args.keep:
