@@ -65,3 +65,44 @@ def test_commit_sent_runs_its_own_transaction_on_the_driver(env):
         states = conn.execute(select(deliveries.c.state).where(deliveries.c.campaign_id == campaign_id)
                               .order_by(deliveries.c.id)).scalars().all()
     assert states == ["sent", "sent", "leased", "sent"]
+
+
+def test_a_waiting_sender_is_committed_without_the_group_wait(env, monkeypatch):
+    """The parent gathers records of several senders for GROUP_WAIT, unless one says it is
+    blocked on its acknowledgement: then it commits at once. Two senders through real pipes;
+    one records and waits, the other stays silent. With a 30 s group wait the ack must come
+    long before it (and the row is sent on disk when it does)."""
+    import os
+    import threading
+    import time
+
+    from altkraft_onprem.delivery import sender
+
+    monkeypatch.setattr(sender, "GROUP_WAIT", 30.0)
+    campaign_id, rows = _claimed(env, 1, "waiting")
+    pipes = [(os.pipe(), os.pipe()) for _ in range(2)]          # (record, ack) per sender
+    children = [(0, record[0], ack[1]) for record, ack in pipes]
+    outcomes: list = []
+    parent = threading.Thread(target=lambda: outcomes.extend(sender._serve(env.engine, children)))
+    parent.start()
+    try:
+        (record, ack), (silent_record, _) = pipes
+        recorder = sender.PipeRecorder(record[1], ack[0])
+        started = time.monotonic()
+        recorder.record(rows[0][0], "me:1:x", "sent", {"reply": "250 OK", "message_id": "<w@example.com>"})
+        assert recorder.wait() is True
+        assert time.monotonic() - started < 10.0
+        with db.read(env.engine) as conn:
+            state = conn.execute(select(deliveries.c.state).where(deliveries.c.id == rows[0][0])).scalar_one()
+        assert state == "sent"
+    finally:
+        for (record, ack) in pipes:
+            os.close(record[1])                                  # EOF: the parent's loop ends
+        parent.join(timeout=60)
+        for (record, ack) in pipes:
+            for fd in (record[0], ack[0], ack[1]):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+    assert not parent.is_alive()
