@@ -96,10 +96,10 @@ def test_a_waiting_sender_is_committed_without_the_group_wait(env, monkeypatch):
             state = conn.execute(select(deliveries.c.state).where(deliveries.c.id == rows[0][0])).scalar_one()
         assert state == "sent"
     finally:
-        for (record, ack) in pipes:
+        for record, _ack in pipes:
             os.close(record[1])                                  # EOF: the parent's loop ends
         parent.join(timeout=60)
-        for (record, ack) in pipes:
+        for record, ack in pipes:
             for fd in (record[0], ack[0], ack[1]):
                 try:
                     os.close(fd)
