@@ -105,3 +105,63 @@ def test_foreign_keys_are_enforced(env):
         with db.write(env.engine) as conn:
             conn.execute(insert(api_tokens).values(user_id=987654, name="x", prefix="ak_x",
                                                    token_hash="0" * 64, created_at=datetime.now(UTC)))
+
+
+def test_cohort_activity_migration_fills_what_a_rebuild_computes(tmp_path):
+    """0012 derives each person's active periods from the periods already counted (its SQL is
+    frozen in the migration); on data it must equal tracking.rollup.rebuild's result."""
+    from altkraft_onprem.audience.models import subscribers
+    from altkraft_onprem.tracking import rollup
+    from altkraft_onprem.tracking.models import (
+        engagement_activity,
+        engagement_seen,
+        tracking_events,
+    )
+
+    def at(text_: str) -> datetime:
+        return datetime.fromisoformat(text_).replace(tzinfo=UTC)
+
+    joined = {1: "2025-03-10 08:00", 2: "2026-06-30 23:59", 3: "2026-01-31 23:30"}
+    events = [(1, "open", "2025-03-10 09:00"), (1, "open", "2025-02-01 09:00"), (1, "click", "2026-07-01 10:00"),
+              (2, "open", "2026-07-15 10:00"), (2, "open", "2026-07-16 10:00"), (3, "open", "2026-02-01 00:05"),
+              (3, "click", "2026-03-02 12:00"), (3, "open", "2028-01-01 00:00")]
+    with empty_database(tmp_path) as url:
+        engine = db.build_engine(url)
+        try:
+            migrate.upgrade(engine, "0011_one_head")
+            with db.write(engine) as conn:
+                for sid, created in joined.items():
+                    conn.execute(insert(subscribers).values(
+                        id=sid, email=f"p{sid}@m.example", email_domain="m.example", state="active",
+                        custom={}, source="", created_at=at(created), updated_at=at(created)))
+                for sid, kind, when in events:
+                    conn.execute(insert(tracking_events).values(
+                        at=at(when), kind=kind, campaign_id=1, subscriber_id=sid, version_id=1,
+                        link_index=0 if kind == "click" else None, machine=False, ip="", user_agent=""))
+                # what the roll-up holds by then: the periods already counted
+                _seen_before_0012(conn, engagement_seen, tracking_events)
+            migrate.upgrade(engine)
+            with db.read(engine) as conn:
+                migrated = sorted(tuple(r) for r in conn.execute(select(engagement_activity)))
+            with db.write(engine) as conn:
+                rollup.rebuild(conn)
+            with db.read(engine) as conn:
+                rebuilt = sorted(tuple(r) for r in conn.execute(select(engagement_activity)))
+            assert migrated == rebuilt
+            assert (1, "month", "open", 1) in migrated                  # period 0 only; before joining left out
+            assert (3, "month", "open", (1 << 1) | (1 << 24)) in migrated
+            assert any(r[:3] == (2, "week", "open") and r[3] == 1 << 2 for r in migrated)
+        finally:
+            engine.dispose()
+
+
+def _seen_before_0012(conn, engagement_seen, tracking_events) -> None:
+    """engagement_seen as the roll-up kept it before 0012 (distinct person, metric and bucket)."""
+    from altkraft_onprem.reports import periods
+
+    ev = tracking_events.c
+    for period in ("week", "month"):
+        bucket = periods.bucket(ev.at, period, conn.dialect.name)
+        conn.execute(engagement_seen.insert().from_select(
+            ["subscriber_id", "metric", "period", "bucket"],
+            select(ev.subscriber_id, ev.kind, text(f"'{period}'"), bucket).distinct()))
