@@ -36,9 +36,12 @@ def export_person(conn: Connection, subscriber_id: int) -> dict:
 
 
 def erase_person(conn: Connection, actor: Actor, subscriber_id: int) -> None:
-    """Deletes the person with memberships, consents and activity. A suppression entry for the
+    """Deletes the person with memberships, consents, activity and tracking data. A suppression entry for the
     address stays (keeping someone who objected from being mailed again is a legal duty); the
     audit entry names only the id."""
+    from altkraft_onprem.tracking.erasure import erase_people
+
     get_subscriber(conn, subscriber_id, include_deleted=True)
+    erase_people(conn, [subscriber_id])
     conn.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
     record(conn, actor, "subscriber.erase", "subscriber", subscriber_id)

@@ -90,11 +90,14 @@ def batches(conn: Connection, limit: int = 100) -> list[dict]:
 
 
 def purge(conn: Connection, days: int) -> int:
-    """Erases subscribers in the trash longer than `days` (memberships, consents, activity go
-    with them); empty batches go too. Returns how many people were erased."""
+    """Erases subscribers in the trash longer than `days` (memberships, consents, activity and
+    tracking data go with them); empty batches go too. Returns how many people were erased."""
+    from altkraft_onprem.tracking.erasure import erase_people
+
     cutoff = utcnow() - timedelta(days=days)
-    count = conn.execute(delete(subscribers).where(subscribers.c.deleted_at.is_not(None),
-                                                   subscribers.c.deleted_at < cutoff)).rowcount
+    expired = (subscribers.c.deleted_at.is_not(None), subscribers.c.deleted_at < cutoff)
+    erase_people(conn, conn.execute(select(subscribers.c.id).where(*expired)).scalars())
+    count = conn.execute(delete(subscribers).where(*expired)).rowcount
     conn.execute(delete(deletion_batches).where(
         deletion_batches.c.at < cutoff,
         ~select(subscribers.c.id).where(subscribers.c.deleted_batch == deletion_batches.c.id).exists()))

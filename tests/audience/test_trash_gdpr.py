@@ -104,3 +104,50 @@ def test_timeline_shows_opens_and_marks_machine_ones(env, people):
     with db.read(env.engine) as conn:
         items = {i["kind"]: i["details"] for i in timeline(conn, sid)}
     assert items["opened"]["machine"] == "mpp" and items["clicked"]["link_index"] == 2
+
+
+def _tracked(conn, sid: int) -> None:
+    """An open and a click of `sid`, stored with the cohort roll-up as a flush stores them."""
+    from altkraft_onprem.tracking import rollup
+    from altkraft_onprem.tracking.models import tracking_events
+
+    rows = [dict(at=utcnow(), kind=kind, campaign_id=7, subscriber_id=sid, version_id=1,
+                 link_index=0 if kind == "click" else None, machine=False, reason=None,
+                 read_seconds=None, read_class=None, user_agent="Thunderbird/128", ip="203.0.113.9")
+            for kind in ("open", "click")]
+    conn.execute(tracking_events.insert(), rows)
+    rollup.record(conn, rows)
+
+
+def _tracking_rows(conn, sid: int) -> dict[str, int]:
+    from sqlalchemy import func
+
+    from altkraft_onprem.tracking.models import (
+        engagement_activity,
+        engagement_seen,
+        tracking_events,
+    )
+
+    return {t.name: conn.execute(select(func.count()).select_from(t).where(t.c.subscriber_id == sid)).scalar()
+            for t in (tracking_events, engagement_seen, engagement_activity)}
+
+
+def test_erasure_and_purge_take_the_persons_tracking_data(env, people):
+    list_id = people.list("track-" + uuid.uuid4().hex[:6])
+    erased, purged, kept = (people.add(f"{n}-{uuid.uuid4().hex[:6]}@example.com", [list_id])
+                            for n in ("erased", "purged", "kept"))
+    with db.write(env.engine) as conn:
+        for sid in (erased, purged, kept):
+            _tracked(conn, sid)
+    with db.read(env.engine) as conn:
+        assert _tracking_rows(conn, erased) == {"tracking_events": 2, "engagement_seen": 4,
+                                                "engagement_activity": 4}
+    with db.write(env.engine) as conn:
+        gdpr.erase_person(conn, ACTOR, erased)
+        trash.delete_to_trash(conn, ACTOR, ids=[purged])
+        conn.execute(update(table).where(table.c.id == purged).values(deleted_at=utcnow() - timedelta(days=400)))
+        trash.purge(conn, 30)
+    with db.read(env.engine) as conn:
+        assert _tracking_rows(conn, erased) == dict.fromkeys(_tracking_rows(conn, erased), 0)
+        assert _tracking_rows(conn, purged) == dict.fromkeys(_tracking_rows(conn, purged), 0)
+        assert _tracking_rows(conn, kept)["tracking_events"] == 2
