@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlalchemy import func, select
 
 from altkraft_onprem import db
@@ -11,6 +12,7 @@ from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.tracking import buffer as buffer_module
 from altkraft_onprem.tracking.buffer import EventBuffer
 from altkraft_onprem.tracking.models import tracking_events
+from tests.conftest import DB_KIND
 
 CAMPAIGN = 95
 
@@ -43,3 +45,43 @@ def test_a_full_buffer_holds_requests_until_a_flush_takes_the_rows(env):
         stored = conn.execute(select(func.count()).select_from(tracking_events)
                               .where(tracking_events.c.campaign_id == CAMPAIGN)).scalar()
     assert stored == room
+
+
+@pytest.mark.skipif(DB_KIND != "postgres", reason="Postgres plans by its statistics")
+def test_a_slow_scanner_check_refreshes_postgres_statistics(env):
+    """A campaign whose clicks arrived after the last ANALYZE looks empty to the planner,
+    which then reads all of its clicks for each chunk of clickers. A flush whose scanner check
+    is that slow analyses the table; the next check is fast again."""
+    from sqlalchemy import text
+
+    campaign = 96
+    with env.engine.connect() as conn:
+        conn.execute(text("ALTER TABLE tracking_events SET (autovacuum_enabled = false)"))
+        conn.execute(text("ANALYZE tracking_events"))                  # campaign 96: unknown
+        conn.execute(text(
+            "INSERT INTO tracking_events (at, kind, campaign_id, subscriber_id, version_id, link_index, "
+            "machine, user_agent, ip) SELECT now() - (g % 5) * interval '1 second', 'click', :c, g % 100000, 1, "
+            "g % 2, false, '', '' FROM generate_series(1, 300000) g"), {"c": campaign})
+        analysed_before = conn.execute(text(
+            "SELECT coalesce(analyze_count, 0) FROM pg_stat_user_tables WHERE relname = 'tracking_events'")).scalar()
+        conn.commit()
+    try:
+        buffer = EventBuffer()
+        buffer.configure(env.settings.replace(tracking__flush_interval_ms=3_600_000))
+        buffer.engine = env.engine
+        clicks = [dict(_open(200_000 + n), kind="click", campaign_id=campaign, link_index=0) for n in range(400)]
+        buffer.rows.extend(clicks)
+        buffer.flush()
+        assert buffer.slow_check, "the check should have been slow with stale statistics"
+        with env.engine.connect() as conn:
+            analysed_after = conn.execute(text(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'tracking_events'")).scalar()
+        assert analysed_after > analysed_before
+        buffer.rows.extend(dict(c, subscriber_id=c["subscriber_id"] + 1000) for c in clicks)
+        buffer.flush()
+        assert not buffer.slow_check
+    finally:
+        with env.engine.connect() as conn:
+            conn.execute(text("DELETE FROM tracking_events WHERE campaign_id = :c"), {"c": campaign})
+            conn.execute(text("ALTER TABLE tracking_events RESET (autovacuum_enabled)"))
+            conn.commit()
