@@ -28,12 +28,12 @@ LOCALES = ("en", "ru")
 def _blueprints():
     """Every UI blueprint and every module that declares API operations."""
     import altkraft_onprem.access.api  # noqa: F401  (declares API operations)
-    import altkraft_onprem.campaigns.api  # noqa: F401
     import altkraft_onprem.audience.api  # noqa: F401
     import altkraft_onprem.audience.api_export  # noqa: F401
     import altkraft_onprem.audience.api_segments  # noqa: F401
     import altkraft_onprem.audience.api_suppressions  # noqa: F401
     import altkraft_onprem.audience.importer.api  # noqa: F401
+    import altkraft_onprem.campaigns.api  # noqa: F401
     import altkraft_onprem.messages.api  # noqa: F401
     import altkraft_onprem.reports.api  # noqa: F401
     from altkraft_onprem.access.views import blueprint as access_views

@@ -13,8 +13,8 @@ import time
 
 import pytest
 import requests
-from playwright.sync_api import expect
 from click.testing import CliRunner
+from playwright.sync_api import expect
 
 from altkraft_installer.cli import cli
 from altkraft_onprem.delivery import dkimkeys

@@ -83,7 +83,7 @@ def test_every_message_has_one_hidden_honeypot(sent):
 
 
 def test_the_text_version_has_no_honeypot(sent):
-    for html, text in zip(sent["html"].values(), sent["text"].values()):
+    for html, text in zip(sent["html"].values(), sent["text"].values(), strict=True):
         assert _href(_honeypot(html)) not in text
 
 
