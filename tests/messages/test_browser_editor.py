@@ -166,6 +166,26 @@ def test_text_version_is_generated_from_the_html(signed_in, env, state):
     assert saved["text"].endswith("See you soon!") and saved["text_follows_html"] is False
 
 
+def test_a_late_generated_text_does_not_overwrite_typing(signed_in, state):
+    """The generated text comes back from the server; if the person typed meanwhile, what they
+    typed stays (CI once saw a slow answer clobber it)."""
+    page = signed_in
+    page.goto(state["url"])
+    ready(page)
+    page.evaluate("""() => {
+        const original = window.fetch;
+        window.fetch = (url, options) => String(url).includes("text-version")
+            ? new Promise((resolve) => setTimeout(() => resolve(original(url, options)), 1500))
+            : original(url, options);
+    }""")
+    page.locator("#editor-tabs [data-pane=text]").click()
+    page.locator("#generate-text").click()
+    page.locator("#text").fill("Typed by hand")
+    page.wait_for_timeout(2500)                         # both delayed answers have arrived
+    expect(page.locator("#text")).to_have_value("Typed by hand")
+    assert not page.locator("#text-follows").is_checked()
+
+
 def test_preview_as_a_subscriber_in_a_sandboxed_frame(signed_in, env, state):
     add_subscriber(env, "olga.browser@example.com", first_name="Olga")
     page = signed_in

@@ -158,9 +158,15 @@
   }
 
   // --- text version --------------------------------------------------------------------------
+  // A generated text arrives later than it was asked for: one asked for before the latest
+  // request, or before the person typed into the text, must not overwrite what is there now.
+  let textRequest = 0;
   async function generateText() {
+    const ticket = ++textRequest;
     const response = await post(data.urls.text, { html: currentHtml() });
-    if (response.ok) $("text").value = (await response.json()).text;
+    if (!response.ok) return;
+    const text = (await response.json()).text;
+    if (ticket === textRequest) $("text").value = text;
   }
 
   // --- saving --------------------------------------------------------------------------------
@@ -362,7 +368,11 @@
   $("text").value = data.text;
   $("text-follows").checked = data.text_follows_html;
   $("text").readOnly = !data.can_write;
-  $("text").addEventListener("input", () => { $("text-follows").checked = false; markDirty(); });
+  $("text").addEventListener("input", () => {
+    textRequest++;                       // a generation still on its way is out of date
+    $("text-follows").checked = false;
+    markDirty();
+  });
   $("text-follows").addEventListener("change", () => {
     markDirty();
     if ($("text-follows").checked) generateText();
