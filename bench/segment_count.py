@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -61,8 +62,8 @@ SELECT :list_id, id, CASE WHEN id % 4 = 0 THEN 'unconfirmed' ELSE 'confirmed' EN
 
 def prepare_database(url: str | None) -> tuple[str, callable]:
     if url is None:
-        path = tempfile.mkdtemp(prefix="ak-segbench-") + "/bench.db"
-        return f"sqlite:///{path}", lambda: None
+        folder = tempfile.mkdtemp(prefix="ak-segbench-")
+        return f"sqlite:///{folder}/bench.db", lambda: shutil.rmtree(folder, ignore_errors=True)
     if url.startswith("postgres"):
         name = f"ak_segbench_{uuid.uuid4().hex[:8]}"
         admin = create_engine(db.engine_url(url), isolation_level="AUTOCOMMIT")
