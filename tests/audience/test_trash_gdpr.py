@@ -148,6 +148,6 @@ def test_erasure_and_purge_take_the_persons_tracking_data(env, people):
         conn.execute(update(table).where(table.c.id == purged).values(deleted_at=utcnow() - timedelta(days=400)))
         trash.purge(conn, 30)
     with db.read(env.engine) as conn:
-        assert _tracking_rows(conn, erased) == dict.fromkeys(_tracking_rows(conn, erased), 0)
-        assert _tracking_rows(conn, purged) == dict.fromkeys(_tracking_rows(conn, purged), 0)
+        assert set(_tracking_rows(conn, erased).values()) == {0}
+        assert set(_tracking_rows(conn, purged).values()) == {0}
         assert _tracking_rows(conn, kept)["tracking_events"] == 2

@@ -86,7 +86,7 @@ def test_a_waiting_sender_is_committed_without_the_group_wait(env, monkeypatch):
     parent = threading.Thread(target=lambda: outcomes.extend(sender._serve(env.engine, children)))
     parent.start()
     try:
-        (record, ack), (silent_record, _) = pipes
+        (record, ack), _silent = pipes
         recorder = sender.PipeRecorder(record[1], ack[0])
         started = time.monotonic()
         recorder.record(rows[0][0], "me:1:x", "sent", {"reply": "250 OK", "message_id": "<w@example.com>"})
