@@ -25,6 +25,7 @@ def run_campaign(settings, engine, campaign_id: int, processes: int | None = Non
 
     outcomes = []
     while True:
+        replay_journals(settings, engine)
         with db.write(engine) as conn:
             ledger.recover(conn, campaign_id)
             if campaigns.state(conn, campaign_id) != "running":
@@ -33,6 +34,7 @@ def run_campaign(settings, engine, campaign_id: int, processes: int | None = Non
         results = sender.run(settings, engine, campaign_id, processes)
         outcomes.extend(results)
         paused = next((o.paused for o in results if o.paused), None)
+        replay_journals(settings, engine)
         with db.write(engine) as conn:
             ledger.recover(conn, campaign_id)
             if campaigns.state(conn, campaign_id) == "cancelled":
@@ -54,6 +56,14 @@ def run_campaign(settings, engine, campaign_id: int, processes: int | None = Non
             send_campaign.schedule((campaign_id,), delay=wait)
             return outcomes
         time.sleep(max(wait, 0.05))
+
+
+def replay_journals(settings, engine) -> None:
+    """Records of senders that died on this host go into the ledger; `ledger.recover` must
+    come after it, or a row whose reply was journaled would count as in doubt."""
+    from altkraft_onprem.delivery import journal
+
+    journal.replay(engine, journal.directory(settings))
 
 
 @tasks.job()
@@ -117,6 +127,7 @@ def start_due() -> list[int]:
     engine = db.get_engine()
     settings = current_settings()
     started = []
+    replay_journals(settings, engine)
     with db.write(engine) as conn:
         for campaign_id in campaigns.due_scheduled(conn):
             campaigns.start(conn, system_actor("scheduler"), settings, campaign_id)

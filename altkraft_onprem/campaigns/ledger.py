@@ -1,10 +1,11 @@
 """The delivery ledger: one row per (campaign, subscriber); what makes a resend impossible.
 
 A sender claims a batch with a lease (`claim`), hands the rows to SMTP strictly in id order
-and has each reply committed (`record`, or `record_sent` for a group of senders) before the
-next message's DATA ends — a relay keeps nothing whose final dot it never received. So of a
-dead sender's rows still leased, only the first can have reached the relay: `recover` marks
-it in-doubt and puts the others back in the queue.
+and has each reply safe before the next message's DATA ends — a relay keeps nothing whose
+final dot it never received. Safe means committed (`record`, or `record_sent` for a group of
+senders) or in the sender's journal (delivery/journal.py, replayed after a crash before
+`recover` runs). So of a dead sender's rows still leased, only the first can have reached
+the relay: `recover` marks it in-doubt and puts the others back in the queue.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def owner_name() -> str:
     return f"{HOST}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
-def _owner_dead(owner: str) -> bool:
+def owner_dead(owner: str) -> bool:
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if host != HOST or not pid.isdigit():
@@ -252,7 +253,7 @@ def recover(conn: Connection, campaign_id: int | None = None, now: datetime | No
         query = query.where(deliveries.c.campaign_id == campaign_id)
     recovered = 0
     for owner, until in conn.execute(query).all():
-        if not (until <= now or _owner_dead(owner)):
+        if not (until <= now or owner_dead(owner)):
             continue
         first = conn.execute(select(func.min(deliveries.c.id)).where(
             deliveries.c.lease_owner == owner, deliveries.c.state == "leased")).scalar_one()

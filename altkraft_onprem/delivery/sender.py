@@ -2,11 +2,11 @@
 
 A run forks N sender processes (one SMTP session each), so rendering and signing use every
 core while other senders wait on the relay; all of them share the ledger, as senders on
-other machines do (Postgres: SKIP LOCKED claims). Each reply is committed before the next
-message's DATA ends on that session (the commit overlaps with composing and transmitting
-that next message); see campaigns/ledger.py for why that bounds in-doubt rows to one per
-session. On a PIPELINING relay the final dot travels with the next message's envelope
-(delivery/stream.py): one round trip per message.
+other machines do (Postgres: SKIP LOCKED claims). Each reply is journaled before the next
+message's DATA ends on that session (an append to the sender's own file, delivery/journal.py;
+see campaigns/ledger.py for why that bounds in-doubt rows to one per session); the parent
+commits the records of all senders in groups. On a PIPELINING relay the final dot travels
+with the next message's envelope (delivery/stream.py): one round trip per message.
 """
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ from altkraft_onprem.forking import die_with_parent
 from altkraft_onprem.messages.data import DataFetchError
 from altkraft_onprem.messages.render import TemplateProblem
 
-from . import smtp
+from . import journal, smtp
 from .compose import Composer, Outgoing
 from .errors import DeliveryError
+from .journal import Journal
 from .stream import Stream
 
 log = logging.getLogger("altkraft.delivery")
@@ -47,13 +48,15 @@ class Outcome:
     skipped: int = 0
     paused: str | None = None
     lost_lease: bool = False
+    sent_bytes: int = 0             # the messages accepted, as handed to the relay
     stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("claim", "render", "mime", "dkim", "smtp", "ledger"), 0.0))
 
 
-# How long the parent gathers records of several senders before one commit, unless a
-# sender says it is waiting for its acknowledgement.
-GROUP_WAIT = 0.004
+# While records keep coming, the parent sleeps this long between group commits: the
+# senders journal their records and go on, so nobody waits for a commit, and a parent that
+# is not woken per record costs the senders no preemption per message.
+GROUP_WAIT = 0.005
 
 
 # Senders are bulk CPU work: the web UI, tracking, the parent's commits and a local relay
@@ -94,7 +97,10 @@ class DirectRecorder:
         with db.write(self.engine) as conn:
             return ledger.record(conn, row_id, owner, state, **values)
 
-    def wait(self) -> bool:
+    def check(self) -> bool:
+        return True
+
+    def settle(self) -> bool:
         return True
 
     def finish(self, outcome: Outcome) -> None:
@@ -102,41 +108,56 @@ class DirectRecorder:
 
 
 class PipeRecorder:
-    """Hands records to the parent, which commits those of all senders together (one
-    SQLite writer, no lock contention); `wait` blocks until all were committed."""
+    """Journals each record (from then on it is safe, see delivery/journal.py) and hands it
+    to the parent, which commits those of all senders in groups and acknowledges each."""
 
-    def __init__(self, record_fd: int, ack_fd: int):
+    def __init__(self, record_fd: int, ack_fd: int, journal: Journal):
         self.record_fd, self.ack_fd = record_fd, ack_fd
+        os.set_blocking(ack_fd, False)
+        self.journal = journal
         self.outstanding = 0
-        self.ok = True
+        self.ok = True                  # no acknowledgement said the lease was lost
+        self.parent_gone = False
 
     def record(self, row_id: int, owner: str, state: str, values: dict) -> bool:
+        self.journal.append(row_id, state, values)
         _send(self.record_fd, ("record", row_id, owner, state, values))
         self.outstanding += 1
         return self.ok
 
-    def wait(self) -> bool:
-        if self.outstanding and select.select([self.ack_fd], [], [], 0)[0]:
-            self._read_acks()
+    def check(self) -> bool:
+        """Takes in the acknowledgements that arrived, without waiting for the others."""
         if self.outstanding:
-            # Blocked on the parent: it commits at once instead of gathering more records.
-            _send(self.record_fd, ("waiting",))
-        while self.outstanding:
             self._read_acks()
         return self.ok
 
+    def settle(self) -> bool:
+        """Waits until the parent committed every record; the journal then starts over."""
+        while self.outstanding:
+            select.select([self.ack_fd], [], [])
+            self._read_acks()
+        if not self.parent_gone:
+            self.journal.reset()
+        return self.ok
+
     def _read_acks(self) -> None:
-        answer = os.read(self.ack_fd, self.outstanding)
-        if not answer:
+        try:
+            answer = os.read(self.ack_fd, self.outstanding)
+        except BlockingIOError:
+            return
+        if not answer:                  # the parent is gone: the journal keeps the records
             self.ok = False
+            self.parent_gone = True
             self.outstanding = 0
             return
         self.outstanding -= len(answer)
         self.ok = self.ok and b"0" not in answer
 
     def finish(self, outcome: Outcome) -> None:
-        self.wait()
+        self.settle()
         _send(self.record_fd, ("done", outcome))
+        if not self.parent_gone:
+            self.journal.remove()
 
 
 def _send(fd: int, message) -> None:
@@ -151,11 +172,11 @@ class Sender:
     """One sender: one SMTP session, one lease holder name."""
 
     def __init__(self, settings, engine, campaign_id: int, share: int = 1, recorder=None,
-                 composers: dict[int, Composer] | None = None):
+                 composers: dict[int, Composer] | None = None, owner: str | None = None):
         self.settings = settings
         self.engine = engine
         self.campaign_id = campaign_id
-        self.owner = ledger.owner_name()
+        self.owner = owner or ledger.owner_name()
         self.pool = smtp.pool_for(settings)
         self.session: smtp.Session | None = None
         self.limiter = DomainLimiter(settings["delivery.domain_limits"], share)
@@ -178,6 +199,11 @@ class Sender:
         clean, first_batch = False, True
         try:
             while self.outcome.paused is None and not self.outcome.lost_lease:
+                # The previous batch's records all committed (and the journal emptied)
+                # before the next claim: a row never has two records in one journal.
+                if not first_batch and not self.recorder.settle():
+                    self.outcome.lost_lease = True
+                    break
                 started = time.perf_counter()
                 with db.write(self.engine) as conn:
                     if campaigns.state(conn, self.campaign_id) != "running":
@@ -210,6 +236,9 @@ class Sender:
                 lease_until = time.monotonic() + lease - 2 * smtp.TIMEOUT
                 for row_id, subscriber_id in rows:
                     if time.monotonic() > lease_until:
+                        if not self.recorder.settle():      # the lease held until now
+                            self.outcome.lost_lease = True
+                            break
                         with db.write(self.engine) as conn:
                             ledger.extend(conn, self.owner, lease)
                         lease_until = time.monotonic() + lease - 2 * smtp.TIMEOUT
@@ -227,13 +256,13 @@ class Sender:
                 self._flush()
             elif self.stream is not None:
                 self.stream.abandon()
-            if clean:
-                self.recorder.finish(self.outcome)
-            # Unsent rows go back to the queue only when every reply is known to be on disk;
-            # otherwise `ledger.recover` sorts them out (the unrecorded one becomes in-doubt).
-            if clean and self.recorder.wait():
+            # Unsent rows go back to the queue only when every reply is known to be in the
+            # ledger; otherwise `ledger.recover` sorts them out (after the journal's replay).
+            if clean and self.recorder.settle():
                 with db.write(self.engine) as conn:
                     ledger.release(conn, self.owner)
+            if clean:
+                self.recorder.finish(self.outcome)
             if self.session is not None:
                 if self.session.conn is not None:
                     self.pool.checkin(self.session)
@@ -285,6 +314,7 @@ class Sender:
             return self._failed(row_id, exc)
         stages["smtp"] += time.perf_counter() - started - (stages["ledger"] - waited)
         self.outcome.sent += 1
+        self.outcome.sent_bytes += len(outgoing.data)
         return self._record(row_id, "sent", reply=str(reply), message_id=outgoing.message_id)
 
     def _stream_one(self, session: smtp.Session, row_id: int, outgoing: Outgoing) -> bool:
@@ -314,6 +344,7 @@ class Sender:
         if isinstance(result, DeliveryError):
             return self._failed(row_id, result)
         self.outcome.sent += 1
+        self.outcome.sent_bytes += len(outgoing.data)
         return self._record(row_id, "sent", reply=str(result), message_id=outgoing.message_id)
 
     def _flush(self) -> None:
@@ -334,13 +365,10 @@ class Sender:
         self._settle(row, result)
 
     def _previous_recorded(self) -> None:
-        """The previous reply must be on disk before this message's DATA ends (so a crash
-        leaves at most one message per session in doubt); composing and transmitting this
-        one overlapped with that commit."""
-        started = time.perf_counter()
-        ok = self.recorder.wait()
-        self.outcome.stages["ledger"] += time.perf_counter() - started
-        if not ok:
+        """Runs before a message's DATA ends. The previous reply must be safe by then (so a
+        crash leaves at most one message per session in doubt): `_record` journaled it
+        already. Stops the sender if an acknowledgement said the lease was lost."""
+        if not self.recorder.check():
             raise LeaseLost()
 
     def _session(self) -> smtp.Session:
@@ -442,8 +470,10 @@ def _fork_sender(settings, engine, campaign_id: int, processes: int, built, chil
             signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides when to stop
             os.nice(SENDER_NICENESS)
             engine.dispose(close=False)
-            Sender(settings, engine, campaign_id, share=processes,
-                   recorder=PipeRecorder(record_w, ack_r), composers=built).run()
+            owner = ledger.owner_name()
+            recorder = PipeRecorder(record_w, ack_r, Journal(journal.directory(settings), owner))
+            Sender(settings, engine, campaign_id, share=processes, recorder=recorder,
+                   composers=built, owner=owner).run()
         except BaseException:  # noqa: BLE001 - report, then leave without running atexit
             log.exception("sender for campaign %s failed", campaign_id)
             code = 1
@@ -485,23 +515,16 @@ def _serve(engine, children) -> list[Outcome]:
 
 
 def _serve_loop(writer, ack_for, buffers, open_fds, outcomes) -> None:
+    busy = False
     while open_fds:
+        if busy:
+            time.sleep(GROUP_WAIT)
+        # After a quiet spell the first record is committed at once (start, settle).
+        readable, _, _ = select.select(list(open_fds), [], [], 0 if busy else 1.0)
         batch: list = []
-        readable, _, _ = select.select(list(open_fds), [], [], 1.0)
-        # Senders need the ack only before their next message's final dot, a compose later:
-        # gather the other senders' records for a moment so one commit serves several.
-        deadline = time.monotonic() + GROUP_WAIT
-        heard: set[int] = set()
-        while readable:
-            urgent = False
-            for fd in readable:
-                urgent = _read_records(fd, buffers, open_fds, outcomes, batch) or urgent
-                heard.add(fd)
-            left = deadline - time.monotonic()
-            if not batch or urgent or not open_fds - heard or left <= 0:
-                break
-            # All of them: a sender already heard may be the one that says it is waiting.
-            readable, _, _ = select.select(list(open_fds), [], [], left)
+        for fd in readable:
+            _read_records(fd, buffers, open_fds, outcomes, batch)
+        busy = bool(batch)
         if batch:
             results = _commit_group(writer, batch)
             answers: dict[int, bytearray] = {}
@@ -514,13 +537,12 @@ def _serve_loop(writer, ack_for, buffers, open_fds, outcomes) -> None:
                     pass
 
 
-def _read_records(fd, buffers, open_fds, outcomes, batch) -> bool:
-    """Reads what a sender wrote; True if it is waiting for its acknowledgements."""
+def _read_records(fd, buffers, open_fds, outcomes, batch) -> None:
+    """Takes in what a sender wrote: its records into `batch`, its outcome when done."""
     chunk = os.read(fd, 1 << 16)
     if not chunk:
         open_fds.discard(fd)
-        return False
-    waiting = False
+        return
     buffer = buffers[fd]
     buffer += chunk
     while len(buffer) >= 4:
@@ -531,11 +553,8 @@ def _read_records(fd, buffers, open_fds, outcomes, batch) -> bool:
         del buffer[:4 + size]
         if message[0] == "done":
             outcomes.append(message[1])
-        elif message[0] == "waiting":
-            waiting = True
         else:
             batch.append((fd, message))
-    return waiting
 
 
 def _commit_group(conn, batch) -> list[tuple[int, bool]]:

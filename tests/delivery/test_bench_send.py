@@ -15,7 +15,7 @@ from tests.conftest import DB_KIND, PG_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"msgs_per_s", "ceiling_msgs_per_s", "ratio", "peak_rss_mb", "stage_seconds",
-        "first_message_s", "cpu_ms_per_msg"}
+        "first_message_s", "cpu_ms_per_msg", "message_bytes"}
 
 
 def _have(tool: str) -> bool:
@@ -48,3 +48,5 @@ def test_bench_send_completes_and_prints_json(database_args):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert KEYS <= result.keys()
     assert result["sent"] == 300 and result["state"] == "finished"
+    # The ceiling is measured with messages of our size: the newsletter's ~46 KB.
+    assert 30_000 < result["message_bytes"] < 80_000
