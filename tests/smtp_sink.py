@@ -41,6 +41,7 @@ class _Fault:
     reply: str | None      # None: drop the connection mid-DATA
     stage: str
     times: int
+    rcpt: str | None = None  # only transactions to this recipient
 
 
 def self_signed_context(directory: Path | None = None) -> ssl.SSLContext:
@@ -128,24 +129,27 @@ class SmtpSink:
 
     # --- faults ------------------------------------------------------------------------------
 
-    def fail(self, reply: str, times: int = 1, stage: str = "data") -> None:
-        """Answer the next `times` transactions with `reply` (e.g. "451 4.3.0 Busy")."""
+    def fail(self, reply: str, times: int = 1, stage: str = "data", rcpt: str | None = None) -> None:
+        """Answer the next `times` transactions with `reply` (e.g. "451 4.3.0 Busy");
+        with `rcpt`, only transactions to that recipient (stages rcpt and data)."""
         with self._lock:
-            self._faults.append(_Fault(reply, stage, times))
+            self._faults.append(_Fault(reply, stage, times, rcpt))
 
-    def drop(self, times: int = 1) -> None:
+    def drop(self, times: int = 1, rcpt: str | None = None) -> None:
         """Cut the next `times` connections in the middle of DATA (no reply at all)."""
         with self._lock:
-            self._faults.append(_Fault(None, "data", times))
+            self._faults.append(_Fault(None, "data", times, rcpt))
 
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
             self.messages.clear()
 
-    def _take_fault(self, stage: str) -> _Fault | None:
+    def _take_fault(self, stage: str, rcpts=()) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
+                if fault.rcpt is not None and fault.rcpt not in rcpts:
+                    continue
                 if fault.stage == stage and fault.times > 0:
                     fault.times -= 1
                     if fault.times == 0:
@@ -188,14 +192,14 @@ class SmtpSink:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        fault = self._take_fault("rcpt")
+        fault = self._take_fault("rcpt", (address,))
         if fault is not None:
             return self._answer(server, fault)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        fault = self._take_fault("data")
+        fault = self._take_fault("data", envelope.rcpt_tos)
         if fault is not None:
             return self._answer(server, fault)
         raw = envelope.original_content or envelope.content

@@ -187,7 +187,6 @@ class Sender:
         self.outcome = Outcome()
         self.recorder = recorder or DirectRecorder(engine)
         self.stream: Stream | None = None                 # on a PIPELINING session
-        self.pending: tuple[int, Outgoing] | None = None  # content out, final dot owed
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -199,11 +198,14 @@ class Sender:
         clean, first_batch = False, True
         try:
             while self.outcome.paused is None and not self.outcome.lost_lease:
-                # The previous batch's records all committed (and the journal emptied)
-                # before the next claim: a row never has two records in one journal.
-                if not first_batch and not self.recorder.settle():
-                    self.outcome.lost_lease = True
-                    break
+                if not first_batch:
+                    # Nothing of the previous batch open on the session (so `recover` can
+                    # tell which row was at the relay: the first of the lease), and all its
+                    # records committed (a row never has two records in one journal).
+                    self._flush()
+                    if self.outcome.lost_lease or not self.recorder.settle():
+                        self.outcome.lost_lease = True
+                        break
                 started = time.perf_counter()
                 with db.write(self.engine) as conn:
                     if campaigns.state(conn, self.campaign_id) != "running":
@@ -318,51 +320,44 @@ class Sender:
         return self._record(row_id, "sent", reply=str(reply), message_id=outgoing.message_id)
 
     def _stream_one(self, session: smtp.Session, row_id: int, outgoing: Outgoing) -> bool:
-        """This message's content goes out after the previous one's final dot (one round
-        trip for both); its own dot waits for the next message or `_flush`."""
+        """Hands the message to the session's stream: its envelope goes out now, its content
+        and dot with the next message's envelope (or at `_flush`); results arrive in
+        `_settle` as the relay's replies are read."""
         if self.stream is None or self.stream.session is not session:
-            self.stream = Stream(session)
+            self.stream = Stream(session, self._settle, self._previous_recorded)
         stages = self.outcome.stages
         started, waited = time.perf_counter(), stages["ledger"]
-        previous, self.pending = self.pending, None
         try:
-            result, error = self.stream.transfer(outgoing.mail_from, outgoing.rcpt, outgoing.data,
-                                                 outgoing.eight_bit, self._previous_recorded)
+            self.stream.send((row_id, outgoing), outgoing.mail_from, outgoing.rcpt,
+                             outgoing.data, outgoing.eight_bit)
         except LeaseLost:
             self.outcome.lost_lease = True
-            return False
         stages["smtp"] += time.perf_counter() - started - (stages["ledger"] - waited)
-        ok = self._settle(previous, result) if previous is not None else True
-        if error is not None:
-            return self._failed(row_id, error) and ok
-        self.pending = (row_id, outgoing)
-        return ok
+        return self.outcome.paused is None and not self.outcome.lost_lease
 
-    def _settle(self, row: tuple[int, Outgoing], result) -> bool:
-        """Records the final answer to a message's dot (a Reply or a DeliveryError)."""
-        row_id, outgoing = row
+    def _settle(self, tag: tuple[int, Outgoing], result) -> None:
+        """Records a streamed message's result (a Reply or a DeliveryError)."""
+        row_id, outgoing = tag
         if isinstance(result, DeliveryError):
-            return self._failed(row_id, result)
+            self._failed(row_id, result)
+            return
         self.outcome.sent += 1
         self.outcome.sent_bytes += len(outgoing.data)
-        return self._record(row_id, "sent", reply=str(result), message_id=outgoing.message_id)
+        self._record(row_id, "sent", reply=str(result), message_id=outgoing.message_id)
 
     def _flush(self) -> None:
-        """Ends the message whose dot is owed (never after the lease was lost)."""
-        row, self.pending = self.pending, None
-        if row is None:
+        """Ends the message still open on the stream (never after the lease was lost)."""
+        if self.stream is None or not self.stream.busy:
             return
         if self.outcome.lost_lease:
             self.stream.abandon()
             return
         started = time.perf_counter()
         try:
-            result = self.stream.finish(self._previous_recorded)
+            self.stream.finish()
         except LeaseLost:
             self.outcome.lost_lease = True
-            return
         self.outcome.stages["smtp"] += time.perf_counter() - started
-        self._settle(row, result)
 
     def _previous_recorded(self) -> None:
         """Runs before a message's DATA ends. The previous reply must be safe by then (so a

@@ -1,14 +1,16 @@
-"""Back-to-back messages on one pipelining SMTP session: one round trip per message.
+"""Back-to-back messages on one pipelining SMTP session: one write and one read per message.
 
-RFC 2920 lets message content open a pipelined group, so the final dot of one message goes
-out together with MAIL, RCPT and DATA of the next, and their four replies come back
-together. `Stream.transfer` therefore leaves each message's content at the relay *without*
-its final dot; the next `transfer` (or `finish`) ends it. Until the dot arrives the relay
-keeps nothing, so `before_dot` — the sender's "the previous reply is on disk" — runs right
-before each dot, which keeps in-doubt messages to one per session.
+RFC 2920 lets message content open a pipelined group, so one write carries a message's
+content and final dot together with MAIL, RCPT and DATA of the next. Their four replies are
+read just before the following write, a compose later: by then they have arrived, so the
+sender does not sit waiting for the relay, and the relay is woken once per message. A
+message's content is therefore held until the replies to its envelope (354) are in.
 
-Results come back as values, not exceptions, because one call settles two messages: the
-previous one (its final reply) and the new one (refused or now waiting for its dot).
+Each final dot goes out only after `before_dot` (the sender's "every earlier reply is safe";
+it may raise to stop) and after the results read so far were handed to `settle`, so at any
+moment at most one message per session has reached the relay without its result being safe.
+`settle(tag, result)` gets each message's result as soon as it is known: a Reply, or a
+DeliveryError (in_doubt when the connection broke after the dot went out).
 """
 from __future__ import annotations
 
@@ -17,116 +19,135 @@ import smtplib
 from .errors import DeliveryError
 from .smtp import Reply, Session, _describe, _text, dot_stuffed
 
+_BROKEN = (smtplib.SMTPServerDisconnected, OSError)
+
 
 class Stream:
-    """Wraps a session whose relay offers PIPELINING; `open_content`: a dot is owed."""
+    """Wraps a session whose relay offers PIPELINING."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, settle, before_dot):
         self.session = session
-        self.open_content = False
+        self.settle = settle
+        self.before_dot = before_dot
+        # What the last write asks replies for, in order: ("dot", tag) and/or
+        # ("envelope", tag, content).
+        self.owed: list[tuple] = []
+        self.held: tuple | None = None          # (tag, content): its 354 is in, its dot owed
 
-    def transfer(self, mail_from: str, rcpt: str, data: bytes, eight_bit: bool,
-                 before_dot) -> tuple[Reply | DeliveryError | None, DeliveryError | None]:
-        """Ends the previous message (if its content is out) and starts this one: (the
-        previous message's result or None, this message's error or None). Exceptions of
-        `before_dot` pass through after the session is dropped (nothing ends then)."""
-        session = self.session
+    @property
+    def busy(self) -> bool:
+        """Whether a message is still open on the session (its result not settled)."""
+        return bool(self.owed) or self.held is not None
+
+    def send(self, tag, mail_from: str, rcpt: str, data: bytes, eight_bit: bool) -> None:
+        """Settles what the replies of the previous write decided, then writes the held
+        message's content and dot with this message's envelope."""
+        self._collect()
         for address in (mail_from, rcpt):
             if any(c in address for c in "\r\n<>") or not address.isascii():
-                if self.open_content:
-                    return self._end(before_dot), DeliveryError(
-                        f"not a usable SMTP address: {address!r}")
-                return None, DeliveryError(f"not a usable SMTP address: {address!r}")
+                self.settle(tag, DeliveryError(f"not a usable SMTP address: {address!r}"))
+                self._write(None)
+                return
         body = " BODY=8BITMIME" if eight_bit else ""
         envelope = f"MAIL FROM:<{mail_from}>{body}\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode("ascii")
-        previous = None
-        if self.open_content:
-            self._before_dot(before_dot)
-            self.open_content = False
-            try:
-                session.conn.send(b".\r\n" + envelope)
-                previous = self._final_reply(session.conn.getreply())
-            except (smtplib.SMTPServerDisconnected, OSError) as exc:
-                session.drop()
-                return self._in_doubt(exc), self._dropped(exc)
-            if session.conn is None:            # 421 after the dot: the relay hung up
-                return previous, DeliveryError(f"relay {session.relay.name} closed the session",
-                                               temporary=True)
-        else:
-            error = self._send_envelope(envelope, eight_bit)
-            if error is not None:
-                return None, error
-        try:
-            replies = [session.conn.getreply() for _ in range(3)]
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            session.drop()
-            return previous, self._dropped(exc)
-        error = self._envelope_error(replies)
-        if error is not None:
-            return previous, error
-        data = dot_stuffed(data)
-        try:
-            session.conn.send(data)
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            session.drop()
-            return previous, self._dropped(exc)
-        self.open_content = True
-        return previous, None
+        self._write((tag, envelope, data, eight_bit))
 
-    def finish(self, before_dot) -> Reply | DeliveryError | None:
-        """Ends the message whose content is out (None if there is none)."""
-        if not self.open_content:
-            return None
-        return self._end(before_dot)
+    def finish(self) -> None:
+        """Ends the held message and settles everything still open."""
+        self._collect()
+        if self.held is not None:
+            self._write(None)
+            self._collect()
 
     def abandon(self) -> None:
-        """Hangs up without a final dot: the relay discards the message in progress."""
-        if self.open_content:
-            self.open_content = False
-            self.session.drop()
+        """Hangs up: a held message never gets its dot, so the relay discards it. A dot
+        already sent stays unsettled (its row is what `ledger.recover` puts in doubt)."""
+        self.owed, self.held = [], None
+        self.session.drop()
 
     # --- steps ---------------------------------------------------------------------------------
 
-    def _before_dot(self, before_dot) -> None:
-        try:
-            before_dot()
-        except BaseException:
-            self.abandon()
-            raise
-
-    def _end(self, before_dot) -> Reply | DeliveryError:
-        self._before_dot(before_dot)
-        self.open_content = False
+    def _write(self, message: tuple | None) -> None:
+        """One write: the held content and its dot (if any), then the envelope (if any)."""
         session = self.session
-        try:
-            session.conn.send(b".\r\n")
-            return self._final_reply(session.conn.getreply())
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            session.drop()
-            return self._in_doubt(exc)
-
-    def _send_envelope(self, envelope: bytes, eight_bit: bool) -> DeliveryError | None:
-        session = self.session
+        ending, self.held = self.held, None
+        parts = []
+        if ending is not None:
+            try:
+                self.before_dot()
+            except BaseException:
+                self.abandon()
+                raise
+            parts.append(dot_stuffed(ending[1]) + b".\r\n")
+        elif message is not None:
+            # Nothing of ours is open on the session: (re)connect if needed.
+            tag, envelope, data, eight_bit = message
+            error = self._open(eight_bit)
+            if error is not None:
+                self.settle(tag, error)
+                return
+        if message is not None:
+            parts.append(message[1])
+        if not parts:
+            return
         for attempt in (1, 2):
             try:
-                session.open()
-            except DeliveryError as exc:
-                return exc
-            if eight_bit and not session.conn.has_extn("8bitmime"):
-                return DeliveryError(f"relay {session.relay.name} does not take 8bit messages "
-                                     "(8BITMIME)", temporary=True)
-            try:
-                session.conn.send(envelope)
-                return None
-            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                session.conn.send(b"".join(parts))
+                break
+            except _BROKEN as exc:
                 session.drop()
-                if not (session.reused and attempt == 1):
-                    return self._dropped(exc)
+                if ending is None and session.reused and attempt == 1:
+                    error = self._open(message[3])       # an idle session had gone stale
+                    if error is None:
+                        continue
+                    self.settle(message[0], error)
+                    return
+                if ending is not None:
+                    self.settle(ending[0], self._in_doubt(exc))
+                if message is not None:
+                    self.settle(message[0], self._dropped(exc))
+                return
+        if ending is not None:
+            self.owed.append(("dot", ending[0]))
+        if message is not None:
+            self.owed.append(("envelope", message[0], message[2]))
+
+    def _open(self, eight_bit: bool) -> DeliveryError | None:
+        session = self.session
+        try:
+            session.open()
+        except DeliveryError as exc:
+            return exc
+        if eight_bit and not session.conn.has_extn("8bitmime"):
+            return DeliveryError(f"relay {session.relay.name} does not take 8bit messages "
+                                 "(8BITMIME)", temporary=True)
         return None
+
+    def _collect(self) -> None:
+        """Reads the replies the last write asked for and settles what they decide."""
+        owed, self.owed = self.owed, []
+        for position, item in enumerate(owed):
+            try:
+                if self.session.conn is None:
+                    raise smtplib.SMTPServerDisconnected("the relay closed the session")
+                if item[0] == "dot":
+                    self.settle(item[1], self._final_reply(self.session.conn.getreply()))
+                else:
+                    replies = [self.session.conn.getreply() for _ in range(3)]
+                    error = self._envelope_error(replies)
+                    if error is None:
+                        self.held = (item[1], item[2])
+                    else:
+                        self.settle(item[1], error)
+            except _BROKEN as exc:
+                self.session.drop()
+                for kind, tag, *_ in owed[position:]:
+                    self.settle(tag, self._in_doubt(exc) if kind == "dot" else self._dropped(exc))
+                return
 
     def _final_reply(self, reply: tuple[int, bytes]) -> Reply | DeliveryError:
         """The answer to a final dot. A refusal ends the transaction by itself: no RSET (the
-        next envelope's replies may already be on their way)."""
+        next envelope's replies are on their way)."""
         code, text = reply
         name = self.session.relay.name
         if code == 250:
@@ -137,29 +158,23 @@ class Stream:
                              temporary=400 <= code < 500 or code < 0, code=code)
 
     def _envelope_error(self, replies: list[tuple[int, bytes]]) -> DeliveryError | None:
+        """None if the relay waits for the content (the envelope is always a write's last
+        part, so nothing else is outstanding here and RSET may run)."""
         (mail, _), (rcpt, _), (start, _) = replies
         session = self.session
         if start == 354 and mail == 250 and rcpt in (250, 251):
             return None
         if start == 354:
-            try:                                  # RFC 2920: end the empty transaction
-                session.conn.send(b".\r\n")
-                session.conn.getreply()
-            except (smtplib.SMTPServerDisconnected, OSError) as exc:
-                session.drop()
-                return self._dropped(exc)
+            session.conn.send(b".\r\n")       # RFC 2920: end the empty transaction
+            session.conn.getreply()
         for stage, (code, text) in zip(("MAIL FROM", "RCPT TO", "DATA"), replies, strict=True):
             if not (code == 250 or (stage == "RCPT TO" and code == 251) or
                     (stage == "DATA" and code == 354)):
-                return self._refusal(stage, code, text)
-        return None
-
-    def _refusal(self, stage: str, code: int, text) -> DeliveryError:
-        try:
-            self.session._refused(stage, code, text)
-        except DeliveryError as exc:
-            return exc
-        raise AssertionError("_refused always raises")
+                try:
+                    session._refused(stage, code, text)
+                except DeliveryError as exc:
+                    return exc
+        raise AssertionError("a refused envelope names its stage")
 
     def _in_doubt(self, exc: BaseException) -> DeliveryError:
         return DeliveryError(f"relay {self.session.relay.name} dropped the connection during "

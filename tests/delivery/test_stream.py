@@ -40,9 +40,22 @@ def _data(n: int) -> bytes:
                       subject=f"Message {n}", text=f"Body {n}\n.leading dot", eight_bit=True).as_bytes()
 
 
-def _stream(sink) -> tuple[smtp.RelayPool, Stream]:
+class _Results(dict):
+    """What `settle` was told, by tag, in the order it was told."""
+
+    def __call__(self, tag, result) -> None:
+        assert tag not in self, f"{tag} settled twice"
+        self[tag] = result
+
+
+def _stream(sink, before_dot=lambda: None) -> tuple[smtp.RelayPool, Stream, _Results]:
     pool = smtp.RelayPool([sink.relay()])
-    return pool, Stream(pool.checkout())
+    results = _Results()
+    return pool, Stream(pool.checkout(), results, before_dot), results
+
+
+def _send(stream, n: int, rcpt: str | None = None) -> None:
+    stream.send(n, "b@example.com", rcpt or f"p{n}@example.net", _data(n), False)
 
 
 def _done(pool, stream):
@@ -53,16 +66,18 @@ def _done(pool, stream):
 
 
 def test_each_message_ends_with_the_next_one(sink):
-    pool, stream = _stream(sink)
     ends = []
+    pool, stream, results = _stream(sink, lambda: ends.append(len(sink.messages)))
     try:
-        results = [stream.transfer("b@example.com", f"p{n}@example.net", _data(n), False,
-                                   lambda: ends.append(len(sink.messages))) for n in range(3)]
-        last = stream.finish(lambda: ends.append(len(sink.messages)))
+        for n in range(3):
+            _send(stream, n)
+            # Written, not waited for: this message's result comes with the next one.
+            assert n not in results and stream.busy
+        stream.finish()
     finally:
         _done(pool, stream)
-    assert results[0] == (None, None)
-    assert all(r.code == 250 for r, error in results[1:] if error is None) and last.code == 250
+    assert list(results) == [0, 1, 2] and all(r.code == 250 for r in results.values())
+    assert not stream.busy
     assert [m.envelope_to for m in sink.messages] == [["p0@example.net"], ["p1@example.net"],
                                                        ["p2@example.net"]]
     assert ends == [0, 1, 2]            # each dot only after the hook, one message at a time
@@ -70,65 +85,74 @@ def test_each_message_ends_with_the_next_one(sink):
 
 
 def test_a_refused_recipient_leaves_the_neighbours_alone(sink):
-    pool, stream = _stream(sink)
+    sink.fail("550 5.1.1 No such user", stage="rcpt", rcpt="p1@example.net")
+    pool, stream, results = _stream(sink)
     try:
-        stream.transfer("b@example.com", "p0@example.net", _data(0), False, lambda: None)
-        sink.fail("550 5.1.1 No such user", stage="rcpt")
-        previous, error = stream.transfer("b@example.com", "p1@example.net", _data(1), False,
-                                          lambda: None)
-        assert previous.code == 250
-        assert error.code == 550 and not error.temporary
-        previous, error = stream.transfer("b@example.com", "p2@example.net", _data(2), False,
-                                          lambda: None)
-        assert previous is None and error is None
-        assert stream.finish(lambda: None).code == 250
+        for n in range(3):
+            _send(stream, n)
+        stream.finish()
     finally:
         _done(pool, stream)
+    assert results[0].code == 250 and results[2].code == 250
+    assert results[1].code == 550 and not results[1].temporary
     assert [m.envelope_to[0] for m in sink.messages] == ["p0@example.net", "p2@example.net"]
 
 
-def test_a_refusal_at_the_dot_belongs_to_the_previous_message(sink):
-    pool, stream = _stream(sink)
+def test_a_refusal_at_the_dot_belongs_to_its_message(sink):
+    sink.fail("451 4.3.0 Try later", stage="data", rcpt="p0@example.net")
+    pool, stream, results = _stream(sink)
     try:
-        sink.fail("451 4.3.0 Try later", stage="data")
-        stream.transfer("b@example.com", "p0@example.net", _data(0), False, lambda: None)
-        previous, error = stream.transfer("b@example.com", "p1@example.net", _data(1), False,
-                                          lambda: None)
-        assert isinstance(previous, DeliveryError) and previous.code == 451 and previous.temporary
-        assert error is None
-        assert stream.finish(lambda: None).code == 250
+        _send(stream, 0)
+        _send(stream, 1)
+        stream.finish()
     finally:
         _done(pool, stream)
+    assert isinstance(results[0], DeliveryError) and results[0].code == 451 and results[0].temporary
+    assert results[1].code == 250
     assert [m.envelope_to[0] for m in sink.messages] == ["p1@example.net"]
 
 
-def test_a_drop_at_the_dot_leaves_the_previous_in_doubt(sink):
-    pool, stream = _stream(sink)
+def test_a_drop_at_the_dot_leaves_that_message_in_doubt_and_the_next_one_retried(sink):
+    sink.drop(rcpt="p0@example.net")
+    pool, stream, results = _stream(sink)
     try:
-        sink.drop()
-        stream.transfer("b@example.com", "p0@example.net", _data(0), False, lambda: None)
-        previous, error = stream.transfer("b@example.com", "p1@example.net", _data(1), False,
-                                          lambda: None)
+        for n in range(3):
+            _send(stream, n)            # the third one goes on a new connection
+        stream.finish()
     finally:
         _done(pool, stream)
-    assert previous.in_doubt and previous.temporary
-    assert error.temporary and not error.in_doubt
-    assert stream.session.conn is None
+    assert results[0].in_doubt and results[0].temporary
+    assert results[1].temporary and not results[1].in_doubt
+    assert results[2].code == 250
+    assert [m.envelope_to[0] for m in sink.messages] == ["p2@example.net"]
+
+
+def test_a_bad_address_fails_alone(sink):
+    pool, stream, results = _stream(sink)
+    try:
+        _send(stream, 0)
+        _send(stream, 1, rcpt="evil@example.net>\r\nRCPT TO:<other@example.net")
+        _send(stream, 2)
+        stream.finish()
+    finally:
+        _done(pool, stream)
+    assert "not a usable SMTP address" in results[1].message and not results[1].temporary
+    assert results[0].code == 250 and results[2].code == 250
+    assert sorted(sink.recipients()) == ["p0@example.net", "p2@example.net"]
 
 
 def test_a_failing_hook_ends_nothing(sink):
-    pool, stream = _stream(sink)
-
     def refuse():
         raise RuntimeError("lease lost")
 
+    pool, stream, results = _stream(sink, refuse)
     try:
-        stream.transfer("b@example.com", "p0@example.net", _data(0), False, lambda: None)
+        _send(stream, 0)
         with pytest.raises(RuntimeError):
-            stream.finish(refuse)
+            stream.finish()
     finally:
         _done(pool, stream)
-    assert sink.messages == []
+    assert sink.messages == [] and results == {} and not stream.busy
 
 
 def test_campaign_over_a_pipelining_relay_reaches_everyone_once(env, sink, tmp_path):
