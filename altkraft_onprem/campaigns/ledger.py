@@ -30,11 +30,34 @@ from altkraft_onprem.db.types import utcnow
 from .models import campaigns, deliveries
 
 HOST = socket.gethostname()
+# Records a sender may have journaled but not yet seen committed when it sends a final dot
+# (delivery/sender.py waits above it). A dead sender whose journal cannot be trusted (another
+# host's, or written before this host rebooted: the page cache is gone) may have had this
+# many replies in flight besides the message at the relay.
+UNCOMMITTED_WINDOW = 32
 
 
-def owner_name() -> str:
-    """Identifies this process as a lease holder: host:pid:random."""
-    return f"{HOST}:{os.getpid()}:{os.urandom(4).hex()}"
+def _boot_tag() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip().replace("-", "")[:8]
+    except OSError:
+        return "noboot"
+
+
+BOOT = _boot_tag()
+
+
+def owner_name(pid: int | None = None) -> str:
+    """Identifies a process as a lease holder: host:pid:boot.random."""
+    return f"{HOST}:{pid or os.getpid()}:{BOOT}.{os.urandom(4).hex()}"
+
+
+def journal_trusted(owner: str) -> bool:
+    """Whether everything a dead holder journaled is still there to replay: it ran on this
+    host, since its last boot, and is gone."""
+    tag = owner.rsplit(":", 1)[-1].partition(".")[0]
+    return tag == BOOT and owner_dead(owner)
 
 
 def owner_dead(owner: str) -> bool:
@@ -245,7 +268,9 @@ def attempts(conn: Connection, row_id: int) -> tuple[datetime | None, int]:
 
 
 def recover(conn: Connection, campaign_id: int | None = None, now: datetime | None = None) -> int:
-    """Leases whose holder died or expired: first row in-doubt, the rest queued again."""
+    """Leases whose holder died or expired: the first row in-doubt, the rest queued again.
+    Run `delivery.journal.replay` first. When the holder's journal cannot have been replayed
+    (`journal_trusted`), its first UNCOMMITTED_WINDOW + 1 rows are in doubt instead."""
     now = now or utcnow()
     query = select(deliveries.c.lease_owner, func.min(deliveries.c.lease_until)).where(
         deliveries.c.state == "leased").group_by(deliveries.c.lease_owner)
@@ -255,9 +280,12 @@ def recover(conn: Connection, campaign_id: int | None = None, now: datetime | No
     for owner, until in conn.execute(query).all():
         if not (until <= now or owner_dead(owner)):
             continue
-        first = conn.execute(select(func.min(deliveries.c.id)).where(
-            deliveries.c.lease_owner == owner, deliveries.c.state == "leased")).scalar_one()
-        conn.execute(update(deliveries).where(deliveries.c.id == first,
+        doubtful = 1 if journal_trusted(owner) else UNCOMMITTED_WINDOW + 1
+        first = select(deliveries.c.id).where(
+            deliveries.c.lease_owner == owner, deliveries.c.state == "leased"
+        ).order_by(deliveries.c.id).limit(doubtful)
+        ids = list(conn.execute(first).scalars())
+        conn.execute(update(deliveries).where(deliveries.c.id.in_(ids),
                                               deliveries.c.state == "leased").values(
             state="in_doubt", lease_owner=None, lease_until=None, done_at=now,
             reply="the sender stopped while this message was with the relay; it may have been "

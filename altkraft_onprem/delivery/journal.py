@@ -47,7 +47,7 @@ class Journal:
     def __init__(self, folder: Path, owner: str):
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         _, pid, tag = owner.rsplit(":", 2)
-        self.path = folder / f"{pid}-{tag}.jsonl"
+        self.path = folder / f"{pid}-{tag.replace('.', '-')}.jsonl"
         self.header = json.dumps({"owner": owner}).encode("utf-8") + b"\n"
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         self.empty = True

@@ -126,8 +126,13 @@ class PipeRecorder:
         return self.ok
 
     def check(self) -> bool:
-        """Takes in the acknowledgements that arrived, without waiting for the others."""
+        """Takes in the acknowledgements that arrived; waits only while more than
+        `ledger.UNCOMMITTED_WINDOW` records are uncommitted (what `recover` assumes of a
+        sender whose journal is lost with its host)."""
         if self.outstanding:
+            self._read_acks()
+        while self.outstanding > ledger.UNCOMMITTED_WINDOW:
+            select.select([self.ack_fd], [], [])
             self._read_acks()
         return self.ok
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -22,11 +23,15 @@ from tests.campaigns.helpers import make_campaign, make_list, make_message, send
 from tests.smtp_sink import SmtpSink
 
 
-def _dead_owner() -> str:
-    """A lease holder name on this host whose process is gone."""
+def _dead_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
-    return f"{ledger.HOST}:{child.pid}:dead{os.urandom(2).hex()}"
+    return child.pid
+
+
+def _dead_owner() -> str:
+    """A lease holder name on this host, since this boot, whose process is gone."""
+    return ledger.owner_name(pid=_dead_pid())
 
 
 def _claimed(env, people: int, name: str, owner: str):
@@ -166,3 +171,41 @@ def test_a_sender_killed_with_nothing_committed_loses_no_reply(env, pipelining_s
     assert sent <= accepted and len(accepted - sent) <= counts["in_doubt"] <= 1
     assert counts["sent"] >= 19 and counts["queued"] == 40 - counts["sent"] - counts["in_doubt"]
     assert list(folder.glob("*.jsonl")) == []
+
+
+@pytest.mark.parametrize("owner", [
+    "elsewhere.example.net:4242:0badf00d.1234abcd",            # another host's sender
+    f"{ledger.HOST}:{_dead_pid()}:0badf00d.1234abcd",           # this host, before a reboot
+], ids=["other host", "before a reboot"])
+def test_a_holder_whose_journal_may_be_lost_leaves_the_window_in_doubt(env, owner):
+    """Its last replies may be in a journal nobody can replay: as many rows as a sender may
+    have had uncommitted, plus the one at the relay, are in doubt; the rest is queued."""
+    people = ledger.UNCOMMITTED_WINDOW + 8
+    campaign_id, rows = _claimed(env, people, f"window{abs(hash(owner)) % 1000}", owner)
+    later = campaigns.utcnow() + timedelta(minutes=10)             # the lease has expired
+    with db.write(env.engine) as conn:
+        assert ledger.recover(conn, campaign_id, now=later) == 1
+    states = [r["state"] for r in _rows(env, campaign_id)]
+    doubtful = ledger.UNCOMMITTED_WINDOW + 1
+    assert states == ["in_doubt"] * doubtful + ["queued"] * (people - doubtful)
+
+
+def test_a_sender_sends_no_dot_with_more_than_the_window_uncommitted(env):
+    owner = ledger.owner_name()
+    record_r, record_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    recorder = sender.PipeRecorder(record_w, ack_r, Journal(env.data_dir / "journal-window", owner))
+    try:
+        for row_id in range(ledger.UNCOMMITTED_WINDOW):
+            recorder.record(row_id, owner, "sent", {"reply": "250 OK"})
+        assert recorder.check() is True                 # at the window: no waiting
+        recorder.record(10_000, owner, "sent", {"reply": "250 OK"})
+        threading.Timer(0.3, lambda: os.write(ack_w, b"1")).start()
+        started = time.monotonic()
+        assert recorder.check() is True                 # above it: waits for a commit
+        assert time.monotonic() - started > 0.2
+        assert recorder.outstanding == ledger.UNCOMMITTED_WINDOW
+    finally:
+        recorder.journal.remove()
+        for fd in (record_r, record_w, ack_r, ack_w):
+            os.close(fd)
