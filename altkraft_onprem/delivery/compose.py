@@ -128,8 +128,8 @@ class Composer:
             # The hidden honeypot link (whoever fetches it is a machine) and the pixels.
             tail = self._tokens.tail_html(sid, honeypot=self.track_clicks,
                                           pixels=self.track_opens).encode("utf-8")
-            ends = list(_BODY_END.finditer(html))
-            html = (html[:ends[-1].start()] + tail + html[ends[-1].start():]) if ends else html + tail
+            end = _last_body_end(html)
+            html = html + tail if end < 0 else html[:end] + tail + html[end:]
         rendered_at = time.perf_counter()
         mac = hmac.new(self.tracking_key, f"unsub:{self.campaign_id}:{sid}".encode(),
                        hashlib.sha256).hexdigest()[:8]
@@ -149,6 +149,15 @@ class Composer:
         return Outgoing(data, message.message_id, mail_from, subscriber["email"],
                         (rendered_at - started, built_at - rendered_at, signed_at - built_at),
                         message.eight_bit)
+
+
+def _last_body_end(html: bytes) -> int:
+    """Where the last </body> starts (-1: none). It is near the end: the document's last
+    kilobyte is searched first (a tag straddling its start means a full search)."""
+    tail_start = max(len(html) - 1024, 0)
+    ends = list(_BODY_END.finditer(html, tail_start)) or \
+        (list(_BODY_END.finditer(html)) if tail_start else [])
+    return ends[-1].start() if ends else -1
 
 
 class _Rewriter:

@@ -1,6 +1,6 @@
 """The sender's fast paths give exactly what the general code gives: batch-minted tracking
 tokens, signed unsubscribe links, dot-stuffing, the 998-octet line check, MIME bodies from
-bytes, DKIM header selection."""
+bytes, DKIM header selection, the place of the tracking pixels."""
 from __future__ import annotations
 
 import re
@@ -101,3 +101,14 @@ header_names = st.sampled_from([b"from", b"to", b"subject", b"date", b"list-unsu
 def test_header_selection_is_dkimpys(headers, include):
     headers = [(name.capitalize() if i % 2 else name, value) for i, (name, value) in enumerate(headers)]
     assert signing.select_headers(headers, tuple(include)) == dkimpy.select_headers(headers, include)
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"x" * 300, b"</body>", b"</BODY  >", b"</bo", b"dy>", b"\n",
+                                 b"<p>", b"</body\n>"]), max_size=30))
+def test_the_last_body_end_is_found_as_a_full_search_finds_it(parts):
+    from altkraft_onprem.delivery.compose import _BODY_END, _last_body_end
+
+    html = b"".join(parts)
+    ends = list(_BODY_END.finditer(html))
+    assert _last_body_end(html) == (ends[-1].start() if ends else -1)
