@@ -208,6 +208,8 @@ class Sender:
                     # tell which row was at the relay: the first of the lease), and all its
                     # records committed (a row never has two records in one journal).
                     self._flush()
+                    if self.outcome.paused is not None:
+                        break
                     if self.outcome.lost_lease or not self.recorder.settle():
                         self.outcome.lost_lease = True
                         break
