@@ -85,12 +85,13 @@ def replay(engine, folder: Path) -> int:
     (after the commit); journals of living senders are left to them. Returns the number of
     rows recorded. A torn last line (the sender was killed inside the write) is skipped: its
     row stays leased and `ledger.recover` finds it."""
-    if not folder.is_dir():
+    paths = sorted(folder.glob("*.jsonl"))
+    if not paths:               # the usual case: no write transaction just to find that out
         return 0
     done: list[Path] = []
     applied = 0
     with db.write(engine) as conn:
-        for path in sorted(folder.glob("*.jsonl")):
+        for path in paths:
             owner, records = _read(path)
             if owner is None:
                 if _older_than(path, ABANDONED_SECONDS):

@@ -131,19 +131,21 @@ class PipeRecorder:
         sender whose journal is lost with its host)."""
         if self.outstanding:
             self._read_acks()
-        while self.outstanding > ledger.UNCOMMITTED_WINDOW:
-            select.select([self.ack_fd], [], [])
-            self._read_acks()
+        self._wait_for_acks(ledger.UNCOMMITTED_WINDOW)
         return self.ok
 
     def settle(self) -> bool:
         """Waits until the parent committed every record; the journal then starts over."""
-        while self.outstanding:
-            select.select([self.ack_fd], [], [])
-            self._read_acks()
+        self._wait_for_acks(0)
         if not self.parent_gone:
             self.journal.reset()
         return self.ok
+
+    def _wait_for_acks(self, outstanding: int) -> None:
+        """Blocks until at most `outstanding` records await their acknowledgement."""
+        while self.outstanding > outstanding:
+            select.select([self.ack_fd], [], [])
+            self._read_acks()
 
     def _read_acks(self) -> None:
         try:

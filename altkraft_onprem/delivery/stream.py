@@ -79,15 +79,14 @@ class Stream:
                 self.abandon()
                 raise
             parts.append(dot_stuffed(ending[1]) + b".\r\n")
-        elif message is not None:
-            # Nothing of ours is open on the session: (re)connect if needed.
-            tag, envelope, data, eight_bit = message
-            error = self._open(eight_bit)
-            if error is not None:
-                self.settle(tag, error)
-                return
         if message is not None:
-            parts.append(message[1])
+            tag, envelope, data, eight_bit = message
+            if ending is None:          # nothing of ours open on the session: (re)connect
+                error = self._open(eight_bit)
+                if error is not None:
+                    self.settle(tag, error)
+                    return
+            parts.append(envelope)
         if not parts:
             return
         for attempt in (1, 2):
@@ -97,20 +96,20 @@ class Stream:
             except _BROKEN as exc:
                 session.drop()
                 if ending is None and session.reused and attempt == 1:
-                    error = self._open(message[3])       # an idle session had gone stale
+                    error = self._open(eight_bit)          # an idle session had gone stale
                     if error is None:
                         continue
-                    self.settle(message[0], error)
+                    self.settle(tag, error)
                     return
                 if ending is not None:
                     self.settle(ending[0], self._in_doubt(exc))
                 if message is not None:
-                    self.settle(message[0], self._dropped(exc))
+                    self.settle(tag, self._dropped(exc))
                 return
         if ending is not None:
             self.owed.append(("dot", ending[0]))
         if message is not None:
-            self.owed.append(("envelope", message[0], message[2]))
+            self.owed.append(("envelope", tag, data))
 
     def _open(self, eight_bit: bool) -> DeliveryError | None:
         session = self.session
