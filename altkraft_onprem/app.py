@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from altkraft_onprem import db, metrics
+from altkraft_onprem import db, metrics, reactions
 from altkraft_onprem.access import service as access
 from altkraft_onprem.access.policy import PUBLIC, authorize, check_declared, declared
 from altkraft_onprem.api import MAX_ID, handle_api_error, is_bad_value_for_storage, problem
@@ -92,6 +92,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Flask:
     csrf = CSRFProtect(app)
     csrf.exempt(api_blueprint)   # bearer tokens are not sent by browsers on their own
     metrics.init_app(app)
+    reactions.connect_all()
 
     for blueprint in _blueprints():
         app.register_blueprint(blueprint)

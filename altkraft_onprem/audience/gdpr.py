@@ -5,6 +5,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Connection, delete, select
 
+from altkraft_onprem import events
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 
@@ -39,9 +40,7 @@ def erase_person(conn: Connection, actor: Actor, subscriber_id: int) -> None:
     """Deletes the person with memberships, consents, activity and tracking data. A suppression entry for the
     address stays (keeping someone who objected from being mailed again is a legal duty); the
     audit entry names only the id."""
-    from altkraft_onprem.tracking.erasure import erase_people
-
     get_subscriber(conn, subscriber_id, include_deleted=True)
-    erase_people(conn, [subscriber_id])
+    events.SUBSCRIBERS_ERASED.emit(conn, subscriber_ids=[subscriber_id])
     conn.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
     record(conn, actor, "subscriber.erase", "subscriber", subscriber_id)

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
+from altkraft_onprem import events
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
@@ -92,11 +93,11 @@ def batches(conn: Connection, limit: int = 100) -> list[dict]:
 def purge(conn: Connection, days: int) -> int:
     """Erases subscribers in the trash longer than `days` (memberships, consents, activity and
     tracking data go with them); empty batches go too. Returns how many people were erased."""
-    from altkraft_onprem.tracking.erasure import erase_people
-
     cutoff = utcnow() - timedelta(days=days)
     expired = (subscribers.c.deleted_at.is_not(None), subscribers.c.deleted_at < cutoff)
-    erase_people(conn, conn.execute(select(subscribers.c.id).where(*expired)).scalars())
+    expired_ids = list(conn.execute(select(subscribers.c.id).where(*expired)).scalars())
+    if expired_ids:
+        events.SUBSCRIBERS_ERASED.emit(conn, subscriber_ids=expired_ids)
     count = conn.execute(delete(subscribers).where(*expired)).rowcount
     conn.execute(delete(deletion_batches).where(
         deletion_batches.c.at < cutoff,

@@ -1,0 +1,84 @@
+"""Domain events: the one way a lower layer makes a higher one react.
+
+A service whose change another domain must react to emits a named event inside its own
+transaction, passing the connection it writes with::
+
+    events.SUBSCRIBERS_ERASED.emit(conn, subscriber_ids=[7, 9])
+
+Handlers are connected at a composition root (`reactions.connect_all()`), never by the domain
+that emits. They run synchronously, in the emitting transaction, in the order they were
+connected; an exception in a handler rolls the whole change back. So a reaction is exactly as
+durable as the change it reacts to — which is what lets the automation outbox be one more
+handler (it writes its row in the same transaction) and deliver the event later, exactly once.
+
+Every event is declared here, once, with the keys its payload carries: the list below is the
+reference for handlers, for the outbox and for the webhook event types built on it.
+blinker (already a Flask dependency) keeps the receivers; a `DomainEvent` only adds the payload
+check and the connection as the sender.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from blinker import Namespace
+
+_namespace = Namespace()
+_declared: dict[str, DomainEvent] = {}
+
+Handler = Callable[..., None]
+
+
+class DomainEvent:
+    """A named event with a declared payload. `emit` calls every connected handler as
+    `handler(conn, **payload)`."""
+
+    def __init__(self, name: str, keys: tuple[str, ...], doc: str) -> None:
+        if name in _declared:
+            raise ValueError(f"domain event {name!r} is declared twice")
+        self.name = name
+        self.keys = frozenset(keys)
+        self.doc = doc
+        self._signal = _namespace.signal(name, doc)
+        _declared[name] = self
+
+    def connect(self, handler: Handler) -> Handler:
+        """Registers a handler (held strongly: handlers are module-level functions or closures
+        made at start-up). Connecting the same handler twice is a no-op."""
+        self._signal.connect(handler, weak=False)
+        return handler
+
+    def disconnect(self, handler: Handler) -> None:
+        self._signal.disconnect(handler)
+
+    def emit(self, conn, **payload) -> None:
+        missing = self.keys - payload.keys()
+        unknown = payload.keys() - self.keys
+        if missing or unknown:
+            raise TypeError(f"event {self.name}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+        if not self._signal.receivers:
+            return
+        for receiver in self._signal.receivers_for(conn):
+            receiver(conn, **payload)
+
+    @property
+    def has_handlers(self) -> bool:
+        """Lets an emitter skip building an expensive payload nobody listens to."""
+        return bool(self._signal.receivers)
+
+    def __repr__(self) -> str:
+        return f"<DomainEvent {self.name}>"
+
+
+def declared() -> dict[str, DomainEvent]:
+    """Every declared event by name (for the outbox, the docs and the tests)."""
+    return dict(_declared)
+
+
+# --- the events -----------------------------------------------------------------------------
+# Keep each payload small and made of plain values (ids, strings, numbers, ISO times): the
+# automation outbox stores payloads as JSON.
+
+SUBSCRIBERS_ERASED = DomainEvent(
+    "subscriber.erased", ("subscriber_ids",),
+    "People were erased for good (GDPR erasure, the trash purge): everything keyed by their "
+    "ids must go in the same transaction.")
