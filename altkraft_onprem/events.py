@@ -82,3 +82,21 @@ SUBSCRIBERS_ERASED = DomainEvent(
     "subscriber.erased", ("subscriber_ids",),
     "People were erased for good (GDPR erasure, the trash purge): everything keyed by their "
     "ids must go in the same transaction.")
+
+EMAIL_BOUNCED = DomainEvent(
+    "email.bounced",
+    ("bounce_id", "subscriber_id", "campaign_id", "email", "bounce_class", "status", "provider",
+     "suppressed"),
+    "A message came back undeliverable (a DSN, a relay webhook, a relay's 5xx), attributed to "
+    "a subscriber and classified: bounce_class is hard, soft, policy, content or unknown; "
+    "status the enhanced status code (\"5.1.1\") or \"\"; provider the mailbox provider "
+    "(gmail, outlook, yahoo, mailru, yandex, other); suppressed whether this bounce "
+    "suppressed the address. campaign_id is None when the bounce names no campaign.")
+
+EMAIL_COMPLAINED = DomainEvent(
+    "email.complained",
+    ("complaint_id", "subscriber_id", "campaign_id", "email", "feedback_type", "provider"),
+    "A recipient reported a message as spam (an ARF abuse/fraud report from a feedback loop, "
+    "or a relay webhook), attributed to a subscriber, who is suppressed from everything in "
+    "the same transaction. feedback_type is the ARF Feedback-Type (abuse, fraud, virus, "
+    "other); campaign_id is None when the report names no campaign.")
