@@ -264,8 +264,10 @@ def check_dns(domain, ips, helo, nameservers, bounce_domain, from_domain, config
             dnscheck.parse_nameserver(item)
         except ValueError as exc:
             raise Fatal(f"--nameserver: {exc}") from None
+    helo_setting = "--helo" if helo else dnscheck.HELO_SETTING
     helo = helo or (default_helo(settings) if settings is not None else __import__("socket").getfqdn())
     report = dnscheck.run_checks(domain.lower().rstrip("."), ips=list(ips), helo=helo, keys=keys,
+                                 helo_setting=helo_setting,
                                  bounce_domain=(bounce_domain or "").lower(),
                                  from_domain=(from_domain or "").lower(),
                                  nameservers=list(nameservers), timeout=timeout)

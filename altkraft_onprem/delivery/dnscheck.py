@@ -2,7 +2,9 @@
 
 One module for `altkraft-install check-dns`, `altkraft-install doctor` and the
 Deliverability page. Every check returns Check(status, detail, fix) where `fix` is the exact
-record to publish (zone-file syntax) whenever the status is not "pass".
+record to publish (zone-file syntax) whenever the status is not "pass" and a record can be
+proposed; a record never names a host that is not public (e.g. the default HELO "localhost"):
+the detail then says which setting is missing instead.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from publicsuffixlist import PublicSuffixList
 from altkraft_onprem.delivery import dkimkeys, spf
 
 CHECKS = ("ptr", "spf", "dkim", "dmarc", "mx")
+HELO_SETTING = "helo in [[smtp.relays]]"
+_PUBLIC_SUFFIXES = PublicSuffixList()     # the list ships inside the package: no network
 STATUS_ORDER = {"pass": 0, "warn": 1, "fail": 2}
 
 
@@ -120,18 +124,41 @@ class Dns:
 
 # --- PTR / FCrDNS / HELO --------------------------------------------------------------------
 
-def check_ptr(resolver: Dns, ips: list[str], helo: str) -> Check:
+def is_public_host_name(name: str) -> bool:
+    """A name other hosts can look up: below a suffix of the Public Suffix List, so not
+    "localhost", a bare host name, an IP address, .local, .internal, .localdomain, .arpa."""
+    name = name.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+        return False
+    except ValueError:
+        pass
+    if "." not in name or name.endswith(".arpa"):
+        return False
+    return _PUBLIC_SUFFIXES.privatesuffix(name, accept_unknown=False) is not None
+
+
+def not_public_helo(helo: str, setting: str) -> str:
+    """Why no record can name the HELO host, and which setting to fill in."""
+    return (f"the HELO name {helo!r} is not a public host name, so no record can point at it: "
+            f"set {setting} to the sending host's public name (e.g. mail.example.com)")
+
+
+def check_ptr(resolver: Dns, ips: list[str], helo: str, helo_setting: str = HELO_SETTING) -> Check:
     if not ips:
         return Check("warn", "no sending IP given (--ip or deliverability.sending_ips): PTR not checked",
                      "")
+    public = is_public_host_name(helo)
     problems, fixes, good = [], [], []
     for ip in ips:
         reverse = dns.reversename.from_address(ip).to_text()
         names = resolver.ptr(ip)
         want = f"{reverse} IN PTR {helo}."
         if not names:
-            problems.append(f"{ip} has no PTR record")
-            fixes.append(want)
+            problems.append(f"{ip} has no PTR record" if public
+                            else f"{ip} has no PTR record; {not_public_helo(helo, helo_setting)}")
+            if public:
+                fixes.append(want)
             continue
         confirmed = [n for n in names if ip in resolver.addresses(n)]
         if not confirmed:
@@ -141,7 +168,8 @@ def check_ptr(resolver: Dns, ips: list[str], helo: str) -> Check:
             continue
         if helo.lower().rstrip(".") not in {n.lower() for n in confirmed}:
             problems.append(f"PTR of {ip} is {confirmed[0]}, but the HELO name is {helo}")
-            fixes.append(f"{want}  (or set helo = \"{confirmed[0]}\" in [[smtp.relays]])")
+            use_ptr = f"set {helo_setting} to \"{confirmed[0]}\""
+            fixes.append(f"{want}  (or {use_ptr})" if public else use_ptr)
             continue
         good.append(f"{ip} -> {confirmed[0]} -> {ip}")
     if problems:
@@ -233,9 +261,6 @@ def check_dkim(resolver: Dns, domain: str, keys: list[DkimKey]) -> Check:
 
 # --- DMARC ----------------------------------------------------------------------------------
 
-_PUBLIC_SUFFIXES = PublicSuffixList()     # the list ships inside the package: no network
-
-
 def org_domain(domain: str) -> str:
     """The organisational domain of DMARC (RFC 7489 3.2): one label below the public suffix."""
     name = domain.lower().rstrip(".")
@@ -287,17 +312,19 @@ def check_dmarc(resolver: Dns, from_domain: str, bounce_domain: str, dkim_domain
 
 # --- MX for the bounce domain ---------------------------------------------------------------
 
-def check_mx(resolver: Dns, bounce_domain: str, helo: str) -> Check:
+def check_mx(resolver: Dns, bounce_domain: str, helo: str, helo_setting: str = HELO_SETTING) -> Check:
     hosts = resolver.mx(bounce_domain)
-    fix = f"{bounce_domain}. IN MX 10 {helo}."
+    public = is_public_host_name(helo)
+    fix = f"{bounce_domain}. IN MX 10 {helo}." if public else ""
+    missing = "" if public else f"; {not_public_helo(helo, helo_setting)}"
     if hosts:
         if len(hosts) == 1 and hosts[0][1] in ("", "."):
-            return Check("fail", f"{bounce_domain} has a null MX: bounces cannot come back", fix)
+            return Check("fail", f"{bounce_domain} has a null MX: bounces cannot come back{missing}", fix)
         return Check("pass", "MX " + ", ".join(f"{p} {h}" for p, h in hosts))
     if resolver.addresses(bounce_domain):
-        return Check("warn", f"{bounce_domain} has no MX; bounces go to its A/AAAA address", fix)
+        return Check("warn", f"{bounce_domain} has no MX; bounces go to its A/AAAA address{missing}", fix)
     return Check("fail", f"{bounce_domain} has no MX (nor address): bounces are lost and some "
-                 "receivers refuse its mail", fix)
+                 f"receivers refuse its mail{missing}", fix)
 
 
 # --- all together ---------------------------------------------------------------------------
@@ -311,8 +338,10 @@ def _guarded(fn, *args) -> Check:
 
 def run_checks(domain: str, *, ips: list[str] | tuple[str, ...] = (), helo: str = "",
                keys: list[DkimKey] | tuple = (), bounce_domain: str = "", from_domain: str = "",
-               nameservers: list[str] | tuple[str, ...] = (), timeout: float = 3.0) -> Report:
-    """Runs the five checks for a sending domain; never raises on DNS trouble."""
+               nameservers: list[str] | tuple[str, ...] = (), timeout: float = 3.0,
+               helo_setting: str = HELO_SETTING) -> Report:
+    """Runs the five checks for a sending domain; never raises on DNS trouble. `helo_setting`
+    names where the HELO name came from, for the message when it is not a public name."""
     resolver = Dns(nameservers, timeout)
     ips = list(ips)
     helo = helo or f"mail.{domain}"
@@ -320,12 +349,12 @@ def run_checks(domain: str, *, ips: list[str] | tuple[str, ...] = (), helo: str 
     from_domain = from_domain or domain
     keys = list(keys)
     checks = {
-        "ptr": _guarded(check_ptr, resolver, ips, helo),
+        "ptr": _guarded(check_ptr, resolver, ips, helo, helo_setting),
         "spf": _guarded(check_spf, resolver, bounce, ips),
         "dkim": _guarded(check_dkim, resolver, domain, keys),
         "dmarc": _guarded(check_dmarc, resolver, from_domain, bounce,
                           sorted({k.domain for k in keys if k.domain.lower() == domain.lower()})),
-        "mx": _guarded(check_mx, resolver, bounce, helo),
+        "mx": _guarded(check_mx, resolver, bounce, helo, helo_setting),
     }
     return Report(checks)
 

@@ -27,6 +27,7 @@ def check_inputs(settings: Settings, domain: str) -> dict:
     """What the checks of one sending domain run with, from the settings."""
     helo = next((r["helo"] for r in settings["smtp.relays"] if r["helo"]), "") or socket.getfqdn()
     return {"ips": list(settings["deliverability.sending_ips"]), "helo": helo,
+            "helo_public": dnscheck.is_public_host_name(helo),
             "bounce_domain": settings.get("delivery.bounce_domain") or domain,
             "nameservers": list(settings["deliverability.nameservers"])}
 

@@ -28,6 +28,7 @@ def keys(tmp_path_factory):
         {"domain": "news.example.com", "selector": "ak1", "key_file": str(folder / "ak1.example.com.key")},
     ]}))
     return {"config": str(config), "ours": dkimkeys.public_key(ours).txt,
+            "key_file": str(folder / "ak1.example.com.key"),
             "other": dkimkeys.public_key(dkimkeys.generate_private_pem()).txt}
 
 
@@ -85,6 +86,48 @@ def test_missing_ptr(dns_server, keys):
     assert f"{IP} has no PTR record" in report["ptr"]["detail"]
     assert report["ptr"]["fix"] == f"{REVERSE}. IN PTR {HELO}."
     assert code == 1
+
+
+def test_missing_ptr_with_a_helo_that_is_not_public_names_the_option_not_a_record(dns_server, keys):
+    zone = good_zone(keys)
+    del zone[REVERSE]
+    code, report = check(dns_server, keys, zone, "--helo", "localhost")
+    assert report["ptr"]["status"] == "fail"
+    assert report["ptr"]["fix"] == ""
+    assert "the HELO name 'localhost' is not a public host name" in report["ptr"]["detail"]
+    assert "set --helo to the sending host's public name" in report["ptr"]["detail"]
+    assert code == 1
+
+
+def test_a_confirmed_ptr_is_proposed_as_the_helo_when_the_helo_is_not_public(dns_server, keys):
+    _, report = check(dns_server, keys, good_zone(keys), "--helo", "localhost")
+    assert report["ptr"]["fix"] == f'set --helo to "{HELO}"'
+
+
+def test_helo_from_the_config_names_the_relay_setting(dns_server, keys, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(configfile.render({}, {
+        "dkim.keys": [{"domain": "example.com", "selector": "ak1", "key_file": keys["key_file"]}],
+        "smtp.relays": [{"host": "127.0.0.1", "helo": "relay.localdomain"}]}))
+    zone = good_zone(keys)
+    del zone["example.com"]["MX"]
+    dns_server.serve(zone)
+    result = CliRunner().invoke(cli, ["check-dns", "--domain", "example.com", "--ip", IP,
+                                      "--nameserver", dns_server.address, "--config", str(config),
+                                      "--json"])
+    report = json.loads(result.output)
+    assert report["mx"]["fix"] == "" and report["ptr"]["fix"] == 'set helo in [[smtp.relays]] to "mail.example.com"'
+    assert "set helo in [[smtp.relays]] to the sending host's public name" in report["mx"]["detail"]
+
+
+@pytest.mark.parametrize("name, public", [
+    ("mail.example.com", True), ("example.co.uk", True), ("Mail.Example.COM.", True),
+    ("localhost", False), ("debian", False), ("host.localdomain", False), ("mx.local", False),
+    ("relay.internal", False), ("mail.home.arpa", False), ("192.0.2.10", False), ("::1", False),
+    ("", False), ("co.uk", False),
+])
+def test_public_host_names(name, public):
+    assert dnscheck.is_public_host_name(name) is public
 
 
 def test_ptr_pointing_elsewhere(dns_server, keys):
