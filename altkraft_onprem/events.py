@@ -100,3 +100,64 @@ EMAIL_COMPLAINED = DomainEvent(
     "or a relay webhook), attributed to a subscriber, who is suppressed from everything in "
     "the same transaction. feedback_type is the ARF Feedback-Type (abuse, fraud, virus, "
     "other); campaign_id is None when the report names no campaign.")
+
+# People. `source` of a new person: form, import:<id>, api, manual, … (what the row says).
+SUBSCRIBER_CREATED = DomainEvent(
+    "subscriber.created", ("subscriber_id", "source"),
+    "One person was added (a form, the API, the UI; imports emit subscribers.imported).")
+SUBSCRIBER_UPDATED = DomainEvent(
+    "subscriber.updated", ("subscriber_id", "changes"),
+    "A person's fields changed: changes = {field: {\"from\": old, \"to\": new}} (custom fields "
+    "as custom.KEY, dates as ISO text).")
+SUBSCRIBERS_DELETED = DomainEvent(
+    "subscriber.deleted", ("subscriber_ids", "batch_id"),
+    "People were moved to the trash (one deletion batch).")
+SUBSCRIBERS_RESTORED = DomainEvent(
+    "subscriber.restored", ("subscriber_ids",),
+    "People were taken out of the trash.")
+SUBSCRIBERS_IMPORTED = DomainEvent(
+    "subscribers.imported", ("import_id", "added", "updated", "joined"),
+    "One written batch of an import (or bulk API call): ids added and updated, and "
+    "joined = [[list id, [subscriber ids]]] of new memberships.")
+
+# Memberships.
+SUBSCRIPTION_JOINED = DomainEvent(
+    "subscription.joined", ("subscriber_id", "list_id", "status"),
+    "A person joined a list (status confirmed, or unconfirmed until a double opt-in).")
+SUBSCRIPTION_CONFIRMED = DomainEvent(
+    "subscription.confirmed", ("subscriber_id", "list_id"),
+    "An unconfirmed membership became confirmed (the double opt-in link, or a person's edit).")
+SUBSCRIPTION_UNSUBSCRIBED = DomainEvent(
+    "subscription.unsubscribed", ("subscriber_id", "list_id"),
+    "A membership became unsubscribed.")
+
+# The suppression list.
+SUPPRESSION_ADDED = DomainEvent(
+    "suppression.added", ("entry_id", "email", "domain", "source"),
+    "An address or domain was put on the suppression list.")
+SUPPRESSION_REMOVED = DomainEvent(
+    "suppression.removed", ("entry_id", "email", "domain"),
+    "An address or domain was taken off the suppression list.")
+
+IMPORT_FINISHED = DomainEvent(
+    "import.finished", ("import_id", "state", "counts"),
+    "An import ended (state finished or failed; counts by outcome).")
+
+# Campaigns.
+CAMPAIGN_STARTED = DomainEvent("campaign.started", ("campaign_id",), "A campaign started sending.")
+CAMPAIGN_PAUSED = DomainEvent("campaign.paused", ("campaign_id", "reason"),
+                              "A campaign was paused (by a person, or by the sender: reason).")
+CAMPAIGN_FINISHED = DomainEvent("campaign.finished", ("campaign_id",),
+                                "Every ledger row of a campaign is final.")
+
+# Delivery outcomes, per ledger row: outcomes = [[campaign id, subscriber id, occurrence,
+# state]] with state sent, failed or in_doubt.
+DELIVERY_OUTCOMES = DomainEvent(
+    "delivery.outcomes", ("outcomes",),
+    "Ledger rows reached a final state (sent, failed, in_doubt).")
+
+# Engagement written by a tracking flush: events = [{kind, campaign_id, subscriber_id,
+# link_index, machine, at}], kind open, read or click.
+EMAIL_TRACKED = DomainEvent(
+    "email.tracked", ("events",),
+    "Opens, reads and clicks written by one tracking flush.")

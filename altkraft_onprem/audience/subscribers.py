@@ -6,6 +6,7 @@ from datetime import date
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
+from altkraft_onprem import events
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
@@ -88,6 +89,7 @@ def create_subscriber(conn: Connection, actor: Actor, data: dict, *, list_ids=()
     subscriber_id = conn.execute(insert(subscribers).values(
         **values, email_domain=email_domain(values["email"]), state="active", source=source[:100],
         created_at=now, updated_at=now).returning(subscribers.c.id)).scalar_one()
+    events.SUBSCRIBER_CREATED.emit(conn, subscriber_id=subscriber_id, source=source[:100])
     for list_id in existing_list_ids(conn, list_ids):
         set_membership(conn, subscriber_id, list_id, status)
     log_activity(conn, subscriber_id, "created", source=source, by=actor.label)
@@ -120,8 +122,28 @@ def update_subscriber(conn: Connection, actor: Actor, subscriber_id: int, data: 
         conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
                      .values(**values, updated_at=utcnow()))
         log_activity(conn, subscriber_id, "updated", fields=changed, by=actor.label)
+        events.SUBSCRIBER_UPDATED.emit(conn, subscriber_id=subscriber_id,
+                                       changes=field_changes(current, values, changed))
         record(conn, actor, "subscriber.update", "subscriber", subscriber_id, fields=changed)
     return changed
+
+
+def _plain(value):
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def field_changes(current: dict, values: dict, changed: list[str]) -> dict:
+    """{field: {"from", "to"}} of an update, custom fields as custom.KEY (the event's form)."""
+    out = {}
+    for name in changed:
+        if name != "custom":
+            out[name] = {"from": _plain(current.get(name)), "to": _plain(values[name])}
+            continue
+        before, after = current.get("custom") or {}, values["custom"]
+        for key in sorted(before.keys() | after.keys()):
+            if before.get(key) != after.get(key):
+                out[f"custom.{key}"] = {"from": before.get(key), "to": after.get(key)}
+    return out
 
 
 def set_state(conn: Connection, actor: Actor, subscriber_id: int, state: str) -> None:
@@ -156,7 +178,22 @@ def set_membership(conn: Connection, subscriber_id: int, list_id: int, status: s
     if previous != status:
         log_activity(conn, subscriber_id, status if previous is None else f"list_{status}",
                      list_id=list_id, previous=previous)
+        _emit_membership(conn, subscriber_id, list_id, status, previous)
     return previous
+
+
+def _emit_membership(conn: Connection, subscriber_id: int, list_id: int, status: str,
+                     previous: str | None) -> None:
+    if previous is None and status != "unsubscribed":
+        events.SUBSCRIPTION_JOINED.emit(conn, subscriber_id=subscriber_id, list_id=list_id,
+                                        status=status)
+    elif status == "confirmed" and previous == "unconfirmed":
+        events.SUBSCRIPTION_CONFIRMED.emit(conn, subscriber_id=subscriber_id, list_id=list_id)
+    elif status == "confirmed":         # back on a list they had left
+        events.SUBSCRIPTION_JOINED.emit(conn, subscriber_id=subscriber_id, list_id=list_id,
+                                        status=status)
+    if status == "unsubscribed":
+        events.SUBSCRIPTION_UNSUBSCRIBED.emit(conn, subscriber_id=subscriber_id, list_id=list_id)
 
 
 def change_memberships(conn: Connection, actor: Actor, subscriber_id: int, *, add=(),

@@ -5,6 +5,7 @@ import re
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
+from altkraft_onprem import events
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
@@ -38,6 +39,8 @@ def suppress(conn: Connection, actor: Actor, email: str | None = None, domain: s
         email=value if email is not None else None, domain=value if domain is not None else None,
         reason=(reason or "")[:200], source=source, created_at=utcnow(),
         created_by=actor.label[:320]).returning(suppressions.c.id)).scalar_one()
+    events.SUPPRESSION_ADDED.emit(conn, entry_id=entry_id, email=value if email is not None else None,
+                                  domain=value if domain is not None else None, source=source)
     state = _STATE_FOR.get(source, "suppressed")
     target = subscribers.c.email == value if email is not None else subscribers.c.email_domain == value
     affected = conn.execute(select(subscribers.c.id).where(target, subscribers.c.state == "active")
@@ -105,6 +108,8 @@ def remove(conn: Connection, actor: Actor, entry_id: int) -> None:
     entry still covers them. Bounced/complained people keep their state."""
     entry = get_entry(conn, entry_id)
     conn.execute(delete(suppressions).where(suppressions.c.id == entry_id))
+    events.SUPPRESSION_REMOVED.emit(conn, entry_id=entry_id, email=entry["email"],
+                                    domain=entry["domain"])
     target = (subscribers.c.email == entry["email"]) if entry["email"] else (
         subscribers.c.email_domain == entry["domain"])
     still = or_(select(suppressions.c.id).where(suppressions.c.email == subscribers.c.email).exists(),

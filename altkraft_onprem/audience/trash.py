@@ -42,6 +42,10 @@ def delete_to_trash(conn: Connection, actor: Actor, *, ids=None, list_id: int | 
     if count == 0 and ids is not None:
         raise ServiceError("no such subscriber (or already in the trash)", "ids")
     conn.execute(update(deletion_batches).where(deletion_batches.c.id == batch).values(count=count))
+    if count and events.SUBSCRIBERS_DELETED.has_handlers:
+        deleted = list(conn.execute(select(subscribers.c.id).where(
+            subscribers.c.deleted_batch == batch).order_by(subscribers.c.id)).scalars())
+        events.SUBSCRIBERS_DELETED.emit(conn, subscriber_ids=deleted, batch_id=batch)
     record(conn, actor, "subscriber.delete", "deletion_batch", batch, count=count,
            description=description, ids=ids[:100] if ids else None, list_id=list_id)
     return {"batch": batch, "count": count}
@@ -58,8 +62,12 @@ def restore(conn: Connection, actor: Actor, *, ids=None, batch: int | None = Non
         if conn.execute(select(deletion_batches.c.id).where(deletion_batches.c.id == batch)).first() is None:
             raise ServiceError("no such deletion batch", "batch")
         where.append(subscribers.c.deleted_batch == batch)
+    restored = list(conn.execute(select(subscribers.c.id).where(*where).order_by(
+        subscribers.c.id)).scalars()) if events.SUBSCRIBERS_RESTORED.has_handlers else []
     count = conn.execute(update(subscribers).where(*where)
                          .values(deleted_at=None, deleted_batch=None)).rowcount
+    if restored:
+        events.SUBSCRIBERS_RESTORED.emit(conn, subscriber_ids=restored)
     record(conn, actor, "subscriber.restore", "deletion_batch", batch or "", count=count,
            ids=sorted(ids)[:100] if ids else None)
     return count

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from altkraft_onprem import events
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.audience import service as audience
@@ -182,6 +183,10 @@ def _move(conn: Connection, actor: Actor, campaign_id: int, action: str, **value
     if result.rowcount != 1:
         raise Conflict("the campaign changed meanwhile; reload and try again")
     record(conn, actor, f"campaign.{action}", "campaign", campaign_id, state=target)
+    if target == "running" and current["state"] != "paused":
+        events.CAMPAIGN_STARTED.emit(conn, campaign_id=campaign_id)
+    elif target == "paused":
+        events.CAMPAIGN_PAUSED.emit(conn, campaign_id=campaign_id, reason=values.get("pause_reason"))
     return target
 
 
@@ -257,9 +262,11 @@ def cancel(conn: Connection, actor: Actor, campaign_id: int) -> str:
 
 def pause_by_system(conn: Connection, campaign_id: int, reason: str) -> None:
     """The sender pauses a campaign it cannot send (every relay down)."""
-    conn.execute(update(campaigns).where(campaigns.c.id == campaign_id,
-                                         campaigns.c.state == "running")
-                 .values(state="paused", pause_reason=reason, updated_at=utcnow()))
+    paused = conn.execute(update(campaigns).where(campaigns.c.id == campaign_id,
+                                                  campaigns.c.state == "running")
+                          .values(state="paused", pause_reason=reason, updated_at=utcnow())).rowcount
+    if paused:
+        events.CAMPAIGN_PAUSED.emit(conn, campaign_id=campaign_id, reason=reason)
 
 
 def finish_if_done(conn: Connection, campaign_id: int) -> bool:
@@ -269,6 +276,8 @@ def finish_if_done(conn: Connection, campaign_id: int) -> bool:
     result = conn.execute(update(campaigns).where(campaigns.c.id == campaign_id,
                                                   campaigns.c.state == "running")
                           .values(state="finished", finished_at=utcnow(), updated_at=utcnow()))
+    if result.rowcount == 1:
+        events.CAMPAIGN_FINISHED.emit(conn, campaign_id=campaign_id)
     return result.rowcount == 1
 
 

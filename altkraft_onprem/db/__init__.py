@@ -71,9 +71,33 @@ def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
 
 @contextmanager
 def write(engine: Engine) -> Iterator[Connection]:
-    """A read-write transaction: commits on success, rolls back on error."""
-    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
-        yield conn
+    """A read-write transaction: commits on success, rolls back on error; then runs what
+    `after_commit` registered (only after a commit)."""
+    with engine.execution_options(sqlite_begin="IMMEDIATE").connect() as conn:
+        try:
+            with conn.begin():
+                yield conn
+        finally:        # the connection goes back to the pool: its info must not keep them
+            callbacks = conn.info.pop(_AFTER_COMMIT, {})
+    for callback in callbacks.values():     # reached only after the commit
+        callback()
+
+
+_AFTER_COMMIT = "altkraft.after_commit"
+
+
+def after_commit(conn: Connection, key: str, callback) -> None:
+    """Runs `callback()` once after the current transaction commits (a wake-up for the job
+    that acts on what it wrote). Keyed: the same key registers once per transaction. Only
+    `write` (and callers of `run_after_commit`) run them; whatever acts on them must also
+    find the work without the call (a periodic sweep), as a crash can come in between."""
+    conn.info.setdefault(_AFTER_COMMIT, {}).setdefault(key, callback)
+
+
+def run_after_commit(conn: Connection) -> None:
+    """Runs (and forgets) the callbacks registered for the transaction just committed."""
+    for callback in conn.info.pop(_AFTER_COMMIT, {}).values():
+        callback()
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
-from altkraft_onprem import db
+from altkraft_onprem import db, events
 from altkraft_onprem.audience import fields as field_service
 from altkraft_onprem.audience.models import custom_index_name, subscribers
 from altkraft_onprem.db.types import utcnow
@@ -45,10 +45,14 @@ def _claim(engine: Engine, import_id: int) -> dict | None:
         return dict(row._mapping)
 
 
-def _finish(engine: Engine, import_id: int, state: str, error: str | None = None) -> None:
+def _finish(engine: Engine, import_id: int, state: str, error: str | None = None,
+            **values) -> None:
     with db.write(engine) as conn:
         conn.execute(update(imports).where(imports.c.id == import_id).values(
-            state=state, error=error, finished_at=utcnow()))
+            state=state, error=error, finished_at=utcnow(), **values))
+        counts = conn.execute(select(imports.c.counts).where(imports.c.id == import_id)).scalar()
+        events.IMPORT_FINISHED.emit(conn, import_id=import_id, state=state,
+                                    counts=json.loads(counts or "{}"))
 
 
 class Run:
@@ -99,6 +103,7 @@ class Run:
         if self._opened is None:
             return
         conn.commit()
+        db.run_after_commit(conn)
         self._opened = None
         self.send_confirmations()
         counts = self.counts
@@ -296,10 +301,8 @@ def _run_claimed(engine: Engine, job: dict, limits: Limits, progress: Progress |
         if failure is not None:
             _finish(engine, job["id"], "failed", failure)
         else:
-            with db.write(engine) as conn:
-                conn.execute(update(imports).where(imports.c.id == job["id"]).values(
-                    # error: a sweep may have taken a very slow import for a dead one
-                    state="finished", finished_at=utcnow(), rows_total=run.rows_done, error=None))
+            # error None: a sweep may have taken a very slow import for a dead one
+            _finish(engine, job["id"], "finished", None, rows_total=run.rows_done)
     finally:
         discard_upload(path)
         restore_custom_indexes(engine)

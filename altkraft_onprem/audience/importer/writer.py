@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from altkraft_onprem import events
 from altkraft_onprem.audience.models import (
     STANDARD_FIELDS,
     consents,
@@ -243,8 +244,13 @@ class BatchWriter:
         if changed:
             self._bulk(conn, "update").run(conn, changed, {
                 "updated_at": now, "deleted_at": None, "deleted_batch": None})
-        self._memberships(conn, outcomes, members, new_members, now)
+        joined = self._memberships(conn, outcomes, members, new_members, now)
         self._activity(conn, outcomes, now)
+        if events.SUBSCRIBERS_IMPORTED.has_handlers:
+            events.SUBSCRIBERS_IMPORTED.emit(
+                conn, import_id=opts.activity.get("import"), added=sorted(added.values()),
+                updated=[o.subscriber_id for o in outcomes if o is not None and o.status == "updated"],
+                joined=[[list_id, ids] for list_id, ids in sorted(joined.items())])
         return outcomes
 
     def _insert(self, conn: Connection, rows: list[tuple], now: datetime) -> dict[str, int]:
@@ -274,10 +280,11 @@ class BatchWriter:
         return found
 
     def _memberships(self, conn: Connection, outcomes: list[Outcome], existing: list[tuple[int, int]],
-                     added: list[tuple[int, int]], now: datetime) -> None:
+                     added: list[tuple[int, int]], now: datetime) -> dict[int, list[int]]:
+        """Writes the memberships; returns {list id: subscriber ids} that joined a list."""
         opts = self.options
         if not opts.list_ids:
-            return
+            return {}
         confirmed = opts.status == "confirmed"
         current: dict[tuple[int, int], str] = {}
         if existing:
@@ -318,6 +325,7 @@ class BatchWriter:
                 subscriber_lists.c.list_id == bindparam("_lid"),
                 subscriber_lists.c.status == "unconfirmed")).values(
                     status="confirmed", confirmed_at=now, updated_at=now), upgrade)
+        return new_rows
 
     def _activity(self, conn: Connection, outcomes: list[Outcome], now: datetime) -> None:
         for status in ("added", "updated"):

@@ -1,0 +1,183 @@
+"""Outgoing HTTP to addresses that users supply (external message data, webhooks, workflow
+HTTP nodes), guarded against server-side request forgery — the one place these rules live.
+
+The host must pass the allowlist (when one is set); every address it resolves to must be
+public, or inside a network an administrator allowed; the connection goes to the address
+that was checked (no second DNS answer); redirects, when followed, are checked the same way;
+time and size are limited.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+
+MAX_REDIRECTS = 3
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Refused(Exception):
+    """The URL may not be fetched, or fetching it failed; the message says why."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Where requests may go and how long they may take. The setting names are quoted in
+    refusals, so an administrator knows what to change."""
+
+    networks_setting: str
+    allowed_networks: Sequence[str] = ()
+    hosts_setting: str = ""
+    allowed_hosts: Sequence[str] = ()
+    timeout: float = 10.0
+    max_bytes: int = 1024 * 1024
+    fail_when_larger: bool = True       # else the body is cut at max_bytes
+    user_agent: str = "ALTKRAFT-OnPremise/1"
+    networks: tuple[Network, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        parsed = []
+        for text in self.allowed_networks:
+            try:
+                parsed.append(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                raise Refused(f"{self.networks_setting} has a bad network: {text!r}") from None
+        object.__setattr__(self, "networks", tuple(parsed))
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    truncated: bool = False
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not (address.is_private or address.is_loopback or address.is_link_local
+                or address.is_multicast or address.is_reserved or address.is_unspecified
+                or not address.is_global)
+
+
+def check_host(policy: Policy, host: str) -> None:
+    allowed = policy.allowed_hosts
+    if allowed and not any(fnmatch(host.lower(), pattern.lower()) for pattern in allowed):
+        raise Refused(f"{host} is not in {policy.hosts_setting}")
+
+
+def resolve_checked(policy: Policy, host: str, port: int) -> str:
+    """The address to connect to: every address of the host must be allowed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise Refused(f"cannot resolve {host}: {exc.strerror}") from None
+    addresses = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not is_public(address) and not any(address in net for net in policy.networks):
+            raise Refused(f"{host} resolves to {address}, a private, loopback or link-local "
+                          "address: refused (an administrator can allow networks in "
+                          f"{policy.networks_setting})")
+        addresses.append(str(address))
+    if not addresses:
+        raise Refused(f"{host} has no address")
+    return addresses[0]
+
+
+def check_url(policy: Policy, url: str) -> None:
+    """Refuses a URL that could never be fetched (scheme, host, addresses) — for forms that
+    save a URL, so the mistake shows when it is made rather than at the first request."""
+    parts = _parts(url)
+    check_host(policy, parts.hostname)
+    resolve_checked(policy, parts.hostname, _port(parts))
+
+
+def _parts(url: str):
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Refused(f"{url}: only http:// and https:// URLs can be used")
+    return parts
+
+
+def _port(parts) -> int:
+    try:
+        return parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise Refused(f"{parts.geturl()}: the port is not a number from 1 to 65535") from None
+
+
+def request(policy: Policy, method: str, url: str, *, body: bytes | None = None,
+            headers: dict[str, str] | None = None, follow_redirects: bool = True) -> Response:
+    """One request under the rules; a 3xx is followed (GET only) or returned as it is.
+    Raises Refused for what the rules forbid and for network failures."""
+    deadline = time.monotonic() + policy.timeout
+    for _hop in range(MAX_REDIRECTS + 1):
+        parts = _parts(url)
+        host, port = parts.hostname, _port(parts)
+        check_host(policy, host)
+        address = resolve_checked(policy, host, port)
+        response = _once(policy, method, parts, address, port, body, headers or {}, deadline)
+        if follow_redirects and response.status in (301, 302, 303, 307, 308):
+            location = response.headers.get("location")
+            if not location:
+                raise Refused(f"{url}: redirect without a Location")
+            url = urljoin(url, location)
+            continue
+        return response
+    raise Refused(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
+def _once(policy: Policy, method: str, parts, address: str, port: int, body, headers,
+          deadline: float) -> Response:
+    host = parts.hostname
+    url = parts.geturl()
+    remaining = max(deadline - time.monotonic(), 0.1)
+    pool_timeout = urllib3.Timeout(connect=min(remaining, policy.timeout),
+                                   read=min(remaining, policy.timeout))
+    if parts.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(address, port, timeout=pool_timeout, retries=False,
+                                           server_hostname=host, assert_hostname=host,
+                                           cert_reqs="CERT_REQUIRED")
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=pool_timeout, retries=False)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    sent = {"Host": host if parts.port is None else f"{host}:{parts.port}",
+            "User-Agent": policy.user_agent, **headers}
+    try:
+        response = pool.urlopen(method, path, body=body, headers=sent, redirect=False,
+                                preload_content=False, retries=False)
+    except urllib3.exceptions.HTTPError as exc:
+        pool.close()
+        raise Refused(f"{url}: {type(exc).__name__}: {exc}") from None
+    try:
+        received = bytearray()
+        truncated = False
+        for chunk in response.stream(64 * 1024):
+            received.extend(chunk)
+            if len(received) > policy.max_bytes:
+                if policy.fail_when_larger:
+                    raise Refused(f"{url}: the answer is larger than {policy.max_bytes // 1024} KB")
+                del received[policy.max_bytes:]
+                truncated = True
+                break
+            if time.monotonic() > deadline:
+                raise Refused(f"{url}: took longer than {policy.timeout:g} s")
+        return Response(response.status, {k.lower(): v for k, v in response.headers.items()},
+                        bytes(received), truncated)
+    except urllib3.exceptions.HTTPError as exc:
+        raise Refused(f"{url}: {type(exc).__name__}: {exc}") from None
+    finally:
+        response.release_conn()
+        pool.close()
