@@ -1,4 +1,4 @@
-"""config.example.toml and docs/configuration.md, generated from config.SETTINGS."""
+"""config.example.toml and docs/configuration.md, generated from config.declared.SETTINGS."""
 from __future__ import annotations
 
 import textwrap
@@ -6,7 +6,8 @@ from typing import Any
 
 import tomli_w
 
-from .config import REQUIRED, SETTINGS, Setting
+from .config.declared import SETTINGS
+from .config.values import REQUIRED, Setting
 
 HEADER = """\
 # ALTKRAFT On-Premise configuration.
@@ -14,7 +15,7 @@ HEADER = """\
 # Every setting is listed here with its default; a commented-out line keeps the default.
 # Load order: built-in defaults -> this file (--config or ALTKRAFT_CONFIG) -> environment
 # variables ALTKRAFT_SECTION__KEY (top-level keys: ALTKRAFT_KEY; lists take JSON).
-# Generated from altkraft_onprem/config.py by `altkraft config example`: edit that, not this.
+# Generated from altkraft_onprem/config/declared.py by `altkraft config example`: edit that, not this.
 #
 # Secrets never go in this file: passwords and keys are named by *_file settings that point
 # at files readable by the service user only (mode 0600).
@@ -79,7 +80,7 @@ def render_markdown() -> str:
     out = [
         "# Configuration reference",
         "",
-        "Generated from `altkraft_onprem/config.py` by `altkraft config docs`; a test fails when",
+        "Generated from `altkraft_onprem/config/declared.py` by `altkraft config docs`; a test fails when",
         "this page and the code disagree. Load order: defaults -> TOML file (`--config` or",
         "`ALTKRAFT_CONFIG`) -> environment (`ALTKRAFT_SECTION__KEY`). A wrong value stops start-up",
         "with one line naming the key, the value and what is expected (exit status 2).",

@@ -1,6 +1,7 @@
 """Users, roles, sessions, API tokens, audit log: tables and the permission vocabulary."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -156,3 +157,13 @@ app_state = Table(
     Column("key", String(100), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+
+# A session's or token's last use is written at most this often (not on every request).
+SESSION_TOUCH_SECONDS = 60
+
+
+def secret_digest(secret: str) -> str:
+    """The stored form of a secret we hand out (session id, API token, setup link): only its
+    SHA-256 is kept, so a copy of the database signs nobody in."""
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -21,7 +21,7 @@ WAIT_INLINE_SECONDS = 5.0
 def run_campaign(settings, engine, campaign_id: int, processes: int | None = None) -> list:
     """Sends a running campaign until nothing is due; pauses it when no relay answers,
     finishes it when every row is final, schedules itself again for later retries."""
-    from altkraft_onprem.delivery import sender
+    from altkraft_onprem.delivery import fanout
 
     outcomes = []
     while True:
@@ -31,7 +31,7 @@ def run_campaign(settings, engine, campaign_id: int, processes: int | None = Non
             if campaigns.state(conn, campaign_id) != "running":
                 return outcomes
             campaigns.build_ledger(conn, campaign_id)
-        results = sender.run(settings, engine, campaign_id, processes)
+        results = fanout.run(settings, engine, campaign_id, processes)
         outcomes.extend(results)
         paused = next((o.paused for o in results if o.paused), None)
         replay_journals(settings, engine)

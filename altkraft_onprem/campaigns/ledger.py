@@ -31,7 +31,7 @@ from .models import campaigns, deliveries
 
 HOST = socket.gethostname()
 # Records a sender may have journaled but not yet seen committed when it sends a final dot
-# (delivery/sender.py waits above it). A dead sender whose journal cannot be trusted (another
+# (delivery/fanout.py waits above it). A dead sender whose journal cannot be trusted (another
 # host's, or written before this host rebooted: the page cache is gone) may have had this
 # many replies in flight besides the message at the relay.
 UNCOMMITTED_WINDOW = 32

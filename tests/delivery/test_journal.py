@@ -17,7 +17,7 @@ from altkraft_onprem.audience.service import audience_query
 from altkraft_onprem.campaigns import ledger
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.campaigns.models import deliveries
-from altkraft_onprem.delivery import journal, sender, smtp
+from altkraft_onprem.delivery import fanout, journal, sender, smtp
 from altkraft_onprem.delivery.journal import Journal
 from tests.campaigns.helpers import make_campaign, make_list, make_message, sending_settings, start
 from tests.smtp_sink import SmtpSink
@@ -57,8 +57,8 @@ def test_a_record_is_journaled_before_record_returns_and_committed_by_the_parent
     ack_r, ack_w = os.pipe()
     outcomes: list = []
     parent = threading.Thread(target=lambda: outcomes.extend(
-        sender._serve(env.engine, [(0, record_r, ack_w)])))
-    recorder = sender.PipeRecorder(record_w, ack_r, Journal(folder, owner))
+        fanout._serve(env.engine, [(0, record_r, ack_w)])))
+    recorder = fanout.PipeRecorder(record_w, ack_r, Journal(folder, owner))
     path = recorder.journal.path
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
@@ -140,7 +140,7 @@ def test_a_sender_killed_with_nothing_committed_loses_no_reply(env, pipelining_s
     start(env, settings, campaign_id)
     with db.read(env.engine) as conn:
         built = campaigns.composers(conn, settings, campaign_id)
-    pid, record_r, ack_w = sender._fork_sender(settings, env.engine, campaign_id, 1, built, [])
+    pid, record_r, ack_w = fanout._fork_sender(settings, env.engine, campaign_id, 1, built, [])
     received = 0
     try:
         deadline = time.monotonic() + 60
@@ -194,7 +194,7 @@ def test_a_sender_sends_no_dot_with_more_than_the_window_uncommitted(env):
     owner = ledger.owner_name()
     record_r, record_w = os.pipe()
     ack_r, ack_w = os.pipe()
-    recorder = sender.PipeRecorder(record_w, ack_r, Journal(env.data_dir / "journal-window", owner))
+    recorder = fanout.PipeRecorder(record_w, ack_r, Journal(env.data_dir / "journal-window", owner))
     try:
         for row_id in range(ledger.UNCOMMITTED_WINDOW):
             recorder.record(row_id, owner, "sent", {"reply": "250 OK"})

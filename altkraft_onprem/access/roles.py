@@ -1,0 +1,113 @@
+"""Roles: the built-in ones the code defines and the ones administrators make."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.errors import Conflict, Forbidden, NotFound, ServiceError
+
+from .audit import record
+from .models import BUILTIN_ROLES, PERMISSIONS, Actor, roles, users
+
+
+def sync_builtin_roles(conn: Connection) -> None:
+    """Make the built-in roles exist with the permission sets the code defines."""
+    existing = {r.name: r for r in conn.execute(select(roles.c.id, roles.c.name))}
+    for name, perms in BUILTIN_ROLES.items():
+        values = {"permissions": json.dumps(sorted(perms)), "builtin": True}
+        if name in existing:
+            conn.execute(update(roles).where(roles.c.id == existing[name].id).values(**values))
+        else:
+            conn.execute(insert(roles).values(name=name, description="", created_at=utcnow(), **values))
+
+
+def list_roles(conn: Connection) -> list[dict]:
+    counts = dict(conn.execute(select(users.c.role_id, func.count()).group_by(users.c.role_id)).all())
+    out = []
+    for row in conn.execute(select(roles).order_by(roles.c.builtin.desc(), roles.c.id)).mappings():
+        role = dict(row)
+        role["permissions"] = sorted(json.loads(role["permissions"]))
+        role["users"] = counts.get(role["id"], 0)
+        out.append(role)
+    return out
+
+
+def get_role(conn: Connection, role_id: int) -> dict:
+    row = conn.execute(select(roles).where(roles.c.id == role_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"role {role_id} does not exist", "role_id")
+    role = dict(row)
+    role["permissions"] = sorted(json.loads(role["permissions"]))
+    return role
+
+
+def role_id_by_name(conn: Connection, name: str) -> int:
+    role_id = conn.execute(select(roles.c.id).where(roles.c.name == name)).scalar()
+    if role_id is None:
+        known = ", ".join(r["name"] for r in list_roles(conn))
+        raise ServiceError(f"no role named {name!r} (known: {known})", "role")
+    return role_id
+
+
+def _check_permissions(permissions: Iterable[str]) -> list[str]:
+    perms = sorted(set(permissions))
+    unknown = [p for p in perms if p not in PERMISSIONS]
+    if unknown:
+        raise ServiceError(f"unknown permission(s): {', '.join(unknown)}", "permissions")
+    return perms
+
+
+def create_role(conn: Connection, actor: Actor, name: str, permissions: Iterable[str],
+                description: str = "") -> int:
+    name = name.strip()
+    if not name:
+        raise ServiceError("a role needs a name", "name")
+    perms = _check_permissions(permissions)
+    _unique_role_name(conn, name)
+    role_id = conn.execute(insert(roles).values(
+        name=name, description=description, builtin=False, permissions=json.dumps(perms),
+        created_at=utcnow())).inserted_primary_key[0]
+    record(conn, actor, "role.create", "role", role_id, name=name, permissions=perms)
+    return role_id
+
+
+def _unique_role_name(conn: Connection, name: str) -> None:
+    # Compared in Python: SQLite's lower() folds ASCII only. Roles are few.
+    if any(existing.casefold() == name.casefold() for existing in conn.execute(select(roles.c.name)).scalars()):
+        raise Conflict(f"a role named {name!r} exists already", "name")
+
+
+def update_role(conn: Connection, actor: Actor, role_id: int, *, name: str | None = None,
+                permissions: Iterable[str] | None = None, description: str | None = None) -> None:
+    role = get_role(conn, role_id)
+    if role["builtin"]:
+        raise Forbidden(f"the built-in role {role['name']} cannot be changed", "role_id")
+    values: dict[str, Any] = {}
+    if name is not None and name.strip() != role["name"]:
+        name = name.strip()
+        if not name:
+            raise ServiceError("a role needs a name", "name")
+        _unique_role_name(conn, name)
+        values["name"] = name
+    if permissions is not None:
+        values["permissions"] = json.dumps(_check_permissions(permissions))
+    if description is not None:
+        values["description"] = description
+    if not values:
+        return
+    conn.execute(update(roles).where(roles.c.id == role_id).values(**values))
+    record(conn, actor, "role.update", "role", role_id, **values)
+
+
+def delete_role(conn: Connection, actor: Actor, role_id: int) -> None:
+    role = get_role(conn, role_id)
+    if role["builtin"]:
+        raise Forbidden(f"the built-in role {role['name']} cannot be deleted", "role_id")
+    if conn.execute(select(users.c.id).where(users.c.role_id == role_id)).first():
+        raise Conflict(f"role {role['name']} still has users; give them another role first", "role_id")
+    conn.execute(delete(roles).where(roles.c.id == role_id))
+    record(conn, actor, "role.delete", "role", role_id, name=role["name"])

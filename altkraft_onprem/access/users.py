@@ -1,0 +1,131 @@
+"""Users: accounts, their passwords and role, and the actor a signed-in user acts as."""
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from argon2 import PasswordHasher
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.errors import Conflict, NotFound, ServiceError
+
+from .audit import record
+from .models import Actor, roles, user_sessions, users
+from .roles import get_role, role_id_by_name
+
+password_hasher = PasswordHasher()
+MIN_PASSWORD = 10
+
+
+def normalise_email(email: str, field: str = "email") -> str:
+    try:
+        return validate_email(email.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ServiceError(f"{email!r} is not a valid email address: {exc}", field) from None
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise ServiceError(f"a password needs at least {MIN_PASSWORD} characters", "password")
+    if len(password) > 1024:
+        raise ServiceError("a password may have at most 1024 characters", "password")
+    return password_hasher.hash(password)
+
+
+def _public_user(row) -> dict:
+    user = dict(row)
+    user.pop("password_hash", None)
+    user.pop("auth_stamp", None)
+    return user
+
+
+def list_users(conn: Connection) -> list[dict]:
+    query = (select(users, roles.c.name.label("role")).join(roles, roles.c.id == users.c.role_id)
+             .order_by(users.c.id))
+    return [_public_user(r) for r in conn.execute(query).mappings()]
+
+
+def get_user(conn: Connection, user_id: int) -> dict:
+    query = (select(users, roles.c.name.label("role")).join(roles, roles.c.id == users.c.role_id)
+             .where(users.c.id == user_id))
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise NotFound(f"user {user_id} does not exist", "user_id")
+    return _public_user(row)
+
+
+def user_id_by_email(conn: Connection, email: str) -> int:
+    user_id = conn.execute(select(users.c.id).where(users.c.email == email.strip().lower())).scalar()
+    if user_id is None:
+        raise NotFound(f"no user with email {email!r}", "email")
+    return user_id
+
+
+def create_user(conn: Connection, actor: Actor, email: str, password: str, role_id: int,
+                name: str = "", locale: str | None = None) -> int:
+    email = normalise_email(email)
+    get_role(conn, role_id)
+    if conn.execute(select(users.c.id).where(users.c.email == email)).first():
+        raise Conflict(f"a user with email {email} exists already", "email")
+    user_id = conn.execute(insert(users).values(
+        email=email, name=name.strip(), password_hash=hash_password(password), role_id=role_id,
+        locale=locale, is_active=True, auth_stamp=secrets.token_hex(16), created_at=utcnow(),
+    )).inserted_primary_key[0]
+    record(conn, actor, "user.create", "user", user_id, email=email, role_id=role_id)
+    return user_id
+
+
+def update_user(conn: Connection, actor: Actor, user_id: int, *, name: str | None = None,
+                role_id: int | None = None, locale: str | None = None,
+                is_active: bool | None = None) -> None:
+    user = get_user(conn, user_id)
+    values: dict[str, Any] = {}
+    if name is not None:
+        values["name"] = name.strip()
+    if role_id is not None and role_id != user["role_id"]:
+        get_role(conn, role_id)
+        _keep_an_administrator(conn, user_id)
+        values["role_id"] = role_id
+    if locale is not None:
+        if locale not in {"en", "ru"}:
+            raise ServiceError(f"unknown language {locale!r} (en or ru)", "locale")
+        values["locale"] = locale
+    if is_active is not None and is_active != user["is_active"]:
+        if not is_active:
+            _keep_an_administrator(conn, user_id)
+            conn.execute(delete(user_sessions).where(user_sessions.c.user_id == user_id))
+        values["is_active"] = is_active
+    if values:
+        conn.execute(update(users).where(users.c.id == user_id).values(**values))
+        record(conn, actor, "user.update", "user", user_id, **values)
+
+
+def _keep_an_administrator(conn: Connection, user_id: int) -> None:
+    admin_id = role_id_by_name(conn, "Administrator")
+    others = conn.execute(select(func.count()).select_from(users).where(and_(
+        users.c.role_id == admin_id, users.c.is_active.is_(True), users.c.id != user_id))).scalar()
+    is_admin = conn.execute(select(users.c.role_id).where(users.c.id == user_id)).scalar() == admin_id
+    if is_admin and not others:
+        raise Conflict("this is the last active Administrator; make another one first", "role_id")
+
+
+def set_password(conn: Connection, actor: Actor, user_id: int, new_password: str) -> None:
+    """New password; every session of that user ends (the auth stamp changes)."""
+    get_user(conn, user_id)
+    conn.execute(update(users).where(users.c.id == user_id).values(
+        password_hash=hash_password(new_password), auth_stamp=secrets.token_hex(16)))
+    conn.execute(delete(user_sessions).where(user_sessions.c.user_id == user_id))
+    record(conn, actor, "user.password", "user", user_id)
+
+
+def actor_for_user(conn: Connection, user_id: int, *, ip: str = "", token_id: int | None = None) -> Actor:
+    row = conn.execute(
+        select(users.c.id, users.c.email, users.c.locale, roles.c.name, roles.c.permissions)
+        .join(roles, roles.c.id == users.c.role_id).where(users.c.id == user_id)).first()
+    if row is None:
+        raise NotFound(f"user {user_id} does not exist", "user_id")
+    return Actor(user_id=row.id, label=row.email, permissions=frozenset(json.loads(row.permissions)),
+                 token_id=token_id, ip=ip, role=row.name, locale=row.locale)
