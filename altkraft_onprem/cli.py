@@ -339,8 +339,10 @@ def _domain_commands() -> None:
     from altkraft_onprem.audience.cli import backup_command, restore_command
     from altkraft_onprem.audience.importer.cli import import_command
     from altkraft_onprem.campaigns.cli import campaign
+    from altkraft_onprem.inbound.cli import inbound
 
     cli.add_command(campaign)
+    cli.add_command(inbound)
     cli.add_command(backup_command)
     cli.add_command(restore_command)
     cli.add_command(import_command)

@@ -2,4 +2,5 @@
 import altkraft_onprem.audience.importer.jobs  # noqa: F401
 import altkraft_onprem.audience.jobs  # noqa: F401
 import altkraft_onprem.campaigns.jobs  # noqa: F401
+import altkraft_onprem.inbound.jobs  # noqa: F401
 import altkraft_onprem.tasks  # noqa: F401

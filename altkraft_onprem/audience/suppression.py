@@ -21,8 +21,10 @@ _STATE_FOR = {"bounce": "bounced", "complaint": "complained"}
 
 def suppress(conn: Connection, actor: Actor, email: str | None = None, domain: str | None = None,
              reason: str = "", source: str = "manual") -> int:
-    """Adds one address or domain (idempotent: an existing entry is returned unchanged) and
-    marks matching subscribers suppressed (bounced / complained for those sources)."""
+    """Adds one address or domain (idempotent: an existing entry is returned unchanged, except
+    that a bounce or complaint takes over an address entry of a lesser source) and marks
+    matching subscribers suppressed (bounced / complained for those sources, which is also
+    the activity kind logged)."""
     if (email is None) == (domain is None):
         raise ServiceError("give either an email or a domain", "email")
     if source not in SOURCES:
@@ -32,9 +34,12 @@ def suppress(conn: Connection, actor: Actor, email: str | None = None, domain: s
     except FieldError as exc:
         raise ServiceError(exc.message, exc.field) from None
     column = suppressions.c.email if email is not None else suppressions.c.domain
-    existing = conn.execute(select(suppressions.c.id).where(column == value)).scalar()
+    existing = conn.execute(select(suppressions.c.id, suppressions.c.source)
+                            .where(column == value)).first()
     if existing is not None:
-        return existing
+        if source in _STATE_FOR and existing.source not in _STATE_FOR and email is not None:
+            _harden(conn, actor, existing.id, value, reason, source)
+        return existing.id
     entry_id = conn.execute(insert(suppressions).values(
         email=value if email is not None else None, domain=value if domain is not None else None,
         reason=(reason or "")[:200], source=source, created_at=utcnow(),
@@ -50,10 +55,27 @@ def suppress(conn: Connection, actor: Actor, email: str | None = None, domain: s
                      .values(state=state, updated_at=utcnow()))
         if len(affected) <= 1000:
             for subscriber_id in affected:
-                log_activity(conn, subscriber_id, "suppressed", reason=reason, source=source)
+                log_activity(conn, subscriber_id, state, reason=reason, source=source)
     record(conn, actor, "suppression.add", "suppression", entry_id, email=email and value,
            domain=domain and value, reason=reason, source=source)
     return entry_id
+
+
+def _harden(conn: Connection, actor: Actor, entry_id: int, email: str, reason: str,
+            source: str) -> None:
+    """A bounce or complaint about an address already suppressed for a lesser reason (the
+    person unsubscribed, an admin added it): the entry and the person's state say so now."""
+    conn.execute(update(suppressions).where(suppressions.c.id == entry_id)
+                 .values(source=source, reason=(reason or "")[:200]))
+    state = _STATE_FOR[source]
+    affected = conn.execute(select(subscribers.c.id).where(
+        subscribers.c.email == email, subscribers.c.state.in_(("active", "suppressed")))).scalars().all()
+    for subscriber_id in affected:
+        conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
+                     .values(state=state, updated_at=utcnow()))
+        log_activity(conn, subscriber_id, state, reason=reason, source=source)
+    record(conn, actor, "suppression.update", "suppression", entry_id, email=email,
+           reason=reason, source=source)
 
 
 def suppress_many(conn: Connection, actor: Actor, text, reason: str = "",

@@ -95,6 +95,8 @@ Index("ix_campaign_deliveries_claim", deliveries.c.campaign_id, deliveries.c.sta
 Index("ix_campaign_deliveries_owner", deliveries.c.lease_owner)
 # The subscriber timeline (audience) lists the campaigns one person received.
 Index("ix_campaign_deliveries_subscriber", deliveries.c.subscriber_id)
+# Inbound mail attributes a bounce or complaint by the original's Message-ID as a last resort.
+Index("ix_campaign_deliveries_message_id", deliveries.c.message_id)
 
 # Split tests: variants 1..N (row variant 0 is a campaign without a test), shown as A..E.
 SPLIT_METRICS = ("opens", "clicks", "click_to_open")
@@ -118,6 +120,13 @@ split_tests = Table(
     Column("decided_by", String(320), nullable=True),
     Column("results", JSON, nullable=True),           # the figures the winner was chosen on
 )
+
+
+def unsubscribe_list(list_ids) -> int | None:
+    """The list an unsubscribe through a campaign's own links (page, one-click, mailto) leaves:
+    the campaign's only list; None (everything) when it went to several."""
+    lists = list(list_ids or [])
+    return lists[0] if len(lists) == 1 else None
 
 
 def variant_letter(variant: int) -> str:

@@ -156,6 +156,36 @@ SETTINGS: tuple[Setting, ...] = (
             "DNS servers (IP or IP:PORT) the DNS checks ask; empty: the host's resolvers.",
             "list of strings", example=["192.0.2.53"]),
 
+    # --- inbound mail (bounces, complaints, mailto unsubscribes, DMARC reports) ---------------
+    Setting("inbound.smtp_listen", _host_port, "127.0.0.1:2525",
+            "Where `altkraft inbound` (the receiver for the bounce domain) listens when systemd "
+            "does not hand it a socket. Behind the site's MTA keep it on 127.0.0.1 and route the "
+            "bounce domain to it (docs/deliverability.md)."),
+    Setting("inbound.bounce_domain", _str, "",
+            "A further domain the receiver accepts VERP and unsubscribe addresses at; empty: "
+            "delivery.bounce_domain only (that setting stays the source of truth for outgoing "
+            "mail). With neither set, addresses are accepted at any domain (their MAC decides).",
+            example="bounces.example.com"),
+    Setting("inbound.fbl_addresses", _str_list, [],
+            "Addresses registered with the mailbox providers' feedback loops (ARF complaint "
+            "reports arrive there).", "list of strings", example=["fbl@bounces.example.com"]),
+    Setting("inbound.dmarc_address", _str, "",
+            "Address named in the DMARC record's rua= tag (aggregate reports arrive there).",
+            example="dmarc@bounces.example.com"),
+    Setting("inbound.max_message_kb", _positive(_int), 10240,
+            "Largest message the receiver accepts, in kilobytes (bigger ones get 552).", "integer"),
+    Setting("inbound.messages_per_ip_minute", _positive(_int), 6000,
+            "Messages one client IP address may deliver per minute (more get 421).", "integer"),
+    Setting("inbound.tls_cert_file", _str, "",
+            "PEM certificate (chain) for STARTTLS; empty: the receiver offers no STARTTLS.", "path"),
+    Setting("inbound.tls_key_file", _str, "",
+            "PEM private key of inbound.tls_cert_file, readable by the service user only.", "path"),
+    Setting("inbound.soft_bounce_limit", _positive(_int), 3,
+            "Soft bounces (mailbox full, timeouts) that suppress an address, counted since its "
+            "last open or click, over at least two campaigns.", "integer"),
+    Setting("inbound.soft_bounce_days", _positive(_int), 30,
+            "Soft bounces older than this many days are not counted.", "integer"),
+
     Setting("imports.max_archive_bytes", _positive(_int), 2 * 1024**3,
             "An uploaded .zip/.tar.gz may unpack to at most this many bytes (all members).", "integer"),
     Setting("imports.max_archive_members", _positive(_int), 1000,

@@ -8,14 +8,12 @@ headers and the VERP Return-Path name the campaign and the subscriber.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import time
 from dataclasses import dataclass
 
 from altkraft_onprem.audience import links as audience_links
-from altkraft_onprem.campaigns.models import link_marks, with_utm
+from altkraft_onprem.campaigns.models import link_marks, unsubscribe_list, with_utm
 from altkraft_onprem.messages import data as external_data
 from altkraft_onprem.messages.render import compile_version
 from altkraft_onprem.messages.webview import ViewLinks
@@ -71,7 +69,7 @@ class Composer:
         self.bounce_domain = settings["delivery.bounce_domain"] or from_domain
         self.keys = dkim.keys_for(settings, from_domain)
         lists = list(campaign["list_ids"] or [])
-        self.unsubscribe_list = lists[0] if len(lists) == 1 else None
+        self.unsubscribe_list = unsubscribe_list(lists)
         self.list_context = {"name": ", ".join(list_names.get(i, "") for i in lists)}
         self.campaign_context = {"name": campaign["name"]}
         self._view = ViewLinks(settings, self.campaign_id, self.version_id)
@@ -131,9 +129,8 @@ class Composer:
             end = _last_body_end(html)
             html = html + tail if end < 0 else html[:end] + tail + html[end:]
         rendered_at = time.perf_counter()
-        mac = hmac.new(self.tracking_key, f"unsub:{self.campaign_id}:{sid}".encode(),
-                       hashlib.sha256).hexdigest()[:8]
-        mailto = f"mailto:unsubscribe+{self.campaign_id}-{sid}-{mac}@{self.bounce_domain}?subject=unsubscribe"
+        mailto = "mailto:" + verp.encode(self.tracking_key, self.bounce_domain, self.campaign_id,
+                                         sid, verp.UNSUBSCRIBE_PREFIX) + "?subject=unsubscribe"
         message = mime.build(
             from_email=self.from_email, from_name=self.from_name, to_email=subscriber["email"],
             to_name=" ".join(p for p in (subscriber.get("first_name"), subscriber.get("last_name")) if p),

@@ -1,0 +1,99 @@
+"""Inbound mail tables: the intake (raw messages as they arrived) and what they turned out to be."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+)
+
+from altkraft_onprem.db import metadata
+from altkraft_onprem.db.types import UTCDateTime
+from altkraft_onprem.i18n import N_
+
+# Ways in (inbound_messages.source).
+SOURCES = ("smtp", "imap", "webhook", "replay")
+# new: stored, not parsed yet. The rest are final: processed (an outcome was applied), ignored
+# (an auto-reply, a delay warning, a not-spam report), unmatched (no verifiable link to a
+# message we sent), review (ours, but not understood: a person decides), failed (the parser
+# could not read it; the raw message is kept).
+STATES = ("new", "processed", "ignored", "unmatched", "review", "failed")
+STATE_LABELS = {"new": N_("waiting"), "processed": N_("processed"), "ignored": N_("ignored"),
+                "unmatched": N_("unmatched"), "review": N_("to review"), "failed": N_("unreadable")}
+BOUNCE_CLASSES = ("hard", "soft", "policy", "content", "unknown")
+CLASS_LABELS = {"hard": N_("hard"), "soft": N_("soft"), "policy": N_("policy / reputation"),
+                "content": N_("content"), "unknown": N_("unknown")}
+
+_id = BigInteger().with_variant(Integer, "sqlite")
+
+inbound_messages = Table(
+    "inbound_messages", metadata,
+    Column("id", _id, primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("peer", String(64), nullable=False, default=""),
+    Column("mail_from", String(320), nullable=False, default=""),
+    Column("rcpt", String(320), nullable=False, default=""),
+    Column("size", Integer, nullable=False),
+    # sha256 of recipient and message: a retried delivery of the same message is stored once
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("raw", LargeBinary, nullable=False),          # zlib-compressed message as received
+    Column("state", String(12), nullable=False, default="new"),
+    Column("outcome", String(16), nullable=True),        # bounce, complaint, unsubscribe, ...
+    Column("subject", String(200), nullable=False, default=""),
+    Column("campaign_id", Integer, nullable=True),
+    Column("subscriber_id", Integer, nullable=True),
+    Column("detail", Text, nullable=False, default="{}"),  # JSON: what the parser found
+    Column("processed_at", UTCDateTime, nullable=True),
+)
+Index("ix_inbound_messages_state", inbound_messages.c.state, inbound_messages.c.id)
+Index("ix_inbound_messages_received_at", inbound_messages.c.received_at)
+
+def _reported() -> list[Column]:
+    """What a bounce and a complaint both carry: where it came from (source: dsn, heuristic,
+    arf, relay, webhook, api), when, and whom and which campaign it is about."""
+    return [
+        Column("id", _id, primary_key=True),
+        Column("inbound_id", _id, ForeignKey("inbound_messages.id", ondelete="SET NULL"),
+               nullable=True),
+        Column("at", UTCDateTime, nullable=False),
+        Column("source", String(16), nullable=False),
+        Column("subscriber_id", Integer, nullable=True),
+        Column("campaign_id", Integer, nullable=True),
+        Column("email", String(320), nullable=False, default=""),
+        Column("provider", String(16), nullable=False, default="other"),
+    ]
+
+
+bounces = Table(
+    "bounces", metadata,
+    *_reported(),
+    Column("bounce_class", String(12), nullable=False),
+    Column("rule", String(40), nullable=False),          # the rule of the table that matched
+    Column("rules_version", Integer, nullable=False),
+    Column("status", String(16), nullable=False, default=""),      # enhanced status, 5.1.1
+    Column("action", String(16), nullable=False, default="failed"),
+    Column("diagnostic", Text, nullable=False, default=""),
+    Column("remote_mta", String(255), nullable=False, default=""),
+    Column("suppressed", Boolean, nullable=False, default=False),
+)
+Index("ix_bounces_campaign", bounces.c.campaign_id, bounces.c.bounce_class)
+Index("ix_bounces_subscriber", bounces.c.subscriber_id, bounces.c.at)
+Index("ix_bounces_at", bounces.c.at)
+
+complaints = Table(
+    "complaints", metadata,
+    *_reported(),
+    Column("feedback_type", String(16), nullable=False, default="abuse"),
+    Column("reporter", String(200), nullable=False, default=""),   # the FBL's User-Agent
+)
+Index("ix_complaints_campaign", complaints.c.campaign_id)
+Index("ix_complaints_subscriber", complaints.c.subscriber_id)
+Index("ix_complaints_at", complaints.c.at)

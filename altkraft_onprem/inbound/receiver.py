@@ -1,0 +1,179 @@
+"""`altkraft inbound`: the SMTP receiver for the bounce domain (aiosmtpd).
+
+It accepts a recipient only when it means something here (addresses.Recogniser): everything
+else gets 550 at RCPT, so it never relays and never bounces mail back (no backscatter). A
+message is answered 250 only once it is committed to the intake (intake.GroupWriter); if the
+database cannot take it, the client gets 451 and tries again later. Limits: message size
+(552), messages per client IP per minute (421), line length (aiosmtpd's 1,001 octets).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import ssl
+import threading
+import time
+
+from aiosmtpd.smtp import SMTP
+
+from . import intake
+from .addresses import Recogniser
+
+log = logging.getLogger("altkraft.inbound")
+SD_LISTEN_FDS_START = 3
+
+
+class RateLimiter:
+    """Messages per client IP in the current minute (a fixed window: cheap, and a burst at a
+    window's edge of twice the limit is harmless here)."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._window = 0
+        self._counts: dict[str, int] = {}
+
+    def allow(self, ip: str) -> bool:
+        window = int(time.monotonic() // 60)
+        if window != self._window:
+            self._window, self._counts = window, {}
+        count = self._counts.get(ip, 0) + 1
+        self._counts[ip] = count
+        return count <= self.per_minute
+
+
+class Waker:
+    """Queues the pipeline job after a commit, at most every `interval` seconds (one job
+    drains everything stored before it runs)."""
+
+    def __init__(self, enqueue, interval: float = 0.5):
+        self.enqueue, self.interval = enqueue, interval
+        self._last = 0.0
+        self._pending = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                if not self._pending:
+                    self._pending = True
+                    threading.Timer(self.interval, self._later).start()
+                return
+            self._last = now
+        self.enqueue()
+
+    def _later(self) -> None:
+        with self._lock:
+            self._pending = False
+            self._last = time.monotonic()
+        self.enqueue()
+
+
+class Handler:
+    def __init__(self, settings, writer: intake.GroupWriter):
+        self.recogniser = Recogniser(settings)
+        self.writer = writer
+        self.limiter = RateLimiter(settings["inbound.messages_per_ip_minute"])
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if not self.limiter.allow(_peer_ip(session)):
+            return "421 4.7.0 Too many messages from your address; try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.recogniser.recognise(address) is None:
+            return "550 5.1.1 No such recipient here"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        ip = _peer_ip(session)
+        futures = [self.writer.submit(intake.row(raw, source="smtp", rcpt=rcpt, peer=ip,
+                                                 mail_from=envelope.mail_from or ""))
+                   for rcpt in envelope.rcpt_tos]
+        try:
+            await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        except Exception:  # noqa: BLE001 - logged by the writer; the client retries
+            return "451 4.3.0 The message could not be stored; try again later"
+        return "250 2.0.0 Stored"
+
+
+def _peer_ip(session) -> str:
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+
+
+def tls_context(settings) -> ssl.SSLContext | None:
+    if not settings["inbound.tls_cert_file"]:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings["inbound.tls_cert_file"],
+                            settings["inbound.tls_key_file"] or None)
+    return context
+
+
+def smtp_factory(settings, handler: Handler, hostname: str | None = None):
+    limit = settings["inbound.max_message_kb"] * 1024
+    context = tls_context(settings)
+
+    def make() -> SMTP:
+        return SMTP(handler, data_size_limit=limit, hostname=hostname, tls_context=context,
+                    ident="ALTKRAFT inbound", auth_require_tls=False)
+    return make
+
+
+def listening_socket(settings) -> socket.socket:
+    """The socket systemd passed (socket activation, e.g. port 25), else inbound.smtp_listen."""
+    if os.environ.get("LISTEN_PID") == str(os.getpid()) and int(os.environ.get("LISTEN_FDS", "0")) >= 1:
+        return socket.socket(fileno=SD_LISTEN_FDS_START)
+    host, _, port = settings["inbound.smtp_listen"].rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    sock.listen(512)
+    return sock
+
+
+async def serve(settings, engine, enqueue, sock: socket.socket, stop: asyncio.Event,
+                ready=None) -> None:
+    """Receives until `stop` is set, then finishes the messages being stored."""
+    writer = intake.GroupWriter(engine, on_commit=Waker(enqueue))
+    handler = Handler(settings, writer)
+    hostname = settings["inbound.bounce_domain"] or settings["delivery.bounce_domain"] or None
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(smtp_factory(settings, handler, hostname), sock=sock)
+    if ready is not None:
+        ready(server)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+        writer.close()
+
+
+def run(settings, engine, enqueue) -> None:
+    """The `altkraft inbound` process: SIGTERM / SIGINT stop it cleanly."""
+    sock = listening_socket(settings)
+    address = sock.getsockname()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, engine, enqueue, sock, stop,
+                    ready=lambda _server: log.warning("altkraft inbound: receiving on %s:%s",
+                                                      address[0], address[1]))
+    asyncio.run(main())
