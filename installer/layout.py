@@ -19,7 +19,8 @@ SMTP_PASSWORD = "/etc/altkraft/smtp_password"
 DKIM_DIR = "/etc/altkraft/dkim"
 DATA_DIR = "/var/lib/altkraft"
 UNIT_DIR = "/etc/systemd/system"
-UNITS = ("altkraft.service", "altkraft-worker@.service")
+UNITS = ("altkraft.service", "altkraft-worker@.service", "altkraft-inbound.service",
+         "altkraft-inbound.socket")
 SYSUSERS = "/etc/sysusers.d/altkraft.conf"
 TMPFILES = "/etc/tmpfiles.d/altkraft.conf"
 

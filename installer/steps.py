@@ -366,6 +366,8 @@ def uninstall(layout: Layout, *, purge: bool, say: Callable[[str], None] = print
     if live:
         system.systemctl("disable", "--now", "altkraft.service", check=False)
         system.systemctl("stop", "altkraft-worker@*.service", check=False)
+        system.systemctl("disable", "--now", "altkraft-inbound.socket", "altkraft-inbound.service",
+                         check=False)
     for name in UNITS:
         job.remove(f"{UNIT_DIR}/{name}")
     job.remove(SYSUSERS)

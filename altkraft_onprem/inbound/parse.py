@@ -6,6 +6,7 @@ that cannot be read whole yields what could be read plus a note in `problems`.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header
@@ -21,6 +22,9 @@ _AUTO_SUBJECT = re.compile(
     r"нет на месте|вне офиса)", re.I)
 _ORIGINAL_LINES = re.compile(rb"(?mi)^(return-path|list-unsubscribe|message-id)[ \t]*:[ \t]*(.+)$")
 MAX_TEXT = 2000          # diagnostic text kept per recipient
+# A flufl.bounce detector that chokes on odd input logs a traceback and gives up; that is no
+# verdict here (the next rule decides), not an error worth a log line per message.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 
 @dataclass
@@ -57,7 +61,7 @@ def _text(value) -> str:
         parts = decode_header(str(value))
         text = "".join(p.decode(c or "utf-8", "replace") if isinstance(p, bytes) else p
                        for p, c in parts)
-    except (LookupError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - bad encoded words (HeaderParseError, binascii): keep them raw
         text = str(value)
     return " ".join(text.split())
 
@@ -67,8 +71,9 @@ def parse(raw: bytes) -> Parsed:
         msg = read(raw)
     except Exception as exc:  # noqa: BLE001 - the parser's own failures are reported, not raised
         return Parsed("other", problems=[f"unreadable MIME: {exc.__class__.__name__}"])
-    parsed = Parsed("other", subject=_text(msg.get("Subject"))[:200])
+    parsed = Parsed("other")
     try:
+        parsed.subject = _text(msg.get("Subject"))[:200]
         _fill(msg, raw, parsed)
     except Exception as exc:  # noqa: BLE001 - malformed structure: keep what was found
         parsed.problems.append(f"malformed message: {exc.__class__.__name__}: {str(exc)[:200]}")
