@@ -1,9 +1,10 @@
 """Column types that behave the same on SQLite and Postgres."""
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Text
 from sqlalchemy.types import TypeDecorator
 
 
@@ -29,3 +30,17 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class JSONText(TypeDecorator):
+    """A JSON value kept in a TEXT column: encoded on the way in, decoded on the way out, so
+    callers only ever see Python values (None stays SQL NULL)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else json.dumps(value, ensure_ascii=False)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else json.loads(value)

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 
 from altkraft_onprem.db import metadata
-from altkraft_onprem.db.types import UTCDateTime
+from altkraft_onprem.db.types import JSONText, UTCDateTime
 from altkraft_onprem.errors import ServiceError
 
 EDITORS = ("visual", "code")
@@ -49,7 +49,7 @@ message_versions = Table(
     Column("text_follows_html", Boolean, nullable=False, default=True),
     Column("editor", String(10), nullable=False, default="code"),
     Column("editor_state", Text, nullable=True),      # GrapesJS project JSON (visual editor)
-    Column("data_source", Text, nullable=True),       # JSON: external data for {{ data.… }}
+    Column("data_source", JSONText, nullable=True),   # external data for {{ data.… }}, see clean_data_source
     Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(320), nullable=False),
     Column("summary", Text, nullable=False, default=""),

@@ -70,14 +70,7 @@ def _clean_content(fields: dict[str, Any]) -> dict[str, Any]:
     data_source = clean_data_source(fields.get("data_source"))
     return {"subject": subject, "preheader": preheader, "html": html, "text": text,
             "text_follows_html": bool(follows), "editor": editor, "editor_state": state,
-            "data_source": json.dumps(data_source, ensure_ascii=False) if data_source else None}
-
-
-def _version_out(row) -> dict[str, Any]:
-    version = dict(row)
-    if version.get("data_source"):
-        version["data_source"] = json.loads(version["data_source"])
-    return version
+            "data_source": data_source}
 
 
 # --- messages --------------------------------------------------------------------------------
@@ -113,8 +106,7 @@ def save_version(conn: Connection, actor: Actor, message_id: int, name: str | No
     now = utcnow()
     conn.execute(insert(message_versions).values(
         message_id=message_id, version=number, created_at=now, created_by=actor.label,
-        summary=summary or diff_summary(_version_out(current), {
-            **values, "data_source": json.loads(values["data_source"]) if values["data_source"] else None}),
+        summary=summary or diff_summary(current, values),
         **values))
     changes: dict[str, Any] = {"current_version": number, "updated_at": now}
     if name is not None:
@@ -248,7 +240,7 @@ def get_version(conn: Connection, message_id: int, version: int | None = None) -
     if row is None:
         get_message(conn, message_id)
         raise NotFound(f"message {message_id} has no version {version}", "version")
-    return _version_out(row)
+    return dict(row)
 
 
 def get_version_by_id(conn: Connection, version_id: int) -> dict[str, Any]:
@@ -256,7 +248,7 @@ def get_version_by_id(conn: Connection, version_id: int) -> dict[str, Any]:
     row = conn.execute(select(message_versions).where(message_versions.c.id == version_id)).mappings().first()
     if row is None:
         raise NotFound(f"message version {version_id} does not exist", "version_id")
-    return _version_out(row)
+    return dict(row)
 
 
 def list_versions(conn: Connection, message_id: int) -> list[dict[str, Any]]:

@@ -1,9 +1,12 @@
 """Shared pieces for the messages tests: a version row and a rendering context."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import start_service
 
 NEWSLETTER = Path(__file__).resolve().parents[1] / "fixtures" / "newsletter.html"
 
@@ -58,3 +61,37 @@ def add_subscriber(env, email: str, **fields) -> int:
         for key in fields.get("custom", {}):
             audience_fields.ensure_field(conn, system_actor(), key)
         return subscribers.create_subscriber(conn, system_actor(), {"email": email, **fields})
+
+
+# --- browser tests: the real service, and a page signed in to it as an editor ---------------
+
+@pytest.fixture(scope="module")
+def service(env):
+    server = start_service(env)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def editor_user(env):
+    return env.user("Editor")
+
+
+@pytest.fixture()
+def signed_in(page, service, editor_user):
+    page.goto(service.url + "/login")
+    page.get_by_label("Email").fill(editor_user["email"])
+    page.get_by_label("Password").fill(editor_user["password"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(service.url + "/")
+    return page
+
+
+def open_new_message(page, base_url: str, name: str) -> int:
+    """Creates a message from the messages page, as a person does; the editor is open after."""
+    page.goto(base_url + "/messages")
+    page.get_by_label("Name (for you, recipients do not see it)").fill(name)
+    page.get_by_role("button", name="Create and open the editor").click()
+    page.wait_for_url(re.compile(r".*/messages/\d+$"))
+    page.locator("#gjs iframe.gjs-frame").wait_for()
+    return int(page.url.rsplit("/", 1)[1])

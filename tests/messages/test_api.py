@@ -156,3 +156,17 @@ def test_viewer_cannot_create(env):
     response = env.app.test_client().post("/api/v1/messages", json={"name": "x", "subject": "y"},
                                           headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 403
+
+
+def test_a_message_with_external_data_saves_again_and_again(api):
+    """Issue 15 item 1: every save after adding a data source answered 500."""
+    created = _create(api)
+    path = f"/messages/{created['id']}"
+    source = {"kind": "document", "document": {"promo": "SPRING"}}
+    assert api("PUT", path, json={"data_source": source}).status_code == 200
+    for subject in ("Second save", "Third save"):
+        response = api("PUT", path, json={"subject": subject})
+        assert response.status_code == 200, response.get_data(as_text=True)
+    message = api("GET", path).get_json()
+    assert message["version"] == 4 and message["data_source"] == source
+    assert api("GET", f"{path}/versions").get_json()[0]["summary"] == "subject changed"

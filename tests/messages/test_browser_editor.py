@@ -13,38 +13,15 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from tests.browser import save_artifacts
-from tests.conftest import start_service
 
-from .conftest import add_subscriber
+from .conftest import add_subscriber, open_new_message
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def service(env):
-    server = start_service(env)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def editor_user(env):
-    return env.user("Editor")
-
-
-@pytest.fixture(scope="module")
 def state():
     return {}
-
-
-@pytest.fixture()
-def signed_in(page, service, editor_user):
-    page.goto(service.url + "/login")
-    page.get_by_label("Email").fill(editor_user["email"])
-    page.get_by_label("Password").fill(editor_user["password"])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(service.url + "/")
-    return page
 
 
 def ready(page) -> None:
@@ -59,10 +36,7 @@ def canvas(page):
 
 def test_new_message_opens_the_visual_editor(signed_in, service, state):
     page = signed_in
-    page.goto(service.url + "/messages")
-    page.get_by_label("Name (for you, recipients do not see it)").fill("Browser newsletter")
-    page.get_by_role("button", name="Create and open the editor").click()
-    page.wait_for_url(re.compile(r".*/messages/\d+$"))
+    open_new_message(page, service.url, "Browser newsletter")
     state["url"] = page.url
     ready(page)
     assert page.locator("#editor-tabs [data-pane=visual]").get_attribute("aria-selected") == "true"

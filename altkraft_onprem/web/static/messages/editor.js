@@ -205,12 +205,31 @@
     });
   }
 
+  // The answer of a save, or why there is none: a failed save must never look like "Saving…"
+  // forever, since the person would leave the page and lose the work.
+  async function saveAnswer(payload) {
+    let response;
+    try {
+      response = await post(data.urls.save, payload);
+    } catch (e) {
+      return { error: L.not_saved.replace("{status}", e.message) };
+    }
+    if (response.redirected && new URL(response.url).pathname.endsWith("/login")) {
+      return { error: L.signed_out };
+    }
+    let body = null;
+    try { body = await response.json(); } catch (e) { body = null; }
+    if (!response.ok || body === null) {
+      return { error: (body && body.error) || L.not_saved.replace("{status}", response.status) };
+    }
+    return body;
+  }
+
   async function save() {
     $("save-status").textContent = L.saving;
-    const response = await post(data.urls.save, Object.assign({ name: $("message-name").value }, content()));
-    const body = await response.json();
-    if (!response.ok) {
-      $("save-status").textContent = body.error || response.statusText;
+    const body = await saveAnswer(Object.assign({ name: $("message-name").value }, content()));
+    if (body.error) {
+      $("save-status").textContent = body.error;
       return;
     }
     dirty = false;
