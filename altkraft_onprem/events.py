@@ -93,6 +93,12 @@ EMAIL_BOUNCED = DomainEvent(
     "(gmail, outlook, yahoo, mailru, yandex, other); suppressed whether this bounce "
     "suppressed the address. campaign_id is None when the bounce names no campaign.")
 
+EMAIL_REJECTED = DomainEvent(
+    "email.rejected", ("campaign_id", "subscriber_id", "code", "reply"),
+    "The relay refused a campaign message for good while it was being sent (a synchronous "
+    "5xx: code and the relay's text); inbound mail records it as a bounce, which may suppress "
+    "the address and then emits email.bounced.")
+
 EMAIL_COMPLAINED = DomainEvent(
     "email.complained",
     ("complaint_id", "subscriber_id", "campaign_id", "email", "feedback_type", "provider"),

@@ -192,6 +192,13 @@ def record(conn: Connection, row_id: int, owner: str, state: str, *, reply: str 
     return result.rowcount == 1
 
 
+def row_person(conn: Connection, row_id: int) -> tuple[int, int]:
+    """(campaign id, subscriber id) of a ledger row."""
+    row = conn.execute(select(deliveries.c.campaign_id, deliveries.c.subscriber_id)
+                       .where(deliveries.c.id == row_id)).one()
+    return row.campaign_id, row.subscriber_id
+
+
 # The hot path of the campaign sender (one call per group commit): plain SQL on the driver's
 # cursor, inside the caller's transaction — SQLAlchemy's per-execution work cost more here
 # than the UPDATE itself. Parameters: reply, message id, now, now, row id, owner.

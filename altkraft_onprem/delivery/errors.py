@@ -1,6 +1,8 @@
 """Delivery failures, classified the way the sender acts on them."""
 from __future__ import annotations
 
+import re
+
 
 class DeliveryError(Exception):
     """A message could not be handed over; str() is the reason shown to people.
@@ -19,3 +21,13 @@ class DeliveryError(Exception):
         self.code = code
         self.relays_down = relays_down
         self.in_doubt = in_doubt
+
+
+# How a relay's refusal reads in the ledger's reply (smtp.py and stream.py write it so).
+_REFUSAL = re.compile(r"^relay \S+ answered [^:]{1,40}: ([45]\d\d) (.*)$", re.S)
+
+
+def refusal(reply: str | None) -> tuple[int, str] | None:
+    """(SMTP code, text) when a ledger reply is a relay's refusal of the message."""
+    found = _REFUSAL.match(reply or "")
+    return (int(found.group(1)), found.group(2).strip()) if found else None

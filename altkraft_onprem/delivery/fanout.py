@@ -24,7 +24,7 @@ from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.forking import die_with_parent
 from altkraft_onprem.messages.render import TemplateProblem
 
-from . import journal
+from . import journal, recording
 from .errors import DeliveryError
 from .journal import Journal
 from .sender import Outcome, Sender
@@ -264,6 +264,6 @@ def _commit_group(conn, batch) -> list[tuple[int, bool]]:
     with conn.begin():
         oks = ledger.record_sent(conn, items)
         results.extend((fd, ok) for (fd, _), ok in zip(sent, oks, strict=True))
-        results.extend((fd, ledger.record(conn, row_id, owner, state, **values))
+        results.extend((fd, recording.record(conn, row_id, owner, state, **values))
                        for fd, (_, row_id, owner, state, values) in batch if state != "sent")
     return results

@@ -30,6 +30,8 @@ from pathlib import Path
 from altkraft_onprem import db
 from altkraft_onprem.campaigns import ledger
 
+from . import recording
+
 log = logging.getLogger("altkraft.delivery")
 
 # A file without a complete header holds no records (the header is its first write); one
@@ -100,7 +102,7 @@ def replay(engine, folder: Path) -> int:
             if not ledger.owner_dead(owner):
                 continue
             for row_id, state, reply, message_id, retry_at, counted, at in records:
-                applied += ledger.record(
+                applied += recording.record(
                     conn, row_id, owner, state, reply=reply, message_id=message_id,
                     retry_at=datetime.fromisoformat(retry_at) if retry_at else None,
                     counted=counted, now=datetime.fromtimestamp(at, UTC))

@@ -22,7 +22,7 @@ from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.messages.data import DataFetchError
 from altkraft_onprem.messages.render import TemplateProblem
 
-from . import smtp
+from . import recording, smtp
 from .compose import Composer, Outgoing
 from .errors import DeliveryError
 from .stream import Stream
@@ -76,7 +76,7 @@ class DirectRecorder:
 
     def record(self, row_id: int, owner: str, state: str, values: dict) -> bool:
         with db.write(self.engine) as conn:
-            return ledger.record(conn, row_id, owner, state, **values)
+            return recording.record(conn, row_id, owner, state, **values)
 
     def check(self) -> bool:
         return True

@@ -147,7 +147,8 @@ def _address(value: str) -> str:
     return value[:320] if "@" in value else ""
 
 
-def _status(*texts: str) -> str:
+def status_code(*texts: str) -> str:
+    """The first enhanced status code ("5.1.1") in the texts, or "" when there is none."""
     for text in texts:
         found = _STATUS.search(text or "")
         if found:
@@ -167,7 +168,7 @@ def _dsn_recipients(part: Message | None) -> list[Recipient]:
         diagnostic = diagnostic.partition(";")[2].strip() if diagnostic[:5].lower() == "smtp;" else diagnostic
         found.append(Recipient(
             address=address, action=(action.split() or ["failed"])[0][:16],
-            status=_status(_text(block.get("Status")), diagnostic),
+            status=status_code(_text(block.get("Status")), diagnostic),
             diagnostic=diagnostic[:MAX_TEXT],
             remote_mta=_address(_text(block.get("Remote-MTA"))) or
             _text(block.get("Remote-MTA")).partition(";")[2].strip()[:255]))
@@ -199,7 +200,7 @@ def _heuristic(msg: Message, raw: bytes) -> list[Recipient]:
         for address in sorted(addresses):
             address = address.decode("utf-8", "replace") if isinstance(address, bytes) else str(address)
             found.append(Recipient(address=address[:320], action=action,
-                                   status=_status(_near(text, address)),
+                                   status=status_code(_near(text, address)),
                                    diagnostic=_near(text, address)))
     return found
 

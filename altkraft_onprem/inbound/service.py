@@ -9,13 +9,15 @@ import json
 import logging
 from datetime import datetime, timedelta
 
+from flask import has_app_context
 from sqlalchemy import Connection, distinct, func, insert, select, update
 
-from altkraft_onprem import db, events
+from altkraft_onprem import config, db, events
 from altkraft_onprem.access.models import system_actor
 from altkraft_onprem.audience import service as audience
 from altkraft_onprem.audience.models import subscribers
 from altkraft_onprem.campaigns.models import campaigns, unsubscribe_list
+from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import NotFound
 from altkraft_onprem.tracking.models import CLICK, OPEN, tracking_events
@@ -24,6 +26,7 @@ from . import rules
 from .addresses import Recogniser
 from .intake import raw_message
 from .models import bounces, complaints, inbound_messages
+from .parse import Recipient, status_code
 from .pipeline import Verdict, judge
 
 log = logging.getLogger(__name__)
@@ -110,6 +113,28 @@ def _effects(conn: Connection, settings, inbound_id: int, verdict: Verdict) -> N
                          subscriber_id=found.subscriber_id if person else None,
                          campaign_id=found.campaign_id, email=email,
                          feedback_type=verdict.feedback_type, reporter=verdict.reporter)
+
+
+def relay_rejected(conn: Connection, *, campaign_id: int, subscriber_id: int, code: int,
+                   reply: str) -> None:
+    """The relay refused a campaign message with a 5xx while it was sent (email.rejected):
+    recorded and classified like a bounce that came back by mail."""
+    email = conn.execute(select(subscribers.c.email).where(subscribers.c.id == subscriber_id)).scalar()
+    if email is None:
+        return
+    diagnostic = f"{code} {reply}"[:2000]
+    status = status_code(reply)
+    bounce_class, rule = rules.classify(status, diagnostic)
+    record_bounce(conn, _settings(), inbound_id=None, source="relay", subscriber_id=subscriber_id,
+                  campaign_id=campaign_id, email=email, bounce_class=bounce_class, rule=rule,
+                  rules_version=rules.CURRENT_VERSION,
+                  recipient=Recipient(address=email, status=status, diagnostic=diagnostic))
+
+
+def _settings():
+    """The settings of the app running this job or request; the defaults in a process that
+    has none (a campaign run driven directly, as the tests and benchmarks do)."""
+    return current_settings() if has_app_context() else config.load(environ={})
 
 
 def mailto_unsubscribe(conn: Connection, subscriber_id: int, campaign_id: int | None) -> list[int]:
