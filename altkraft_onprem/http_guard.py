@@ -30,6 +30,11 @@ class Refused(Exception):
         self.message = message
 
 
+class Unreachable(Refused):
+    """The rules allowed the request but the network did not carry it (no answer in time, a
+    refused connection, a name that does not resolve now): worth another try later."""
+
+
 @dataclass(frozen=True)
 class Policy:
     """Where requests may go and how long they may take. The setting names are quoted in
@@ -82,7 +87,7 @@ def resolve_checked(policy: Policy, host: str, port: int) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise Refused(f"cannot resolve {host}: {exc.strerror}") from None
+        raise Unreachable(f"cannot resolve {host}: {exc.strerror}") from None
     addresses = []
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
@@ -160,7 +165,7 @@ def _once(policy: Policy, method: str, parts, address: str, port: int, body, hea
                                 preload_content=False, retries=False)
     except urllib3.exceptions.HTTPError as exc:
         pool.close()
-        raise Refused(f"{url}: {type(exc).__name__}: {exc}") from None
+        raise Unreachable(f"{url}: {type(exc).__name__}: {exc}") from None
     try:
         received = bytearray()
         truncated = False
@@ -173,11 +178,11 @@ def _once(policy: Policy, method: str, parts, address: str, port: int, body, hea
                 truncated = True
                 break
             if time.monotonic() > deadline:
-                raise Refused(f"{url}: took longer than {policy.timeout:g} s")
+                raise Unreachable(f"{url}: took longer than {policy.timeout:g} s")
         return Response(response.status, {k.lower(): v for k, v in response.headers.items()},
                         bytes(received), truncated)
     except urllib3.exceptions.HTTPError as exc:
-        raise Refused(f"{url}: {type(exc).__name__}: {exc}") from None
+        raise Unreachable(f"{url}: {type(exc).__name__}: {exc}") from None
     finally:
         response.release_conn()
         pool.close()

@@ -7,8 +7,12 @@ app first, so every process has the same reactions. Connecting twice is harmless
 from __future__ import annotations
 
 from altkraft_onprem import events
+from altkraft_onprem.automation import jobs as automation_jobs
+from altkraft_onprem.automation import outbox
 from altkraft_onprem.inbound import service as inbound
 from altkraft_onprem.tracking import erasure
+
+_outbox_handlers: dict[str, events.Handler] = {}
 
 
 def connect_all() -> None:
@@ -16,6 +20,16 @@ def connect_all() -> None:
     events.SUBSCRIBERS_ERASED.connect(_erase_tracking)
     # A relay's synchronous 5xx is a bounce like one that comes back by mail.
     events.EMAIL_REJECTED.connect(inbound.relay_rejected)
+    # Every domain event may feed workflows and webhooks: the outbox records those that an
+    # active subscription or workflow listens to, in the emitting transaction.
+    for name, event in events.declared().items():
+        event.connect(_outbox_handlers.setdefault(name, _to_outbox(name)))
+
+
+def _to_outbox(name: str) -> events.Handler:
+    def handler(conn, **payload) -> None:
+        outbox.append(conn, name, payload, wake=automation_jobs.wake)
+    return handler
 
 
 def _erase_tracking(conn, *, subscriber_ids) -> None:

@@ -249,6 +249,19 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest external JSON document accepted, in kilobytes.", "integer"),
     Setting("messages.data_concurrency", _positive(_int), 8,
             "Parallel fetches of per-subscriber external data.", "integer"),
+
+    Setting("automation.webhook_allowed_private_networks", _str_list, [],
+            "Private, loopback and link-local networks (CIDR) that outgoing webhooks and workflow "
+            "HTTP requests may still reach, e.g. [\"10.1.2.0/24\"]. Empty: all such addresses "
+            "are refused.", "list of strings"),
+    Setting("automation.webhook_timeout_seconds", _positive(_float), 10.0,
+            "Time limit for one webhook or workflow HTTP request (connecting and answering).",
+            "number"),
+    Setting("automation.webhook_disable_after", _positive(_int), 20,
+            "A webhook subscription is switched off after this many failed attempts in a row "
+            "(administrators get an email).", "integer"),
+    Setting("automation.webhook_concurrency", _positive(_int), 4,
+            "Webhook requests one worker makes at the same time.", "integer"),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from flask import current_app
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 NAMING = {
@@ -105,6 +106,13 @@ def read(engine: Engine) -> Iterator[Connection]:
     """A read-only unit of work (rolled back at the end)."""
     with engine.connect() as conn:
         yield conn
+
+
+def insert_ignoring_conflicts(conn: Connection, table, index_elements=None):
+    """INSERT … ON CONFLICT DO NOTHING on either database (a row whose UNIQUE key exists is
+    skipped; with index_elements, only a conflict on that key)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)
 
 
 def get_engine() -> Engine:
