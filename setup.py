@@ -3,7 +3,17 @@
 The installer's source folder is `installer/`, shipped as `altkraft_installer` so that it
 does not shadow the `installer` package on PyPI.
 """
+import warnings
+
 from setuptools import find_namespace_packages, find_packages, setup
+
+# An editable install (`pip install -e .`, what `make run` does) of packages that are not all
+# importable from one folder goes through an import hook, and setuptools announces that with a
+# warning on every install ("Editable installation. Please be careful with folders in your
+# working directory..."). Ours are apart on purpose (installer/ ships as altkraft_installer,
+# systemd/ inside it), the hook is the right mechanism for them, and there is nothing for the
+# person installing to do: the notice is not shown.
+warnings.filterwarnings("ignore", message="Editable installation")
 
 installer_packages = [
     "altkraft_installer" + name[len("installer"):]

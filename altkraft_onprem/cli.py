@@ -9,6 +9,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -127,25 +128,43 @@ def _upgrade(engine) -> None:
         sync_builtin_roles(conn)
 
 
+def _override(ctx: Context, key: str, value: str) -> Settings:
+    """A command-line option over a setting, for this process and (through the environment)
+    the job consumer it starts."""
+    try:
+        settings = ctx.settings.replace(**{key.replace(".", "__"): value})
+    except ConfigError as exc:
+        raise Fatal(str(exc)) from None
+    os.environ["ALTKRAFT_" + key.replace(".", "__").upper()] = value
+    ctx._settings = settings
+    return settings
+
+
+VERBOSE_HELP = ("Log every background job and server event (log_level \"info\"); by default "
+                "only problems are logged.")
+
+
+def _verbose(ctx: Context, verbose: bool) -> None:
+    if verbose and ctx.settings["log_level"] in ("warning", "error"):
+        _override(ctx, "log_level", "info")
+
+
 @cli.command()
 @click.option("--migrate", is_flag=True, help="Apply pending database migrations first.")
 @click.option("--bind", help="HOST:PORT to listen on (overrides server.bind).")
 @click.option("--no-consumer", is_flag=True, help="Serve only; jobs run in `altkraft worker`s.")
+@click.option("--verbose", "-v", is_flag=True, help=VERBOSE_HELP)
 @pass_ctx
-def run(ctx: Context, migrate: bool, bind: str | None, no_consumer: bool) -> None:
+def run(ctx: Context, migrate: bool, bind: str | None, no_consumer: bool, verbose: bool) -> None:
     """Serve the web UI, API and tracking, and run background jobs."""
     from altkraft_onprem import db
     from altkraft_onprem.access import service as access
     from altkraft_onprem.server import Appliance, prepare_metrics_dir
 
-    settings = ctx.settings
     if bind:
-        try:
-            settings = settings.replace(server__bind=bind)
-        except ConfigError as exc:
-            raise Fatal(str(exc)) from None
-        os.environ["ALTKRAFT_SERVER__BIND"] = bind   # the consumer child reads the same
-        ctx._settings = settings
+        _override(ctx, "server.bind", bind)
+    _verbose(ctx, verbose)
+    settings = ctx.settings
     ensure_data_dir(settings)
     ensure_secret_key(settings)
     engine = ctx.engine()
@@ -156,6 +175,9 @@ def run(ctx: Context, migrate: bool, bind: str | None, no_consumer: bool) -> Non
     engine.dispose()
     public = settings["server.public_url"]
     click.echo(f"ALTKRAFT is starting on http://{settings['server.bind']}  (public URL: {public})")
+    hint = _public_url_hint(settings)
+    if hint:
+        click.echo(hint)
     if setup_token:
         click.echo(f"First run: create the administrator at {public}/setup/{setup_token}")
     sys.stdout.flush()
@@ -163,15 +185,29 @@ def run(ctx: Context, migrate: bool, bind: str | None, no_consumer: bool) -> Non
     Appliance(settings, ctx.config_path, with_consumer=not no_consumer).run()
 
 
+def _public_url_hint(settings: Settings) -> str:
+    """Links in mail and the setup link use server.public_url: a local one that names another
+    port than the service listens on (only --bind or server.bind changed) leads nowhere."""
+    public = urlsplit(settings["server.public_url"])
+    named = public.port or (443 if public.scheme == "https" else 80)
+    port = settings["server.bind"].rpartition(":")[2]
+    if public.hostname not in ("127.0.0.1", "localhost", "::1") or str(named) == port:
+        return ""
+    return (f"Note: the public URL names port {named}, the service listens on {port}: "
+            "set server.public_url (ALTKRAFT_SERVER__PUBLIC_URL) too, or links lead nowhere.")
+
+
 @cli.command()
 @click.option("--workers", type=int, help="Job workers (default: queue.workers).")
+@click.option("--verbose", "-v", is_flag=True, help=VERBOSE_HELP)
 @pass_ctx
-def worker(ctx: Context, workers: int | None) -> None:
+def worker(ctx: Context, workers: int | None, verbose: bool) -> None:
     """Run background jobs (extra consumers for scale-out, on any machine)."""
     import logging
 
     from altkraft_onprem import tasks
 
+    _verbose(ctx, verbose)
     settings = ctx.settings
     try:
         engine = ctx.engine()

@@ -44,6 +44,15 @@ def _ensure_chromium() -> None:
                     "(apt-get install chromium) as root", pytrace=False)
 
 
+def sign_in(page, base_url: str, user: dict) -> None:
+    """Signs `user` ({"email", "password"}) in through the login form; waits for the dashboard."""
+    page.goto(base_url + "/login")
+    page.get_by_label("Email").fill(user["email"])
+    page.get_by_label("Password").fill(user["password"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(base_url + "/")
+
+
 def save_artifacts(page, name: str) -> Path:
     """Saves page screenshot + HTML under test-artifacts/; returns the PNG's path."""
     ARTIFACTS.mkdir(exist_ok=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
 from importlib import metadata
@@ -62,3 +64,23 @@ def test_shipped_code_imports_only_declared_dependencies():
             if not distributions & declared:
                 missing.append(f"{module} ({where.relative_to(ROOT)})")
     assert not missing, "imported but not declared in pyproject.toml: " + ", ".join(missing)
+
+
+def test_the_editable_install_prints_no_setuptools_warning(tmp_path):
+    """`make run` installs the project editable; a newcomer's first command must not greet them
+    with a setuptools warning. Builds the editable wheel as pip does (the PEP 660 hook of
+    setuptools' backend), from a copy of the sources, and watches every warning."""
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", "node_modules", ".git", "build", "dist", "*.egg-info", "test-artifacts",
+        "__pycache__", "altkraft-data", "vendor"))
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    build = ("import setuptools.build_meta as backend, sys; "
+             "print(backend.build_editable(sys.argv[1]))")
+    result = subprocess.run([sys.executable, "-W", "always", "-c", build, str(wheels)],
+                            cwd=source, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith(".whl")
+    warned = re.findall(r"^\S+\.py:\d+: \w+: .*$", result.stderr, re.M)   # file:line: Category: text
+    assert not warned, "\n".join(warned)

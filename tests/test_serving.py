@@ -1,6 +1,9 @@
 """`altkraft run` as a real service: health, readiness, metrics, migrations gate, hardening."""
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 import requests
 
@@ -90,6 +93,36 @@ def test_metrics_count_jobs_run_by_the_services_consumer(service, shared_queue):
     assert tasks.ping("metrics").get(blocking=True, timeout=30) == "pong:metrics"
     text = requests.get(service.url + "/metrics", timeout=5).text
     assert 'altkraft_jobs_total{outcome="complete",task="ping"}' in text, text[-2000:]
+
+
+def test_the_console_is_quiet_about_jobs_by_default(service, shared_queue):
+    assert tasks.ping("quiet").get(blocking=True, timeout=30) == "pong:quiet"
+    log = service.log.read_text()
+    assert "ping" not in log and "INFO" not in log, log[-2000:]
+
+
+def test_verbose_logs_a_line_per_job(env):
+    # Its own queue: the job it logs is its own consumer's start-up job, never another's.
+    server = start_service(env, "--verbose", extra_env={"ALTKRAFT_QUEUE__NAME": f"verbose-{uuid.uuid4().hex[:8]}"})
+    try:
+        deadline = time.monotonic() + 30
+        while "resume_after_restart" not in server.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    assert "INFO Executing altkraft_onprem.campaigns.jobs.resume_after_restart" in server.log.read_text()
+
+
+def test_run_says_when_the_public_url_names_another_port(env):
+    server = start_service(env, "--no-consumer",
+                           extra_env={"ALTKRAFT_SERVER__PUBLIC_URL": "http://127.0.0.1:8080"})
+    server.stop()
+    assert "Note: the public URL names port 8080, the service listens on" in server.log.read_text()
+    assert "set server.public_url (ALTKRAFT_SERVER__PUBLIC_URL) too" in server.log.read_text()
+
+
+def test_run_says_nothing_about_a_public_url_that_matches(service):
+    assert "Note: the public URL" not in service.log.read_text()
 
 
 def test_gunicorn_control_socket_is_not_created(service, home):

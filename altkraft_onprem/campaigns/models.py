@@ -104,6 +104,8 @@ SPLIT_METRIC_LABELS = {"opens": N_("unique opens"), "clicks": N_("unique clicks"
                        "click_to_open": N_("click-to-open rate")}
 SPLIT_STATES = ("pending", "testing", "decided")
 MIN_VARIANTS, MAX_VARIANTS = 2, 5
+# The split test's wait, in hours, any fraction (0.05 h = 3 minutes): the service, the API model
+# and the form's input all take their bounds from here.
 MAX_WAIT_HOURS = 720
 
 split_tests = Table(

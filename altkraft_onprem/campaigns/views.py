@@ -10,7 +10,14 @@ from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
 
 from . import actions, service, splittest
-from .models import MAX_VARIANTS, SPLIT_METRIC_LABELS, SPLIT_METRICS, UTM_KEYS, variant_letter
+from .models import (
+    MAX_VARIANTS,
+    MAX_WAIT_HOURS,
+    SPLIT_METRIC_LABELS,
+    SPLIT_METRICS,
+    UTM_KEYS,
+    variant_letter,
+)
 
 blueprint = Blueprint("campaigns", __name__)
 
@@ -107,7 +114,8 @@ def new():
     with db.read(db.get_engine()) as conn:
         choices = _choices(conn)
     return render_template("campaigns/new.html", values=values, utm_keys=UTM_KEYS,
-                           max_variants=MAX_VARIANTS, metrics=SPLIT_METRICS,
+                           max_variants=MAX_VARIANTS, max_wait_hours=MAX_WAIT_HOURS,
+                           metrics=SPLIT_METRICS,
                            metric_labels=SPLIT_METRIC_LABELS, letter=variant_letter, **choices)
 
 

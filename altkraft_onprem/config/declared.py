@@ -59,8 +59,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("secret_key_file", _str, "",
             "File with the key that signs sessions and links (0600). Empty: DATA_DIR/secret_key, "
             "created on first start.", "path"),
-    Setting("log_level", _choice("debug", "info", "warning", "error"), "info",
-            'Logging level: "debug", "info", "warning" or "error".'),
+    Setting("log_level", _choice("debug", "info", "warning", "error"), "warning",
+            'Logging level: "warning" logs problems only; "info" adds a line per background job '
+            'and server event (as `--verbose` does); "debug" or "error".'),
 
     Setting("server.bind", _host_port, "127.0.0.1:8080",
             "Address and port the web service listens on. Put a TLS-terminating proxy in front "

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import save_artifacts
+from tests.browser import save_artifacts, sign_in
 from tests.campaigns.helpers import make_list, make_message, start_sending_service
 
 pytestmark = pytest.mark.browser
@@ -24,11 +24,7 @@ def test_create_a_split_test_in_the_form_and_see_the_winner_go_out(env, service,
     make_list(env, "A/B list", [{"email": f"ab{i}@example.org"} for i in range(12)])
     make_message(env)
     user = env.user("Manager")
-    page.goto(service.url + "/login")
-    page.get_by_label("Email").fill(user["email"])
-    page.get_by_label("Password").fill(user["password"])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(service.url + "/")
+    sign_in(page, service.url, user)
 
     page.goto(service.url + "/campaigns/new")
     form = page.locator("#campaign-form")
@@ -57,3 +53,25 @@ def test_create_a_split_test_in_the_form_and_see_the_winner_go_out(env, service,
     subjects = Counter(str(m["Subject"]) for m in sink.messages)
     assert subjects == {"Browser subject A": 9, "Browser subject B": 3}
     assert len(set(sink.recipients())) == 12
+
+
+def test_the_form_takes_the_same_short_wait_as_the_api(env, service, page):
+    """0.05 h (3 minutes) is a valid wait for the service and the API, so for the form too."""
+    make_list(env, "Short wait list", [{"email": "wait@example.org"}])
+    message_id = make_message(env)
+    user = env.user("Manager")
+    sign_in(page, service.url, user)
+
+    page.goto(service.url + "/campaigns/new")
+    form = page.locator("#campaign-form")
+    form.get_by_label("Name", exact=True).fill("Three-minute test")
+    form.get_by_label("Message").select_option(str(message_id))
+    form.locator("fieldset").filter(has_text="Send to these lists").get_by_label("Short wait list").check()
+    form.get_by_label("From address").fill("news@example.com")
+    form.locator("#split_test_on").check()
+    form.get_by_label("Variant A subject").fill("Short A")
+    form.get_by_label("Variant B subject").fill("Short B")
+    form.get_by_label("Send the winner to the rest after, hours").fill("0.05")
+    form.get_by_role("button", name="Create campaign").click()
+
+    expect(page.locator("#split-test")).to_contain_text("the winner is chosen 0.05 h later")

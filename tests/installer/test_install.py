@@ -146,7 +146,7 @@ def test_install_repairs_a_loosened_mode(installed, database_url):
 def test_upgrade_keeps_config_and_refreshes_units(installed):
     root, _ = installed
     config = root / "etc/altkraft/config.toml"
-    config.write_text(config.read_text().replace("#log_level = \"info\"", "log_level = \"debug\""))
+    config.write_text(config.read_text().replace("#log_level = \"warning\"", "log_level = \"debug\""))
     unit = root / UNITS / "altkraft.service"
     unit.write_text(unit.read_text().replace("Restart=on-failure", "Restart=no"))
     result = run("upgrade", "--root", str(root))

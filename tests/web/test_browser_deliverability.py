@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 
 from altkraft_installer import configfile
 from altkraft_onprem.delivery import dkimkeys
+from tests.browser import sign_in
 from tests.conftest import start_service
 from tests.installer.dns_server import dns_server  # noqa: F401  (fixture)
 
@@ -34,11 +35,7 @@ def service(env, dns_server):  # noqa: F811
 
 def test_a_helo_that_is_not_public_is_named_as_the_missing_setting(env, service, page):
     admin = env.user("Administrator")
-    page.goto(service.url + "/login")
-    page.get_by_label("Email").fill(admin["email"])
-    page.get_by_label("Password").fill(admin["password"])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(service.url + "/")
+    sign_in(page, service.url, admin)
     page.goto(service.url + "/deliverability")
     expect(page.locator("#helo-not-public-example\\.com")).to_contain_text(
         "Set helo in [[smtp.relays]] to the public name of the sending host")

@@ -13,7 +13,7 @@ import pytest
 from altkraft_onprem import db, i18n
 from altkraft_onprem.access import service as access
 from altkraft_onprem.access.models import system_actor
-from tests.browser import save_artifacts
+from tests.browser import save_artifacts, sign_in
 from tests.conftest import start_service
 
 pytestmark = pytest.mark.browser
@@ -35,14 +35,6 @@ def setup_link(server) -> str:
     found = re.search(r"create the administrator at (\S+/setup/\S+)", server.log.read_text())
     assert found, server.log.read_text()
     return found.group(1)
-
-
-def sign_in(page, url: str, who: dict) -> None:
-    page.goto(url + "/login")
-    page.get_by_label("Email").fill(who["email"])
-    page.get_by_label("Password").fill(who["password"])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(url + "/")
 
 
 def menu_labels(page) -> list[str]:
