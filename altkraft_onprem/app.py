@@ -15,7 +15,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from altkraft_onprem import db, metrics, reactions
 from altkraft_onprem.access import service as access
 from altkraft_onprem.access.policy import PUBLIC, authorize, check_declared, declared
-from altkraft_onprem.api import MAX_ID, handle_api_error, is_bad_value_for_storage, problem
+from altkraft_onprem.api import (
+    BUSY_RETRY_SECONDS,
+    MAX_ID,
+    handle_api_error,
+    is_bad_value_for_storage,
+    problem,
+)
 from altkraft_onprem.api import blueprint as api_blueprint
 from altkraft_onprem.config import ConfigError, Settings, current_settings
 from altkraft_onprem.errors import Forbidden, ServiceError
@@ -226,6 +232,11 @@ def _install_error_pages(app: Flask) -> None:
                      405: _("This page does not accept this kind of request.")}
             return render_template("web/error.html", status=exc.code,
                                    message=plain.get(exc.code, exc.description)), exc.code
+        if db.is_busy(exc):
+            app.logger.warning("database busy on %s %s: answered 503", request.method, request.path)
+            page = render_template("web/error.html", status=503, message=_(
+                "The database is busy; nothing was changed. Try again in a moment."))
+            return page, 503, {"Retry-After": str(BUSY_RETRY_SECONDS)}
         if is_bad_value_for_storage(exc):
             return render_template("web/error.html", status=422,
                                    message=_("A value is out of range for its field.")), 422

@@ -18,6 +18,12 @@
    measured paced, for the latency while serving that rate.
 2. N held reading-time streams (default 2,000, held by a separate asyncio process) while wrk
    measures a UI page (/login, rendered by Flask + Jinja): p99 with and without the streams.
+3. While each wrk run of the pixel and the redirect goes on, an API client changes one
+   subscriber (PATCH /api/v1/subscribers/{id}, a write transaction with an audit record) every
+   API_WRITE_PAUSE seconds: p50/p99/max and the statuses other than 200 ("api_write" per run,
+   "api_write_idle" with nothing else running). The event flush shares the database's write
+   lock with it (SQLite has one writer at a time): this is what a person editing in the UI
+   waits while tracking load goes on.
 
     python bench/tracking.py [--streams 2000] [--duration 10] [--database URL]
 
@@ -37,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -98,6 +105,8 @@ LUA = textwrap.dedent("""
 # for about --rate requests/s (wrk's delay(); the achieved rate is printed).
 PACED = 'delay = function() return %d end\n'
 
+API_WRITE_PAUSE = 0.05
+
 MAIL_CLIENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
 
 
@@ -124,6 +133,54 @@ def wrk(url: str, seconds: int, connections: int, threads: int = 1, script: str 
         if service_pid:
             result["service_cpu_us_per_request"] = round(service_cpu / result["requests"] * 1e6)
     return result
+
+
+class ApiWriter:
+    """PATCHes one subscriber again and again in a thread while a run goes on."""
+
+    def __init__(self, base: str, token: str, subscriber_id: int):
+        self.url = f"{base}/api/v1/subscribers/{subscriber_id}"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def during(self, run) -> tuple[object, dict]:
+        """(what `run()` returned, the writes' figures while it ran)."""
+        times, statuses, done = [], {}, threading.Event()
+
+        def write() -> None:
+            count = 0
+            while not done.is_set():
+                count += 1
+                started = time.perf_counter()
+                try:
+                    status = self.session.patch(self.url, json={"first_name": f"Probe {count}"},
+                                                timeout=30).status_code
+                except requests.RequestException as exc:
+                    status = type(exc).__name__
+                times.append(time.perf_counter() - started)
+                if status != 200:
+                    statuses[str(status)] = statuses.get(str(status), 0) + 1
+                done.wait(API_WRITE_PAUSE)
+
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        try:
+            result = run()
+        finally:
+            done.set()
+            thread.join(60)
+        return result, _latencies(times, statuses)
+
+
+def _latencies(times: list[float], statuses: dict) -> dict:
+    ordered = sorted(times)
+    if not ordered:
+        return {"writes": 0}
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+    return {"writes": len(ordered), "p50_ms": at(0.5), "p99_ms": at(0.99),
+            "max_ms": round(ordered[-1] * 1000, 2), "not_200": statuses}
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -232,6 +289,7 @@ def main() -> None:
     open_script = work / "opens.lua"
     open_script.write_text(LUA % (path_file("opens.txt", opens), MAIL_CLIENT))
     clicks_ok = _click_setup(settings, env, campaign, base)
+    writer = ApiWriter(base, *_api_setup(settings))
     probe_events = 1 if clicks_ok else 0
     click_script = None
     if clicks_ok:
@@ -243,6 +301,14 @@ def main() -> None:
         wrk(base + "/static/app.css", 2, connections[0])                   # warm up
         answered = probe_events
         pid = process.pid
+        _, results["api_write_idle"] = writer.during(lambda: time.sleep(min(args.duration, 5)))
+
+        def loaded(kind: str, url: str, n: int, script) -> dict:
+            """A wrk run with the API writer beside it."""
+            run, writes = writer.during(lambda: wrk(url, args.duration, n, script=str(script),
+                                                    service_pid=pid))
+            run["api_write"] = writes
+            return run
 
         def drained(label: str) -> None:
             """Wait until the events answered so far are written: a backlog left by one run
@@ -254,11 +320,11 @@ def main() -> None:
             runs = {"static": wrk(base + "/static/app.css", args.duration, n, service_pid=pid),
                     # the floor of any Flask route in this setup (no template, no database)
                     "healthz": wrk(base + "/healthz", args.duration, n, service_pid=pid),
-                    "open": wrk(base, args.duration, n, script=str(open_script), service_pid=pid)}
+                    "open": loaded("open", base, n, open_script)}
             answered += runs["open"]["requests"]
             if click_script:
                 drained(f"after_open_{n}")
-                runs["click"] = wrk(base, args.duration, n, script=str(click_script), service_pid=pid)
+                runs["click"] = loaded("click", base, n, click_script)
                 answered += runs["click"]["requests"]
             drained(f"after_click_{n}")
             for kind in ("open", "click"):
@@ -276,8 +342,7 @@ def main() -> None:
             if script:
                 paced = work / f"paced-{kind}.lua"
                 paced.write_text(script.read_text() + PACED % pace)
-                run = results[f"{kind}_at_rate"] = wrk(base, args.duration, connections[0], script=str(paced),
-                                                       service_pid=pid)
+                run = results[f"{kind}_at_rate"] = loaded(kind, base, connections[0], paced)
                 answered += run["requests"]
                 drained(f"after_{kind}_at_rate")
         results["ui_p99_ms_idle"] = wrk(base + "/login", args.duration, 4, threads=1)["p99_ms"]
@@ -308,10 +373,24 @@ def main() -> None:
     results["requests_answered_by_wrk"] = answered
     results["in_flight_allowance"] = (sum(connections) + connections[0]) * (2 if click_script else 1)
     results["events_lost"] = max(0, answered - stored)
+    results["api_write_p99_ms"] = max((r["api_write"].get("p99_ms") or 0) for r in _loaded_runs(results))
+    results["api_write_not_200"] = sum(sum(r["api_write"].get("not_200", {}).values())
+                                       for r in _loaded_runs(results))
     results["goal"] = {"rps": 3000, "p99_ms": 50, "ui_p99_ms_with_streams": 200}
     shutil.rmtree(work, ignore_errors=True)
     results["loadavg_after"] = os.getloadavg()[0]
     print(json.dumps(results))
+
+
+def _loaded_runs(results: dict) -> list[dict]:
+    """Every wrk run that had the API writer beside it."""
+    found = []
+    for value in results.values():
+        if isinstance(value, dict):
+            if "api_write" in value:
+                found.append(value)
+            found.extend(v for v in value.values() if isinstance(v, dict) and "api_write" in v)
+    return found
 
 
 def _rss_mb(pid: int) -> float:
@@ -345,6 +424,25 @@ def _count_events(settings, campaign: int) -> int:
                              .where(tracking_events.c.campaign_id.in_([campaign]))).scalar()
     engine.dispose()
     return count
+
+
+def _api_setup(settings) -> tuple[str, int]:
+    """An administrator's API token and a subscriber for the API writer: (token, id)."""
+    from altkraft_onprem import db
+    from altkraft_onprem.access import service as access
+    from altkraft_onprem.access.models import system_actor
+    from altkraft_onprem.audience import subscribers
+
+    engine = db.build_engine(settings.database_url)
+    actor = system_actor("bench")
+    with db.write(engine) as conn:
+        user_id = access.create_user(conn, actor, f"bench-{os.getpid()}@example.com",
+                                     "bench password 123", access.role_id_by_name(conn, "Administrator"))
+        _, token = access.create_token(conn, actor, user_id, "bench")
+        subscriber_id = subscribers.create_subscriber(
+            conn, actor, {"email": f"probe-{os.getpid()}-{time.time_ns()}@example.com"})
+    engine.dispose()
+    return token, subscriber_id
 
 
 def _click_setup(settings, env, campaign: int, base: str) -> int | None:

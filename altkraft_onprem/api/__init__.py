@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from altkraft_onprem.access.policy import PUBLIC, requires
+from altkraft_onprem.db import is_busy
 from altkraft_onprem.errors import ServiceError
 
 PREFIX = "/api/v1"
@@ -128,6 +129,19 @@ def is_bad_value_for_storage(exc: Exception) -> bool:
     return isinstance(exc, StatementError) and isinstance(exc.orig, OverflowError)
 
 
+# Seconds a client is asked to wait when the database is busy (Retry-After).
+BUSY_RETRY_SECONDS = 2
+
+
+def busy_problem() -> Response:
+    """503 + Retry-After: the database stayed busy (locked) longer than it may wait."""
+    current_app.logger.warning("database busy on %s %s: answered 503", request.method, request.path)
+    response = problem(503, "Service unavailable", "the database is busy; nothing was changed, "
+                       "try again in a moment")
+    response.headers["Retry-After"] = str(BUSY_RETRY_SECONDS)
+    return response
+
+
 def handle_api_error(exc: Exception) -> Response:
     if isinstance(exc, ServiceError):
         extra = {"errors": [{"field": exc.field, "message": exc.message}]} if exc.field else {}
@@ -135,6 +149,8 @@ def handle_api_error(exc: Exception) -> Response:
         return problem(exc.status, titles.get(exc.status, "Invalid request"), exc.message, **extra)
     if isinstance(exc, HTTPException):
         return problem(exc.code or 500, exc.name, exc.description or "")
+    if is_busy(exc):
+        return busy_problem()
     if is_bad_value_for_storage(exc):
         current_app.logger.warning("API input the database refused on %s %s: %s", request.method,
                                    request.path, str(getattr(exc, "orig", exc)).splitlines()[0])

@@ -89,7 +89,9 @@ SETTINGS: tuple[Setting, ...] = (
             example="postgresql://altkraft@127.0.0.1/altkraft"),
     Setting("database.pool_size", _positive(_int), 5, "Connections kept per process (Postgres).", "integer"),
     Setting("database.busy_timeout_ms", _positive(_int), 10000,
-            "SQLite: how long a writer waits for a lock before failing.", "integer"),
+            "How long a writer waits for a lock (SQLite: the database's write lock; Postgres: "
+            "lock_timeout) before giving up; a request then answers 503 with Retry-After.",
+            "integer"),
 
     Setting("queue.backend", _choice("sqlite", "redis"), "sqlite",
             '"sqlite" (a file in DATA_DIR, one machine) or "redis" (shared by many machines).'),

@@ -6,6 +6,8 @@ created only by the Alembic migrations in db/migrations (the same ones on both d
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,6 +15,8 @@ from flask import current_app
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -41,9 +45,23 @@ def build_engine(url: str, *, pool_size: int = 5, busy_timeout_ms: int = 10000) 
     else:
         engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2,
                                pool_pre_ping=True, pool_recycle=1800)
+        _limit_postgres_lock_waits(engine, busy_timeout_ms)
     # Forked job workers must not share the parent's pooled connections.
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     return engine
+
+
+def _limit_postgres_lock_waits(engine: Engine, busy_timeout_ms: int) -> None:
+    """A statement that waits longer than the busy timeout for a lock fails (lock_not_available,
+    see `is_busy`) instead of hanging its request, as a SQLite writer does."""
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_conn, _record):
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        try:
+            dbapi_conn.execute(f"SET lock_timeout = {int(busy_timeout_ms)}")
+        finally:
+            dbapi_conn.autocommit = autocommit
 
 
 def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -63,7 +81,57 @@ def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         # Writers take the write lock up front: a deferred transaction that reads and then
         # writes gets SQLITE_BUSY at once instead of waiting for busy_timeout.
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode == "IMMEDIATE":
+            begin_immediate(conn.connection.dbapi_connection, busy_timeout_ms)
+        else:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+# How often a writer that waits for SQLite's write lock tries again. SQLite's own busy handler
+# backs off to a try every 100 ms, so while other processes commit short transactions back to
+# back (the tracking flush under load) a waiting writer kept missing the gaps between them,
+# for seconds.
+LOCK_POLL_SECONDS = 0.001
+
+
+def begin_immediate(dbapi_conn, busy_timeout_ms: int) -> None:
+    """BEGIN IMMEDIATE on a SQLite driver connection, tried every LOCK_POLL_SECONDS for up to
+    `busy_timeout_ms`; then sqlite3.OperationalError "database is locked" (see `is_busy`)."""
+    cursor = dbapi_conn.cursor()
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    cursor.execute("PRAGMA busy_timeout=0")       # we wait here, not in SQLite's busy handler
+    try:
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _sqlite_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(LOCK_POLL_SECONDS)
+    finally:
+        # Other statements keep SQLite's handler (e.g. a deferred transaction that writes).
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+
+def _sqlite_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether an error means "the database is busy, try again shortly" rather than a fault:
+    SQLite's write lock still held after busy_timeout, a Postgres lock timeout, or no pooled
+    connection free in time. Requests answer it with 503 and Retry-After."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(original, sqlite3.OperationalError):
+        return _sqlite_busy(original)
+    return getattr(original, "sqlstate", None) == "55P03"     # Postgres lock_not_available
 
 
 def is_sqlite(engine_or_conn: Engine | Connection) -> bool:

@@ -23,3 +23,6 @@ def test_tracking_benchmark_smoke():
     assert result["events_lost"] == 0
     assert result["open"]["requests"] > 0 and result["click"]["requests"] > 0
     assert result["open"]["non_2xx_3xx"] == 0 and result["click"]["non_2xx_3xx"] == 0
+    # an API write beside the load: measured, and never refused
+    assert result["click"]["api_write"]["writes"] > 0 and result["api_write_p99_ms"] > 0
+    assert result["api_write_not_200"] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
 from altkraft_onprem import db
 from altkraft_onprem.db.types import utcnow
@@ -45,6 +45,52 @@ def test_a_full_buffer_holds_requests_until_a_flush_takes_the_rows(env):
         stored = conn.execute(select(func.count()).select_from(tracking_events)
                               .where(tracking_events.c.campaign_id == CAMPAIGN)).scalar()
     assert stored == room
+
+
+def _backlog(env, rows: int, first: int) -> EventBuffer:
+    buffer = EventBuffer()
+    buffer.configure(env.settings.replace(tracking__flush_interval_ms=3_600_000))
+    buffer.rows.extend(_open(first + n) for n in range(rows))
+    buffer.engine = env.engine
+    return buffer
+
+
+@pytest.mark.skipif(DB_KIND != "sqlite", reason="Postgres writers do not exclude each other")
+def test_a_sqlite_flush_writes_a_backlog_in_short_transactions(env):
+    rows = 5 * buffer_module.SQLITE_TRANSACTION_ROWS
+    buffer = _backlog(env, rows, 10_000)
+    commits = []
+    listener = lambda conn: commits.append(conn)       # noqa: E731
+    event.listen(env.engine, "commit", listener)
+    try:
+        assert buffer.flush() == rows
+    finally:
+        event.remove(env.engine, "commit", listener)
+    assert len(commits) == 5
+
+
+def test_a_write_waiting_for_the_lock_gets_in_while_a_backlog_is_flushed(env):
+    """A UI or API write waits for one flush transaction, not for the whole backlog."""
+    buffer = _backlog(env, 10 * buffer_module.SQLITE_TRANSACTION_ROWS, 20_000)
+    flushing, order = threading.Event(), []
+    listener = lambda conn: flushing.set()             # noqa: E731
+
+    def ordinary_write() -> None:
+        flushing.wait(30)
+        with db.write(env.engine) as conn:
+            conn.execute(update(tracking_events).where(tracking_events.c.id == -1).values(reason="x"))
+        order.append("write")
+
+    writer = threading.Thread(target=ordinary_write)
+    writer.start()
+    event.listen(env.engine, "begin", listener)
+    try:
+        buffer.flush()
+        order.append("flush")
+    finally:
+        event.remove(env.engine, "begin", listener)
+        writer.join(30)
+    assert order == ["write", "flush"]
 
 
 @pytest.mark.skipif(DB_KIND != "postgres", reason="Postgres plans by its statistics")
