@@ -48,7 +48,9 @@ class UserPatch(Strict):
     role: str | None = Field(None, max_length=100)
     locale: str | None = Field(None, pattern="^(en|ru)$")
     is_active: bool | None = None
-    password: str | None = Field(None, min_length=service.MIN_PASSWORD, max_length=1024)
+    password: str | None = Field(None, min_length=service.MIN_PASSWORD, max_length=1024,
+                                 description="Ends every signed-in session of the user; their API "
+                                 "tokens keep working (revoke them with DELETE /tokens/{token_id})")
 
 
 class MeOut(BaseModel):

@@ -113,7 +113,9 @@ def _keep_an_administrator(conn: Connection, user_id: int) -> None:
 
 
 def set_password(conn: Connection, actor: Actor, user_id: int, new_password: str) -> None:
-    """New password; every session of that user ends (the auth stamp changes)."""
+    """New password; every signed-in session of that user ends (the auth stamp changes). API
+    tokens stay: they belong to integrations, which a password change must not break; revoking
+    them is a separate, deliberate step."""
     get_user(conn, user_id)
     conn.execute(update(users).where(users.c.id == user_id).values(
         password_hash=hash_password(new_password), auth_stamp=secrets.token_hex(16)))
