@@ -10,6 +10,7 @@ from altkraft_onprem import events
 from altkraft_onprem.automation import jobs as automation_jobs
 from altkraft_onprem.automation import outbox
 from altkraft_onprem.inbound import service as inbound
+from altkraft_onprem.reports import feedback
 from altkraft_onprem.tracking import erasure
 
 _outbox_handlers: dict[str, events.Handler] = {}
@@ -20,6 +21,9 @@ def connect_all() -> None:
     events.SUBSCRIBERS_ERASED.connect(_erase_tracking)
     # A relay's synchronous 5xx is a bounce like one that comes back by mail.
     events.EMAIL_REJECTED.connect(inbound.relay_rejected)
+    # Campaign reports count bounces and complaints by class and provider.
+    events.EMAIL_BOUNCED.connect(_count_bounce)
+    events.EMAIL_COMPLAINED.connect(_count_complaint)
     # Every domain event may feed workflows and webhooks: the outbox records those that an
     # active subscription or workflow listens to, in the emitting transaction.
     for name, event in events.declared().items():
@@ -34,3 +38,11 @@ def _to_outbox(name: str) -> events.Handler:
 
 def _erase_tracking(conn, *, subscriber_ids) -> None:
     erasure.erase_people(conn, subscriber_ids)
+
+
+def _count_bounce(conn, *, campaign_id, subscriber_id, provider, bounce_class, **_payload) -> None:
+    feedback.count(conn, campaign_id, subscriber_id, provider, feedback.BOUNCE, bounce_class)
+
+
+def _count_complaint(conn, *, campaign_id, subscriber_id, provider, **_payload) -> None:
+    feedback.count(conn, campaign_id, subscriber_id, provider, feedback.COMPLAINT)

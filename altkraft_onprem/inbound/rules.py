@@ -67,22 +67,3 @@ def classify(status: str, diagnostic: str, version: int = CURRENT_VERSION) -> tu
         if rule.matches(status, diagnostic):
             return rule.bounce_class, rule.name
     return "unknown", "unknown"
-
-
-# Mailbox providers by recipient domain (reports and the complaint monitor group by these).
-PROVIDERS = {
-    "gmail": ("gmail.com", "googlemail.com"),
-    "outlook": ("outlook.com", "hotmail.com", "live.com", "msn.com", "hotmail.co.uk",
-                "hotmail.fr", "live.ru", "outlook.ru"),
-    "yahoo": ("yahoo.com", "ymail.com", "rocketmail.com", "aol.com", "aim.com", "yahoo.co.uk",
-              "yahoo.fr", "yahoo.de"),
-    "mailru": ("mail.ru", "inbox.ru", "list.ru", "bk.ru", "internet.ru", "mail.ua"),
-    "yandex": ("yandex.ru", "ya.ru", "yandex.com", "yandex.by", "yandex.kz", "yandex.ua",
-               "narod.ru"),
-}
-PROVIDER_NAMES = (*PROVIDERS, "other")
-_BY_DOMAIN = {domain: name for name, domains in PROVIDERS.items() for domain in domains}
-
-
-def provider(email_address: str) -> str:
-    return _BY_DOMAIN.get(email_address.rpartition("@")[2].strip().lower(), "other")

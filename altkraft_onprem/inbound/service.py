@@ -19,6 +19,7 @@ from altkraft_onprem.audience.models import subscribers
 from altkraft_onprem.campaigns.models import campaigns, unsubscribe_list
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.delivery import providers
 from altkraft_onprem.errors import NotFound
 from altkraft_onprem.tracking.models import CLICK, OPEN, tracking_events
 
@@ -152,7 +153,7 @@ def record_bounce(conn: Connection, settings, *, inbound_id: int | None, source:
     """Records a classified bounce, suppresses the address when its class (or the soft-bounce
     count) says so, and emits email.bounced. Returns the bounce id."""
     now = utcnow()
-    provider = rules.provider(email)
+    provider = providers.provider(email)
     bounce_id = conn.execute(insert(bounces).values(
         inbound_id=inbound_id, at=now, source=source, subscriber_id=subscriber_id,
         campaign_id=campaign_id, email=email[:320], provider=provider, bounce_class=bounce_class,
@@ -201,7 +202,7 @@ def record_complaint(conn: Connection, *, inbound_id: int | None, source: str,
                      subscriber_id: int | None, campaign_id: int | None, email: str,
                      feedback_type: str, reporter: str = "") -> int:
     """Records a spam complaint, suppresses the address from everything, emits email.complained."""
-    provider = rules.provider(email)
+    provider = providers.provider(email)
     complaint_id = conn.execute(insert(complaints).values(
         inbound_id=inbound_id, at=utcnow(), source=source, subscriber_id=subscriber_id,
         campaign_id=campaign_id, email=email[:320], provider=provider,

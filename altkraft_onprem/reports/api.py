@@ -45,6 +45,21 @@ class Clicks(BaseModel):
     machine: int
 
 
+class Bounces(BaseModel):
+    hard: int = Field(description="Dead addresses (suppressed at once)")
+    soft: int = Field(description="Temporary failures: mailbox full, timeouts")
+    policy: int = Field(description="Blocks that are not the recipient's fault: blocklists, "
+                        "authentication, content")
+
+
+class ProviderFeedback(BaseModel):
+    provider: Literal["gmail", "outlook", "yahoo", "mailru", "yandex", "other"]
+    hard: int
+    soft: int
+    policy: int
+    complaints: int
+
+
 class CampaignReport(BaseModel):
     campaign_id: int
     delivered: int
@@ -60,8 +75,12 @@ class CampaignReport(BaseModel):
     click_to_open: float = Field(description="% of human openers who clicked")
     unsubscribes: int
     unsubscribe_rate: float
-    bounces: int | None
-    complaints: int | None
+    bounces: Bounces = Field(description="Bounces that came back (by mail, webhook or as the "
+                             "relay's 5xx), by class")
+    complaints: int = Field(description="Spam complaints (feedback loops)")
+    bounce_rate: float = Field(description="% of the messages tried that bounced (hard, soft, policy)")
+    complaint_rate: float = Field(description="% of delivered that drew a complaint")
+    by_provider: list[ProviderFeedback] = Field(description="Bounces and complaints by mailbox provider")
     variant: int | None = Field(None, description="The split-test variant the figures are of")
     held: int = Field(0, description="A split test's rest of the audience, waiting for the winner")
 

@@ -35,6 +35,7 @@ from altkraft_onprem.tracking.models import (
 )
 
 from . import periods
+from .feedback import figures as feedback_figures
 
 ev = tracking_events.c
 
@@ -124,6 +125,7 @@ def summary(conn: Connection, campaign_id: int, variant: int | None = None) -> d
         consents.c.kind == "unsubscribe", consents.c.form == f"campaign {campaign_id}",
         in_variant(campaign_id, variant, consents.c.subscriber_id))).scalar() or 0
     delivered = delivery["delivered"]
+    feedback = feedback_figures(conn, campaign_id, variant)
     return {
         "campaign_id": campaign_id, "variant": variant, "held": delivery["held"],
         "delivered": delivered, "failed": delivery["failed"], "in_doubt": delivery["in_doubt"],
@@ -133,7 +135,10 @@ def summary(conn: Connection, campaign_id: int, variant: int | None = None) -> d
         "ctr": _ratio(clicks["human"], delivered),
         "click_to_open": _ratio(clicks["human"], opens["human"]),
         "unsubscribes": unsubscribes, "unsubscribe_rate": _ratio(unsubscribes, delivered),
-        "bounces": None, "complaints": None,
+        "bounces": feedback["bounces"], "complaints": feedback["complaints"],
+        "bounce_rate": _ratio(sum(feedback["bounces"].values()), delivery["total"] - delivery["pending"]),
+        "complaint_rate": _ratio(feedback["complaints"], delivered),
+        "by_provider": feedback["by_provider"],
     }
 
 

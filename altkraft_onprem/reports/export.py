@@ -16,10 +16,6 @@ def _csv(header: list[str], rows: Iterable[list[Any]]) -> str:
     return out.getvalue()
 
 
-def _tracked(value: int | None) -> int | str:
-    return "not tracked" if value is None else value
-
-
 def campaign_csv(summary: dict, timeline: dict, domains: list[dict]) -> str:
     rows: list[list[Any]] = [
         ["delivered", summary["delivered"]], ["failed", summary["failed"]], ["in_doubt", summary["in_doubt"]],
@@ -32,8 +28,8 @@ def campaign_csv(summary: dict, timeline: dict, domains: list[dict]) -> str:
         ["clicks_human", summary["clicks"]["human"]], ["clicks_machine", summary["clicks"]["machine"]],
         ["open_rate_percent", summary["open_rate"]], ["ctr_percent", summary["ctr"]],
         ["click_to_open_percent", summary["click_to_open"]], ["unsubscribes", summary["unsubscribes"]],
-        # None: no bounce/complaint intake yet; "not tracked" rather than an empty cell read as 0
-        ["bounces", _tracked(summary["bounces"])], ["complaints", _tracked(summary["complaints"])],
+        *[[f"bounces_{name}", n] for name, n in summary["bounces"].items()],
+        ["complaints", summary["complaints"]],
     ]
     rows += [[f"opens_at {label}", n] for label, n in zip(timeline["labels"], timeline["opens"], strict=True)]
     rows += [[f"clicks_at {label}", n] for label, n in zip(timeline["labels"], timeline["clicks"], strict=True)]

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
+from altkraft_onprem.delivery.providers import PROVIDER_LABELS
 from altkraft_onprem.errors import ServiceError
 
 from . import campaign as campaign_report
@@ -116,7 +117,9 @@ def campaign(campaign_id: int):
         "devices": {"type": "doughnut", "data": {"labels": [d["name"] for d in clients["devices"]],
                                                  "datasets": [{"data": [d["opens"] for d in clients["devices"]]}]}},
     }
+    provider_names = {k: _(v) for k, v in PROVIDER_LABELS.items()}
     return render_template("reports/campaign.html", campaign=info, s=summary, domains=domains,
+                           provider_names=provider_names,
                            clients=clients, charts=charts, unit=unit, variant=summary["variant"])
 
 

@@ -216,3 +216,15 @@ def test_bounce_for_a_dsn_without_recipient_fields_goes_to_review(env, world, si
     assert stored["state"] == "review"
     assert any("per-recipient" in note for note in stored["detail"]["notes"])
     assert person(env, world["ids"][9])["state"] == "active"
+
+
+def test_campaign_report_counts_them_by_class_and_provider(env, world, client):
+    """The bounces and complaints above, in GET /api/v1/campaigns/{id}/report."""
+    token = env.token("Analyst")
+    report = client.get(f"/api/v1/campaigns/{world['campaign_id']}/report",
+                        headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert report["bounces"] == {"hard": 1, "soft": 0, "policy": 1}
+    assert report["complaints"] == 3
+    assert report["by_provider"] == [{"provider": "other", "hard": 1, "soft": 0, "policy": 1,
+                                      "complaints": 3}]
+    assert report["complaint_rate"] == 30.0

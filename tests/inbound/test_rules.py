@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from altkraft_onprem.delivery import providers
 from altkraft_onprem.inbound import rules
 
 
@@ -40,4 +41,4 @@ def test_a_version_classifies_the_same_way_forever():
     ("a@bk.ru", "mailru"), ("a@mail.ru", "mailru"), ("a@ya.ru", "yandex"), ("a@example.org", "other"),
 ])
 def test_providers(address, provider):
-    assert rules.provider(address) == provider
+    assert providers.provider(address) == provider

@@ -51,13 +51,13 @@ def test_campaign_page_and_clickmap_render(analyst, world):
     assert b'class="ak-badge"' in frame.data and b"100.0% \xc2\xb7 1" in frame.data
 
 
-def test_bounces_and_complaints_say_not_tracked_rather_than_blank(analyst, world):
+def test_bounces_and_complaints_are_figures(analyst, world):
     page = analyst.get(f"/reports/campaigns/{world['campaign']}").get_data(as_text=True)
     for key in ("bounces", "complaints"):
         figure = page.split(f'data-figure="{key}"', 1)[1].split("</div>", 1)[0]
-        assert "not tracked yet" in figure
+        assert "<strong>0</strong>" in figure
     report = analyst.get(f"/reports/campaigns/{world['campaign']}/report.csv").get_data(as_text=True)
-    assert "bounces,not tracked" in report and "complaints,not tracked" in report
+    assert "bounces_hard,0" in report and "complaints,0" in report
 
 
 def test_bad_filters_are_named_and_ignored(analyst, world):

@@ -1,0 +1,69 @@
+"""Bounces and complaints per campaign, split-test variant and mailbox provider: a roll-up kept
+by the email.bounced / email.complained reactions (reactions.py), so that reports — a lower
+layer than inbound mail — read figures without reading inbound's tables.
+
+bounce_class is hard, soft, policy, content or unknown for a bounce, "" for a complaint.
+"""
+from __future__ import annotations
+
+from sqlalchemy import Column, Connection, Integer, String, Table, func, select, update
+
+from altkraft_onprem.campaigns.models import deliveries
+from altkraft_onprem.db import metadata
+from altkraft_onprem.delivery.providers import PROVIDER_NAMES
+
+BOUNCE, COMPLAINT = "bounce", "complaint"
+# The report's bounce figures (GET /api/v1/campaigns/{id}/report): content blocks count as
+# policy (neither is the recipient's fault); unknown ones wait for review and are not counted.
+REPORTED = {"hard": "hard", "soft": "soft", "policy": "policy", "content": "policy"}
+
+campaign_feedback = Table(
+    "campaign_feedback", metadata,
+    Column("campaign_id", Integer, primary_key=True),
+    Column("variant", Integer, primary_key=True),
+    Column("provider", String(16), primary_key=True),
+    Column("kind", String(12), primary_key=True),
+    Column("bounce_class", String(12), primary_key=True),
+    Column("count", Integer, nullable=False, default=0),
+)
+
+
+def count(conn: Connection, campaign_id: int | None, subscriber_id: int, provider: str,
+          kind: str, bounce_class: str = "", by: int = 1) -> None:
+    """Adds `by` (may be negative) to one figure."""
+    if campaign_id is None:
+        return
+    variant = conn.execute(select(deliveries.c.variant).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.subscriber_id == subscriber_id)).scalar() or 0
+    key = {"campaign_id": campaign_id, "variant": variant, "provider": provider, "kind": kind,
+           "bounce_class": bounce_class}
+    where = [campaign_feedback.c[name] == value for name, value in key.items()]
+    changed = conn.execute(update(campaign_feedback).where(*where)
+                           .values(count=campaign_feedback.c.count + by)).rowcount
+    if not changed:
+        conn.execute(campaign_feedback.insert().values(**key, count=by))
+
+
+def figures(conn: Connection, campaign_id: int, variant: int | None = None) -> dict:
+    """{"bounces": {hard, soft, policy}, "complaints": n, "by_provider": [{provider, hard,
+    soft, policy, complaints}]} of one campaign (one split-test variant)."""
+    f = campaign_feedback.c
+    query = select(f.provider, f.kind, f.bounce_class, func.sum(f.count)).where(f.campaign_id == campaign_id)
+    if variant is not None:
+        query = query.where(f.variant == variant)
+    totals = {"hard": 0, "soft": 0, "policy": 0}
+    complaints = 0
+    per: dict[str, dict] = {}
+    for provider, kind, bounce_class, number in conn.execute(query.group_by(f.provider, f.kind, f.bounce_class)):
+        number = int(number or 0)
+        row = per.setdefault(provider, {"provider": provider, "hard": 0, "soft": 0, "policy": 0,
+                                        "complaints": 0})
+        if kind == COMPLAINT:
+            complaints += number
+            row["complaints"] += number
+        elif bounce_class in REPORTED:
+            totals[REPORTED[bounce_class]] += number
+            row[REPORTED[bounce_class]] += number
+    order = {name: index for index, name in enumerate(PROVIDER_NAMES)}
+    return {"bounces": totals, "complaints": complaints,
+            "by_provider": sorted(per.values(), key=lambda r: order.get(r["provider"], 99))}
