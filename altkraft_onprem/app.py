@@ -3,7 +3,6 @@ no migrations, prompts or network calls here (the CLI does those)."""
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, g, redirect, render_template, request, session, url_for
 from flask_babel import Babel
@@ -23,12 +22,11 @@ from altkraft_onprem.api import (
     problem,
 )
 from altkraft_onprem.api import blueprint as api_blueprint
-from altkraft_onprem.config import ConfigError, Settings, current_settings
+from altkraft_onprem.config import Settings, current_settings, read_secret_key
 from altkraft_onprem.errors import Forbidden, ServiceError
 
 SESSION_KEY = "sid"
 LOCALES = ("en", "ru")
-
 
 
 def _blueprints():
@@ -56,20 +54,6 @@ def _blueprints():
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
             campaigns_views, audience_views, audience_public, import_views, api_blueprint]
-
-
-def read_secret_key(settings: Settings) -> bytes:
-    path = settings.secret_key_path
-    try:
-        key = path.read_bytes().strip()
-    except FileNotFoundError:
-        raise ConfigError("secret_key_file", str(path),
-                          "an existing file (`altkraft run` or `altkraft-install` creates it)") from None
-    except PermissionError:
-        raise ConfigError("secret_key_file", str(path), "a file readable by the service user") from None
-    if len(key) < 32:
-        raise ConfigError("secret_key_file", str(path), "at least 32 bytes of key material")
-    return key
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Flask:
@@ -195,17 +179,6 @@ def _actor_from_session():
         with db.write(engine) as conn:
             access.touch_session(conn, touch)
     return actor
-
-
-def safe_next(target: str | None, fallback: str) -> str:
-    """Only same-site relative paths: no open redirects through ?next=."""
-    if not target:
-        return fallback
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
-            or "\\" in target:
-        return fallback
-    return target
 
 
 def _install_error_pages(app: Flask) -> None:

@@ -14,70 +14,8 @@ from urllib.parse import urlsplit
 import click
 
 from altkraft_onprem import config as config_module
+from altkraft_onprem.cli_support import Context, Fatal, pass_ctx, redacted, require_migrated
 from altkraft_onprem.config import ConfigError, Settings
-
-EXIT_CONFIG = 2
-
-
-class Fatal(click.ClickException):
-    """One line for the operator, exit status 2."""
-
-    exit_code = EXIT_CONFIG
-
-    def show(self, file=None) -> None:
-        click.echo(self.message, err=True)
-
-
-class Context:
-    def __init__(self, config_path: str | None):
-        self.config_path = config_path
-        self._settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            try:
-                self._settings = config_module.load(self.config_path)
-            except ConfigError as exc:
-                raise Fatal(str(exc)) from None
-        return self._settings
-
-    def engine(self):
-        from sqlalchemy import text
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from altkraft_onprem import db
-
-        settings = self.settings
-        try:
-            engine = db.build_engine(settings.database_url, pool_size=settings["database.pool_size"],
-                                     busy_timeout_ms=settings["database.busy_timeout_ms"])
-            if engine.dialect.name == "sqlite":
-                settings.data_dir.mkdir(parents=True, exist_ok=True)
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except (SQLAlchemyError, OSError) as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise Fatal(f"config error: database.url = {_redacted(settings.database_url)!r}: "
-                        f"expected a reachable database ({reason})") from None
-        return engine
-
-    def app(self, engine=None):
-        from altkraft_onprem.app import create_app
-
-        try:
-            return create_app(self.settings, engine=engine)
-        except ConfigError as exc:
-            raise Fatal(str(exc)) from None
-
-
-def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -87,7 +25,13 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """ALTKRAFT On-Premise: email marketing on your own servers."""
-    ctx.obj = Context(config_path)
+    ctx.obj = Context(config_path, app_factory=_create_app)
+
+
+def _create_app(settings: Settings, engine=None):
+    from altkraft_onprem.app import create_app
+
+    return create_app(settings, engine=engine)
 
 
 # --- run / worker ---------------------------------------------------------------------------
@@ -110,12 +54,9 @@ def ensure_secret_key(settings: Settings) -> None:
 def _require_migrated(engine, migrate: bool) -> None:
     from altkraft_onprem.db import migrate as migrations
 
-    if not migrations.pending(engine):
-        return
-    if not migrate:
-        raise Fatal("the database is not migrated: run `altkraft db upgrade` "
-                    "(or start with `altkraft run --migrate`)")
-    _upgrade(engine)
+    if migrate and migrations.pending(engine):
+        _upgrade(engine)
+    require_migrated(engine)
 
 
 def _upgrade(engine) -> None:
@@ -260,78 +201,6 @@ def status(ctx: Context) -> None:
     sys.exit(1 if missing else 0)
 
 
-# --- users and tokens -----------------------------------------------------------------------
-
-def _service_call(ctx: Context, fn):
-    """Run fn(conn, actor) as the host operator; service errors become one line, exit 1."""
-    from altkraft_onprem import db
-    from altkraft_onprem.access.models import system_actor
-    from altkraft_onprem.errors import ServiceError
-
-    engine = ctx.engine()
-    _require_migrated(engine, migrate=False)
-    actor = system_actor(f"cli:{os.environ.get('SUDO_USER') or os.environ.get('USER') or 'root'}")
-    try:
-        with db.write(engine) as conn:
-            return fn(conn, actor)
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
-
-
-@cli.group()
-def user() -> None:
-    """Staff accounts."""
-
-
-@user.command("create")
-@click.option("--email", required=True)
-@click.option("--role", default="Administrator", show_default=True,
-              help="Administrator, Manager, Editor, Analyst, Viewer or a custom role.")
-@click.option("--name", default="")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@pass_ctx
-def user_create(ctx: Context, email: str, role: str, name: str, password_stdin: bool) -> None:
-    """Create a user (password prompted, or read from stdin)."""
-    from altkraft_onprem.access import service
-    from altkraft_onprem.access.policy import authorize
-
-    if password_stdin or not sys.stdin.isatty():
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-
-    def create(conn, actor):
-        authorize(actor, "users:manage")
-        return service.create_user(conn, actor, email, password, service.role_id_by_name(conn, role), name)
-
-    user_id = _service_call(ctx, create)
-    click.echo(f"created user {user_id} ({email}, {role})")
-
-
-@cli.group()
-def token() -> None:
-    """API tokens."""
-
-
-@token.command("create")
-@click.option("--email", required=True, help="The user the token acts as (with that user's role).")
-@click.option("--name", default="cli", show_default=True)
-@pass_ctx
-def token_create(ctx: Context, email: str, name: str) -> None:
-    """Create an API token; prints it alone on the last line (shown once)."""
-    from altkraft_onprem.access import service
-    from altkraft_onprem.access.policy import authorize
-
-    def create(conn, actor):
-        authorize(actor, "users:manage")
-        user_id = service.user_id_by_email(conn, email)
-        return service.create_token(conn, actor, user_id, name, ctx.settings["security.api_token_days"])
-
-    token_id, secret = _service_call(ctx, create)
-    click.echo(f"token {token_id} for {email} (store it now: it is not shown again):", err=True)
-    click.echo(secret)
-
-
 # --- config ---------------------------------------------------------------------------------
 
 @cli.group(name="config")
@@ -351,7 +220,7 @@ def config_check(ctx: Context) -> None:
         where = f"database: {url.database} (created by `altkraft db upgrade`)"
     else:
         ctx.engine().dispose()
-        where = f"database: {_redacted(settings.database_url)} (reachable)"
+        where = f"database: {redacted(settings.database_url)} (reachable)"
     click.echo(f"ok: {settings.source or 'built-in defaults'}; {where}")
 
 
@@ -372,11 +241,14 @@ def config_docs() -> None:
 
 
 def _domain_commands() -> None:
+    from altkraft_onprem.access.cli import token, user
     from altkraft_onprem.audience.cli import backup_command, restore_command
     from altkraft_onprem.audience.importer.cli import import_command
     from altkraft_onprem.campaigns.cli import campaign
     from altkraft_onprem.inbound.cli import inbound
 
+    cli.add_command(user)
+    cli.add_command(token)
     cli.add_command(campaign)
     cli.add_command(inbound)
     cli.add_command(backup_command)

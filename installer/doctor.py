@@ -65,13 +65,13 @@ def check_database(settings: config_module.Settings) -> Check:
 
 
 def check_queue(settings: config_module.Settings) -> Check:
-    from altkraft_onprem import tasks
+    from altkraft_onprem import jobqueue
 
     if settings["queue.backend"] == "sqlite" and not settings.data_dir.is_dir():
         return Check("fail", f"data directory {settings.data_dir} is missing", "altkraft-install install")
     try:
-        tasks.configure_queue(settings)
-        depth = tasks.queue_depth()
+        jobqueue.configure_queue(settings)
+        depth = jobqueue.queue_depth()
     except Exception as exc:  # noqa: BLE001
         return Check("fail", f"{settings['queue.backend']} queue unreachable: {exc}",
                      "check queue.redis_url and that Redis runs")

@@ -7,35 +7,28 @@ their actor. A route without a declaration makes create_app fail (see check_decl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from altkraft_onprem.errors import Forbidden
+from altkraft_onprem.route_permission import PUBLIC, SIGNED_IN, F, declare, declared
 
 from .models import PERMISSIONS, Actor
 
-PUBLIC = "public"                # anyone, no login (tracking, health, login page)
-SIGNED_IN = "signed-in"          # any signed-in user, whatever the role (own profile, /me)
-ATTR = "altkraft_permission"
+__all__ = ["PUBLIC", "SIGNED_IN", "authorize", "check_declared", "declared", "public", "requires",
+           "signed_in"]
 
-F = TypeVar("F", bound=Callable)
+
+def _known(permission: str) -> bool:
+    return permission in PERMISSIONS or permission in (PUBLIC, SIGNED_IN)
 
 
 def requires(permission: str) -> Callable[[F], F]:
-    if permission not in PERMISSIONS and permission not in (PUBLIC, SIGNED_IN):
+    if not _known(permission):
         raise ValueError(f"unknown permission {permission!r}")
-
-    def mark(view: F) -> F:
-        setattr(view, ATTR, permission)
-        return view
-    return mark
+    return declare(permission)
 
 
 public = requires(PUBLIC)
 signed_in = requires(SIGNED_IN)
-
-
-def declared(view: Callable) -> str | None:
-    return getattr(view, ATTR, None)
 
 
 def authorize(actor: Actor | None, permission: str) -> None:
@@ -49,8 +42,13 @@ def authorize(actor: Actor | None, permission: str) -> None:
 
 
 def check_declared(app) -> None:
-    """Refuse to build an app with a route that declares no permission."""
+    """Refuse to build an app with a route that declares no permission, or one no role can
+    hold (REST routes are marked by the toolkit, which does not know the names)."""
     missing = sorted(endpoint for endpoint, view in app.view_functions.items()
                      if declared(view) is None)
     if missing:
         raise RuntimeError("routes without a permission declaration: " + ", ".join(missing))
+    unknown = sorted(f"{endpoint} ({declared(view)})" for endpoint, view in app.view_functions.items()
+                     if not _known(declared(view)))
+    if unknown:
+        raise RuntimeError("routes declaring an unknown permission: " + ", ".join(unknown))

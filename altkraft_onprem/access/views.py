@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -50,11 +51,20 @@ def _start_session(user_id: int) -> None:
     session[SESSION_KEY] = session_id
 
 
+def safe_next(target: str | None, fallback: str) -> str:
+    """Only same-site relative paths: no open redirects through ?next=."""
+    if not target:
+        return fallback
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
+            or "\\" in target:
+        return fallback
+    return target
+
+
 @blueprint.route("/login", methods=["GET", "POST"])
 @requires(PUBLIC)
 def login():
-    from altkraft_onprem.app import safe_next
-
     next_url = safe_next(request.values.get("next"), url_for("web.dashboard"))
     with db.read(db.get_engine()) as conn:
         if service.setup_needed(conn):

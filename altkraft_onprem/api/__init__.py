@@ -17,9 +17,9 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from altkraft_onprem.access.policy import PUBLIC, requires
 from altkraft_onprem.db import is_busy
 from altkraft_onprem.errors import ServiceError
+from altkraft_onprem.route_permission import PUBLIC, declare
 
 PREFIX = "/api/v1"
 MAX_ID = 2**31 - 1          # ids are INTEGER columns; larger ids in paths are 404 (app guard)
@@ -108,7 +108,7 @@ def operation(rule: str, method: str, *, permission: str, summary: str, tag: str
             out.status_code = status
             return out
 
-        requires(permission)(handle)
+        declare(permission)(handle)
         blueprint.add_url_rule(rule, endpoint=endpoint, view_func=handle, methods=[method])
         OPERATIONS.append(Operation(rule, method, endpoint, permission, summary, tag, body, query,
                                     response, status, content_type, multipart))
@@ -258,7 +258,7 @@ def openapi_document() -> dict:
 
 
 @blueprint.route("/openapi.json")
-@requires(PUBLIC)
+@declare(PUBLIC)
 def openapi_json():
     # Built once per process: the routes do not change after start-up.
     document = current_app.extensions.get("altkraft.openapi")
@@ -268,6 +268,6 @@ def openapi_json():
 
 
 @blueprint.route("/docs")
-@requires(PUBLIC)
+@declare(PUBLIC)
 def docs_page():
     return render_template("web/api_docs.html")

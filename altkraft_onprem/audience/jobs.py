@@ -7,7 +7,7 @@ from huey import crontab
 
 from altkraft_onprem import db
 from altkraft_onprem.config import current_settings
-from altkraft_onprem.tasks import job, periodic
+from altkraft_onprem.jobqueue import job, periodic
 
 log = logging.getLogger(__name__)
 

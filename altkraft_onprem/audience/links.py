@@ -13,7 +13,7 @@ import zlib
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
-from altkraft_onprem.config import Settings
+from altkraft_onprem.config import Settings, read_secret_key
 
 SALT_UNSUBSCRIBE = "altkraft.unsubscribe"
 SALT_PREFERENCES = "altkraft.preferences"
@@ -33,8 +33,6 @@ _SECRETS: dict[str, bytes] = {}
 
 def _secret(settings: Settings) -> bytes:
     """The app's secret key, read once per key file (campaigns sign a link per recipient)."""
-    from altkraft_onprem.app import read_secret_key
-
     path = str(settings.secret_key_path)
     if path not in _SECRETS:
         _SECRETS[path] = read_secret_key(settings)

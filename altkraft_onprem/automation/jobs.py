@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from huey import crontab
 
-from altkraft_onprem import db, tasks
+from altkraft_onprem import db, jobqueue
 from altkraft_onprem.access import service as access
 from altkraft_onprem.campaigns.ledger import owner_name
 from altkraft_onprem.config import current_settings
@@ -47,17 +47,17 @@ def deliver_now(engine=None) -> int:
     return webhook_sender.deliver_due(engine or db.get_engine(), current_settings(), owner_name())
 
 
-@tasks.job()
+@jobqueue.job()
 def dispatch_outbox() -> None:
     dispatch_now()
 
 
-@tasks.job()
+@jobqueue.job()
 def deliver_webhooks() -> None:
     deliver_now()
 
 
-@tasks.periodic(crontab(minute="*"))
+@jobqueue.periodic(crontab(minute="*"))
 def automation_tick() -> None:
     """Every minute: outbox rows a lost wake-up left, webhook retries that are due, expired
     leases; once an hour, dispatched outbox rows older than OUTBOX_KEEP_DAYS go."""
@@ -68,7 +68,7 @@ def automation_tick() -> None:
             outbox.purge_dispatched(conn, utcnow() - timedelta(days=OUTBOX_KEEP_DAYS))
 
 
-@tasks.job(retries=2, retry_delay=300)
+@jobqueue.job(retries=2, retry_delay=300)
 def notify_webhook_disabled(webhook_id: int, url: str, reason: str) -> None:
     """Emails every active administrator that a webhook subscription was switched off."""
     settings = current_settings()
@@ -92,7 +92,7 @@ webhook_sender.on_disabled(lambda webhook_id, url, reason: notify_webhook_disabl
     webhook_id, url, reason))
 
 
-@tasks.huey.on_startup()
+@jobqueue.huey.on_startup()
 def _consumer_started() -> None:
-    if not tasks.huey.immediate:
+    if not jobqueue.huey.immediate:
         dispatch_outbox()

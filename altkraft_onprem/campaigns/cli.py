@@ -15,13 +15,13 @@ def _command(action: str):
     @click.argument("campaign_id", type=click.IntRange(min=1))
     @click.pass_obj
     def command(ctx, campaign_id: int) -> None:
-        from altkraft_onprem import tasks
-        from altkraft_onprem.cli import _service_call
+        from altkraft_onprem import jobqueue
+        from altkraft_onprem.access.cli import operator_call
 
         from . import actions
 
         settings = ctx.settings
-        tasks.configure_queue(settings)
+        jobqueue.configure_queue(settings)
 
         def call(conn, actor):
             from altkraft_onprem.access.policy import authorize
@@ -29,7 +29,7 @@ def _command(action: str):
             authorize(actor, "campaigns:send")
             return actor
 
-        actor = _service_call(ctx, call)
+        actor = operator_call(ctx, call)
         try:
             state = actions.perform(actor, settings, campaign_id, action, engine=ctx.engine())
         except Exception as exc:  # noqa: BLE001 - ServiceError and friends: one line, exit 1
@@ -74,13 +74,13 @@ def show(ctx, campaign_id: int) -> None:
 @click.pass_obj
 def winner(ctx, campaign_id: int, variant: int | None) -> None:
     """Pick a split test's winner now; the rest of the audience gets it."""
-    from altkraft_onprem import tasks
-    from altkraft_onprem.cli import _service_call
+    from altkraft_onprem import jobqueue
+    from altkraft_onprem.access.cli import operator_call
 
     from . import actions
     from .models import variant_letter
 
-    tasks.configure_queue(ctx.settings)
+    jobqueue.configure_queue(ctx.settings)
 
     def call(conn, actor):
         from altkraft_onprem.access.policy import authorize
@@ -88,7 +88,7 @@ def winner(ctx, campaign_id: int, variant: int | None) -> None:
         authorize(actor, "campaigns:send")
         return actor
 
-    actor = _service_call(ctx, call)
+    actor = operator_call(ctx, call)
     try:
         chosen = actions.choose_winner(actor, campaign_id, variant, engine=ctx.engine())
     except Exception as exc:  # noqa: BLE001 - ServiceError and friends: one line, exit 1

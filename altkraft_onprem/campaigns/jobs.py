@@ -6,7 +6,7 @@ import time
 
 from huey import crontab
 
-from altkraft_onprem import db, tasks
+from altkraft_onprem import db, jobqueue
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
 
@@ -66,7 +66,7 @@ def replay_journals(settings, engine) -> None:
     journal.replay(engine, journal.directory(settings))
 
 
-@tasks.job()
+@jobqueue.job()
 def send_campaign(campaign_id: int) -> None:
     run_campaign(current_settings(), db.get_engine(), campaign_id)
 
@@ -86,7 +86,7 @@ def schedule_decision(campaign_id: int, engine=None) -> None:
         decide_split_test.schedule((campaign_id,), eta=test["decide_at"])
 
 
-@tasks.job()
+@jobqueue.job()
 def decide_split_test(campaign_id: int) -> None:
     decide_due()
 
@@ -112,7 +112,7 @@ def decide_due() -> list[int]:
     return decided
 
 
-@tasks.periodic(crontab(minute="*"))
+@jobqueue.periodic(crontab(minute="*"))
 def campaigns_tick() -> None:
     """Every minute: start campaigns whose time has come and pick up running campaigns whose
     sender died (a restart, a killed worker) — the ledger makes a second run harmless;
@@ -150,21 +150,21 @@ def _only_held(conn, campaign_id: int) -> bool:
     return bool(found["held"]) and not (found["queued"] or found["leased"])
 
 
-@tasks.job()
+@jobqueue.job()
 def start_scheduled(campaign_id: int) -> None:
     """Queued with eta = schedule_at when a campaign is scheduled (huey keeps it across
     restarts); the minute tick is the safety net."""
     start_due()
 
 
-@tasks.job()
+@jobqueue.job()
 def resume_after_restart() -> None:
     """A consumer (re)started: running campaigns whose sender died continue at once instead
     of at the next minute tick."""
     start_due()
 
 
-@tasks.huey.on_startup()
+@jobqueue.huey.on_startup()
 def _consumer_started() -> None:
-    if not tasks.huey.immediate:
+    if not jobqueue.huey.immediate:
         resume_after_restart()

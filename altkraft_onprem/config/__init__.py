@@ -114,6 +114,22 @@ def load(path: str | os.PathLike | None = None, environ: Mapping[str, str] | Non
     return Settings(values, source=str(path) if path else None)
 
 
+def read_secret_key(settings: Settings) -> bytes:
+    """The key that signs sessions, CSRF tokens and links; a missing, unreadable or short
+    file is a ConfigError naming secret_key_file."""
+    path = settings.secret_key_path
+    try:
+        key = path.read_bytes().strip()
+    except FileNotFoundError:
+        raise ConfigError("secret_key_file", str(path),
+                          "an existing file (`altkraft run` or `altkraft-install` creates it)") from None
+    except PermissionError:
+        raise ConfigError("secret_key_file", str(path), "a file readable by the service user") from None
+    if len(key) < 32:
+        raise ConfigError("secret_key_file", str(path), "at least 32 bytes of key material")
+    return key
+
+
 def current_settings() -> Settings:
     """The settings of the app handling this request or job."""
     from flask import current_app

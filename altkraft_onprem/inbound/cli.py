@@ -16,22 +16,22 @@ def inbound(click_ctx: click.Context) -> None:
         return
     import logging
 
-    from altkraft_onprem import tasks
-    from altkraft_onprem.cli import _require_migrated
+    from altkraft_onprem import jobqueue
+    from altkraft_onprem.cli_support import require_migrated
 
     from . import jobs, receiver
 
     ctx = click_ctx.obj
     settings = ctx.settings
     engine = ctx.engine()
-    _require_migrated(engine, migrate=False)
-    tasks.configure_queue(settings)
+    require_migrated(engine)
+    jobqueue.configure_queue(settings)
     logging.basicConfig(level=settings["log_level"].upper(),
                         format="%(asctime)s altkraft-inbound %(levelname)s %(message)s")
     try:
         receiver.run(settings, engine, enqueue=jobs.process_inbound)
     except OSError as exc:
-        from altkraft_onprem.cli import Fatal
+        from altkraft_onprem.cli_support import Fatal
 
         raise Fatal(f"config error: inbound.smtp_listen = {settings['inbound.smtp_listen']!r}: "
                     f"expected an address this host can listen on ({exc.strerror or exc})") from None
@@ -45,7 +45,7 @@ def replay(ctx, file, rcpt: str | None) -> None:
     """Feed one message through the whole pipeline as if it had arrived for ADDRESS, and
     print the outcome as JSON."""
     from altkraft_onprem import db
-    from altkraft_onprem.cli import _require_migrated
+    from altkraft_onprem.cli_support import require_migrated
 
     from . import intake, service
 
@@ -55,7 +55,7 @@ def replay(ctx, file, rcpt: str | None) -> None:
 
         rcpt = email.utils.parseaddr(str(read(raw).get("To") or ""))[1]
     engine = ctx.engine()
-    _require_migrated(engine, migrate=False)
+    require_migrated(engine)
     ctx.app(engine)          # the domain-event reactions every process connects
     with db.write(engine) as conn:
         inbound_id = intake.store(conn, raw, source="replay", rcpt=rcpt or "")

@@ -6,7 +6,7 @@ import time
 
 from huey import crontab
 
-from altkraft_onprem import db, tasks
+from altkraft_onprem import db, jobqueue
 from altkraft_onprem.config import current_settings
 
 from . import service
@@ -28,7 +28,7 @@ def drain(engine, settings, seconds: float = RUN_SECONDS) -> tuple[int, bool]:
     return applied, True
 
 
-@tasks.job()
+@jobqueue.job()
 def process_inbound() -> int:
     applied, more = drain(db.get_engine(), current_settings())
     if more:
@@ -36,7 +36,7 @@ def process_inbound() -> int:
     return applied
 
 
-@tasks.periodic(crontab(minute="*"))
+@jobqueue.periodic(crontab(minute="*"))
 def sweep_inbound() -> None:
     if service.waiting(db.get_engine()):
         process_inbound()

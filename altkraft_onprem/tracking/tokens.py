@@ -15,7 +15,7 @@ import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 
-from altkraft_onprem.config import Settings
+from altkraft_onprem.config import Settings, read_secret_key
 
 MAC_BYTES = 10
 # The link index of the hidden honeypot link (no person can click it): see honeypot_html().
@@ -48,8 +48,6 @@ def tracking_key(settings: Settings) -> bytes:
     cached = _KEYS.get(id(settings))
     if cached is not None and cached[0] is settings:
         return cached[1]
-    from altkraft_onprem.app import read_secret_key
-
     key = _derive(read_secret_key(settings))
     _KEYS[id(settings)] = (settings, key)
     return key

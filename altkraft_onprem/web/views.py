@@ -10,7 +10,7 @@ from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 from sqlalchemy import text
 
-from altkraft_onprem import db, metrics, tasks
+from altkraft_onprem import db, jobqueue, metrics
 from altkraft_onprem.access.policy import PUBLIC, requires
 from altkraft_onprem.i18n import N_
 
@@ -76,7 +76,7 @@ def readyz():
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         checks["database"] = f"error: {type(exc).__name__}"
     try:
-        tasks.queue_depth()
+        jobqueue.queue_depth()
         checks["queue"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["queue"] = f"error: {type(exc).__name__}"
@@ -88,7 +88,7 @@ def readyz():
 @requires(PUBLIC)
 def prometheus():
     try:
-        depth = tasks.queue_depth()
+        depth = jobqueue.queue_depth()
     except Exception:  # noqa: BLE001 - the queue being down must not hide the other metrics
         depth = None
     return metrics.render(depth)

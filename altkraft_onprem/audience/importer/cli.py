@@ -26,10 +26,10 @@ import click
 def import_command(ctx, file: Path, list_names: tuple[str, ...], mode: str, status: str,
                    mapping: str | None, rejected_path: Path | None) -> None:
     """Import subscribers from a .csv, .txt, .xls, .xlsx, .zip or .tar.gz file."""
-    from altkraft_onprem import db, tasks
+    from altkraft_onprem import db, jobqueue
     from altkraft_onprem.access.models import system_actor
     from altkraft_onprem.access.policy import authorize
-    from altkraft_onprem.cli import _require_migrated
+    from altkraft_onprem.cli_support import require_migrated
     from altkraft_onprem.errors import ServiceError
 
     from . import runner, service
@@ -38,9 +38,9 @@ def import_command(ctx, file: Path, list_names: tuple[str, ...], mode: str, stat
 
     settings = ctx.settings
     engine = ctx.engine()
-    _require_migrated(engine, migrate=False)
-    tasks.configure_queue(settings)          # confirmations are queued for the service
-    tasks.bind_app(ctx.app(engine))
+    require_migrated(engine)
+    jobqueue.configure_queue(settings)          # confirmations are queued for the service
+    jobqueue.bind_app(ctx.app(engine))
     actor = system_actor(f"cli:{os.environ.get('SUDO_USER') or os.environ.get('USER') or 'root'}")
     try:
         authorize(actor, "subscribers:import")

@@ -5,7 +5,7 @@ from huey import crontab
 
 from altkraft_onprem import db
 from altkraft_onprem.config import current_settings
-from altkraft_onprem.tasks import job, periodic
+from altkraft_onprem.jobqueue import job, periodic
 
 from . import runner, service, watchdog
 from .archives import Limits

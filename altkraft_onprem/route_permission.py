@@ -1,0 +1,29 @@
+"""What a route declares: the permission it needs before its view runs.
+
+UI routes declare it with `access.policy.requires`, REST routes with `api.operation(permission=)`;
+the app's guard reads it (`declared`) and lets `access.policy.authorize` decide. Kept in the base
+so that the REST toolkit can mark its routes without depending on access; access.policy owns
+which names exist, and `check_declared` refuses an app with an unknown one.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+PUBLIC = "public"                # anyone, no login (tracking, health, login page)
+SIGNED_IN = "signed-in"          # any signed-in user, whatever the role (own profile, /me)
+ATTR = "altkraft_permission"
+
+F = TypeVar("F", bound=Callable)
+
+
+def declare(permission: str) -> Callable[[F], F]:
+    """Marks a view with the permission it needs (unchecked here: see access.policy)."""
+    def mark(view: F) -> F:
+        setattr(view, ATTR, permission)
+        return view
+    return mark
+
+
+def declared(view: Callable) -> str | None:
+    return getattr(view, ATTR, None)
