@@ -8,7 +8,9 @@
 
 Faults: `smtp_sink.fail("451 4.3.0 Try later", times=3)` answers the next 3 transactions with
 that reply (at DATA, or `stage="rcpt"` / `"mail"`; a 421 also closes the connection);
-`smtp_sink.drop(times=2)` cuts the next 2 connections in the middle of DATA;
+`smtp_sink.drop(times=2)` cuts the next 2 connections after the final dot, before any reply
+(`keep=True`: the message is kept first, as a relay that accepted it and then lost the
+connection would have);
 `smtp_sink.stop()` / `smtp_sink.start()` take the relay down and bring it back on the same
 port. Optional AUTH (`SmtpSink(auth=("user", "pass"))`), TLS (`tls="starttls"|"tls"`) and
 PIPELINING (`pipelining=True`).
@@ -38,10 +40,11 @@ def _free_port() -> int:
 
 @dataclass
 class _Fault:
-    reply: str | None      # None: drop the connection mid-DATA
+    reply: str | None      # None: drop the connection after the final dot, before a reply
     stage: str
     times: int
     rcpt: str | None = None  # only transactions to this recipient
+    keep: bool = False       # a drop: keep the message first (the relay had accepted it)
 
 
 def self_signed_context(directory: Path | None = None) -> ssl.SSLContext:
@@ -135,10 +138,11 @@ class SmtpSink:
         with self._lock:
             self._faults.append(_Fault(reply, stage, times, rcpt))
 
-    def drop(self, times: int = 1, rcpt: str | None = None) -> None:
-        """Cut the next `times` connections in the middle of DATA (no reply at all)."""
+    def drop(self, times: int = 1, rcpt: str | None = None, keep: bool = False) -> None:
+        """Cut the next `times` connections after the final dot (no reply at all); with
+        `keep`, the message is kept first."""
         with self._lock:
-            self._faults.append(_Fault(None, "data", times, rcpt))
+            self._faults.append(_Fault(None, "data", times, rcpt, keep))
 
     def clear(self) -> None:
         with self._lock:
@@ -200,7 +204,7 @@ class SmtpSink:
 
     async def handle_DATA(self, server, session, envelope):
         fault = self._take_fault("data", envelope.rcpt_tos)
-        if fault is not None:
+        if fault is not None and not fault.keep:
             return self._answer(server, fault)
         raw = envelope.original_content or envelope.content
         message = email.message_from_bytes(raw, policy=email.policy.default)
@@ -212,6 +216,8 @@ class SmtpSink:
             self.transactions += 1
         if self.on_message is not None:
             self.on_message(message)
+        if fault is not None:
+            return self._answer(server, fault)
         return f"250 2.0.0 OK queued as {len(self.messages)}"
 
     @staticmethod

@@ -143,6 +143,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("delivery.retry_max_hours", _positive(_float), 24.0,
             "A message still failing temporarily this long after its first attempt is failed.",
             "number"),
+    Setting("delivery.retry_lost_replies", _bool, False,
+            "A relay that drops the connection after the end of a message without answering may "
+            "have accepted it. false (default): the row ends in_doubt with the reason and is never "
+            "sent again (at most once: nobody gets it twice, some may not get it at all). true: it "
+            "is retried like a temporary failure (at least once: the person may get it twice).",
+            "boolean"),
     Setting("delivery.domain_limits", _tables(DOMAIN_LIMIT_FIELDS, "domain limit"), [],
             "Per-destination-domain sending rates, as [[delivery.domain_limits]] tables.",
             "list of tables", example=[{"domain": "gmail.com", "per_second": 50}],

@@ -138,7 +138,7 @@ def _read(path: Path) -> tuple[str | None, list]:
     return owner, records
 
 
-_STATES = {"sent", "failed", "skipped", "queued"}
+_STATES = {"sent", "failed", "skipped", "queued", "in_doubt"}
 
 
 def _older_than(path: Path, seconds: float) -> bool:

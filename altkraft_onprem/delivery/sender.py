@@ -38,6 +38,7 @@ class Outcome:
     failed: int = 0
     retried: int = 0
     skipped: int = 0
+    in_doubt: int = 0               # the relay dropped the connection instead of answering a dot
     paused: str | None = None
     lost_lease: bool = False
     sent_bytes: int = 0             # the messages accepted, as handed to the relay
@@ -311,6 +312,11 @@ class Sender:
         if not exc.temporary:
             self.outcome.failed += 1
             return self._record(row_id, "failed", reply=exc.message)
+        if exc.in_doubt and not self.settings["delivery.retry_lost_replies"]:
+            # The relay may have kept it: at most once, as when a sender dies mid-message.
+            self.outcome.in_doubt += 1
+            return self._record(row_id, "in_doubt", reply=f"{exc.message}; it may have been "
+                                "delivered, so it is not sent again (delivery.retry_lost_replies)")
         return self._retry(row_id, exc)
 
     def _retry(self, row_id: int, exc: DeliveryError, count: bool = True) -> bool:

@@ -1,4 +1,5 @@
-"""Relay faults during a campaign (real SMTP sink): 4xx, drops, 5xx, relay down, unsubscribes."""
+"""Relay faults during a campaign (real SMTP sink): 4xx, replies lost to a drop, 5xx, relay
+down, unsubscribes."""
 from __future__ import annotations
 
 from collections import Counter
@@ -62,13 +63,47 @@ def test_421_closing_the_session_is_retried(env, sink):
     assert len(sink.recipients()) == 5
 
 
-def test_dropped_connections_lose_nothing_and_double_nothing(env, sink):
-    settings, campaign_id, _ = campaign_for(env, 8)(sink)
-    sink.drop(times=3)
+@pytest.fixture(params=[False, True], ids=["stepwise", "pipelined"])
+def either_sink(request):
+    """A sink with and without PIPELINING: the two code paths that read a dot's reply."""
+    server = SmtpSink(pipelining=request.param).start()
+    yield server
+    server.stop()
+
+
+def test_a_reply_lost_after_the_dot_leaves_the_row_in_doubt(env, either_sink):
+    """The relay keeps the message, then drops the connection before answering: the sender
+    cannot know it was accepted. Sent again, the person would get it twice."""
+    settings, campaign_id, _ = campaign_for(env, 8)(either_sink)
+    either_sink.drop(times=3, keep=True)
     run_campaign(settings, env.engine, campaign_id, processes=2)
     found = progress(env, campaign_id)
-    assert found["state"] == "finished" and found["sent"] == 8
-    assert sorted(Counter(sink.recipients()).values()) == [1] * 8
+    assert (found["state"], found["sent"], found["in_doubt"]) == ("finished", 5, 3)
+    assert sorted(Counter(either_sink.recipients()).values()) == [1] * 8
+    with db.read(env.engine) as conn:
+        replies = [row["reply"] for row in campaigns.deliveries_page(conn, campaign_id, "in_doubt")]
+    assert len(replies) == 3
+    assert all("dropped the connection" in r and "not sent again" in r for r in replies)
+
+
+def test_a_reply_lost_after_the_dot_is_retried_when_the_admin_prefers_at_least_once(env, sink):
+    settings, campaign_id, _ = campaign_for(env, 8, delivery__retry_lost_replies=True)(sink)
+    sink.drop(times=3, keep=True)
+    run_campaign(settings, env.engine, campaign_id, processes=2)
+    found = progress(env, campaign_id)
+    assert (found["state"], found["sent"], found["in_doubt"]) == ("finished", 8, 0)
+    # the trade-off: those three people got it twice
+    assert sorted(Counter(sink.recipients()).values()) == [1] * 5 + [2] * 3
+
+
+def test_a_connection_dropped_without_keeping_the_message_is_in_doubt_too(env, sink):
+    """The sender cannot tell this drop from the one above: same outcome, nobody got it twice."""
+    settings, campaign_id, _ = campaign_for(env, 6)(sink)
+    sink.drop(times=2)
+    run_campaign(settings, env.engine, campaign_id, processes=1)
+    found = progress(env, campaign_id)
+    assert (found["state"], found["sent"], found["in_doubt"]) == ("finished", 4, 2)
+    assert sorted(Counter(sink.recipients()).values()) == [1] * 4
 
 
 def test_permanent_refusal_fails_that_row_only(env, sink):

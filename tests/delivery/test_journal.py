@@ -84,23 +84,26 @@ def test_a_record_is_journaled_before_record_returns_and_committed_by_the_parent
 
 def test_replay_records_a_dead_senders_journal_before_recover(env):
     owner = _dead_owner()
-    campaign_id, rows = _claimed(env, 6, "replayed", owner)
+    campaign_id, rows = _claimed(env, 7, "replayed", owner)
     folder = env.data_dir / "journal-dead"
     book = Journal(folder, owner)
     book.append(rows[0], "sent", {"reply": "250 2.0.0 queued", "message_id": "<a@example.com>"})
     book.append(rows[1], "failed", {"reply": "550 no such user"})
     book.append(rows[2], "queued", {"reply": "will retry: 451", "retry_at": campaigns.utcnow()})
     book.append(rows[3], "skipped", {"reply": "unsubscribed", "counted": False})
-    os.write(book.fd, b'[%d, "sent", "250 tor' % rows[4])      # killed inside the write
+    book.append(rows[4], "in_doubt", {"reply": "relay dropped the connection during DATA"})
+    os.write(book.fd, b'[%d, "sent", "250 tor' % rows[5])      # killed inside the write
     os.close(book.fd)
     (folder / "999-empty.jsonl").write_bytes(b"")                # killed before its header
     os.utime(folder / "999-empty.jsonl", (0, 0))
 
-    assert journal.replay(env.engine, folder) == 4
+    assert journal.replay(env.engine, folder) == 5
     with db.write(env.engine) as conn:
         assert ledger.recover(conn, campaign_id) == 1
     found = _rows(env, campaign_id)
-    assert [r["state"] for r in found] == ["sent", "failed", "queued", "skipped", "in_doubt", "queued"]
+    assert [r["state"] for r in found] == ["sent", "failed", "queued", "skipped", "in_doubt",
+                                           "in_doubt", "queued"]
+    assert found[4]["reply"] == "relay dropped the connection during DATA"
     assert found[0]["message_id"] == "<a@example.com>" and found[0]["reply"] == "250 2.0.0 queued"
     assert found[2]["next_attempt_at"] is not None and found[2]["attempts"] == 1
     assert found[3]["attempts"] == 0
