@@ -9,6 +9,7 @@ from huey import crontab
 from altkraft_onprem import db, jobqueue
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.errors import Conflict, ServiceError
 
 from . import ledger, splittest
 from . import service as campaigns
@@ -126,12 +127,12 @@ def start_due() -> list[int]:
 
     engine = db.get_engine()
     settings = current_settings()
-    started = []
     replay_journals(settings, engine)
+    with db.read(engine) as conn:
+        due = campaigns.due_scheduled(conn)
+    started = [campaign_id for campaign_id in due
+               if _start_scheduled_one(settings, engine, system_actor("scheduler"), campaign_id)]
     with db.write(engine) as conn:
-        for campaign_id in campaigns.due_scheduled(conn):
-            campaigns.start(conn, system_actor("scheduler"), settings, campaign_id)
-            started.append(campaign_id)
         orphaned = []
         for campaign_id in campaigns.running(conn):
             ledger.recover(conn, campaign_id)          # leases of senders that died
@@ -142,6 +143,27 @@ def start_due() -> list[int]:
     for campaign_id in started:
         schedule_decision(campaign_id, engine)
     return started
+
+
+def _start_scheduled_one(settings, engine, actor, campaign_id: int) -> bool:
+    """Starts one due campaign in its own transaction. One that cannot start (its message
+    cannot be rendered for its recipients, no relay, …) goes back to draft with the reason
+    on its page; it stops no other."""
+    try:
+        with db.write(engine) as conn:
+            campaigns.start(conn, actor, settings, campaign_id)
+        return True
+    except Conflict:
+        return False                    # started, paused or cancelled meanwhile
+    except ServiceError as exc:
+        reason = exc.message
+    log.warning("scheduled campaign %s not started: %s", campaign_id, reason)
+    try:
+        with db.write(engine) as conn:
+            campaigns.pause(conn, actor, campaign_id, reason=f"Not started: {reason}")
+    except Conflict:
+        pass                            # changed meanwhile: nothing to put back
+    return False
 
 
 def _only_held(conn, campaign_id: int) -> bool:

@@ -131,6 +131,11 @@ def unsubscribe_list(list_ids) -> int | None:
     return lists[0] if len(lists) == 1 else None
 
 
+def lists_label(list_ids: list[int], names: dict[int, str]) -> str:
+    """`{{ list.name }}` of a campaign's message: its lists' names, in its order."""
+    return ", ".join(names.get(i, "") for i in list_ids)
+
+
 def variant_letter(variant: int) -> str:
     """1 -> "A", 2 -> "B" … (0, a campaign without a split test, has no letter)."""
     return chr(ord("A") + variant - 1) if variant >= 1 else ""

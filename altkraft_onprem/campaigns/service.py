@@ -5,7 +5,7 @@ import zoneinfo
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from altkraft_onprem import events
 from altkraft_onprem.access.models import Actor
@@ -17,7 +17,7 @@ from altkraft_onprem.audience.models import segments as segments_table
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
 
-from . import ledger, splittest
+from . import ledger, splittest, startcheck
 from .models import MOVES, UTM_KEYS, campaigns, deliveries, link_marks, with_utm
 
 EDITABLE_STATES = ("draft", "scheduled")
@@ -223,6 +223,8 @@ def start(conn: Connection, actor: Actor, settings, campaign_id: int) -> str:
     if test is not None:
         splittest.pin(conn, {**campaign, "version_id": version_id}, test)
     build_ledger(conn, campaign_id)
+    started = get_campaign(conn, campaign_id)
+    startcheck.refuse_unrenderable(conn, settings, started, list_names(conn, started))
     return new_state
 
 
@@ -327,6 +329,16 @@ def deliveries_page(conn: Connection, campaign_id: int, state_filter: str | None
     return [dict(r) for r in rows]
 
 
+def failure_reasons(conn: Connection, campaign_id: int, limit: int = 10) -> list[dict]:
+    """Why rows ended failed or in doubt: each (state, reason) with how many rows, most first."""
+    d = deliveries.c
+    count = func.count().label("count")
+    query = (select(d.state, d.reply, count)
+             .where(d.campaign_id == campaign_id, d.state.in_(("failed", "in_doubt")))
+             .group_by(d.state, d.reply).order_by(count.desc(), d.state, d.reply).limit(limit))
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
 # --- for the sender ---------------------------------------------------------------------------
 
 def composer(conn: Connection, settings, campaign_id: int):
@@ -340,10 +352,14 @@ def composers(conn: Connection, settings, campaign_id: int) -> dict:
     from altkraft_onprem.delivery.compose import Composer
 
     campaign = get_campaign(conn, campaign_id)
-    names = dict(conn.execute(select(lists_table.c.id, lists_table.c.name).where(
-        lists_table.c.id.in_(campaign["list_ids"]))).all())
+    names = list_names(conn, campaign)
     return {variant: Composer(settings, values, version, names)
             for variant, (values, version) in splittest.sending_parts(conn, campaign).items()}
+
+
+def list_names(conn: Connection, campaign: dict[str, Any]) -> dict[int, str]:
+    return dict(conn.execute(select(lists_table.c.id, lists_table.c.name).where(
+        lists_table.c.id.in_(campaign["list_ids"]))).all())
 
 
 def recipients(conn: Connection, campaign_id: int, subscriber_ids: list[int]) -> tuple[dict, set]:

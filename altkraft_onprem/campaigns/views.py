@@ -127,12 +127,13 @@ def show(campaign_id: int):
         stats = service.progress(conn, campaign_id)
         problems = service.deliveries_page(conn, campaign_id, "failed", limit=50) + \
             service.deliveries_page(conn, campaign_id, "in_doubt", limit=50)
+        reasons = service.failure_reasons(conn, campaign_id)
         choices = _choices(conn)
         split = splittest.overview(conn, campaign_id)
     names = {m["id"]: m["name"] for m in choices["messages"]}
     list_names = {x["id"]: x["name"] for x in choices["lists"]}
     return render_template("campaigns/show.html", campaign=campaign, stats=stats,
-                           problems=problems, message_name=names.get(campaign["message_id"], ""),
+                           problems=problems, reasons=reasons, message_name=names.get(campaign["message_id"], ""),
                            list_names=list_names, split=split, message_names=names,
                            metric_labels=SPLIT_METRIC_LABELS)
 

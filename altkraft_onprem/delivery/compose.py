@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from altkraft_onprem.audience import links as audience_links
-from altkraft_onprem.campaigns.models import link_marks, unsubscribe_list, with_utm
+from altkraft_onprem.campaigns.models import link_marks, lists_label, unsubscribe_list, with_utm
 from altkraft_onprem.messages import data as external_data
 from altkraft_onprem.messages.render import compile_version
 from altkraft_onprem.messages.webview import ViewLinks
@@ -70,7 +70,7 @@ class Composer:
         self.keys = dkim.keys_for(settings, from_domain)
         lists = list(campaign["list_ids"] or [])
         self.unsubscribe_list = unsubscribe_list(lists)
-        self.list_context = {"name": ", ".join(list_names.get(i, "") for i in lists)}
+        self.list_context = {"name": lists_label(lists, list_names)}
         self.campaign_context = {"name": campaign["name"]}
         self._view = ViewLinks(settings, self.campaign_id, self.version_id)
         # External JSON for {{ data.… }}: a pasted document or a URL is loaded here, once per

@@ -1,5 +1,6 @@
 """Previews and test sends: a version rendered for a real subscriber (or sample data), with
-the message's external data, strictly (a variable without a value is an error here)."""
+the message's external data, by the same rule as a campaign send (a variable without a
+value and without a default is an error)."""
 from __future__ import annotations
 
 from typing import Any
@@ -60,17 +61,42 @@ def _links(settings: Settings, subscriber_id: int) -> dict[str, str]:
             "view_in_browser_url": view}
 
 
-def context_for(conn: Connection, settings: Settings, version: dict[str, Any], message_name: str,
-                subscriber_id: int | None = None, email: str | None = None) -> dict[str, Any]:
-    subscriber = _subscriber(conn, subscriber_id, email)
-    context = {"subscriber": subscriber, "list": {"name": "Preview list"},
-               "campaign": {"name": message_name}, **_links(settings, subscriber.get("id") or 0)}
+def _contexts(settings: Settings, version: dict[str, Any], people: list[dict[str, Any]],
+              list_name: str, campaign_name: str) -> list[dict[str, Any]]:
+    """The variables a message sees, per person, with the version's external data."""
+    contexts = [{"subscriber": person, "list": {"name": list_name}, "campaign": {"name": campaign_name},
+                 **_links(settings, person.get("id") or 0)} for person in people]
     source = version.get("data_source")
     if source and source.get("kind") == "per_subscriber":
-        context["data"] = external.per_subscriber_data(settings, source, {0: context})[0]
+        documents = external.per_subscriber_data(settings, source, dict(enumerate(contexts)))
+        for index, context in enumerate(contexts):
+            context["data"] = documents[index]
     else:
-        context["data"] = external.shared_data(settings, source)
-    return context
+        shared = external.shared_data(settings, source)
+        for context in contexts:
+            context["data"] = shared
+    return contexts
+
+
+def context_for(conn: Connection, settings: Settings, version: dict[str, Any], message_name: str,
+                subscriber_id: int | None = None, email: str | None = None) -> dict[str, Any]:
+    return _contexts(settings, version, [_subscriber(conn, subscriber_id, email)],
+                     "Preview list", message_name)[0]
+
+
+def first_unrenderable(settings: Settings, version: dict[str, Any], people: list[dict[str, Any]],
+                       *, list_name: str, campaign_name: str) -> tuple[dict, TemplateProblem] | None:
+    """The version rendered for each person as a campaign send renders it (their own values,
+    the list and campaign names, the external data): the first person it fails for, with the
+    problem, or None. DataFetchError when the external data cannot be had."""
+    compiled = compile_version(version)
+    for person, context in zip(people, _contexts(settings, version, people, list_name, campaign_name),
+                               strict=True):
+        try:
+            compiled.render(context)
+        except TemplateProblem as problem:
+            return person, problem
+    return None
 
 
 def render_preview(conn: Connection, settings: Settings, message_id: int, version: int | None = None,
@@ -88,7 +114,7 @@ def render_preview(conn: Connection, settings: Settings, message_id: int, versio
         if draft.get("text") is None:
             row["text_follows_html"] = True
     context = context_for(conn, settings, row, message["name"], subscriber_id, email)
-    return compile_version(row).render(context, strict=True)
+    return compile_version(row).render(context)
 
 
 def send_test(conn: Connection, settings: Settings, actor: Actor, message_id: int,

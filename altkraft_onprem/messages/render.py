@@ -65,6 +65,8 @@ class _Part:
     line_map: list[tuple[int, int]] = field(default_factory=list)
     # Without loops or macros the output cannot outgrow its values: no need to count it.
     bounded: bool = False
+    # (line, name) -> the dotted variable it ends, to name a missing value ("data.promo").
+    paths: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
 def _parse(env: MessageEnvironment, source: str, part: str) -> nodes.Template:
@@ -84,7 +86,29 @@ def _compile(env: MessageEnvironment, source: str, part: str,
         raise TemplateProblem(line, exc.message or "syntax error", part) from None
     bounded = tree.find(nodes.For) is None and tree.find(nodes.Macro) is None \
         and tree.find(nodes.CallBlock) is None
-    return _Part(part, template, line_map or [], bounded)
+    return _Part(part, template, line_map or [], bounded, _variable_paths(tree))
+
+
+def _dotted(node: nodes.Node) -> str | None:
+    """`data.offer['code']` -> "data.offer.code"; None for anything but names and keys."""
+    if isinstance(node, nodes.Name):
+        return node.name
+    if isinstance(node, nodes.Getattr):
+        base = _dotted(node.node)
+        return None if base is None else f"{base}.{node.attr}"
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        base = _dotted(node.node)
+        return None if base is None else f"{base}.{node.arg.value}"
+    return None
+
+
+def _variable_paths(tree: nodes.Template) -> dict[tuple[int, str], str]:
+    paths = {}
+    for node in tree.find_all((nodes.Name, nodes.Getattr, nodes.Getitem)):
+        path = _dotted(node)
+        if path is not None:
+            paths.setdefault((node.lineno, path.rpartition(".")[2]), path)
+    return paths
 
 
 def unknown_names(env: MessageEnvironment, tree: nodes.Template, part: str) -> list[TemplateProblem]:
@@ -225,11 +249,10 @@ class CompiledMessage:
             self._text = _compile(_text_env, text_source, "text")
         self._text_from_rendered_html = self._text is None
 
-    def render(self, context: dict[str, Any], *, strict: bool = False) -> Rendered:
-        """Render for one recipient. `strict` (previews, tests) also refuses printing a
-        variable that has no value; sends print nothing for it."""
+    def render(self, context: dict[str, Any]) -> Rendered:
+        """Render for one recipient; TemplateProblem when it cannot be rendered whole (a
+        variable without a value and without a default among them)."""
         budget = sandbox.steps_budget().set([sandbox.MAX_STEPS])
-        strict_token = sandbox.strict_flag().set(strict)
         try:
             # One merged namespace for every part (Jinja would copy it once per part).
             context = {**_html_env.globals, **context}
@@ -247,7 +270,6 @@ class CompiledMessage:
                 text = self._run(self._text, context)
             return Rendered(subject, html, text)
         finally:
-            sandbox.strict_flag().reset(strict_token)
             sandbox.steps_budget().reset(budget)
 
     def _run(self, part: _Part, context: dict[str, Any]) -> str:
@@ -272,12 +294,13 @@ class CompiledMessage:
 
 
 def _problem(exc: Exception, part: _Part, template: Template) -> TemplateProblem:
-    line = None
+    template_line = None
     tb = exc.__traceback__
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == "<template>":
-            line = template.get_corresponding_lineno(tb.tb_lineno)
+            template_line = template.get_corresponding_lineno(tb.tb_lineno)
         tb = tb.tb_next
+    line = template_line
     if line is not None and part.line_map:
         line = map_line(part.line_map, line)
     if isinstance(exc, sandbox.LimitExceeded):
@@ -285,7 +308,12 @@ def _problem(exc: Exception, part: _Part, template: Template) -> TemplateProblem
     elif isinstance(exc, sandbox.SecurityError):
         message = f"not allowed: {exc}"
     elif isinstance(exc, sandbox.UndefinedError):
-        message = f"{exc} (add a default: {{{{ value | default('…') }}}})"
+        missing = getattr(exc, "missing_name", None)
+        path = part.paths.get((template_line, str(missing))) if missing is not None else None
+        if path is None:
+            message = f"{exc} (add a default: {{{{ value | default('…') }}}})"
+        else:
+            message = f"{path} has no value (add a default: {{{{ {path} | default('…') }}}})"
     else:
         message = f"{type(exc).__name__}: {exc}"
     return TemplateProblem(line, message, part.name)

@@ -24,7 +24,6 @@ MAX_OUTPUT = 5_000_000         # characters of one rendered part
 MAX_RANGE = 10_000
 
 _STEPS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("ak_steps", default=None)
-_STRICT: contextvars.ContextVar[bool] = contextvars.ContextVar("ak_strict", default=False)
 LOOP_GUARD = "_ak_loop"
 
 
@@ -33,19 +32,25 @@ class LimitExceeded(SecurityError):
 
 
 class MessageUndefined(ChainableUndefined):
-    """A missing value: empty in sends, an error in strict (preview/test) renders when printed."""
+    """A missing value. Printing it is an error in every render — preview, test send and
+    campaign send alike — so that nothing goes out half-personalised; `default(…)`, `if`
+    and loops still see it as empty."""
 
     __slots__ = ()
 
     def __str__(self) -> str:
-        # Reaching for internals is an error in every render (and never folded away at
-        # compile time); a merely missing value only in strict ones.
-        if _STRICT.get() or self._undefined_exception is SecurityError:
-            self._fail_with_undefined_error()
+        self._fail_with_undefined_error()
         return ""
 
     def __html__(self) -> str:
         return str(self)
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any):
+        try:
+            super()._fail_with_undefined_error(*args, **kwargs)
+        except UndefinedError as exc:
+            exc.missing_name = self._undefined_name     # for the message naming the variable
+            raise
 
 
 def spend(steps: int = 1) -> None:
@@ -250,13 +255,9 @@ def localdate(context, value: Any, format: str = "%Y-%m-%d") -> str:
     return localtime(context, value, format)
 
 
-def strict_flag() -> contextvars.ContextVar[bool]:
-    return _STRICT
-
-
 def steps_budget() -> contextvars.ContextVar[list[int] | None]:
     return _STEPS
 
 
 __all__ = ["MessageEnvironment", "LimitExceeded", "MessageUndefined", "UndefinedError",
-           "SecurityError", "MAX_OUTPUT", "MAX_STEPS", "strict_flag", "steps_budget"]
+           "SecurityError", "MAX_OUTPUT", "MAX_STEPS", "steps_budget"]

@@ -15,6 +15,7 @@ from altkraft_onprem import db
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.campaigns.jobs import run_campaign
 from altkraft_onprem.messages import service as messages
+from altkraft_onprem.messages.data import DataFetchError
 from tests.campaigns.helpers import (
     ACTOR,
     make_campaign,
@@ -27,9 +28,13 @@ from tests.campaigns.helpers import (
 
 class DataService(BaseHTTPRequestHandler):
     fetched: list[str] = []
+    down = False
 
     def do_GET(self):  # noqa: N802 - the http.server hook's name
         type(self).fetched.append(self.path)
+        if type(self).down:
+            self.send_error(503)
+            return
         if self.path == "/shared.json":
             body = {"promo": "WINTER25", "items": [{"title": "Лыжи"}, {"title": "Санки"}]}
         elif self.path.startswith("/offers/"):
@@ -76,6 +81,16 @@ def send(env, settings, name: str, emails: list[str], html: str, data_source: di
     return campaign_id
 
 
+def offers_campaign(env, name: str, emails: list[str], url_template: str) -> int:
+    """A draft campaign whose message prints {{ data.offer }} from a per-subscriber URL."""
+    list_id, _ = make_list(env, name, [{"email": e} for e in emails])
+    with db.write(env.engine) as conn:
+        message_id, _ = messages.create_message(
+            conn, ACTOR, name, subject=f"{name} news", html="<p>{{ data.offer }}</p>",
+            data_source={"kind": "per_subscriber", "url_template": url_template})
+    return make_campaign(env, message_id, [list_id], name=name)
+
+
 def html_of(sink, email: str) -> str:
     (message,) = sink.by_recipient(email)
     return message.get_body(("html",)).get_content()
@@ -96,7 +111,8 @@ def test_url_is_fetched_once_for_the_whole_send_across_senders(env, settings, si
          {"kind": "url", "url": f"{data_service}/shared.json"}, processes=2)
     for email in emails:
         assert "WINTER25 Лыжи" in html_of(sink, email)
-    assert DataService.fetched == ["/shared.json"]
+    # once by the check at the start, once for the whole send (not once per sender)
+    assert DataService.fetched == ["/shared.json", "/shared.json"]
 
 
 def test_per_subscriber_url_template_personalises_each_message(env, settings, sink, data_service):
@@ -107,17 +123,31 @@ def test_per_subscriber_url_template_personalises_each_message(env, settings, si
         assert f"offer-for-{email}" in html_of(sink, email)
 
 
-def test_failed_fetch_pauses_the_campaign_and_sends_nothing(env, settings, sink, data_service):
+def test_data_that_cannot_be_fetched_refuses_the_start(env, settings, sink, data_service):
     emails = ["missing1@example.net", "missing2@example.net"]
-    campaign_id = send(env, settings, "Missing", emails, "<p>{{ data.offer }}</p>",
-                       {"kind": "per_subscriber",
-                        "url_template": data_service + "/gone/{{ subscriber.id }}"})
+    campaign_id = offers_campaign(env, "Missing", emails, data_service + "/gone/{{ subscriber.id }}")
+    with pytest.raises(DataFetchError, match="404"):
+        start(env, settings, campaign_id)
+    assert progress(env, campaign_id)["state"] == "draft"
+    assert all(not sink.by_recipient(email) for email in emails)
+
+
+def test_a_fetch_failing_during_the_send_pauses_the_campaign_and_sends_nothing(env, settings, sink,
+                                                                               data_service):
+    emails = ["gone1@example.net", "gone2@example.net"]
+    campaign_id = offers_campaign(env, "Gone later", emails, data_service + "/offers/{{ subscriber.id }}")
+    start(env, settings, campaign_id)               # the data service answers at the start …
+    DataService.down = True                         # … and is down when the send runs
+    try:
+        run_campaign(settings, env.engine, campaign_id, processes=1)
+    finally:
+        DataService.down = False
     assert all(not sink.by_recipient(email) for email in emails)
     state = progress(env, campaign_id)
     assert (state["state"], state["sent"], state["remaining"]) == ("paused", 0, 2)
     with db.read(env.engine) as conn:
         reason = campaigns.get_campaign(conn, campaign_id)["pause_reason"]
-    assert "external data could not be loaded" in reason and "404" in reason
+    assert "external data could not be loaded" in reason and "503" in reason
 
 
 def test_messages_link_to_their_view_in_browser_page(env, settings, sink, client):

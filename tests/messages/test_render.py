@@ -111,16 +111,41 @@ def test_subject_syntax_error_names_the_subject():
     assert caught.value.part == "subject"
 
 
-def test_undefined_variable_fails_a_strict_render_with_its_line():
+def test_undefined_variable_fails_the_render_with_its_line():
     compiled = compile_version(version("<p>a</p>\n<p>b</p>\n<p>{{ subscriber.nickname }}</p>"))
     with pytest.raises(TemplateProblem) as caught:
-        compiled.render(context(), strict=True)
-    assert caught.value.line == 3 and "nickname" in caught.value.message
+        compiled.render(context())
+    assert caught.value.line == 3 and "subscriber.nickname" in caught.value.message
 
 
-def test_undefined_variable_prints_nothing_in_a_send():
-    compiled = compile_version(version("<p>[{{ subscriber.nickname }}]</p>"))
-    assert "<p>[]</p>" in compiled.render(context()).html
+@pytest.mark.parametrize("expression, missing", [
+    ("{{ data.promo }}", "data.promo"),
+    ("{{ data['promo'] }}", "data.promo"),
+    ("{{ data.offer.code }}", "data.offer"),
+    ("{{ data.shop.promo | upper }}", "data.shop.promo"),
+    ("{{ 'Code: ' ~ subscriber.custom.promo }}", "subscriber.custom.promo"),
+])
+def test_a_missing_value_is_an_error_naming_the_variable(expression, missing):
+    """Issue 15 item 2: one rule for previews, test sends and campaign sends — a variable
+    without a value and without a default is an error (it went out as "Promo code: ")."""
+    compiled = compile_version(version(f"<p>Hello</p>\n<p>Promo code: {expression}</p>"))
+    with pytest.raises(TemplateProblem) as caught:
+        compiled.render(context() | {"data": {"shop": {}}})
+    assert caught.value.line == 2 and caught.value.part == "html"
+    assert caught.value.message.startswith(f"{missing} has no value")
+
+
+def test_a_missing_value_in_the_subject_names_the_subject():
+    with pytest.raises(TemplateProblem) as caught:
+        compile_version(version(subject="Your code {{ data.promo }}")).render(context())
+    assert caught.value.part == "subject" and "data.promo" in caught.value.message
+
+
+def test_a_default_or_a_test_keeps_a_missing_value_from_failing():
+    compiled = compile_version(version(
+        "<p>[{{ data.promo | default('none') }}]{% if data.promo %}x{% endif %}"
+        "{% for item in data.items_list %}{{ item }}{% endfor %}</p>"))
+    assert "<p>[none]</p>" in compiled.render(context()).html
 
 
 def test_runtime_error_line_maps_back_after_inlining(newsletter_html):
