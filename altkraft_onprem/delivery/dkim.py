@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ from .errors import DeliveryError
 SIGNED = (b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version",
           b"content-type", b"list-unsubscribe", b"list-unsubscribe-post", b"list-id",
           b"feedback-id", b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post")
-CANON = CanonicalizationPolicy.from_c_value(b"relaxed/simple")
+# relaxed/relaxed: a relay that re-wraps or re-encodes the body (trailing spaces, runs of
+# spaces, blank lines at the end) does not break the signature, as it would under "simple".
+CANON = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _PKCS1 = padding.PKCS1v15()
 _PREHASHED = Prehashed(hashes.SHA256())
 
@@ -116,16 +119,29 @@ def select_headers(headers: list, include: tuple[bytes, ...]) -> list:
     return chosen
 
 
-def body_hash(body: bytes) -> bytes:
-    """bh= of a CRLF body under "simple" body canonicalisation (RFC 6376 3.4.3: the body
-    as is, trailing empty lines reduced to one CRLF) — hashlib over the bytes, no copy of
-    them line by line as dkimpy's generic canonicaliser makes."""
+# Runs of spaces (tabs become spaces first). A literal search for two spaces is the cheapest
+# way through 30 KB of indented HTML: ~5x faster than one pattern for every kind of WSP run.
+_SPACES = re.compile(rb"  +")
+
+
+def relaxed_body(body: bytes) -> bytes:
+    """The body under "relaxed" canonicalisation (RFC 6376 3.4.4), as dkimpy's
+    Relaxed.canonicalize_body gives it: WSP runs become one space, WSP at a line's end goes,
+    empty lines at the end go, a last line gets its CRLF; an empty body stays empty."""
+    if b"\t" in body:
+        body = body.replace(b"\t", b" ")
+    body = _SPACES.sub(b" ", body).replace(b" \r\n", b"\r\n")
     end = len(body)
     while end >= 2 and body[end - 2:end] == b"\r\n":
         end -= 2
-    digest = hashlib.sha256(memoryview(body)[:end])
-    digest.update(b"\r\n")
-    return base64.b64encode(digest.digest())
+    if end == 0:
+        return b""
+    return body[:end] + b"\r\n"
+
+
+def body_hash(body: bytes) -> bytes:
+    """bh= of a CRLF body under relaxed body canonicalisation."""
+    return base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
 
 
 def signature_lines(keys: Iterable[Key], header_lines: list[bytes], body: bytes,
@@ -143,7 +159,7 @@ def signature_lines(keys: Iterable[Key], header_lines: list[bytes], body: bytes,
     stamp = str(int(now or time.time())).encode()
     lines = []
     for key in keys:
-        fields = [(b"v", b"1"), (b"a", key.algorithm.encode()), (b"c", b"relaxed/simple"),
+        fields = [(b"v", b"1"), (b"a", key.algorithm.encode()), (b"c", CANON.to_c_value()),
                   (b"d", key.domain.encode()), (b"s", key.selector.encode()),
                   (b"t", stamp), (b"h", b" : ".join(include)), (b"bh", bh), (b"b", b"")]
         value = dkimpy.fold(b"; ".join(b"=".join(f) for f in fields),

@@ -1,12 +1,14 @@
 """The sender's fast paths give exactly what the general code gives: batch-minted tracking
 tokens, signed unsubscribe links, dot-stuffing, the 998-octet line check, MIME bodies from
-bytes, DKIM header selection, the place of the tracking pixels."""
+bytes, DKIM header selection and relaxed body canonicalisation, the place of the tracking
+pixels."""
 from __future__ import annotations
 
 import re
 
 import dkim as dkimpy
 import pytest
+from dkim.canonicalization import Relaxed
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -93,6 +95,13 @@ def test_line_length_check_at_the_limit(lengths):
 
 
 header_names = st.sampled_from([b"from", b"to", b"subject", b"date", b"list-unsubscribe", b"x-other"])
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"Z", b" ", b"  ", b"\t", b"\r\n", b"\r", b"\n", b"=20"]),
+                max_size=60).map(b"".join))
+def test_relaxed_body_is_dkimpys(body):
+    assert signing.relaxed_body(body) == Relaxed.canonicalize_body(body)
 
 
 @hypothesis_settings(max_examples=300, deadline=None)

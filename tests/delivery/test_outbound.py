@@ -93,6 +93,25 @@ def test_extra_headers_are_signed(tmp_path, smtp_sink, keys):
     assert b"list-unsubscribe" in signed and b"list-unsubscribe-post" in signed
 
 
+def _rewrapped(raw: bytes) -> bytes:
+    """What a relay that re-wraps a body may do to it: spaces at line ends, runs of spaces
+    and tabs for one, blank lines added at the end."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    body = body.replace(b"\r\n", b"  \r\n").replace(b" ", b" \t ") + b"\r\n\r\n"
+    return head + b"\r\n\r\n" + body
+
+
+def test_the_signature_survives_a_relay_that_rewraps_the_body(tmp_path, smtp_sink, keys):
+    send(settings_for(tmp_path, [smtp_sink.relay()], keys),
+         html="<table>\n    <tr>  <td>Hello   there</td> </tr>\n</table>\n", text="a  b\n")
+    raw = smtp_sink.messages[0].raw
+    verifier = dkim.DKIM(_rewrapped(raw))
+    assert verifier.verify(dnsfunc=dns(keys[1]))
+    assert verifier.signature_fields[b"c"] == b"relaxed/relaxed"
+    assert dkim.DKIM(_rewrapped(raw)).verify(idx=1, dnsfunc=dns(keys[1]))       # Ed25519 too
+    assert not dkim.verify(raw.replace(b"Hello", b"Hallo"), dnsfunc=dns(keys[1]))
+
+
 def test_tampered_message_fails_verification(tmp_path, smtp_sink, keys):
     send(settings_for(tmp_path, [smtp_sink.relay()], keys))
     raw = smtp_sink.messages[0].raw.replace(b"Subject:", b"Subject: [x]", 1)
