@@ -194,6 +194,17 @@ SETTINGS: tuple[Setting, ...] = (
             "last open or click, over at least two campaigns.", "integer"),
     Setting("inbound.soft_bounce_days", _positive(_int), 30,
             "Soft bounces older than this many days are not counted.", "integer"),
+    Setting("inbound.complaint_warn_percent", _positive(_float), 0.1,
+            "A campaign whose spam complaints at one mailbox provider reach this share of what "
+            "it delivered there raises a deliverability alert (the Gmail/Yahoo bulk-sender "
+            "line is 0.1 %).", "number"),
+    Setting("inbound.complaint_pause_percent", _positive(_float), 0.3,
+            "At this complaint rate at one provider the campaign is paused, with the reason on "
+            "its page (Gmail and Yahoo start refusing bulk mail at 0.3 %).", "number"),
+    Setting("inbound.complaint_min_delivered", _positive(_int), 1000,
+            "The complaint rate of a campaign at a provider is judged once it delivered at "
+            "least this many messages there (a few complaints among a few messages say little).",
+            "integer"),
 
     Setting("imports.max_archive_bytes", _positive(_int), 2 * 1024**3,
             "An uploaded .zip/.tar.gz may unpack to at most this many bytes (all members).", "integer"),

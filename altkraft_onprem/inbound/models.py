@@ -97,3 +97,23 @@ complaints = Table(
 Index("ix_complaints_campaign", complaints.c.campaign_id)
 Index("ix_complaints_subscriber", complaints.c.subscriber_id)
 Index("ix_complaints_at", complaints.c.at)
+
+# Deliverability alerts raised by what comes back: one row per (kind, campaign, provider,
+# level), counted up while it recurs. Kinds: complaint_rate (level warning or paused), policy
+# (blocklists, authentication: level warning), content (level warning).
+ALERT_KINDS = ("complaint_rate", "policy", "content")
+ALERT_LABELS = {"complaint_rate": N_("complaint rate"), "policy": N_("blocked by policy or reputation"),
+                "content": N_("content rejected"), "warning": N_("warning"), "paused": N_("campaign paused")}
+alerts = Table(
+    "deliverability_alerts", metadata,
+    Column("id", _id, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("level", String(12), nullable=False),
+    Column("campaign_id", Integer, nullable=True),
+    Column("provider", String(16), nullable=False, default="other"),
+    Column("first_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+    Column("count", Integer, nullable=False, default=1),
+    Column("detail", Text, nullable=False, default=""),
+)
+Index("ix_deliverability_alerts_last_at", alerts.c.last_at)

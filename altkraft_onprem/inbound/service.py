@@ -23,7 +23,7 @@ from altkraft_onprem.delivery import providers
 from altkraft_onprem.errors import NotFound
 from altkraft_onprem.tracking.models import CLICK, OPEN, tracking_events
 
-from . import rules
+from . import monitor, rules
 from .addresses import Recogniser
 from .intake import raw_message
 from .models import bounces, complaints, inbound_messages
@@ -110,7 +110,7 @@ def _effects(conn: Connection, settings, inbound_id: int, verdict: Verdict) -> N
                       bounce_class=verdict.bounce_class, rule=verdict.rule,
                       rules_version=verdict.rules_version)
     elif verdict.outcome == "complaint" and verdict.state == "processed":
-        record_complaint(conn, inbound_id=inbound_id, source=verdict.source,
+        record_complaint(conn, settings, inbound_id=inbound_id, source=verdict.source,
                          subscriber_id=found.subscriber_id if person else None,
                          campaign_id=found.campaign_id, email=email,
                          feedback_type=verdict.feedback_type, reporter=verdict.reporter)
@@ -167,6 +167,9 @@ def record_bounce(conn: Connection, settings, *, inbound_id: int | None, source:
             audience.suppress(conn, ACTOR, email=email, reason=reason, source="bounce")
             conn.execute(update(bounces).where(bounces.c.id == bounce_id).values(suppressed=True))
             suppressed = True
+        if bounce_class in ("policy", "content"):
+            monitor.raise_alert(conn, bounce_class, "warning", campaign_id, provider,
+                                f"{recipient.status} {recipient.diagnostic}".strip()[:500])
         events.EMAIL_BOUNCED.emit(conn, bounce_id=bounce_id, subscriber_id=subscriber_id,
                                   campaign_id=campaign_id, email=email, bounce_class=bounce_class,
                                   status=recipient.status, provider=provider, suppressed=suppressed)
@@ -198,10 +201,11 @@ def _suppression_reason(conn: Connection, settings, subscriber_id: int, bounce_c
     return ""
 
 
-def record_complaint(conn: Connection, *, inbound_id: int | None, source: str,
+def record_complaint(conn: Connection, settings, *, inbound_id: int | None, source: str,
                      subscriber_id: int | None, campaign_id: int | None, email: str,
                      feedback_type: str, reporter: str = "") -> int:
-    """Records a spam complaint, suppresses the address from everything, emits email.complained."""
+    """Records a spam complaint, suppresses the address from everything, emits
+    email.complained, and checks the campaign's complaint rate at that provider."""
     provider = providers.provider(email)
     complaint_id = conn.execute(insert(complaints).values(
         inbound_id=inbound_id, at=utcnow(), source=source, subscriber_id=subscriber_id,
@@ -214,6 +218,7 @@ def record_complaint(conn: Connection, *, inbound_id: int | None, source: str,
         events.EMAIL_COMPLAINED.emit(conn, complaint_id=complaint_id, subscriber_id=subscriber_id,
                                      campaign_id=campaign_id, email=email,
                                      feedback_type=feedback_type, provider=provider)
+        monitor.check_complaints(conn, settings, campaign_id, provider)
     return complaint_id
 
 
