@@ -33,11 +33,15 @@ PERMISSIONS: dict[str, str] = {
     "campaigns:read": N_("See campaigns"),
     "campaigns:write": N_("Create and change campaigns"),
     "campaigns:send": N_("Start, pause, resume and cancel campaigns; send tests"),
-    "automation:read": N_("See automations"),
-    "automation:write": N_("Create and change automations and webhooks"),
+    "automation:read": N_("See webhooks and their deliveries (API); the Automation page is a "
+                          "placeholder until workflows exist"),
+    "automation:write": N_("Create and change webhooks (API); the Automation page is a placeholder "
+                           "until workflows exist"),
     "reports:read": N_("See reports"),
     "deliverability:read": N_("See sending domains and DNS checks"),
-    "settings:manage": N_("Change settings, sending domains and DKIM keys"),
+    "settings:manage": N_("Run the DNS checks of the sending domains again; the Settings page is "
+                          "a placeholder (settings, sending domains and DKIM keys are changed on "
+                          "the host)"),
     "users:manage": N_("Manage users, roles and API tokens of others"),
     "audit:read": N_("See and export the audit log"),
 }

@@ -7,6 +7,7 @@ from datetime import timedelta
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from altkraft_onprem.config.declared import LOGIN_FAILURES_PER_IP_FACTOR
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import TooManyRequests
 
@@ -31,7 +32,7 @@ def authenticate(conn: Connection, email: str, password: str, ip: str, *,
         login_attempts.c.at >= since, login_attempts.c.success.is_(False))
     by_email = conn.execute(recent.where(login_attempts.c.email == email)).scalar()
     by_ip = conn.execute(recent.where(login_attempts.c.ip == ip)).scalar()
-    if by_email >= max_failures or by_ip >= max_failures * 4:
+    if by_email >= max_failures or by_ip >= max_failures * LOGIN_FAILURES_PER_IP_FACTOR:
         raise TooManyRequests("too many failed logins; try again later")
     row = conn.execute(select(users.c.id, users.c.password_hash, users.c.is_active)
                        .where(users.c.email == email)).first()

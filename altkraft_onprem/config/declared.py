@@ -26,6 +26,10 @@ from .values import (
     _tables,
 )
 
+# One IP address may fail this many times security.login_max_failures before it is refused: an
+# office behind one NAT address has many people in it.
+LOGIN_FAILURES_PER_IP_FACTOR = 4
+
 SMTP_RELAY_FIELDS = (
     _item("host", _str, REQUIRED, "Relay host name or address."),
     _item("port", _positive(_int), 25, "Relay port.", "integer"),
@@ -106,7 +110,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("security.session_hours", _positive(_int), 12,
             "A login session ends after this many hours without use.", "integer"),
     Setting("security.login_max_failures", _positive(_int), 5,
-            "Failed logins for one address or one IP before logins from it are refused for a while.", "integer"),
+            "Failed logins for one email address before logins for it are refused for a while; "
+            f"one IP address may fail {LOGIN_FAILURES_PER_IP_FACTOR} times as many before logins "
+            "from it are refused.", "integer"),
     Setting("security.login_lockout_minutes", _positive(_int), 15,
             "How long logins stay refused after too many failures.", "integer"),
     Setting("security.api_token_days", _non_negative(_int), 0,

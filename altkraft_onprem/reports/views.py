@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
+from altkraft_onprem.config import current_settings
 from altkraft_onprem.delivery.providers import PROVIDER_LABELS
 from altkraft_onprem.errors import ServiceError
 
@@ -118,9 +119,12 @@ def campaign(campaign_id: int):
                                                  "datasets": [{"data": [d["opens"] for d in clients["devices"]]}]}},
     }
     provider_names = {k: _(v) for k, v in PROVIDER_LABELS.items()}
+    settings = current_settings()
     return render_template("reports/campaign.html", campaign=info, s=summary, domains=domains,
                            provider_names=provider_names,
-                           clients=clients, charts=charts, unit=unit, variant=summary["variant"])
+                           clients=clients, charts=charts, unit=unit, variant=summary["variant"],
+                           glance_seconds=settings["tracking.glance_seconds"],
+                           read_seconds=settings["tracking.read_seconds"])
 
 
 @blueprint.route("/campaigns/<int:campaign_id>/report.csv")

@@ -1,6 +1,8 @@
 """Login, logout, CSRF, throttling, sessions ending on password change, first-run setup."""
 from altkraft_onprem import db
 from altkraft_onprem.access import service as access
+from altkraft_onprem.app import create_app
+from altkraft_onprem.config.declared import BY_KEY, LOGIN_FAILURES_PER_IP_FACTOR
 from tests.conftest import PASSWORD, csrf_token
 
 
@@ -75,6 +77,33 @@ def test_login_throttled_after_repeated_failures(env, client):
         assert bad.status_code == 403
     good = client.post("/login", data={"email": user["email"], "password": PASSWORD, "csrf_token": token})
     assert good.status_code == 429
+
+
+def _failures_from(app, ip: str, failures: int):
+    """`failures` failed logins from one IP, each for another address; then a client there."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = ip
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    for n in range(failures):
+        bad = client.post("/login", data={"email": f"guess{n}@{ip}.example", "password": "wrong password!",
+                                          "csrf_token": token})
+        assert bad.status_code == 403
+    return client, token
+
+
+def test_one_ip_may_fail_the_factor_the_help_names_times_as_often(env):
+    assert f"one IP address may fail {LOGIN_FAILURES_PER_IP_FACTOR} times as many" in \
+        BY_KEY["security.login_max_failures"].help
+    # One failure per address: the IP's limit is the factor itself (every failure hashes).
+    app = create_app(env.settings.replace(security__login_max_failures=1), engine=env.engine)
+    limit = LOGIN_FAILURES_PER_IP_FACTOR
+    user = env.user("Viewer")
+    below, token = _failures_from(app, "198.51.100.7", limit - 1)
+    assert below.post("/login", data={"email": user["email"], "password": PASSWORD,
+                                      "csrf_token": token}).status_code == 302
+    at_limit, token = _failures_from(app, "198.51.100.8", limit)
+    assert at_limit.post("/login", data={"email": user["email"], "password": PASSWORD,
+                                         "csrf_token": token}).status_code == 429
 
 
 def test_next_parameter_is_not_an_open_redirect(env, client):

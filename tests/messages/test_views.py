@@ -3,6 +3,9 @@ compare, media form upload, the editor's JSON calls, and what a Viewer may not d
 from __future__ import annotations
 
 import io
+import json
+import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -10,6 +13,8 @@ from PIL import Image
 from altkraft_onprem import db
 from altkraft_onprem.messages import service
 from tests.conftest import csrf_token
+
+STATIC = Path(__file__).resolve().parents[2] / "altkraft_onprem" / "web" / "static"
 
 
 @pytest.fixture()
@@ -42,6 +47,18 @@ def test_new_message_from_a_starter_opens_the_editor(editor, env):
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and 'id="gjs"' in html and "emoji-picker" in html
     assert "vendor/emoji-data/en/data.json" in html
+
+
+def test_every_editor_label_is_used_by_the_editor_script(editor):
+    """A label the script never shows is text no one reads, and it can say something the
+    editor does not do (an unused one claimed the visual editor rebuilt the <head>)."""
+    client, token = editor
+    html = client.get(f"/messages/{_new_message(client, token)}").get_data(as_text=True)
+    data = json.loads(re.search(r'<script type="application/json" id="editor-data">(.*?)</script>',
+                                html, re.S).group(1))
+    script = (STATIC / "messages" / "editor.js").read_text(encoding="utf-8")
+    unused = [key for key in data["labels"] if f"L.{key}" not in script]
+    assert not unused, unused
 
 
 def test_editor_save_makes_a_version(editor):

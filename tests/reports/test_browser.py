@@ -7,6 +7,7 @@ import time
 
 import pytest
 import requests
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from altkraft_onprem import db
@@ -43,7 +44,10 @@ def world(env):
 
 @pytest.fixture(scope="module")
 def service(env, world):
-    server = start_service(env, "--no-consumer", extra_env={"ALTKRAFT_TRACKING__FLUSH_INTERVAL_MS": "100"})
+    server = start_service(env, "--no-consumer", extra_env={
+        "ALTKRAFT_TRACKING__FLUSH_INTERVAL_MS": "100",
+        # Reading-time classes other than the defaults: the report must state these.
+        "ALTKRAFT_TRACKING__GLANCE_SECONDS": "3", "ALTKRAFT_TRACKING__READ_SECONDS": "10.5"})
     settings = env.settings.replace(server__public_url=server.url)
     c = world["campaign"]
     v1, v2 = c["version_ids"]
@@ -71,6 +75,12 @@ def signed_in(page, service, world):
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(service.url + "/")
     return page
+
+
+def test_the_report_states_the_reading_time_classes_that_are_set(signed_in, service, world):
+    signed_in.goto(f"{service.url}/reports/campaigns/{world['campaign']['id']}")
+    expect(signed_in.locator("#read-classes")).to_contain_text(
+        "Glanced < 3 s, skimmed 3–10.5 s, read ≥ 10.5 s")
 
 
 def test_clickmap_shows_badges_and_switches_versions(signed_in, service, world):

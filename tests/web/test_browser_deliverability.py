@@ -1,6 +1,7 @@
 """The Deliverability page in real Chromium against the real service, with a HELO name that is
 not a public host name ("localhost", what a fresh host's FQDN often is): the page says which
-setting is missing, and offers no PTR or MX record that points at "localhost"."""
+setting is missing, and offers no PTR or MX record that points at "localhost". Its FBL guide
+says what complaints need today (the inbound receiver), not that they work by themselves."""
 from __future__ import annotations
 
 import pytest
@@ -48,3 +49,12 @@ def test_a_helo_that_is_not_public_is_named_as_the_missing_setting(env, service,
         expect(row).to_contain_text("set helo in [[smtp.relays]]")
         expect(row.locator("textarea")).to_have_count(0)
     assert "localhost." not in page.locator("table.checks").inner_text()
+
+
+def test_the_fbl_guide_says_complaints_need_the_inbound_receiver(env, service, page):
+    sign_in(page, service.url, env.user("Viewer"))
+    page.goto(service.url + "/deliverability")
+    guide = page.locator("#guide")
+    expect(guide.locator("#fbl-address")).to_contain_text(
+        "Complaints become suppressions only when the reports reach altkraft inbound")
+    expect(guide).not_to_contain_text("become suppressions automatically")
