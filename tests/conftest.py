@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
 from altkraft_onprem import config, db, tasks
@@ -27,6 +28,11 @@ from altkraft_onprem.access import service as access
 from altkraft_onprem.access.models import system_actor
 from altkraft_onprem.app import create_app
 from altkraft_onprem.db import migrate
+
+# A deadline is a timing assertion: on a loaded CI host the first example of a fast test can
+# take hundreds of milliseconds. Speed is measured in bench/, not here.
+hypothesis_settings.register_profile("altkraft", deadline=None)
+hypothesis_settings.load_profile("altkraft")
 
 DB_KIND = os.environ.get("AKTEST_DB", "sqlite")
 QUEUE_KIND = os.environ.get("AKTEST_QUEUE", "sqlite")
