@@ -38,6 +38,7 @@ def _blueprints():
     import altkraft_onprem.audience.api_suppressions  # noqa: F401
     import altkraft_onprem.audience.importer.api  # noqa: F401
     import altkraft_onprem.automation.api_webhooks  # noqa: F401
+    import altkraft_onprem.automation.api_workflows  # noqa: F401
     import altkraft_onprem.campaigns.api  # noqa: F401
     import altkraft_onprem.inbound.api  # noqa: F401
     import altkraft_onprem.messages.api  # noqa: F401

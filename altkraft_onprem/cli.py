@@ -244,12 +244,14 @@ def _domain_commands() -> None:
     from altkraft_onprem.access.cli import token, user
     from altkraft_onprem.audience.cli import backup_command, restore_command
     from altkraft_onprem.audience.importer.cli import import_command
+    from altkraft_onprem.automation.cli import workflow
     from altkraft_onprem.campaigns.cli import campaign
     from altkraft_onprem.inbound.cli import inbound
 
     cli.add_command(user)
     cli.add_command(token)
     cli.add_command(campaign)
+    cli.add_command(workflow)
     cli.add_command(inbound)
     cli.add_command(backup_command)
     cli.add_command(restore_command)

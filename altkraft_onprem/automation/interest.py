@@ -26,7 +26,7 @@ WEBHOOK_SOURCE = {
 }
 
 _lock = threading.Lock()
-_cached: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+_cached: dict[str, tuple[float, frozenset[str]]] = {}        # per database URL
 # Other listeners (workflows) add the events their active triggers need.
 _sources: list[Callable[[Connection], set[str]]] = []
 
@@ -49,16 +49,17 @@ def _webhook_events(conn: Connection) -> set[str]:
 
 
 def wanted(conn: Connection) -> frozenset[str]:
-    global _cached
-    at, names = _cached
+    database = str(conn.engine.url)
+    at, names = _cached.get(database, (float("-inf"), frozenset()))
     if time.monotonic() - at < CACHE_SECONDS:
         return names
     found = _webhook_events(conn)
     for source in _sources:
         found |= source(conn)
+    names = frozenset(found)
     with _lock:
-        _cached = (time.monotonic(), frozenset(found))
-    return _cached[1]
+        _cached[database] = (time.monotonic(), names)
+    return names
 
 
 def wants(conn: Connection, name: str) -> bool:
@@ -67,6 +68,5 @@ def wants(conn: Connection, name: str) -> bool:
 
 def invalidate() -> None:
     """A listener changed in this process: ask the database again next time."""
-    global _cached
     with _lock:
-        _cached = (float("-inf"), frozenset())
+        _cached.clear()

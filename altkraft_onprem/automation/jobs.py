@@ -7,8 +7,8 @@ deliveries), so a lost or doubled wake-up changes nothing but latency, and the m
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from huey import crontab
 
@@ -17,28 +17,47 @@ from altkraft_onprem.access import service as access
 from altkraft_onprem.campaigns.ledger import owner_name
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
-from altkraft_onprem.delivery.outbound import DeliveryError, send_single
 
-from . import outbox, webhook_sender, webhooks
+from . import interest, outbox, runner, staff_notice, triggers, webhook_sender, webhooks
 
 log = logging.getLogger("altkraft.automation")
 # Dispatched outbox rows are kept this long (for looking into what happened), then purged.
 OUTBOX_KEEP_DAYS = 7
-FAN_OUTS: list = [webhooks.fan_out]
+_running = threading.local()
 
 
 def wake() -> None:
-    """After a commit that wrote outbox rows: dispatch them soon."""
+    """After a commit that wrote outbox rows or enrolled people: act on them soon."""
+    if getattr(_running, "active", False):
+        _running.again = True           # the loop running on this thread goes round again
+        return
     try:
         dispatch_outbox()
-    except Exception:  # noqa: BLE001 - the minute tick dispatches what a lost wake-up left
-        log.exception("could not queue the outbox dispatcher")
+    except Exception:  # noqa: BLE001 - the minute tick does what a lost wake-up left
+        log.exception("could not queue the automation dispatcher")
+
+
+FAN_OUTS: list = [webhooks.fan_out, lambda conn, row: triggers.fan_out(conn, row, wake=wake)]
+interest.add_source(triggers.interest)
 
 
 def dispatch_now(engine=None) -> int:
-    """Dispatches every pending outbox row, then sends the webhooks that are due."""
+    """Until nothing is left: dispatch the outbox, run the workflow steps that are due,
+    send the webhooks that are due. Wake-ups from this thread meanwhile only ask for
+    another round (no nesting)."""
     engine = engine or db.get_engine()
-    done = outbox.dispatch(engine, FAN_OUTS)
+    settings = current_settings()
+    _running.active = True
+    done = 0
+    try:
+        while True:
+            _running.again = False
+            done += outbox.dispatch(engine, FAN_OUTS)
+            done += runner.run_due(engine, settings, owner_name(), wake=wake)
+            if not _running.again:
+                break
+    finally:
+        _running.active = False
     deliver_now(engine)
     return done
 
@@ -75,17 +94,19 @@ def notify_webhook_disabled(webhook_id: int, url: str, reason: str) -> None:
     with db.read(db.get_engine()) as conn:
         admins = [u["email"] for u in access.list_users(conn)
                   if u.get("role") == "Administrator" and u.get("is_active", True)]
-    sender = settings["audience.from_email"] or \
-        f"noreply@{urlsplit(settings['server.public_url']).hostname}"
     page = f"{settings['server.public_url'].rstrip('/')}/automation/webhooks/{webhook_id}"
     text = (f"The webhook subscription {webhook_id} ({url}) was switched off: {reason}.\n\n"
             f"Its delivery log and the switch to turn it on again: {page}\n")
-    for email in admins:
-        try:
-            send_single(settings, to_email=email, from_email=sender, from_name="ALTKRAFT",
-                        subject=f"Webhook {webhook_id} was switched off", html="", text=text)
-        except DeliveryError as exc:
-            log.warning("could not tell %s about webhook %s: %s", email, webhook_id, exc)
+    staff_notice.send(settings, admins, f"Webhook {webhook_id} was switched off", text)
+
+
+@tasks.job(retries=2, retry_delay=60)
+def send_notice(to: list[str], subject: str, text: str) -> None:
+    """A workflow's notify node: the email to staff."""
+    staff_notice.send(current_settings(), to, subject, text)
+
+
+staff_notice.set_queue(lambda to, subject, text: send_notice(to, subject, text))
 
 
 webhook_sender.on_disabled(lambda webhook_id, url, reason: notify_webhook_disabled(

@@ -5,6 +5,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -69,6 +70,9 @@ campaigns = Table(
     Column("created_by", String(320), nullable=False),
     Column("started_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
+    # A workflow's send-email node (automation): its ledger takes a row per occurrence while
+    # the workflow runs; it has no lists and never finishes by itself.
+    Column("workflow_id", Integer, nullable=True),
 )
 Index("ix_campaigns_state_schedule", campaigns.c.state, campaigns.c.schedule_at)
 
@@ -89,7 +93,12 @@ deliveries = Table(
     Column("done_at", UTCDateTime, nullable=True),
     # A split test's test portion (figures that choose the winner count these rows only).
     Column("test_group", Boolean, nullable=False, default=False),
-    UniqueConstraint("campaign_id", "subscriber_id", name="uq_campaign_deliveries_campaign_subscriber"),
+    # 0 for a campaign; a workflow's send node numbers each time a person reaches it, so
+    # re-entry can send again while one occurrence is still sent at most once.
+    Column("occurrence", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("context", JSON, nullable=True),      # a workflow's triggering event: {{ event.… }}
+    UniqueConstraint("campaign_id", "subscriber_id", "occurrence",
+                     name="uq_campaign_deliveries_occurrence"),
 )
 Index("ix_campaign_deliveries_claim", deliveries.c.campaign_id, deliveries.c.state, deliveries.c.id)
 Index("ix_campaign_deliveries_owner", deliveries.c.lease_owner)

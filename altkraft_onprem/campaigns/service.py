@@ -17,7 +17,7 @@ from altkraft_onprem.audience.models import segments as segments_table
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
 
-from . import ledger, splittest, startcheck
+from . import ledger, occurrences, splittest, startcheck
 from .models import MOVES, UTM_KEYS, campaigns, deliveries, link_marks, with_utm
 
 EDITABLE_STATES = ("draft", "scheduled")
@@ -164,7 +164,9 @@ def get_campaign(conn: Connection, campaign_id: int) -> dict[str, Any]:
 
 
 def list_campaigns(conn: Connection) -> list[dict[str, Any]]:
-    rows = conn.execute(select(campaigns).order_by(campaigns.c.id.desc())).mappings()
+    """The campaigns people create (not those of workflows' send nodes)."""
+    rows = conn.execute(select(campaigns).where(campaigns.c.workflow_id.is_(None))
+                        .order_by(campaigns.c.id.desc())).mappings()
     return [dict(r) for r in rows]
 
 
@@ -275,6 +277,8 @@ def finish_if_done(conn: Connection, campaign_id: int) -> bool:
     found = ledger.counts(conn, campaign_id)
     if found["queued"] or found["leased"] or found["held"]:
         return False
+    if conn.execute(select(campaigns.c.workflow_id).where(campaigns.c.id == campaign_id)).scalar():
+        return False            # a workflow's send node: more rows come while it runs
     result = conn.execute(update(campaigns).where(campaigns.c.id == campaign_id,
                                                   campaigns.c.state == "running")
                           .values(state="finished", finished_at=utcnow(), updated_at=utcnow()))
@@ -365,6 +369,12 @@ def list_names(conn: Connection, campaign: dict[str, Any]) -> dict[int, str]:
 def recipients(conn: Connection, campaign_id: int, subscriber_ids: list[int]) -> tuple[dict, set]:
     """Render contexts of a batch, and which of them may still be sent to (send-time check)."""
     campaign = get_campaign(conn, campaign_id)
+    if campaign["workflow_id"] is not None:
+        people = audience.render_context(conn, subscriber_ids)
+        for sid, event in occurrences.events_of(conn, campaign_id, subscriber_ids).items():
+            if sid in people:
+                people[sid]["event"] = event
+        return people, occurrences.sendable(conn, subscriber_ids)
     query = audience.audience_query(conn, campaign["list_ids"], campaign["segment_ids"],
                                     campaign["exclude_list_ids"], campaign["exclude_segment_ids"])
     sendable = set(conn.execute(query.where(subscribers.c.id.in_(subscriber_ids))).scalars())

@@ -117,6 +117,8 @@ class Composer:
             "preferences_url": f"{self._public_base}/p/preferences/{self._preferences.dumps([sid])}",
             "view_in_browser_url": self._view.url(sid),
             "data": self._batch_data.get(sid, {}) if self._per_subscriber else self._shared_data,
+            # What made a workflow send this (its send node's ledger rows carry it).
+            "event": subscriber.get("event") or {},
         }
         rendered = self.message.render(context)
         html, text = rendered.html.encode("utf-8"), rendered.text.encode("utf-8")

@@ -25,7 +25,7 @@ from .textversion import html_to_text, map_line, protect, restore, text_template
 
 LinkRewriter = Callable[[str, int], str]
 CONTEXT_NAMES = ("subscriber", "list", "campaign", "unsubscribe_url", "preferences_url",
-                 "view_in_browser_url", "data")
+                 "view_in_browser_url", "data", "event")
 CACHE_SIZE = 128
 
 _html_env = MessageEnvironment(autoescape=True)

@@ -19,11 +19,11 @@ SETTINGS = {"automation__webhook_allowed_private_networks": ["127.0.0.0/8"],
             "automation__webhook_timeout_seconds": 1.0}
 
 
-@pytest.fixture(scope="module")
-def env(template_db, tmp_path_factory) -> Env:
+def module_env(template_db, tmp_path_factory, **extra):
+    """The module's world (like tests/conftest.py's env) with automation settings: yields Env."""
     data_dir = tmp_path_factory.mktemp("data")
     url, drop = fresh_database(template_db, data_dir)
-    settings = make_settings(data_dir, url, **SETTINGS)
+    settings = make_settings(data_dir, url, **{**SETTINGS, **extra})
     engine = db.build_engine(settings.database_url)
     app = create_app(settings, engine=engine)
     app.config["TESTING"] = True
@@ -32,6 +32,11 @@ def env(template_db, tmp_path_factory) -> Env:
     yield Env(settings, engine, app, data_dir, url)
     engine.dispose()
     drop()
+
+
+@pytest.fixture(scope="module")
+def env(template_db, tmp_path_factory) -> Env:
+    yield from module_env(template_db, tmp_path_factory)
 
 
 @dataclass

@@ -1,0 +1,100 @@
+"""The HTTP request node: at least once, with a stable idempotency key.
+
+The request is made before the step's transaction (a transaction must not wait on a remote
+server), with `Idempotency-Key: enrollment:node:visit` — the same on every try, so a
+receiver that honours it acts once although a crash after its answer and before our commit
+makes us ask again. 5xx, 408, 429 and network errors are tried again with exponential
+back-off up to the node's max_attempts; then the "failure" branch, or (without one) the
+enrollment is parked, to be retried by a person.
+"""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from altkraft_onprem import db, http_guard
+from altkraft_onprem.audience import service as audience
+from altkraft_onprem.audience import subscribers as subscriber_service
+from altkraft_onprem.audience.models import STANDARD_FIELDS
+from altkraft_onprem.errors import ServiceError
+
+from .nodes import Outcome, Step
+from .staff_notice import render
+from .webhook_sender import Answer
+from .webhooks import EXCERPT_CHARS, policy
+
+BACKOFF_SECONDS = 30            # 30 s, 1 min, 2 min, … capped at an hour
+
+
+def idempotency_key(enrollment: dict) -> str:
+    return f"{enrollment['id']}:{enrollment['node_id']}:{enrollment['visit']}"
+
+
+def call(engine, settings, enrollment: dict, node: dict) -> Answer:
+    config = node["config"]
+    with db.read(engine) as conn:
+        person = audience.render_context(conn, [enrollment["subscriber_id"]]).get(
+            enrollment["subscriber_id"], {})
+    event = enrollment["event"]
+    url = render(config["url"], person, event).strip()
+    body = render(config["body"], person, event) if config.get("body") else json.dumps(
+        {"subscriber": person, "event": event}, default=str)
+    method = config.get("method", "POST")
+    headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key(enrollment)}
+    try:
+        response = http_guard.request(policy(settings), method, url,
+                                      body=None if method == "GET" else body.encode(),
+                                      headers=headers, follow_redirects=False)
+    except http_guard.Unreachable as exc:
+        return Answer(None, exc.message, None, retryable=True)
+    except http_guard.Refused as exc:
+        return Answer(None, exc.message, None, retryable=False)
+    status = response.status
+    return Answer(status, None if 200 <= status < 300 else f"HTTP {status}",
+                  response.body.decode("utf-8", "replace"),
+                  retryable=status >= 500 or status in (408, 429))
+
+
+def outcome(step: Step, answer: Answer | None) -> Outcome:
+    config = step.config
+    if answer is None:                      # the node changed under us: try again
+        return Outcome(wait_until=step.now)
+    detail = {"status": answer.status, "error": answer.error,
+              "response": (answer.excerpt or "")[:EXCERPT_CHARS]}
+    if answer.ok:
+        mapped = _map_response(step, answer.excerpt or "", config.get("map") or {})
+        return Outcome(detail={**detail, "mapped": mapped})
+    attempt = step.enrollment["attempts"] + 1
+    if answer.retryable and attempt < config.get("max_attempts", 6):
+        delay = min(BACKOFF_SECONDS * 2 ** (attempt - 1), 3600)
+        return Outcome(wait_until=step.now + timedelta(seconds=delay),
+                       detail={**detail, "attempt": attempt})
+    return Outcome(branch="failure", detail={**detail, "failed": True, "attempts": attempt})
+
+
+def _map_response(step: Step, text: str, mapping: dict) -> list[str]:
+    """Response JSON keys (dotted paths) into the person's fields."""
+    if not mapping:
+        return []
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return []
+    data: dict = {}
+    for path, name in mapping.items():
+        value = document
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        if name in STANDARD_FIELDS:
+            data[name] = value
+        else:
+            data.setdefault("custom", {})[name.removeprefix("custom.")] = value
+    if not data:
+        return []
+    try:
+        with step.conn.begin_nested():
+            return subscriber_service.update_subscriber(step.conn, step.actor, step.subscriber_id, data)
+    except ServiceError as exc:            # a value the field refuses: the step goes on
+        return [f"not mapped: {exc.message}"]

@@ -1,0 +1,200 @@
+"""Validation of a workflow at publish: the schema, the graph, and what the nodes refer to.
+
+Every refusal is a ServiceError whose message names the node (or edge, or trigger) and the
+reason — "node wait1 (wait): …" — and whose field is its place in the JSON.
+"""
+from __future__ import annotations
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, select
+
+from altkraft_onprem.audience import fields as field_service
+from altkraft_onprem.audience import segment_conditions
+from altkraft_onprem.audience.models import STANDARD_FIELDS, lists, normalise_email, segments
+from altkraft_onprem.errors import NotFound, ServiceError
+from altkraft_onprem.messages.service import require_sendable
+
+from .definition import BRANCHES, NOT_YET, WorkflowDefinition
+from .workflow_models import workflows
+
+
+def _node_label(raw: dict, index: int) -> str:
+    try:
+        node = raw["graph"]["nodes"][index]
+        return f"node {node.get('id', index)} ({node.get('type', '?')})"
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return f"node {index}"
+
+
+def parse(raw) -> WorkflowDefinition:
+    """The schema check; the first error names the node when it is inside one."""
+    try:
+        return WorkflowDefinition.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        loc = list(error["loc"])
+        where = ".".join(str(p) for p in loc)
+        if loc[:2] == ["graph", "nodes"] and len(loc) > 2 and isinstance(loc[2], int):
+            label = _node_label(raw, loc[2])
+            if error["type"] == "union_tag_invalid":
+                kind = error.get("ctx", {}).get("tag", "?")
+                raise ServiceError(f"{label}: unknown node type {kind!r}", where) from None
+            rest = ".".join(str(p) for p in loc[4:]) or "config"
+            raise ServiceError(f"{label}: {rest}: {error['msg']}", where) from None
+        if error["type"] == "union_tag_invalid" and loc[:1] == ["trigger"]:
+            raise ServiceError(f"unknown trigger type {error['ctx']['tag']!r}", where) from None
+        raise ServiceError(f"{where or 'workflow'}: {error['msg']}", where or "workflow") from None
+
+
+def check(conn: Connection, raw, workflow_id: int | None = None) -> WorkflowDefinition:
+    """The whole check; returns the parsed definition or raises ServiceError."""
+    definition = parse(raw)
+    if definition.trigger.type in NOT_YET:
+        raise ServiceError(f"trigger {definition.trigger.type!r} is not available yet", "trigger.type")
+    _check_trigger(conn, definition)
+    _check_graph(definition)
+    for index, node in enumerate(definition.graph.nodes):
+        try:
+            _check_references(conn, node, workflow_id)
+        except ServiceError as exc:
+            raise ServiceError(f"node {node.id} ({node.type}): {exc.message}",
+                               f"graph.nodes.{index}.config") from None
+    return definition
+
+
+def _check_graph(definition: WorkflowDefinition) -> None:
+    graph = definition.graph
+    nodes = {}
+    for index, node in enumerate(graph.nodes):
+        if node.id in nodes:
+            raise ServiceError(f"node {node.id}: two nodes have this id", f"graph.nodes.{index}.id")
+        nodes[node.id] = node
+    if graph.start not in nodes:
+        raise ServiceError(f"the start node {graph.start} does not exist", "graph.start")
+    taken: set[tuple[str, str | None]] = set()
+    for index, edge in enumerate(graph.edges):
+        where = f"graph.edges.{index}"
+        for end in (edge.from_, edge.to):
+            if end not in nodes:
+                raise ServiceError(f"edge {edge.from_} -> {edge.to}: node {end} does not exist "
+                                   "(a dangling edge)", where)
+        source = nodes[edge.from_]
+        allowed = branches(source)
+        if edge.branch not in allowed:
+            names = ", ".join(repr(b) for b in allowed if b) or "none"
+            raise ServiceError(f"node {source.id} ({source.type}): no branch {edge.branch!r} "
+                               f"(branches: {names})", where)
+        if (edge.from_, edge.branch) in taken:
+            raise ServiceError(f"node {source.id} ({source.type}): two edges leave by branch "
+                               f"{edge.branch!r}", where)
+        taken.add((edge.from_, edge.branch))
+    for node in graph.nodes:
+        if node.type == "goto" and node.config.target not in nodes:
+            raise ServiceError(f"node {node.id} (goto): target {node.config.target} does not exist",
+                               "graph.nodes")
+    cycle = _cycle(graph)
+    if cycle:
+        raise ServiceError("a cycle without a bounded go-to: " + " -> ".join(cycle)
+                           + f" (node {cycle[0]}); loop back with a goto node", "graph.edges")
+
+
+def branches(node) -> tuple[str | None, ...]:
+    if node.type == "switch":
+        return (*[case.branch for case in node.config.cases], "default")
+    if node.type == "split":
+        return tuple(node.config.variants)
+    return BRANCHES.get(node.type, (None,))
+
+
+def _cycle(graph) -> list[str] | None:
+    """A cycle of edges (goto jumps are not edges: they are bounded), or None."""
+    following: dict[str, list[str]] = {node.id: [] for node in graph.nodes}
+    for edge in graph.edges:
+        following[edge.from_].append(edge.to)
+    state: dict[str, int] = {}          # 1 on the path, 2 done
+    path: list[str] = []
+
+    def visit(node_id: str) -> list[str] | None:
+        state[node_id] = 1
+        path.append(node_id)
+        for nxt in following[node_id]:
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node_id] = 2
+        return None
+
+    for node_id in following:
+        if node_id not in state:
+            found = visit(node_id)
+            if found:
+                return found
+    return None
+
+
+def _exists(conn: Connection, table, item_id: int, what: str) -> None:
+    if conn.execute(select(table.c.id).where(table.c.id == item_id)).first() is None:
+        raise ServiceError(f"{what} {item_id} does not exist")
+
+
+def check_field(conn: Connection, name: str) -> str:
+    """A field a workflow reads or writes: standard, or custom.KEY that is defined."""
+    if name in STANDARD_FIELDS and name != "email":
+        return name
+    if name.removeprefix("custom.") in field_service.definitions(conn):
+        return name
+    raise ServiceError(f"field {name!r} does not exist (standard fields, or custom.KEY of a "
+                       "defined custom field)")
+
+
+def _check_trigger(conn: Connection, definition: WorkflowDefinition) -> None:
+    trigger = definition.trigger
+    try:
+        if getattr(trigger, "list_id", None) is not None:
+            _exists(conn, lists, trigger.list_id, "list")
+        if trigger.type == "field_changed":
+            check_field(conn, trigger.field)
+        if definition.entry.segment_id is not None:
+            _exists(conn, segments, definition.entry.segment_id, "segment")
+    except ServiceError as exc:
+        raise ServiceError(f"trigger {trigger.type}: {exc.message}", "trigger") from None
+
+
+def _check_references(conn: Connection, node, workflow_id: int | None) -> None:
+    config = node.config
+    if node.type == "send_email":
+        require_sendable(conn, config.message_id)
+        try:
+            normalise_email(config.from_email)
+        except ValueError as exc:
+            raise ServiceError(f"from_email: {exc}") from None
+    elif node.type == "update_fields":
+        for name in config.fields:
+            check_field(conn, name)
+    elif node.type == "webhook":
+        for name in config.map.values():
+            check_field(conn, name)
+    elif node.type == "wait_until":
+        forms = [config.at is not None, config.weekdays is not None, config.field is not None]
+        if sum(forms) != 1:
+            raise ServiceError("give exactly one of at, weekdays (with time) or field (with time)")
+        if config.field is not None:
+            check_field(conn, config.field)
+    elif node.type in ("add_to_list", "remove_from_list"):
+        _exists(conn, lists, config.list_id, "list")
+    elif node.type == "condition":
+        segment_conditions.validate(conn, config.conditions)
+    elif node.type == "switch":
+        for case in config.cases:
+            segment_conditions.validate(conn, case.conditions)
+    elif node.type == "enroll":
+        if config.workflow_id == workflow_id:
+            raise ServiceError("a workflow cannot enroll people in itself (use goto)")
+        try:
+            _exists(conn, workflows, config.workflow_id, "workflow")
+        except NotFound:
+            raise ServiceError(f"workflow {config.workflow_id} does not exist") from None

@@ -1,0 +1,102 @@
+"""Workflow tables: workflows, their immutable published versions, enrollments and steps.
+
+Exactly once rests on three keys: an enrollment's `entry_key` (UNIQUE: the event, manual
+request or parent step that caused it — a replayed event cannot enroll twice), its
+`active_key` (UNIQUE while it runs, NULL after: at most one active enrollment per person per
+workflow), and a step's (enrollment, node, visit) (UNIQUE, written in the transaction that
+applies the node's effects and moves the enrollment on).
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from altkraft_onprem.db import metadata
+from altkraft_onprem.db.types import UTCDateTime
+from altkraft_onprem.i18n import N_
+
+WORKFLOW_STATES = ("draft", "active", "paused", "archived")
+ENROLLMENT_STATES = ("active", "done", "exited", "parked")
+STATE_LABELS = (N_("draft"), N_("active"), N_("paused"), N_("archived"), N_("done"),
+                N_("exited"), N_("parked"))
+
+workflows = Table(
+    "workflows", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("state", String(12), nullable=False, default="draft"),
+    Column("draft", JSON, nullable=False),                  # the workflow JSON being edited
+    Column("version_id", Integer, nullable=True),           # the published version new people get
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(320), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+workflow_versions = Table(
+    "workflow_versions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workflow_id", Integer, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("definition", JSON, nullable=False),             # never changed once written
+    # send_email node id -> the campaign whose ledger its messages go through
+    Column("campaigns", JSON, nullable=False),
+    Column("published_at", UTCDateTime, nullable=False),
+    Column("published_by", String(320), nullable=False),
+    UniqueConstraint("workflow_id", "number", name="uq_workflow_versions_workflow_id"),
+)
+
+enrollments = Table(
+    "workflow_enrollments", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workflow_id", Integer, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("subscriber_id", Integer, nullable=False),
+    Column("entry_key", String(200), nullable=False),
+    Column("active_key", String(64), nullable=True),
+    Column("state", String(12), nullable=False, default="active"),
+    Column("node_id", String(64), nullable=True),           # where the person is
+    Column("visit", Integer, nullable=False, default=1),    # of that node
+    Column("wake_at", UTCDateTime, nullable=True),          # when the runner looks next
+    Column("waiting_until", UTCDateTime, nullable=True),    # set while a wait node waits
+    Column("waiting_for", String(100), nullable=True),      # an event name (wait_for_event)
+    Column("event_seen", Boolean, nullable=False, default=False),
+    Column("attempts", Integer, nullable=False, default=0),  # tries of the current node (HTTP)
+    Column("lease_owner", String(120), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("event", JSON, nullable=False),                  # what made them enter: {{ event.… }}
+    Column("test", Boolean, nullable=False, default=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Column("end_reason", Text, nullable=True),
+    UniqueConstraint("entry_key", name="uq_workflow_enrollments_entry_key"),
+    UniqueConstraint("active_key", name="uq_workflow_enrollments_active_key"),
+)
+Index("ix_workflow_enrollments_due", enrollments.c.state, enrollments.c.wake_at)
+Index("ix_workflow_enrollments_person", enrollments.c.subscriber_id, enrollments.c.workflow_id)
+Index("ix_workflow_enrollments_workflow", enrollments.c.workflow_id, enrollments.c.state,
+      enrollments.c.node_id)
+
+steps = Table(
+    "workflow_steps", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("enrollment_id", Integer, ForeignKey("workflow_enrollments.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("workflow_id", Integer, nullable=False),
+    Column("node_id", String(64), nullable=False),
+    Column("visit", Integer, nullable=False),
+    Column("branch", String(64), nullable=True),
+    Column("detail", JSON, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    UniqueConstraint("enrollment_id", "node_id", "visit", name="uq_workflow_steps_enrollment_id"),
+)
+Index("ix_workflow_steps_workflow", steps.c.workflow_id, steps.c.node_id)

@@ -1,0 +1,92 @@
+"""Campaigns that belong to a workflow's send-email node: the ledger takes one row per
+occurrence (a person reaching the node), queued by the workflow's step in its own
+transaction, and the ordinary senders deliver it — journal, leases, in-doubt rules and all.
+
+Such a campaign has no lists: whoever the workflow queues is sendable while they are active,
+not in the trash and not suppressed. It stays running while the workflow runs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from altkraft_onprem import db
+from altkraft_onprem.access.models import Actor
+from altkraft_onprem.access.service import record
+from altkraft_onprem.audience.models import normalise_email, subscribers
+from altkraft_onprem.audience.suppression import not_suppressed
+from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.errors import ServiceError
+from altkraft_onprem.messages.render import check_version
+from altkraft_onprem.messages.service import get_version, require_sendable
+
+from .models import UTM_KEYS, campaigns, deliveries
+
+
+def create_for_node(conn: Connection, actor: Actor, *, workflow_id: int, name: str,
+                    message_id: int, from_email: str, from_name: str = "",
+                    utm: dict[str, str] | None = None) -> int:
+    """A running campaign for one send node of a published workflow version, with the
+    message's current version pinned."""
+    require_sendable(conn, message_id)
+    version = get_version(conn, message_id)
+    problems = check_version(version)
+    if problems:
+        raise ServiceError(f"the message has template errors: {problems[0]}", "message_id")
+    try:
+        sender = normalise_email(from_email)
+    except ValueError as exc:
+        raise ServiceError(str(exc), "from_email") from None
+    now = utcnow()
+    campaign_id = conn.execute(insert(campaigns).values(
+        name=name[:200], state="running", message_id=message_id, version_id=version["id"],
+        from_email=sender, from_name=(from_name or "")[:200], reply_to=None, list_ids=[],
+        segment_ids=[], exclude_list_ids=[], exclude_segment_ids=[],
+        utm={k: v for k, v in (utm or {}).items() if k in UTM_KEYS and v}, link_utm={},
+        track_opens=True, track_clicks=True, timezone="UTC", ledger_built=True, total=0,
+        created_at=now, updated_at=now, created_by=actor.label[:320], started_at=now,
+        workflow_id=workflow_id).returning(campaigns.c.id)).scalar_one()
+    record(conn, actor, "campaign.create", "campaign", campaign_id, workflow_id=workflow_id)
+    return campaign_id
+
+
+def stop_for_workflow(conn: Connection, workflow_id: int) -> int:
+    """The workflow was archived: its campaigns finish (queued rows are cancelled)."""
+    ids = list(conn.execute(select(campaigns.c.id).where(
+        campaigns.c.workflow_id == workflow_id, campaigns.c.state == "running")).scalars())
+    if not ids:
+        return 0
+    now = utcnow()
+    conn.execute(update(deliveries).where(deliveries.c.campaign_id.in_(ids),
+                                          deliveries.c.state == "queued").values(
+        state="cancelled", done_at=now, reply="workflow archived"))
+    return conn.execute(update(campaigns).where(campaigns.c.id.in_(ids)).values(
+        state="finished", finished_at=now, updated_at=now)).rowcount
+
+
+def queue(conn: Connection, campaign_id: int, subscriber_id: int, occurrence: int,
+          context: dict[str, Any]) -> bool:
+    """One ledger row for this occurrence (none if it exists: the step was replayed)."""
+    result = conn.execute(db.insert_ignoring_conflicts(
+        conn, deliveries, ["campaign_id", "subscriber_id", "occurrence"]).values(
+        campaign_id=campaign_id, subscriber_id=subscriber_id, occurrence=occurrence,
+        variant=0, state="queued", attempts=0, test_group=False, context=context))
+    if result.rowcount:
+        conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(
+            total=campaigns.c.total + 1))
+    return bool(result.rowcount)
+
+
+def sendable(conn: Connection, subscriber_ids: list[int]) -> set[int]:
+    return set(conn.execute(select(subscribers.c.id).where(and_(
+        subscribers.c.id.in_(subscriber_ids), subscribers.c.deleted_at.is_(None),
+        subscribers.c.state == "active", not_suppressed()))).scalars())
+
+
+def events_of(conn: Connection, campaign_id: int, subscriber_ids: list[int]) -> dict[int, dict]:
+    """The triggering event of each person's leased row (what {{ event.… }} shows)."""
+    rows = conn.execute(select(deliveries.c.subscriber_id, deliveries.c.context).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.subscriber_id.in_(subscriber_ids),
+        deliveries.c.state == "leased"))
+    return {sid: context or {} for sid, context in rows}

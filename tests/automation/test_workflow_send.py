@@ -1,0 +1,102 @@
+"""The send-email node through the delivery ledger, to a real SMTP sink: the triggering event
+in the message, one email per occurrence (re-entry sends again, a replayed step does not)."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from altkraft_onprem import db
+from altkraft_onprem.automation import custom_events, jobs, runner
+from altkraft_onprem.automation.workflow_models import enrollments, steps
+from altkraft_onprem.campaigns import service as campaigns
+from altkraft_onprem.campaigns.models import deliveries
+from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.messages import service as messages
+from tests.conftest import Env
+from tests.delivery.keys import write_keys
+
+from .conftest import module_env
+from .helpers import ACTOR, chain, enrollment_of, person, published
+
+
+@pytest.fixture(scope="module")
+def env(template_db, tmp_path_factory, module_smtp_sink) -> Env:
+    entries, _ = write_keys(tmp_path_factory.mktemp("dkim"))
+    yield from module_env(template_db, tmp_path_factory, smtp__relays=[module_smtp_sink.relay()],
+                          dkim__keys=entries, delivery__processes=1)
+
+
+@pytest.fixture()
+def sink(module_smtp_sink):
+    module_smtp_sink.clear()
+    return module_smtp_sink
+
+
+def order_mail(env) -> int:
+    with db.write(env.engine) as conn:
+        message_id, _ = messages.create_message(
+            conn, ACTOR, "Order", subject="Order {{ event.order_id }}",
+            html="<p>Hello {{ subscriber.first_name }}, order {{ event.order_id }} is paid.</p>")
+    return message_id
+
+
+def mail_workflow(env, message_id: int, event: str, **extra) -> int:
+    """A workflow that sends the message when `event` is posted (each test its own event:
+    earlier tests' workflows stay active)."""
+    return published(env, chain(("mail", "send_email", {
+        "message_id": message_id, "from_email": "shop@example.com", "from_name": "Shop"}),
+        trigger={"type": "event", "name": event}, **extra))
+
+
+def post_event(env, subscriber_id: int, order_id: str, event: str) -> None:
+    with db.write(env.engine) as conn:
+        custom_events.receive(conn, name=event, subscriber_id=subscriber_id,
+                              properties={"order_id": order_id}, idempotency_key=order_id,
+                              wake=jobs.wake)
+
+
+def test_the_email_arrives_with_the_event_in_it(env, sink):
+    workflow_id = mail_workflow(env, order_mail(env), "paid_a")
+    subscriber_id = person(env, first_name="Anna")
+    post_event(env, subscriber_id, "A-100", "paid_a")
+    found = enrollment_of(env, workflow_id, subscriber_id)
+    assert found["state"] == "done"
+    (message,) = sink.messages
+    assert message["Subject"] == "Order A-100"
+    assert "order A-100 is paid" in message.get_body(("html",)).get_content()
+
+
+def test_reentry_sends_once_per_occurrence(env, sink):
+    workflow_id = mail_workflow(env, order_mail(env), "paid_b", entry={"reentry": "every_time"})
+    subscriber_id = person(env)
+    post_event(env, subscriber_id, "B-1", "paid_b")
+    post_event(env, subscriber_id, "B-2", "paid_b")
+    post_event(env, subscriber_id, "B-2", "paid_b")      # the same idempotency key: nothing new
+    subjects = sorted(m["Subject"] for m in sink.messages)
+    assert subjects == ["Order B-1", "Order B-2"]
+    with db.read(env.engine) as conn:
+        rows = conn.execute(select(deliveries.c.occurrence, deliveries.c.state).join(
+            enrollments, enrollments.c.subscriber_id == deliveries.c.subscriber_id).where(
+            enrollments.c.workflow_id == workflow_id)).all()
+    assert {state for _, state in rows} == {"sent"}
+
+
+def test_a_replayed_send_step_queues_nothing_new(env, sink):
+    workflow_id = mail_workflow(env, order_mail(env), "paid_c")
+    subscriber_id = person(env)
+    post_event(env, subscriber_id, "C-1", "paid_c")
+    found = enrollment_of(env, workflow_id, subscriber_id)
+    with db.write(env.engine) as conn:            # as if the step's commit had been lost
+        conn.execute(update(enrollments).where(enrollments.c.id == found["id"]).values(
+            state="active", node_id="mail", visit=1, wake_at=utcnow(), active_key=None))
+        conn.execute(steps.delete().where(steps.c.enrollment_id == found["id"]))
+    with env.app.app_context():
+        runner.run_due(env.engine, env.settings, "replayer", wake=jobs.wake)
+    assert [m["Subject"] for m in sink.messages] == ["Order C-1"]
+
+
+def test_workflow_campaigns_stay_out_of_the_campaign_list(env):
+    message_id = order_mail(env)
+    mail_workflow(env, message_id, "paid_d")
+    with db.read(env.engine) as conn:
+        assert all(c["message_id"] != message_id for c in campaigns.list_campaigns(conn))
