@@ -14,11 +14,11 @@ def workflow() -> None:
 def _run(ctx, fn, *permissions: str):
     """fn(conn, actor) as the host operator, after the permission check; wakes the
     automation jobs after the commit."""
-    from altkraft_onprem import tasks
+    from altkraft_onprem import jobqueue
+    from altkraft_onprem.access.cli import operator_call
     from altkraft_onprem.access.policy import authorize
-    from altkraft_onprem.cli import _service_call
 
-    tasks.configure_queue(ctx.settings)
+    jobqueue.configure_queue(ctx.settings)
 
     def call(conn, actor):
         for permission in permissions:
@@ -26,7 +26,7 @@ def _run(ctx, fn, *permissions: str):
         return fn(conn, actor)
 
     try:
-        return _service_call(ctx, call)
+        return operator_call(ctx, call)
     except click.ClickException:
         raise
     except Exception as exc:  # noqa: BLE001 - Conflict, NotFound …: one line, exit 1

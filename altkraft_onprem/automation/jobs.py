@@ -81,6 +81,7 @@ def automation_tick() -> None:
     """Every minute: outbox rows a lost wake-up left, webhook retries that are due, expired
     leases; once an hour, dispatched outbox rows older than OUTBOX_KEEP_DAYS go."""
     engine = db.get_engine()
+    recover(engine)
     dispatch_now(engine)
     if utcnow().minute == 7:
         with db.write(engine) as conn:
@@ -100,7 +101,7 @@ def notify_webhook_disabled(webhook_id: int, url: str, reason: str) -> None:
     staff_notice.send(settings, admins, f"Webhook {webhook_id} was switched off", text)
 
 
-@tasks.job(retries=2, retry_delay=60)
+@jobqueue.job(retries=2, retry_delay=60)
 def send_notice(to: list[str], subject: str, text: str) -> None:
     """A workflow's notify node: the email to staff."""
     staff_notice.send(current_settings(), to, subject, text)
@@ -113,7 +114,22 @@ webhook_sender.on_disabled(lambda webhook_id, url, reason: notify_webhook_disabl
     webhook_id, url, reason))
 
 
-@jobqueue.huey.on_startup()
-def _consumer_started() -> None:
+def recover(engine) -> None:
+    """Leases held by runners and webhook senders that died on this host are freed."""
+    with db.write(engine) as conn:
+        runner.recover(conn)
+        webhook_sender.recover(conn)
+
+
+@jobqueue.job()
+def resume_after_restart() -> None:
+    recover(db.get_engine())
+    dispatch_now()
+
+
+# huey keeps start-up hooks by name: an unnamed hook here would replace another domain's
+# `_consumer_started` (the campaigns' resume after a restart).
+@jobqueue.huey.on_startup("automation")
+def _automation_consumer_started() -> None:
     if not jobqueue.huey.immediate:
-        dispatch_outbox()
+        resume_after_restart()

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from altkraft_onprem import db
 from altkraft_onprem.audience import service as audience
 from altkraft_onprem.audience.models import subscribers
+from altkraft_onprem.campaigns.ledger import owner_dead
 from altkraft_onprem.db.types import utcnow
 
 from . import enrollment as enrollments
@@ -67,6 +68,19 @@ def claim(conn: Connection, owner: str, size: int = BATCH, now: datetime | None 
         conn.execute(update(enrollment_rows).where(enrollment_rows.c.id.in_(ids)).values(
             lease_owner=owner, lease_until=now + timedelta(seconds=LEASE_SECONDS)))
     return ids
+
+
+def recover(conn: Connection) -> int:
+    """Leases of runners that died on this host go at once (others expire by time): a
+    consumer's start and the minute tick call it."""
+    owners = conn.execute(select(enrollment_rows.c.lease_owner).where(
+        enrollment_rows.c.lease_owner.is_not(None)).distinct()).scalars().all()
+    freed = 0
+    for owner in owners:
+        if owner_dead(owner):
+            freed += conn.execute(update(enrollment_rows).where(
+                enrollment_rows.c.lease_owner == owner).values(lease_owner=None, lease_until=None)).rowcount
+    return freed
 
 
 def _leased(conn: Connection, enrollment_id: int, owner: str) -> dict | None:

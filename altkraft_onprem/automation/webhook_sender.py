@@ -19,6 +19,7 @@ from standardwebhooks.webhooks import Webhook
 from altkraft_onprem import db, http_guard
 from altkraft_onprem.access.models import system_actor
 from altkraft_onprem.access.service import record
+from altkraft_onprem.campaigns.ledger import owner_dead
 from altkraft_onprem.db.types import utcnow
 
 from . import interest
@@ -158,6 +159,19 @@ def _disabled_hooks(webhook_id: int, url: str, reason: str) -> None:
             callback(webhook_id, url, reason)
         except Exception:  # noqa: BLE001 - a notice that fails must not undo the switch-off
             log.exception("notice about webhook %s failed", webhook_id)
+
+
+def recover(conn: Connection) -> int:
+    """Deliveries leased by a sender that died on this host are due again at once."""
+    owners = conn.execute(select(webhook_deliveries.c.lease_owner).where(
+        webhook_deliveries.c.state == "leased").distinct()).scalars().all()
+    freed = 0
+    for owner in owners:
+        if owner and owner_dead(owner):
+            freed += conn.execute(update(webhook_deliveries).where(
+                webhook_deliveries.c.lease_owner == owner, webhook_deliveries.c.state == "leased")
+                .values(state="pending", lease_owner=None, lease_until=None)).rowcount
+    return freed
 
 
 def deliver_due(engine: Engine, settings, owner: str, max_batches: int | None = None) -> int:

@@ -47,7 +47,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, and_, case, func, or_, select, update
 
-from altkraft_onprem import db
+from altkraft_onprem import db, events
 
 from . import bulk, campaign_rollup, rollup
 from .models import CLICK, HONEYPOT, SCANNER, tracking_events
@@ -169,6 +169,8 @@ class EventBuffer:
                 scanners = self._label_scanners(conn, batch)
                 rollup.record(conn, [r for r in batch if r["kind"] != CLICK
                                      or (r["campaign_id"], r["subscriber_id"]) not in scanners])
+                if events.EMAIL_TRACKED.has_handlers:     # workflows and webhooks (outbox)
+                    events.EMAIL_TRACKED.emit(conn, events=[_tracked(r, scanners) for r in batch])
         except BaseException:
             with self.lock:
                 self.rows[:0] = batch
@@ -246,6 +248,15 @@ class EventBuffer:
 
 
 BUFFER = EventBuffer()
+
+
+def _tracked(row: dict, scanners: set) -> dict:
+    """One event as the email.tracked domain event carries it (plain values)."""
+    machine = bool(row["machine"]) or (row["kind"] == CLICK and (
+        row["campaign_id"], row["subscriber_id"]) in scanners)
+    return {"kind": row["kind"], "campaign_id": row["campaign_id"],
+            "subscriber_id": row["subscriber_id"], "link_index": row.get("link_index"),
+            "machine": machine, "at": row["at"].isoformat()}
 
 
 def flush_at_exit() -> None:

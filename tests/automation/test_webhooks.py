@@ -203,3 +203,12 @@ def test_a_viewer_cannot_subscribe(env, api, receiver):
     response = api("POST", "/webhooks", token=token,
                    json={"url": receiver.url(), "events": ["subscriber.created"]})
     assert response.status_code == 403
+
+
+def test_the_consumer_start_hooks_of_every_domain_are_kept():
+    """huey keys start-up hooks by name; automation's must not replace the campaigns' one."""
+    from altkraft_onprem import jobqueue, tasks
+
+    tasks.load_task_modules()
+    hooks = {fn.__module__ for fn in jobqueue.huey._startup.values()}
+    assert {"altkraft_onprem.campaigns.jobs", "altkraft_onprem.automation.jobs"} <= hooks
