@@ -2,15 +2,15 @@
 key gains an occurrence (a workflow's send node may send to one person once per occurrence),
 and a ledger row may carry its triggering event.
 
-Revision ID: 0015_workflows
-Revises: 0014_automation
+Revision ID: 0017_workflows
+Revises: 0016_deliverability_alerts
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_workflows"
-down_revision = "0014_automation"
+revision = "0017_workflows"
+down_revision = "0016_deliverability_alerts"
 branch_labels = None
 depends_on = None
 
