@@ -50,12 +50,13 @@ def _blueprints():
     from altkraft_onprem.campaigns.views import blueprint as campaigns_views
     from altkraft_onprem.messages.views import blueprint as messages_views
     from altkraft_onprem.reports.views import blueprint as reports_views
+    from altkraft_onprem.sending.webview import blueprint as webview
     from altkraft_onprem.tracking.views import blueprint as tracking_views
     from altkraft_onprem.web.deliverability import blueprint as deliverability_views
     from altkraft_onprem.web.views import blueprint as web_views
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
-            campaigns_views, audience_views, audience_public, import_views, api_blueprint]
+            campaigns_views, audience_views, audience_public, import_views, webview, api_blueprint]
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Flask:

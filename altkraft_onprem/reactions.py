@@ -6,17 +6,20 @@ app first, so every process has the same reactions. Connecting twice is harmless
 """
 from __future__ import annotations
 
-from altkraft_onprem import events
+from altkraft_onprem import events, extensions
 from altkraft_onprem.automation import jobs as automation_jobs
 from altkraft_onprem.automation import outbox
 from altkraft_onprem.inbound import service as inbound
 from altkraft_onprem.reports import feedback
+from altkraft_onprem.sending import fanout
 from altkraft_onprem.tracking import erasure
 
 _outbox_handlers: dict[str, events.Handler] = {}
 
 
 def connect_all() -> None:
+    # Campaigns' send run hands the due rows to the sender processes.
+    extensions.CAMPAIGN_SENDERS.provide(fanout.run)
     # A person's tracking events and per-person roll-ups go with the person.
     events.SUBSCRIBERS_ERASED.connect(_erase_tracking)
     # A relay's synchronous 5xx is a bounce like one that comes back by mail.

@@ -162,12 +162,17 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
 
-    from altkraft_onprem import config, db
+    from altkraft_onprem import config, db, extensions
     from altkraft_onprem.access.models import system_actor
     from altkraft_onprem.campaigns import service as campaigns
     from altkraft_onprem.campaigns.jobs import run_campaign
     from altkraft_onprem.campaigns.models import deliveries
     from altkraft_onprem.db import migrate
+    from altkraft_onprem.sending import fanout
+
+    # No app here: wire the sender processes as reactions.connect_all does (and nothing else,
+    # so that no reaction's work is measured).
+    extensions.CAMPAIGN_SENDERS.provide(fanout.run)
 
     work = Path(tempfile.mkdtemp(prefix="ak-bench-send-"))
     (work / "secret_key").write_text("b" * 48)

@@ -6,12 +6,12 @@ import time
 
 from huey import crontab
 
-from altkraft_onprem import db, jobqueue
+from altkraft_onprem import db, extensions, jobqueue
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, ServiceError
 
-from . import ledger, splittest
+from . import journal, ledger, splittest
 from . import service as campaigns
 
 log = logging.getLogger("altkraft.campaigns")
@@ -21,9 +21,8 @@ WAIT_INLINE_SECONDS = 5.0
 
 def run_campaign(settings, engine, campaign_id: int, processes: int | None = None) -> list:
     """Sends a running campaign until nothing is due; pauses it when no relay answers,
-    finishes it when every row is final, schedules itself again for later retries."""
-    from altkraft_onprem.delivery import fanout
-
+    finishes it when every row is final, schedules itself again for later retries. The
+    sender processes are sending's (plugged in at the composition root)."""
     outcomes = []
     while True:
         replay_journals(settings, engine)
@@ -32,7 +31,7 @@ def run_campaign(settings, engine, campaign_id: int, processes: int | None = Non
             if campaigns.state(conn, campaign_id) != "running":
                 return outcomes
             campaigns.build_ledger(conn, campaign_id)
-        results = fanout.run(settings, engine, campaign_id, processes)
+        results = extensions.CAMPAIGN_SENDERS.ask(settings, engine, campaign_id, processes)
         outcomes.extend(results)
         paused = next((o.paused for o in results if o.paused), None)
         replay_journals(settings, engine)
@@ -62,8 +61,6 @@ def run_campaign(settings, engine, campaign_id: int, processes: int | None = Non
 def replay_journals(settings, engine) -> None:
     """Records of senders that died on this host go into the ledger; `ledger.recover` must
     come after it, or a row whose reply was journaled would count as in doubt."""
-    from altkraft_onprem.delivery import journal
-
     journal.replay(engine, journal.directory(settings))
 
 

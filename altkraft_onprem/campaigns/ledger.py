@@ -276,7 +276,7 @@ def attempts(conn: Connection, row_id: int) -> tuple[datetime | None, int]:
 
 def recover(conn: Connection, campaign_id: int | None = None, now: datetime | None = None) -> int:
     """Leases whose holder died or expired: the first row in-doubt, the rest queued again.
-    Run `delivery.journal.replay` first. When the holder's journal cannot have been replayed
+    Run `journal.replay` first. When the holder's journal cannot have been replayed
     (`journal_trusted`), its first UNCOMMITTED_WINDOW + 1 rows are in doubt instead."""
     now = now or utcnow()
     query = select(deliveries.c.lease_owner, func.min(deliveries.c.lease_until)).where(

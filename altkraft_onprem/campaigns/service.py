@@ -345,22 +345,6 @@ def failure_reasons(conn: Connection, campaign_id: int, limit: int = 10) -> list
 
 # --- for the sender ---------------------------------------------------------------------------
 
-def composer(conn: Connection, settings, campaign_id: int):
-    """The Composer of the campaign's first variant (the only one without a split test)."""
-    found = composers(conn, settings, campaign_id)
-    return found[min(found)]
-
-
-def composers(conn: Connection, settings, campaign_id: int) -> dict:
-    """{ledger variant: Composer}: one compiled message per variant (just 0 without a test)."""
-    from altkraft_onprem.delivery.compose import Composer
-
-    campaign = get_campaign(conn, campaign_id)
-    names = list_names(conn, campaign)
-    return {variant: Composer(settings, values, version, names)
-            for variant, (values, version) in splittest.sending_parts(conn, campaign).items()}
-
-
 def list_names(conn: Connection, campaign: dict[str, Any]) -> dict[int, str]:
     return dict(conn.execute(select(lists_table.c.id, lists_table.c.name).where(
         lists_table.c.id.in_(campaign["list_ids"]))).all())

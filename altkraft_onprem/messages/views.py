@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     g,
@@ -25,7 +24,7 @@ from altkraft_onprem.config import current_settings as settings
 from altkraft_onprem.errors import ServiceError
 
 from . import media as library
-from . import preview, service, webview
+from . import preview, service
 from .render import TemplateProblem, text_from_html_template
 
 blueprint = Blueprint("messages", __name__)
@@ -320,39 +319,4 @@ def public_media(name: str):
     response.headers["Content-Security-Policy"] = SVG_CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
-    return response
-
-
-# --- view in browser -------------------------------------------------------------------------
-
-# The message's own HTML, from an email: nothing in it may run in the app's origin (sandbox
-# without scripts, opaque origin), its links open as links do, images load from anywhere.
-WEBVIEW_CSP = ("sandbox allow-popups allow-popups-to-escape-sandbox "
-               "allow-top-navigation-by-user-activation; default-src 'none'; "
-               "img-src https: http: data:; style-src 'unsafe-inline' https:; font-src https: data:")
-
-
-@blueprint.route("/p/view/<token>")
-@requires(PUBLIC)
-def view_in_browser(token: str):
-    from altkraft_onprem.audience.links import LinkError
-
-    if token == webview.PREVIEW_TOKEN:      # the link in previews and test sends
-        return render_template("audience/public_done.html", title=_("View in browser"), message=_(
-            "In a campaign email this link opens the web copy of the message as its recipient "
-            "got it. Previews and test sends have no web copy."))
-    try:
-        campaign_id, subscriber_id, version_id = webview.read_view_token(settings(), token)
-    except LinkError:
-        abort(404)
-    with db.read(db.get_engine()) as conn:
-        html = webview.render_as_sent(conn, settings(), campaign_id, subscriber_id, version_id)
-    if html is None:
-        abort(404)
-    response = Response(html, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = WEBVIEW_CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["X-Robots-Tag"] = "noindex"
     return response

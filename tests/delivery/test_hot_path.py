@@ -116,7 +116,7 @@ def test_header_selection_is_dkimpys(headers, include):
 @given(st.lists(st.sampled_from([b"x" * 300, b"</body>", b"</BODY  >", b"</bo", b"dy>", b"\n",
                                  b"<p>", b"</body\n>"]), max_size=30))
 def test_the_last_body_end_is_found_as_a_full_search_finds_it(parts):
-    from altkraft_onprem.delivery.compose import _BODY_END, _last_body_end
+    from altkraft_onprem.sending.compose import _BODY_END, _last_body_end
 
     html = b"".join(parts)
     ends = list(_BODY_END.finditer(html))

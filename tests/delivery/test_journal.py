@@ -14,11 +14,13 @@ from sqlalchemy import select
 
 from altkraft_onprem import db
 from altkraft_onprem.audience.service import audience_query
-from altkraft_onprem.campaigns import ledger
+from altkraft_onprem.campaigns import journal, ledger
 from altkraft_onprem.campaigns import service as campaigns
+from altkraft_onprem.campaigns.journal import Journal
 from altkraft_onprem.campaigns.models import deliveries
-from altkraft_onprem.delivery import fanout, journal, sender, smtp
-from altkraft_onprem.delivery.journal import Journal
+from altkraft_onprem.delivery import smtp
+from altkraft_onprem.sending import fanout, sender
+from altkraft_onprem.sending.compose import composers
 from tests.campaigns.helpers import make_campaign, make_list, make_message, sending_settings, start
 from tests.smtp_sink import SmtpSink
 
@@ -142,7 +144,7 @@ def test_a_sender_killed_with_nothing_committed_loses_no_reply(env, pipelining_s
     campaign_id = make_campaign(env, make_message(env), [list_id])
     start(env, settings, campaign_id)
     with db.read(env.engine) as conn:
-        built = campaigns.composers(conn, settings, campaign_id)
+        built = composers(conn, settings, campaign_id)
     pid, record_r, ack_w = fanout._fork_sender(settings, env.engine, campaign_id, 1, built, [])
     received = 0
     try:

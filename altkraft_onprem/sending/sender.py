@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from altkraft_onprem import db
-from altkraft_onprem.campaigns import ledger
+from altkraft_onprem.campaigns import ledger, recording
+from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.delivery import smtp
+from altkraft_onprem.delivery.errors import DeliveryError
+from altkraft_onprem.delivery.stream import Stream
 from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.messages.data import DataFetchError
 from altkraft_onprem.messages.render import TemplateProblem
 
-from . import recording, smtp
-from .compose import Composer, Outgoing
-from .errors import DeliveryError
-from .stream import Stream
+from .compose import Composer, Outgoing, composers
 
 log = logging.getLogger("altkraft.delivery")
 
@@ -112,8 +113,6 @@ class Sender:
     # --- the loop ------------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        from altkraft_onprem.campaigns import service as campaigns
-
         batch_size = self.settings["delivery.batch_size"]
         lease = self.settings["delivery.lease_seconds"]
         clean, first_batch = False, True
@@ -142,7 +141,7 @@ class Sender:
                 with db.read(self.engine) as conn:
                     if self.composer is None:
                         try:
-                            self.composers = campaigns.composers(conn, self.settings, self.campaign_id)
+                            self.composers = composers(conn, self.settings, self.campaign_id)
                             self.composer = self.composers[min(self.composers)]
                         except (DeliveryError, TemplateProblem, ServiceError) as exc:
                             self.outcome.paused = f"the message cannot be built: {exc}"

@@ -28,9 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from altkraft_onprem import db
-from altkraft_onprem.campaigns import ledger
 
-from . import recording
+from . import ledger, recording
 
 log = logging.getLogger("altkraft.delivery")
 

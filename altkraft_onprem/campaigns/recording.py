@@ -7,9 +7,9 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from altkraft_onprem import events
-from altkraft_onprem.campaigns import ledger
+from altkraft_onprem.delivery.errors import refusal
 
-from .errors import refusal
+from . import ledger
 
 
 def record(conn: Connection, row_id: int, owner: str, state: str, **values) -> bool:

@@ -19,14 +19,14 @@ import sys
 import time
 
 from altkraft_onprem import db
-from altkraft_onprem.campaigns import ledger
+from altkraft_onprem.campaigns import journal, ledger, recording
+from altkraft_onprem.campaigns.journal import Journal
+from altkraft_onprem.delivery.errors import DeliveryError
 from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.forking import die_with_parent
 from altkraft_onprem.messages.render import TemplateProblem
 
-from . import journal, recording
-from .errors import DeliveryError
-from .journal import Journal
+from .compose import composers
 from .sender import Outcome, Sender
 
 log = logging.getLogger("altkraft.delivery")
@@ -125,11 +125,9 @@ def run(settings, engine, campaign_id: int, processes: int | None = None) -> lis
         return [Sender(settings, engine, campaign_id).run()]
     # Build the messages (compile, DKIM keys, external data) once here: the forked senders
     # inherit them instead of each doing it again before their first message.
-    from altkraft_onprem.campaigns import service as campaigns
-
     try:
         with db.read(engine) as conn:
-            built = campaigns.composers(conn, settings, campaign_id)
+            built = composers(conn, settings, campaign_id)
     except (DeliveryError, TemplateProblem, ServiceError) as exc:
         return [Outcome(paused=f"the message cannot be built: {exc}")]
     children = []

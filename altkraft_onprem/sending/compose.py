@@ -12,14 +12,17 @@ import re
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
+
 from altkraft_onprem.audience import links as audience_links
+from altkraft_onprem.campaigns import service as campaigns
+from altkraft_onprem.campaigns import splittest
 from altkraft_onprem.campaigns.models import link_marks, lists_label, unsubscribe_list, with_utm
+from altkraft_onprem.delivery import dkim, mime, verp
 from altkraft_onprem.messages import data as external_data
 from altkraft_onprem.messages.render import compile_version
 from altkraft_onprem.messages.webview import ViewLinks
 from altkraft_onprem.tracking import tokens
-
-from . import dkim, mime, verp
 
 # Searched in the UTF-8 bytes: a regex over a non-ASCII str (UCS-2 inside) is several
 # times slower, and the bytes are needed for MIME anyway.
@@ -173,3 +176,11 @@ class _Rewriter:
 
     def __hash__(self) -> int:
         return hash(self.ident)
+
+
+def composers(conn: Connection, settings, campaign_id: int) -> dict:
+    """{ledger variant: Composer}: one compiled message per variant (just 0 without a test)."""
+    campaign = campaigns.get_campaign(conn, campaign_id)
+    names = campaigns.list_names(conn, campaign)
+    return {variant: Composer(settings, values, version, names)
+            for variant, (values, version) in splittest.sending_parts(conn, campaign).items()}
