@@ -3,7 +3,7 @@
 A sender claims a batch with a lease (`claim`), hands the rows to SMTP strictly in id order
 and has each reply safe before the next message's DATA ends — a relay keeps nothing whose
 final dot it never received. Safe means committed (`record`, or `record_sent` for a group of
-senders) or in the sender's journal (delivery/journal.py, replayed after a crash before
+senders) or in the sender's journal (campaigns/journal.py, replayed after a crash before
 `recover` runs). So of a dead sender's rows still leased, only the first can have reached
 the relay: `recover` marks it in-doubt and puts the others back in the queue.
 """
@@ -31,7 +31,7 @@ from .models import campaigns, deliveries
 
 HOST = socket.gethostname()
 # Records a sender may have journaled but not yet seen committed when it sends a final dot
-# (delivery/fanout.py waits above it). A dead sender whose journal cannot be trusted (another
+# (sending/fanout.py waits above it). A dead sender whose journal cannot be trusted (another
 # host's, or written before this host rebooted: the page cache is gone) may have had this
 # many replies in flight besides the message at the relay.
 UNCOMMITTED_WINDOW = 32

@@ -5,7 +5,7 @@
 
 The MAC (HMAC-SHA256 with a key derived from the app secret, 8 hex digits, different per
 kind) keeps people from forging bounces or unsubscribes that would act on someone else.
-delivery/compose.py encodes them per message; inbound mail decodes them.
+sending/compose.py encodes them per message; inbound mail decodes them.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """A campaign run: N sender processes and the pipe their records come back through.
 
-A run forks N senders (delivery/sender.py, one SMTP session each), so rendering and signing
+A run forks N senders (sending/sender.py, one SMTP session each), so rendering and signing
 use every core while other senders wait on the relay; all of them share the ledger, as
 senders on other machines do (Postgres: SKIP LOCKED claims). Each sender journals every reply
-(delivery/journal.py) and hands it to the parent through a pipe; the parent commits the
+(campaigns/journal.py) and hands it to the parent through a pipe; the parent commits the
 records of all senders in groups and acknowledges each, so nobody waits for a commit per
 message.
 """
@@ -44,7 +44,7 @@ SENDER_NICENESS = 10
 
 
 class PipeRecorder:
-    """Journals each record (from then on it is safe, see delivery/journal.py) and hands it
+    """Journals each record (from then on it is safe, see campaigns/journal.py) and hands it
     to the parent, which commits those of all senders in groups and acknowledges each."""
 
     def __init__(self, record_fd: int, ack_fd: int, journal: Journal):

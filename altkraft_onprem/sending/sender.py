@@ -1,9 +1,9 @@
 """The campaign sender: claim a batch, compose, hand to SMTP, record — one row at a time.
 
 `Sender` is one sender: one SMTP session, one lease holder name. Run alone (one process) it
-records each reply in its own transaction; forked by delivery/fanout.py it journals each reply
+records each reply in its own transaction; forked by sending/fanout.py it journals each reply
 before the next message's DATA ends on that session (an append to the sender's own file,
-delivery/journal.py; see campaigns/ledger.py for why that bounds in-doubt rows to one per
+campaigns/journal.py; see campaigns/ledger.py for why that bounds in-doubt rows to one per
 session) and the parent commits the records of all senders in groups. On a PIPELINING relay
 the final dot travels with the next message's envelope (delivery/stream.py): one round trip
 per message.
