@@ -17,10 +17,11 @@ def log_activity(conn: Connection, subscriber_id: int, kind: str, **details) -> 
 
 
 def record_consent(conn: Connection, subscriber_id: int, list_id: int | None, kind: str, *,
-                   ip: str = "", user_agent: str = "", form: str = "") -> None:
+                   ip: str = "", user_agent: str = "", form: str = "",
+                   campaign_id: int | None = None) -> None:
     conn.execute(insert(consents).values(
         subscriber_id=subscriber_id, list_id=list_id, kind=kind, at=utcnow(), ip=(ip or "")[:64],
-        user_agent=(user_agent or "")[:300], form=(form or "")[:200]))
+        user_agent=(user_agent or "")[:300], form=(form or "")[:200], campaign_id=campaign_id))
 
 
 def consent_record(conn: Connection, subscriber_id: int) -> list[dict]:

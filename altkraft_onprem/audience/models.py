@@ -145,7 +145,10 @@ consents = Table(
     Column("at", UTCDateTime(), nullable=False),
     Column("ip", String(64), nullable=False, default=""),
     Column("user_agent", String(300), nullable=False, default=""),
-    Column("form", String(200), nullable=False, default=""),
+    Column("form", String(200), nullable=False, default=""),   # how: "one-click", "mailto", …
+    # The campaign whose link or address the person used (no foreign key: campaigns are a
+    # later layer, and the record outlives the campaign).
+    Column("campaign_id", Integer, nullable=True, index=True),
     Index("ix_consents_ip_at", "ip", "at"),
 )
 

@@ -3,7 +3,7 @@
     audience_query(conn, list_ids, segment_ids=(), exclude_list_ids=(), exclude_segment_ids=())
     is_sendable(conn, subscriber_id, list_ids)
     suppress(conn, actor, email=None, domain=None, reason, source)
-    unsubscribe(conn, subscriber_id, list_id=None, campaign_id=None, ip, user_agent)
+    unsubscribe(conn, subscriber_id, list_id=None, campaign_id=None, ip, user_agent, form)
     render_context(conn, subscriber_ids)
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from . import segments as segment_service
 from .activity import log_activity, record_consent
 from .models import subscriber_lists, subscribers
 from .subscribers import render_context, set_membership
-from .suppression import not_suppressed, suppress
+from .suppression import has_address_entry, not_suppressed, suppress
 
 __all__ = ["audience_query", "is_sendable", "suppress", "unsubscribe", "render_context",
            "eligible"]
@@ -67,8 +67,11 @@ def is_sendable(conn: Connection, subscriber_id: int, list_ids) -> bool:
 def unsubscribe(conn: Connection, subscriber_id: int, list_id: int | None = None,
                 campaign_id: int | None = None, ip: str = "", user_agent: str = "",
                 form: str = "") -> list[int]:
-    """From one list, or (list_id None) from every list plus the suppression list.
-    Returns the list ids whose status changed. Idempotent."""
+    """From one list, or (list_id None) from every list plus the suppression list — for every
+    way out: the one-click POST, the unsubscribe page, a mailto request, the preference
+    center. `campaign_id`: the campaign whose link or address was used (kept on the consent
+    record; its report counts it); `form`: the way ("one-click", "mailto", …). Returns the
+    list ids whose status changed. Idempotent: a repeat changes and records nothing."""
     row = conn.execute(select(subscribers.c.id, subscribers.c.email).where(
         subscribers.c.id == subscriber_id)).first()
     if row is None:
@@ -79,16 +82,18 @@ def unsubscribe(conn: Connection, subscriber_id: int, list_id: int | None = None
     if list_id is not None:
         query = query.where(subscriber_lists.c.list_id == list_id)
     changed = list(conn.execute(query).scalars())
+    newly_suppressed = list_id is None and not has_address_entry(conn, row.email)
+    if not changed and not newly_suppressed:
+        return []
+    consent = {"ip": ip, "user_agent": user_agent, "form": form or "link", "campaign_id": campaign_id}
     for target in changed:
         set_membership(conn, subscriber_id, target, "unsubscribed")
-        record_consent(conn, subscriber_id, target, "unsubscribe", ip=ip, user_agent=user_agent,
-                       form=form or (f"campaign {campaign_id}" if campaign_id else "link"))
+        record_consent(conn, subscriber_id, target, "unsubscribe", **consent)
     if list_id is None:
         suppress(conn, system_actor("unsubscribe"), email=row.email,
                  reason="unsubscribed from everything", source="unsubscribe")
         if not changed:
-            record_consent(conn, subscriber_id, None, "unsubscribe", ip=ip,
-                           user_agent=user_agent, form=form or "link")
+            record_consent(conn, subscriber_id, None, "unsubscribe", **consent)
     log_activity(conn, subscriber_id, "unsubscribed", list_id=list_id, campaign_id=campaign_id,
                  lists=changed)
     conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)

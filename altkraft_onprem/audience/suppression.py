@@ -192,6 +192,12 @@ def lift_self_unsubscribe(conn: Connection, email: str) -> None:
         remove(conn, system_actor("opt-in again"), entry)
 
 
+def has_address_entry(conn: Connection, email: str) -> bool:
+    """The address itself is on the list (a domain entry does not count)."""
+    return conn.execute(select(suppressions.c.id).where(
+        suppressions.c.email == normalise_email(email))).first() is not None
+
+
 def is_suppressed(conn: Connection, email: str) -> bool:
     try:
         value = normalise_email(email)

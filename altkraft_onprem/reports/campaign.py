@@ -122,7 +122,7 @@ def summary(conn: Connection, campaign_id: int, variant: int | None = None) -> d
     everything = measured_count + reads["not_measurable"]
     reads["not_measurable_percent"] = _ratio(reads["not_measurable"], everything)
     unsubscribes = conn.execute(select(func.count(func.distinct(consents.c.subscriber_id))).where(
-        consents.c.kind == "unsubscribe", consents.c.form == f"campaign {campaign_id}",
+        consents.c.kind == "unsubscribe", consents.c.campaign_id == campaign_id,
         in_variant(campaign_id, variant, consents.c.subscriber_id))).scalar() or 0
     delivered = delivery["delivered"]
     feedback = feedback_figures(conn, campaign_id, variant)

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import insert
 
 from altkraft_onprem import db
-from altkraft_onprem.audience.models import consents
+from altkraft_onprem.audience import links
 from altkraft_onprem.reports import campaign as report
 from altkraft_onprem.reports.clickmap import annotated_html, clickmap
 
-from .conftest import add_list, add_subscriber, at, deliver, event, make_campaign
+from .conftest import add_list, add_subscriber, deliver, event, make_campaign
 
 HTML = ('<html><body><p>Hi {{ subscriber.first_name }}</p>'
         '<a href="https://shop.example/a">A</a> <a href="https://shop.example/b">B</a></body></html>')
@@ -50,9 +49,12 @@ def world(env):
         ev("click", 2, link_index=0)
         ev("click", 5, link_index=0, machine=True, reason="scanner")
         ev("click", 2, link_index=0, version_id=v2)
-        conn.execute(insert(consents).values(subscriber_id=s[4], list_id=list_id, kind="unsubscribe",
-                                             at=at("2026-04-01 11:00"), ip="", user_agent="",
-                                             form=f"campaign {cid}"))
+    # s4 leaves through the campaign's own one-click link (the public route, as a mail client
+    # posts it), twice: counted once.
+    token = links.unsubscribe_token(env.settings, s[4], list_id, cid)
+    for _ in range(2):
+        response = env.app.test_client().post(f"/p/u/{token}", data={"List-Unsubscribe": "One-Click"})
+        assert response.status_code == 200
     return {"id": cid, "v1": v1, "v2": v2}
 
 
