@@ -1,4 +1,4 @@
-"""0016 gives the unsubscribes recorded before it their campaign, so that the reports of
+"""0018 gives the unsubscribes recorded before it their campaign, so that the reports of
 campaigns already sent count them (issue 15 item 3)."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_old_unsubscribes_get_their_campaign(tmp_path):
     with empty_database(tmp_path) as url:
         engine = db.build_engine(url)
         try:
-            migrate.upgrade(engine, "0015_campaign_feedback")
+            migrate.upgrade(engine, "0017_workflows")
             with db.write(engine) as conn:
                 for sid, (form, campaign_id, apart) in BEFORE.items():
                     conn.execute(insert(subscribers).values(

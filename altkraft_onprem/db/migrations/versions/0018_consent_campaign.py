@@ -5,8 +5,8 @@ Until now the campaign was only in `form` ("campaign 12") for unsubscribes witho
 name, while the one-click POST, the unsubscribe page and mailto wrote their channel there and
 the campaign only into the subscriber's activity (JSON details, at the same moment).
 
-Revision ID: 0016_consent_campaign
-Revises: 0015_campaign_feedback
+Revision ID: 0018_consent_campaign
+Revises: 0017_workflows
 Create Date: 2026-12-07
 """
 import json
@@ -15,8 +15,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016_consent_campaign"
-down_revision = "0015_campaign_feedback"
+revision = "0018_consent_campaign"
+down_revision = "0017_workflows"
 branch_labels = None
 depends_on = None
 
