@@ -3,7 +3,7 @@
 
 Worker model (measured with bench/tracking.py on the 2-core target): gunicorn's gthread
 worker with many threads (server.threads, default 1500 per worker, created on demand) and a
-high connection limit (server.worker_connections). A held reading-time stream (/t/r/) sleeps in
+high connection limit (server.worker_connections). A held tracking image (/t/i/, /t/r/) sleeps in
 poll() on its socket, costing a mostly idle thread (~0.1 MB RSS) and no CPU; with 2,000 streams
 held a UI page's p99 stayed under 100 ms. The default 16 threads let 32 streams starve the UI,
 and gevent workers were slower here (SQLite and the batch writer block the hub: UI p99 ~470 ms)

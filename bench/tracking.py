@@ -1,6 +1,7 @@
 """Tracking benchmark against the real service (`altkraft run`, gunicorn as configured).
 
-1. wrk against the open pixel, the click redirect and, in the same run, a static file served by
+1. wrk against the open pixel (/t/o/: the fast path, the open of mail sent before the tracking
+   image), the click redirect and, in the same run, a static file served by
    the same gunicorn: requests/s, p50/p99, and the ratio to the static file. Afterwards the
    service is stopped gracefully and the stored events are counted: stored == answered (wrk
    counts the responses it read; responses still in flight when wrk stops are answered and
@@ -16,7 +17,7 @@
    for the static file as well. Requests carry a mail client's User-Agent, as real ones do.
    wrk runs flat out (the service at 100 % CPU); the goal's rate (--rate, 3,000/s) is also
    measured paced, for the latency while serving that rate.
-2. N held reading-time streams (default 2,000, held by a separate asyncio process) while wrk
+2. N held tracking images (/t/i/, default 2,000, held by a separate asyncio process) while wrk
    measures a UI page (/login, rendered by Flask + Jinja): p99 with and without the streams.
 3. While each wrk run of the pixel and the redirect goes on, an API client changes one
    subscriber (PATCH /api/v1/subscribers/{id}, a write transaction with an audit record) every
@@ -348,7 +349,8 @@ def main() -> None:
         results["ui_p99_ms_idle"] = wrk(base + "/login", args.duration, 4, threads=1)["p99_ms"]
 
         # held reading-time streams
-        reads = [tokens.read_url(settings, campaign + 1, s, 1)[len(base):] for s in range(args.streams)]
+        # the tracking image of a message on screen (/t/i/: an open, then the held read stream)
+        reads = [tokens.image_url(settings, campaign + 1, s, 1)[len(base):] for s in range(args.streams)]
         ready = work / "ready"
         holder = subprocess.Popen([PY, "-c", HOLDER, "127.0.0.1", str(port), path_file("reads.txt", reads),
                                    str(ready)], start_new_session=True)

@@ -11,8 +11,8 @@ cookie, render no template and read no session.
 `Tracker` holds the rules (token -> event row + reply) so that the Flask views of the same
 URLs (used when the app is called without the fast path, e.g. by the test client) answer
 exactly the same way. `FastPath` is installed by the tracking blueprint when it is registered
-(see views.py), so every app built by create_app has it; /t/r/ (the held reading-time stream)
-stays a Flask view.
+(see views.py), so every app built by create_app has it; /t/i/ and /t/r/ (held while the
+message is on screen) stay Flask views.
 """
 from __future__ import annotations
 
@@ -95,12 +95,16 @@ class Tracker:
         target = tokens.decode(self.key, token, "o")
         if target is None:
             return NOT_FOUND
+        self.record_open(target, method, user_agent, ip)
+        return _PIXEL
+
+    def record_open(self, target: tokens.Target, method: str, user_agent: str, ip: str) -> None:
+        """The open of an image request (the open pixel's, the tracking image's), labelled."""
         if method == "HEAD":
             self.record(self.event(OPEN, target, user_agent, ip, machine=True, reason=HEAD))
         else:
             label = self.image_label(user_agent, ip)
             self.record(self.event(OPEN, target, user_agent, ip, machine=label == MPP, reason=label))
-        return _PIXEL
 
     def click(self, token: str, method: str, user_agent: str, ip: str) -> Reply:
         target = tokens.decode(self.key, token, "c")

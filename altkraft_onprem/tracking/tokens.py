@@ -1,4 +1,9 @@
-"""Short signed tracking tokens: /t/o/<token>, /t/r/<token>, /t/c/<token>.
+"""Short signed tracking tokens: /t/i/<token>, /t/c/<token> (and /t/o/, /t/r/ of older mail).
+
+A message carries one tracking image, /t/i/: its request is the open, and how long its
+response is held is the reading time. Mail sent before carries two 1x1 images, the open
+pixel /t/o/ and the reading-time image /t/r/ — a pair that alone scores SpamAssassin's
+HTML_IMAGE_ONLY_12 on a short message; their tokens keep working.
 
 A token packs (kind, campaign, subscriber, version[, link index]) as unsigned LEB128 varints,
 followed by the first 10 bytes of an HMAC-SHA256 over them with a key derived from the app
@@ -20,14 +25,14 @@ from altkraft_onprem.config import Settings, read_secret_key
 MAC_BYTES = 10
 # The link index of the hidden honeypot link (no person can click it): see honeypot_html().
 HONEYPOT_LINK = 16383
-KINDS = {"o": 1, "r": 2, "c": 3}
+KINDS = {"o": 1, "r": 2, "c": 3, "i": 4}
 _KIND_NAMES = {v: k for k, v in KINDS.items()}
 _MAX_TOKEN = 96          # longer input is rejected before any decoding work
 
 
 @dataclass(frozen=True)
 class Target:
-    kind: str            # "o" open, "r" read stream, "c" click
+    kind: str            # "i" tracking image, "c" click; older mail: "o" open, "r" read stream
     campaign_id: int
     subscriber_id: int
     version_id: int
@@ -132,14 +137,17 @@ def read_url(settings: Settings, campaign_id: int, subscriber_id: int, version_i
     return _url(settings, Target("r", campaign_id, subscriber_id, version_id))
 
 
+def image_url(settings: Settings, campaign_id: int, subscriber_id: int, version_id: int) -> str:
+    return _url(settings, Target("i", campaign_id, subscriber_id, version_id))
+
+
 def click_url(settings: Settings, campaign_id: int, subscriber_id: int, version_id: int,
               link_index: int) -> str:
     return _url(settings, Target("c", campaign_id, subscriber_id, version_id, link_index))
 
 
-def _pixel_markup(open_src: str, read_src: str) -> str:
-    return (f'<img src="{open_src}" width="1" height="1" alt="" style="display:block;border:0">'
-            f'<img src="{read_src}" width="1" height="1" alt="" style="display:block;border:0">')
+def _pixel_markup(src: str) -> str:
+    return f'<img src="{src}" width="1" height="1" alt="" style="display:block;border:0">'
 
 
 def _honeypot_markup(href: str) -> str:
@@ -148,9 +156,8 @@ def _honeypot_markup(href: str) -> str:
 
 
 def pixel_html(settings: Settings, campaign_id: int, subscriber_id: int, version_id: int) -> str:
-    """The open pixel and the reading-time image, to put just before </body>."""
-    return _pixel_markup(open_url(settings, campaign_id, subscriber_id, version_id),
-                         read_url(settings, campaign_id, subscriber_id, version_id))
+    """The tracking image (open and reading time), to put just before </body>."""
+    return _pixel_markup(image_url(settings, campaign_id, subscriber_id, version_id))
 
 
 def honeypot_html(settings: Settings, campaign_id: int, subscriber_id: int, version_id: int) -> str:
@@ -209,11 +216,11 @@ class Minter:
         return found
 
     def tail_html(self, subscriber_id: int, *, honeypot: bool, pixels: bool) -> str:
-        """What goes just before </body>: the honeypot link and/or the two pixels."""
+        """What goes just before </body>: the honeypot link and/or the tracking image."""
         head = self._campaign + _varint(subscriber_id) + self._version
         html = ""
         if honeypot:
             html += _honeypot_markup(self._url("c", head + _varint(HONEYPOT_LINK)))
         if pixels:
-            html += _pixel_markup(self._url("o", head), self._url("r", head))
+            html += _pixel_markup(self._url("i", head))
         return html

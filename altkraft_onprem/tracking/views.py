@@ -1,5 +1,7 @@
-"""Public tracking endpoints: /t/o/<token> open pixel, /t/r/<token> reading-time stream,
-/t/c/<token> click redirect. No login; a token that does not verify gets a plain 404.
+"""Public tracking endpoints: /t/i/<token> tracking image (the open when it is requested, the
+reading time while its response is held), /t/c/<token> click redirect; for mail sent before
+the tracking image, /t/o/<token> open pixel and /t/r/<token> reading-time stream. No login; a
+token that does not verify gets a plain 404.
 
 Each answered request appends one event to the process's buffer (see buffer.py); nothing
 here waits for the database except the first click on a (campaign, version), which compiles
@@ -63,14 +65,33 @@ def click(token: str):
     return _response(_tracker().click(token, request.method, *_client()))
 
 
+@blueprint.route("/i/<token>", methods=["GET"])
+@public
+def tracking_image(token: str):
+    """One image for both: the open is recorded as the request arrives (a person who closes
+    the message at once has opened it), then the response is held for the reading time."""
+    tracker = _tracker()
+    target = tokens.decode(tracker.key, token, "i")
+    if target is None:
+        return _response(fast.NOT_FOUND)
+    tracker.record_open(target, request.method, *_client())
+    return _held_image(tracker, target)
+
+
 @blueprint.route("/r/<token>", methods=["GET"])
 @public
 def read_stream(token: str):
+    """The reading-time image of mail sent before /t/i/ (its open pixel is /t/o/)."""
     tracker = _tracker()
-    settings = tracker.settings
     target = tokens.decode(tracker.key, token, "r")
     if target is None:
         return _response(fast.NOT_FOUND)
+    return _held_image(tracker, target)
+
+
+def _held_image(tracker: Tracker, target: tokens.Target) -> Response:
+    """A 1x1 GIF held open while the client shows it; the hold time becomes a read event."""
+    settings = tracker.settings
     user_agent, ip = _client()
     label = tracker.image_label(user_agent, ip)
     if request.method == "HEAD" or label is not None:

@@ -48,6 +48,8 @@ def test_minted_tail_is_the_pixel_and_honeypot_markup(app_settings):
                     + tokens.pixel_html(app_settings, 12, 5678, 34))
     assert minter.tail_html(5678, honeypot=False, pixels=True) == tokens.pixel_html(app_settings, 12, 5678, 34)
     assert minter.tail_html(5678, honeypot=False, pixels=False) == ""
+    # one tracking image: two 1x1 images alone score SpamAssassin's HTML_IMAGE_ONLY_12
+    assert both.count("<img") == 1 and "/t/i/" in both
 
 
 def _reference_stuffing(data: bytes) -> bytes:

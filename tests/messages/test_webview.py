@@ -83,8 +83,8 @@ def test_links_are_the_ones_in_the_recipients_email(env, sent):
 
 def test_viewing_the_page_is_not_an_open(env, sent):
     body = _page(env, sent).get_data(as_text=True)
-    assert "/t/o/" in _received_html(sent, "ann@example.net")
-    assert "/t/o/" not in body and "/t/r/" not in body
+    assert "/t/i/" in _received_html(sent, "ann@example.net")
+    assert "/t/i/" not in body and "/t/o/" not in body and "/t/r/" not in body
     honeypot = tokens.click_url(env.settings, sent["campaign_id"], sent["ids"][0], sent["version_id"],
                                 tokens.HONEYPOT_LINK)
     assert honeypot not in body

@@ -92,3 +92,27 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_stored(env):
 def test_a_click_on_an_unknown_version_is_a_plain_404(env, client):
     response = client.get(_path(tokens.click_url(env.settings, 9, 90, 999999, 0)))
     assert response.status_code == 404 and response.data == b"Not found\n"
+
+
+def test_the_tracking_image_through_a_proxy_is_an_open_and_an_unmeasurable_read(env, client):
+    ua = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+    response = client.get(_path(tokens.image_url(env.settings, 9, 90, 900)), headers={"User-Agent": ua})
+    assert response.status_code == 200 and response.data.endswith(b";")
+    rows = _stored(env, campaign_id=9)
+    assert sorted((r["kind"], r["machine"], r["reason"], r["read_class"]) for r in rows) == \
+        [("open", False, "proxy", None), ("read", False, "proxy", "unmeasurable")]
+
+
+def test_a_head_of_the_tracking_image_is_a_machine_open(env, client):
+    client.head(_path(tokens.image_url(env.settings, 10, 100, 1000)))
+    rows = _stored(env, campaign_id=10)
+    assert sorted((r["kind"], r["machine"], r["reason"]) for r in rows) == \
+        [("open", True, "head"), ("read", True, "head")]
+
+
+def test_a_tracking_image_token_is_no_open_pixel_token_and_back(env, client):
+    image = tokens.image_url(env.settings, 11, 110, 1100).rsplit("/", 1)[1]
+    opened = tokens.open_url(env.settings, 11, 110, 1100).rsplit("/", 1)[1]
+    assert client.get("/t/o/" + image).status_code == 404
+    assert client.get("/t/i/" + opened).status_code == 404
+    assert client.get("/t/r/" + image).status_code == 404

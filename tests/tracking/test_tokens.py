@@ -33,6 +33,7 @@ def test_click_url_round_trips(settings, key):
 def test_open_and_read_urls_round_trip(settings, key):
     assert tokens.decode(key, _token(tokens.open_url(settings, 1, 2, 3)), "o") == tokens.Target("o", 1, 2, 3)
     assert tokens.decode(key, _token(tokens.read_url(settings, 1, 2, 3)), "r") == tokens.Target("r", 1, 2, 3)
+    assert tokens.decode(key, _token(tokens.image_url(settings, 1, 2, 3)), "i") == tokens.Target("i", 1, 2, 3)
 
 
 def test_tokens_are_short(settings):
@@ -41,6 +42,7 @@ def test_tokens_are_short(settings):
 
 def test_a_token_of_another_kind_is_refused(settings, key):
     assert tokens.decode(key, _token(tokens.open_url(settings, 1, 2, 3)), "c") is None
+    assert tokens.decode(key, _token(tokens.image_url(settings, 1, 2, 3)), "o") is None
 
 
 def test_every_flipped_bit_is_refused(settings, key):
