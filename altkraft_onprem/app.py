@@ -48,6 +48,7 @@ def _blueprints():
     from altkraft_onprem.audience.public import blueprint as audience_public
     from altkraft_onprem.audience.views import blueprint as audience_views
     from altkraft_onprem.campaigns.views import blueprint as campaigns_views
+    from altkraft_onprem.inbound.views import blueprint as inbound_views
     from altkraft_onprem.messages.views import blueprint as messages_views
     from altkraft_onprem.reports.views import blueprint as reports_views
     from altkraft_onprem.sending.webview import blueprint as webview
@@ -56,7 +57,8 @@ def _blueprints():
     from altkraft_onprem.web.views import blueprint as web_views
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
-            campaigns_views, audience_views, audience_public, import_views, webview, api_blueprint]
+            campaigns_views, audience_views, audience_public, import_views, webview, inbound_views,
+            api_blueprint]
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Flask:

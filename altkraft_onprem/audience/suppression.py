@@ -143,6 +143,24 @@ def remove(conn: Connection, actor: Actor, entry_id: int) -> None:
            domain=entry["domain"], reason=entry["reason"], source=entry["source"])
 
 
+def unsuppress_address(conn: Connection, actor: Actor, email: str, reason: str = "") -> bool:
+    """A person decided an address was suppressed wrongly (a bounce misread, a complaint
+    withdrawn): its entry goes (audited) and subscribers bounced or complained with that
+    address are active again. False when no entry named the address."""
+    value = normalise_email(email)
+    entry = conn.execute(select(suppressions.c.id).where(suppressions.c.email == value)).scalar()
+    if entry is None:
+        return False
+    remove(conn, actor, entry)
+    domain_entry = select(suppressions.c.id).where(suppressions.c.domain == value.rpartition("@")[2])
+    still = "suppressed" if conn.execute(domain_entry).first() is not None else "active"
+    conn.execute(update(subscribers).where(
+        subscribers.c.email == value, subscribers.c.state.in_(tuple(_STATE_FOR.values())))
+        .values(state=still, updated_at=utcnow()))
+    record(conn, actor, "suppression.unsuppress", "suppression", entry, email=value, reason=reason)
+    return True
+
+
 def get_entry(conn: Connection, entry_id: int) -> dict:
     row = conn.execute(select(suppressions).where(suppressions.c.id == entry_id)).first()
     if row is None:
