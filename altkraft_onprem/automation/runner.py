@@ -123,19 +123,18 @@ def step(engine: Engine, settings, enrollment_id: int, owner: str, *, wake=None,
          now: datetime | None = None) -> bool | None:
     """One node. True: it moved on and may go on at once; False: it waits (or ended);
     None: nothing done (lease lost, not active)."""
-    with db.read(engine) as conn:
-        current = _leased(conn, enrollment_id, owner)
-        if current is None:
-            return None
-        node = version(conn, current["version_id"])["nodes"].get(current["node_id"])
     answer = None
-    if node is not None and node["type"] == "webhook":
-        answer = http_node.call(engine, settings, current, node)     # outside any transaction
-    with db.write(engine) as conn:
-        current = _leased(conn, enrollment_id, owner)
-        if current is None:
-            return None
-        return _advance(conn, settings, current, now or utcnow(), wake, answer)
+    for _ in range(2):
+        with db.write(engine) as conn:
+            current = _leased(conn, enrollment_id, owner)
+            if current is None:
+                return None
+            node = version(conn, current["version_id"])["nodes"].get(current["node_id"])
+            if node is None or node["type"] != "webhook" or answer is not None:
+                return _advance(conn, settings, current, now or utcnow(), wake, answer)
+        # An HTTP node: the request goes out between two transactions, never inside one.
+        answer = http_node.call(engine, settings, current, node)
+    return None
 
 
 def _advance(conn: Connection, settings, current: dict, now: datetime, wake, answer) -> bool:

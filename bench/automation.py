@@ -1,0 +1,152 @@
+"""Workflow benchmark: N enrollments through wait -> condition -> send email -> update field.
+
+    python bench/automation.py [--enrollments N] [--database URL] [--sessions S]
+
+N subscribers (default 1,000,000) are enrolled by hand into a published workflow
+(wait PT1H -> condition city = Москва -> yes: send_email -> update_fields; no: update_fields),
+the step runner takes every step (the waits are run as they would be an hour later), then
+the send node's campaign is sent through the ordinary senders to Postfix's smtp-sink on
+127.0.0.1. The baseline, measured in the same run on the same database: as many plain
+INSERT + UPDATE pairs through the driver, one transaction each (what a step costs at least).
+The last line printed is one JSON object: enrollments_per_s, steps_per_s, cpu_ms_per_step,
+peak_rss_mb, baseline_pairs_per_s, ratio (baseline / steps per second), send_msgs_per_s.
+Needs `smtp-sink` (Debian: apt-get install postfix; the daemon is not used).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import send as send_bench  # noqa: E402  (bench/send.py: the sink, the key, the people)
+
+CHUNK = 20_000
+
+
+def workflow(message_id: int) -> dict:
+    return {"name": "Bench flow", "trigger": {"type": "manual"}, "entry": {"reentry": "every_time"},
+            "graph": {"start": "wait", "nodes": [
+                {"id": "wait", "type": "wait", "config": {"duration": "PT1H"}},
+                {"id": "moscow", "type": "condition", "config": {"conditions": {
+                    "op": "and", "rules": [{"field": "city", "operator": "eq", "value": "Москва"}]}}},
+                {"id": "mail", "type": "send_email", "config": {
+                    "message_id": message_id, "from_email": "news@example.com"}},
+                {"id": "mailed", "type": "update_fields", "config": {"fields": {"company": "mailed"}}},
+                {"id": "skipped", "type": "update_fields", "config": {"fields": {"company": "skipped"}}}],
+                "edges": [{"from": "wait", "to": "moscow"},
+                          {"from": "moscow", "to": "mail", "branch": "yes"},
+                          {"from": "moscow", "to": "skipped", "branch": "no"},
+                          {"from": "mail", "to": "mailed"}]}}
+
+
+def baseline(engine, pairs: int) -> float:
+    """Plain INSERT + UPDATE pairs through the driver, one transaction each: pairs/s."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        sqlite = engine.dialect.name == "sqlite"
+        mark = "?" if sqlite else "%s"
+        cursor.execute("CREATE TABLE bench_pairs (id INTEGER PRIMARY KEY, node TEXT, visit INTEGER)")
+        raw.commit()
+        started = time.perf_counter()
+        for i in range(1, pairs + 1):
+            if sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute(f"INSERT INTO bench_pairs (id, node, visit) VALUES ({mark}, 'a', 1)", (i,))
+            cursor.execute(f"UPDATE bench_pairs SET node = 'b', visit = 2 WHERE id = {mark}", (i,))
+            raw.commit()
+        return pairs / (time.perf_counter() - started)
+    finally:
+        raw.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--enrollments", type=int, default=1_000_000)
+    parser.add_argument("--database", default="")
+    parser.add_argument("--sessions", type=int, default=2)
+    args = parser.parse_args()
+
+    from sqlalchemy import func, select
+
+    from altkraft_onprem import config, db
+    from altkraft_onprem.access.models import system_actor
+    from altkraft_onprem.audience.models import subscribers
+    from altkraft_onprem.automation import runner, workflows
+    from altkraft_onprem.automation.workflow_models import enrollments, steps
+    from altkraft_onprem.campaigns.jobs import run_campaign
+    from altkraft_onprem.db import migrate
+    from altkraft_onprem.db.types import utcnow
+
+    work = Path(tempfile.mkdtemp(prefix="ak-bench-automation-"))
+    (work / "secret_key").write_text("b" * 48)
+    port = send_bench.free_port()
+    key_file = send_bench.make_key(work)
+    settings = config.load(environ={}, overrides={
+        "data_dir": str(work), "database.url": args.database,
+        "server.public_url": "https://mail.example.com",
+        "smtp.relays": [{"host": "127.0.0.1", "port": port, "security": "none",
+                         "max_connections": args.sessions}],
+        "dkim.keys": [{"domain": "example.com", "selector": "ak1", "key_file": str(key_file)}],
+        "delivery.processes": args.sessions})
+    engine = db.build_engine(settings.database_url)
+    migrate.upgrade(engine)
+    actor = system_actor("bench")
+    _, message_id = send_bench.populate(engine, args.enrollments, send_bench.newsletter(8))
+    sink = send_bench.start_sink(port)
+    try:
+        with db.write(engine) as conn:
+            workflow_id = workflows.create(conn, actor, workflow(message_id))
+            published = workflows.publish(conn, actor, workflow_id)
+            campaign_id = workflows.get_version(conn, published["version_id"])["campaigns"]["mail"]
+            ids = list(conn.execute(select(subscribers.c.id).order_by(subscribers.c.id)).scalars())
+        cpu_before = send_bench._cpu_seconds()
+        started = time.perf_counter()
+        for start in range(0, len(ids), CHUNK):
+            with db.write(engine) as conn:
+                workflows.enroll(conn, actor, workflow_id, subscriber_ids=ids[start:start + CHUNK])
+        enroll_s = time.perf_counter() - started
+        now = utcnow()
+        started = time.perf_counter()
+        runner.run_due(engine, settings, "bench-runner", now=now)                   # into the wait
+        runner.run_due(engine, settings, "bench-runner", now=now + timedelta(hours=2))  # the rest
+        steps_s = time.perf_counter() - started
+        cpu = send_bench._cpu_seconds() - cpu_before
+        with db.read(engine) as conn:
+            taken = conn.execute(select(func.count()).select_from(steps)).scalar_one()
+            done = conn.execute(select(func.count()).select_from(enrollments).where(
+                enrollments.c.state == "done")).scalar_one()
+        engine.dispose()
+        started = time.perf_counter()
+        outcomes = run_campaign(settings, engine, campaign_id, processes=args.sessions)
+        send_s = time.perf_counter() - started
+        sent = sum(o.sent for o in outcomes)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        pairs_per_s = baseline(engine, taken)
+    finally:
+        sink.terminate()
+        sink.wait()
+        engine.dispose()
+        shutil.rmtree(work, ignore_errors=True)
+    steps_per_s = taken / steps_s
+    print(json.dumps({
+        "enrollments": len(ids), "done": done, "enrollments_per_s": round(len(ids) / enroll_s, 1),
+        "steps": taken, "steps_per_s": round(steps_per_s, 1),
+        "cpu_ms_per_step": round(cpu * 1000 / max(taken, 1), 3), "peak_rss_mb": round(peak, 1),
+        "baseline_pairs_per_s": round(pairs_per_s, 1), "ratio": round(pairs_per_s / steps_per_s, 2),
+        "sent": sent, "send_msgs_per_s": round(sent / send_s, 1) if send_s else None,
+        "database": engine.dialect.name}))
+
+
+if __name__ == "__main__":
+    main()
