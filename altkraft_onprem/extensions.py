@@ -68,3 +68,25 @@ CAMPAIGN_SENDERS = ExtensionPoint(
     "run(settings, engine, campaign_id, processes) -> [outcome with .paused]: send what is due "
     "of a running campaign with N sender processes (campaigns' send run calls it between "
     "its ledger steps).", single=True)
+
+PERSON_TIMELINE = ExtensionPoint(
+    "person.timeline",
+    "(conn, subscriber_id, limit) -> [{at, kind, details}], newest first, at most `limit`: a "
+    "person's activity that higher domains keep (campaigns received, opens and clicks); the "
+    "person page and the GDPR export merge it with audience's own, in registration order.")
+
+SEGMENT_ACTIVITY = ExtensionPoint(
+    "segment.activity",
+    "(rule, subscriber_id) -> SQL boolean: a segment's engagement condition (rule: operator "
+    "did|did_not, activity open|click, optional campaign and days) over human events, "
+    "correlated with the subscribers.id column given.", single=True)
+
+SPLIT_TEST_ENGAGEMENT = ExtensionPoint(
+    "splittest.engagement",
+    "(conn, campaign_id) -> {variant: (unique human openers, unique human clickers)} over the "
+    "split test's test-group rows of the ledger.", single=True)
+
+MESSAGE_USERS = ExtensionPoint(
+    "message.users",
+    "(conn, message_id) -> {campaign id: name} of the campaigns that send the message (as "
+    "theirs or a split-test variant's); a message in use cannot be archived.")

@@ -1,4 +1,5 @@
-"""Which domain reacts to which domain event: the one place handlers are connected.
+"""Which domain reacts to which domain event, and which answers which extension point: the
+one place handlers and providers are connected.
 
 A composition root like app.py: it may import any domain. `create_app` calls `connect_all()`,
 and every process that runs services (web workers, job consumers, the CLI, tests) builds the
@@ -9,10 +10,12 @@ from __future__ import annotations
 from altkraft_onprem import events, extensions
 from altkraft_onprem.automation import jobs as automation_jobs
 from altkraft_onprem.automation import outbox
+from altkraft_onprem.campaigns import lookups as campaign_lookups
 from altkraft_onprem.inbound import service as inbound
 from altkraft_onprem.reports import feedback
 from altkraft_onprem.sending import fanout
 from altkraft_onprem.tracking import erasure
+from altkraft_onprem.tracking import lookups as tracking_lookups
 
 _outbox_handlers: dict[str, events.Handler] = {}
 
@@ -20,6 +23,14 @@ _outbox_handlers: dict[str, events.Handler] = {}
 def connect_all() -> None:
     # Campaigns' send run hands the due rows to the sender processes.
     extensions.CAMPAIGN_SENDERS.provide(fanout.run)
+    # A person's timeline: what they were sent, then what they opened and clicked.
+    extensions.PERSON_TIMELINE.provide(campaign_lookups.received_timeline)
+    extensions.PERSON_TIMELINE.provide(tracking_lookups.events_timeline)
+    # Engagement is tracking's: segments' conditions on it and split tests' figures.
+    extensions.SEGMENT_ACTIVITY.provide(tracking_lookups.activity_condition)
+    extensions.SPLIT_TEST_ENGAGEMENT.provide(tracking_lookups.split_test_engagement)
+    # A message a campaign sends cannot be archived.
+    extensions.MESSAGE_USERS.provide(campaign_lookups.message_users)
     # A person's tracking events and per-person roll-ups go with the person.
     events.SUBSCRIBERS_ERASED.connect(_erase_tracking)
     # A relay's synchronous 5xx is a bounce like one that comes back by mail.

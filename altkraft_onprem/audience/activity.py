@@ -5,6 +5,7 @@ import json
 
 from sqlalchemy import Connection, insert, select
 
+from altkraft_onprem import extensions
 from altkraft_onprem.db.types import utcnow
 
 from .models import consents, subscriber_activity
@@ -31,15 +32,13 @@ def consent_record(conn: Connection, subscriber_id: int) -> list[dict]:
 
 
 PAGE_SIZE = 50
-# Ledger rows that reached a subscriber's mailbox or tried to: the rest (queued, held,
-# skipped, cancelled) never left and are not part of their history.
-RECEIVED_STATES = {"sent": "campaign_sent", "failed": "campaign_failed", "in_doubt": "campaign_in_doubt"}
 
 
 def timeline(conn: Connection, subscriber_id: int, limit: int = 200, offset: int = 0) -> list[dict]:
-    """Newest first: own activity, campaigns received (the delivery ledger) and tracking
-    events (opens, clicks), `limit` entries from `offset`. Each source is read newest first
-    up to offset + limit, so a page costs at most that many rows per source."""
+    """Newest first: own activity, then what higher domains keep of the person
+    (extensions.PERSON_TIMELINE: campaigns received, opens and clicks), `limit` entries from
+    `offset`. Each source is read newest first up to offset + limit, so a page costs at most
+    that many rows per source."""
     wanted = offset + limit
     query = select(subscriber_activity).where(
         subscriber_activity.c.subscriber_id == subscriber_id).order_by(
@@ -49,41 +48,7 @@ def timeline(conn: Connection, subscriber_id: int, limit: int = 200, offset: int
         item = dict(row._mapping)
         item["details"] = json.loads(item["details"] or "{}")
         items.append(item)
-    items.extend(_campaigns_received(conn, subscriber_id, wanted))
-    items.extend(_tracking_events(conn, subscriber_id, wanted))
+    for entries in extensions.PERSON_TIMELINE.collect(conn, subscriber_id, wanted):
+        items.extend(entries)
     items.sort(key=lambda i: i["at"], reverse=True)
     return items[offset:wanted]
-
-
-def _campaigns_received(conn: Connection, subscriber_id: int, limit: int) -> list[dict]:
-    try:
-        from altkraft_onprem.campaigns.models import campaigns, deliveries
-    except ImportError:
-        return []
-    query = (select(deliveries.c.campaign_id, deliveries.c.state, deliveries.c.done_at,
-                    deliveries.c.reply, campaigns.c.name)
-             .join(campaigns, campaigns.c.id == deliveries.c.campaign_id)
-             .where(deliveries.c.subscriber_id == subscriber_id,
-                    deliveries.c.state.in_(list(RECEIVED_STATES)), deliveries.c.done_at.is_not(None))
-             .order_by(deliveries.c.done_at.desc()).limit(limit))
-    return [{"at": r.done_at, "kind": RECEIVED_STATES[r.state],
-             "details": {"campaign_id": r.campaign_id, "campaign": r.name,
-                         "reply": (r.reply or "")[:200] if r.state != "sent" else None}}
-            for r in conn.execute(query)]
-
-
-def _tracking_events(conn: Connection, subscriber_id: int, limit: int) -> list[dict]:
-    try:
-        from altkraft_onprem.tracking.models import tracking_events
-    except ImportError:
-        return []
-    query = select(tracking_events.c.at, tracking_events.c.kind, tracking_events.c.campaign_id,
-                   tracking_events.c.link_index, tracking_events.c.machine,
-                   tracking_events.c.reason).where(
-        tracking_events.c.subscriber_id == subscriber_id).order_by(
-        tracking_events.c.at.desc()).limit(limit)
-    names = {"open": "opened", "click": "clicked", "read": "read"}
-    return [{"at": r.at, "kind": names.get(r.kind, r.kind),
-             "details": {"campaign_id": r.campaign_id, "link_index": r.link_index,
-                         "machine": r.reason if r.machine else None}}
-            for r in conn.execute(query)]

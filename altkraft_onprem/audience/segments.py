@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import Numeric
 
+from altkraft_onprem import extensions
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
@@ -128,16 +129,8 @@ def _list_expr(rule: dict):
 
 
 def _activity_expr(rule: dict):
-    from altkraft_onprem.tracking.models import tracking_events
-
-    events = select(tracking_events.c.id).where(
-        tracking_events.c.subscriber_id == subscribers.c.id,
-        tracking_events.c.kind == rule["activity"], tracking_events.c.machine.is_(False))
-    if "campaign" in rule:
-        events = events.where(tracking_events.c.campaign_id == rule["campaign"])
-    if "days" in rule:
-        events = events.where(tracking_events.c.at >= utcnow() - timedelta(days=rule["days"]))
-    return events.exists() if rule["operator"] == "did" else not_(events.exists())
+    """Engagement (opens, clicks) is tracking's: it answers with the SQL condition."""
+    return extensions.SEGMENT_ACTIVITY.ask(rule, subscribers.c.id)
 
 
 def compile_conditions(conn: Connection, tree: dict):

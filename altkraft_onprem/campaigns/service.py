@@ -16,6 +16,7 @@ from altkraft_onprem.audience.models import normalise_email, subscribers
 from altkraft_onprem.audience.models import segments as segments_table
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
+from altkraft_onprem.messages.service import version_links
 
 from . import ledger, occurrences, splittest, startcheck
 from .models import MOVES, UTM_KEYS, campaigns, deliveries, link_marks, with_utm
@@ -367,8 +368,6 @@ def recipients(conn: Connection, campaign_id: int, subscriber_ids: list[int]) ->
 
 def tracking_targets(conn: Connection, campaign_id: int, version_id: int) -> list[tuple[int, str]]:
     """(link index, URL with the campaign's UTM marks) for the click endpoint."""
-    from altkraft_onprem.tracking.links import version_links
-
     row = conn.execute(select(campaigns.c.utm, campaigns.c.link_utm).where(
         campaigns.c.id == campaign_id)).first()
     utm, link_utm = (row.utm, row.link_utm) if row is not None else ({}, {})

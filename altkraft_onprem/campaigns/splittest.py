@@ -20,11 +20,11 @@ from typing import Any
 
 from sqlalchemy import Connection, case, delete, func, insert, select, true, update
 
+from altkraft_onprem import extensions
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
-from altkraft_onprem.tracking.models import CLICK, HUMAN, OPEN, tracking_events
 
 from . import ledger
 from .models import (
@@ -183,19 +183,11 @@ def figures(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
                         .where(d.campaign_id == campaign_id, d.test_group == true())
                         .group_by(d.variant)).all()
     ledger_counts = {v: (n, int(sent or 0)) for v, n, sent in rows}
-    ev = tracking_events.c
-    engaged = conn.execute(
-        select(d.variant, ev.kind, func.count(func.distinct(ev.subscriber_id)))
-        .select_from(tracking_events.join(deliveries, (d.campaign_id == ev.campaign_id)
-                                          & (d.subscriber_id == ev.subscriber_id)))
-        .where(ev.campaign_id == campaign_id, ev.kind.in_((OPEN, CLICK)), HUMAN,
-               d.test_group == true())
-        .group_by(d.variant, ev.kind)).all()
-    unique = {(v, kind): n for v, kind, n in engaged}
+    engaged = extensions.SPLIT_TEST_ENGAGEMENT.ask(conn, campaign_id)     # tracking's answer
     out = []
     for number, variant in enumerate(test["variants"], start=1):
         recipients, delivered = ledger_counts.get(number, (0, 0))
-        opens, clicks = unique.get((number, OPEN), 0), unique.get((number, CLICK), 0)
+        opens, clicks = engaged.get(number, (0, 0))
         out.append({"variant": number, "letter": variant_letter(number),
                     "subject": variant["subject"], "from_name": variant["from_name"],
                     "message_id": variant["message_id"], "version_id": variant["version_id"],

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
+from altkraft_onprem import extensions
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
@@ -28,7 +29,7 @@ from .models import (
     templates,
     unified_diff,
 )
-from .render import check_version, text_from_html_template
+from .render import check_version, compile_version, text_from_html_template
 
 VERSION_FIELDS = ("subject", "preheader", "html", "text", "text_follows_html", "editor",
                   "editor_state", "data_source")
@@ -176,15 +177,11 @@ def list_messages(conn: Connection, search: str | None = None) -> list[dict[str,
 
 
 def campaigns_using(conn: Connection, message_id: int) -> list[dict[str, Any]]:
-    """Campaigns that send this message, as the campaign's message or a split-test variant's."""
-    from altkraft_onprem.campaigns.models import campaigns, split_tests
-
-    found = {row.id: row.name for row in conn.execute(
-        select(campaigns.c.id, campaigns.c.name).where(campaigns.c.message_id == message_id))}
-    for row in conn.execute(select(split_tests.c.campaign_id, split_tests.c.variants,
-                                   campaigns.c.name).join(campaigns, campaigns.c.id == split_tests.c.campaign_id)):
-        if any(isinstance(v, dict) and v.get("message_id") == message_id for v in row.variants or []):
-            found[row.campaign_id] = row.name
+    """Campaigns that send this message, as the campaign's message or a split-test variant's
+    (campaigns answers: extensions.MESSAGE_USERS)."""
+    found: dict[int, str] = {}
+    for users in extensions.MESSAGE_USERS.collect(conn, message_id):
+        found.update(users)
     return [{"id": key, "name": found[key]} for key in sorted(found)]
 
 
@@ -249,6 +246,15 @@ def get_version_by_id(conn: Connection, version_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"message version {version_id} does not exist", "version_id")
     return dict(row)
+
+
+def version_links(conn: Connection, version_id: int) -> list[tuple[int, str]]:
+    """(index, url as written) for every literal link of a message version, in order (the
+    click tracking link index is this one)."""
+    row = conn.execute(select(message_versions).where(message_versions.c.id == version_id)).mappings().first()
+    if row is None:
+        return []
+    return list(compile_version(dict(row)).links)
 
 
 def list_versions(conn: Connection, message_id: int) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, func, select, true
 
 from altkraft_onprem.audience.models import consents, subscribers
 from altkraft_onprem.campaigns.models import campaigns, deliveries
+from altkraft_onprem.db import periods
 from altkraft_onprem.errors import NotFound
 from altkraft_onprem.tracking.models import (
     CLICK,
@@ -34,7 +35,6 @@ from altkraft_onprem.tracking.models import (
     tracking_events,
 )
 
-from . import periods
 from .feedback import figures as feedback_figures
 
 ev = tracking_events.c

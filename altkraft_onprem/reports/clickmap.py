@@ -20,6 +20,7 @@ from sqlalchemy import Connection, case, func, select
 from altkraft_onprem.campaigns.models import deliveries
 from altkraft_onprem.errors import NotFound, ServiceError
 from altkraft_onprem.messages.models import message_versions
+from altkraft_onprem.messages.service import version_links
 from altkraft_onprem.tracking.models import CLICK, HUMAN, tracking_events
 
 from .campaign import _ratio, campaign_row, in_variant
@@ -99,8 +100,6 @@ def clickmap(conn: Connection, campaign_id: int, version: int | None = None,
              variant: int | None = None) -> dict[str, Any]:
     """Per link of one version (or split-test variant): url, unique (human) clickers, clicks,
     percent of recipients."""
-    from altkraft_onprem.tracking.links import version_links
-
     campaign, sent, chosen = _pick(conn, campaign_id, version, variant)
     recipients = _recipients(conn, campaign, chosen["id"], variant)
     human = case((HUMAN, 1), else_=0)

@@ -3,7 +3,7 @@ period, the share of the cohort that opened (or clicked) at least once, human ev
 
 Cohort = subscribers.created_at bucket (not deleted), optionally only members of a list and/or
 of one source. Period 0 is the joining period itself. Both databases compute the bucket labels
-(reports.periods). The counts come from the roll-ups that every event flush keeps
+(db.periods). The counts come from the roll-ups that every event flush keeps
 (tracking/rollup.py), never from the raw events: without a list from the per-cohort counts,
 with a list from each member's active periods (membership is not in the per-cohort counts).
 """
@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, literal_column, select
 
 from altkraft_onprem.audience.models import subscriber_lists, subscribers
+from altkraft_onprem.db import periods
 from altkraft_onprem.tracking.models import (
     ACTIVE_BITS,
     CLICK,
@@ -22,8 +23,6 @@ from altkraft_onprem.tracking.models import (
     engagement_activity,
     engagement_cohorts,
 )
-
-from . import periods
 
 s = subscribers.c
 METRICS = {"open": OPEN, "click": CLICK}

@@ -14,9 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from altkraft_onprem.audience.models import subscriber_activity, subscriber_lists, subscribers
+from altkraft_onprem.db import periods
 from altkraft_onprem.db.types import utcnow
-
-from . import periods
 
 BOUNCE_KINDS = ("bounced", "bounce")
 COMPLAINT_KINDS = ("complained", "complaint")

@@ -19,7 +19,7 @@ from collections import Counter
 from sqlalchemy import Connection, and_, delete, func, literal, or_, select
 
 from altkraft_onprem.audience.models import subscribers
-from altkraft_onprem.reports import periods
+from altkraft_onprem.db import periods
 
 from .bulk import CHUNK, insert_new, rows_with, upsert
 from .models import (

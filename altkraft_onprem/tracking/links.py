@@ -8,32 +8,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine
+
+from altkraft_onprem import db
+from altkraft_onprem.campaigns import service as campaigns
 
 _CACHE: OrderedDict[tuple[int, int], dict[int, str]] = OrderedDict()
 _LOCK = threading.Lock()
 _MAX = 256
-
-
-def version_links(conn: Connection, version_id: int) -> list[tuple[int, str]]:
-    """(index, url as written) for every literal link of a message version, in order."""
-    from altkraft_onprem.messages.models import message_versions
-    from altkraft_onprem.messages.render import compile_version
-
-    row = conn.execute(select(message_versions).where(message_versions.c.id == version_id)).mappings().first()
-    if row is None:
-        return []
-    return list(compile_version(dict(row)).links)
-
-
-def _campaign_targets(conn: Connection, campaign_id: int, version_id: int) -> dict[int, str]:
-    try:
-        from altkraft_onprem.campaigns import tracking_targets  # type: ignore[attr-defined]
-    except ImportError:
-        tracking_targets = None
-    if tracking_targets is not None:
-        return dict(tracking_targets(conn, campaign_id, version_id))
-    return dict(version_links(conn, version_id))
 
 
 def target(engine: Engine, campaign_id: int, version_id: int, link_index: int) -> str | None:
@@ -44,10 +26,8 @@ def target(engine: Engine, campaign_id: int, version_id: int, link_index: int) -
         if links is not None:
             _CACHE.move_to_end(key)
     if links is None:
-        from altkraft_onprem import db
-
         with db.read(engine) as conn:
-            links = _campaign_targets(conn, campaign_id, version_id)
+            links = dict(campaigns.tracking_targets(conn, campaign_id, version_id))
         with _LOCK:
             _CACHE[key] = links
             while len(_CACHE) > _MAX:

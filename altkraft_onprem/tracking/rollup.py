@@ -15,7 +15,7 @@ from collections import Counter
 from sqlalchemy import BigInteger, Connection, cast, delete, func, literal, select
 
 from altkraft_onprem.audience.models import subscribers
-from altkraft_onprem.reports import periods
+from altkraft_onprem.db import periods
 
 from .bulk import insert_new, rows_with, upsert
 from .models import (

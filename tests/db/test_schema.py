@@ -157,7 +157,7 @@ def test_cohort_activity_migration_fills_what_a_rebuild_computes(tmp_path):
 
 def _seen_before_0012(conn, engagement_seen, tracking_events) -> None:
     """engagement_seen as the roll-up kept it before 0012 (distinct person, metric and bucket)."""
-    from altkraft_onprem.reports import periods
+    from altkraft_onprem.db import periods
 
     ev = tracking_events.c
     for period in ("week", "month"):

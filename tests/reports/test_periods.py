@@ -1,4 +1,4 @@
-"""Bucket labels and the distance between them (reports/periods.py)."""
+"""Bucket labels and the distance between them (db/periods.py)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,7 +6,7 @@ from datetime import datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from altkraft_onprem.reports import periods
+from altkraft_onprem.db import periods
 
 
 @given(moment=st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1)),

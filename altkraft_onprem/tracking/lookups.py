@@ -1,0 +1,56 @@
+"""What tracking answers when a lower domain asks (extensions.py; registered in reactions.py):
+a person's opens and clicks for their timeline, the engagement condition of segments, and a
+split test's openers and clickers per variant."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Connection, func, not_, select, true
+
+from altkraft_onprem.campaigns.models import deliveries
+from altkraft_onprem.db.types import utcnow
+
+from .models import CLICK, HUMAN, OPEN, tracking_events
+
+_TIMELINE_KINDS = {"open": "opened", "click": "clicked", "read": "read"}
+
+
+def events_timeline(conn: Connection, subscriber_id: int, limit: int) -> list[dict]:
+    """extensions.PERSON_TIMELINE: a person's tracking events, newest first."""
+    query = select(tracking_events.c.at, tracking_events.c.kind, tracking_events.c.campaign_id,
+                   tracking_events.c.link_index, tracking_events.c.machine,
+                   tracking_events.c.reason).where(
+        tracking_events.c.subscriber_id == subscriber_id).order_by(
+        tracking_events.c.at.desc()).limit(limit)
+    return [{"at": r.at, "kind": _TIMELINE_KINDS.get(r.kind, r.kind),
+             "details": {"campaign_id": r.campaign_id, "link_index": r.link_index,
+                         "machine": r.reason if r.machine else None}}
+            for r in conn.execute(query)]
+
+
+def activity_condition(rule: dict, subscriber_id):
+    """extensions.SEGMENT_ACTIVITY: did (not) open/click [a campaign] [in the last N days]."""
+    events = select(tracking_events.c.id).where(
+        tracking_events.c.subscriber_id == subscriber_id,
+        tracking_events.c.kind == rule["activity"], tracking_events.c.machine.is_(False))
+    if "campaign" in rule:
+        events = events.where(tracking_events.c.campaign_id == rule["campaign"])
+    if "days" in rule:
+        events = events.where(tracking_events.c.at >= utcnow() - timedelta(days=rule["days"]))
+    return events.exists() if rule["operator"] == "did" else not_(events.exists())
+
+
+def split_test_engagement(conn: Connection, campaign_id: int) -> dict[int, tuple[int, int]]:
+    """extensions.SPLIT_TEST_ENGAGEMENT: unique human openers and clickers per variant, over
+    the test group's ledger rows."""
+    d, ev = deliveries.c, tracking_events.c
+    engaged = conn.execute(
+        select(d.variant, ev.kind, func.count(func.distinct(ev.subscriber_id)))
+        .select_from(tracking_events.join(deliveries, (d.campaign_id == ev.campaign_id)
+                                          & (d.subscriber_id == ev.subscriber_id)))
+        .where(ev.campaign_id == campaign_id, ev.kind.in_((OPEN, CLICK)), HUMAN,
+               d.test_group == true())
+        .group_by(d.variant, ev.kind)).all()
+    unique = {(variant, kind): n for variant, kind, n in engaged}
+    return {variant: (unique.get((variant, OPEN), 0), unique.get((variant, CLICK), 0))
+            for variant in {variant for variant, _ in unique}}
