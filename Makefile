@@ -59,8 +59,10 @@ $(INSTALLER_BINARY): $(BIN)/altkraft installer/altkraft-install.spec $(wildcard 
 	$(BIN)/pyinstaller --noconfirm --clean --log-level WARN --distpath dist \
 	  --workpath build/pyinstaller installer/altkraft-install.spec
 
-## Install everything and run the whole suite: SQLite + SQLite queue, then Postgres + Redis queue.
+## Install everything, check the layers (docs/architecture.md), then run the whole suite:
+## SQLite + SQLite queue, then Postgres + Redis queue.
 test: setup system-deps installer-binary
+	$(BIN)/lint-imports
 	$(MAKE) test-sqlite test-postgres AKTEST_INSTALLER_BINARY=$(CURDIR)/$(INSTALLER_BINARY)
 
 test-sqlite:
@@ -73,3 +75,4 @@ test-postgres:
 
 lint:
 	$(BIN)/ruff check altkraft_onprem installer tests bench
+	$(BIN)/lint-imports
