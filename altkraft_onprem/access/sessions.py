@@ -49,15 +49,16 @@ def authenticate(conn: Connection, email: str, password: str, ip: str, *,
         return None
     if password_hasher.check_needs_rehash(row.password_hash):
         conn.execute(update(users).where(users.c.id == row.id).values(password_hash=password_hasher.hash(password)))
-    conn.execute(update(users).where(users.c.id == row.id).values(last_login_at=utcnow()))
     return row.id
 
 
 def open_session(conn: Connection, user_id: int, ip: str, user_agent: str) -> str:
-    """A new session; returns the secret id for the cookie (only its hash is stored)."""
+    """A new session — a sign-in, by the login form or the first-run setup, so it is the
+    user's last login too; returns the secret id for the cookie (only its hash is stored)."""
     session_id = secrets.token_urlsafe(32)
     stamp = conn.execute(select(users.c.auth_stamp).where(users.c.id == user_id)).scalar_one()
     now = utcnow()
+    conn.execute(update(users).where(users.c.id == user_id).values(last_login_at=now))
     conn.execute(insert(user_sessions).values(
         id_hash=secret_digest(session_id), user_id=user_id, auth_stamp=stamp, created_at=now,
         last_seen_at=now, ip=ip[:64], user_agent=user_agent[:300]))

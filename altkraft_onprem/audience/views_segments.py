@@ -5,6 +5,7 @@ import json
 
 from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
@@ -118,6 +119,7 @@ def count_conditions():
     payload = request.get_json(silent=True) or {}
     try:
         with db.read(engine()) as conn:
-            return jsonify(count=segments.count(conn, payload.get("conditions")))
+            found = segments.count(conn, payload.get("conditions"))
+        return jsonify(count=found, label=ngettext("subscriber matches", "subscribers match", found))
     except ServiceError as exc:
         return jsonify(error=exc.message, field=exc.field), 422

@@ -151,8 +151,11 @@ def progress(campaign_id: int):
             {k: v[k] for k in ("variant", "recipients", "delivered", "unique_opens", "open_rate",
                                "unique_clicks", "click_rate", "click_to_open")}
             for v in split["variants"]]}
-    return jsonify(state=campaign["state"], pause_reason=campaign["pause_reason"], stats=stats,
-                   split=figures)
+    done = stats["total"] - stats["remaining"]
+    return jsonify(state=campaign["state"], state_label=_(campaign["state"]),
+                   pause_reason=campaign["pause_reason"], stats=stats, split=figures,
+                   done_label=_("%(percent)s%% done",
+                                percent=done * 100 // stats["total"] if stats["total"] else 0))
 
 
 @blueprint.route("/campaigns/<int:campaign_id>/<any(start, schedule, pause, resume, cancel):action>",

@@ -17,6 +17,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import PUBLIC, requires
@@ -225,7 +226,7 @@ def media_upload():
         if item.get("note"):
             flash(f"{item['name']}: {item['note']}", "warning")
     if added:
-        flash(_("%(count)s image(s) added.", count=len(added)), "success")
+        flash(ngettext("%(num)s image added.", "%(num)s images added.", len(added)), "success")
     return redirect(url_for("messages.media_page"))
 
 

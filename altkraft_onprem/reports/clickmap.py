@@ -17,10 +17,13 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from altkraft_onprem.campaigns.models import deliveries
+from altkraft_onprem.campaigns.models import deliveries, lists_label
+from altkraft_onprem.campaigns.service import list_names
 from altkraft_onprem.errors import NotFound, ServiceError
 from altkraft_onprem.messages.models import message_versions
-from altkraft_onprem.messages.service import version_links
+from altkraft_onprem.messages.placeholder import render_for_placeholder
+from altkraft_onprem.messages.render import TemplateProblem
+from altkraft_onprem.messages.service import get_version_by_id, version_links
 from altkraft_onprem.tracking.models import CLICK, HUMAN, tracking_events
 
 from .campaign import _ratio, campaign_row, in_variant
@@ -28,6 +31,12 @@ from .campaign import _ratio, campaign_row, in_variant
 ev = tracking_events.c
 _MARK = "https://ak-clickmap.invalid/"
 _ANCHOR = re.compile(r'<a\b[^>]*?href="' + re.escape(_MARK) + r'(\d+)"[^>]*>', re.I | re.S)
+
+
+def _mark_link(url: str, index: int) -> str:
+    """Links of the clickmap's copy point at a mark the badges replace (one compiled copy per
+    version: the same function every time keeps the compile cache's key)."""
+    return f"{_MARK}{index}"
 
 
 def split_variants(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
@@ -122,18 +131,15 @@ def clickmap(conn: Connection, campaign_id: int, version: int | None = None,
 
 def annotated_html(conn: Connection, campaign_id: int, version: int | None = None,
                    variant: int | None = None) -> str:
-    """The version's HTML rendered for a sample recipient, a badge before every link."""
-    from altkraft_onprem.messages.preview import SAMPLE_SUBSCRIBER
-    from altkraft_onprem.messages.render import TemplateProblem, compile_version
-    from altkraft_onprem.messages.service import get_version_by_id
-
+    """The version's HTML as the campaign rendered it (its list, its name) for a placeholder
+    recipient whose every personal variable shows its name, a badge before every link."""
     data = clickmap(conn, campaign_id, version, variant)
-    row = get_version_by_id(conn, data["version_id"])
-    compiled = compile_version(row, link_rewriter=lambda url, index: f"{_MARK}{index}")
-    context = {"subscriber": dict(SAMPLE_SUBSCRIBER), "list": {"name": ""}, "campaign": {"name": ""},
-               "unsubscribe_url": "#", "preferences_url": "#", "view_in_browser_url": "#", "data": {}}
+    campaign = campaign_row(conn, campaign_id)
     try:
-        rendered = compiled.render(context)
+        rendered = render_for_placeholder(
+            get_version_by_id(conn, data["version_id"]), campaign_name=campaign["name"],
+            list_name=lists_label(campaign["list_ids"], list_names(conn, campaign)),
+            link_rewriter=_mark_link)
     except TemplateProblem as exc:
         return f"<p>{htmllib.escape(str(exc))}</p>"
     by_index = {link["index"]: link for link in data["links"]}

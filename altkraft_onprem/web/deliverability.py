@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from altkraft_onprem import db
 from altkraft_onprem.access import service as access
@@ -86,6 +87,7 @@ def check_again():
                   "checks": report.as_dict()}
         with db.write(db.get_engine()) as conn:
             access.put_state(conn, STATE_PREFIX + domain, json.dumps(stored))
-    flash(_("DNS checked for %(n)s domain(s).", n=len(domains)) if domains
+    flash(ngettext("DNS checked for %(num)s domain.", "DNS checked for %(num)s domains.", len(domains))
+          if domains
           else _("No sending domain to check."), "success" if domains else "error")
     return redirect(url_for("deliverability.index"))

@@ -61,6 +61,9 @@ def test_paste_clipboard_preview_and_report(env, service, page):
     assert page.locator('[data-count="added"]').inner_text() == "2"
     assert page.locator('[data-count="invalid"]').inner_text() == "1"
     assert page.locator("#import-state").inner_text() == "Finished"
+    # Counts take the plural form of their number (not "1 errors so far").
+    assert page.locator("#import-errors").inner_text() == "1 error so far"
+    assert page.locator("#import-rows").inner_text() == "3 rows"
     save_artifacts(page, "import-report")
     with page.expect_download() as download:
         page.locator("#rejected-link").click()

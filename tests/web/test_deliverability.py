@@ -98,7 +98,7 @@ def test_check_again_shows_each_result_and_the_record_to_publish(signed_in):
     token = csrf_token(client.get("/deliverability").get_data(as_text=True))
     response = client.post("/deliverability/check", data={"csrf_token": token}, follow_redirects=True)
     html = response.get_data(as_text=True)
-    assert "DNS checked for 1 domain(s)." in html
+    assert "DNS checked for 1 domain." in html
     for name in ("ptr", "spf", "dkim", "mx"):
         row = html.split(f'data-check="{name}"', 1)[1].split("</tr>", 1)[0]
         assert 'class="status pass"' in row, (name, row)

@@ -19,6 +19,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
@@ -34,6 +35,19 @@ blueprint = Blueprint("importer", __name__, url_prefix="/audience/import")
 PERMISSION = "subscribers:import"
 TOKEN = re.compile(r"^[0-9a-f]{24}$")
 MAX_PASTE = 20 * 1024 * 1024
+
+
+def progress_phrases(job: dict) -> dict[str, str]:
+    """The progress line's parts, translated with their plural forms: the page shows them
+    and its script replaces them from the progress JSON."""
+    done, errors = job["progress"]["rows_done"], job["progress"]["errors"]
+    rate = int(job["progress"]["rows_per_s"] or 0)
+    states = {"queued": _("Queued"), "running": _("Running"), "finished": _("Finished"),
+              "failed": _("Failed")}
+    return {"state": states.get(job["state"], job["state"]),
+            "rows": ngettext("%(num)s row", "%(num)s rows", done),
+            "rate": ngettext("%(num)s row/s", "%(num)s rows/s", rate),
+            "errors": ngettext("%(num)s error so far", "%(num)s errors so far", errors)}
 
 
 def _upload_dir():
@@ -150,7 +164,7 @@ def show(import_id: int):
     with db.read(db.get_engine()) as conn:
         job = service.get_import(conn, import_id)
         names = {item["id"]: item["name"] for item in list_service.list_lists(conn, counts=False)}
-    return render_template("importer/show.html", job=job,
+    return render_template("importer/show.html", job=job, phrases=progress_phrases(job),
                            list_names=[names.get(i, f"#{i}") for i in job["list_ids"]])
 
 
@@ -160,7 +174,8 @@ def progress(import_id: int):
     with db.read(db.get_engine()) as conn:
         job = service.get_import(conn, import_id)
     return jsonify({"id": job["id"], "state": job["state"], "counts": job["counts"],
-                    "progress": job["progress"], "error": job["error"]})
+                    "progress": job["progress"], "error": job["error"],
+                    "phrases": progress_phrases(job)})
 
 
 @blueprint.route("/<int:import_id>/rejected.csv")

@@ -182,7 +182,7 @@
       try { body = JSON.parse(request.responseText); } catch (e) { body = {error: request.statusText}; }
       if (request.status === 200) {
         countEl.textContent = String(body.count);
-        noteEl.textContent = t.matches;
+        noteEl.textContent = body.label;      // "subscriber matches" / "subscribers match"
         root.removeAttribute("data-error");
       } else {
         countEl.textContent = "–";

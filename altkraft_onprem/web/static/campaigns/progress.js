@@ -6,7 +6,7 @@
   const state = document.getElementById("state");
   function show(data) {
     state.dataset.state = data.state;
-    state.textContent = data.state;
+    state.textContent = data.state_label;
     for (const [key, value] of Object.entries(data.stats)) {
       const cell = document.getElementById("stat-" + key);
       if (cell) cell.textContent = value === null ? "—" : value;
@@ -16,6 +16,7 @@
     const bar = document.getElementById("bar");
     bar.max = data.stats.total || 1;
     bar.value = data.stats.total - data.stats.remaining;
+    document.getElementById("bar-percent").textContent = data.done_label;
     const split = document.getElementById("split-test");
     if (split && data.split) {
       // A split test decided meanwhile: reload once so the winner and the buttons show.

@@ -3,10 +3,6 @@
   "use strict";
   var box = document.getElementById("import-progress");
   if (!box) return;
-  var labels = {queued: "Queued", running: "Running", finished: "Finished", failed: "Failed"};
-  var shown = document.getElementById("import-state");
-  if (shown) labels[box.dataset.state] = shown.textContent;  // keep the page's translation
-
   function set(id, value) {
     var el = document.getElementById(id);
     if (el) el.textContent = value;
@@ -14,10 +10,11 @@
 
   function render(data) {
     var p = data.progress;
-    set("import-state", labels[data.state] || data.state);
-    set("import-rows", p.rows_done);
-    set("import-rate", Math.round(p.rows_per_s));
-    set("import-errors", p.errors);
+    // Translated by the server, with their plural forms ("1 error so far", "2 errors so far").
+    set("import-state", data.phrases.state);
+    set("import-rows", data.phrases.rows);
+    set("import-rate", data.phrases.rate);
+    set("import-errors", data.phrases.errors);
     var bar = document.getElementById("import-bar");
     if (p.rows_total) {
       bar.max = p.rows_total;
