@@ -74,7 +74,7 @@ def test_live_count_endpoint_needs_csrf_and_counts(env, admin, people):
     assert refused.status_code == 400
     response = admin.post("/audience/segments/count", data=body, content_type="application/json",
                           headers={"X-CSRFToken": csrf_token(page)})
-    assert response.get_json() == {"count": 1}
+    assert response.get_json() == {"count": 1, "label": "subscriber matches"}
 
 
 def test_suppression_paste_reports_bad_entries(admin):
