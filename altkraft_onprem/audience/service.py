@@ -57,6 +57,19 @@ def audience_query(conn: Connection, list_ids, segment_ids=(), exclude_list_ids=
         conn, list_ids, segment_ids, exclude_list_ids, exclude_segment_ids))
 
 
+def first_confirmed_list(conn: Connection, subscriber_ids, list_ids) -> dict[int, int]:
+    """Per subscriber, the first of `list_ids` (in that order) they are a confirmed member of."""
+    order = {list_id: position for position, list_id in enumerate(list_ids)}
+    found: dict[int, int] = {}
+    rows = conn.execute(select(subscriber_lists.c.subscriber_id, subscriber_lists.c.list_id).where(
+        subscriber_lists.c.subscriber_id.in_(list(subscriber_ids)),
+        subscriber_lists.c.list_id.in_(list(list_ids)), subscriber_lists.c.status == "confirmed"))
+    for subscriber_id, list_id in rows:
+        if subscriber_id not in found or order[list_id] < order[found[subscriber_id]]:
+            found[subscriber_id] = list_id
+    return found
+
+
 def is_sendable(conn: Connection, subscriber_id: int, list_ids) -> bool:
     """Send-time re-check of one recipient (they may have unsubscribed meanwhile)."""
     query = select(subscribers.c.id).where(subscribers.c.id == subscriber_id,

@@ -366,6 +366,15 @@ def recipients(conn: Connection, campaign_id: int, subscriber_ids: list[int]) ->
     return audience.render_context(conn, subscriber_ids), sendable
 
 
+def recipient_lists(conn: Connection, campaign_id: int, subscriber_ids: list[int]) -> dict[int, int]:
+    """The list each recipient of a campaign to several lists gets it through (their List-Id):
+    the first of the campaign's lists they are a confirmed member of. {} for one list or none."""
+    lists = list(get_campaign(conn, campaign_id)["list_ids"] or [])
+    if len(lists) < 2:
+        return {}
+    return audience.first_confirmed_list(conn, subscriber_ids, lists)
+
+
 def tracking_targets(conn: Connection, campaign_id: int, version_id: int) -> list[tuple[int, str]]:
     """(link index, URL with the campaign's UTM marks) for the click endpoint."""
     row = conn.execute(select(campaigns.c.utm, campaigns.c.link_utm).where(

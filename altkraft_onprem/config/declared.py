@@ -10,6 +10,7 @@ from .values import (
     _bool,
     _choice,
     _database_url,
+    _feedback_id_part,
     _float,
     _host_port,
     _http_url,
@@ -159,6 +160,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Per-destination-domain sending rates, as [[delivery.domain_limits]] tables.",
             "list of tables", example=[{"domain": "gmail.com", "per_second": 50}],
             item_fields=DOMAIN_LIMIT_FIELDS),
+    Setting("delivery.feedback_id_sender", _feedback_id_part, "",
+            "The sender part of the Feedback-ID header (CAMPAIGN:SENDER), by which mailbox "
+            "providers' feedback loops (Gmail's) group complaints; empty: the campaign's From "
+            "domain.", example="example.com"),
     Setting("delivery.bounce_domain", _str, "",
             "Domain of the VERP Return-Path (bounces+CAMPAIGN-SUBSCRIBER-MAC@DOMAIN); empty: the "
             "From domain.", example="bounces.example.com"),

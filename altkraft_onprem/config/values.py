@@ -95,6 +95,13 @@ def _queue_name(value: Any) -> str:
     return text
 
 
+def _feedback_id_part(value: Any) -> str:
+    text = _str(value)
+    if len(text) > 64 or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in text):
+        raise ValueError("up to 64 ASCII letters, digits, '-', '_' or '.' (':' separates the parts)")
+    return text
+
+
 def _choice(*choices: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         if value not in choices:

@@ -101,6 +101,20 @@ def address_line(header: str, name: str, email_address: str) -> bytes:
     return _raw_line(header, address(name, email_address))
 
 
+def list_id_line(name: str, ident: str) -> bytes:
+    """List-Id (RFC 2919): the list's name as a phrase (quoted, or encoded words when not
+    ASCII), then its identifier in angle brackets."""
+    _check("List-Id", name)
+    _check("List-Id", ident)
+    if not name:
+        return f"List-Id: <{ident}>\r\n".encode("ascii")
+    if name.isascii():
+        phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:
+        phrase = encoded_words(name)
+    return f"List-Id: {phrase} <{ident}>\r\n".encode("ascii")
+
+
 _date_cache: list = [0, ""]
 
 
@@ -169,9 +183,10 @@ def _encode_body(content: str | bytes, subtype: str, eight_bit: bool = False) ->
 def build(*, from_email: str, from_name: str = "", to_email: str, to_name: str = "",
           subject: str, html: str | bytes = "", text: str | bytes = "", reply_to: str | None = None,
           headers: dict[str, str] | None = None, message_id: str | None = None,
-          eight_bit: bool = False) -> Mime:
+          eight_bit: bool = False, list_id: bytes | None = None) -> Mime:
     """The message for one recipient; raises DeliveryError naming the bad field.
-    `eight_bit`: the relay takes 8BITMIME (send with BODY=8BITMIME then, see `Mime.eight_bit`)."""
+    `eight_bit`: the relay takes 8BITMIME (send with BODY=8BITMIME then, see `Mime.eight_bit`);
+    `list_id`: a `list_id_line`."""
     if not html and not text:
         raise DeliveryError("message has neither an HTML nor a text body")
     domain = from_email.rpartition("@")[2].lower()
@@ -186,6 +201,8 @@ def build(*, from_email: str, from_name: str = "", to_email: str, to_name: str =
     ]
     if reply_to:
         lines.append(address_line("Reply-To", "", reply_to))
+    if list_id:
+        lines.append(list_id)
     for name, value in (headers or {}).items():
         lines.append(_raw_line(name, value) if value.isascii() and len(value) < 900
                      else header_line(name, value))

@@ -3,8 +3,9 @@
 `Composer` is built once per campaign and sender process: the message version is compiled
 once with every literal link replaced by a placeholder; per subscriber the placeholders
 become signed click URLs (with the campaign's UTM marks kept server-side, in the link table
-the click endpoint reads), the open pixels go before </body>, and the List-Unsubscribe
-headers and the VERP Return-Path name the campaign and the subscriber.
+the click endpoint reads), the tracking image goes before </body>, the List-Unsubscribe
+headers and the VERP Return-Path name the campaign and the subscriber, List-Id the list the
+subscriber gets it through and Feedback-ID the campaign and the sender.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from altkraft_onprem.audience import links as audience_links
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.campaigns import splittest
 from altkraft_onprem.campaigns.models import link_marks, lists_label, unsubscribe_list, with_utm
-from altkraft_onprem.delivery import dkim, mime, verp
+from altkraft_onprem.delivery import dkim, identifiers, mime, verp
 from altkraft_onprem.messages import data as external_data
 from altkraft_onprem.messages.render import compile_version
 from altkraft_onprem.messages.webview import ViewLinks
@@ -73,6 +74,12 @@ class Composer:
         self.keys = dkim.keys_for(settings, from_domain)
         lists = list(campaign["list_ids"] or [])
         self.unsubscribe_list = unsubscribe_list(lists)
+        self._list_id_lines = {list_id: mime.list_id_line(list_names.get(list_id, ""),
+                                                          identifiers.list_id(list_id, from_domain))
+                               for list_id in lists}
+        self._first_list = lists[0] if lists else None
+        self.feedback_id = identifiers.feedback_id(
+            self.campaign_id, settings["delivery.feedback_id_sender"] or from_domain)
         self.list_context = {"name": lists_label(lists, list_names)}
         self.campaign_context = {"name": campaign["name"]}
         self._view = ViewLinks(settings, self.campaign_id, self.version_id)
@@ -107,9 +114,11 @@ class Composer:
         text_parts[1::2] = [found[index] for index in text_parts[1::2]]
         return b"".join(html_parts), b"".join(text_parts)
 
-    def compose(self, subscriber: dict, eight_bit: bool = False) -> Outgoing:
+    def compose(self, subscriber: dict, eight_bit: bool = False, list_id: int | None = None) -> Outgoing:
         """Raises TemplateProblem or DeliveryError for this subscriber's message.
-        `eight_bit`: the relay offers 8BITMIME (bodies then skip quoted-printable)."""
+        `eight_bit`: the relay offers 8BITMIME (bodies then skip quoted-printable); `list_id`:
+        the campaign's list the subscriber gets it through (`campaigns.recipients`; default
+        the first)."""
         started = time.perf_counter()
         sid = subscriber["id"]
         unsubscribe = (f"{self._public_base}/p/u/"
@@ -142,7 +151,8 @@ class Composer:
             subject=rendered.subject, html=html, text=text, reply_to=self.reply_to,
             headers={"List-Unsubscribe": f"<{unsubscribe}>, <{mailto}>",
                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                     "Feedback-ID": f"{self.campaign_id}:altkraft"}, eight_bit=eight_bit)
+                     "Feedback-ID": self.feedback_id}, eight_bit=eight_bit,
+            list_id=self._list_id_lines.get(list_id, self._list_id_lines.get(self._first_list)))
         built_at = time.perf_counter()
         message.extra = dkim.signature_lines(self.keys, message.headers, message.body)
         data = message.as_bytes()

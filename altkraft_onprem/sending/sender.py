@@ -148,6 +148,8 @@ class Sender:
                             break
                     people, sendable = campaigns.recipients(conn, self.campaign_id,
                                                             [sid for _, sid in rows])
+                    through = campaigns.recipient_lists(conn, self.campaign_id,
+                                                        [sid for _, sid in rows])
                     try:
                         for composer in self.composers.values():
                             composer.prepare_batch(people)
@@ -169,7 +171,7 @@ class Sender:
                     if variant_of is not None:     # a split test: this row's variant's message
                         self.composer = self.composers[variant_of[row_id]]
                     if not self._one(row_id, subscriber_id, people.get(subscriber_id),
-                                     subscriber_id in sendable):
+                                     subscriber_id in sendable, through.get(subscriber_id)):
                         break
             clean = True
         except BaseException:
@@ -203,8 +205,10 @@ class Sender:
             self.outcome.lost_lease = True
         return ok
 
-    def _one(self, row_id: int, subscriber_id: int, person: dict | None, sendable: bool) -> bool:
-        """Handles one row; False stops the batch (paused, lease lost)."""
+    def _one(self, row_id: int, subscriber_id: int, person: dict | None, sendable: bool,
+             list_id: int | None) -> bool:
+        """Handles one row; False stops the batch (paused, lease lost). `list_id`: the list
+        the person gets it through (None: the campaign's first)."""
         if person is None or not sendable:
             self.outcome.skipped += 1
             return self._record(row_id, "skipped", reply="not sendable any more (unsubscribed, "
@@ -215,7 +219,7 @@ class Sender:
         except DeliveryError as exc:
             return self._failed(row_id, exc)
         try:
-            outgoing = self.composer.compose(person, eight_bit=eight_bit)
+            outgoing = self.composer.compose(person, eight_bit=eight_bit, list_id=list_id)
         except (TemplateProblem, DeliveryError) as exc:
             self.outcome.failed += 1
             return self._record(row_id, "failed", reply=f"message could not be built: {exc}")
