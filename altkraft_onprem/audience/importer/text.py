@@ -15,7 +15,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from .cyrillic import cyrillic_code_page
+
 SAMPLE_BYTES = 64 * 1024
+# What a person may choose when detection got it wrong (the import preview offers them).
+ENCODING_CHOICES = ("utf-8", "cp1251", "koi8_r", "cp866", "utf-16", "cp1252", "latin_1")
 DELIMITERS = ("\t", ";", ",", "|")          # ties go to the earlier one
 MAX_RECORD_LINES = 200
 MAX_FIELD = 1024 * 1024
@@ -43,32 +47,45 @@ class Table:
 # --- encoding --------------------------------------------------------------------------------
 
 def detect_encoding(sample: bytes) -> str:
-    """The encoding of a text file from its first bytes: BOM, UTF-16 without BOM, UTF-8,
-    then charset-normalizer among the single-byte encodings spreadsheets write."""
+    """The encoding of a text file from its first bytes: BOM, UTF-16 without BOM, UTF-8, a
+    Cyrillic code page when the bytes read as Cyrillic text (cyrillic.py), then
+    charset-normalizer among the Western single-byte encodings spreadsheets write."""
     if sample.startswith(codecs.BOM_UTF32_LE) or sample.startswith(codecs.BOM_UTF32_BE):
         return "utf-32"
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if sample.startswith(codecs.BOM_UTF16_LE) or sample.startswith(codecs.BOM_UTF16_BE):
         return "utf-16"
-    if len(sample) >= 4:
-        odd_nuls = sample[1::2].count(0)
-        even_nuls = sample[0::2].count(0)
-        half = len(sample) // 2
-        if odd_nuls > half * 0.4 and even_nuls < half * 0.05:
-            return "utf-16-le"
-        if even_nuls > half * 0.4 and odd_nuls < half * 0.05:
-            return "utf-16-be"
+    without_bom = _utf16_without_bom(sample)
+    if without_bom is not None:
+        return without_bom
     try:
         # Not final: a multi-byte character cut by the end of the sample is fine.
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
         return "utf-8"
     except UnicodeDecodeError:
         pass
+    code_page = cyrillic_code_page(sample)
+    if code_page is not None:
+        return code_page
     from charset_normalizer import from_bytes
 
-    best = from_bytes(sample, cp_isolation=["cp1251", "cp1252", "latin_1", "koi8_r"]).best()
+    best = from_bytes(sample, cp_isolation=["cp1252", "latin_1"]).best()
     return best.encoding if best is not None else "latin-1"
+
+
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """UTF-16 without a BOM: the high byte of (nearly) every character is one of a few
+    values below 0x09 (Latin, Cyrillic, Greek … text: 0x00 for ASCII, 0x04 for Cyrillic),
+    which no single-byte text has in every other byte."""
+    if len(sample) < 4:
+        return None
+    for name, high in (("utf-16-le", sample[1::2]), ("utf-16-be", sample[0::2])):
+        common = Counter(high).most_common(2)
+        if all(value < 0x09 for value, _ in common) and \
+                sum(n for _, n in common) >= 0.95 * len(high):
+            return name
+    return None
 
 
 class _Prefixed(io.RawIOBase):

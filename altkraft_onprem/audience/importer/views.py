@@ -30,6 +30,7 @@ from altkraft_onprem.errors import ServiceError
 
 from . import jobs, mapping, service
 from .archives import Limits
+from .text import ENCODING_CHOICES
 
 blueprint = Blueprint("importer", __name__, url_prefix="/audience/import")
 PERMISSION = "subscribers:import"
@@ -61,13 +62,34 @@ def _lists():
 
 def _form_state(form) -> dict:
     header = form.get("has_header", "auto")
+    encoding = form.get("encoding", "")
     return {"list_ids": [int(x) for x in form.getlist("lists") if x.isdigit()],
             "mode": form.get("mode", "upsert"), "status": form.get("status", "confirmed"),
-            "has_header": header if header in ("auto", "yes", "no") else "auto"}
+            "has_header": header if header in ("auto", "yes", "no") else "auto",
+            "encoding": encoding if encoding in ENCODING_CHOICES else ""}
 
 
 def _options(state: dict) -> dict:
-    return {} if state["has_header"] == "auto" else {"has_header": state["has_header"] == "yes"}
+    options: dict = {} if state["has_header"] == "auto" else {"has_header": state["has_header"] == "yes"}
+    if state["encoding"]:
+        options["encoding"] = state["encoding"]
+    return options
+
+
+def _encoding_labels() -> list[tuple[str, str]]:
+    labels = {"utf-8": "UTF-8", "cp1251": _("Windows-1251 (Cyrillic)"),
+              "koi8_r": _("KOI8-R (Cyrillic)"), "cp866": _("DOS 866 (Cyrillic)"),
+              "utf-16": _("UTF-16 (Excel's Unicode text)"),
+              "cp1252": _("Windows-1252 (Western European)"), "latin_1": "ISO-8859-1"}
+    return [(name, labels[name]) for name in ENCODING_CHOICES]
+
+
+def _uploaded(token: str) -> list:
+    """The file of an upload still waiting for its import (empty when it is gone)."""
+    if not TOKEN.match(token):
+        abort(400)
+    folder = _upload_dir() / token
+    return sorted(folder.glob("upload*")) if folder.is_dir() else []
 
 
 @blueprint.route("/")
@@ -86,8 +108,14 @@ def preview():
     state = _form_state(request.form)
     pasted = request.form.get("paste", "")
     upload = request.files.get("file")
+    reread = _uploaded(request.form["token"]) if request.form.get("token") else None
     error = None
-    if upload is not None and upload.filename:
+    if reread:          # the same upload again, in the encoding chosen on the preview
+        path, filename = reread[0], request.form.get("filename", reread[0].name)[:300]
+    elif reread is not None:
+        return render_template("web/error.html", status=410,
+                               message=_("The uploaded data is gone; start again.")), 410
+    elif upload is not None and upload.filename:
         filename = upload.filename
         path = service.save_upload(current_settings().data_dir, filename, upload.stream)
     elif pasted.strip():
@@ -127,7 +155,7 @@ def preview():
             proposals[column] = mapping.CUSTOM_PREFIX + key
     return render_template("importer/preview.html", table=table, tables=tables, targets=targets,
                            proposals=proposals, token=path.parent.name, filename=filename,
-                           state=state, lists=_lists())
+                           state=state, lists=_lists(), encodings=_encoding_labels())
 
 
 @blueprint.route("/start", methods=["POST"])
@@ -135,10 +163,8 @@ def preview():
 def start():
     state = _form_state(request.form)
     token = request.form.get("token", "")
-    if not TOKEN.match(token):
-        abort(400)
+    files = _uploaded(token)
     folder = _upload_dir() / token
-    files = sorted(folder.glob("upload*")) if folder.is_dir() else []
     if not files:
         return render_template("web/error.html", status=410,
                                message=_("The uploaded data is gone; start again.")), 410
