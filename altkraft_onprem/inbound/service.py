@@ -10,7 +10,7 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import has_app_context
-from sqlalchemy import Connection, distinct, func, insert, select, update
+from sqlalchemy import Connection, bindparam, distinct, func, insert, select, update
 
 from altkraft_onprem import config, db, events
 from altkraft_onprem.access.models import system_actor
@@ -80,15 +80,30 @@ def apply(conn: Connection, settings, inbound_id: int, verdict: Verdict) -> bool
         return _claim(conn, inbound_id, failed)
 
 
+# Built once: the pipeline runs these per message, and building a statement costs more than
+# running it.
+_CLAIM = update(inbound_messages).where(inbound_messages.c.id == bindparam("claim_id"),
+                                        inbound_messages.c.state == "new")
+_PERSON = select(subscribers.c.id, subscribers.c.email).where(subscribers.c.id == bindparam("sid"))
+_INSERT_BOUNCE = insert(bounces).returning(bounces.c.id)
+_INSERT_COMPLAINT = insert(complaints).returning(complaints.c.id)
+_MARK_SUPPRESSED = update(bounces).where(bounces.c.id == bindparam("bounce_id")).values(suppressed=True)
+_LAST_ENGAGED = select(func.max(tracking_events.c.at)).where(
+    tracking_events.c.subscriber_id == bindparam("sid"), tracking_events.c.kind.in_((OPEN, CLICK)),
+    tracking_events.c.machine.is_(False))
+_SOFT_SINCE = select(func.count(), func.count(distinct(bounces.c.campaign_id))).where(
+    bounces.c.subscriber_id == bindparam("sid"), bounces.c.bounce_class == "soft",
+    bounces.c.at > bindparam("since"))
+
+
 def _claim(conn: Connection, inbound_id: int, verdict: Verdict) -> bool:
     found = verdict.attribution
-    result = conn.execute(update(inbound_messages).where(
-        inbound_messages.c.id == inbound_id, inbound_messages.c.state == "new").values(
-        state=verdict.state, outcome=verdict.outcome, subject=verdict.subject[:200],
-        campaign_id=found.campaign_id if found else None,
-        subscriber_id=found.subscriber_id if found else None,
-        detail=json.dumps(verdict.detail(), ensure_ascii=False, default=str),
-        processed_at=utcnow()))
+    result = conn.execute(_CLAIM, {
+        "claim_id": inbound_id, "state": verdict.state, "outcome": verdict.outcome,
+        "subject": verdict.subject[:200], "campaign_id": found.campaign_id if found else None,
+        "subscriber_id": found.subscriber_id if found else None,
+        "detail": json.dumps(verdict.detail(), ensure_ascii=False, default=str),
+        "processed_at": utcnow()})
     return result.rowcount == 1
 
 
@@ -96,8 +111,7 @@ def _effects(conn: Connection, settings, inbound_id: int, verdict: Verdict) -> N
     found = verdict.attribution
     if found is None or verdict.state not in ("processed", "review"):
         return
-    person = conn.execute(select(subscribers.c.id, subscribers.c.email).where(
-        subscribers.c.id == found.subscriber_id)).first()
+    person = conn.execute(_PERSON, {"sid": found.subscriber_id}).first()
     if verdict.outcome == "unsubscribe":
         if person is not None:
             mailto_unsubscribe(conn, found.subscriber_id, found.campaign_id)
@@ -154,18 +168,19 @@ def record_bounce(conn: Connection, settings, *, inbound_id: int | None, source:
     count) says so, and emits email.bounced. Returns the bounce id."""
     now = utcnow()
     provider = providers.provider(email)
-    bounce_id = conn.execute(insert(bounces).values(
-        inbound_id=inbound_id, at=now, source=source, subscriber_id=subscriber_id,
-        campaign_id=campaign_id, email=email[:320], provider=provider, bounce_class=bounce_class,
-        rule=rule, rules_version=rules_version, status=recipient.status[:16],
-        action=recipient.action[:16], diagnostic=recipient.diagnostic[:2000],
-        remote_mta=recipient.remote_mta[:255], suppressed=False).returning(bounces.c.id)).scalar_one()
+    bounce_id = conn.execute(_INSERT_BOUNCE, {
+        "inbound_id": inbound_id, "at": now, "source": source, "subscriber_id": subscriber_id,
+        "campaign_id": campaign_id, "email": email[:320], "provider": provider,
+        "bounce_class": bounce_class, "rule": rule, "rules_version": rules_version,
+        "status": recipient.status[:16], "action": recipient.action[:16],
+        "diagnostic": recipient.diagnostic[:2000], "remote_mta": recipient.remote_mta[:255],
+        "suppressed": False}).scalar_one()
     suppressed = False
     if subscriber_id is not None and email:
         reason = _suppression_reason(conn, settings, subscriber_id, bounce_class, recipient, now)
         if reason:
             audience.suppress(conn, ACTOR, email=email, reason=reason, source="bounce")
-            conn.execute(update(bounces).where(bounces.c.id == bounce_id).values(suppressed=True))
+            conn.execute(_MARK_SUPPRESSED, {"bounce_id": bounce_id})
             suppressed = True
         if bounce_class in ("policy", "content"):
             monitor.raise_alert(conn, bounce_class, "warning", campaign_id, provider,
@@ -187,14 +202,10 @@ def _suppression_reason(conn: Connection, settings, subscriber_id: int, bounce_c
     if bounce_class != "soft":
         return ""
     since = now - timedelta(days=settings["inbound.soft_bounce_days"])
-    engaged = conn.execute(select(func.max(tracking_events.c.at)).where(
-        tracking_events.c.subscriber_id == subscriber_id, tracking_events.c.kind.in_((OPEN, CLICK)),
-        tracking_events.c.machine.is_(False))).scalar()
+    engaged = conn.execute(_LAST_ENGAGED, {"sid": subscriber_id}).scalar()
     if engaged is not None and engaged > since:
         since = engaged
-    count, sends = conn.execute(select(func.count(), func.count(distinct(bounces.c.campaign_id))).where(
-        bounces.c.subscriber_id == subscriber_id, bounces.c.bounce_class == "soft",
-        bounces.c.at > since)).one()
+    count, sends = conn.execute(_SOFT_SINCE, {"sid": subscriber_id, "since": since}).one()
     limit = settings["inbound.soft_bounce_limit"]
     if count >= limit and sends >= 2:
         return f"{count} soft bounces in {settings['inbound.soft_bounce_days']} days{code}"[:200]
@@ -207,10 +218,10 @@ def record_complaint(conn: Connection, settings, *, inbound_id: int | None, sour
     """Records a spam complaint, suppresses the address from everything, emits
     email.complained, and checks the campaign's complaint rate at that provider."""
     provider = providers.provider(email)
-    complaint_id = conn.execute(insert(complaints).values(
-        inbound_id=inbound_id, at=utcnow(), source=source, subscriber_id=subscriber_id,
-        campaign_id=campaign_id, email=email[:320], provider=provider,
-        feedback_type=feedback_type[:16], reporter=reporter[:200]).returning(complaints.c.id)).scalar_one()
+    complaint_id = conn.execute(_INSERT_COMPLAINT, {
+        "inbound_id": inbound_id, "at": utcnow(), "source": source, "subscriber_id": subscriber_id,
+        "campaign_id": campaign_id, "email": email[:320], "provider": provider,
+        "feedback_type": feedback_type[:16], "reporter": reporter[:200]}).scalar_one()
     if subscriber_id is not None and email:
         audience.suppress(conn, ACTOR, email=email, source="complaint",
                           reason=f"spam complaint ({feedback_type})"

@@ -6,7 +6,7 @@ bounce_class is hard, soft, policy, content or unknown for a bounce, "" for a co
 """
 from __future__ import annotations
 
-from sqlalchemy import Column, Connection, Integer, String, Table, func, select, update
+from sqlalchemy import Column, Connection, Integer, String, Table, bindparam, func, select, update
 
 from altkraft_onprem.campaigns.models import deliveries
 from altkraft_onprem.db import metadata
@@ -28,20 +28,24 @@ campaign_feedback = Table(
 )
 
 
+_VARIANT = select(deliveries.c.variant).where(deliveries.c.campaign_id == bindparam("campaign"),
+                                              deliveries.c.subscriber_id == bindparam("subscriber"))
+_KEY = [campaign_feedback.c[name] == bindparam("k_" + name)
+        for name in ("campaign_id", "variant", "provider", "kind", "bounce_class")]
+_ADD = update(campaign_feedback).where(*_KEY).values(count=campaign_feedback.c.count + bindparam("by"))
+_NEW = campaign_feedback.insert()
+
+
 def count(conn: Connection, campaign_id: int | None, subscriber_id: int, provider: str,
           kind: str, bounce_class: str = "", by: int = 1) -> None:
-    """Adds `by` (may be negative) to one figure."""
+    """Adds `by` (may be negative) to one figure (statements built once: it runs per bounce)."""
     if campaign_id is None:
         return
-    variant = conn.execute(select(deliveries.c.variant).where(
-        deliveries.c.campaign_id == campaign_id, deliveries.c.subscriber_id == subscriber_id)).scalar() or 0
+    variant = conn.execute(_VARIANT, {"campaign": campaign_id, "subscriber": subscriber_id}).scalar() or 0
     key = {"campaign_id": campaign_id, "variant": variant, "provider": provider, "kind": kind,
            "bounce_class": bounce_class}
-    where = [campaign_feedback.c[name] == value for name, value in key.items()]
-    changed = conn.execute(update(campaign_feedback).where(*where)
-                           .values(count=campaign_feedback.c.count + by)).rowcount
-    if not changed:
-        conn.execute(campaign_feedback.insert().values(**key, count=by))
+    if not conn.execute(_ADD, {**{"k_" + k: v for k, v in key.items()}, "by": by}).rowcount:
+        conn.execute(_NEW, {**key, "count": by})
 
 
 def figures(conn: Connection, campaign_id: int, variant: int | None = None) -> dict:
