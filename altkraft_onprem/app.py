@@ -47,6 +47,7 @@ def _blueprints():
     from altkraft_onprem.audience.importer.views import blueprint as import_views
     from altkraft_onprem.audience.public import blueprint as audience_public
     from altkraft_onprem.audience.views import blueprint as audience_views
+    from altkraft_onprem.automation.views import blueprint as automation_views
     from altkraft_onprem.campaigns.views import blueprint as campaigns_views
     from altkraft_onprem.inbound.views import blueprint as inbound_views
     from altkraft_onprem.messages.views import blueprint as messages_views
@@ -58,6 +59,7 @@ def _blueprints():
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
             campaigns_views, audience_views, audience_public, import_views, webview, inbound_views,
+            automation_views,
             api_blueprint]
 
 

@@ -79,7 +79,7 @@ def main() -> None:
 
     from sqlalchemy import func, select
 
-    from altkraft_onprem import config, db
+    from altkraft_onprem import config, db, reactions
     from altkraft_onprem.access.models import system_actor
     from altkraft_onprem.audience.models import subscribers
     from altkraft_onprem.automation import runner, workflows
@@ -88,6 +88,7 @@ def main() -> None:
     from altkraft_onprem.db import migrate
     from altkraft_onprem.db.types import utcnow
 
+    reactions.connect_all()          # as every process of the service has them (outbox, senders)
     work = Path(tempfile.mkdtemp(prefix="ak-bench-automation-"))
     (work / "secret_key").write_text("b" * 48)
     port = send_bench.free_port()

@@ -12,6 +12,8 @@ const modules = join(root, "node_modules");
 const COPIES = {
   "swagger-ui": ["swagger-ui-dist/swagger-ui-bundle.js", "swagger-ui-dist/swagger-ui.css"],
   "chartjs": ["chart.js/dist/chart.umd.js"],
+  // The workflow builder's canvas (nodes, connections, drag and zoom).
+  "drawflow": ["drawflow/dist/drawflow.min.js", "drawflow/dist/drawflow.min.css"],
   "grapesjs": ["grapesjs/dist/grapes.min.js", "grapesjs/dist/css/grapes.min.css"],
   "grapesjs-preset-newsletter": ["grapesjs-preset-newsletter/dist/index.js"],
   // CSS read by PostCSS instead of the browser, which drops properties it does not know

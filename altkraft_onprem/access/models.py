@@ -33,10 +33,10 @@ PERMISSIONS: dict[str, str] = {
     "campaigns:read": N_("See campaigns"),
     "campaigns:write": N_("Create and change campaigns"),
     "campaigns:send": N_("Start, pause, resume and cancel campaigns; send tests"),
-    "automation:read": N_("See webhooks and their deliveries (API); the Automation page is a "
-                          "placeholder until workflows exist"),
-    "automation:write": N_("Create and change webhooks (API); the Automation page is a placeholder "
-                           "until workflows exist"),
+    "automation:read": N_("See workflows, who is in them, webhooks and their deliveries"),
+    "automation:write": N_("Create, change, publish and pause workflows, enroll people; create "
+                           "and change webhooks (publishing a workflow that sends email also "
+                           "needs campaigns:send)"),
     "reports:read": N_("See reports"),
     "deliverability:read": N_("See sending domains and DNS checks"),
     "settings:manage": N_("Run the DNS checks of the sending domains again; the Settings page is "

@@ -121,6 +121,10 @@ class Manual(_Trigger):
 Trigger = Annotated[SubscriberCreated | ListJoined | OptinConfirmed | FieldChanged | SegmentChange
                     | Unsubscribed | Restored | DateField | Schedule | Engagement | NoEngagement
                     | Bounced | Complained | CustomEvent | Manual, Field(discriminator="type")]
+TRIGGER_TYPES = ("subscriber_created", "list_joined", "optin_confirmed", "field_changed",
+                 "segment_entered", "segment_left", "unsubscribed", "restored", "date_field",
+                 "schedule", "email_opened", "email_read", "email_clicked", "not_opened",
+                 "not_clicked", "bounced", "complained", "event", "manual")
 # Accepted by the schema, refused at publish until they are built (docs/automation.md).
 NOT_YET = {"segment_entered", "segment_left", "date_field", "schedule", "not_opened",
            "not_clicked"}

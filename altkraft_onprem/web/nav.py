@@ -19,7 +19,7 @@ NAV: list[NavItem] = [
     NavItem("audience.index", _l("Audience"), "lists:read", "users"),
     NavItem("messages.index", _l("Messages"), "messages:read", "mail"),
     NavItem("campaigns.index", _l("Campaigns"), "campaigns:read", "send"),
-    NavItem("web.area_automation", _l("Automation"), "automation:read", "zap"),
+    NavItem("automation.index", _l("Automation"), "automation:read", "zap"),
     NavItem("reports.index", _l("Reports"), "reports:read", "chart"),
     NavItem("deliverability.index", _l("Deliverability"), "deliverability:read", "shield"),
     NavItem("web.area_settings", _l("Settings"), "settings:manage", "gear"),

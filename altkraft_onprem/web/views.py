@@ -48,7 +48,6 @@ def _placeholder(slug: str, permission: str, title: str, what: str):
 # Areas not built yet: the page says so plainly (N_: translated when shown), and so do the
 # descriptions of their permissions (access/models.py; a test holds them together).
 PLACEHOLDER_AREAS = (
-    ("automation", "automation:read", N_("Automation"), N_("Triggers, workflows and webhooks")),
     ("settings", "settings:manage", N_("Settings"), N_("Sending settings and defaults")),
 )
 for _slug, _perm, _title, _what in PLACEHOLDER_AREAS:

@@ -1,0 +1,199 @@
+"""UI routes of automation: workflows (list, the visual builder, publish, pause, enroll, who is
+where and why) and webhook subscriptions with their delivery log."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from altkraft_onprem import db
+from altkraft_onprem.access.policy import requires
+from altkraft_onprem.audience.subscribers import find_by_email, render_context
+from altkraft_onprem.config import current_settings
+from altkraft_onprem.errors import ServiceError
+
+from . import enrollment, jobs, timing, webhooks, workflows
+from .definition import BRANCHES, CONFIGS, NOT_YET, TRIGGER_TYPES
+from .models import WEBHOOK_EVENT_TYPES
+
+blueprint = Blueprint("automation", __name__, url_prefix="/automation")
+
+
+def _failed(exc: ServiceError) -> None:
+    flash(f"{exc.field}: {exc.message}" if exc.field else exc.message, "error")
+
+
+@blueprint.route("")
+@requires("automation:read")
+def index():
+    with db.read(db.get_engine()) as conn:
+        items = workflows.list_workflows(conn)
+    return render_template("automation/index.html", items=items)
+
+
+@blueprint.route("/workflows", methods=["POST"])
+@requires("automation:write")
+def create():
+    name = request.form.get("name", "").strip()
+    draft = {"name": name, "trigger": {"type": "manual"}, "entry": {"reentry": "once"},
+             "graph": {"start": "", "nodes": [], "edges": []}}
+    try:
+        with db.write(db.get_engine()) as conn:
+            workflow_id = workflows.create(conn, g.actor, draft)
+    except ServiceError as exc:
+        _failed(exc)
+        return redirect(url_for("automation.index"))
+    return redirect(url_for("automation.builder", workflow_id=workflow_id))
+
+
+def _why(item: dict, nodes: dict, zone_name: str | None) -> str:
+    """Where a person is and why, in words: "waiting at Wait 3 days until … Europe/Moscow"."""
+    node = nodes.get(item["node_id"]) or {}
+    label = node.get("name") or item["node_id"] or "—"
+    if item["state"] != "active" and item["state"] != "parked":
+        return item["end_reason"] or _(item["state"])
+    if item["state"] == "parked":
+        return _("stopped at %(node)s: %(reason)s", node=label, reason=item["end_reason"] or "")
+    if item["waiting_until"] is not None:
+        tz = timing.zone(zone_name)
+        moment = item["waiting_until"].astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        if item["waiting_for"]:
+            return _("waiting at %(node)s for %(event)s until %(time)s %(zone)s", node=label,
+                     event=item["waiting_for"], time=moment, zone=tz.key)
+        return _("waiting at %(node)s until %(time)s %(zone)s", node=label, time=moment, zone=tz.key)
+    return _("about to run %(node)s", node=label)
+
+
+@blueprint.route("/workflows/<int:workflow_id>")
+@requires("automation:read")
+def builder(workflow_id: int):
+    with db.read(db.get_engine()) as conn:
+        workflow = workflows.get(conn, workflow_id)
+        stats = enrollment.stats(conn, workflow_id)
+        people, total = enrollment.page(conn, workflow_id, limit=50)
+        zones = _zones(conn, [p["subscriber_id"] for p in people])
+    nodes = {n.get("id"): n for n in (workflow["draft"].get("graph") or {}).get("nodes", [])
+             if isinstance(n, dict)}
+    zone_default = workflow["draft"].get("timezone")
+    for item in people:
+        item["why"] = _why(item, nodes, zones.get(item["subscriber_id"]) or zone_default)
+    return render_template(
+        "automation/workflow.html", workflow=workflow, stats=stats, people=people, total=total,
+        node_types=sorted(CONFIGS), branches={t: list(bs) for t, bs in BRANCHES.items()},
+        trigger_types=[t for t in TRIGGER_TYPES if t not in NOT_YET])
+
+
+def _zones(conn, subscriber_ids: list[int]) -> dict[int, str | None]:
+    return {sid: person.get("timezone") or None
+            for sid, person in render_context(conn, subscriber_ids).items()}
+
+
+@blueprint.route("/workflows/<int:workflow_id>/draft", methods=["POST"])
+@requires("automation:write")
+def save_draft(workflow_id: int):
+    """The builder saves the workflow JSON (fetch, CSRF header)."""
+    try:
+        with db.write(db.get_engine()) as conn:
+            workflows.update_draft(conn, g.actor, workflow_id, request.get_json(silent=True))
+    except ServiceError as exc:
+        return jsonify(error=exc.message, field=exc.field), exc.status
+    return jsonify(saved=True)
+
+
+@blueprint.route("/workflows/<int:workflow_id>/<action>", methods=["POST"])
+@requires("automation:write")
+def act(workflow_id: int, action: str):
+    engine = db.get_engine()
+    try:
+        with db.write(engine) as conn:
+            if action == "publish":
+                result = workflows.publish(conn, g.actor, workflow_id)
+                message = _("Version %(number)s published.", number=result["version"])
+            elif action == "pause":
+                workflows.pause(conn, g.actor, workflow_id)
+                message = _("Workflow paused.")
+            elif action == "archive":
+                workflows.archive(conn, g.actor, workflow_id, wake=jobs.wake)
+                message = _("Workflow archived.")
+            elif action == "enroll":
+                ids = _people(conn, request.form.get("people", ""))
+                result = workflows.enroll(conn, g.actor, workflow_id, subscriber_ids=ids,
+                                          test=request.form.get("test") == "on", wake=jobs.wake)
+                message = _("%(entered)s of %(asked)s enrolled.", **result)
+            else:
+                return ("", 404)
+        flash(message, "success")
+    except ServiceError as exc:
+        _failed(exc)
+    return redirect(url_for("automation.builder", workflow_id=workflow_id))
+
+
+def _people(conn, text: str) -> list[int]:
+    """Subscriber ids or email addresses, one per line or comma."""
+    ids = []
+    for item in text.replace(",", "\n").split():
+        if item.isdigit():
+            ids.append(int(item))
+            continue
+        found = find_by_email(conn, item)
+        if found is None:
+            raise ServiceError(_("%(value)s is not a subscriber", value=item), "people")
+        ids.append(found["id"])
+    if not ids:
+        raise ServiceError(_("name at least one subscriber"), "people")
+    return ids
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+@blueprint.route("/webhooks")
+@requires("automation:read")
+def webhook_list():
+    with db.read(db.get_engine()) as conn:
+        items = webhooks.list_webhooks(conn)
+    return render_template("automation/webhooks.html", items=items, event_types=WEBHOOK_EVENT_TYPES)
+
+
+@blueprint.route("/webhooks", methods=["POST"])
+@requires("automation:write")
+def webhook_create():
+    try:
+        with db.write(db.get_engine()) as conn:
+            created = webhooks.create(conn, g.actor, current_settings(), url=request.form.get("url", ""),
+                                      events=request.form.getlist("events"),
+                                      description=request.form.get("description", ""))
+    except ServiceError as exc:
+        _failed(exc)
+        return redirect(url_for("automation.webhook_list"))
+    flash(_("Webhook created. Its secret (shown once): %(secret)s", secret=created["secret"]), "success")
+    return redirect(url_for("automation.webhook_show", webhook_id=created["id"]))
+
+
+@blueprint.route("/webhooks/<int:webhook_id>")
+@requires("automation:read")
+def webhook_show(webhook_id: int):
+    with db.read(db.get_engine()) as conn:
+        item = webhooks.get(conn, webhook_id)
+        log, total = webhooks.deliveries(conn, webhook_id, limit=100)
+    return render_template("automation/webhook.html", item=item, log=log, total=total)
+
+
+@blueprint.route("/webhooks/<int:webhook_id>/active", methods=["POST"])
+@requires("automation:write")
+def webhook_toggle(webhook_id: int):
+    active = request.form.get("active") == "1"
+    with db.write(db.get_engine()) as conn:
+        webhooks.update_webhook(conn, g.actor, current_settings(), webhook_id, active=active)
+    if active:
+        jobs.deliver_webhooks()
+    flash(_("Webhook switched on.") if active else _("Webhook switched off."), "success")
+    return redirect(url_for("automation.webhook_show", webhook_id=webhook_id))
+
+
+@blueprint.route("/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/redeliver", methods=["POST"])
+@requires("automation:write")
+def webhook_redeliver(webhook_id: int, delivery_id: int):
+    with db.write(db.get_engine()) as conn:
+        webhooks.redeliver(conn, g.actor, webhook_id, delivery_id)
+    jobs.deliver_webhooks()
+    flash(_("The event is sent again."), "success")
+    return redirect(url_for("automation.webhook_show", webhook_id=webhook_id))

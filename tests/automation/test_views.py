@@ -1,0 +1,73 @@
+"""The automation pages through the app: list, create, the builder's draft save, publish,
+enroll with the person's "why", the webhook pages and their permission checks."""
+from __future__ import annotations
+
+import re
+
+from altkraft_onprem import db
+from altkraft_onprem.automation import workflows
+from tests.conftest import csrf_token
+
+from .helpers import ACTOR, chain, person, published
+
+
+def signed_in(env, client, role="Administrator"):
+    env.login(client, env.user(role))
+    return client
+
+
+def test_create_save_publish_and_enroll_from_the_pages(env, client):
+    signed_in(env, client)
+    page = client.get("/automation")
+    assert page.status_code == 200
+    token = csrf_token(page.get_data(as_text=True))
+    created = client.post("/automation/workflows", data={"name": "Welcome", "csrf_token": token})
+    assert created.status_code == 302
+    builder_url = created.headers["Location"]
+    workflow_id = int(re.search(r"/workflows/(\d+)", builder_url).group(1))
+    html = client.get(builder_url).get_data(as_text=True)
+    assert 'id="drawflow"' in html
+    definition = chain(("w", "wait", {"duration": "P2D"}), name="Welcome")
+    saved = client.post(f"/automation/workflows/{workflow_id}/draft", json=definition,
+                        headers={"X-CSRFToken": token})
+    assert saved.status_code == 200, saved.get_json()
+    assert client.post(f"/automation/workflows/{workflow_id}/publish",
+                       data={"csrf_token": token}).status_code == 302
+    subscriber_id = person(env, timezone="Europe/Moscow")
+    enrolled = client.post(f"/automation/workflows/{workflow_id}/enroll",
+                           data={"csrf_token": token, "people": str(subscriber_id)})
+    assert enrolled.status_code == 302
+    html = client.get(builder_url).get_data(as_text=True)
+    assert "waiting at w until" in html and "Europe/Moscow" in html
+
+
+def test_a_viewer_sees_but_cannot_change(env, client):
+    workflow_id = published(env, chain(("g", "goal", {"name": "x"})))
+    signed_in(env, client, "Viewer")
+    html = client.get(f"/automation/workflows/{workflow_id}").get_data(as_text=True)
+    assert 'id="publish"' not in html
+    token = csrf_token(html)
+    answer = client.post(f"/automation/workflows/{workflow_id}/pause", data={"csrf_token": token})
+    assert answer.status_code == 403
+
+
+def test_the_webhook_pages_create_and_show_the_log(env, client, receiver):
+    signed_in(env, client)
+    page = client.get("/automation/webhooks").get_data(as_text=True)
+    token = csrf_token(page)
+    created = client.post("/automation/webhooks", data={
+        "csrf_token": token, "url": receiver.url("/page"), "events": ["subscriber.created"]})
+    assert created.status_code == 302
+    person(env)
+    shown = client.get(created.headers["Location"]).get_data(as_text=True)
+    assert "subscriber.created" in shown and "delivered" in shown
+
+
+def test_publishing_a_bad_workflow_shows_the_node_and_reason(env, client):
+    with db.write(env.engine) as conn:
+        workflow_id = workflows.create(conn, ACTOR, chain(("a", "teleport", {})))
+    signed_in(env, client)
+    token = csrf_token(client.get("/automation").get_data(as_text=True))
+    answer = client.post(f"/automation/workflows/{workflow_id}/publish", data={"csrf_token": token},
+                         follow_redirects=True)
+    assert "unknown node type &#39;teleport&#39;" in answer.get_data(as_text=True)
