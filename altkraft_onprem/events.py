@@ -65,6 +65,18 @@ class DomainEvent:
         """Lets an emitter skip building an expensive payload nobody listens to."""
         return bool(self._signal.receivers)
 
+    def wanted(self, conn=None) -> bool:
+        """Whether emitting now would reach a handler that wants it. A handler may carry a
+        `wants(conn)` probe (the automation outbox's: does an active workflow or webhook listen
+        to this event?); one without a probe always wants. With conn None (no transaction at
+        hand) a probe answers from what it knows and errs on yes. For a hot path that would
+        otherwise build a payload per message."""
+        for receiver in self._signal.receivers_for(conn):
+            probe = getattr(receiver, "wants", None)
+            if probe is None or probe(conn):
+                return True
+        return False
+
     def __repr__(self) -> str:
         return f"<DomainEvent {self.name}>"
 

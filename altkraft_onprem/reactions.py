@@ -8,8 +8,8 @@ app first, so every process has the same reactions. Connecting twice is harmless
 from __future__ import annotations
 
 from altkraft_onprem import events, extensions
+from altkraft_onprem.automation import interest, outbox
 from altkraft_onprem.automation import jobs as automation_jobs
-from altkraft_onprem.automation import outbox
 from altkraft_onprem.campaigns import lookups as campaign_lookups
 from altkraft_onprem.inbound import service as inbound
 from altkraft_onprem.reports import feedback
@@ -47,6 +47,7 @@ def connect_all() -> None:
 def _to_outbox(name: str) -> events.Handler:
     def handler(conn, **payload) -> None:
         outbox.append(conn, name, payload, wake=automation_jobs.wake)
+    handler.wants = interest.probe(name)        # what events.DomainEvent.wanted asks
     return handler
 
 

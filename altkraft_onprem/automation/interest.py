@@ -66,6 +66,18 @@ def wants(conn: Connection, name: str) -> bool:
     return name in wanted(conn)
 
 
+def probe(name: str) -> Callable[[Connection | None], bool]:
+    """The outbox handler's `wants` (events.DomainEvent.wanted): with a connection, the
+    answer; without one, the cached answer when there is one, else yes."""
+    def wants_it(conn: Connection | None) -> bool:
+        if conn is not None:
+            return wants(conn, name)
+        fresh = [names for at, names in list(_cached.values())
+                 if time.monotonic() - at < CACHE_SECONDS]
+        return len(fresh) != 1 or name in fresh[0]
+    return wants_it
+
+
 def invalidate() -> None:
     """A listener changed in this process: ask the database again next time."""
     with _lock:

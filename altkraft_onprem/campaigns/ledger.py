@@ -25,6 +25,7 @@ from sqlalchemy import (
     update,
 )
 
+from altkraft_onprem import events
 from altkraft_onprem.db.types import utcnow
 
 from .models import campaigns, deliveries
@@ -192,6 +193,21 @@ def record(conn: Connection, row_id: int, owner: str, state: str, *, reply: str 
     return result.rowcount == 1
 
 
+def emit_outcomes(conn: Connection, row_ids: list[int]) -> None:
+    """delivery.outcomes for rows that reached a final state — only when something listens
+    (it runs per message)."""
+    if row_ids and events.DELIVERY_OUTCOMES.wanted(conn):
+        events.DELIVERY_OUTCOMES.emit(conn, outcomes=outcomes(conn, row_ids))
+
+
+def outcomes(conn: Connection, row_ids: list[int]) -> list[list]:
+    """[[campaign id, subscriber id, occurrence, state]] of ledger rows (delivery.outcomes)."""
+    rows = conn.execute(select(deliveries.c.campaign_id, deliveries.c.subscriber_id,
+                               deliveries.c.occurrence, deliveries.c.state)
+                        .where(deliveries.c.id.in_(row_ids)).order_by(deliveries.c.id))
+    return [list(r) for r in rows]
+
+
 def row_person(conn: Connection, row_id: int) -> tuple[int, int]:
     """(campaign id, subscriber id) of a ledger row."""
     row = conn.execute(select(deliveries.c.campaign_id, deliveries.c.subscriber_id)
@@ -297,6 +313,7 @@ def recover(conn: Connection, campaign_id: int | None = None, now: datetime | No
             state="in_doubt", lease_owner=None, lease_until=None, done_at=now,
             reply="the sender stopped while this message was with the relay; it may have been "
                   "delivered, so it is not sent again"))
+        emit_outcomes(conn, ids)
         release(conn, owner)
         recovered += 1
     return recovered

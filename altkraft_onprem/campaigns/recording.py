@@ -21,4 +21,6 @@ def record(conn: Connection, row_id: int, owner: str, state: str, **values) -> b
             campaign_id, subscriber_id = ledger.row_person(conn, row_id)
             events.EMAIL_REJECTED.emit(conn, campaign_id=campaign_id, subscriber_id=subscriber_id,
                                        code=refused[0], reply=refused[1])
+    if ok and state in ("sent", "failed"):
+        ledger.emit_outcomes(conn, [row_id])
     return ok

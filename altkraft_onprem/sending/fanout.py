@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 
-from altkraft_onprem import db
+from altkraft_onprem import db, events
 from altkraft_onprem.campaigns import journal, ledger, recording
 from altkraft_onprem.campaigns.journal import Journal
 from altkraft_onprem.delivery.errors import DeliveryError
@@ -257,11 +257,14 @@ def _commit_group(conn, batch) -> list[tuple[int, bool]]:
     results = []
     sent = [(fd, m) for fd, m in batch if m[3] == "sent"]
     items = [(m[1], m[2], m[4].get("reply"), m[4].get("message_id")) for _, m in sent]
-    if len(sent) == len(batch):                 # the common case, on the driver's connection
+    # The common case, on the driver's connection — unless delivery webhooks listen (then the
+    # outcomes go to the outbox in the same transaction).
+    if len(sent) == len(batch) and not events.DELIVERY_OUTCOMES.wanted(None):
         return [(fd, ok) for (fd, _), ok in zip(sent, ledger.commit_sent(conn, items), strict=True)]
     with conn.begin():
         oks = ledger.record_sent(conn, items)
         results.extend((fd, ok) for (fd, _), ok in zip(sent, oks, strict=True))
+        ledger.emit_outcomes(conn, [m[1] for (_, m), ok in zip(sent, oks, strict=True) if ok])
         results.extend((fd, recording.record(conn, row_id, owner, state, **values))
                        for fd, (_, row_id, owner, state, values) in batch if state != "sent")
     return results

@@ -100,3 +100,20 @@ def test_workflow_campaigns_stay_out_of_the_campaign_list(env):
     mail_workflow(env, message_id, "paid_d")
     with db.read(env.engine) as conn:
         assert all(c["message_id"] != message_id for c in campaigns.list_campaigns(conn))
+
+
+def test_delivery_webhooks_get_each_sent_message(env, sink, receiver):
+    """delivery.sent reaches a webhook, with the campaign, the person and the occurrence."""
+    from tests.api.conftest import Api
+
+    api = Api(env.app.test_client(), env.token("Administrator"))
+    created = api("POST", "/webhooks", json={"url": receiver.url("/sent"), "events": ["delivery.sent"]})
+    assert created.status_code == 201
+    workflow_id = mail_workflow(env, order_mail(env), "paid_e")
+    subscriber_id = person(env)
+    post_event(env, subscriber_id, "E-1", "paid_e")
+    found = enrollment_of(env, workflow_id, subscriber_id)
+    (request,) = receiver.to("/sent")
+    assert request.json["type"] == "delivery.sent"
+    assert request.json["data"]["subscriber_id"] == subscriber_id
+    assert request.json["data"]["occurrence"] == found["id"] * 1000 + 1
