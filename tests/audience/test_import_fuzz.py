@@ -77,3 +77,29 @@ def test_every_valid_address_is_found_with_detection(people, delimiter, email_co
     columns = resolve(auto_mapping(table.header, width, (), [c for _, c in got]), table.header, width)
     index = next(i for i, target in columns if target == "email")
     assert [cells[index] for _, cells in got] == [email for email, _, _ in people]
+
+
+@FUZZ
+@given(rows=st.lists(st.one_of(st.lists(PLAIN, min_size=1, max_size=4).filter(any), st.none()),
+                     min_size=1, max_size=12),
+       delimiter=st.sampled_from(["\t", ";", ","]), quoted=st.booleans())
+def test_a_line_too_long_to_read_is_one_unreadable_row_among_the_others(rows, delimiter, quoted):
+    """None stands for a row with a field longer than a row may be (plain or quoted): it comes
+    out as an Unreadable row on its own line, and every other row as written."""
+    limit = 300
+    huge = "x" * (limit + 100)
+    lines = [delimiter.join(row) if row else f"a@example.com{delimiter}" + (f'"{huge}"' if quoted else huge)
+             for row in rows]
+    original = text.MAX_FIELD
+    text.MAX_FIELD = limit              # the module's limit, small so that examples stay small
+    try:
+        table = text.parse_paste("\r\n".join(lines) + "\r\n", delimiter=delimiter, has_header=False)
+        got = list(table.rows)
+    finally:
+        text.MAX_FIELD = original
+    assert [line for line, _ in got] == list(range(1, len(rows) + 1))
+    for (_, cells), row in zip(got, rows, strict=True):
+        if row is None:
+            assert isinstance(cells, text.Unreadable) and "longer than" in cells.reason
+        else:
+            assert cells == row

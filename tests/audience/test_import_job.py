@@ -245,3 +245,24 @@ def test_hourly_job_restores_custom_field_indexes_a_crash_left_dropped(env):
              else "SELECT name FROM sqlite_master WHERE type = 'index'")
     with db.read(env.engine) as conn:
         assert f"ix_subscribers_custom_{key}" in set(conn.execute(text(query)).scalars())
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["plain", "quoted"])
+def test_one_oversized_field_rejects_its_row_and_imports_the_rest(env, tmp_path, quoted):
+    """Issue 15 item 11: a 5 MB field ended the whole import ("internal error: field larger
+    than field limit"); the rows after it were lost and rejected.csv was empty."""
+    tag = uid()
+    huge = "x" * (5 * 1024 * 1024)
+    huge = f'"{huge}"' if quoted else huge
+    content = (f"email;first_name\nbefore-{tag}@example.com;Anna\n"
+               f"huge-{tag}@example.com;{huge}\n"
+               + "".join(f"after{i}-{tag}@example.com;Oleg\n" for i in range(3)))
+    report = run(env, tmp_path, content)
+    assert report["state"] == "finished", report["error"]
+    assert report["counts"]["added"] == 4 and report["counts"]["invalid"] == 1
+    assert report["rows_done"] == 5
+    (row,) = rejected(env, report["id"])
+    assert row["line"] == "3" and "longer than" in row["reason"]
+    assert row["row"].startswith(f"huge-{tag}@example.com;") and len(row["row"]) < 2000
+    assert person(env, f"after2-{tag}@example.com").first_name == "Oleg"
+    assert person(env, f"huge-{tag}@example.com") is None

@@ -33,7 +33,7 @@ from altkraft_onprem.forking import die_with_parent
 from . import mapping as mapping_rules
 from .archives import Limits
 from .sources import open_tables
-from .text import Table
+from .text import Table, Unreadable
 from .validate import CustomField, RowError, Validator
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,10 @@ class Reader:
         for rows in (peek, table.rows):
             for line, cells in rows:
                 self.rows_done += 1
+                if isinstance(cells, Unreadable):
+                    self.invalid += 1
+                    self._reject(line, member, cells.reason, cells.start)
+                    continue
                 try:
                     email, stored = validate(cells)
                 except RowError as exc:

@@ -3,7 +3,9 @@ streaming row reader that survives broken quoting.
 
 Rows come out as `(line, cells)` where `line` is the physical line the record starts on.
 A stray opening quote must not swallow the rest of the file: a record that grows past
-MAX_RECORD_LINES lines or MAX_FIELD characters is re-read line by line without quoting.
+MAX_RECORD_LINES lines or MAX_FIELD characters is re-read line by line without quoting, and
+a line longer than MAX_FIELD comes out as an `Unreadable` row (rejected with the reason, the
+rows around it read as usual).
 """
 from __future__ import annotations
 
@@ -30,6 +32,17 @@ HEADER_PEEK = 20
 csv.field_size_limit(MAX_FIELD * 4)
 
 Row = tuple[int, list[str]]
+# What the report keeps of a line too long to read.
+UNREADABLE_START = 1000
+
+
+class Unreadable(list):
+    """A row with no cells standing for a record that could not be read: `reason` says why,
+    `start` is its first characters (for the rejected-rows report)."""
+
+    def __init__(self, reason: str, start: str):
+        super().__init__()
+        self.reason, self.start = reason, start
 
 
 @dataclass
@@ -189,6 +202,8 @@ class _Lines:
         self.line += 1
         self.pending.append(text)
         self._pending_chars += len(text)
+        if len(text) > MAX_FIELD:
+            raise _RecordTooLong
         return text
 
     def take(self) -> list[str]:
@@ -212,6 +227,11 @@ def read_rows(lines: Iterable[str], delimiter: str) -> Iterator[Row]:
             raw = source.take()
             first = source.line - len(raw) + 1
             for offset, text in enumerate(raw):
+                if len(text) > MAX_FIELD:
+                    yield first + offset, Unreadable(
+                        f"the line is {len(text):,} characters long, longer than the {MAX_FIELD:,} "
+                        "a row may have; it was not read", text[:UNREADABLE_START] + "…")
+                    continue
                 cells = next(csv.reader([text], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
                 if cells:
                     yield first + offset, [c.strip('"') for c in cells]
