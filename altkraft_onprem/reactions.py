@@ -8,7 +8,7 @@ app first, so every process has the same reactions. Connecting twice is harmless
 from __future__ import annotations
 
 from altkraft_onprem import events, extensions
-from altkraft_onprem.automation import interest, outbox
+from altkraft_onprem.automation import enrollment, interest, outbox
 from altkraft_onprem.automation import jobs as automation_jobs
 from altkraft_onprem.campaigns import lookups as campaign_lookups
 from altkraft_onprem.inbound import service as inbound
@@ -26,6 +26,7 @@ def connect_all() -> None:
     # A person's timeline: what they were sent, then what they opened and clicked.
     extensions.PERSON_TIMELINE.provide(campaign_lookups.received_timeline)
     extensions.PERSON_TIMELINE.provide(tracking_lookups.events_timeline)
+    extensions.PERSON_TIMELINE.provide(enrollment.timeline)        # workflow steps
     # Engagement is tracking's: segments' conditions on it and split tests' figures.
     extensions.SEGMENT_ACTIVITY.provide(tracking_lookups.activity_condition)
     extensions.SPLIT_TEST_ENGAGEMENT.provide(tracking_lookups.split_test_engagement)
@@ -33,6 +34,7 @@ def connect_all() -> None:
     extensions.MESSAGE_USERS.provide(campaign_lookups.message_users)
     # A person's tracking events and per-person roll-ups go with the person.
     events.SUBSCRIBERS_ERASED.connect(_erase_tracking)
+    events.SUBSCRIBERS_ERASED.connect(_erase_workflow_history)
     # A relay's synchronous 5xx is a bounce like one that comes back by mail.
     events.EMAIL_REJECTED.connect(inbound.relay_rejected)
     # Campaign reports count bounces and complaints by class and provider.
@@ -49,6 +51,10 @@ def _to_outbox(name: str) -> events.Handler:
         outbox.append(conn, name, payload, wake=automation_jobs.wake)
     handler.wants = interest.probe(name)        # what events.DomainEvent.wanted asks
     return handler
+
+
+def _erase_workflow_history(conn, *, subscriber_ids) -> None:
+    enrollment.erase_people(conn, subscriber_ids)
 
 
 def _erase_tracking(conn, *, subscriber_ids) -> None:

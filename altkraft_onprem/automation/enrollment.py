@@ -17,7 +17,8 @@ from altkraft_onprem.audience.models import subscribers
 from altkraft_onprem.db.types import utcnow
 
 from . import outbox
-from .workflow_models import enrollments, steps
+from .models import received_events
+from .workflow_models import enrollments, steps, workflows
 
 
 def active_key(workflow_id: int, subscriber_id: int) -> str:
@@ -142,10 +143,22 @@ def page(conn: Connection, workflow_id: int, *, state: str | None = None, subscr
     return [dict(r) for r in rows], total
 
 
-def person_steps(conn: Connection, subscriber_id: int, limit: int = 200) -> list[dict]:
-    """A person's workflow steps, newest first (the subscriber timeline)."""
-    rows = conn.execute(select(steps.c.at, steps.c.workflow_id, steps.c.node_id, steps.c.visit,
-                               steps.c.branch, steps.c.detail).join(
-        enrollments, enrollments.c.id == steps.c.enrollment_id).where(
+def timeline(conn: Connection, subscriber_id: int, limit: int) -> list[dict]:
+    """extensions.PERSON_TIMELINE: each workflow step a person took, newest first."""
+    rows = conn.execute(select(steps.c.at, steps.c.node_id, steps.c.visit, steps.c.branch,
+                               workflows.c.name).join(
+        enrollments, enrollments.c.id == steps.c.enrollment_id).join(
+        workflows, workflows.c.id == steps.c.workflow_id).where(
         enrollments.c.subscriber_id == subscriber_id).order_by(steps.c.at.desc()).limit(limit))
-    return [dict(r._mapping) for r in rows]
+    return [{"at": r.at, "kind": "workflow_step",
+             "details": {"workflow": r.name, "step": r.node_id, "branch": r.branch,
+                         "visit": r.visit if r.visit > 1 else None}} for r in rows]
+
+
+def erase_people(conn: Connection, subscriber_ids) -> None:
+    """subscriber.erased: their enrollments, steps and custom events go with them."""
+    ids = list(subscriber_ids)
+    conn.execute(steps.delete().where(steps.c.enrollment_id.in_(
+        select(enrollments.c.id).where(enrollments.c.subscriber_id.in_(ids)))))
+    conn.execute(enrollments.delete().where(enrollments.c.subscriber_id.in_(ids)))
+    conn.execute(received_events.delete().where(received_events.c.subscriber_id.in_(ids)))

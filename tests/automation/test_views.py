@@ -71,3 +71,14 @@ def test_publishing_a_bad_workflow_shows_the_node_and_reason(env, client):
     answer = client.post(f"/automation/workflows/{workflow_id}/publish", data={"csrf_token": token},
                          follow_redirects=True)
     assert "unknown node type &#39;teleport&#39;" in answer.get_data(as_text=True)
+
+
+def test_the_subscriber_timeline_shows_workflow_steps(env, client):
+    from .helpers import enroll
+
+    workflow_id = published(env, chain(("welcome", "goal", {"name": "hi"}), name="Timeline flow"))
+    subscriber_id = person(env)
+    enroll(env, workflow_id, subscriber_id)
+    signed_in(env, client)
+    html = client.get(f"/audience/subscribers/{subscriber_id}").get_data(as_text=True)
+    assert "workflow_step" in html and "workflow=Timeline flow" in html and "step=welcome" in html

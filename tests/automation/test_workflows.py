@@ -311,3 +311,16 @@ def test_the_cli_lists_pauses_and_enrolls(env):
     assert paused.exit_code == 0 and "paused" in paused.output
     again = runner_.invoke(cli, ["workflow", "pause", str(workflow_id)], env=environment)
     assert again.exit_code == 1 and "cannot be paused" in again.output
+
+
+def test_gdpr_erasure_takes_the_workflow_history_along(env):
+    from altkraft_onprem.audience import gdpr
+
+    workflow_id = published(env, chain(("g", "goal", {"name": "x"})))
+    subscriber_id = person(env)
+    enroll(env, workflow_id, subscriber_id)
+    with db.write(env.engine) as conn:
+        gdpr.erase_person(conn, ACTOR, subscriber_id)
+    with db.read(env.engine) as conn:
+        assert conn.execute(select(enrollments.c.id).where(
+            enrollments.c.subscriber_id == subscriber_id)).first() is None
