@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from altkraft_onprem.db import metadata
@@ -117,3 +118,33 @@ alerts = Table(
     Column("detail", Text, nullable=False, default=""),
 )
 Index("ix_deliverability_alerts_last_at", alerts.c.last_at)
+
+# DMARC aggregate reports (RFC 7489 appendix C): one row per report, and its records per day,
+# source IP and result. A report sent twice (same organisation and report id) is kept once.
+dmarc_reports = Table(
+    "dmarc_reports", metadata,
+    Column("id", _id, primary_key=True),
+    Column("inbound_id", _id, ForeignKey("inbound_messages.id", ondelete="SET NULL"), nullable=True),
+    Column("org_name", String(200), nullable=False),
+    Column("report_id", String(200), nullable=False),
+    Column("domain", String(255), nullable=False),
+    Column("policy", String(16), nullable=False, default=""),
+    Column("begin_at", UTCDateTime, nullable=False),
+    Column("end_at", UTCDateTime, nullable=False),
+    UniqueConstraint("org_name", "report_id", name="uq_dmarc_reports_org_name"),
+)
+dmarc_rows = Table(
+    "dmarc_rows", metadata,
+    Column("id", _id, primary_key=True),
+    Column("report_id", _id, ForeignKey("dmarc_reports.id", ondelete="CASCADE"), nullable=False),
+    Column("day", String(10), nullable=False),           # YYYY-MM-DD (UTC) of the interval
+    Column("source_ip", String(45), nullable=False),
+    Column("header_from", String(255), nullable=False, default=""),
+    Column("count", Integer, nullable=False),
+    Column("disposition", String(16), nullable=False, default="none"),
+    Column("dkim", String(8), nullable=False),           # pass / fail (policy evaluated)
+    Column("spf", String(8), nullable=False),
+    Column("passed", Boolean, nullable=False),           # DMARC pass: SPF or DKIM aligned and passing
+)
+Index("ix_dmarc_rows_day", dmarc_rows.c.day, dmarc_rows.c.source_ip)
+Index("ix_dmarc_rows_report", dmarc_rows.c.report_id)

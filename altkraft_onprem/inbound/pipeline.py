@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
+from . import dmarc, rules
 from . import parse as parser
-from . import rules
 from .addresses import BOUNCE, DMARC, UNSUBSCRIBE, Recogniser
 from .attribution import Attribution, attribute
 
@@ -28,8 +28,9 @@ class Verdict:
     rules_version: int = rules.CURRENT_VERSION
     feedback_type: str = ""
     reporter: str = ""
-    source: str = ""                # dsn, heuristic, arf, mailto
+    source: str = ""                # dsn, heuristic, arf, mailto, dmarc
     notes: list[str] = field(default_factory=list)
+    report: dict | None = None      # a DMARC aggregate report (dmarc.read_report)
 
     def detail(self) -> dict:
         out: dict = {"notes": self.notes}
@@ -41,6 +42,9 @@ class Verdict:
             out.update(bounce_class=self.bounce_class, rule=self.rule, rules_version=self.rules_version)
         if self.feedback_type:
             out.update(feedback_type=self.feedback_type, reporter=self.reporter)
+        if self.report:
+            out["dmarc"] = {k: self.report[k] for k in ("org_name", "report_id", "domain", "policy")}
+            out["dmarc"]["records"] = len(self.report["rows"])
         return out
 
 
@@ -52,8 +56,11 @@ def judge(conn: Connection, settings, recogniser: Recogniser, rcpt: str, raw: by
                        source="mailto")
     parsed = parser.parse(raw)
     if mailbox is not None and mailbox.kind == DMARC:
-        return Verdict("ignored", "dmarc", parsed.subject,
-                       notes=["DMARC aggregate reports are stored; reading them is not built yet"])
+        try:
+            return Verdict("processed", "dmarc", parsed.subject, source="dmarc",
+                           report=dmarc.read_report(raw))
+        except dmarc.DmarcError as exc:
+            return Verdict("review", "dmarc", parsed.subject, notes=[str(exc)])
     found = attribute(conn, settings, recogniser.key, rcpt, parsed.original)
     verdict = _by_kind(parsed, found)
     verdict.subject, verdict.notes = parsed.subject, parsed.problems + verdict.notes

@@ -23,7 +23,7 @@ from altkraft_onprem.delivery import providers
 from altkraft_onprem.errors import NotFound
 from altkraft_onprem.tracking.models import CLICK, OPEN, tracking_events
 
-from . import monitor, rules
+from . import dmarc, monitor, rules
 from .addresses import Recogniser
 from .intake import raw_message
 from .models import bounces, complaints, inbound_messages
@@ -108,6 +108,9 @@ def _claim(conn: Connection, inbound_id: int, verdict: Verdict) -> bool:
 
 
 def _effects(conn: Connection, settings, inbound_id: int, verdict: Verdict) -> None:
+    if verdict.report is not None:
+        dmarc.store(conn, inbound_id, verdict.report)
+        return
     found = verdict.attribution
     if found is None or verdict.state not in ("processed", "review"):
         return

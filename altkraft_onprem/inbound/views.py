@@ -15,7 +15,7 @@ from altkraft_onprem.delivery.providers import PROVIDER_LABELS
 from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import bounces as feedback
-from . import monitor, overview, service
+from . import dmarc, monitor, overview, service
 from .models import ALERT_LABELS, BOUNCE_CLASSES, CLASS_LABELS, STATE_LABELS
 
 blueprint = Blueprint("inbound", __name__)
@@ -51,12 +51,19 @@ def index():
             "complaints": feedback.list_complaints(conn, campaign_id=filters["campaign_id"],
                                                    since=filters["since"], limit=PAGE),
             "unmatched": overview.waiting_for_people(conn, limit=PAGE),
+            "dmarc": dmarc.summary(conn),
         }
+    days = context["dmarc"]["days"]
+    charts = {"dmarc": {"type": "bar", "data": {
+        "labels": [d["day"] for d in days],
+        "datasets": [{"label": _("DMARC pass"), "data": [d["passed"] for d in days]},
+                     {"label": _("DMARC fail"), "data": [d["failed"] for d in days]}]},
+        "options": {"scales": {"x": {"stacked": True}, "y": {"stacked": True}}}}}
     return render_template(
         "inbound/index.html", filters=filters, classes=BOUNCE_CLASSES,
         class_labels={k: _(v) for k, v in CLASS_LABELS.items()}, state_labels=labels,
         alert_labels={k: _(v) for k, v in ALERT_LABELS.items()},
-        provider_labels={k: _(v) for k, v in PROVIDER_LABELS.items()}, **context)
+        provider_labels={k: _(v) for k, v in PROVIDER_LABELS.items()}, charts=charts, **context)
 
 
 @blueprint.route("/deliverability/inbound/messages/<int:inbound_id>")

@@ -44,3 +44,14 @@ def test_endless_header_and_deep_nesting_are_read():
     assert parse.parse(deep).kind == "other"
     endless = b"Subject: " + b"x" * 2_000_000 + b"\r\n\r\nbody"
     assert parse.parse(endless).kind == "other"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=3000))
+def test_dmarc_reader_refuses_junk_with_its_own_error(raw):
+    from altkraft_onprem.inbound import dmarc
+
+    try:
+        dmarc.read_report(raw)
+    except dmarc.DmarcError:
+        pass
