@@ -25,13 +25,19 @@ from altkraft_onprem.config import ConfigError, Settings
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """ALTKRAFT On-Premise: email marketing on your own servers."""
-    ctx.obj = Context(config_path, app_factory=_create_app)
+    ctx.obj = Context(config_path, app_factory=_create_app, connect_reactions=_connect_reactions)
 
 
 def _create_app(settings: Settings, engine=None):
     from altkraft_onprem.app import create_app
 
     return create_app(settings, engine=engine)
+
+
+def _connect_reactions() -> None:
+    from altkraft_onprem import reactions
+
+    reactions.connect_all()
 
 
 # --- run / worker ---------------------------------------------------------------------------

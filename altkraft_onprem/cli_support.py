@@ -29,12 +29,20 @@ class Fatal(click.ClickException):
 
 class Context:
     """Handed to every command (`@pass_ctx` / `@click.pass_obj`): the settings, loaded on first
-    use, a checked database engine, and the app built by the factory the root command gave."""
+    use, a checked database engine, the app built by the factory the root command gave, and
+    the domain reactions (what `create_app` connects) for commands that call services."""
 
-    def __init__(self, config_path: str | None, app_factory: Callable[..., Any] | None = None):
+    def __init__(self, config_path: str | None, app_factory: Callable[..., Any] | None = None,
+                 connect_reactions: Callable[[], None] | None = None):
         self.config_path = config_path
         self._settings: Settings | None = None
         self._app_factory = app_factory
+        self._connect_reactions = connect_reactions
+
+    def connect_reactions(self) -> None:
+        """Services called from a command react as in the app (events, extension points)."""
+        if self._connect_reactions is not None:
+            self._connect_reactions()
 
     @property
     def settings(self) -> Settings:

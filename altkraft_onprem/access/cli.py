@@ -19,6 +19,7 @@ def operator_call(ctx: Context, fn):
 
     engine = ctx.engine()
     require_migrated(engine)
+    ctx.connect_reactions()
     actor = system_actor(f"cli:{os.environ.get('SUDO_USER') or os.environ.get('USER') or 'root'}")
     try:
         with db.write(engine) as conn:

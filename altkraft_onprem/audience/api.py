@@ -12,8 +12,9 @@ from altkraft_onprem.api import MAX_ID, operation
 from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import fields as field_service
-from . import gdpr, lists, segments, subscribers, trash
+from . import gdpr, lists, optin, segments, subscribers, trash
 from . import optin as optin_defaults
+from .jobs import send_confirmation
 
 TAG_LISTS, TAG_SUBS, TAG_FIELDS = "Lists", "Subscribers", "Custom fields"
 TAG_SEGMENTS, TAG_TRASH, TAG_SUPP = "Segments", "Trash", "Suppressions"
@@ -338,9 +339,6 @@ class ResendBody(Strict):
            permission="lists:write", summary="Send the double opt-in email again", tag=TAG_SUBS,
            body=ResendBody, status=202)
 def resend_confirmation(subscriber_id: int, body: ResendBody):
-    from . import optin
-    from .jobs import send_confirmation
-
     with db.write(db.get_engine()) as conn:
         optin.resend(conn, g.actor, subscriber_id, body.list)
     send_confirmation(subscriber_id, body.list)

@@ -7,7 +7,11 @@ from huey import crontab
 
 from altkraft_onprem import db
 from altkraft_onprem.config import current_settings
+from altkraft_onprem.delivery.outbound import DeliveryError, send_single
 from altkraft_onprem.jobqueue import job, periodic
+
+from . import optin, trash
+from .activity import log_activity
 
 log = logging.getLogger(__name__)
 
@@ -15,11 +19,6 @@ log = logging.getLogger(__name__)
 @job(retries=2, retry_delay=60)
 def send_confirmation(subscriber_id: int, list_id: int) -> str:
     """The double opt-in email for one membership, through the single-message path."""
-    from altkraft_onprem.delivery.outbound import DeliveryError, send_single
-
-    from . import optin
-    from .activity import log_activity
-
     settings = current_settings()
     engine = db.get_engine()
     with db.read(engine) as conn:
@@ -40,8 +39,6 @@ def send_confirmation(subscriber_id: int, list_id: int) -> str:
 @periodic(crontab(minute="17", hour="3"))
 def purge_trash() -> int:
     """Erases subscribers that have been in the trash longer than audience.trash_days."""
-    from . import trash
-
     with db.write(db.get_engine()) as conn:
         count = trash.purge(conn, current_settings()["audience.trash_days"])
     if count:

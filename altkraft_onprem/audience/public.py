@@ -18,6 +18,7 @@ from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import links, optin
 from .activity import record_consent
+from .jobs import send_confirmation
 from .lists import list_lists
 from .service import unsubscribe
 from .subscribers import get_subscriber, set_membership
@@ -37,7 +38,6 @@ def _ua() -> str:
 
 
 def _enqueue_confirmation(subscriber_id: int, list_id: int) -> None:
-    from .jobs import send_confirmation
     try:
         send_confirmation(subscriber_id, list_id)
     except Exception:  # noqa: BLE001 - the sign-up is stored; the email can be resent

@@ -10,8 +10,10 @@ from altkraft_onprem.errors import ServiceError
 
 from . import fields as fields_service
 from .models import (
+    GENDERS,
     MEMBER_STATUSES,
     STANDARD_FIELDS,
+    STANDARD_TYPES,
     SUBSCRIBER_STATES,
     FieldError,
     clean_custom,
@@ -42,8 +44,6 @@ EXTRA_FIELDS = {"state": "choice", "created_at": "datetime", "email_domain": "te
 
 def field_catalogue(conn: Connection) -> list[dict]:
     """Every field a condition may name, with its type, operators and choices (for the UI)."""
-    from .models import GENDERS, STANDARD_TYPES
-
     out = []
     for name in STANDARD_FIELDS:
         kind = STANDARD_TYPES[name]
@@ -138,7 +138,6 @@ class Checker:
             if definition is None:
                 raise ServiceError(f"unknown custom field {name[7:]!r}", f"{path}.field")
             return definition["type"], definition
-        from .models import STANDARD_TYPES
         if name in STANDARD_TYPES:
             return STANDARD_TYPES[name], None
         if name in EXTRA_FIELDS:

@@ -6,12 +6,14 @@ import re
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from altkraft_onprem import events
-from altkraft_onprem.access.models import Actor
+from altkraft_onprem.access.models import Actor, system_actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import NotFound, ServiceError
 
 from .activity import log_activity
+from .importer.archives import Limits
+from .importer.sources import open_tables
 from .models import FieldError, normalise_domain, normalise_email, subscribers, suppressions
 
 SOURCES = ("manual", "paste", "file", "api", "unsubscribe", "bounce", "complaint", "import")
@@ -108,9 +110,6 @@ def file_values(path, filename: str, settings) -> list[str]:
     """Addresses/domains from a file in any import format (CSV/TXT in any detected encoding,
     XLS, XLSX, ZIP or TAR.GZ of those, read with the importer's limits): the column headed
     email/domain when there is one, else the first column."""
-    from .importer.archives import Limits
-    from .importer.sources import open_tables
-
     values: list[str] = []
     for table in open_tables(path, filename, Limits.from_settings(settings)):
         column = 0
@@ -201,8 +200,6 @@ def only_self_unsubscribed(conn: Connection, email: str) -> bool:
 def lift_self_unsubscribe(conn: Connection, email: str) -> None:
     """The owner opted in again (confirmed link, preference center): their own
     unsubscribe-from-everything entry goes (audited as the system)."""
-    from altkraft_onprem.access.models import system_actor
-
     value = normalise_email(email)
     entry = conn.execute(select(suppressions.c.id).where(
         suppressions.c.email == value, suppressions.c.source == "unsubscribe")).scalar()

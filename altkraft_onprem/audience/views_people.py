@@ -17,6 +17,7 @@ from altkraft_onprem.errors import ServiceError
 
 from . import activity, gdpr, lists, optin, segments, subscribers, suppression, trash
 from . import fields as field_service
+from .jobs import send_confirmation
 from .models import MEMBER_STATUSES, STANDARD_FIELDS, SUBSCRIBER_STATES
 from .views import blueprint, engine, form_list
 
@@ -155,7 +156,6 @@ def subscriber_lists(subscriber_id: int):
         flash(exc.message, "error")
         return redirect(url_for("audience.subscriber_page", subscriber_id=subscriber_id))
     if form.get("action") == "resend":
-        from .jobs import send_confirmation
         send_confirmation(subscriber_id, list_id)
         flash(_("The confirmation email is on its way."), "success")
     return redirect(url_for("audience.subscriber_page", subscriber_id=subscriber_id))

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from altkraft_onprem import db
 from altkraft_onprem.access.models import Actor
+from altkraft_onprem.config import current_settings
 
-from . import service
+from . import jobs, service, splittest
 
 ACTIONS = ("start", "schedule", "pause", "resume", "cancel")
 
 
 def perform(actor: Actor, settings, campaign_id: int, action: str, engine=None) -> str:
     """Runs one lifecycle action; returns the new state (ServiceError/Conflict when refused)."""
-    from . import jobs
-
     engine = engine or db.get_engine()
     with db.write(engine) as conn:
         new_state = {
@@ -34,8 +33,6 @@ def perform(actor: Actor, settings, campaign_id: int, action: str, engine=None) 
 def after_create(actor: Actor, campaign_id: int, *, start_now: bool, scheduled: bool,
                  settings=None, engine=None) -> str | None:
     """"Start right now" wins over a schedule; a schedule alone schedules the campaign."""
-    from altkraft_onprem.config import current_settings
-
     settings = settings or current_settings()
     if start_now:
         return perform(actor, settings, campaign_id, "start", engine)
@@ -47,8 +44,6 @@ def after_create(actor: Actor, campaign_id: int, *, start_now: bool, scheduled: 
 def choose_winner(actor: Actor, campaign_id: int, variant: int | None = None, engine=None) -> int:
     """A person picks the split test's winner now: the named variant, or the best by the
     test's metric so far; the held rows then go out with it. Returns the winning variant."""
-    from . import jobs, splittest
-
     engine = engine or db.get_engine()
     with db.write(engine) as conn:
         winner = splittest.decide(conn, actor, campaign_id, variant)

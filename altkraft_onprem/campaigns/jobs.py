@@ -7,6 +7,7 @@ import time
 from huey import crontab
 
 from altkraft_onprem import db, extensions, jobqueue
+from altkraft_onprem.access.models import system_actor
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, ServiceError
@@ -91,8 +92,6 @@ def decide_split_test(campaign_id: int) -> None:
 
 def decide_due() -> list[int]:
     """Chooses the winners whose time has come; each campaign then sends on (if running)."""
-    from altkraft_onprem.errors import ServiceError
-
     engine = db.get_engine()
     with db.read(engine) as conn:
         candidates = splittest.due(conn)
@@ -120,8 +119,6 @@ def campaigns_tick() -> None:
 
 
 def start_due() -> list[int]:
-    from altkraft_onprem.access.models import system_actor
-
     engine = db.get_engine()
     settings = current_settings()
     replay_journals(settings, engine)

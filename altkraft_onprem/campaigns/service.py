@@ -16,7 +16,8 @@ from altkraft_onprem.audience.models import normalise_email, subscribers
 from altkraft_onprem.audience.models import segments as segments_table
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
-from altkraft_onprem.messages.service import version_links
+from altkraft_onprem.messages.render import check_version
+from altkraft_onprem.messages.service import get_version, require_sendable, version_links
 
 from . import ledger, occurrences, splittest, startcheck
 from .models import MOVES, UTM_KEYS, campaigns, deliveries, link_marks, with_utm
@@ -41,8 +42,6 @@ def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
             raise ServiceError("a name of 1 to 200 characters is required", "name")
         out["name"] = name
     if "message_id" in data:
-        from altkraft_onprem.messages.service import require_sendable
-
         require_sendable(conn, data["message_id"])
         out["message_id"] = data["message_id"]
     for key in ("from_email", "reply_to"):
@@ -198,9 +197,6 @@ _PAST = {"schedule": "scheduled", "start": "started", "pause": "paused", "resume
 
 
 def _pin_version(conn: Connection, campaign: dict) -> int:
-    from altkraft_onprem.messages.render import check_version
-    from altkraft_onprem.messages.service import get_version
-
     version = get_version(conn, campaign["message_id"])
     problems = check_version(version)
     if problems:

@@ -25,6 +25,8 @@ from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
+from altkraft_onprem.messages.render import check_version
+from altkraft_onprem.messages.service import get_version, get_version_by_id, require_sendable
 
 from . import ledger
 from .models import (
@@ -93,8 +95,6 @@ def clean(conn: Connection, spec: Any) -> dict[str, Any] | None:
 
 
 def _check_message(conn: Connection, message_id: Any, field: str, letter: str) -> None:
-    from altkraft_onprem.messages.service import require_sendable
-
     if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 1:
         raise ServiceError(f"variant {letter}: must be a message id", field)
     require_sendable(conn, message_id, field, f"variant {letter}: ")
@@ -117,9 +117,6 @@ def get(conn: Connection, campaign_id: int) -> dict[str, Any] | None:
 
 def pin(conn: Connection, campaign: dict[str, Any], test: dict[str, Any]) -> None:
     """At start: every variant's message version pinned and checked, the decision time set."""
-    from altkraft_onprem.messages.render import check_version
-    from altkraft_onprem.messages.service import get_version, get_version_by_id
-
     if test["state"] != "pending":
         return
     variants = []
@@ -157,8 +154,6 @@ def _overridden(version: dict[str, Any], variant: dict[str, Any]) -> dict[str, A
 
 def sending_parts(conn: Connection, campaign: dict[str, Any]) -> dict[int, tuple[dict, dict]]:
     """{variant: (campaign values, message version)} the sender compiles, one per variant."""
-    from altkraft_onprem.messages.service import get_version_by_id
-
     test = get(conn, campaign["id"])
     if test is None or test["state"] == "pending":
         return {0: (campaign, get_version_by_id(conn, campaign["version_id"]))}

@@ -6,8 +6,10 @@ from flask_babel import gettext as _
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
+from altkraft_onprem.audience import lists, segments
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
+from altkraft_onprem.messages import service as messages
 
 from . import actions, service, splittest
 from .models import (
@@ -23,9 +25,6 @@ blueprint = Blueprint("campaigns", __name__)
 
 
 def _choices(conn) -> dict:
-    from altkraft_onprem.audience import lists, segments
-    from altkraft_onprem.messages import service as messages
-
     return {"messages": messages.list_messages(conn), "lists": lists.list_lists(conn, counts=False),
             "segments": segments.list_segments(conn)}
 

@@ -14,6 +14,8 @@ from altkraft_onprem import http_guard
 from altkraft_onprem.config import Settings
 from altkraft_onprem.errors import ServiceError
 
+from .sandbox import MessageEnvironment
+
 
 class DataFetchError(ServiceError):
     """External data could not be loaded; the message says which URL and why."""
@@ -68,7 +70,6 @@ def per_subscriber_data(settings: Settings, source: dict[str, Any] | None,
     the same `cache` dict for every batch of a send to fetch it once per send."""
     if not source or source.get("kind") != "per_subscriber":
         return {}
-    from .sandbox import MessageEnvironment
 
     try:
         template = MessageEnvironment(autoescape=False).from_string(source["url_template"])

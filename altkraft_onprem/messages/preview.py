@@ -9,7 +9,10 @@ from sqlalchemy import Connection
 
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
+from altkraft_onprem.audience import links, subscribers
+from altkraft_onprem.audience import service as audience
 from altkraft_onprem.config import Settings
+from altkraft_onprem.delivery.outbound import DeliveryError, send_single
 from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import data as external
@@ -31,8 +34,6 @@ MAX_TEST_RECIPIENTS = 10
 def _subscriber(conn: Connection, subscriber_id: int | None, email: str | None) -> dict[str, Any]:
     if subscriber_id is None and not email:
         return dict(SAMPLE_SUBSCRIBER)
-    from altkraft_onprem.audience import service as audience
-    from altkraft_onprem.audience import subscribers
 
     if subscriber_id is None:
         found = subscribers.find_by_email(conn, email or "")
@@ -48,11 +49,7 @@ def _subscriber(conn: Connection, subscriber_id: int | None, email: str | None) 
 def _links(settings: Settings, subscriber_id: int) -> dict[str, str]:
     base = settings["server.public_url"]
     view = f"{base}/p/view/{PREVIEW_TOKEN}"
-    try:
-        from altkraft_onprem.audience import links
-    except ImportError:
-        links = None
-    if links is None or not subscriber_id:
+    if not subscriber_id:
         return {"unsubscribe_url": f"{base}/p/unsubscribe/preview",
                 "preferences_url": f"{base}/p/preferences/preview",
                 "view_in_browser_url": view}
@@ -122,8 +119,6 @@ def send_test(conn: Connection, settings: Settings, actor: Actor, message_id: in
               subscriber_id: int | None = None, version: int | None = None) -> list[dict[str, Any]]:
     """Sends the rendered version to a few addresses through the configured relay; one result
     per address (sent with its Message-ID, or the reason it was not)."""
-    from altkraft_onprem.delivery.outbound import DeliveryError, send_single
-
     addresses = [a.strip() for a in recipients if a and a.strip()]
     if not addresses:
         raise ServiceError("give at least one address to send the test to", "recipients")

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
 from altkraft_onprem.api import operation
+from altkraft_onprem.errors import ServiceError
 
 from . import campaign as campaign_report
 from . import clickmap as clickmaps
@@ -210,8 +211,6 @@ def cohorts(query: CohortQuery):
            summary="New subscribers vs unsubscribes, bounces, complaints per period; net growth", tag=TAG,
            query=EngagementQuery, response=Engagement)
 def engagement(query: EngagementQuery):
-    from altkraft_onprem.errors import ServiceError
-
     since = _day(query.since)
     until = _day(query.until)
     if until is not None:

@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from altkraft_onprem.campaigns.models import deliveries, lists_label
+from altkraft_onprem.campaigns import splittest
+from altkraft_onprem.campaigns.models import deliveries, lists_label, variant_letter
 from altkraft_onprem.campaigns.service import list_names
 from altkraft_onprem.errors import NotFound, ServiceError
 from altkraft_onprem.messages.models import message_versions
@@ -41,9 +42,6 @@ def _mark_link(url: str, index: int) -> str:
 
 def split_variants(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
     """A started split test's variants with their pinned versions ([] without one)."""
-    from altkraft_onprem.campaigns import splittest
-    from altkraft_onprem.campaigns.models import variant_letter
-
     test = splittest.get(conn, campaign_id)
     if test is None or test["state"] == "pending":
         return []

@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
+from altkraft_onprem.audience import segments
+from altkraft_onprem.audience.models import lists, subscribers
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.delivery.providers import PROVIDER_LABELS
 from altkraft_onprem.errors import ServiceError
@@ -28,8 +30,6 @@ def _csv(text: str, name: str) -> Response:
 
 
 def _lists(conn) -> list[dict]:
-    from altkraft_onprem.audience.models import lists
-
     return [dict(r._mapping) for r in conn.execute(select(lists.c.id, lists.c.name).order_by(lists.c.name))]
 
 
@@ -208,9 +208,6 @@ def cohorts_csv():
 @requires("lists:write")
 def cohort_segment():
     """A heatmap cell -> its cohort as a saved segment (confirm, then create)."""
-    from altkraft_onprem.audience import segments
-    from altkraft_onprem.audience.models import subscribers
-
     source = request.values.get("source", "").strip() or None
     period = request.values.get("period", "month")
     cohort = request.values.get("cohort", "")

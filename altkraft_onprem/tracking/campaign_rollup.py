@@ -19,6 +19,7 @@ from collections import Counter
 from sqlalchemy import Connection, and_, delete, func, literal, or_, select
 
 from altkraft_onprem.audience.models import subscribers
+from altkraft_onprem.campaigns.models import deliveries
 from altkraft_onprem.db import periods
 
 from .bulk import CHUNK, insert_new, rows_with, upsert
@@ -57,8 +58,6 @@ def per_campaign(pairs) -> list[tuple[int, list[int]]]:
 
 def ledger(conn: Connection, pairs) -> dict[Pair, tuple[str, object, int]]:
     """(campaign, subscriber) -> (ledger state, done_at, variant) for the pairs that have a row."""
-    from altkraft_onprem.campaigns.models import deliveries
-
     dv = deliveries.c
     by_campaign: dict[int, set[int]] = {}
     for campaign, subscriber_id in pairs:
@@ -175,8 +174,6 @@ def rebuild(conn: Connection) -> None:
     Only split-test campaigns (ledger variants other than 0) need the ledger joined for the
     variant; every other campaign is grouped from the events alone (a join of every event with
     the ledger made this take minutes at 10 million events)."""
-    from altkraft_onprem.campaigns.models import deliveries
-
     for table in (campaign_counts, campaign_hours, campaign_people, campaign_uniques, campaign_agents):
         conn.execute(delete(table))
     dv, people = deliveries.c, campaign_people.c

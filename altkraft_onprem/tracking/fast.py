@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from altkraft_onprem import metrics
 from altkraft_onprem.config import Settings
 from altkraft_onprem.db.types import utcnow
 
@@ -173,8 +174,6 @@ class FastPath:
         key = (method, prefix, status)
         counter = self._counters.get(key)
         if counter is None:
-            from altkraft_onprem import metrics
-
             endpoint = "tracking.open_pixel" if prefix == "/t/o/" else "tracking.click"
             counter = self._counters[key] = metrics._get()["requests"].labels(method, endpoint, str(status))
         counter.inc()

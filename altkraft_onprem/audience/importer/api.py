@@ -10,10 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
 from altkraft_onprem.api import MAX_ID, operation
+from altkraft_onprem.audience import lists as list_service
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import jobs, records, runner, service
+from .views import rejected_response
 
 TAG = "Imports"
 PERMISSION = "subscribers:import"
@@ -115,8 +117,6 @@ class ImportOut(BaseModel):
 
 
 def resolve_lists(conn, text: str) -> list[int]:
-    from altkraft_onprem.audience import lists as list_service
-
     ids = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -183,6 +183,4 @@ def get_import(import_id: int):
            summary="Every rejected row with its line number and reason (CSV)",
            content_type="text/csv")
 def rejected_csv(import_id: int):
-    from .views import rejected_response
-
     return rejected_response(import_id)

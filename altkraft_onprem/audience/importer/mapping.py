@@ -59,6 +59,12 @@ def guess_field(header: str, custom_keys: Iterable[str] = ()) -> str:
     return SKIP
 
 
+def looks_like_email(cell: str) -> bool:
+    cell = cell.strip()
+    at = cell.find("@")
+    return 0 < at < len(cell) - 1 and " " not in cell and "." in cell[at:]
+
+
 def column_names(header: list[str] | None, width: int) -> list[str]:
     """How the mapping names each column: its header text, or its 1-based position."""
     names = [str(i + 1) for i in range(width)]
@@ -72,8 +78,6 @@ def column_names(header: list[str] | None, width: int) -> list[str]:
 def auto_mapping(header: list[str] | None, width: int, custom_keys: Iterable[str] = (),
                  sample_rows: Iterable[list[str]] = ()) -> dict[str, str]:
     """A mapping guessed from the header; without one, the column holding addresses is email."""
-    from .text import looks_like_email
-
     custom_keys = list(custom_keys)
     names = column_names(header, width)
     mapping = {name: SKIP for name in names}

@@ -21,7 +21,8 @@ from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from altkraft_onprem import db, events
 from altkraft_onprem.audience import fields as field_service
-from altkraft_onprem.audience.models import custom_index_name, subscribers
+from altkraft_onprem.audience.jobs import send_confirmation
+from altkraft_onprem.audience.models import custom_index_name, lists, subscribers
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import ServiceError
 
@@ -121,7 +122,6 @@ def queue_confirmations(pending: list[tuple[int, int]]) -> None:
     """Enqueues the audience's confirmation email job per (subscriber, list)."""
     if not pending:
         return
-    from altkraft_onprem.audience.jobs import send_confirmation
 
     for subscriber_id, list_id in pending:
         try:
@@ -131,8 +131,6 @@ def queue_confirmations(pending: list[tuple[int, int]]) -> None:
 
 
 def double_optin_lists(engine: Engine, list_ids: list[int]) -> frozenset[int]:
-    from altkraft_onprem.audience.models import lists
-
     if not list_ids:
         return frozenset()
     with db.read(engine) as conn:

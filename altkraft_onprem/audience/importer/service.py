@@ -17,6 +17,7 @@ from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record as audit
 from altkraft_onprem.audience import fields as field_service
 from altkraft_onprem.audience import lists as list_service
+from altkraft_onprem.audience.models import STANDARD_FIELDS
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import NotFound, ServiceError
 
@@ -71,8 +72,6 @@ def _check(mode: str, status: str) -> None:
 
 
 def _check_mapping(value) -> dict[str, str]:
-    from altkraft_onprem.audience.models import STANDARD_FIELDS
-
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str | None)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .cyrillic import cyrillic_code_page
+from .mapping import guess_field, looks_like_email
 
 SAMPLE_BYTES = 64 * 1024
 # What a person may choose when detection got it wrong (the import preview offers them).
@@ -160,16 +161,8 @@ def sniff_delimiter(sample: str) -> str:
     return best
 
 
-def looks_like_email(cell: str) -> bool:
-    cell = cell.strip()
-    at = cell.find("@")
-    return 0 < at < len(cell) - 1 and " " not in cell and "." in cell[at:]
-
-
 def looks_like_header(first: list[str], following: list[list[str]]) -> bool:
     """A header names fields we know, or carries no address where the data rows do."""
-    from .mapping import guess_field
-
     if any(looks_like_email(c) for c in first):
         return False
     if any(guess_field(c) for c in first):
