@@ -44,11 +44,14 @@ docs: python-deps
 	$(BIN)/python -m altkraft_onprem.access.docs docs/admin.md
 	$(BIN)/altkraft config docs > docs/configuration.md
 
-## Debian packages the tests drive: Chromium (browser tests), Postfix's smtp-sink/smtp-source (benchmarks).
+## Debian packages the tests drive: Chromium (browser tests), Postfix's smtp-sink/smtp-source (benchmarks),
+## Dovecot (a real IMAP server for inbound mail's mailbox polling).
 system-deps:
-	@command -v chromium >/dev/null && command -v smtp-sink >/dev/null && command -v wrk >/dev/null || { \
+	@command -v chromium >/dev/null && command -v smtp-sink >/dev/null && command -v wrk >/dev/null \
+	  && command -v dovecot >/dev/null || { \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium postfix wrk >/dev/null; }
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium postfix wrk \
+	    dovecot-imapd >/dev/null; }
 
 ## The one-file `altkraft-install` IT copies onto a host (PyInstaller, about 75 s of CPU);
 ## `make test` builds it once and tests/installer/test_binary.py runs it.

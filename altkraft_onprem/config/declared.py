@@ -52,6 +52,27 @@ DKIM_KEY_FIELDS = (
 )
 
 
+IMAP_MAILBOX_FIELDS = (
+    _item("host", _str, REQUIRED, "IMAP server host name or address."),
+    _item("port", _positive(_int), 993, "IMAP port (993 with tls, 143 with starttls or none).", "integer"),
+    _item("security", _choice("tls", "starttls", "none"), "tls",
+          '"tls" (implicit TLS), "starttls" or "none" (only on a trusted network).'),
+    _item("verify_tls", _bool, True, "Verify the server's TLS certificate.", "boolean"),
+    _item("username", _str, REQUIRED, "Login name."),
+    _item("password_file", _str, "", "File holding the password (readable by the service user only)."),
+    _item("xoauth2_token_file", _str, "",
+          "Instead of a password: a file holding an OAuth 2 access token (XOAUTH2, e.g. for "
+          "Microsoft 365 or Gmail), kept fresh by the site's token tool."),
+    _item("folder", _str, "INBOX", "The folder that receives bounces and reports."),
+    _item("processed_folder", _str, "Processed", "Where read messages are moved (created if missing)."),
+    _item("unmatched_folder", _str, "Unmatched",
+          "Where messages that match nothing sent from here are moved (created if missing); "
+          "nothing is ever deleted."),
+    _item("rcpt", _str, "",
+          "The address this mailbox receives for (e.g. the FBL address); empty: each message's "
+          "Delivered-To, X-Original-To or To header."),
+)
+
 DOMAIN_LIMIT_FIELDS = (
     _item("domain", _str, REQUIRED, "Recipient domain, e.g. gmail.com."),
     _item("per_second", _positive(_float), REQUIRED, "Messages per second to that domain.", "number"),
@@ -192,6 +213,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("inbound.dmarc_address", _str, "",
             "Address named in the DMARC record's rua= tag (aggregate reports arrive there).",
             example="dmarc@bounces.example.com"),
+    Setting("inbound.imap", _tables(IMAP_MAILBOX_FIELDS, "IMAP mailbox"), [],
+            "Existing mailboxes that receive bounces or FBL reports, polled every minute, as "
+            "[[inbound.imap]] tables.", "list of tables",
+            example=[{"host": "imap.example.com", "username": "fbl@example.com",
+                      "password_file": "/etc/altkraft/imap_password", "rcpt": "fbl@example.com"}],
+            item_fields=IMAP_MAILBOX_FIELDS),
     Setting("inbound.max_message_kb", _positive(_int), 10240,
             "Largest message the receiver accepts, in kilobytes (bigger ones get 552).", "integer"),
     Setting("inbound.messages_per_ip_minute", _positive(_int), 6000,

@@ -9,7 +9,7 @@ from huey import crontab
 from altkraft_onprem import db, jobqueue
 from altkraft_onprem.config import current_settings
 
-from . import service
+from . import imap, service
 
 # One job drains the intake for at most this long, then queues its successor, so that a
 # flood of bounces never occupies a worker for good.
@@ -40,3 +40,11 @@ def process_inbound() -> int:
 def sweep_inbound() -> None:
     if service.waiting(db.get_engine()):
         process_inbound()
+
+
+@jobqueue.periodic(crontab(minute="*"))
+def poll_imap() -> None:
+    """Every configured IMAP mailbox, once a minute."""
+    settings = current_settings()
+    if settings["inbound.imap"]:
+        imap.poll_all(db.get_engine(), settings)

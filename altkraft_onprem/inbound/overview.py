@@ -9,6 +9,7 @@ from sqlalchemy import Connection, func, select
 
 from altkraft_onprem.db.types import utcnow
 
+from .imap import mailbox_status
 from .models import SOURCES, inbound_messages
 
 FOR_PEOPLE = ("unmatched", "review", "failed")
@@ -24,15 +25,17 @@ def intake_status(conn: Connection, settings) -> list[dict]:
                                .group_by(m.source)).all())
     waiting = dict(conn.execute(select(m.source, func.count()).where(m.state == "new")
                                 .group_by(m.source)).all())
+    mailboxes = mailbox_status(conn, settings)
     configured = {
         "smtp": settings["inbound.smtp_listen"],
-        "imap": "",
+        "imap": ", ".join(m["mailbox"] for m in mailboxes),
         "webhook": "POST /api/v1/bounces",
         "replay": "altkraft inbound replay",
     }
+    errors = {"imap": "; ".join(f"{m['mailbox']}: {m['error']}" for m in mailboxes if m["error"])}
     return [{"source": source, "last": last.get(source), "day": recent.get(source, 0),
-             "waiting": waiting.get(source, 0), "configured": configured[source]}
-            for source in SOURCES]
+             "waiting": waiting.get(source, 0), "configured": configured[source],
+             "error": errors.get(source, "")} for source in SOURCES]
 
 
 def waiting_for_people(conn: Connection, limit: int = 50) -> list[dict]:
