@@ -37,11 +37,14 @@ def _blueprints():
     import altkraft_onprem.audience.api_segments  # noqa: F401
     import altkraft_onprem.audience.api_suppressions  # noqa: F401
     import altkraft_onprem.audience.importer.api  # noqa: F401
+    import altkraft_onprem.audience.views_people  # noqa: F401  (routes on the audience blueprint)
+    import altkraft_onprem.audience.views_segments  # noqa: F401
     import altkraft_onprem.automation.api_webhooks  # noqa: F401
     import altkraft_onprem.automation.api_workflows  # noqa: F401
     import altkraft_onprem.campaigns.api  # noqa: F401
     import altkraft_onprem.inbound.api  # noqa: F401
     import altkraft_onprem.messages.api  # noqa: F401
+    import altkraft_onprem.messages.api_library  # noqa: F401
     import altkraft_onprem.reports.api  # noqa: F401
     from altkraft_onprem.access.views import blueprint as access_views
     from altkraft_onprem.audience.importer.views import blueprint as import_views

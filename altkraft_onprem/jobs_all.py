@@ -5,4 +5,3 @@ import altkraft_onprem.audience.jobs  # noqa: F401
 import altkraft_onprem.automation.jobs  # noqa: F401
 import altkraft_onprem.campaigns.jobs  # noqa: F401
 import altkraft_onprem.inbound.jobs  # noqa: F401
-import altkraft_onprem.tasks  # noqa: F401

@@ -1,6 +1,6 @@
 """Audience UI: lists (with the hosted form, its snippet and exports) and custom fields.
 Subscribers, segments, suppression and trash pages are in views_people.py and
-views_segments.py on the same blueprint."""
+views_segments.py on the same blueprint (app.py imports them)."""
 from __future__ import annotations
 
 from flask import (
@@ -185,5 +185,3 @@ def delete_field(field_id: int):
     flash(_("Field deleted."), "success")
     return redirect(url_for("audience.fields_page"))
 
-
-from . import views_people, views_segments  # noqa: E402,F401  (routes on this blueprint)

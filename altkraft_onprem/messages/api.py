@@ -289,6 +289,3 @@ def check(body: MessageUpdate):
     content = body.model_dump(exclude_unset=True)
     return {"problems": service.problems(content)}
 
-
-# Saved templates and the media library: their routes live next door.
-from . import api_library  # noqa: E402, F401

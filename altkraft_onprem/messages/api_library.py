@@ -1,4 +1,5 @@
-"""REST routes: saved templates and the media library (messages and versions: api.py)."""
+"""REST routes: saved templates and the media library (messages and versions: api.py; app.py
+imports both)."""
 from __future__ import annotations
 
 from datetime import datetime
