@@ -14,7 +14,9 @@ handler (it writes its row in the same transaction) and deliver the event later,
 Every event is declared here, once, with the keys its payload carries: the list below is the
 reference for handlers, for the outbox and for the webhook event types built on it.
 blinker (already a Flask dependency) keeps the receivers; a `DomainEvent` only adds the payload
-check and the connection as the sender.
+check and the connection as the sender. (When a lower domain needs an answer rather than a
+reaction — a person's timeline, a split test's openers — it asks through an extension point:
+extensions.py.)
 """
 from __future__ import annotations
 
