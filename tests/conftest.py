@@ -197,10 +197,8 @@ class LiveServer:
         return self.process.returncode
 
 
-def start_service(env: Env, *args: str, extra_env: dict | None = None,
-                  command: str = "run") -> LiveServer:
-    """Starts `altkraft run` (the whole appliance) against the module's database."""
-    port = free_port()
+def service_environment(env: Env, port: int, extra_env: dict | None = None) -> dict:
+    """The environment of an `altkraft` process against the module's database and queue."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ALTKRAFT_")}
     environment.update({
         "ALTKRAFT_DATA_DIR": str(env.data_dir),
@@ -214,11 +212,23 @@ def start_service(env: Env, *args: str, extra_env: dict | None = None,
         "ALTKRAFT_QUEUE__WORKER_TYPE": "thread",
     })
     environment.update(extra_env or {})
+    return environment
+
+
+def start_process(env: Env, name: str, command: list[str], environment: dict) -> subprocess.Popen:
+    """An `altkraft` command in its own process group, its output in DATA_DIR/NAME.log."""
+    return subprocess.Popen([sys.executable, "-m", "altkraft_onprem.cli", *command],
+                            stdout=open(env.data_dir / f"{name}.log", "wb"), stderr=subprocess.STDOUT,
+                            env=environment, start_new_session=True)
+
+
+def start_service(env: Env, *args: str, extra_env: dict | None = None,
+                  command: str = "run") -> LiveServer:
+    """Starts `altkraft run` (the whole appliance) against the module's database."""
+    port = free_port()
     log = env.data_dir / f"service-{port}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "altkraft_onprem.cli", command, "--bind", f"127.0.0.1:{port}", *args],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=environment,
-        start_new_session=True)
+    process = start_process(env, f"service-{port}", [command, "--bind", f"127.0.0.1:{port}", *args],
+                            service_environment(env, port, extra_env))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -11,8 +11,9 @@ from altkraft_onprem.access.models import system_actor
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, ServiceError
+from altkraft_onprem.holders import owner_name
 
-from . import journal, ledger, splittest
+from . import journal, ledger, runs, splittest
 from . import service as campaigns
 
 log = logging.getLogger("altkraft.campaigns")
@@ -23,11 +24,27 @@ WAIT_INLINE_SECONDS = 5.0
 def run_campaign(settings, engine, campaign_id: int, processes: int | None = None) -> list:
     """Sends a running campaign until nothing is due; pauses it when no relay answers,
     finishes it when every row is final, schedules itself again for later retries. The
-    sender processes are sending's (plugged in at the composition root)."""
+    sender processes are sending's (plugged in at the composition root). Ends at once when
+    another run holds the campaign (campaigns/runs.py), wherever that run is."""
+    owner, lease = owner_name(), settings["delivery.lease_seconds"]
+    with db.write(engine) as conn:
+        if not runs.take(conn, campaign_id, owner, lease):
+            log.info("campaign %s is being sent by another run", campaign_id)
+            return []
+    try:
+        return _send_until_done(settings, engine, campaign_id, processes, lease)
+    finally:
+        with db.write(engine) as conn:
+            runs.release(conn, campaign_id, owner)
+
+
+def _send_until_done(settings, engine, campaign_id: int, processes: int | None,
+                     lease: float) -> list:
     outcomes = []
     while True:
         replay_journals(settings, engine)
         with db.write(engine) as conn:
+            runs.extend(conn, campaign_id, lease)
             ledger.recover(conn, campaign_id)
             if campaigns.state(conn, campaign_id) != "running":
                 return outcomes

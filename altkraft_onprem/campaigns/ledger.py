@@ -9,8 +9,6 @@ the relay: `recover` marks it in-doubt and puts the others back in the queue.
 """
 from __future__ import annotations
 
-import os
-import socket
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
@@ -27,10 +25,10 @@ from sqlalchemy import (
 
 from altkraft_onprem import events
 from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.holders import BOOT, HOST, owner_dead, owner_name  # noqa: F401 (re-exported)
 
 from .models import campaigns, deliveries
 
-HOST = socket.gethostname()
 # Records a sender may have journaled but not yet seen committed when it sends a final dot
 # (sending/fanout.py waits above it). A dead sender whose journal cannot be trusted (another
 # host's, or written before this host rebooted: the page cache is gone) may have had this
@@ -38,45 +36,11 @@ HOST = socket.gethostname()
 UNCOMMITTED_WINDOW = 32
 
 
-def _boot_tag() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as handle:
-            return handle.read().strip().replace("-", "")[:8]
-    except OSError:
-        return "noboot"
-
-
-BOOT = _boot_tag()
-
-
-def owner_name(pid: int | None = None) -> str:
-    """Identifies a process as a lease holder: host:pid:boot.random."""
-    return f"{HOST}:{pid or os.getpid()}:{BOOT}.{os.urandom(4).hex()}"
-
-
 def journal_trusted(owner: str) -> bool:
     """Whether everything a dead holder journaled is still there to replay: it ran on this
     host, since its last boot, and is gone."""
     tag = owner.rsplit(":", 1)[-1].partition(".")[0]
     return tag == BOOT and owner_dead(owner)
-
-
-def owner_dead(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != HOST or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:        # a killed sender whose parent died too may linger as a zombie for a while
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rpartition(b")")[2].split()[0] in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
 
 
 def materialise(conn: Connection, campaign_id: int, audience) -> int:

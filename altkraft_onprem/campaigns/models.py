@@ -73,6 +73,10 @@ campaigns = Table(
     # A workflow's send-email node (automation): its ledger takes a row per occurrence while
     # the workflow runs; it has no lists and never finishes by itself.
     Column("workflow_id", Integer, nullable=True),
+    # The send run that holds the campaign (campaigns/runs.py): one at a time, whichever
+    # process or host it is on.
+    Column("run_owner", String(120), nullable=True),
+    Column("run_until", UTCDateTime, nullable=True),
 )
 Index("ix_campaigns_state_schedule", campaigns.c.state, campaigns.c.schedule_at)
 

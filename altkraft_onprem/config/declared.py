@@ -38,7 +38,7 @@ SMTP_RELAY_FIELDS = (
           '"none", "starttls" (upgrade on port 25/587) or "tls" (implicit TLS, port 465).'),
     _item("username", _str, "", "Login for SMTP AUTH; empty for none."),
     _item("password_file", _str, "", "File holding the SMTP password (readable by the service user only)."),
-    _item("max_connections", _positive(_int), 4, "Connections this service keeps open to the relay.", "integer"),
+    _item("max_connections", _positive(_int), 4, "Connections open to the relay at most, counted over every process and host of the installation (campaign senders wait for a free one).", "integer"),
     _item("helo", _str, "", "Name sent in EHLO; empty uses the host's FQDN."),
     _item("verify_tls", _bool, True, "Verify the relay's TLS certificate.", "boolean"),
 )

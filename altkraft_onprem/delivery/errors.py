@@ -10,17 +10,19 @@ class DeliveryError(Exception):
     `temporary` (4xx, connection trouble) means retry later; otherwise it is permanent
     (5xx, bad message). `relays_down` is set when no relay could be reached at all.
     `in_doubt` is set when the connection broke after the message data was sent, so the
-    relay may have accepted it.
+    relay may have accepted it. `busy`: every relay's connections are in use by other
+    processes of the installation (wait for one).
     """
 
     def __init__(self, message: str, *, temporary: bool = False, code: int | None = None,
-                 relays_down: bool = False, in_doubt: bool = False):
+                 relays_down: bool = False, in_doubt: bool = False, busy: bool = False):
         super().__init__(message)
         self.message = message
         self.temporary = temporary
         self.code = code
         self.relays_down = relays_down
         self.in_doubt = in_doubt
+        self.busy = busy
 
 
 # How a relay's refusal reads in the ledger's reply (smtp.py and stream.py write it so).

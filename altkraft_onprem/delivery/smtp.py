@@ -158,8 +158,9 @@ def _close(conn: smtplib.SMTP) -> None:
 class Session:
     """One checked-out connection of a relay; `send` one message at a time on it."""
 
-    def __init__(self, relay: Relay):
+    def __init__(self, relay: Relay, slot: int | None = None):
         self.relay = relay
+        self.slot = slot                  # the installation-wide slot it holds (delivery/slots.py)
         self.conn: smtplib.SMTP | None = None
         self.reused = False
 
@@ -295,29 +296,50 @@ class RelayPool:
             raise DeliveryError("no SMTP relay configured ([[smtp.relays]] is empty)")
         self.relays = [Relay(entry) for entry in entries]
 
-    def checkout(self, wait: bool = True) -> Session:
+    def checkout(self, wait: bool = True, slots=None) -> Session:
         """A session on the first reachable relay with a free slot; give it back with
-        `checkin`. DeliveryError(relays_down) if no relay answers."""
-        reasons = []
+        `checkin`. With `slots` (delivery/slots.py) a slot also counts the sessions of every
+        other process and host. DeliveryError(relays_down) if no relay answers, (busy) if
+        the ones that might are all in use."""
+        reasons, busy = [], False
         for relay in self.relays:
             if not relay.slots.acquire(timeout=TIMEOUT if wait else 0):
                 reasons.append(f"relay {relay.name}: all {relay.max_connections} "
                                "connections busy")
                 continue
-            session = Session(relay)
+            slot = None
+            if slots is not None:
+                slot = slots.take(relay.name, relay.max_connections)
+                if slot is None:
+                    relay.slots.release()
+                    busy = True
+                    reasons.append(f"relay {relay.name}: all {relay.max_connections} connections "
+                                   "in use by the installation's other senders")
+                    continue
+            session = Session(relay, slot)
             try:
                 session.open()
             except DeliveryError as exc:
-                relay.slots.release()
+                self.checkin(session, slots)
                 reasons.append(exc.message)
                 continue
             return session
+        if busy:
+            raise DeliveryError("; ".join(reasons), temporary=True, busy=True)
         raise DeliveryError("no SMTP relay reachable: " + "; ".join(reasons),
                             temporary=True, relays_down=True)
 
     @staticmethod
-    def checkin(session: Session) -> None:
-        session.release()
+    def checkin(session: Session, slots=None) -> None:
+        """Gives the session back and its slots. Kept open for reuse only without installation
+        slots: an idle connection still counts at the relay, so it ends with its slot."""
+        if slots is not None:
+            session.drop()
+            if session.slot is not None:
+                slots.give_back(session.relay.name, session.slot)
+                session.slot = None
+        else:
+            session.release()
         session.relay.slots.release()
 
     def send(self, mail_from: str, rcpt: str, data: bytes) -> Reply:

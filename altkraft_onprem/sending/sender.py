@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from altkraft_onprem import db
-from altkraft_onprem.campaigns import ledger, recording
+from altkraft_onprem.campaigns import ledger, recording, runs
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.delivery import smtp
 from altkraft_onprem.delivery.errors import DeliveryError
+from altkraft_onprem.delivery.slots import RelaySlots
 from altkraft_onprem.delivery.stream import Stream
 from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.messages.data import DataFetchError
@@ -29,6 +30,8 @@ from altkraft_onprem.messages.render import TemplateProblem
 from .compose import Composer, Outgoing, composers
 
 log = logging.getLogger("altkraft.delivery")
+# How often a sender waiting for a relay connection held elsewhere in the installation asks.
+SLOT_WAIT_SECONDS = 0.5
 
 
 @dataclass
@@ -100,6 +103,9 @@ class Sender:
         self.campaign_id = campaign_id
         self.owner = owner or ledger.owner_name()
         self.pool = smtp.pool_for(settings)
+        # The relays' connections of the whole installation: one is this sender's while it
+        # has a session (released when it ends, or freed when this process is gone).
+        self.slots = RelaySlots(engine, self.owner, settings["delivery.lease_seconds"])
         self.session: smtp.Session | None = None
         self.limiter = DomainLimiter(settings["delivery.domain_limits"], share)
         # Per split-test variant (0: no test); built by the parent before a fork, else on
@@ -136,6 +142,7 @@ class Sender:
                     size = min(batch_size, 20) if first_batch else batch_size
                     first_batch = False
                     rows = ledger.claim(conn, self.campaign_id, self.owner, size, lease)
+                    self._alive(conn, lease)
                 if not rows:
                     break
                 with db.read(self.engine) as conn:
@@ -167,6 +174,7 @@ class Sender:
                             break
                         with db.write(self.engine) as conn:
                             ledger.extend(conn, self.owner, lease)
+                            self._alive(conn, lease)
                         lease_until = time.monotonic() + lease - 2 * smtp.TIMEOUT
                     if variant_of is not None:     # a split test: this row's variant's message
                         self.composer = self.composers[variant_of[row_id]]
@@ -190,12 +198,14 @@ class Sender:
             if clean:
                 self.recorder.finish(self.outcome)
             if self.session is not None:
-                if self.session.conn is not None:
-                    self.pool.checkin(self.session)
-                else:
-                    self.session.relay.slots.release()
+                self.pool.checkin(self.session, self.slots)
                 self.session = None
         return self.outcome
+
+    def _alive(self, conn, lease: float) -> None:
+        """This sender's relay slot and its run's lease start over (see campaigns/runs.py)."""
+        self.slots.extend(conn)
+        runs.extend(conn, self.campaign_id, lease)
 
     def _record(self, row_id: int, state: str, **values) -> bool:
         started = time.perf_counter()
@@ -295,21 +305,47 @@ class Sender:
     def _session(self) -> smtp.Session:
         if self.session is not None and self.session.conn is None:
             # The relay closed our session (421, drop): take another, maybe on another relay.
-            self.session.relay.slots.release()
+            self.pool.checkin(self.session, self.slots)
             self.session = None
         if self.session is None:
-            self.session = self.pool.checkout()
+            self.session = self._checkout()
         return self.session
 
+    def _checkout(self) -> smtp.Session:
+        """A session. While the relays' connections are all in use by the installation's other
+        senders it waits for one, keeping its rows' and its run's leases alive; DeliveryError
+        (busy) if the campaign stops running meanwhile, (relays_down) if no relay answers."""
+        lease = self.settings["delivery.lease_seconds"]
+        while True:
+            try:
+                return self.pool.checkout(slots=self.slots)
+            except DeliveryError as exc:
+                if not exc.busy:
+                    raise
+                waiting = exc
+            with db.write(self.engine) as conn:
+                if campaigns.state(conn, self.campaign_id) != "running":
+                    raise DeliveryError(f"campaign no longer running ({waiting.message})",
+                                        temporary=True, busy=True)
+                ledger.extend(conn, self.owner, lease)
+                runs.extend(conn, self.campaign_id, lease)
+            time.sleep(SLOT_WAIT_SECONDS)
+
     def _failed(self, row_id: int, exc: DeliveryError) -> bool:
+        if exc.busy:                    # no connection for now: this batch ends, the row waits
+            self._retry(row_id, exc, count=False)
+            return False
         if exc.relays_down:
             if self.session is not None and self.session.conn is None:
-                self.session.relay.slots.release()
+                self.pool.checkin(self.session, self.slots)
                 self.session = None
             try:
                 self._session()
             except DeliveryError as down:
-                self.outcome.paused = down.message
+                if down.busy:
+                    self._retry(row_id, down, count=False)
+                else:
+                    self.outcome.paused = down.message
                 return False
             return self._retry(row_id, exc, count=False)
         if not exc.temporary:
