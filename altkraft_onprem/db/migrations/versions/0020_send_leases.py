@@ -1,8 +1,8 @@
 """One send run per campaign and relay connection limits for the whole installation: the
 campaign's run lease (run_owner, run_until) and the relays' connection slots.
 
-Revision ID: 0019_send_leases
-Revises: 0018_consent_campaign
+Revision ID: 0020_send_leases
+Revises: 0019_dmarc
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 TS = sa.DateTime(timezone=True)
 
-revision = "0019_send_leases"
-down_revision = "0018_consent_campaign"
+revision = "0020_send_leases"
+down_revision = "0019_dmarc"
 branch_labels = None
 depends_on = None
 
