@@ -52,6 +52,7 @@ def _blueprints():
     from altkraft_onprem.audience.views import blueprint as audience_views
     from altkraft_onprem.automation.views import blueprint as automation_views
     from altkraft_onprem.campaigns.views import blueprint as campaigns_views
+    from altkraft_onprem.inbound.hooks import blueprint as inbound_hooks
     from altkraft_onprem.inbound.views import blueprint as inbound_views
     from altkraft_onprem.messages.views import blueprint as messages_views
     from altkraft_onprem.reports.views import blueprint as reports_views
@@ -62,7 +63,7 @@ def _blueprints():
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
             campaigns_views, audience_views, audience_public, import_views, webview, inbound_views,
-            automation_views,
+            inbound_hooks, automation_views,
             api_blueprint]
 
 

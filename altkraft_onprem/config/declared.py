@@ -219,6 +219,24 @@ SETTINGS: tuple[Setting, ...] = (
             example=[{"host": "imap.example.com", "username": "fbl@example.com",
                       "password_file": "/etc/altkraft/imap_password", "rcpt": "fbl@example.com"}],
             item_fields=IMAP_MAILBOX_FIELDS),
+    Setting("inbound.webhooks.ses_topic_arns", _str_list, [],
+            "Amazon SNS topics whose SES bounce/complaint notifications are accepted at "
+            "/hooks/inbound/ses (signatures are checked against Amazon's certificate).",
+            "list of strings", example=["arn:aws:sns:eu-central-1:123456789012:ses-feedback"]),
+    Setting("inbound.webhooks.sendgrid_public_key", _str, "",
+            "SendGrid Event Webhook verification key (the base64 public key SendGrid shows); "
+            "empty: /hooks/inbound/sendgrid is off."),
+    Setting("inbound.webhooks.mailgun_signing_key_file", _str, "",
+            "File holding Mailgun's webhook signing key; empty: /hooks/inbound/mailgun is off.", "path"),
+    Setting("inbound.webhooks.postmark_basic_auth_file", _str, "",
+            "File holding USER:PASSWORD that Postmark sends as basic auth (put them in the webhook "
+            "URL); empty: /hooks/inbound/postmark is off.", "path"),
+    Setting("inbound.webhooks.sparkpost_basic_auth_file", _str, "",
+            "File holding USER:PASSWORD that SparkPost sends as basic auth; empty: "
+            "/hooks/inbound/sparkpost is off.", "path"),
+    Setting("inbound.webhooks.postal_public_key", _str, "",
+            "Postal's webhook signing public key (base64, as Postal shows it); empty: "
+            "/hooks/inbound/postal is off."),
     Setting("inbound.max_message_kb", _positive(_int), 10240,
             "Largest message the receiver accepts, in kilobytes (bigger ones get 552).", "integer"),
     Setting("inbound.messages_per_ip_minute", _positive(_int), 6000,

@@ -48,7 +48,8 @@ def _from_list_unsubscribe(settings, key: bytes, value: str) -> Attribution | No
     return None
 
 
-def _from_message_id(conn: Connection, value: str) -> Attribution | None:
+def message_id_attribution(conn: Connection, value: str) -> Attribution | None:
+    """The ledger row whose message had this Message-ID (with or without brackets)."""
     found = _BRACKETED.search(value)
     message_id = f"<{found.group(1).strip()}>" if found else f"<{value.strip()}>"
     if len(message_id) > 200 or message_id == "<>":
@@ -64,4 +65,4 @@ def attribute(conn: Connection, settings, key: bytes, rcpt: str,
     return (from_address(key, rcpt, "envelope")
             or from_address(key, original.get("return-path", ""), "return-path")
             or _from_list_unsubscribe(settings, key, original.get("list-unsubscribe", ""))
-            or (_from_message_id(conn, original["message-id"]) if original.get("message-id") else None))
+            or (message_id_attribution(conn, original["message-id"]) if original.get("message-id") else None))

@@ -11,6 +11,7 @@ from altkraft_onprem.db.types import utcnow
 
 from .imap import mailbox_status
 from .models import SOURCES, inbound_messages
+from .providers import CONFIGURED as HOOK_SETTINGS
 
 FOR_PEOPLE = ("unmatched", "review", "failed")
 
@@ -29,7 +30,8 @@ def intake_status(conn: Connection, settings) -> list[dict]:
     configured = {
         "smtp": settings["inbound.smtp_listen"],
         "imap": ", ".join(m["mailbox"] for m in mailboxes),
-        "webhook": "POST /api/v1/bounces",
+        "webhook": ", ".join(["POST /api/v1/bounces"] + [
+            f"/hooks/inbound/{name}" for name, key in HOOK_SETTINGS.items() if settings[key]]),
         "replay": "altkraft inbound replay",
     }
     errors = {"imap": "; ".join(f"{m['mailbox']}: {m['error']}" for m in mailboxes if m["error"])}
