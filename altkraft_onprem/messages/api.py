@@ -117,6 +117,8 @@ class PreviewIn(Strict):
     email: str | None = Field(None, max_length=320)
     version: int | None = Field(None, ge=1, description="Default: the current version")
     draft: MessageUpdate | None = Field(None, description="Unsaved editor content to render instead")
+    event: dict[str, Any] | None = Field(None, description="A sample triggering event, as a "
+                                         "workflow's message sees it: {{ event.order_id }}")
 
 
 class PreviewOut(BaseModel):
@@ -259,7 +261,8 @@ def preview_message(message_id: int, body: PreviewIn):
     with db.read(db.get_engine()) as conn:
         try:
             rendered = preview.render_preview(conn, settings(), message_id, body.version,
-                                              body.subscriber_id, body.email, draft)
+                                              body.subscriber_id, body.email, draft,
+                                              event=body.event)
         except TemplateProblem as exc:
             return template_problem(exc)
     return {"subject": rendered.subject, "html": rendered.html, "text": rendered.text}

@@ -98,8 +98,9 @@ def first_unrenderable(settings: Settings, version: dict[str, Any], people: list
 
 def render_preview(conn: Connection, settings: Settings, message_id: int, version: int | None = None,
                    subscriber_id: int | None = None, email: str | None = None,
-                   draft: dict[str, Any] | None = None) -> Rendered:
-    """Renders a saved version, or unsaved editor content (`draft`), for one subscriber.
+                   draft: dict[str, Any] | None = None, event: dict[str, Any] | None = None) -> Rendered:
+    """Renders a saved version, or unsaved editor content (`draft`), for one subscriber, with
+    a sample triggering `event` (what a workflow's message sees as {{ event.… }}).
     Raises TemplateProblem (line + message) or a ServiceError for data that cannot be had."""
     message = service.get_message(conn, message_id)
     row = service.get_version(conn, message_id, version)
@@ -111,6 +112,7 @@ def render_preview(conn: Connection, settings: Settings, message_id: int, versio
         if draft.get("text") is None:
             row["text_follows_html"] = True
     context = context_for(conn, settings, row, message["name"], subscriber_id, email)
+    context["event"] = event or {}
     return compile_version(row).render(context)
 
 

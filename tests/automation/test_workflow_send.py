@@ -16,7 +16,7 @@ from tests.conftest import Env
 from tests.delivery.keys import write_keys
 
 from .conftest import module_env
-from .helpers import ACTOR, chain, enrollment_of, person, published
+from .helpers import ACTOR, chain, enrollment_of, fields_of, person, published
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,14 @@ def test_delivery_webhooks_get_each_sent_message(env, sink, receiver):
     assert request.json["type"] == "delivery.sent"
     assert request.json["data"]["subscriber_id"] == subscriber_id
     assert request.json["data"]["occurrence"] == found["id"] * 1000 + 1
+
+
+def test_preview_takes_a_sample_event(env):
+    from tests.api.conftest import Api
+
+    api = Api(env.app.test_client(), env.token("Administrator"))
+    message_id = order_mail(env)
+    answer = api("POST", f"/messages/{message_id}/preview",
+                 json={"email": fields_of(env, person(env))["email"], "event": {"order_id": "S-9"}})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["subject"] == "Order S-9"
