@@ -182,7 +182,8 @@ SETTINGS: tuple[Setting, ...] = (
             "list of tables", example=[{"domain": "gmail.com", "per_second": 50}],
             item_fields=DOMAIN_LIMIT_FIELDS),
     Setting("delivery.feedback_id_sender", _feedback_id_part, "",
-            "The sender part of the Feedback-ID header (CAMPAIGN:SENDER), by which mailbox "
+            "The sender part of the Feedback-ID header (CAMPAIGN:LIST:campaign:SENDER, Gmail's "
+            "CampaignId:CustomerId:MailType:SenderId), by which mailbox "
             "providers' feedback loops (Gmail's) group complaints; empty: the campaign's From "
             "domain.", example="example.com"),
     Setting("delivery.bounce_domain", _str, "",

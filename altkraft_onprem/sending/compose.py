@@ -79,7 +79,7 @@ class Composer:
                                for list_id in lists}
         self._first_list = lists[0] if lists else None
         self.feedback_id = identifiers.feedback_id(
-            self.campaign_id, settings["delivery.feedback_id_sender"] or from_domain)
+            self.campaign_id, settings["delivery.feedback_id_sender"] or from_domain, lists)
         self.list_context = {"name": lists_label(lists, list_names)}
         self.campaign_context = {"name": campaign["name"]}
         self._view = ViewLinks(settings, self.campaign_id, self.version_id)

@@ -67,11 +67,13 @@ def test_a_campaign_to_several_lists_names_each_persons_own_list(delivered):
 
 
 def test_feedback_id_names_the_sending_domain_by_default(delivered):
-    assert str(_message(delivered, "reader@example.net")["Feedback-ID"]) == f"{delivered['one']}:example.com"
+    assert str(_message(delivered, "reader@example.net")["Feedback-ID"]) == \
+        f"{delivered['one']}:list{delivered['news']}:campaign:example.com"
 
 
 def test_feedback_id_sender_is_a_setting(delivered):
-    assert str(_message(delivered, "beta@example.net")["Feedback-ID"]) == f"{delivered['two']}:shop-news"
+    assert str(_message(delivered, "beta@example.net")["Feedback-ID"]) == \
+        f"{delivered['two']}:lists:campaign:shop-news"       # Gmail's CampaignId:CustomerId:MailType:SenderId
 
 
 def test_list_id_and_feedback_id_are_signed(delivered):
