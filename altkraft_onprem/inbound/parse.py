@@ -99,15 +99,22 @@ def _fill(msg: Message, raw: bytes, parsed: Parsed) -> None:
     if status is not None or report_type == "delivery-status":
         parsed.kind = "dsn"
         parsed.recipients = _dsn_recipients(status)
+        if not any(r.action == "failed" and r.address for r in parsed.recipients):
+            # Malformed per-recipient fields (no address, no Action): the detectors may still
+            # find who failed in the human-readable part.
+            found = [r for r in _heuristic(msg, raw) if r.action == "failed"]
+            if found:
+                parsed.recipients = found
+                parsed.problems.append("per-recipient fields unusable; recipients read from the text")
         if not parsed.recipients:
             parsed.problems.append("delivery status notification without per-recipient fields")
         return
-    if _auto_reply(msg, parsed.subject):
-        parsed.kind = "auto_reply"
-        return
+    # Bounces that are not DSNs often carry Auto-Submitted too (Exim's do): detectors first.
     parsed.recipients = _heuristic(msg, raw)
     if parsed.recipients:
         parsed.kind = "bounce"
+    elif _auto_reply(msg, parsed.subject):
+        parsed.kind = "auto_reply"
 
 
 def _part(msg: Message, content_type: str) -> Message | None:
@@ -160,7 +167,10 @@ def _dsn_recipients(part: Message | None) -> list[Recipient]:
     blocks = _blocks(part)
     found = []
     for block in blocks:
-        address = _address(_text(block.get("Final-Recipient") or block.get("Original-Recipient")))
+        # The address as we sent it (RFC 3464 Original-Recipient) before the one a forwarder
+        # or gateway ended at (Final-Recipient: an alias target, an X.400 name).
+        address = _address(_text(block.get("Original-Recipient"))) or \
+            _address(_text(block.get("Final-Recipient")))
         action = _text(block.get("Action")).lower()
         if not address and not action:
             continue            # the per-message block (Reporting-MTA, Arrival-Date)
