@@ -2,6 +2,7 @@
 no migrations, prompts or network calls here (the CLI does those)."""
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 
 from flask import Flask, Response, abort, g, redirect, render_template, request, session, url_for
@@ -13,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from altkraft_onprem import db, metrics, reactions
 from altkraft_onprem.access import service as access
+from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.policy import PUBLIC, authorize, check_declared, declared
 from altkraft_onprem.api import (
     BUSY_RETRY_SECONDS,
@@ -24,6 +26,7 @@ from altkraft_onprem.api import (
 from altkraft_onprem.api import blueprint as api_blueprint
 from altkraft_onprem.config import Settings, current_settings, read_secret_key
 from altkraft_onprem.errors import Forbidden, ServiceError
+from altkraft_onprem.route_permission import takes_bearer
 
 SESSION_KEY = "sid"
 LOCALES = ("en", "ru")
@@ -132,10 +135,12 @@ def _install_guard(app: Flask) -> None:
         if _id_out_of_range(request.view_args):
             abort(404)
         permission = declared(view)
-        api = is_api_request()
+        api = is_api_request() or takes_bearer(view)
         g.actor = _actor_from_token() if api else _actor_from_session()
         if permission == PUBLIC:
             return None
+        if g.actor is None and permission == METRICS_PERMISSION:
+            g.actor = _actor_from_network(client_ip())
         if g.actor is None:
             if api:
                 return problem(401, "Unauthorized", "send Authorization: Bearer <token>")
@@ -171,6 +176,25 @@ def _actor_from_token():
         with db.write(engine) as conn:
             access.touch_token(conn, touch)
     return actor
+
+
+METRICS_PERMISSION = "metrics:read"
+
+
+def _actor_from_network(ip: str):
+    """A scraper allowed by its address (`server.metrics_allowed_networks`): metrics only."""
+    networks = current_settings()["server.metrics_allowed_networks"]
+    if not networks or not ip:
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    address = getattr(address, "ipv4_mapped", None) or address     # ::ffff:10.0.0.1
+    if not any(address in ipaddress.ip_network(n, strict=False) for n in networks):
+        return None
+    return Actor(user_id=None, label=f"address {ip}", permissions=frozenset({METRICS_PERMISSION}),
+                 ip=ip, role="metrics_allowed_networks")
 
 
 def _actor_from_session():

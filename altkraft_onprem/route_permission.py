@@ -13,6 +13,7 @@ from typing import TypeVar
 PUBLIC = "public"                # anyone, no login (tracking, health, login page)
 SIGNED_IN = "signed-in"          # any signed-in user, whatever the role (own profile, /me)
 ATTR = "altkraft_permission"
+BEARER_ATTR = "altkraft_bearer"
 
 F = TypeVar("F", bound=Callable)
 
@@ -27,3 +28,14 @@ def declare(permission: str) -> Callable[[F], F]:
 
 def declared(view: Callable) -> str | None:
     return getattr(view, ATTR, None)
+
+
+def bearer(view: F) -> F:
+    """Marks a route outside /api/ that authenticates like the API (Authorization: Bearer),
+    never by the session cookie: what a machine scrapes (/metrics)."""
+    setattr(view, BEARER_ATTR, True)
+    return view
+
+
+def takes_bearer(view: Callable) -> bool:
+    return getattr(view, BEARER_ATTR, False)

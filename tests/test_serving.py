@@ -28,6 +28,12 @@ def service(env, home):
 
 
 @pytest.fixture(scope="module")
+def scraper(env):
+    """Headers of a scraper: a token of an Administrator (who holds metrics:read)."""
+    return {"Authorization": f"Bearer {env.token()}"}
+
+
+@pytest.fixture(scope="module")
 def shared_queue(env):
     """This process enqueues into the queue the service's consumer reads."""
     tasks.configure_queue(env.settings)
@@ -71,28 +77,42 @@ def test_readyz_is_503_when_the_queue_is_unreachable(env):
     assert response.get_json()["checks"]["database"] == "ok"
 
 
-def test_metrics_count_requests(service):
+def test_metrics_count_requests(service, scraper):
     requests.get(service.url + "/healthz", timeout=5)
-    text = requests.get(service.url + "/metrics", timeout=5).text
+    text = requests.get(service.url + "/metrics", headers=scraper, timeout=5).text
     assert 'altkraft_http_requests_total{endpoint="web.healthz",method="GET",status="200"}' in text
 
 
-def test_metrics_is_prometheus_text(service):
-    response = requests.get(service.url + "/metrics", timeout=5)
+def test_metrics_is_prometheus_text(service, scraper):
+    response = requests.get(service.url + "/metrics", headers=scraper, timeout=5)
     assert response.headers["Content-Type"].startswith("text/plain")
     assert "# TYPE altkraft_http_requests_total counter" in response.text
 
 
-def test_metrics_show_queue_depth(service):
-    text = requests.get(service.url + "/metrics", timeout=5).text
+def test_metrics_show_queue_depth(service, scraper):
+    text = requests.get(service.url + "/metrics", headers=scraper, timeout=5).text
     assert "# TYPE altkraft_queue_depth gauge" in text
     assert any(line.startswith("altkraft_queue_depth ") for line in text.splitlines())
 
 
-def test_metrics_count_jobs_run_by_the_services_consumer(service, shared_queue):
+def test_metrics_count_jobs_run_by_the_services_consumer(service, shared_queue, scraper):
     assert tasks.ping("metrics").get(blocking=True, timeout=30) == "pong:metrics"
-    text = requests.get(service.url + "/metrics", timeout=5).text
+    text = requests.get(service.url + "/metrics", headers=scraper, timeout=5).text
     assert 'altkraft_jobs_total{outcome="complete",task="ping"}' in text, text[-2000:]
+
+
+def test_metrics_refuse_an_anonymous_scraper_on_loopback(service):
+    assert requests.get(service.url + "/metrics", timeout=5).status_code == 401
+
+
+def test_metrics_answer_an_allowed_network_without_a_token(env):
+    server = start_service(env, "--no-consumer", extra_env={
+        "ALTKRAFT_SERVER__METRICS_ALLOWED_NETWORKS": '["127.0.0.0/8"]'})
+    try:
+        response = requests.get(server.url + "/metrics", timeout=5)
+    finally:
+        server.stop()
+    assert response.status_code == 200 and "altkraft_http_requests_total" in response.text
 
 
 def test_the_console_is_quiet_about_jobs_by_default(service, shared_queue):

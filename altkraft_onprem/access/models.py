@@ -44,6 +44,8 @@ PERMISSIONS: dict[str, str] = {
                           "the host)"),
     "users:manage": N_("Manage users, roles and API tokens of others"),
     "audit:read": N_("See and export the audit log"),
+    "metrics:read": N_("Read the Prometheus metrics at /metrics with an API token (give a "
+                       "scraper its own user and role)"),
 }
 
 _READ = {"dashboard:read", "lists:read", "messages:read", "campaigns:read", "automation:read",
@@ -52,7 +54,7 @@ _READ = {"dashboard:read", "lists:read", "messages:read", "campaigns:read", "aut
 # Built-in roles: fixed permission sets, cannot be edited or deleted.
 BUILTIN_ROLES: dict[str, set[str]] = {
     "Administrator": set(PERMISSIONS),
-    "Manager": set(PERMISSIONS) - {"settings:manage", "users:manage"},
+    "Manager": set(PERMISSIONS) - {"settings:manage", "users:manage", "metrics:read"},
     "Editor": _READ | {"lists:write", "subscribers:import", "messages:write", "campaigns:write",
                        "automation:write"},
     "Analyst": _READ | {"subscribers:export"},

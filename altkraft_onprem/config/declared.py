@@ -18,6 +18,7 @@ from .values import (
     _ip_list,
     _item,
     _nameserver_list,
+    _network_list,
     _non_negative,
     _positive,
     _queue_name,
@@ -108,6 +109,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server.trusted_proxies", _non_negative(_int), 0,
             "Reverse proxies in front of the service whose X-Forwarded-For/-Proto headers are "
             "trusted (0: none, the client address is the peer's).", "integer"),
+    Setting("server.metrics_allowed_networks", _network_list, [],
+            "Networks (CIDR) whose addresses may read /metrics without a token. Empty: only an "
+            "API token whose role has metrics:read may (loopback is not special).", "list of strings",
+            example=["127.0.0.1/32", "10.0.0.0/8"]),
 
     Setting("database.url", _database_url, "",
             "SQLAlchemy URL. Empty: SQLite file DATA_DIR/altkraft.db. For scale-out: "

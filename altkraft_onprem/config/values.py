@@ -151,6 +151,18 @@ def _ip_list(value: Any) -> list[str]:
     return items
 
 
+def _network_list(value: Any) -> list[str]:
+    import ipaddress
+
+    items = _str_list(value)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f'a list of networks, e.g. ["10.0.0.0/8"] ({item!r} is not one)') from None
+    return items
+
+
 def _nameserver_list(value: Any) -> list[str]:
     import ipaddress
 

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from altkraft_onprem import db, jobqueue, metrics
 from altkraft_onprem.access.policy import PUBLIC, requires
 from altkraft_onprem.i18n import N_
+from altkraft_onprem.route_permission import bearer
 
 from .nav import NAV
 
@@ -86,8 +87,11 @@ def readyz():
 
 
 @blueprint.route("/metrics")
-@requires(PUBLIC)
+@requires("metrics:read")
+@bearer
 def prometheus():
+    """For an API token with metrics:read, or an address in server.metrics_allowed_networks
+    (the guard in app.py decides)."""
     try:
         depth = jobqueue.queue_depth()
     except Exception:  # noqa: BLE001 - the queue being down must not hide the other metrics

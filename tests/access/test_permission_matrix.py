@@ -19,6 +19,7 @@ from altkraft_onprem.access import service as access
 from altkraft_onprem.access.models import BUILTIN_ROLES
 from altkraft_onprem.access.policy import PUBLIC, SIGNED_IN, declared
 from altkraft_onprem.app import SESSION_KEY, create_app
+from altkraft_onprem.route_permission import takes_bearer
 from tests.conftest import csrf_token, make_settings
 
 ANONYMOUS = "anonymous"
@@ -39,8 +40,9 @@ def _argument(converter):
     return "nonexistent"
 
 
-def _route_table() -> list[tuple[str, str, str, str]]:
-    """(method, url, endpoint, permission) for every rule, built from a throwaway app."""
+def _route_table() -> list[tuple[str, str, str, str, bool]]:
+    """(method, url, endpoint, permission, token-authenticated) for every rule, built from a
+    throwaway app."""
     with tempfile.TemporaryDirectory(prefix="ak-routes-") as name:
         data_dir = Path(name)        # create_app reads the secret key; it never connects
         app = create_app(make_settings(data_dir, f"sqlite:///{data_dir / 'unused.db'}"))
@@ -50,13 +52,15 @@ def _route_table() -> list[tuple[str, str, str, str]]:
         method = "GET" if "GET" in methods else sorted(methods)[0]
         values = {name: _argument(conv) for name, conv in rule._converters.items()}
         url = rule.build(values, append_unknown=False)[1]
-        routes.append((method, url, rule.endpoint, declared(app.view_functions[rule.endpoint])))
+        view = app.view_functions[rule.endpoint]
+        routes.append((method, url, rule.endpoint, declared(view),
+                       url.startswith("/api/") or takes_bearer(view)))
     return sorted(routes)
 
 
 ROUTES = _route_table()
-CASES = [pytest.param(method, url, endpoint, permission, role, id=f"{method} {url} as {role}")
-         for method, url, endpoint, permission in ROUTES for role in ROLES]
+CASES = [pytest.param(method, url, endpoint, permission, bearer, role, id=f"{method} {url} as {role}")
+         for method, url, endpoint, permission, bearer in ROUTES for role in ROLES]
 
 
 def _expected_allowed(permission: str, role: str) -> bool:
@@ -93,10 +97,10 @@ def _signed_in_client(env, user: dict):
     return client
 
 
-@pytest.mark.parametrize("method,url,endpoint,permission,role", CASES)
+@pytest.mark.parametrize("method,url,endpoint,permission,bearer,role", CASES)
 def test_route_answers_per_declared_permission(env, role_users, role_tokens,
-                                               method, url, endpoint, permission, role):
-    api = url.startswith("/api/")
+                                               method, url, endpoint, permission, bearer, role):
+    api = bearer
     headers, data = {}, None
     if role == ANONYMOUS:
         client = env.app.test_client()
@@ -126,7 +130,7 @@ def test_route_answers_per_declared_permission(env, role_users, role_tokens,
 
 
 def test_matrix_covers_ui_and_api_routes():
-    urls = [url for _, url, _, _ in ROUTES]
+    urls = [url for _, url, *_ in ROUTES]
     assert any(u.startswith("/api/v1/") for u in urls) and "/users" in urls and "/audit" in urls
 
 
