@@ -24,7 +24,8 @@ from altkraft_onprem.api import (
     problem,
 )
 from altkraft_onprem.api import blueprint as api_blueprint
-from altkraft_onprem.config import Settings, current_settings, read_secret_key
+from altkraft_onprem.config import LAYER, Settings, current_settings, read_secret_key
+from altkraft_onprem.deliverability import settings_store
 from altkraft_onprem.errors import Forbidden, ServiceError
 from altkraft_onprem.route_permission import takes_bearer
 
@@ -45,6 +46,8 @@ def _blueprints():
     import altkraft_onprem.automation.api_webhooks  # noqa: F401
     import altkraft_onprem.automation.api_workflows  # noqa: F401
     import altkraft_onprem.campaigns.api  # noqa: F401
+    import altkraft_onprem.deliverability.api  # noqa: F401
+    import altkraft_onprem.deliverability.views_domains  # noqa: F401  (routes on the settings blueprint)
     import altkraft_onprem.inbound.api  # noqa: F401
     import altkraft_onprem.messages.api  # noqa: F401
     import altkraft_onprem.messages.api_library  # noqa: F401
@@ -55,6 +58,7 @@ def _blueprints():
     from altkraft_onprem.audience.views import blueprint as audience_views
     from altkraft_onprem.automation.views import blueprint as automation_views
     from altkraft_onprem.campaigns.views import blueprint as campaigns_views
+    from altkraft_onprem.deliverability.views import blueprint as settings_views
     from altkraft_onprem.inbound.hooks import blueprint as inbound_hooks
     from altkraft_onprem.inbound.views import blueprint as inbound_views
     from altkraft_onprem.messages.views import blueprint as messages_views
@@ -66,7 +70,7 @@ def _blueprints():
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
             campaigns_views, audience_views, audience_public, import_views, webview, inbound_views,
-            inbound_hooks, automation_views,
+            inbound_hooks, automation_views, settings_views,
             api_blueprint]
 
 
@@ -90,9 +94,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Flask:
         hops = settings["server.trusted_proxies"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
-    db.init_app(app, engine or db.build_engine(
+    engine = engine or db.build_engine(
         settings.database_url, pool_size=settings["database.pool_size"],
-        busy_timeout_ms=settings["database.busy_timeout_ms"]))
+        busy_timeout_ms=settings["database.busy_timeout_ms"])
+    db.init_app(app, engine)
+    # Settings made on the Settings page, layered over the file's (current_settings()).
+    app.extensions[LAYER] = lambda base: settings_store.effective(base, engine)
     Babel(app, locale_selector=_select_locale)
     csrf = CSRFProtect(app)
     csrf.exempt(api_blueprint)   # bearer tokens are not sent by browsers on their own

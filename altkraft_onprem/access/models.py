@@ -39,9 +39,8 @@ PERMISSIONS: dict[str, str] = {
                            "needs campaigns:send)"),
     "reports:read": N_("See reports"),
     "deliverability:read": N_("See sending domains and DNS checks"),
-    "settings:manage": N_("Run the DNS checks of the sending domains again; the Settings page is "
-                          "a placeholder (settings, sending domains and DKIM keys are changed on "
-                          "the host)"),
+    "settings:manage": N_("Change the settings made in the app: sending domains and their DKIM "
+                          "keys, relays, default sender, double opt-in; run the DNS checks"),
     "users:manage": N_("Manage users, roles and API tokens of others"),
     "audit:read": N_("See and export the audit log"),
     "metrics:read": N_("Read the Prometheus metrics at /metrics with an API token (give a "

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from altkraft_onprem import db
 from altkraft_onprem.api import MAX_ID, operation
+from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import fields as field_service
@@ -50,7 +51,8 @@ class ListOut(BaseModel):
 
 class ListCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
-    optin: Literal["single", "double"] = "single"
+    optin: Literal["single", "double"] | None = Field(
+        None, description="Default: audience.default_optin (the Settings page)")
     visibility: Literal["public", "private"] = "private"
     tags: list[Annotated[str, Field(max_length=50)]] = Field(default_factory=list, max_length=50)
     description: str = Field("", max_length=5000)
@@ -90,7 +92,8 @@ def list_lists():
            body=ListCreate, response=ListOut, status=201)
 def create_list(body: ListCreate):
     with db.write(db.get_engine()) as conn:
-        list_id = lists.create_list(conn, g.actor, body.name, optin=body.optin,
+        list_id = lists.create_list(conn, g.actor, body.name,
+                                    optin=body.optin or current_settings()["audience.default_optin"],
                                     visibility=body.visibility, tags=body.tags,
                                     description=body.description)
         return lists.get_list(conn, list_id)

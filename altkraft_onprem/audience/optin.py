@@ -156,6 +156,7 @@ def confirmation_message(conn: Connection, settings: Settings, subscriber_id: in
     name = " ".join(x for x in (person["first_name"], person["last_name"]) if x)
     return {"to_email": person["email"], "to_name": name, "from_email": from_email,
             "from_name": form["from_name"] or settings["audience.from_name"],
+            "reply_to": settings["audience.reply_to"] or None,
             "subject": _fill(form["confirm_subject"], values, False).replace("\n", " "),
             "html": _fill(form["confirm_html"], values, True),
             "text": _fill(form["confirm_text"], values, False)}

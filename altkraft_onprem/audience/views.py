@@ -63,7 +63,7 @@ def form_list(name: str) -> list[str]:
 def index():
     with db.read(engine()) as conn:
         return render_template("audience/lists.html", lists=lists.list_lists(conn), error=None,
-                               form={})
+                               form={}, default_optin=current_settings()["audience.default_optin"])
 
 
 @blueprint.route("/lists", methods=["POST"])
@@ -73,14 +73,16 @@ def create_list():
     try:
         with db.write(engine()) as conn:
             list_id = lists.create_list(
-                conn, g.actor, form.get("name", ""), optin=form.get("optin", "single"),
+                conn, g.actor, form.get("name", ""),
+                optin=form.get("optin") or current_settings()["audience.default_optin"],
                 visibility=form.get("visibility", "private"),
                 tags=[t for t in form.get("tags", "").split(",") if t.strip()],
                 description=form.get("description", ""))
     except ServiceError as exc:
         with db.read(engine()) as conn:
             return render_template("audience/lists.html", lists=lists.list_lists(conn),
-                                   error=exc.message, form=form), 422
+                                   error=exc.message, form=form,
+                                   default_optin=current_settings()["audience.default_optin"]), 422
     flash(_("List created."), "success")
     return redirect(url_for("audience.list_page", list_id=list_id))
 

@@ -94,7 +94,8 @@ def index():
 def new():
     values = {"track_opens": True, "track_clicks": True, "timezone": "UTC", "utm": {},
               "from_email": current_settings().get("audience.from_email", ""),
-              "from_name": current_settings().get("audience.from_name", "")}
+              "from_name": current_settings().get("audience.from_name", ""),
+              "reply_to": current_settings().get("audience.reply_to", "")}
     if request.method == "POST":
         values = _form_values()
         start_now = request.form.get("start_now") == "on"

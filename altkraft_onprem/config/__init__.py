@@ -130,8 +130,16 @@ def read_secret_key(settings: Settings) -> bytes:
     return key
 
 
+# app.extensions key of the function (file settings -> settings in force) that layers the
+# settings made on the Settings page over the file's (installed by create_app).
+LAYER = "altkraft.settings_layer"
+
+
 def current_settings() -> Settings:
-    """The settings of the app handling this request or job."""
+    """The settings in force for the app handling this request or job: the config file's,
+    with the settings made on the Settings page layered over them."""
     from flask import current_app
 
-    return current_app.config["ALTKRAFT_SETTINGS"]
+    base = current_app.config["ALTKRAFT_SETTINGS"]
+    layer = current_app.extensions.get(LAYER)
+    return layer(base) if layer is not None else base

@@ -74,6 +74,18 @@ IMAP_MAILBOX_FIELDS = (
           "Delivered-To, X-Original-To or To header."),
 )
 
+SENDING_DOMAIN_FIELDS = (
+    _item("domain", _str, REQUIRED, "The From domain (normalised: lower case, IDN as xn--)."),
+    _item("bounce_domain", _str, "",
+          "Domain of this domain's VERP Return-Path; empty: delivery.bounce_domain."),
+    _item("tracking_host", _str, "",
+          "Host of this domain's click and open links (e.g. click.example.com, aligned with the "
+          "From domain); empty: the host of server.public_url."),
+    _item("warmup", _bool, False, "Warm-up: a daily quota per mailbox provider growing on "
+          "deliverability.warmup_curve.", "boolean"),
+    _item("warmup_started_on", _str, "", "First day of the warm-up (YYYY-MM-DD)."),
+)
+
 DOMAIN_LIMIT_FIELDS = (
     _item("domain", _str, REQUIRED, "Recipient domain, e.g. gmail.com."),
     _item("per_second", _positive(_float), REQUIRED, "Messages per second to that domain.", "number"),
@@ -182,6 +194,13 @@ SETTINGS: tuple[Setting, ...] = (
             "sent again (at most once: nobody gets it twice, some may not get it at all). true: it "
             "is retried like a temporary failure (at least once: the person may get it twice).",
             "boolean"),
+    Setting("delivery.sending_domains", _tables(SENDING_DOMAIN_FIELDS, "sending domain"), [],
+            "Per From domain: its bounce domain, tracking host and warm-up, as "
+            "[[delivery.sending_domains]] tables. Usually managed on the Settings page (stored "
+            "in the database, layered over this file: a domain there wins).", "list of tables",
+            example=[{"domain": "example.com", "bounce_domain": "bounces.example.com",
+                      "tracking_host": "click.example.com"}],
+            item_fields=SENDING_DOMAIN_FIELDS),
     Setting("delivery.domain_limits", _tables(DOMAIN_LIMIT_FIELDS, "domain limit"), [],
             "Per-destination-domain sending rates, as [[delivery.domain_limits]] tables.",
             "list of tables", example=[{"domain": "gmail.com", "per_second": 50}],
@@ -311,6 +330,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Sender of confirmation emails (a list's form may override it); empty: "
             "noreply@ the public URL's host.", "string"),
     Setting("audience.from_name", _str, "", "Sender name of confirmation emails.", "string"),
+    Setting("audience.reply_to", _str, "",
+            "Default Reply-To of new campaigns and of confirmation emails; empty: none.", "string"),
+    Setting("audience.default_optin", _choice("single", "double"), "single",
+            'Opt-in of a new list when none is chosen: "single" or "double" (a confirmation '
+            "email before the person is subscribed)."),
     Setting("audience.form_signups_per_hour", _positive(_int), 20,
             "Sign-ups a public subscription form accepts from one IP address per hour (more "
             "get 429); against list bombing through the confirmation email.", "integer"),

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim.canonicalization import CanonicalizationPolicy
 
+from . import dkimkeys
 from .errors import DeliveryError
 
 # Signed header fields; names listed twice are oversigned so nobody can add another one.
@@ -55,10 +56,9 @@ def load_key(domain: str, selector: str, key_file: str, algorithm: str = "rsa-sh
     """Reads a PEM key (or dkimpy's base64 Ed25519 seed); DeliveryError names the file."""
     path = Path(key_file)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DeliveryError(f"DKIM key {selector}._domainkey.{domain}: cannot read {path}: "
-                            f"{exc.strerror or exc}") from None
+        data = dkimkeys.read_key_file(path)
+    except dkimkeys.DkimKeyError as exc:
+        raise DeliveryError(f"DKIM key {selector}._domainkey.{domain}: {exc}") from None
     try:
         if b"-----BEGIN" in data:
             private = serialization.load_pem_private_key(data, password=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,15 +55,28 @@ def load_private(pem: bytes):
     return key
 
 
+# A private key readable by anyone but its owner is refused: whoever reads it can sign as the
+# domain. Only the owner's bits may be set (0600 or 0400).
+OTHERS = 0o077
+
+
 def read_key_file(path: str | os.PathLike) -> bytes:
+    """The key file's bytes; DkimKeyError names the path (and the fix, for its mode)."""
     try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise DkimKeyError(f"key file {path} is a directory")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & OTHERS:
+            raise DkimKeyError(f"key file {path} has mode {mode:04o}: others may read it. "
+                               f"Fix: chmod 600 {path} (owned by the service user)")
         return Path(path).read_bytes()
     except FileNotFoundError:
         raise DkimKeyError(f"key file {path} does not exist") from None
     except PermissionError:
         raise DkimKeyError(f"key file {path} is not readable by this user") from None
-    except IsADirectoryError:
-        raise DkimKeyError(f"key file {path} is a directory") from None
+    except OSError as exc:
+        raise DkimKeyError(f"key file {path}: {exc.strerror or exc}") from None
 
 
 def public_key(pem: bytes) -> PublicKey:

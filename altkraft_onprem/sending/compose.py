@@ -19,7 +19,7 @@ from altkraft_onprem.audience import links as audience_links
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.campaigns import splittest
 from altkraft_onprem.campaigns.models import link_marks, lists_label, unsubscribe_list, with_utm
-from altkraft_onprem.delivery import dkim, identifiers, mime, verp
+from altkraft_onprem.delivery import dkim, identifiers, mime, sending_domains, verp
 from altkraft_onprem.messages import data as external_data
 from altkraft_onprem.messages.render import compile_version
 from altkraft_onprem.messages.webview import ViewLinks
@@ -47,9 +47,11 @@ class Composer:
         self.campaign = campaign
         self.campaign_id = campaign["id"]
         self.version_id = version["id"]
-        self.public_url = settings["server.public_url"]
+        from_domain = campaign["from_email"].rpartition("@")[2].lower()
+        # Click and open links on the From domain's tracking host when it has one.
+        self.public_url = sending_domains.tracking_base(settings, from_domain)
         self.tracking_key = tokens.tracking_key(settings)
-        self._tokens = tokens.Minter(settings, self.campaign_id, version["id"])
+        self._tokens = tokens.Minter(settings, self.campaign_id, version["id"], base=self.public_url)
         # Signed unsubscribe/preference links: the audience serializers, built once.
         self._unsubscribe = audience_links.LinkSigner(settings, audience_links.SALT_UNSUBSCRIBE)
         self._preferences = audience_links.LinkSigner(settings, audience_links.SALT_PREFERENCES)
@@ -68,9 +70,8 @@ class Composer:
         self.from_email = campaign["from_email"]
         self.from_name = campaign["from_name"] or ""
         self.reply_to = campaign["reply_to"] or None
-        from_domain = self.from_email.rpartition("@")[2].lower()
         self.from_domain = from_domain
-        self.bounce_domain = settings["delivery.bounce_domain"] or from_domain
+        self.bounce_domain = sending_domains.bounce_domain(settings, from_domain)
         self.keys = dkim.keys_for(settings, from_domain)
         lists = list(campaign["list_ids"] or [])
         self.unsubscribe_list = unsubscribe_list(lists)

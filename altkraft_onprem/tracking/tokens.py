@@ -199,10 +199,13 @@ class Minter:
     version and the link indexes made once. Click tokens come as bytes: the sender puts them
     into the message after encoding it."""
 
-    def __init__(self, settings: Settings, campaign_id: int, version_id: int):
+    def __init__(self, settings: Settings, campaign_id: int, version_id: int,
+                 base: str | None = None):
+        """`base`: the URL the links start with (a sending domain's tracking host; default
+        server.public_url)."""
         self._sign = _signer(tracking_key(settings)).token
-        base = settings["server.public_url"].encode("utf-8")
-        self._url_prefix = {kind: base + f"/t/{kind}/".encode() for kind in KINDS}
+        prefix = (base or settings["server.public_url"]).encode("utf-8")
+        self._url_prefix = {kind: prefix + f"/t/{kind}/".encode() for kind in KINDS}
         self._kind = {kind: _varint(number) for kind, number in KINDS.items()}
         self._campaign, self._version = _varint(campaign_id), _varint(version_id)
         self._index_varints: dict[bytes, bytes] = {}    # b"12" (decimal digits) -> varint

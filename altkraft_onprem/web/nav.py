@@ -22,7 +22,7 @@ NAV: list[NavItem] = [
     NavItem("automation.index", _l("Automation"), "automation:read", "zap"),
     NavItem("reports.index", _l("Reports"), "reports:read", "chart"),
     NavItem("deliverability.index", _l("Deliverability"), "deliverability:read", "shield"),
-    NavItem("web.area_settings", _l("Settings"), "settings:manage", "gear"),
+    NavItem("settings.index", _l("Settings"), "settings:manage", "gear"),
     NavItem("access.users", _l("Users & roles"), "users:manage", "key"),
     NavItem("access.audit", _l("Audit log"), "audit:read", "list"),
 ]

@@ -12,7 +12,6 @@ from sqlalchemy import text
 
 from altkraft_onprem import db, jobqueue, metrics
 from altkraft_onprem.access.policy import PUBLIC, requires
-from altkraft_onprem.i18n import N_
 from altkraft_onprem.route_permission import bearer
 
 from .nav import NAV
@@ -48,9 +47,7 @@ def _placeholder(slug: str, permission: str, title: str, what: str):
 
 # Areas not built yet: the page says so plainly (N_: translated when shown), and so do the
 # descriptions of their permissions (access/models.py; a test holds them together).
-PLACEHOLDER_AREAS = (
-    ("settings", "settings:manage", N_("Settings"), N_("Sending settings and defaults")),
-)
+PLACEHOLDER_AREAS: tuple[tuple[str, str, str, str], ...] = ()
 for _slug, _perm, _title, _what in PLACEHOLDER_AREAS:
     _placeholder(_slug, _perm, _title, _what)
 

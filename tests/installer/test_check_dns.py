@@ -21,7 +21,7 @@ def keys(tmp_path_factory):
     """Our DKIM key (in the config) and a stranger's key (for the mismatch zone)."""
     folder = tmp_path_factory.mktemp("dkim")
     ours = dkimkeys.generate_private_pem()
-    (folder / "ak1.example.com.key").write_bytes(ours)
+    dkimkeys.write_private_key(folder / "ak1.example.com.key", ours)     # 0600
     config = folder / "config.toml"
     config.write_text(configfile.render({}, {"dkim.keys": [
         {"domain": "example.com", "selector": "ak1", "key_file": str(folder / "ak1.example.com.key")},

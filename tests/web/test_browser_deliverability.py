@@ -21,7 +21,7 @@ IP = "192.0.2.10"
 @pytest.fixture(scope="module")
 def service(env, dns_server):  # noqa: F811
     key_file = env.data_dir / "ak1.example.com.key"
-    key_file.write_bytes(dkimkeys.generate_private_pem())
+    dkimkeys.write_private_key(key_file, dkimkeys.generate_private_pem())
     config = env.data_dir / "config.toml"
     config.write_text(configfile.render(
         {"deliverability.sending_ips": [IP], "deliverability.nameservers": [dns_server.address]},

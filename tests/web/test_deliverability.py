@@ -21,7 +21,7 @@ def page_env(template_db, tmp_path_factory, dns_server):  # noqa: F811
     data_dir = tmp_path_factory.mktemp("deliverability")
     pem = dkimkeys.generate_private_pem()
     key_file = data_dir / "ak1.example.com.key"
-    key_file.write_bytes(pem)
+    dkimkeys.write_private_key(key_file, pem)       # 0600: others may not read a key
     url, drop = fresh_database(template_db, data_dir)
     settings = make_settings(data_dir, url, **{
         "dkim.keys": [{"domain": "example.com", "selector": "ak1", "key_file": str(key_file)}],
