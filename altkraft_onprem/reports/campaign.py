@@ -36,6 +36,7 @@ from altkraft_onprem.tracking.models import (
 )
 
 from .feedback import figures as feedback_figures
+from .feedback import totals as feedback_totals
 
 ev = tracking_events.c
 
@@ -249,10 +250,12 @@ def recent_campaigns(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
     people = _people(conn, ids)
     engaged = [(c, kind, people.get((c, kind + "_h"), 0)) for c in ids for kind in (OPEN, CLICK)]
     counts = {(c, k): n for c, k, n in engaged}
+    feedback = feedback_totals(conn, ids)
     out = []
     for r in rows:
         delivered = sent.get(r["id"], 0)
         opens, clicks = counts.get((r["id"], OPEN), 0), counts.get((r["id"], CLICK), 0)
         out.append({**r, "delivered": delivered, "opens": opens, "clicks": clicks,
-                    "open_rate": _ratio(opens, delivered), "ctr": _ratio(clicks, delivered)})
+                    "open_rate": _ratio(opens, delivered), "ctr": _ratio(clicks, delivered),
+                    **feedback[r["id"]]})
     return out

@@ -71,3 +71,18 @@ def figures(conn: Connection, campaign_id: int, variant: int | None = None) -> d
     order = {name: index for index, name in enumerate(PROVIDER_NAMES)}
     return {"bounces": totals, "complaints": complaints,
             "by_provider": sorted(per.values(), key=lambda r: order.get(r["provider"], 99))}
+
+
+def totals(conn: Connection, campaign_ids: list[int]) -> dict[int, dict]:
+    """{campaign: {"bounces": hard + soft + policy, "complaints": n}} for lists of campaigns."""
+    f = campaign_feedback.c
+    out = {c: {"bounces": 0, "complaints": 0} for c in campaign_ids}
+    rows = conn.execute(select(f.campaign_id, f.kind, f.bounce_class, func.sum(f.count))
+                        .where(f.campaign_id.in_(campaign_ids))
+                        .group_by(f.campaign_id, f.kind, f.bounce_class))
+    for campaign_id, kind, bounce_class, number in rows:
+        if kind == COMPLAINT:
+            out[campaign_id]["complaints"] += int(number or 0)
+        elif bounce_class in REPORTED:
+            out[campaign_id]["bounces"] += int(number or 0)
+    return out

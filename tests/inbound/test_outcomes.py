@@ -228,3 +228,11 @@ def test_campaign_report_counts_them_by_class_and_provider(env, world, client):
     assert report["by_provider"] == [{"provider": "other", "hard": 1, "soft": 0, "policy": 1,
                                       "complaints": 3}]
     assert report["complaint_rate"] == 30.0
+
+
+def test_dashboard_and_report_index_show_them(env, world, client):
+    env.login(client, env.user("Analyst"))
+    for path, marker in (("/", 'id="report-tiles"'), ("/reports/", "<tbody>")):
+        page = client.get(path, follow_redirects=True).get_data(as_text=True)
+        row = next(r for r in page.split(marker, 1)[1].split("</tr>") if "Inbound newsletter" in r)
+        assert "<td>2</td><td>3</td>" in row.replace("\n", "").replace("      ", ""), row
