@@ -6,10 +6,12 @@ N subscribers (default 1,000,000) are enrolled by hand into a published workflow
 (wait PT1H -> condition city = Москва -> yes: send_email -> update_fields; no: update_fields),
 the step runner takes every step (the waits are run as they would be an hour later), then
 the send node's campaign is sent through the ordinary senders to Postfix's smtp-sink on
-127.0.0.1. The baseline, measured in the same run on the same database: as many plain
-INSERT + UPDATE pairs through the driver, one transaction each (what a step costs at least).
-The last line printed is one JSON object: enrollments_per_s, steps_per_s, cpu_ms_per_step,
-peak_rss_mb, baseline_pairs_per_s, ratio (baseline / steps per second), send_msgs_per_s.
+127.0.0.1, and then, for comparison, an ordinary campaign of the same message to the same
+people (the Moscow segment). The baseline, measured in the same run on the same database: as
+many plain INSERT + UPDATE pairs through the driver, one transaction each (what a step costs
+at least). The last line printed is one JSON object: enrollments_per_s, steps_per_s,
+cpu_ms_per_step, peak_rss_mb, baseline_pairs_per_s, ratio (baseline / steps per second),
+send_msgs_per_s, campaign_msgs_per_s and send_ratio (workflow / campaign msgs/s).
 Needs `smtp-sink` (Debian: apt-get install postfix; the daemon is not used).
 """
 from __future__ import annotations
@@ -70,6 +72,29 @@ def baseline(engine, pairs: int) -> float:
         raw.close()
 
 
+def same_size_campaign(settings, engine, actor, list_id: int, message_id: int,
+                       sessions: int) -> tuple[int, float]:
+    """An ordinary campaign of the message to the workflow's recipients (city = Москва),
+    sent the same way once its ledger is built: (sent, seconds of sending)."""
+    from altkraft_onprem import db
+    from altkraft_onprem.audience import segments
+    from altkraft_onprem.campaigns import service as campaigns
+    from altkraft_onprem.campaigns.jobs import run_campaign
+
+    with db.write(engine) as conn:
+        segment_id = segments.create_segment(conn, actor, "Bench Moscow", {"op": "and", "rules": [
+            {"field": "city", "operator": "eq", "value": "Москва"}]})
+        campaign_id = campaigns.create_campaign(
+            conn, actor, name="Bench same size", message_id=message_id, list_ids=[list_id],
+            segment_ids=[segment_id], from_email="news@example.com")
+    with db.write(engine) as conn:          # the ledger, as the workflow's rows were queued
+        campaigns.start(conn, actor, settings, campaign_id)
+    engine.dispose()
+    started = time.perf_counter()
+    outcomes = run_campaign(settings, engine, campaign_id, processes=sessions)
+    return sum(o.sent for o in outcomes), time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--enrollments", type=int, default=1_000_000)
@@ -103,19 +128,24 @@ def main() -> None:
     engine = db.build_engine(settings.database_url)
     migrate.upgrade(engine)
     actor = system_actor("bench")
-    _, message_id = send_bench.populate(engine, args.enrollments, send_bench.newsletter(8))
+    list_id, message_id = send_bench.populate(engine, args.enrollments, send_bench.newsletter(8))
     sink = send_bench.start_sink(port)
     try:
         with db.write(engine) as conn:
             workflow_id = workflows.create(conn, actor, workflow(message_id))
             published = workflows.publish(conn, actor, workflow_id)
             campaign_id = workflows.get_version(conn, published["version_id"])["campaigns"]["mail"]
-            ids = list(conn.execute(select(subscribers.c.id).order_by(subscribers.c.id)).scalars())
         cpu_before = send_bench._cpu_seconds()
         started = time.perf_counter()
-        for start in range(0, len(ids), CHUNK):
+        last, enrolled = 0, 0
+        while True:         # CHUNK people at a time, never all ids in memory at once
             with db.write(engine) as conn:
-                workflows.enroll(conn, actor, workflow_id, subscriber_ids=ids[start:start + CHUNK])
+                ids = list(conn.execute(select(subscribers.c.id).where(subscribers.c.id > last)
+                                        .order_by(subscribers.c.id).limit(CHUNK)).scalars())
+                if not ids:
+                    break
+                workflows.enroll(conn, actor, workflow_id, subscriber_ids=ids)
+            last, enrolled = ids[-1], enrolled + len(ids)
         enroll_s = time.perf_counter() - started
         now = utcnow()
         started = time.perf_counter()
@@ -133,6 +163,8 @@ def main() -> None:
         send_s = time.perf_counter() - started
         sent = sum(o.sent for o in outcomes)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        campaign_sent, campaign_s = same_size_campaign(settings, engine, actor, list_id, message_id,
+                                                       args.sessions)
         pairs_per_s = baseline(engine, taken)
     finally:
         sink.terminate()
@@ -141,11 +173,15 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     steps_per_s = taken / steps_s
     print(json.dumps({
-        "enrollments": len(ids), "done": done, "enrollments_per_s": round(len(ids) / enroll_s, 1),
+        "enrollments": enrolled, "done": done, "enrollments_per_s": round(enrolled / enroll_s, 1),
         "steps": taken, "steps_per_s": round(steps_per_s, 1),
         "cpu_ms_per_step": round(cpu * 1000 / max(taken, 1), 3), "peak_rss_mb": round(peak, 1),
         "baseline_pairs_per_s": round(pairs_per_s, 1), "ratio": round(pairs_per_s / steps_per_s, 2),
         "sent": sent, "send_msgs_per_s": round(sent / send_s, 1) if send_s else None,
+        "campaign_sent": campaign_sent,
+        "campaign_msgs_per_s": round(campaign_sent / campaign_s, 1) if campaign_s else None,
+        "send_ratio": round((sent / send_s) / (campaign_sent / campaign_s), 2)
+        if send_s and campaign_sent else None,
         "database": engine.dialect.name}))
 
 

@@ -27,6 +27,19 @@ def record(conn: Connection, actor: Actor, action: str, target_type: str = "",
         target_id=str(target_id), details=json.dumps(details, default=str, ensure_ascii=False)))
 
 
+def record_many(conn: Connection, actor: Actor, action: str, target_type: str,
+                entries: list[tuple[Any, dict[str, Any]]]) -> None:
+    """`record` for many targets of one action at once: (target id, details) each."""
+    if not entries:
+        return
+    at = utcnow()
+    conn.execute(insert(audit_log), [
+        {"at": at, "actor_user_id": actor.user_id, "actor_token_id": actor.token_id,
+         "actor": actor.label, "ip": actor.ip, "action": action, "target_type": target_type,
+         "target_id": str(target_id), "details": json.dumps(details, default=str, ensure_ascii=False)}
+        for target_id, details in entries])
+
+
 def audit_entries(conn: Connection, *, actor: str | None = None, action: str | None = None,
                   since: datetime | None = None, until: datetime | None = None,
                   limit: int = 100, offset: int = 0) -> list[dict]:

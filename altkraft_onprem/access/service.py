@@ -6,7 +6,7 @@ those modules are the only code that writes users, roles, sessions, tokens and t
 """
 from __future__ import annotations
 
-from .audit import audit_csv, audit_entries, record
+from .audit import audit_csv, audit_entries, record, record_many
 from .models import SESSION_TOUCH_SECONDS
 from .roles import (
     create_role,
@@ -54,7 +54,8 @@ __all__ = [
     "audit_csv", "audit_entries", "authenticate", "close_session", "complete_setup",
     "create_role", "create_token", "create_user", "delete_role", "get_role", "get_state",
     "get_token", "get_user", "hash_password", "issue_setup_token", "list_roles", "list_tokens",
-    "list_users", "normalise_email", "open_session", "put_state", "record", "resolve_session",
+    "list_users", "normalise_email", "open_session", "put_state", "record", "record_many",
+    "resolve_session",
     "resolve_token", "revoke_token", "role_id_by_name", "set_password", "setup_needed",
     "setup_token_valid", "sync_builtin_roles", "touch_session", "touch_token", "update_role",
     "update_user", "user_id_by_email",

@@ -17,6 +17,16 @@ def log_activity(conn: Connection, subscriber_id: int, kind: str, **details) -> 
         details=json.dumps(details, default=str, ensure_ascii=False)))
 
 
+def log_activities(conn: Connection, kind: str, entries: list[tuple[int, dict]]) -> None:
+    """`log_activity` for many people at once: (subscriber id, details) each."""
+    if entries:
+        at = utcnow()
+        conn.execute(insert(subscriber_activity), [
+            {"subscriber_id": subscriber_id, "at": at, "kind": kind,
+             "details": json.dumps(details, default=str, ensure_ascii=False)}
+            for subscriber_id, details in entries])
+
+
 def record_consent(conn: Connection, subscriber_id: int, list_id: int | None, kind: str, *,
                    ip: str = "", user_agent: str = "", form: str = "",
                    campaign_id: int | None = None) -> None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
-from altkraft_onprem import events
+from altkraft_onprem import db, events
 from altkraft_onprem.access.models import Actor
-from altkraft_onprem.access.service import record
+from altkraft_onprem.access.service import record, record_many
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
 
 from . import fields as fields_service
-from .activity import log_activity, record_consent
+from .activity import log_activities, log_activity, record_consent
 from .lists import existing_list_ids
 from .models import (
     MEMBER_STATUSES,
@@ -126,6 +126,49 @@ def update_subscriber(conn: Connection, actor: Actor, subscriber_id: int, data: 
                                        changes=field_changes(current, values, changed))
         record(conn, actor, "subscriber.update", "subscriber", subscriber_id, fields=changed)
     return changed
+
+
+def update_many(conn: Connection, actor: Actor, subscriber_ids, data: dict) -> dict[int, list[str]]:
+    """`update_subscriber` with the same data for many people (not the email: that is one
+    person's): one read and one write per thousand, each changed person's activity, event and
+    audit entry. Returns the changed fields of each person changed (the trash is left alone)."""
+    if "email" in data:
+        raise ServiceError("an email address is changed one person at a time", "email")
+    values = clean_values(conn, data, partial=True)
+    changed: dict[int, list[str]] = {}
+    for chunk in db.chunked(sorted(set(subscriber_ids)), 1000):
+        rows = []
+        for row in conn.execute(select(subscribers).where(
+                subscribers.c.id.in_(chunk), subscribers.c.deleted_at.is_(None))).mappings():
+            current, new = dict(row), dict(values)
+            if "custom" in values:
+                new["custom"] = {k: v for k, v in {**(current["custom"] or {}), **values["custom"]}.items()
+                                 if v is not None}
+            names = [k for k, v in new.items() if current.get(k) != v]
+            if names:
+                rows.append((row["id"], new, names, field_changes(current, new, names)))
+                changed[row["id"]] = names
+        _write_updates(conn, actor, rows)
+    return changed
+
+
+def _write_updates(conn: Connection, actor: Actor, rows: list[tuple[int, dict, list, dict]]) -> None:
+    if not rows:
+        return
+    now = utcnow()
+    if "custom" in rows[0][1]:          # merged per person
+        conn.execute(update(subscribers).where(subscribers.c.id == bindparam("b_id")).values(
+            {**{name: bindparam(f"b_{name}") for name in rows[0][1]}, "updated_at": now}),
+            [{"b_id": sid, **{f"b_{k}": v for k, v in new.items()}} for sid, new, _, _ in rows])
+    else:
+        conn.execute(update(subscribers).where(subscribers.c.id.in_([row[0] for row in rows]))
+                     .values(**rows[0][1], updated_at=now))
+    log_activities(conn, "updated", [(sid, {"fields": names, "by": actor.label})
+                                     for sid, _, names, _ in rows])
+    for sid, _, _, changes in rows:
+        events.SUBSCRIBER_UPDATED.emit(conn, subscriber_id=sid, changes=changes)
+    record_many(conn, actor, "subscriber.update", "subscriber",
+                [(sid, {"fields": names}) for sid, _, names, _ in rows])
 
 
 def _plain(value):

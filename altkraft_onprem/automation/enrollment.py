@@ -1,12 +1,13 @@
 """Enrollments: who enters a workflow (entry filter, re-entry policy, one active at a time),
 who leaves, and the figures per node.
 
-`enter` inserts under two UNIQUE keys (entry_key, active_key) with ON CONFLICT DO NOTHING:
-whatever replays the cause — an outbox row dispatched again, a repeated API call with the
-same idempotency key — finds the row there and enrolls no one.
+`enter_many` inserts under two UNIQUE keys (entry_key, active_key) with ON CONFLICT DO NOTHING,
+many people in one statement: whatever replays the cause — an outbox row dispatched again, a
+repeated API call with the same idempotency key — finds the row there and enrolls no one.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, func, select, update
@@ -20,85 +21,113 @@ from . import outbox
 from .models import received_events
 from .workflow_models import enrollments, steps, workflows
 
+CHUNK = 2000            # ids per IN list and rows per INSERT statement
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One person to enroll, the cause (UNIQUE entry key) and the event {{ event.… }} shows."""
+    subscriber_id: int
+    key: str
+    event: dict
+
 
 def active_key(workflow_id: int, subscriber_id: int) -> str:
     return f"{workflow_id}:{subscriber_id}"
 
 
-def may_enter(conn: Connection, workflow: dict, definition: dict, subscriber_id: int,
-              now: datetime) -> bool:
-    """The entry filter and the re-entry policy (the active-key does the rest)."""
-    where = [subscribers.c.id == subscriber_id, subscribers.c.deleted_at.is_(None),
-             subscribers.c.state == "active"]
-    segment_id = definition.get("entry", {}).get("segment_id")
-    if segment_id is not None:
-        where.append(segment_service.segment_expr(conn, segment_id))
-    if conn.execute(select(subscribers.c.id).where(*where)).first() is None:
-        return False
-    reentry = definition.get("entry", {}).get("reentry", "once")
-    if reentry == "every_time":
-        return True
-    earlier = select(func.max(enrollments.c.started_at)).where(
-        enrollments.c.workflow_id == workflow["id"], enrollments.c.subscriber_id == subscriber_id,
-        enrollments.c.test.is_(False))
-    last = conn.execute(earlier).scalar()
-    if reentry == "once":
-        return last is None
-    return last is None or now - last >= timedelta(days=reentry["after_days"])
+def eligible(conn: Connection, workflow: dict, definition: dict, subscriber_ids,
+             now: datetime) -> set[int]:
+    """Those of these people whom the entry filter and the re-entry policy let in (the
+    active key does the rest)."""
+    entry = definition.get("entry", {})
+    segment = (segment_service.segment_expr(conn, entry["segment_id"])
+               if entry.get("segment_id") is not None else None)
+    reentry = entry.get("reentry", "once")
+    allowed: set[int] = set()
+    for chunk in db.chunked(sorted(set(subscriber_ids)), CHUNK):
+        query = select(subscribers.c.id).where(subscribers.c.id.in_(chunk),
+                                               subscribers.c.deleted_at.is_(None),
+                                               subscribers.c.state == "active")
+        found = set(conn.execute(query if segment is None else query.where(segment)).scalars())
+        if reentry != "every_time" and found:
+            last = dict(conn.execute(select(enrollments.c.subscriber_id, func.max(
+                enrollments.c.started_at)).where(
+                enrollments.c.workflow_id == workflow["id"], enrollments.c.subscriber_id.in_(list(found)),
+                enrollments.c.test.is_(False)).group_by(enrollments.c.subscriber_id)).all())
+            if reentry == "once":
+                found -= last.keys()
+            else:
+                found = {i for i in found if i not in last
+                         or now - last[i] >= timedelta(days=reentry["after_days"])}
+        allowed |= found
+    return allowed
 
 
-def enter(conn: Connection, workflow: dict, version: dict, subscriber_id: int, entry_key: str,
-          event: dict, *, test: bool = False, now: datetime | None = None,
-          check: bool = True, wake=None) -> int | None:
-    """Enrolls one person at the start node (None: filtered out, or already enrolled for this
-    cause, or already inside)."""
+def enter_many(conn: Connection, workflow: dict, version: dict, entries: list[Entry], *,
+               test: bool = False, now: datetime | None = None, check: bool = True,
+               wake=None) -> dict[int, int]:
+    """Enrolls these people at the start node; returns {subscriber id: new enrollment id}
+    (none for those filtered out, already enrolled for this cause, or already inside)."""
     now = now or utcnow()
     definition = version["definition"]
-    if check and not may_enter(conn, workflow, definition, subscriber_id, now):
-        return None
-    result = conn.execute(db.insert_ignoring_conflicts(conn, enrollments).values(
-        workflow_id=workflow["id"], version_id=version["id"], subscriber_id=subscriber_id,
-        entry_key=entry_key[:200],
-        # a test run does not keep the person out of (or in) the real one
-        active_key=("test:" if test else "") + active_key(workflow["id"], subscriber_id),
-        state="active", node_id=definition["graph"]["start"], visit=1, wake_at=now,
-        event_seen=False, attempts=0, event=event, test=test, started_at=now))
-    if not result.rowcount:
-        return None
-    enrollment_id = conn.execute(select(enrollments.c.id).where(
-        enrollments.c.entry_key == entry_key[:200])).scalar_one()
+    if check and entries:
+        allowed = eligible(conn, workflow, definition, [e.subscriber_id for e in entries], now)
+        entries = [e for e in entries if e.subscriber_id in allowed]
+    prefix = "test:" if test else ""        # a test run keeps no one out of the real one
+    rows = [{"workflow_id": workflow["id"], "version_id": version["id"],
+             "subscriber_id": e.subscriber_id, "entry_key": e.key[:200],
+             "active_key": prefix + active_key(workflow["id"], e.subscriber_id), "state": "active",
+             "node_id": definition["graph"]["start"], "visit": 1, "wake_at": now,
+             "event_seen": False, "attempts": 0, "event": e.event, "test": test, "started_at": now}
+            for e in entries]
+    inserted = []
+    for chunk in db.chunked(rows, CHUNK):
+        inserted += conn.execute(db.insert_ignoring_conflicts(conn, enrollments).returning(
+            enrollments.c.id, enrollments.c.subscriber_id), chunk).all()
+    if not inserted:
+        return {}
     if wake is not None:            # the runner takes the first step soon after the commit
         db.after_commit(conn, outbox.WAKE_KEY, wake)
-    outbox.append(conn, "workflow.entered", {"workflow_id": workflow["id"],
-                                            "subscriber_id": subscriber_id,
-                                            "enrollment_id": enrollment_id}, wake=wake)
-    return enrollment_id
+    outbox.append_many(conn, "workflow.entered", [
+        {"workflow_id": workflow["id"], "subscriber_id": subscriber_id, "enrollment_id": enrollment_id}
+        for enrollment_id, subscriber_id in inserted], wake=wake)
+    return {subscriber_id: enrollment_id for enrollment_id, subscriber_id in inserted}
+
+
+def end_many(conn: Connection, items: list[dict], state: str, reason: str,
+             now: datetime | None = None, wake=None) -> int:
+    """Ends these active (or parked) enrollments as done or exited; the people may enter
+    again later. `items` carry id, workflow_id and subscriber_id."""
+    ended: set[int] = set()
+    for chunk in db.chunked([item["id"] for item in items], CHUNK):
+        ended.update(conn.execute(update(enrollments).where(
+            enrollments.c.id.in_(chunk), enrollments.c.state.in_(("active", "parked"))).values(
+            state=state, active_key=None, ended_at=now or utcnow(), end_reason=reason[:1000],
+            lease_owner=None, lease_until=None, wake_at=None).returning(enrollments.c.id)).scalars())
+    outbox.append_many(conn, "workflow.exited", [
+        {"workflow_id": item["workflow_id"], "subscriber_id": item["subscriber_id"],
+         "enrollment_id": item["id"], "state": state, "reason": reason}
+        for item in items if item["id"] in ended], wake=wake)
+    return len(ended)
 
 
 def end(conn: Connection, enrollment: dict, state: str, reason: str, now: datetime | None = None,
         wake=None) -> bool:
-    """Ends an active enrollment (done or exited); the person may enter again later."""
-    changed = conn.execute(update(enrollments).where(
-        enrollments.c.id == enrollment["id"], enrollments.c.state.in_(("active", "parked"))).values(
-        state=state, active_key=None, ended_at=now or utcnow(), end_reason=reason[:1000],
-        lease_owner=None, lease_until=None, wake_at=None)).rowcount
-    if changed:
-        outbox.append(conn, "workflow.exited", {
-            "workflow_id": enrollment["workflow_id"], "subscriber_id": enrollment["subscriber_id"],
-            "enrollment_id": enrollment["id"], "state": state, "reason": reason}, wake=wake)
-    return bool(changed)
+    return bool(end_many(conn, [enrollment], state, reason, now, wake))
 
 
 def exit_people(conn: Connection, subscriber_ids, reason: str, workflow_ids=None,
                 wake=None) -> int:
     """Every active enrollment of these people (in these workflows) ends as exited."""
-    where = [enrollments.c.subscriber_id.in_(list(subscriber_ids)),
-             enrollments.c.state.in_(("active", "parked"))]
-    if workflow_ids is not None:
-        where.append(enrollments.c.workflow_id.in_(list(workflow_ids)))
-    rows = conn.execute(select(enrollments.c.id, enrollments.c.workflow_id,
-                               enrollments.c.subscriber_id).where(*where)).mappings().all()
-    return sum(end(conn, dict(r), "exited", reason, wake=wake) for r in rows)
+    rows = []
+    for chunk in db.chunked(list(subscriber_ids), CHUNK):
+        where = [enrollments.c.subscriber_id.in_(chunk), enrollments.c.state.in_(("active", "parked"))]
+        if workflow_ids is not None:
+            where.append(enrollments.c.workflow_id.in_(list(workflow_ids)))
+        rows += conn.execute(select(enrollments.c.id, enrollments.c.workflow_id,
+                                    enrollments.c.subscriber_id).where(*where)).mappings().all()
+    return end_many(conn, [dict(r) for r in rows], "exited", reason, wake=wake) if rows else 0
 
 
 def stats(conn: Connection, workflow_id: int) -> dict[str, dict[str, int]]:

@@ -18,8 +18,8 @@ from altkraft_onprem.audience import subscribers as subscriber_service
 from altkraft_onprem.audience.models import STANDARD_FIELDS
 from altkraft_onprem.errors import ServiceError
 
-from .nodes import Outcome, Step
 from .staff_notice import render
+from .step_context import Batch, Outcome, Step
 from .webhook_sender import Answer
 from .webhooks import EXCERPT_CHARS, policy
 
@@ -53,6 +53,11 @@ def call(engine, settings, enrollment: dict, node: dict) -> Answer:
     return Answer(status, None if 200 <= status < 300 else f"HTTP {status}",
                   response.body.decode("utf-8", "replace"),
                   retryable=status >= 500 or status in (408, 429))
+
+
+def webhook(batch: Batch) -> list[Outcome]:
+    """The executor: each person's answer was fetched before the batch's transaction."""
+    return [outcome(step, batch.answers.get(step.enrollment["id"])) for step in batch.steps()]
 
 
 def outcome(step: Step, answer: Answer | None) -> Outcome:

@@ -37,7 +37,7 @@ def wake() -> None:
         log.exception("could not queue the automation dispatcher")
 
 
-FAN_OUTS: list = [webhooks.fan_out, lambda conn, row: triggers.fan_out(conn, row, wake=wake)]
+FAN_OUTS: list = [webhooks.fan_out, lambda conn, rows: triggers.fan_out(conn, rows, wake=wake)]
 interest.add_source(triggers.interest)
 
 

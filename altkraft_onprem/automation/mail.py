@@ -1,17 +1,16 @@
-"""The send-email node: a row in the delivery ledger of the node's campaign, in the step's
-transaction. The occurrence (enrollment id x 1000 + visit) makes the ledger's UNIQUE key
-hold per time the person reaches the node: a replayed step queues nothing new, and the
-sender's journal and in-doubt rules apply unchanged, so one occurrence is sent at most once.
+"""The send-email node: rows in the delivery ledger of the node's campaign, the whole batch in
+one statement, in the step's transaction. The occurrence (enrollment id x 1000 + visit) makes
+the ledger's UNIQUE key hold per time a person reaches the node: a replayed step queues
+nothing new, and the senders' journal and in-doubt rules apply unchanged, so one occurrence
+is sent at most once. After the commit the ordinary campaign send run takes the rows.
 """
 from __future__ import annotations
-
-from sqlalchemy import select
 
 from altkraft_onprem import db
 from altkraft_onprem.campaigns import jobs as campaign_jobs
 from altkraft_onprem.campaigns import occurrences
 
-from .workflow_models import workflow_versions
+from .step_context import Batch, Outcome
 
 VISITS_PER_ENROLLMENT = 1000        # goto's max_visits is at most 100
 
@@ -20,13 +19,14 @@ def occurrence(enrollment_id: int, visit: int) -> int:
     return enrollment_id * VISITS_PER_ENROLLMENT + visit
 
 
-def send_email_node(step) -> dict:
-    campaigns = step.conn.execute(select(workflow_versions.c.campaigns).where(
-        workflow_versions.c.id == step.enrollment["version_id"])).scalar_one()
-    campaign_id = campaigns[step.node["id"]]
-    number = occurrence(step.enrollment["id"], step.enrollment["visit"])
-    queued = occurrences.queue(step.conn, campaign_id, step.subscriber_id, number,
-                               step.enrollment["event"])
-    db.after_commit(step.conn, f"automation.send.{campaign_id}",
+def send_email(batch: Batch) -> list[Outcome]:
+    campaign_id = batch.version["campaigns"][batch.node["id"]]
+    numbers = [occurrence(e["id"], e["visit"]) for e in batch.enrollments]
+    queued = occurrences.queue_many(batch.conn, campaign_id, [
+        (e["subscriber_id"], number, e["event"]) for e, number in zip(batch.enrollments, numbers,
+                                                                       strict=True)])
+    db.after_commit(batch.conn, f"automation.send.{campaign_id}",
                     lambda: campaign_jobs.send_campaign(campaign_id))
-    return {"campaign_id": campaign_id, "occurrence": number, "queued": queued}
+    return [Outcome(detail={"campaign_id": campaign_id, "occurrence": number,
+                            "queued": (e["subscriber_id"], number) in queued})
+            for e, number in zip(batch.enrollments, numbers, strict=True)]

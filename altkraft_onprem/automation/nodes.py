@@ -1,90 +1,34 @@
-"""What each node type does to one enrolled person, inside the step's transaction.
+"""What each node type does to a batch of enrolled people, inside the batch's transaction.
 
-An executor returns an Outcome: the branch to leave by, or a time to wait until (the runner
-stores it and comes back then), or the end. Internal effects (fields, lists, suppression,
-the ledger row of an email, a goal) are written through the owning domain's services on the
-step's connection, so they commit exactly once with the step. The HTTP node (webhook) is the
-exception: see http_node.py.
+Internal effects (fields, lists, suppression, the ledger rows of an email, a goal) are written
+through the owning domain's services on the batch's connection, so they commit exactly once
+with the step rows. Where a node can act on the whole batch with set-based SQL it does
+(conditions, field updates, emails, goals, counts); the rest act person by person through
+`each`. The HTTP node (webhook) is the exception: see http_node.py.
 """
 from __future__ import annotations
 
 import hashlib
-import zoneinfo
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, func, select
 
-from altkraft_onprem.access.models import system_actor
-from altkraft_onprem.audience import segments as segment_service
 from altkraft_onprem.audience import service as audience
 from altkraft_onprem.audience import subscribers as subscriber_service
-from altkraft_onprem.audience.models import STANDARD_FIELDS, subscribers
+from altkraft_onprem.audience.models import STANDARD_FIELDS
 from altkraft_onprem.campaigns.models import deliveries
 
 from . import enrollment as enrollments
-from . import outbox, staff_notice, timing
+from . import http_node, mail, outbox, staff_notice, timing
+from .step_context import Batch, Executor, Outcome, Step, each
 from .workflow_models import steps as step_rows
 from .workflow_models import workflow_versions, workflows
 
-
-@dataclass
-class Outcome:
-    branch: str | None = None
-    wait_until: datetime | None = None      # come back then (the node is not done)
-    jump: str | None = None                 # goto: the next node, instead of an edge
-    end: str | None = None                  # exit: the reason
-    detail: dict = field(default_factory=dict)
-
-
-@dataclass
-class Step:
-    conn: Connection
-    settings: object
-    enrollment: dict
-    definition: dict
-    node: dict
-    now: datetime
-    person: dict | None                     # render context (None: deleted)
-    wake: Callable[[], None] | None = None
-    send_email: Callable | None = None      # (step, step_id) -> detail; set by the runner
-
-    @property
-    def config(self) -> dict:
-        return self.node["config"]
-
-    @property
-    def tz(self) -> zoneinfo.ZoneInfo:
-        own = (self.person or {}).get("timezone")
-        return timing.zone(own, self.definition.get("timezone", "UTC"))
-
-    @property
-    def subscriber_id(self) -> int:
-        return self.enrollment["subscriber_id"]
-
-    @property
-    def actor(self):
-        return system_actor(f"workflow {self.enrollment['workflow_id']}")
-
-    def waited(self) -> bool:
-        """The wait this node asked for is over (or compressed: a test enrollment)."""
-        until = self.enrollment["waiting_until"]
-        return until is not None and self.now >= until
-
-    def wait(self, target: datetime, **detail) -> Outcome:
-        """Wait until `target` (a test enrollment goes on at once)."""
-        if self.enrollment["test"] or target <= self.now or self.waited():
-            return Outcome(detail={**detail, "until": target.isoformat(),
-                                   **({"compressed": True} if self.enrollment["test"] else {})})
-        return Outcome(wait_until=target, detail=detail)
-
-
 # --- waits ------------------------------------------------------------------------------------
 
-def _field_value(step: Step, name: str):
-    person = step.person or {}
+
+def field_value(person: dict | None, name: str):
+    person = person or {}
     if name in STANDARD_FIELDS:
         return person.get(name) or None
     return (person.get("custom") or {}).get(name.removeprefix("custom."))
@@ -92,14 +36,14 @@ def _field_value(step: Step, name: str):
 
 def wait(step: Step) -> Outcome:
     until = step.enrollment["waiting_until"] or timing.after_duration(
-        step.now, _duration(step.config["duration"]), step.tz)
+        step.now, duration(step.config["duration"]), step.tz)
     return step.wait(until)
 
 
 _DURATION = TypeAdapter(timedelta)
 
 
-def _duration(text: str) -> timedelta:
+def duration(text: str) -> timedelta:
     """An ISO 8601 duration as stored in a version ("PT2H", "P3D")."""
     return _DURATION.validate_python(text)
 
@@ -115,7 +59,7 @@ def wait_until(step: Step) -> Outcome:
         target = timing.next_weekday_time(step.now, config["weekdays"],
                                           timing.clock(config.get("time") or "09:00"), tz)
     else:
-        value = _field_value(step, config["field"])
+        value = field_value(step.person, config["field"])
         if not value:
             return Outcome(detail={"skipped": f"{config['field']} is empty"})
         day = datetime.fromisoformat(str(value)).date()
@@ -137,27 +81,24 @@ def wait_for_event(step: Step) -> Outcome:
         return Outcome(branch="event")
     if step.waited() or step.enrollment["test"]:
         return Outcome(branch="timeout")
-    return Outcome(wait_until=step.now + _duration(step.config["timeout"]),
+    return Outcome(wait_until=step.now + duration(step.config["timeout"]),
                    detail={"waiting_for": step.config["event"]})
 
 
 # --- decisions --------------------------------------------------------------------------------
 
-def _matches(step: Step, conditions: dict) -> bool:
-    where = segment_service.matching(step.conn, conditions)
-    return step.conn.execute(select(subscribers.c.id).where(
-        subscribers.c.id == step.subscriber_id, where)).first() is not None
+def condition(batch: Batch) -> list[Outcome]:
+    yes = batch.matching(batch.config["conditions"])
+    return [Outcome(branch="yes" if sid in yes else "no") for sid in batch.subscriber_ids]
 
 
-def condition(step: Step) -> Outcome:
-    return Outcome(branch="yes" if _matches(step, step.config["conditions"]) else "no")
-
-
-def switch(step: Step) -> Outcome:
-    for case in step.config["cases"]:
-        if _matches(step, case["conditions"]):
-            return Outcome(branch=case["branch"])
-    return Outcome(branch="default")
+def switch(batch: Batch) -> list[Outcome]:
+    """The first case that matches (one query per case)."""
+    chosen: dict[int, str] = {}
+    for case in batch.config["cases"]:
+        for sid in batch.matching(case["conditions"]):
+            chosen.setdefault(sid, case["branch"])
+    return [Outcome(branch=chosen.get(sid, "default")) for sid in batch.subscriber_ids]
 
 
 def split(step: Step) -> Outcome:
@@ -172,61 +113,69 @@ def split(step: Step) -> Outcome:
     return Outcome(branch=next(iter(variants)))
 
 
-def frequency_cap(step: Step) -> Outcome:
-    since = step.now - timedelta(days=step.config["days"])
-    sent = step.conn.execute(select(func.count()).select_from(deliveries).where(
-        deliveries.c.subscriber_id == step.subscriber_id, deliveries.c.state == "sent",
-        deliveries.c.done_at >= since)).scalar_one()
-    return Outcome(branch="capped" if sent >= step.config["max_emails"] else None,
-                   detail={"sent_in_window": sent})
+def frequency_cap(batch: Batch) -> list[Outcome]:
+    since = batch.now - timedelta(days=batch.config["days"])
+    sent = batch.counts(lambda chunk: (deliveries.c.subscriber_id.in_(chunk),
+                                       deliveries.c.state == "sent", deliveries.c.done_at >= since),
+                        deliveries.c.subscriber_id, batch.subscriber_ids)
+    limit = batch.config["max_emails"]
+    return [Outcome(branch="capped" if sent.get(sid, 0) >= limit else None,
+                    detail={"sent_in_window": sent.get(sid, 0)}) for sid in batch.subscriber_ids]
 
 
-def goal(step: Step) -> Outcome:
-    outbox.append(step.conn, "workflow.goal", {
-        "workflow_id": step.enrollment["workflow_id"], "subscriber_id": step.subscriber_id,
-        "enrollment_id": step.enrollment["id"], "goal": step.config["name"]}, wake=step.wake)
-    return Outcome(detail={"goal": step.config["name"]})
+def goal(batch: Batch) -> list[Outcome]:
+    name = batch.config["name"]
+    outbox.append_many(batch.conn, "workflow.goal", [
+        {"workflow_id": e["workflow_id"], "subscriber_id": e["subscriber_id"],
+         "enrollment_id": e["id"], "goal": name} for e in batch.enrollments], wake=batch.wake)
+    return [Outcome(detail={"goal": name}) for _ in batch.enrollments]
 
 
-def exit_node(step: Step) -> Outcome:
-    return Outcome(end=step.config.get("reason") or "exit node")
+def exit_node(batch: Batch) -> list[Outcome]:
+    return [Outcome(end=batch.config.get("reason") or "exit node") for _ in batch.enrollments]
 
 
-def goto(step: Step) -> Outcome:
+def goto(batch: Batch) -> list[Outcome]:
     """Jumps while the target was visited fewer than max_visits times."""
-    visits = step.conn.execute(select(func.count()).select_from(step_rows).where(
-        step_rows.c.enrollment_id == step.enrollment["id"],
-        step_rows.c.node_id == step.config["target"])).scalar_one()
-    if visits < step.config["max_visits"]:
-        return Outcome(jump=step.config["target"], detail={"visits": visits})
-    return Outcome(detail={"visits": visits, "bounded": True})
+    target = batch.config["target"]
+    ids = [e["id"] for e in batch.enrollments]
+    visits = batch.counts(lambda chunk: (step_rows.c.enrollment_id.in_(chunk),
+                                         step_rows.c.node_id == target),
+                          step_rows.c.enrollment_id, ids)
+    return [Outcome(jump=target, detail={"visits": visits.get(i, 0)})
+            if visits.get(i, 0) < batch.config["max_visits"]
+            else Outcome(detail={"visits": visits.get(i, 0), "bounded": True}) for i in ids]
 
 
 # --- effects ----------------------------------------------------------------------------------
 
-def enroll(step: Step) -> Outcome:
-    target = step.conn.execute(select(workflows).where(
-        workflows.c.id == step.config["workflow_id"])).mappings().first()
+def enroll(batch: Batch) -> list[Outcome]:
+    conn = batch.conn
+    target = conn.execute(workflows.select().where(
+        workflows.c.id == batch.config["workflow_id"])).mappings().first()
     if target is None or target["state"] != "active" or target["version_id"] is None:
-        return Outcome(detail={"skipped": "that workflow is not active"})
-    version = step.conn.execute(select(workflow_versions).where(
+        return [Outcome(detail={"skipped": "that workflow is not active"}) for _ in batch.enrollments]
+    version = conn.execute(workflow_versions.select().where(
         workflow_versions.c.id == target["version_id"])).mappings().one()
-    key = f"enroll:{step.enrollment['id']}:{step.node['id']}:{step.enrollment['visit']}"
-    entered = enrollments.enter(step.conn, dict(target), dict(version), step.subscriber_id, key,
-                                step.enrollment["event"], test=step.enrollment["test"],
-                                now=step.now, wake=step.wake)
-    return Outcome(detail={"enrollment_id": entered})
+    entered: dict[int, int] = {}
+    for test in (False, True):          # test runs stay test runs in the next workflow
+        group = [e for e in batch.enrollments if bool(e["test"]) is test]
+        if group:
+            entered.update(enrollments.enter_many(conn, dict(target), dict(version), [
+                enrollments.Entry(e["subscriber_id"], f"enroll:{e['id']}:{batch.node['id']}:{e['visit']}",
+                                  e["event"]) for e in group], test=test, now=batch.now, wake=batch.wake))
+    return [Outcome(detail={"enrollment_id": entered.get(sid)}) for sid in batch.subscriber_ids]
 
 
-def update_fields(step: Step) -> Outcome:
+def update_fields(batch: Batch) -> list[Outcome]:
     data: dict = {}
-    for name, value in step.config["fields"].items():
+    for name, value in batch.config["fields"].items():
         if name in STANDARD_FIELDS:
             data[name] = value
         else:
             data.setdefault("custom", {})[name.removeprefix("custom.")] = value
-    changed = subscriber_service.update_subscriber(step.conn, step.actor, step.subscriber_id, data)
-    return Outcome(detail={"changed": changed})
+    changed = subscriber_service.update_many(batch.conn, batch.actor, batch.subscriber_ids, data)
+    return [Outcome(detail={"changed": changed.get(sid, [])}) for sid in batch.subscriber_ids]
 
 
 def add_to_list(step: Step) -> Outcome:
@@ -253,15 +202,12 @@ def notify(step: Step) -> Outcome:
     return Outcome(detail={"to": step.config["to"]})
 
 
-def send_email(step: Step) -> Outcome:
-    return Outcome(detail=step.send_email(step))
-
-
-EXECUTORS: dict[str, Callable[[Step], Outcome]] = {
-    "wait": wait, "wait_until": wait_until, "send_window": send_window,
-    "wait_for_event": wait_for_event, "condition": condition, "switch": switch, "split": split,
-    "frequency_cap": frequency_cap, "goal": goal, "exit": exit_node, "goto": goto,
-    "enroll": enroll, "update_fields": update_fields, "add_to_list": add_to_list,
-    "remove_from_list": remove_from_list, "suppress": suppress, "notify": notify,
-    "send_email": send_email,
+EXECUTORS: dict[str, Executor] = {
+    "wait": each(wait), "wait_until": each(wait_until), "send_window": each(send_window),
+    "wait_for_event": each(wait_for_event), "condition": condition, "switch": switch,
+    "split": each(split), "frequency_cap": frequency_cap, "goal": goal, "exit": exit_node,
+    "goto": goto, "enroll": enroll, "update_fields": update_fields,
+    "add_to_list": each(add_to_list), "remove_from_list": each(remove_from_list),
+    "suppress": each(suppress), "notify": each(notify), "send_email": mail.send_email,
+    "webhook": http_node.webhook,
 }

@@ -32,7 +32,8 @@ log = logging.getLogger("altkraft.automation")
 BATCH = 200
 WAKE_KEY = "automation.dispatch"
 
-FanOut = Callable[[Connection, dict], None]
+# Takes a batch of outbox rows, oldest first, and acts on each in order.
+FanOut = Callable[[Connection, list[dict]], None]
 
 
 def append(conn: Connection, name: str, payload: dict, wake: Callable[[], None] | None = None,
@@ -46,6 +47,19 @@ def append(conn: Connection, name: str, payload: dict, wake: Callable[[], None] 
     if wake is not None:
         db.after_commit(conn, WAKE_KEY, wake)
     return row_id
+
+
+def append_many(conn: Connection, name: str, payloads: list[dict],
+                wake: Callable[[], None] | None = None) -> int:
+    """Records several events of one kind in one statement (if anything listens to it)."""
+    if not payloads or not interest.wants(conn, name):
+        return 0
+    now = utcnow()
+    conn.execute(insert(outbox), [{"type": name, "payload": payload, "occurred_at": now}
+                                  for payload in payloads])
+    if wake is not None:
+        db.after_commit(conn, WAKE_KEY, wake)
+    return len(payloads)
 
 
 def pending_count(conn: Connection) -> int:
@@ -69,23 +83,47 @@ def dispatch(engine: Engine, fan_outs: list[FanOut], batch: int = BATCH,
     while max_batches is None or batches < max_batches:
         with db.write(engine) as conn:
             rows = _claim(conn, batch)
+            errors = _fan_out(conn, fan_outs, rows)
             now = utcnow()
-            for row in rows:
-                error = None
-                try:
-                    with conn.begin_nested():
-                        for fan_out in fan_outs:
-                            fan_out(conn, row)
-                except Exception as exc:  # noqa: BLE001 - one bad row must not block the rest
-                    log.exception("outbox row %s (%s) could not be dispatched", row["id"], row["type"])
-                    error = f"{type(exc).__name__}: {exc}"[:1000]
-                conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
+            clean = [row["id"] for row in rows if row["id"] not in errors]
+            if clean:
+                conn.execute(update(outbox).where(outbox.c.id.in_(clean)).values(dispatched_at=now))
+            for row_id, error in errors.items():
+                conn.execute(update(outbox).where(outbox.c.id == row_id).values(
                     dispatched_at=now, error=error))
         done += len(rows)
         batches += 1
         if len(rows) < batch:
             break
     return done
+
+
+def _fan_out(conn: Connection, fan_outs: list[FanOut], rows: list[dict]) -> dict[int, str]:
+    """All rows at once (each fan-out takes the batch in order); if that fails, row by row,
+    each in its own savepoint: a row whose fan-out fails keeps its error and is not retried
+    in a loop. Returns {row id: error}."""
+    if not rows:
+        return {}
+    try:
+        with conn.begin_nested():
+            for fan_out in fan_outs:
+                fan_out(conn, rows)
+        return {}
+    except Exception as exc:  # noqa: BLE001 - the bad row is found below
+        if db.is_busy(exc):
+            raise
+    errors: dict[int, str] = {}
+    for row in rows:
+        try:
+            with conn.begin_nested():
+                for fan_out in fan_outs:
+                    fan_out(conn, [row])
+        except Exception as exc:  # noqa: BLE001 - one bad row must not block the rest
+            if db.is_busy(exc):
+                raise
+            log.exception("outbox row %s (%s) could not be dispatched", row["id"], row["type"])
+            errors[row["id"]] = f"{type(exc).__name__}: {exc}"[:1000]
+    return errors
 
 
 def purge_dispatched(conn: Connection, before: datetime) -> int:

@@ -6,12 +6,14 @@ Runs inside the dispatcher's transaction for one outbox row; every enrollment is
 """
 from __future__ import annotations
 
+from collections import defaultdict
+
 from sqlalchemy import Connection, select
 
 from altkraft_onprem.audience.models import subscribers
 
 from . import enrollment as enrollments
-from . import runner
+from . import runner, versions
 from .workflow_models import workflows
 
 CUSTOM_EVENT = "automation.event"       # POST /api/v1/events (written by automation itself)
@@ -30,6 +32,7 @@ TRIGGER_EVENTS: dict[str, set[str]] = {
 # Whenever a workflow runs: people leave when they unsubscribe, are suppressed or deleted.
 EXIT_EVENTS = {"subscription.unsubscribed", "suppression.added", "subscriber.deleted",
                "subscriber.erased"}
+WAKING_EVENTS = {CUSTOM_EVENT, "email.tracked"}       # may end a wait_for_event
 TRACKED = {"open": "email_opened", "read": "email_read", "click": "email_clicked"}
 AWAITABLE_TRACKED = {"open": "email.opened", "click": "email.clicked"}
 
@@ -38,7 +41,7 @@ def active(conn: Connection) -> list[tuple[dict, dict]]:
     """(workflow, published version) of every active workflow."""
     rows = conn.execute(select(workflows).where(workflows.c.state == "active",
                                                 workflows.c.version_id.is_not(None))).mappings()
-    return [(dict(r), runner.version(conn, r["version_id"])) for r in rows]
+    return [(dict(r), versions.version(conn, r["version_id"])) for r in rows]
 
 
 def interest(conn: Connection) -> set[str]:
@@ -109,20 +112,34 @@ def matches(trigger: dict, name: str, payload: dict) -> list[tuple[int, dict]]:
     return []
 
 
-def fan_out(conn: Connection, row: dict, wake=None) -> int:
-    """Exits, event waits and entries for one outbox row; returns how many entered."""
-    name, payload = row["type"], row["payload"]
+def fan_out(conn: Connection, rows: list[dict], wake=None) -> int:
+    """Exits, event waits and entries for a batch of outbox rows, in their order; returns how
+    many entered. Entries are gathered per workflow and inserted together — before any row
+    that makes people leave or wakes a wait, so a later row still acts after an earlier one."""
     running = active(conn)
     if not running:
         return 0
-    _exits(conn, name, payload, running, wake)
-    _wake_waits(conn, name, payload)
+    pending: dict[int, list[enrollments.Entry]] = defaultdict(list)
     entered = 0
-    for workflow, version in running:
-        for subscriber_id, event in matches(version["definition"]["trigger"], name, payload):
-            key = f"o{row['id']}:{workflow['id']}:{subscriber_id}"
-            if enrollments.enter(conn, workflow, version, subscriber_id, key, event, wake=wake):
-                entered += 1
+
+    def enter_pending() -> None:
+        nonlocal entered
+        for workflow, version in running:
+            entries = pending.pop(workflow["id"], None)
+            if entries:
+                entered += len(enrollments.enter_many(conn, workflow, version, entries, wake=wake))
+
+    for row in rows:
+        name, payload = row["type"], row["payload"]
+        if name in EXIT_EVENTS or name in WAKING_EVENTS:
+            enter_pending()
+            _exits(conn, name, payload, running, wake)
+            _wake_waits(conn, name, payload)
+        for workflow, version in running:
+            for subscriber_id, event in matches(version["definition"]["trigger"], name, payload):
+                pending[workflow["id"]].append(enrollments.Entry(
+                    subscriber_id, f"o{row['id']}:{workflow['id']}:{subscriber_id}", event))
+    enter_pending()
     return entered
 
 

@@ -197,38 +197,39 @@ def _for_list(conn: Connection, list_id: int, data: dict) -> dict | None:
     return None
 
 
-def fan_out(conn: Connection, row: dict) -> int:
-    """Deliveries of one outbox row to every active subscription that wants them (once:
+def fan_out(conn: Connection, rows: list[dict]) -> int:
+    """Deliveries of these outbox rows to every active subscription that wants them (once:
     UNIQUE webhook, outbox row, part). Returns how many were created."""
-    found = parts(row)
-    if not found:
+    found = [(row, parts(row)) for row in rows]
+    wanted = {t for _, row_parts in found for _, t, _ in row_parts}
+    if not wanted:
         return 0
-    wanted = {t for _, t, _ in found}
     subscribers_ = [s for s in conn.execute(select(
         webhooks.c.id, webhooks.c.event_types, webhooks.c.list_id).where(webhooks.c.active.is_(True)))
         if wanted & set(s.event_types or ())]
     if not subscribers_:
         return 0
-    occurred = row["occurred_at"].isoformat().replace("+00:00", "Z")
     now = utcnow()
     values = []
-    for part, event_type, data in found:
-        event_id = f"evt_{row['id']}_{part}"
-        for subscription in subscribers_:
-            if event_type not in subscription.event_types:
-                continue
-            shown = data if subscription.list_id is None else _for_list(conn, subscription.list_id, data)
-            if shown is None:
-                continue
-            body = json.dumps({"id": event_id, "type": event_type, "occurred_at": occurred,
-                               "data": shown}, separators=(",", ":"), ensure_ascii=False, default=str)
-            values.append({"webhook_id": subscription.id, "outbox_id": row["id"], "part": part,
-                           "event_id": event_id, "type": event_type, "body": body,
-                           "state": "pending", "attempts": 0, "next_attempt_at": now,
-                           "created_at": now})
-    if values:
+    for row, row_parts in found:
+        occurred = row["occurred_at"].isoformat().replace("+00:00", "Z")
+        for part, event_type, data in row_parts:
+            event_id = f"evt_{row['id']}_{part}"
+            for subscription in subscribers_:
+                if event_type not in subscription.event_types:
+                    continue
+                shown = data if subscription.list_id is None else _for_list(conn, subscription.list_id, data)
+                if shown is None:
+                    continue
+                body = json.dumps({"id": event_id, "type": event_type, "occurred_at": occurred,
+                                   "data": shown}, separators=(",", ":"), ensure_ascii=False, default=str)
+                values.append({"webhook_id": subscription.id, "outbox_id": row["id"], "part": part,
+                               "event_id": event_id, "type": event_type, "body": body,
+                               "state": "pending", "attempts": 0, "next_attempt_at": now,
+                               "created_at": now})
+    for chunk in db.chunked(values, 1000):
         conn.execute(db.insert_ignoring_conflicts(
-            conn, webhook_deliveries, ["webhook_id", "outbox_id", "part"]), values)
+            conn, webhook_deliveries, ["webhook_id", "outbox_id", "part"]), chunk)
     return len(values)
 
 

@@ -185,12 +185,10 @@ def enroll(conn: Connection, actor: Actor, workflow_id: int, *, subscriber_ids=N
         raise ServiceError(f"at most {MAX_MANUAL} people at once", "subscriber_ids")
     version = get_version(conn, current["version_id"])
     request = uuid.uuid4().hex[:12]
-    entered = 0
-    for subscriber_id in ids:
-        if enrollments.enter(conn, current, version, subscriber_id, f"manual:{request}:{subscriber_id}",
-                             {"manual": True, "by": actor.label}, test=test, check=not test,
-                             wake=wake):
-            entered += 1
+    event = {"manual": True, "by": actor.label}
+    entered = len(enrollments.enter_many(conn, current, version, [
+        enrollments.Entry(subscriber_id, f"manual:{request}:{subscriber_id}", event)
+        for subscriber_id in ids], test=test, check=not test, wake=wake))
     record(conn, actor, "workflow.enroll", "workflow", workflow_id, asked=len(ids),
            entered=entered, segment_id=segment_id, test=test)
     return {"asked": len(ids), "entered": entered}

@@ -65,17 +65,22 @@ def stop_for_workflow(conn: Connection, workflow_id: int) -> int:
         state="finished", finished_at=now, updated_at=now)).rowcount
 
 
-def queue(conn: Connection, campaign_id: int, subscriber_id: int, occurrence: int,
-          context: dict[str, Any]) -> bool:
-    """One ledger row for this occurrence (none if it exists: the step was replayed)."""
-    result = conn.execute(db.insert_ignoring_conflicts(
-        conn, deliveries, ["campaign_id", "subscriber_id", "occurrence"]).values(
-        campaign_id=campaign_id, subscriber_id=subscriber_id, occurrence=occurrence,
-        variant=0, state="queued", attempts=0, test_group=False, context=context))
-    if result.rowcount:
+def queue_many(conn: Connection, campaign_id: int,
+               rows: list[tuple[int, int, dict[str, Any]]]) -> set[tuple[int, int]]:
+    """Ledger rows for these (subscriber, occurrence, context); returns the (subscriber,
+    occurrence) pairs queued now — none for a pair already in the ledger (a replayed step)."""
+    queued: set[tuple[int, int]] = set()
+    for chunk in db.chunked(rows, 1000):
+        queued.update(conn.execute(db.insert_ignoring_conflicts(
+            conn, deliveries, ["campaign_id", "subscriber_id", "occurrence"]).returning(
+            deliveries.c.subscriber_id, deliveries.c.occurrence), [
+            {"campaign_id": campaign_id, "subscriber_id": subscriber_id, "occurrence": occurrence,
+             "variant": 0, "state": "queued", "attempts": 0, "test_group": False, "context": context}
+            for subscriber_id, occurrence, context in chunk]).all())
+    if queued:
         conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(
-            total=campaigns.c.total + 1))
-    return bool(result.rowcount)
+            total=campaigns.c.total + len(queued)))
+    return queued
 
 
 def sendable(conn: Connection, subscriber_ids: list[int]) -> set[int]:

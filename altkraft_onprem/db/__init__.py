@@ -183,6 +183,14 @@ def insert_ignoring_conflicts(conn: Connection, table, index_elements=None):
     return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)
 
 
+def chunked(items, size: int) -> Iterator[list]:
+    """Consecutive lists of at most `size` items (IN lists and multi-row statements stay
+    under the drivers' parameter limits)."""
+    items = list(items)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 def get_engine() -> Engine:
     return current_app.extensions["altkraft.engine"]
 

@@ -10,6 +10,7 @@ from altkraft_onprem import db, events
 from altkraft_onprem.audience import optin, service, subscribers, suppression, trash
 from altkraft_onprem.audience.importer import runner
 from altkraft_onprem.audience.importer import service as imports
+from altkraft_onprem.errors import ServiceError
 
 from .conftest import ACTOR
 
@@ -55,6 +56,22 @@ def test_an_update_names_each_changed_field_with_old_and_new_value(env, people, 
     assert seen == [("subscriber.updated", {"subscriber_id": subscriber_id, "changes": {
         "first_name": {"from": "Ann", "to": "Anna"},
         "birth_date": {"from": "1990-05-01", "to": "1990-05-02"}}})]
+
+
+def test_an_update_of_many_emits_what_each_update_would(env, people, seen):
+    """update_many (a workflow's update-fields step): the same event per changed person, no
+    event for one already so, none for one in the trash, and the email is refused."""
+    changed, same, trashed = (people.add(email(), company=c) for c in ("Old", "New", "Old"))
+    with db.write(env.engine) as conn:
+        trash.delete_to_trash(conn, ACTOR, ids=[trashed])
+    seen.clear()
+    with db.write(env.engine) as conn:
+        found = subscribers.update_many(conn, ACTOR, [changed, same, trashed], {"company": "New"})
+    assert found == {changed: ["company"]}
+    assert seen == [("subscriber.updated", {"subscriber_id": changed, "changes": {
+        "company": {"from": "Old", "to": "New"}}})]
+    with pytest.raises(ServiceError), db.write(env.engine) as conn:
+        subscribers.update_many(conn, ACTOR, [changed], {"email": email()})
 
 
 def test_double_optin_confirm_and_unsubscribe(env, people, seen):

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from altkraft_onprem import db
 from altkraft_onprem.access.models import system_actor
 from altkraft_onprem.audience import lists, subscribers
-from altkraft_onprem.automation import jobs, workflows
+from altkraft_onprem.automation import jobs, runner, workflows
 from altkraft_onprem.automation.workflow_models import enrollments, steps
+from altkraft_onprem.db.types import utcnow
 
 ACTOR = system_actor("test")
 
@@ -67,3 +69,10 @@ def steps_of(env, enrollment_id: int) -> list[tuple[str, int, str | None]]:
 def fields_of(env, subscriber_id: int) -> dict:
     with db.read(env.engine) as conn:
         return subscribers.get_subscriber(conn, subscriber_id)
+
+
+def run_later(env, hours: float) -> int:
+    """The runner as it would run `hours` from now (waits that are due by then go on)."""
+    with env.app.app_context():
+        return runner.run_due(env.engine, env.settings, "test-runner", wake=jobs.wake,
+                              now=utcnow() + timedelta(hours=hours))

@@ -110,7 +110,7 @@ def test_a_replayed_outbox_row_delivers_once(env, api, receiver):
     add_person(env)
     with db.write(env.engine) as conn:
         row = conn.execute(select(outbox.outbox).order_by(outbox.outbox.c.id.desc())).mappings().first()
-        assert webhooks.fan_out(conn, dict(row)) == 1        # offered again: the key holds
+        assert webhooks.fan_out(conn, [dict(row)]) == 1        # offered again: the key holds
     jobs.deliver_webhooks()
     assert len(receiver.requests) == 1
 

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from altkraft_onprem import db
 from altkraft_onprem.audience import subscribers, trash
-from altkraft_onprem.automation import jobs, runner, workflows
+from altkraft_onprem.automation import runner, workflows
 from altkraft_onprem.automation.workflow_models import enrollments, steps
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import ServiceError
@@ -24,6 +24,7 @@ from .helpers import (
     fields_of,
     person,
     published,
+    run_later,
     steps_of,
 )
 
@@ -36,13 +37,6 @@ def admin_token(env) -> str:
 @pytest.fixture()
 def api(env, admin_token) -> Api:
     return Api(env.app.test_client(), admin_token)
-
-
-def run_later(env, hours: float) -> int:
-    """The runner as it would run `hours` from now (waits that are due by then go on)."""
-    with env.app.app_context():
-        return runner.run_due(env.engine, env.settings, "test-runner", wake=jobs.wake,
-                              now=utcnow() + timedelta(hours=hours))
 
 
 # --- a whole journey through the API ----------------------------------------------------------
