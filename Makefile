@@ -32,8 +32,12 @@ translations: python-deps
 
 ## For translators: refresh translations/messages.pot from the code and merge it into every
 ## language's messages.po (new msgids arrive empty; see docs/translations.md).
+# altkraft_onprem/i18n.py KEYWORDS: lazy markers and the error classes whose message is a msgid.
+BABEL_KEYWORDS = _l lazy_gettext ServiceError NotFound Conflict Forbidden TooManyRequests \
+  DataFetchError ArchiveError SheetError FieldError:2 Refused Unreachable
+
 extract-messages: python-deps
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --project "ALTKRAFT On-Premise" \
+	$(BIN)/pybabel extract -F babel.cfg $(addprefix -k ,$(BABEL_KEYWORDS)) --project "ALTKRAFT On-Premise" \
 	  --copyright-holder ALTKRAFT --no-wrap --sort-by-file -o altkraft_onprem/translations/messages.pot .
 	$(BIN)/pybabel update -i altkraft_onprem/translations/messages.pot -d altkraft_onprem/translations \
 	  --no-wrap --no-fuzzy-matching --ignore-obsolete

@@ -156,7 +156,7 @@ def _install_guard(app: Flask) -> None:
             authorize(g.actor, permission)
         except Forbidden as exc:
             if api:
-                return problem(403, "Forbidden", exc.message)
+                return problem(403, "Forbidden", exc.translated())
             message = _("Your role (%(role)s) does not allow this (%(permission)s).",
                         role=g.actor.role, permission=permission)
             return render_template("web/error.html", status=403, message=message), 403
@@ -228,7 +228,7 @@ def _install_error_pages(app: Flask) -> None:
     def service_error(exc: ServiceError):
         if is_api_request():
             return handle_api_error(exc)
-        return render_template("web/error.html", status=exc.status, message=exc.message), exc.status
+        return render_template("web/error.html", status=exc.status, message=exc.translated()), exc.status
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):

@@ -18,16 +18,19 @@ from urllib.parse import urljoin, urlsplit
 
 import urllib3
 
+from altkraft_onprem.errors import Translatable
+
 MAX_REDIRECTS = 3
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class Refused(Exception):
-    """The URL may not be fetched, or fetching it failed; the message says why."""
+class Refused(Translatable, Exception):
+    """The URL may not be fetched, or fetching it failed; the message says why (a template with
+    named values, translated where it is shown)."""
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, **values: object):
+        self._set_text(message, values)
+        super().__init__(self.message)
 
 
 class Unreachable(Refused):
@@ -56,7 +59,7 @@ class Policy:
             try:
                 parsed.append(ipaddress.ip_network(text, strict=False))
             except ValueError:
-                raise Refused(f"{self.networks_setting} has a bad network: {text!r}") from None
+                raise Refused("%(networks_setting)s has a bad network: %(text)s", networks_setting=self.networks_setting, text=repr(text)) from None
         object.__setattr__(self, "networks", tuple(parsed))
 
 
@@ -79,7 +82,7 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 def check_host(policy: Policy, host: str) -> None:
     allowed = policy.allowed_hosts
     if allowed and not any(fnmatch(host.lower(), pattern.lower()) for pattern in allowed):
-        raise Refused(f"{host} is not in {policy.hosts_setting}")
+        raise Refused("%(host)s is not in %(hosts_setting)s", host=host, hosts_setting=policy.hosts_setting)
 
 
 def resolve_checked(policy: Policy, host: str, port: int) -> str:
@@ -87,17 +90,17 @@ def resolve_checked(policy: Policy, host: str, port: int) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise Unreachable(f"cannot resolve {host}: {exc.strerror}") from None
+        raise Unreachable("cannot resolve %(host)s: %(strerror)s", host=host, strerror=exc.strerror) from None
     addresses = []
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if not is_public(address) and not any(address in net for net in policy.networks):
-            raise Refused(f"{host} resolves to {address}, a private, loopback or link-local "
+            raise Refused("%(host)s resolves to %(address)s, a private, loopback or link-local "
                           "address: refused (an administrator can allow networks in "
-                          f"{policy.networks_setting})")
+                          "%(networks_setting)s)", host=host, address=address, networks_setting=policy.networks_setting)
         addresses.append(str(address))
     if not addresses:
-        raise Refused(f"{host} has no address")
+        raise Refused("%(host)s has no address", host=host)
     return addresses[0]
 
 
@@ -112,7 +115,7 @@ def check_url(policy: Policy, url: str) -> None:
 def _parts(url: str):
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Refused(f"{url}: only http:// and https:// URLs can be used")
+        raise Refused("%(url)s: only http:// and https:// URLs can be used", url=url)
     return parts
 
 
@@ -120,7 +123,7 @@ def _port(parts) -> int:
     try:
         return parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise Refused(f"{parts.geturl()}: the port is not a number from 1 to 65535") from None
+        raise Refused("%(url)s: the port is not a number from 1 to 65535", url=parts.geturl()) from None
 
 
 def request(policy: Policy, method: str, url: str, *, body: bytes | None = None,
@@ -137,11 +140,11 @@ def request(policy: Policy, method: str, url: str, *, body: bytes | None = None,
         if follow_redirects and response.status in (301, 302, 303, 307, 308):
             location = response.headers.get("location")
             if not location:
-                raise Refused(f"{url}: redirect without a Location")
+                raise Refused("%(url)s: redirect without a Location", url=url)
             url = urljoin(url, location)
             continue
         return response
-    raise Refused(f"{url}: more than {MAX_REDIRECTS} redirects")
+    raise Refused("%(url)s: more than %(max_redirects)s redirects", url=url, max_redirects=MAX_REDIRECTS)
 
 
 def _once(policy: Policy, method: str, parts, address: str, port: int, body, headers,
@@ -165,7 +168,7 @@ def _once(policy: Policy, method: str, parts, address: str, port: int, body, hea
                                 preload_content=False, retries=False)
     except urllib3.exceptions.HTTPError as exc:
         pool.close()
-        raise Unreachable(f"{url}: {type(exc).__name__}: {exc}") from None
+        raise Unreachable("%(url)s: %(name)s: %(exc)s", url=url, name=type(exc).__name__, exc=exc) from None
     try:
         received = bytearray()
         truncated = False
@@ -173,16 +176,16 @@ def _once(policy: Policy, method: str, parts, address: str, port: int, body, hea
             received.extend(chunk)
             if len(received) > policy.max_bytes:
                 if policy.fail_when_larger:
-                    raise Refused(f"{url}: the answer is larger than {policy.max_bytes // 1024} KB")
+                    raise Refused("%(url)s: the answer is larger than %(max_bytes)s KB", url=url, max_bytes=policy.max_bytes // 1024)
                 del received[policy.max_bytes:]
                 truncated = True
                 break
             if time.monotonic() > deadline:
-                raise Unreachable(f"{url}: took longer than {policy.timeout:g} s")
+                raise Unreachable("%(url)s: took longer than %(timeout)s s", url=url, timeout=format(policy.timeout, 'g'))
         return Response(response.status, {k.lower(): v for k, v in response.headers.items()},
                         bytes(received), truncated)
     except urllib3.exceptions.HTTPError as exc:
-        raise Unreachable(f"{url}: {type(exc).__name__}: {exc}") from None
+        raise Unreachable("%(url)s: %(name)s: %(exc)s", url=url, name=type(exc).__name__, exc=exc) from None
     finally:
         response.release_conn()
         pool.close()

@@ -3,7 +3,9 @@ extraction that `make extract-messages` and the completeness test share.
 
 UI strings go through Flask-Babel: `_()` (gettext) in requests, `lazy_gettext` / `_l` at import
 time, and `N_()` for strings defined in data (a dict of descriptions, a tuple of titles) that a
-view or template later passes to `_()`. Catalogues live in altkraft_onprem/translations/
+view or template later passes to `_()`. The error classes of errors.py are keywords too: the
+literal template of `NotFound("campaign %(campaign_id)s does not exist", ...)` is a msgid,
+translated when the error is shown (`ServiceError.translated()`). Catalogues live in altkraft_onprem/translations/
 (messages.pot + ru/LC_MESSAGES/messages.po; .mo files are compiled by `make translations`).
 """
 from __future__ import annotations
@@ -15,7 +17,17 @@ ROOT = PACKAGE.parent
 TRANSLATIONS = PACKAGE / "translations"
 POT = TRANSLATIONS / "messages.pot"
 BABEL_CFG = ROOT / "babel.cfg"
-KEYWORDS = ("_l", "lazy_gettext")    # on top of Babel's defaults (_, gettext, ngettext, N_, ...)
+# Every ServiceError class: its first argument is the message template (tests/web/test_i18n.py
+# fails on a class missing here and on a message that is not a literal).
+# Every error class whose message is shown to people (errors.Translatable), with the position of
+# its message template among the arguments (1 = first).
+ERROR_KEYWORDS = {"ServiceError": 1, "NotFound": 1, "Conflict": 1, "Forbidden": 1,
+                  "TooManyRequests": 1, "DataFetchError": 1, "ArchiveError": 1, "SheetError": 1,
+                  "FieldError": 2, "Refused": 1, "Unreachable": 1}
+# On top of Babel's defaults (_, gettext, ngettext, N_, ...), in pybabel's -k syntax; the
+# Makefile's BABEL_KEYWORDS.
+KEYWORDS = ("_l", "lazy_gettext",
+            *(name if at == 1 else f"{name}:{at}" for name, at in ERROR_KEYWORDS.items()))
 
 
 def N_(text: str) -> str:  # noqa: N802 - the conventional gettext marker name
@@ -33,7 +45,9 @@ def extract(root: Path = ROOT):
     with open(root / "babel.cfg", encoding="utf-8") as handle:
         method_map, options_map = parse_mapping_cfg(handle)
     keywords = dict(DEFAULT_KEYWORDS)
-    keywords.update({name: None for name in KEYWORDS})
+    for keyword in KEYWORDS:
+        name, _, at = keyword.partition(":")
+        keywords[name] = (int(at),) if at else None
     catalog = Catalog(project="ALTKRAFT On-Premise")
 
     def only_the_package(dirpath: str) -> bool:

@@ -65,7 +65,8 @@ def _as_utc(moment: datetime) -> datetime:
     try:
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except OverflowError:
-        raise ServiceError(f"{moment.isoformat()} is outside the years 1-9999 in UTC", "since") from None
+        raise ServiceError("%(moment)s is outside the years 1-9999 in UTC", "since",
+                           moment=moment.isoformat()) from None
 
 
 def audit_csv(entries: Iterable[dict]) -> str:

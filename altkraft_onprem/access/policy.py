@@ -38,7 +38,7 @@ def authorize(actor: Actor | None, permission: str) -> None:
     if actor is None:
         raise Forbidden("sign in first")
     if permission != SIGNED_IN and not actor.can(permission):
-        raise Forbidden(f"your role ({actor.role}) does not allow this ({permission})")
+        raise Forbidden("your role (%(role)s) does not allow this (%(permission)s)", role=actor.role, permission=permission)
 
 
 def check_declared(app) -> None:

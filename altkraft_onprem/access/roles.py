@@ -39,7 +39,7 @@ def list_roles(conn: Connection) -> list[dict]:
 def get_role(conn: Connection, role_id: int) -> dict:
     row = conn.execute(select(roles).where(roles.c.id == role_id)).mappings().first()
     if row is None:
-        raise NotFound(f"role {role_id} does not exist", "role_id")
+        raise NotFound("role %(role_id)s does not exist", "role_id", role_id=role_id)
     role = dict(row)
     role["permissions"] = sorted(json.loads(role["permissions"]))
     return role
@@ -49,7 +49,7 @@ def role_id_by_name(conn: Connection, name: str) -> int:
     role_id = conn.execute(select(roles.c.id).where(roles.c.name == name)).scalar()
     if role_id is None:
         known = ", ".join(r["name"] for r in list_roles(conn))
-        raise ServiceError(f"no role named {name!r} (known: {known})", "role")
+        raise ServiceError("no role named %(name)s (known: %(known)s)", "role", name=repr(name), known=known)
     return role_id
 
 
@@ -57,7 +57,7 @@ def _check_permissions(permissions: Iterable[str]) -> list[str]:
     perms = sorted(set(permissions))
     unknown = [p for p in perms if p not in PERMISSIONS]
     if unknown:
-        raise ServiceError(f"unknown permission(s): {', '.join(unknown)}", "permissions")
+        raise ServiceError("unknown permission(s): %(unknown)s", "permissions", unknown=', '.join(unknown))
     return perms
 
 
@@ -78,14 +78,14 @@ def create_role(conn: Connection, actor: Actor, name: str, permissions: Iterable
 def _unique_role_name(conn: Connection, name: str) -> None:
     # Compared in Python: SQLite's lower() folds ASCII only. Roles are few.
     if any(existing.casefold() == name.casefold() for existing in conn.execute(select(roles.c.name)).scalars()):
-        raise Conflict(f"a role named {name!r} exists already", "name")
+        raise Conflict("a role named %(name)s exists already", "name", name=repr(name))
 
 
 def update_role(conn: Connection, actor: Actor, role_id: int, *, name: str | None = None,
                 permissions: Iterable[str] | None = None, description: str | None = None) -> None:
     role = get_role(conn, role_id)
     if role["builtin"]:
-        raise Forbidden(f"the built-in role {role['name']} cannot be changed", "role_id")
+        raise Forbidden("the built-in role %(name)s cannot be changed", "role_id", name=role['name'])
     values: dict[str, Any] = {}
     if name is not None and name.strip() != role["name"]:
         name = name.strip()
@@ -106,8 +106,8 @@ def update_role(conn: Connection, actor: Actor, role_id: int, *, name: str | Non
 def delete_role(conn: Connection, actor: Actor, role_id: int) -> None:
     role = get_role(conn, role_id)
     if role["builtin"]:
-        raise Forbidden(f"the built-in role {role['name']} cannot be deleted", "role_id")
+        raise Forbidden("the built-in role %(name)s cannot be deleted", "role_id", name=role['name'])
     if conn.execute(select(users.c.id).where(users.c.role_id == role_id)).first():
-        raise Conflict(f"role {role['name']} still has users; give them another role first", "role_id")
+        raise Conflict("role %(name)s still has users; give them another role first", "role_id", name=role['name'])
     conn.execute(delete(roles).where(roles.c.id == role_id))
     record(conn, actor, "role.delete", "role", role_id, name=role["name"])

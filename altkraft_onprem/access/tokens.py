@@ -47,7 +47,7 @@ def get_token(conn: Connection, token_id: int) -> dict:
     for token in list_tokens(conn):
         if token["id"] == token_id:
             return token
-    raise NotFound(f"token {token_id} does not exist", "token_id")
+    raise NotFound("token %(token_id)s does not exist", "token_id", token_id=token_id)
 
 
 def revoke_token(conn: Connection, actor: Actor, token_id: int) -> None:

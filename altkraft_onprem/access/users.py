@@ -24,12 +24,12 @@ def normalise_email(email: str, field: str = "email") -> str:
     try:
         return validate_email(email.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise ServiceError(f"{email!r} is not a valid email address: {exc}", field) from None
+        raise ServiceError("%(email)s is not a valid email address: %(exc)s", field, email=repr(email), exc=exc) from None
 
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
-        raise ServiceError(f"a password needs at least {MIN_PASSWORD} characters", "password")
+        raise ServiceError("a password needs at least %(min_password)s characters", "password", min_password=MIN_PASSWORD)
     if len(password) > 1024:
         raise ServiceError("a password may have at most 1024 characters", "password")
     return password_hasher.hash(password)
@@ -53,14 +53,14 @@ def get_user(conn: Connection, user_id: int) -> dict:
              .where(users.c.id == user_id))
     row = conn.execute(query).mappings().first()
     if row is None:
-        raise NotFound(f"user {user_id} does not exist", "user_id")
+        raise NotFound("user %(user_id)s does not exist", "user_id", user_id=user_id)
     return _public_user(row)
 
 
 def user_id_by_email(conn: Connection, email: str) -> int:
     user_id = conn.execute(select(users.c.id).where(users.c.email == email.strip().lower())).scalar()
     if user_id is None:
-        raise NotFound(f"no user with email {email!r}", "email")
+        raise NotFound("no user with email %(email)s", "email", email=repr(email))
     return user_id
 
 
@@ -69,7 +69,7 @@ def create_user(conn: Connection, actor: Actor, email: str, password: str, role_
     email = normalise_email(email)
     get_role(conn, role_id)
     if conn.execute(select(users.c.id).where(users.c.email == email)).first():
-        raise Conflict(f"a user with email {email} exists already", "email")
+        raise Conflict("a user with email %(email)s exists already", "email", email=email)
     user_id = conn.execute(insert(users).values(
         email=email, name=name.strip(), password_hash=hash_password(password), role_id=role_id,
         locale=locale, is_active=True, auth_stamp=secrets.token_hex(16), created_at=utcnow(),
@@ -91,7 +91,7 @@ def update_user(conn: Connection, actor: Actor, user_id: int, *, name: str | Non
         values["role_id"] = role_id
     if locale is not None:
         if locale not in {"en", "ru"}:
-            raise ServiceError(f"unknown language {locale!r} (en or ru)", "locale")
+            raise ServiceError("unknown language %(locale)s (en or ru)", "locale", locale=repr(locale))
         values["locale"] = locale
     if is_active is not None and is_active != user["is_active"]:
         if not is_active:
@@ -128,6 +128,6 @@ def actor_for_user(conn: Connection, user_id: int, *, ip: str = "", token_id: in
         select(users.c.id, users.c.email, users.c.locale, roles.c.name, roles.c.permissions)
         .join(roles, roles.c.id == users.c.role_id).where(users.c.id == user_id)).first()
     if row is None:
-        raise NotFound(f"user {user_id} does not exist", "user_id")
+        raise NotFound("user %(user_id)s does not exist", "user_id", user_id=user_id)
     return Actor(user_id=row.id, label=row.email, permissions=frozenset(json.loads(row.permissions)),
                  token_id=token_id, ip=ip, role=row.name, locale=row.locale)

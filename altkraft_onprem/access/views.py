@@ -119,7 +119,7 @@ def setup(token: str):
                         conn, token, request.form.get("email", ""), request.form.get("password", ""),
                         request.form.get("name", ""), _ip())
             except ServiceError as exc:
-                error = exc.message
+                error = exc.translated()
             else:
                 _start_session(user_id)
                 flash(_("Welcome! Your administrator account is ready."), "success")
@@ -141,16 +141,16 @@ def profile():
                 return redirect(url_for("access.profile"))
             if action == "password":
                 if not _current_password_ok(request.form.get("current", "")):
-                    raise ServiceError(_("The current password is wrong."), "current")
+                    raise ServiceError("The current password is wrong.", "current")
                 if request.form.get("password") != request.form.get("password2"):
-                    raise ServiceError(_("The two passwords differ."), "password2")
+                    raise ServiceError("The two passwords differ.", "password2")
                 with db.write(db.get_engine()) as conn:
                     service.set_password(conn, g.actor, g.actor.user_id, request.form.get("password", ""))
                 session.clear()
                 flash(_("Password changed; sign in with the new one."), "success")
                 return redirect(url_for("access.login"))
         except ServiceError as exc:
-            error = exc.message
+            error = exc.translated()
     with db.read(db.get_engine()) as conn:
         user = service.get_user(conn, g.actor.user_id)
         tokens = service.list_tokens(conn, g.actor.user_id)
@@ -180,7 +180,7 @@ def _create_token(user_id: int, back: str):
             _, secret = service.create_token(conn, g.actor, user_id, request.form.get("name", ""),
                                              current_settings()["security.api_token_days"])
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
         return redirect(back)
     session["new_token"] = secret    # shown once on the next page, then gone
     return redirect(back)
@@ -192,7 +192,7 @@ def revoke_own_token(token_id: int):
     with db.write(db.get_engine()) as conn:
         token = service.get_token(conn, token_id)
         if token["user_id"] != g.actor.user_id:
-            raise ServiceError(_("This token is not yours."))
+            raise ServiceError("This token is not yours.")
         service.revoke_token(conn, g.actor, token_id)
     flash(_("Token revoked."), "success")
     return redirect(url_for("access.profile"))
@@ -212,7 +212,7 @@ def users():
                                     int(request.form.get("role_id") or 0),
                                     request.form.get("name", ""), request.form.get("locale") or None)
         except ServiceError as exc:
-            error = exc.message
+            error = exc.translated()
         else:
             flash(_("User created."), "success")
             return redirect(url_for("access.users"))
@@ -236,7 +236,7 @@ def edit_user(user_id: int):
                 if request.form.get("password"):
                     service.set_password(conn, g.actor, user_id, request.form["password"])
         except ServiceError as exc:
-            error = exc.message
+            error = exc.translated()
         else:
             flash(_("User saved."), "success")
             return redirect(url_for("access.users"))

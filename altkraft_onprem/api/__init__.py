@@ -144,9 +144,9 @@ def busy_problem() -> Response:
 
 def handle_api_error(exc: Exception) -> Response:
     if isinstance(exc, ServiceError):
-        extra = {"errors": [{"field": exc.field, "message": exc.message}]} if exc.field else {}
+        extra = {"errors": [{"field": exc.field, "message": exc.translated()}]} if exc.field else {}
         titles = {404: "Not found", 409: "Conflict", 403: "Forbidden", 429: "Too many requests"}
-        return problem(exc.status, titles.get(exc.status, "Invalid request"), exc.message, **extra)
+        return problem(exc.status, titles.get(exc.status, "Invalid request"), exc.translated(), **extra)
     if isinstance(exc, HTTPException):
         return problem(exc.code or 500, exc.name, exc.description or "")
     if is_busy(exc):

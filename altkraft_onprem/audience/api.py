@@ -205,7 +205,7 @@ def _referenced(getter, conn, item_id: int, field: str):
     try:
         return getter(conn, item_id)
     except NotFound as exc:
-        raise ServiceError(exc.message, field) from None
+        raise ServiceError.like(exc, field) from None
 
 
 def _segment_where(conn, segment_id: int):

@@ -30,7 +30,7 @@ def _libpq_uri(url: str) -> str:
 def _tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise ServiceError(f"{name} is not installed (apt-get install postgresql-client)", name)
+        raise ServiceError("%(name)s is not installed (apt-get install postgresql-client)", name, name=name)
     return found
 
 
@@ -38,7 +38,8 @@ def _run(args: list[str]) -> None:
     result = subprocess.run(args, capture_output=True, text=True)
     if result.returncode != 0:
         reason = (result.stderr or result.stdout).strip().splitlines()
-        raise ServiceError(f"{Path(args[0]).name} failed: {reason[-1] if reason else result.returncode}")
+        raise ServiceError("%(name)s failed: %(reason)s", name=Path(args[0]).name,
+                           reason=reason[-1] if reason else result.returncode)
 
 
 def backup(url: str, target: Path) -> int:
@@ -69,17 +70,17 @@ def restore(url: str, source: Path) -> None:
     (and workers) first: open connections would keep serving the old data."""
     source = Path(source)
     if not source.is_file():
-        raise ServiceError(f"no such file: {source}", "file")
+        raise ServiceError("no such file: %(source)s", "file", source=source)
     with source.open("rb") as handle:
         head = handle.read(16)
     if make_url(url).get_backend_name() == "sqlite":
         if head != SQLITE_MAGIC:
-            raise ServiceError(f"{source} is not a SQLite backup", "file")
+            raise ServiceError("%(source)s is not a SQLite backup", "file", source=source)
         snapshot = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
         try:
             tables = {r[0] for r in snapshot.execute("SELECT name FROM sqlite_master")}
             if "alembic_version" not in tables:
-                raise ServiceError(f"{source} is not an ALTKRAFT database", "file")
+                raise ServiceError("%(source)s is not an ALTKRAFT database", "file", source=source)
             live = sqlite3.connect(_sqlite_path(url))
             try:
                 with live:
@@ -90,6 +91,6 @@ def restore(url: str, source: Path) -> None:
             snapshot.close()
         return
     if not head.startswith(PG_MAGIC):
-        raise ServiceError(f"{source} is not a pg_dump custom-format backup", "file")
+        raise ServiceError("%(source)s is not a pg_dump custom-format backup", "file", source=source)
     _run([_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction",
           "--dbname", _libpq_uri(url), str(source)])

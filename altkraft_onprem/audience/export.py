@@ -51,7 +51,7 @@ def rows(conn: Connection, *, list_id: int | None = None, segment_id: int | None
     chosen = [f for f in (chosen or ["email", "first_name", "last_name"]) if f]
     unknown = [f for f in chosen if f not in known]
     if unknown:
-        raise ServiceError(f"unknown field: {', '.join(unknown)}", "fields")
+        raise ServiceError("unknown field: %(unknown)s", "fields", unknown=', '.join(unknown))
     if "list_status" in chosen and list_id is None:
         raise ServiceError("list_status needs a list", "fields")
     where = [subscribers.c.deleted_at.is_(None)]

@@ -71,11 +71,11 @@ def create_field(conn: Connection, actor: Actor, key: str, label: str = "", fiel
     try:
         key = check_custom_key(key)
     except FieldError as exc:
-        raise ServiceError(exc.message, "key") from None
+        raise ServiceError.like(exc, "key") from None
     if field_type not in FIELD_TYPES:
-        raise ServiceError(f"type must be one of {', '.join(FIELD_TYPES)}", "type")
+        raise ServiceError("type must be one of %(field_types)s", "type", field_types=', '.join(FIELD_TYPES))
     if conn.execute(select(custom_fields.c.id).where(custom_fields.c.key == key)).first():
-        raise Conflict(f"a custom field {key!r} already exists", "key")
+        raise Conflict("a custom field %(key)s already exists", "key", key=repr(key))
     values = _clean_choices(field_type, choices)
     field_id = conn.execute(insert(custom_fields).values(
         key=key, label=(label or key).strip()[:200], type=field_type, choices=json.dumps(values),

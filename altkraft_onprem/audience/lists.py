@@ -50,7 +50,7 @@ def create_list(conn: Connection, actor: Actor, name: str, *, optin: str = "sing
                 visibility: str = "private", tags=(), description: str = "") -> int:
     values = _clean(name, visibility, optin, list(tags), description)
     if _name_taken(conn, values["name"]):
-        raise Conflict(f"a list named {values['name']!r} already exists", "name")
+        raise Conflict("a list named %(name)s already exists", "name", name=repr(values['name']))
     now = utcnow()
     list_id = conn.execute(insert(lists).values(**values, form="{}", created_at=now, updated_at=now)
                            .returning(lists.c.id)).scalar_one()
@@ -64,7 +64,7 @@ def update_list(conn: Connection, actor: Actor, list_id: int, **changes) -> None
     if "form" in changes and changes["form"] is not None:
         values["form"] = json.dumps(changes["form"], ensure_ascii=False)
     if "name" in values and _name_taken(conn, values["name"], list_id):
-        raise Conflict(f"a list named {values['name']!r} already exists", "name")
+        raise Conflict("a list named %(name)s already exists", "name", name=repr(values['name']))
     if values:
         conn.execute(update(lists).where(lists.c.id == list_id).values(**values, updated_at=utcnow()))
         record(conn, actor, "list.update", "list", list_id, **{k: v for k, v in values.items()
@@ -128,7 +128,7 @@ def list_lists(conn: Connection, *, counts: bool = True) -> list[dict]:
 def list_id_by_name(conn: Connection, name: str) -> int:
     found = conn.execute(select(lists.c.id).where(lists.c.name == name)).scalar()
     if found is None:
-        raise NotFound(f"no list named {name!r}", "list")
+        raise NotFound("no list named %(name)s", "list", name=repr(name))
     return found
 
 
@@ -137,5 +137,5 @@ def existing_list_ids(conn: Connection, list_ids) -> list[int]:
     found = set(conn.execute(select(lists.c.id).where(lists.c.id.in_(wanted))).scalars())
     missing = [i for i in wanted if i not in found]
     if missing:
-        raise ServiceError(f"no such list: {', '.join(map(str, missing))}", "lists")
+        raise ServiceError("no such list: %(ids)s", "lists", ids=", ".join(map(str, missing)))
     return wanted

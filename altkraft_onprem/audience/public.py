@@ -71,7 +71,7 @@ def subscribe(list_id: int):
                                      form=request.form.get("form_name", "hosted form")[:100])
     except ServiceError as exc:
         return render_template("audience/public_subscribe.html", lst=found, form=form,
-                               values=data, error=exc.message, honeypot=optin.HONEYPOT), 422
+                               values=data, error=exc.translated(), honeypot=optin.HONEYPOT), 422
     if result["action"] == "confirm":
         _enqueue_confirmation(result["subscriber_id"], list_id)
     message = (_("Thank you, you are subscribed.") if result["action"] in ("subscribed", "already")

@@ -15,6 +15,8 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
+from altkraft_onprem.errors import Translatable
+
 # --- vocabulary -------------------------------------------------------------------------------
 
 STANDARD_FIELDS: tuple[str, ...] = (
@@ -36,13 +38,14 @@ TEXT_MAX = 200
 CUSTOM_TEXT_MAX = 10_000
 
 
-class FieldError(ValueError):
-    """A value that does not fit its field; `field` names it, `message` says why."""
+class FieldError(Translatable, ValueError):
+    """A value that does not fit its field; `field` names it, `message` says why (a template
+    with named values, translated where it is shown)."""
 
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field: str, message: str, **values: object):
+        self._set_text(message, values)
         self.field = field
-        self.message = message
+        super().__init__(f"{field}: {self.message}")
 
 
 # --- pure rules -------------------------------------------------------------------------------
@@ -60,7 +63,7 @@ def normalise_email(text) -> str:
     try:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise FieldError("email", str(exc)) from None
+        raise FieldError("email", "%(reason)s", reason=str(exc)) from None   # its own English
     return f"{result.local_part}@{result.ascii_domain.lower()}"
 
 
@@ -76,7 +79,9 @@ def normalise_domain(text) -> str:
     try:
         return normalise_email(f"x@{value}").rpartition("@")[2]
     except FieldError as exc:
-        raise FieldError("domain", exc.message.replace("after the @-sign", "")) from None
+        # email_validator speaks of "the part after the @-sign": here that is the whole value
+        raise FieldError("domain", exc.template, **{
+            key: str(value).replace("after the @-sign", "") for key, value in exc.values.items()}) from None
 
 
 @lru_cache(maxsize=1)
@@ -117,7 +122,7 @@ def _text(name: str, raw, limit: int = TEXT_MAX) -> str | None:
     if not value:
         return None
     if len(value) > limit:
-        raise FieldError(name, f"longer than {limit} characters")
+        raise FieldError(name, "longer than %(limit)s characters", limit=limit)
     return value
 
 
@@ -141,7 +146,7 @@ def parse_date(name: str, raw) -> date | None:
         except ValueError:
             continue
         return parsed
-    raise FieldError(name, f"not a date: {raw!r} (expected YYYY-MM-DD or DD.MM.YYYY)")
+    raise FieldError(name, "not a date: %(raw)s (expected YYYY-MM-DD or DD.MM.YYYY)", raw=repr(raw))
 
 
 def parse_datetime(name: str, raw) -> datetime | None:
@@ -163,8 +168,7 @@ def parse_datetime(name: str, raw) -> datetime | None:
             try:
                 value = datetime.combine(parse_date(name, text), datetime.min.time())
             except FieldError:
-                raise FieldError(name, f"not a date and time: {raw!r} "
-                                       "(expected ISO 8601, e.g. 2024-05-01T10:00:00Z)") from None
+                raise FieldError(name, "not a date and time: %(raw)s (expected ISO 8601, e.g. 2024-05-01T10:00:00Z)", raw=repr(raw)) from None
     else:
         raise FieldError(name, "expected a date and time")
     if value.tzinfo is None:
@@ -181,7 +185,7 @@ def clean_standard(name: str, raw):
     if name == "birth_date":
         value = parse_date(name, raw)
         if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
-            raise FieldError(name, f"birth date out of range: {value.isoformat()}")
+            raise FieldError(name, "birth date out of range: %(date)s", date=value.isoformat())
         return value
     if name == "phone" and isinstance(raw, str) and _PLAIN_PHONE.match(raw) and raw[:2] != "00":
         return raw                     # already in its stored form, as most phones in a file are
@@ -193,12 +197,12 @@ def clean_standard(name: str, raw):
         if value.startswith("00"):
             value = "+" + value[2:]
         if not _PHONE_RE.match(value):
-            raise FieldError(name, f"not a phone number: {text!r}")
+            raise FieldError(name, "not a phone number: %(text)s", text=repr(text))
         return value
     if name == "gender":
         value = _GENDER_WORDS.get(text.lower())
         if value is None:
-            raise FieldError(name, f"unknown gender {text!r} (expected female, male or other)")
+            raise FieldError(name, "unknown gender %(text)s (expected female, male or other)", text=repr(text))
         return value
     if name == "country":
         code = text.upper()
@@ -207,17 +211,17 @@ def clean_standard(name: str, raw):
         by_name = {n.lower(): c for c, n in countries().items()}
         if text.lower() in by_name:
             return by_name[text.lower()]
-        raise FieldError(name, f"not an ISO 3166 country code: {text!r}")
+        raise FieldError(name, "not an ISO 3166 country code: %(text)s", text=repr(text))
     if name == "language":
         value = text.replace("_", "-").lower()
         if not _LANG_RE.match(value):
-            raise FieldError(name, f"not a language tag: {text!r} (expected e.g. en or pt-BR)")
+            raise FieldError(name, "not a language tag: %(text)s (expected e.g. en or pt-BR)", text=repr(text))
         head, _, tail = value.partition("-")
         return head + ("-" + tail.upper() if len(tail) == 2 else ("-" + tail if tail else ""))
     if name == "timezone":
         value = _timezones().get(text.lower())
         if value is None:
-            raise FieldError(name, f"not an IANA time zone: {text!r} (expected e.g. Europe/Moscow)")
+            raise FieldError(name, "not an IANA time zone: %(text)s (expected e.g. Europe/Moscow)", text=repr(text))
         return value
     return text
 
@@ -240,7 +244,7 @@ def _number(name: str, raw):
         try:
             value = float(Decimal(text))
         except (InvalidOperation, ValueError):
-            raise FieldError(name, f"not a number: {raw!r}") from None
+            raise FieldError(name, "not a number: %(raw)s", raw=repr(raw)) from None
     else:
         raise FieldError(name, "expected a number")
     if math.isnan(value) or math.isinf(value):
@@ -280,7 +284,7 @@ def clean_custom(field_type: str, raw, choices=(), *, name: str = "value"):
             return True
         if text in _FALSE:
             return False
-        raise FieldError(name, f"not yes/no: {raw!r}")
+        raise FieldError(name, "not yes/no: %(raw)s", raw=repr(raw))
     if field_type == "choice":
         text = _text(name, raw)
         if text is None:
@@ -291,7 +295,7 @@ def clean_custom(field_type: str, raw, choices=(), *, name: str = "value"):
         lowered = {c.lower(): c for c in options}
         if text.lower() in lowered:
             return lowered[text.lower()]
-        raise FieldError(name, f"{text!r} is not one of: {', '.join(options)}")
+        raise FieldError(name, "%(text)s is not one of: %(options)s", text=repr(text), options=', '.join(options))
     if field_type == "json":
         if isinstance(raw, str):
             if not raw.strip():
@@ -299,7 +303,7 @@ def clean_custom(field_type: str, raw, choices=(), *, name: str = "value"):
             try:
                 value = json.loads(raw)
             except ValueError as exc:
-                raise FieldError(name, f"not valid JSON: {exc}") from None
+                raise FieldError(name, "not valid JSON: %(exc)s", exc=exc) from None
         else:
             value = raw
         try:
@@ -307,9 +311,9 @@ def clean_custom(field_type: str, raw, choices=(), *, name: str = "value"):
         except (TypeError, ValueError):
             raise FieldError(name, "not JSON-serialisable") from None
         if len(encoded) > CUSTOM_TEXT_MAX:
-            raise FieldError(name, f"longer than {CUSTOM_TEXT_MAX} characters as JSON")
+            raise FieldError(name, "longer than %(custom_text_max)s characters as JSON", custom_text_max=CUSTOM_TEXT_MAX)
         return value
-    raise FieldError(name, f"unknown field type {field_type!r}")
+    raise FieldError(name, "unknown field type %(field_type)s", field_type=repr(field_type))
 
 
 def check_custom_key(key) -> str:
@@ -317,7 +321,7 @@ def check_custom_key(key) -> str:
         raise FieldError("key", "must start with a letter and use only a-z, 0-9 and _ "
                                 "(at most 63 characters)")
     if key in STANDARD_FIELDS or key in {"id", "state", "source", "created_at", "updated_at"}:
-        raise FieldError("key", f"{key!r} is a standard field name")
+        raise FieldError("key", "%(key)s is a standard field name", key=repr(key))
     return key
 
 

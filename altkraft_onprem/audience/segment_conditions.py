@@ -72,7 +72,7 @@ class Checker:
         if not isinstance(node, dict):
             raise ServiceError("expected a group object", path)
         if depth > MAX_DEPTH:
-            raise ServiceError(f"groups nest at most {MAX_DEPTH} deep", path)
+            raise ServiceError("groups nest at most %(max_depth)s deep", path, max_depth=MAX_DEPTH)
         op = node.get("op", "and")
         if op not in ("and", "or"):
             raise ServiceError("op must be and or or", f"{path}.op")
@@ -84,7 +84,7 @@ class Checker:
             where = f"{path}.rules[{index}]"
             self.rules += 1
             if self.rules > MAX_RULES:
-                raise ServiceError(f"at most {MAX_RULES} conditions", where)
+                raise ServiceError("at most %(max_rules)s conditions", where, max_rules=MAX_RULES)
             if isinstance(rule, dict) and "rules" in rule:
                 out.append(self.group(rule, where, depth + 1))
             elif isinstance(rule, dict) and "list" in rule:
@@ -125,8 +125,8 @@ class Checker:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, str)) or \
                     not str(value).isdigit() or not 0 < int(value) <= limit:
-                raise ServiceError(f"{key} must be a whole number from 1 to {limit}",
-                                   f"{path}.{key}")
+                raise ServiceError("%(key)s must be a whole number from 1 to %(limit)s",
+                                   f"{path}.{key}", key=key, limit=limit)
             out[key] = int(value)
         return out
 
@@ -136,21 +136,20 @@ class Checker:
         if name.startswith("custom."):
             definition = self.defs.get(name[7:])
             if definition is None:
-                raise ServiceError(f"unknown custom field {name[7:]!r}", f"{path}.field")
+                raise ServiceError("unknown custom field %(name)s", f"{path}.field", name=repr(name[7:]))
             return definition["type"], definition
         if name in STANDARD_TYPES:
             return STANDARD_TYPES[name], None
         if name in EXTRA_FIELDS:
             return EXTRA_FIELDS[name], None
-        raise ServiceError(f"unknown field {name!r}", f"{path}.field")
+        raise ServiceError("unknown field %(name)s", f"{path}.field", name=repr(name))
 
     def field_rule(self, rule: dict, path: str) -> dict:
         name = rule.get("field")
         kind, definition = self.field_type(name, path)
         operator = rule.get("operator")
         if operator not in OPERATORS[kind]:
-            raise ServiceError(f"operator for a {kind} field must be one of "
-                               f"{', '.join(OPERATORS[kind])}", f"{path}.operator")
+            raise ServiceError("operator for a %(kind)s field must be one of %(operators)s", f"{path}.operator", kind=kind, operators=', '.join(OPERATORS[kind]))
         out = {"field": name, "operator": operator}
         if operator in EMPTY or operator in ("is_true", "is_false"):
             return out
@@ -198,7 +197,7 @@ class Checker:
                 raise ServiceError("expected text", where)
             return str(raw)[:1000]
         except FieldError as exc:
-            raise ServiceError(exc.message, where) from None
+            raise ServiceError.like(exc, where) from None
 
 
 def validate(conn: Connection, conditions) -> dict:

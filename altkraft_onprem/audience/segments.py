@@ -116,7 +116,7 @@ def _field_expr(rule: dict, kind: str, dialect: str):
         return col.istartswith(value, autoescape=True)
     if operator == "ends_with":
         return col.iendswith(value, autoescape=True)
-    raise ServiceError(f"unsupported operator {operator!r}")
+    raise ServiceError("unsupported operator %(operator)s", operator=repr(operator))
 
 
 def _list_expr(rule: dict):
@@ -196,7 +196,7 @@ def _check_name(conn, name: str, except_id: int | None = None) -> str:
     if except_id is not None:
         query = query.where(segments.c.id != except_id)
     if conn.execute(query).first():
-        raise Conflict(f"a segment named {name!r} already exists", "name")
+        raise Conflict("a segment named %(name)s already exists", "name", name=repr(name))
     return name
 
 

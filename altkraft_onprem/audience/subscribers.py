@@ -43,7 +43,7 @@ def clean_values(conn: Connection, data: dict, *, partial: bool = False,
         try:
             values[name] = clean_standard(name, data[name])
         except FieldError as exc:
-            raise ServiceError(exc.message, exc.field) from None
+            raise ServiceError.like(exc) from None
     if not partial and "email" not in values:
         raise ServiceError("an email address is required", "email")
     custom = data.get("custom")
@@ -55,11 +55,11 @@ def clean_values(conn: Connection, data: dict, *, partial: bool = False,
         for key, raw in custom.items():
             field = defs.get(key)
             if field is None:
-                raise ServiceError(f"unknown custom field {key!r}: define it first", f"custom.{key}")
+                raise ServiceError("unknown custom field %(key)s: define it first", f"custom.{key}", key=repr(key))
             try:
                 clean[key] = clean_custom(field["type"], raw, field["choices"], name=f"custom.{key}")
             except FieldError as exc:
-                raise ServiceError(exc.message, exc.field) from None
+                raise ServiceError.like(exc) from None
         values["custom"] = clean
     return values
 
@@ -82,8 +82,10 @@ def create_subscriber(conn: Connection, actor: Actor, data: dict, *, list_ids=()
     values = clean_values(conn, data)
     existing = _by_email(conn, values["email"])
     if existing is not None:
-        where = " (in the trash: restore it instead)" if existing.deleted_at else ""
-        raise Conflict(f"{values['email']} is already a subscriber{where}", "email")
+        if existing.deleted_at:
+            raise Conflict("%(email)s is already a subscriber (in the trash: restore it instead)",
+                           "email", email=values["email"])
+        raise Conflict("%(email)s is already a subscriber", "email", email=values["email"])
     now = utcnow()
     values.setdefault("custom", {})
     subscriber_id = conn.execute(insert(subscribers).values(
@@ -107,7 +109,7 @@ def update_subscriber(conn: Connection, actor: Actor, subscriber_id: int, data: 
     values = clean_values(conn, data, partial=True)
     if "email" in values and values["email"] != current["email"]:
         if _by_email(conn, values["email"]) is not None:
-            raise Conflict(f"{values['email']} is already a subscriber", "email")
+            raise Conflict("%(email)s is already a subscriber", "email", email=values['email'])
         values["email_domain"] = email_domain(values["email"])
     if "custom" in values:
         merged = dict(current["custom"])
@@ -191,7 +193,7 @@ def field_changes(current: dict, values: dict, changed: list[str]) -> dict:
 
 def set_state(conn: Connection, actor: Actor, subscriber_id: int, state: str) -> None:
     if state not in SUBSCRIBER_STATES:
-        raise ServiceError(f"state must be one of {', '.join(SUBSCRIBER_STATES)}", "state")
+        raise ServiceError("state must be one of %(subscriber_states)s", "state", subscriber_states=', '.join(SUBSCRIBER_STATES))
     get_subscriber(conn, subscriber_id)
     conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
                  .values(state=state, updated_at=utcnow()))
@@ -202,7 +204,7 @@ def set_state(conn: Connection, actor: Actor, subscriber_id: int, state: str) ->
 def set_membership(conn: Connection, subscriber_id: int, list_id: int, status: str) -> str | None:
     """Adds or changes one membership; returns the previous status (None if new)."""
     if status not in MEMBER_STATUSES:
-        raise ServiceError(f"status must be one of {', '.join(MEMBER_STATUSES)}", "status")
+        raise ServiceError("status must be one of %(member_statuses)s", "status", member_statuses=', '.join(MEMBER_STATUSES))
     now = utcnow()
     previous = conn.execute(select(subscriber_lists.c.status).where(
         subscriber_lists.c.list_id == list_id,

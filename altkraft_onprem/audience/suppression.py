@@ -30,11 +30,11 @@ def suppress(conn: Connection, actor: Actor, email: str | None = None, domain: s
     if (email is None) == (domain is None):
         raise ServiceError("give either an email or a domain", "email")
     if source not in SOURCES:
-        raise ServiceError(f"source must be one of {', '.join(SOURCES)}", "source")
+        raise ServiceError("source must be one of %(sources)s", "source", sources=', '.join(SOURCES))
     try:
         value = normalise_email(email) if email is not None else normalise_domain(domain)
     except FieldError as exc:
-        raise ServiceError(exc.message, exc.field) from None
+        raise ServiceError.like(exc) from None
     column = suppressions.c.email if email is not None else suppressions.c.domain
     existing = conn.execute(select(suppressions.c.id, suppressions.c.source)
                             .where(column == value)).first()

@@ -81,7 +81,7 @@ def create_list():
     except ServiceError as exc:
         with db.read(engine()) as conn:
             return render_template("audience/lists.html", lists=lists.list_lists(conn),
-                                   error=exc.message, form=form,
+                                   error=exc.translated(), form=form,
                                    default_optin=current_settings()["audience.default_optin"]), 422
     flash(_("List created."), "success")
     return redirect(url_for("audience.list_page", list_id=list_id))
@@ -123,7 +123,7 @@ def edit_list(list_id: int):
                               tags=[t for t in form.get("tags", "").split(",") if t.strip()],
                               form=settings)
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
         return redirect(url_for("audience.list_page", list_id=list_id))
     flash(_("List saved."), "success")
     return redirect(url_for("audience.list_page", list_id=list_id))
@@ -173,7 +173,7 @@ def fields_page():
             flash(_("Field created."), "success")
             return redirect(url_for("audience.fields_page"))
         except ServiceError as exc:
-            error = exc.message
+            error = exc.translated()
     with db.read(engine()) as conn:
         return render_template("audience/fields.html", fields=field_service.list_fields(conn),
                                types=FIELD_TYPES, error=error, form=request.form), 422 if error else 200

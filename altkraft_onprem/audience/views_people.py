@@ -86,7 +86,7 @@ def new_subscriber():
             flash(_("Subscriber added."), "success")
             return redirect(url_for("audience.subscriber_page", subscriber_id=subscriber_id))
         except ServiceError as exc:
-            error = f"{exc.field}: {exc.message}" if exc.field else exc.message
+            error = exc.shown()
     return render_template("audience/subscriber_form.html", person=None, values=values,
                            defs=defs, lists=all_lists, statuses=MEMBER_STATUSES,
                            fields=STANDARD_FIELDS, error=error), 422 if error else 200
@@ -130,7 +130,7 @@ def edit_subscriber(subscriber_id: int):
             flash(_("Saved."), "success")
             return redirect(url_for("audience.subscriber_page", subscriber_id=subscriber_id))
         except ServiceError as exc:
-            error = f"{exc.field}: {exc.message}" if exc.field else exc.message
+            error = exc.shown()
     return render_template("audience/subscriber_form.html", person=person, values=values,
                            defs=defs, lists=[], statuses=MEMBER_STATUSES, states=SUBSCRIBER_STATES,
                            fields=STANDARD_FIELDS, error=error), 422 if error else 200
@@ -144,7 +144,7 @@ def subscriber_lists(subscriber_id: int):
     try:
         with db.write(engine()) as conn:
             if list_id is None:
-                raise ServiceError(_("choose a list"), "list")
+                raise ServiceError("choose a list", "list")
             if form.get("action") == "remove":
                 subscribers.change_memberships(conn, g.actor, subscriber_id, remove=[list_id])
             elif form.get("action") == "resend":
@@ -153,7 +153,7 @@ def subscriber_lists(subscriber_id: int):
                 subscribers.change_memberships(conn, g.actor, subscriber_id, add=[list_id],
                                                status=form.get("status", "confirmed"))
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
         return redirect(url_for("audience.subscriber_page", subscriber_id=subscriber_id))
     if form.get("action") == "resend":
         send_confirmation(subscriber_id, list_id)
@@ -181,7 +181,7 @@ def delete_subscribers():
                 result = trash.delete_to_trash(conn, g.actor, ids=ids,
                                                description=_("%(n)d selected", n=len(ids)))
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
         return redirect(request.referrer or url_for("audience.subscribers_page"))
     flash(_("%(n)d moved to the trash.", n=result["count"]), "success")
     return redirect(url_for("audience.trash_page"))
@@ -230,7 +230,7 @@ def suppression_page():
                     values = suppression.file_values(Path(tmp.name), upload.filename,
                                                      current_settings())
                 except ServiceError as exc:
-                    problems.append((upload.filename, exc.message))
+                    problems.append((upload.filename, exc.translated()))
         reason = request.form.get("reason", "")
         with db.write(engine()) as conn:
             result = suppression.suppress_many(conn, g.actor, request.form.get("entries", ""),
@@ -281,7 +281,7 @@ def restore_trash():
                                   ids=[int(i) for i in form_list("ids") if i.isdigit()] or None,
                                   batch=int(form["batch"]) if form.get("batch", "").isdigit() else None)
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
         return redirect(url_for("audience.trash_page"))
     flash(_("%(n)d restored.", n=count), "success")
     return redirect(url_for("audience.trash_page"))

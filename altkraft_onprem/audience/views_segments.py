@@ -47,14 +47,14 @@ def segment_count(segment_id: int):
             return jsonify(count=segments.count(conn, segments.get_segment(conn, segment_id)[
                 "conditions"]))
         except ServiceError as exc:          # a field it used was deleted since
-            return jsonify(error=exc.message, field=exc.field), 422
+            return jsonify(error=exc.translated(), field=exc.field), 422
 
 
 def _posted_conditions():
     try:
         return json.loads(request.form.get("conditions") or "null") or EMPTY
     except ValueError:
-        raise ServiceError(_("the conditions are not valid JSON"), "conditions") from None
+        raise ServiceError("the conditions are not valid JSON", "conditions") from None
 
 
 @blueprint.route("/segments/new", methods=["GET", "POST"])
@@ -74,7 +74,7 @@ def new_segment():
     except ServiceError as exc:
         return _editor({"name": request.form.get("name", ""), "description":
                         request.form.get("description", "")}, conditions,
-                       f"{exc.field}: {exc.message}" if exc.field else exc.message, 422)
+                       exc.shown(), 422)
     flash(_("Segment saved."), "success")
     return redirect(url_for("audience.segment_page", segment_id=segment_id))
 
@@ -98,7 +98,7 @@ def segment_page(segment_id: int):
                                     description=request.form.get("description"))
     except ServiceError as exc:
         return _editor(segment, conditions,
-                       f"{exc.field}: {exc.message}" if exc.field else exc.message, 422)
+                       exc.shown(), 422)
     flash(_("Segment saved."), "success")
     return redirect(url_for("audience.segment_page", segment_id=segment_id))
 
@@ -122,4 +122,4 @@ def count_conditions():
             found = segments.count(conn, payload.get("conditions"))
         return jsonify(count=found, label=ngettext("subscriber matches", "subscribers match", found))
     except ServiceError as exc:
-        return jsonify(error=exc.message, field=exc.field), 422
+        return jsonify(error=exc.translated(), field=exc.field), 422

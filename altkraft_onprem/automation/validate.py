@@ -38,27 +38,27 @@ def parse(raw) -> WorkflowDefinition:
             label = _node_label(raw, loc[2])
             if error["type"] == "union_tag_invalid":
                 kind = error.get("ctx", {}).get("tag", "?")
-                raise ServiceError(f"{label}: unknown node type {kind!r}", where) from None
+                raise ServiceError("%(label)s: unknown node type %(kind)s", where, label=label, kind=repr(kind)) from None
             rest = ".".join(str(p) for p in loc[4:]) or "config"
-            raise ServiceError(f"{label}: {rest}: {error['msg']}", where) from None
+            raise ServiceError("%(label)s: %(rest)s: %(msg)s", where, label=label, rest=rest, msg=error['msg']) from None
         if error["type"] == "union_tag_invalid" and loc[:1] == ["trigger"]:
-            raise ServiceError(f"unknown trigger type {error['ctx']['tag']!r}", where) from None
-        raise ServiceError(f"{where or 'workflow'}: {error['msg']}", where or "workflow") from None
+            raise ServiceError("unknown trigger type %(tag)s", where, tag=repr(error['ctx']['tag'])) from None
+        raise ServiceError("%(value)s: %(msg)s", where or "workflow", value=where or 'workflow', msg=error['msg']) from None
 
 
 def check(conn: Connection, raw, workflow_id: int | None = None) -> WorkflowDefinition:
     """The whole check; returns the parsed definition or raises ServiceError."""
     definition = parse(raw)
     if definition.trigger.type in NOT_YET:
-        raise ServiceError(f"trigger {definition.trigger.type!r} is not available yet", "trigger.type")
+        raise ServiceError("trigger %(type)s is not available yet", "trigger.type", type=repr(definition.trigger.type))
     _check_trigger(conn, definition)
     _check_graph(definition)
     for index, node in enumerate(definition.graph.nodes):
         try:
             _check_references(conn, node, workflow_id)
         except ServiceError as exc:
-            raise ServiceError(f"node {node.id} ({node.type}): {exc.message}",
-                               f"graph.nodes.{index}.config") from None
+            raise ServiceError("node %(id)s (%(type)s): %(text)s",
+                               f"graph.nodes.{index}.config", id=node.id, type=node.type, text=exc) from None
     return definition
 
 
@@ -67,35 +67,32 @@ def _check_graph(definition: WorkflowDefinition) -> None:
     nodes = {}
     for index, node in enumerate(graph.nodes):
         if node.id in nodes:
-            raise ServiceError(f"node {node.id}: two nodes have this id", f"graph.nodes.{index}.id")
+            raise ServiceError("node %(id)s: two nodes have this id", f"graph.nodes.{index}.id", id=node.id)
         nodes[node.id] = node
     if graph.start not in nodes:
-        raise ServiceError(f"the start node {graph.start} does not exist", "graph.start")
+        raise ServiceError("the start node %(start)s does not exist", "graph.start", start=graph.start)
     taken: set[tuple[str, str | None]] = set()
     for index, edge in enumerate(graph.edges):
         where = f"graph.edges.{index}"
         for end in (edge.from_, edge.to):
             if end not in nodes:
-                raise ServiceError(f"edge {edge.from_} -> {edge.to}: node {end} does not exist "
-                                   "(a dangling edge)", where)
+                raise ServiceError("edge %(from_)s -> %(to)s: node %(end)s does not exist (a dangling edge)", where, from_=edge.from_, to=edge.to, end=end)
         source = nodes[edge.from_]
         allowed = branches(source)
         if edge.branch not in allowed:
             names = ", ".join(repr(b) for b in allowed if b) or "none"
-            raise ServiceError(f"node {source.id} ({source.type}): no branch {edge.branch!r} "
-                               f"(branches: {names})", where)
+            raise ServiceError("node %(id)s (%(type)s): no branch %(branch)s (branches: %(names)s)", where, id=source.id, type=source.type, branch=repr(edge.branch), names=names)
         if (edge.from_, edge.branch) in taken:
-            raise ServiceError(f"node {source.id} ({source.type}): two edges leave by branch "
-                               f"{edge.branch!r}", where)
+            raise ServiceError("node %(id)s (%(type)s): two edges leave by branch %(branch)s", where, id=source.id, type=source.type, branch=repr(edge.branch))
         taken.add((edge.from_, edge.branch))
     for node in graph.nodes:
         if node.type == "goto" and node.config.target not in nodes:
-            raise ServiceError(f"node {node.id} (goto): target {node.config.target} does not exist",
-                               "graph.nodes")
+            raise ServiceError("node %(id)s (goto): target %(target)s does not exist",
+                               "graph.nodes", id=node.id, target=node.config.target)
     cycle = _cycle(graph)
     if cycle:
-        raise ServiceError("a cycle without a bounded go-to: " + " -> ".join(cycle)
-                           + f" (node {cycle[0]}); loop back with a goto node", "graph.edges")
+        raise ServiceError("a cycle without a bounded go-to: %(cycle)s (node %(node)s); loop back "
+                           "with a goto node", "graph.edges", cycle=" -> ".join(cycle), node=cycle[0])
 
 
 def branches(node) -> tuple[str | None, ...]:
@@ -136,9 +133,14 @@ def _cycle(graph) -> list[str] | None:
     return None
 
 
-def _exists(conn: Connection, table, item_id: int, what: str) -> None:
-    if conn.execute(select(table.c.id).where(table.c.id == item_id)).first() is None:
-        raise ServiceError(f"{what} {item_id} does not exist")
+def _exists(conn: Connection, table, item_id: int) -> None:
+    if conn.execute(select(table.c.id).where(table.c.id == item_id)).first() is not None:
+        return
+    if table is lists:
+        raise ServiceError("list %(list_id)s does not exist", list_id=item_id)
+    if table is segments:
+        raise ServiceError("segment %(segment_id)s does not exist", segment_id=item_id)
+    raise ServiceError("workflow %(workflow_id)s does not exist", workflow_id=item_id)
 
 
 def check_field(conn: Connection, name: str) -> str:
@@ -147,21 +149,21 @@ def check_field(conn: Connection, name: str) -> str:
         return name
     if name.removeprefix("custom.") in field_service.definitions(conn):
         return name
-    raise ServiceError(f"field {name!r} does not exist (standard fields, or custom.KEY of a "
-                       "defined custom field)")
+    raise ServiceError("field %(name)s does not exist (standard fields, or custom.KEY of a defined "
+                       "custom field)", name=repr(name))
 
 
 def _check_trigger(conn: Connection, definition: WorkflowDefinition) -> None:
     trigger = definition.trigger
     try:
         if getattr(trigger, "list_id", None) is not None:
-            _exists(conn, lists, trigger.list_id, "list")
+            _exists(conn, lists, trigger.list_id)
         if trigger.type == "field_changed":
             check_field(conn, trigger.field)
         if definition.entry.segment_id is not None:
-            _exists(conn, segments, definition.entry.segment_id, "segment")
+            _exists(conn, segments, definition.entry.segment_id)
     except ServiceError as exc:
-        raise ServiceError(f"trigger {trigger.type}: {exc.message}", "trigger") from None
+        raise ServiceError("trigger %(type)s: %(text)s", "trigger", type=trigger.type, text=exc) from None
 
 
 def _check_references(conn: Connection, node, workflow_id: int | None) -> None:
@@ -171,7 +173,7 @@ def _check_references(conn: Connection, node, workflow_id: int | None) -> None:
         try:
             normalise_email(config.from_email)
         except ValueError as exc:
-            raise ServiceError(f"from_email: {exc}") from None
+            raise ServiceError("from_email: %(exc)s", exc=exc) from None
     elif node.type == "update_fields":
         for name in config.fields:
             check_field(conn, name)
@@ -185,7 +187,7 @@ def _check_references(conn: Connection, node, workflow_id: int | None) -> None:
         if config.field is not None:
             check_field(conn, config.field)
     elif node.type in ("add_to_list", "remove_from_list"):
-        _exists(conn, lists, config.list_id, "list")
+        _exists(conn, lists, config.list_id)
     elif node.type == "condition":
         segment_conditions.validate(conn, config.conditions)
     elif node.type == "switch":
@@ -195,6 +197,6 @@ def _check_references(conn: Connection, node, workflow_id: int | None) -> None:
         if config.workflow_id == workflow_id:
             raise ServiceError("a workflow cannot enroll people in itself (use goto)")
         try:
-            _exists(conn, workflows, config.workflow_id, "workflow")
+            _exists(conn, workflows, config.workflow_id)
         except NotFound:
-            raise ServiceError(f"workflow {config.workflow_id} does not exist") from None
+            raise ServiceError("workflow %(workflow_id)s does not exist", workflow_id=config.workflow_id) from None

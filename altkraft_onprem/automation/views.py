@@ -19,7 +19,7 @@ blueprint = Blueprint("automation", __name__, url_prefix="/automation")
 
 
 def _failed(exc: ServiceError) -> None:
-    flash(f"{exc.field}: {exc.message}" if exc.field else exc.message, "error")
+    flash(exc.shown(), "error")
 
 
 @blueprint.route("")
@@ -95,7 +95,7 @@ def save_draft(workflow_id: int):
         with db.write(db.get_engine()) as conn:
             workflows.update_draft(conn, g.actor, workflow_id, request.get_json(silent=True))
     except ServiceError as exc:
-        return jsonify(error=exc.message, field=exc.field), exc.status
+        return jsonify(error=exc.translated(), field=exc.field), exc.status
     return jsonify(saved=True)
 
 
@@ -136,10 +136,10 @@ def _people(conn, text: str) -> list[int]:
             continue
         found = find_by_email(conn, item)
         if found is None:
-            raise ServiceError(_("%(value)s is not a subscriber", value=item), "people")
+            raise ServiceError("%(value)s is not a subscriber", "people", value=item)
         ids.append(found["id"])
     if not ids:
-        raise ServiceError(_("name at least one subscriber"), "people")
+        raise ServiceError("name at least one subscriber", "people")
     return ids
 
 

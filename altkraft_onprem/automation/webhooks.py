@@ -50,7 +50,7 @@ def _clean_types(types) -> list[str]:
         raise ServiceError("choose at least one event type", "events")
     unknown = [t for t in types if t not in WEBHOOK_EVENT_TYPES]
     if unknown:
-        raise ServiceError(f"unknown event type {unknown[0]!r}", "events")
+        raise ServiceError("unknown event type %(unknown)s", "events", unknown=repr(unknown[0]))
     return sorted(set(types))
 
 
@@ -63,7 +63,7 @@ def _clean_url(settings, url) -> str:
     except http_guard.Unreachable:
         pass                    # a name that does not resolve today may tomorrow
     except http_guard.Refused as exc:
-        raise ServiceError(exc.message, "url") from None
+        raise ServiceError.like(exc, "url") from None
     return url
 
 
@@ -71,7 +71,7 @@ def _check_list(conn: Connection, list_id) -> int | None:
     if list_id is None:
         return None
     if conn.execute(select(lists.c.id).where(lists.c.id == list_id)).first() is None:
-        raise ServiceError(f"no such list: {list_id}", "list_id")
+        raise ServiceError("no such list: %(list_id)s", "list_id", list_id=list_id)
     return list_id
 
 
@@ -152,7 +152,7 @@ def _out(row) -> dict:
 def get(conn: Connection, webhook_id: int, *, with_secrets: bool = False) -> dict:
     row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).first()
     if row is None:
-        raise NotFound(f"webhook {webhook_id} does not exist")
+        raise NotFound("webhook %(webhook_id)s does not exist", webhook_id=webhook_id)
     item = _out(row)
     if with_secrets:
         item.update(secret=row.secret, previous_secret=row.previous_secret)
@@ -261,7 +261,7 @@ def get_delivery(conn: Connection, webhook_id: int, delivery_id: int) -> dict:
         webhook_deliveries.c.id == delivery_id,
         webhook_deliveries.c.webhook_id == webhook_id)).mappings().first()
     if row is None:
-        raise NotFound(f"delivery {delivery_id} of webhook {webhook_id} does not exist")
+        raise NotFound("delivery %(delivery_id)s of webhook %(webhook_id)s does not exist", delivery_id=delivery_id, webhook_id=webhook_id)
     return dict(row)
 
 

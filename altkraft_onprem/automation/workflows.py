@@ -15,7 +15,7 @@ from altkraft_onprem.audience import segments as segment_service
 from altkraft_onprem.audience.models import subscribers
 from altkraft_onprem.campaigns import occurrences
 from altkraft_onprem.db.types import utcnow
-from altkraft_onprem.errors import Conflict, Forbidden, NotFound, ServiceError
+from altkraft_onprem.errors import Conflict, Forbidden, NotFound, ServiceError, Term
 
 from . import enrollment as enrollments
 from . import interest, validate
@@ -67,7 +67,7 @@ def update_draft(conn: Connection, actor: Actor, workflow_id: int, raw: dict) ->
 def get(conn: Connection, workflow_id: int) -> dict[str, Any]:
     row = conn.execute(select(workflows).where(workflows.c.id == workflow_id)).mappings().first()
     if row is None:
-        raise NotFound(f"workflow {workflow_id} does not exist")
+        raise NotFound("workflow %(workflow_id)s does not exist", workflow_id=workflow_id)
     item = dict(row)
     item["version"] = None
     if row["version_id"] is not None:
@@ -85,7 +85,7 @@ def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
     row = conn.execute(select(workflow_versions).where(
         workflow_versions.c.id == version_id)).mappings().first()
     if row is None:
-        raise NotFound(f"workflow version {version_id} does not exist")
+        raise NotFound("workflow version %(version_id)s does not exist", version_id=version_id)
     return dict(row)
 
 
@@ -100,8 +100,8 @@ def publish(conn: Connection, actor: Actor, workflow_id: int,
     definition = validate.check(conn, current["draft"], workflow_id)
     sends = [n for n in definition.graph.nodes if n.type == "send_email"]
     if sends and not actor.can("campaigns:send"):
-        raise Forbidden(f"this workflow sends email (node {sends[0].id}): publishing it also "
-                        "needs the campaigns:send permission")
+        raise Forbidden("this workflow sends email (node %(id)s): publishing it also needs the "
+                        "campaigns:send permission", id=sends[0].id)
     stored = dump(definition)
     number = (conn.execute(select(func.max(workflow_versions.c.number)).where(
         workflow_versions.c.workflow_id == workflow_id)).scalar() or 0) + 1
@@ -127,8 +127,8 @@ def _move_people(conn: Connection, workflow_id: int, version_id: int, stored: di
     known = {n["id"] for n in stored["graph"]["nodes"]}
     unknown = sorted(v for v in node_map.values() if v not in known)
     if unknown:
-        raise ServiceError(f"node_map names node {unknown[0]}, which the new version lacks",
-                           "node_map")
+        raise ServiceError("node_map names node %(unknown)s, which the new version lacks",
+                           "node_map", unknown=unknown[0])
     moved = 0
     for old, new in node_map.items():
         moved += conn.execute(update(enrollment_rows).where(
@@ -143,7 +143,7 @@ def pause(conn: Connection, actor: Actor, workflow_id: int) -> str:
     """Nobody enters and nobody moves on until it is published again."""
     current = get(conn, workflow_id)
     if current["state"] != "active":
-        raise Conflict(f"a {current['state']} workflow cannot be paused")
+        raise Conflict("a %(state)s workflow cannot be paused", state=Term(current["state"]))
     conn.execute(update(workflows).where(workflows.c.id == workflow_id).values(
         state="paused", updated_at=utcnow()))
     record(conn, actor, "workflow.pause", "workflow", workflow_id)
@@ -173,7 +173,7 @@ def enroll(conn: Connection, actor: Actor, workflow_id: int, *, subscriber_ids=N
     enrollment runs with waits compressed, even in a paused workflow)."""
     current = get(conn, workflow_id)
     if current["version_id"] is None or (current["state"] != "active" and not test):
-        raise Conflict(f"a {current['state']} workflow takes no one: publish it first")
+        raise Conflict("a %(state)s workflow takes no one: publish it first", state=Term(current["state"]))
     if (subscriber_ids is None) == (segment_id is None):
         raise ServiceError("give either subscriber_ids or segment_id", "subscriber_ids")
     if segment_id is not None:
@@ -182,7 +182,7 @@ def enroll(conn: Connection, actor: Actor, workflow_id: int, *, subscriber_ids=N
                                            .limit(MAX_MANUAL + 1)).scalars())
     ids = sorted({int(i) for i in subscriber_ids})
     if len(ids) > MAX_MANUAL:
-        raise ServiceError(f"at most {MAX_MANUAL} people at once", "subscriber_ids")
+        raise ServiceError("at most %(max_manual)s people at once", "subscriber_ids", max_manual=MAX_MANUAL)
     version = get_version(conn, current["version_id"])
     request = uuid.uuid4().hex[:12]
     event = {"manual": True, "by": actor.label}

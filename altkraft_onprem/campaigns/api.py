@@ -251,7 +251,7 @@ def get_split_test(campaign_id: int):
         service.get_campaign(conn, campaign_id)
         found = splittest.overview(conn, campaign_id)
     if found is None:
-        raise NotFound(f"campaign {campaign_id} has no split test")
+        raise NotFound("campaign %(campaign_id)s has no split test", campaign_id=campaign_id)
     return found
 
 

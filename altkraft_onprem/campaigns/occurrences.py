@@ -33,11 +33,11 @@ def create_for_node(conn: Connection, actor: Actor, *, workflow_id: int, name: s
     version = get_version(conn, message_id)
     problems = check_version(version)
     if problems:
-        raise ServiceError(f"the message has template errors: {problems[0]}", "message_id")
+        raise ServiceError("the message has template errors: %(problems)s", "message_id", problems=problems[0])
     try:
         sender = normalise_email(from_email)
     except ValueError as exc:
-        raise ServiceError(str(exc), "from_email") from None
+        raise ServiceError.like(exc, "from_email") from None
     now = utcnow()
     campaign_id = conn.execute(insert(campaigns).values(
         name=name[:200], state="running", message_id=message_id, version_id=version["id"],

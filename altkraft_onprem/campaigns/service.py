@@ -15,7 +15,7 @@ from altkraft_onprem.audience.models import lists as lists_table
 from altkraft_onprem.audience.models import normalise_email, subscribers
 from altkraft_onprem.audience.models import segments as segments_table
 from altkraft_onprem.db.types import utcnow
-from altkraft_onprem.errors import Conflict, NotFound, ServiceError
+from altkraft_onprem.errors import Conflict, NotFound, ServiceError, Term
 from altkraft_onprem.messages.render import check_version
 from altkraft_onprem.messages.service import get_version, require_sendable, version_links
 
@@ -52,25 +52,25 @@ def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
             try:
                 out[key] = normalise_email(data[key])
             except ValueError as exc:
-                raise ServiceError(str(exc), key) from None
+                raise ServiceError.like(exc, key) from None
     if "from_name" in data:
         out["from_name"] = (data["from_name"] or "").strip()[:200]
     for key in ("list_ids", "segment_ids", "exclude_list_ids", "exclude_segment_ids"):
         if key in data:
             out[key] = _ids(data[key], key)
-    for key, table, what in (("list_ids", lists_table, "list"),
-                             ("exclude_list_ids", lists_table, "list"),
-                             ("segment_ids", segments_table, "segment"),
-                             ("exclude_segment_ids", segments_table, "segment")):
+    for key, table in (("list_ids", lists_table), ("exclude_list_ids", lists_table),
+                       ("segment_ids", segments_table), ("exclude_segment_ids", segments_table)):
         if out.get(key):
             known = set(conn.execute(select(table.c.id).where(table.c.id.in_(out[key]))).scalars())
             missing = [i for i in out[key] if i not in known]
+            if missing and table is lists_table:
+                raise ServiceError("no such list: %(ids)s", key, ids=missing[0])
             if missing:
-                raise ServiceError(f"no such {what}: {missing[0]}", key)
+                raise ServiceError("no such segment: %(ids)s", key, ids=missing[0])
     if "utm" in data:
         utm = data["utm"] or {}
         if not isinstance(utm, dict) or any(k not in UTM_KEYS for k in utm):
-            raise ServiceError(f"UTM keys are {', '.join(UTM_KEYS)}", "utm")
+            raise ServiceError("UTM keys are %(utm_keys)s", "utm", utm_keys=', '.join(UTM_KEYS))
         out["utm"] = {k: str(v).strip() for k, v in utm.items() if str(v or "").strip()}
     if "link_utm" in data:
         link_utm = data["link_utm"] or {}
@@ -87,7 +87,7 @@ def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         try:
             zoneinfo.ZoneInfo(tz)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            raise ServiceError(f"unknown time zone {tz!r}", "timezone") from None
+            raise ServiceError("unknown time zone %(tz)s", "timezone", tz=repr(tz)) from None
         out["timezone"] = tz
     if "schedule_at" in data:
         out["schedule_at"] = _schedule(data["schedule_at"], out.get("timezone") or
@@ -140,7 +140,7 @@ def create_campaign(conn: Connection, actor: Actor, **data: Any) -> int:
 def update_campaign(conn: Connection, actor: Actor, campaign_id: int, **data: Any) -> None:
     current = get_campaign(conn, campaign_id)
     if current["state"] not in EDITABLE_STATES:
-        raise Conflict(f"a {current['state']} campaign cannot be changed")
+        raise Conflict("a %(state)s campaign cannot be changed", state=Term(current["state"]))
     if "schedule_at" in data and "timezone" not in data:
         data["timezone"] = current["timezone"]
     changes_split = "split_test" in data
@@ -159,7 +159,7 @@ def update_campaign(conn: Connection, actor: Actor, campaign_id: int, **data: An
 def get_campaign(conn: Connection, campaign_id: int) -> dict[str, Any]:
     row = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).mappings().first()
     if row is None:
-        raise NotFound(f"campaign {campaign_id} does not exist")
+        raise NotFound("campaign %(campaign_id)s does not exist", campaign_id=campaign_id)
     return dict(row)
 
 
@@ -178,7 +178,7 @@ def _move(conn: Connection, actor: Actor, campaign_id: int, action: str, **value
     current = get_campaign(conn, campaign_id)
     target = MOVES[action].get(current["state"])
     if target is None:
-        raise Conflict(f"a {current['state']} campaign cannot be {_PAST[action]}")
+        raise _cannot(action, Term(current["state"]))
     result = conn.execute(update(campaigns).where(
         campaigns.c.id == campaign_id, campaigns.c.state == current["state"]).values(
         state=target, updated_at=utcnow(), **values))
@@ -192,15 +192,25 @@ def _move(conn: Connection, actor: Actor, campaign_id: int, action: str, **value
     return target
 
 
-_PAST = {"schedule": "scheduled", "start": "started", "pause": "paused", "resume": "resumed",
-         "cancel": "cancelled"}
+def _cannot(action: str, state: Term) -> Conflict:
+    """One whole sentence per action: verb forms differ between languages."""
+    match action:
+        case "schedule":
+            return Conflict("a %(state)s campaign cannot be scheduled", state=state)
+        case "start":
+            return Conflict("a %(state)s campaign cannot be started", state=state)
+        case "pause":
+            return Conflict("a %(state)s campaign cannot be paused", state=state)
+        case "resume":
+            return Conflict("a %(state)s campaign cannot be resumed", state=state)
+    return Conflict("a %(state)s campaign cannot be cancelled", state=state)
 
 
 def _pin_version(conn: Connection, campaign: dict) -> int:
     version = get_version(conn, campaign["message_id"])
     problems = check_version(version)
     if problems:
-        raise ServiceError(f"the message has template errors: {problems[0]}", "message_id")
+        raise ServiceError("the message has template errors: %(problems)s", "message_id", problems=problems[0])
     return version["id"]
 
 

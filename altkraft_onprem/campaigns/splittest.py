@@ -24,7 +24,7 @@ from altkraft_onprem import extensions
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
-from altkraft_onprem.errors import Conflict, NotFound, ServiceError
+from altkraft_onprem.errors import Conflict, NotFound, ServiceError, Term
 from altkraft_onprem.messages.render import check_version
 from altkraft_onprem.messages.service import get_version, get_version_by_id, require_sendable
 
@@ -55,20 +55,20 @@ def clean(conn: Connection, spec: Any) -> dict[str, Any] | None:
         raise ServiceError("must be an object", "split_test")
     variants = spec.get("variants")
     if not isinstance(variants, list) or not MIN_VARIANTS <= len(variants) <= MAX_VARIANTS:
-        raise ServiceError(f"give {MIN_VARIANTS} to {MAX_VARIANTS} variants", "split_test.variants")
+        raise ServiceError("give %(min_variants)s to %(max_variants)s variants", "split_test.variants", min_variants=MIN_VARIANTS, max_variants=MAX_VARIANTS)
     cleaned = []
     for number, variant in enumerate(variants, start=1):
         field, letter = f"split_test.variants.{number - 1}", variant_letter(number)
         if not isinstance(variant, dict) or any(k not in VARIANT_KEYS for k in variant):
-            raise ServiceError(f"variant {letter} has only {', '.join(VARIANT_KEYS)}", field)
+            raise ServiceError("variant %(letter)s has only %(variant_keys)s", field, letter=letter, variant_keys=', '.join(VARIANT_KEYS))
         subject = str(variant.get("subject") or "").strip() or None
         from_name = str(variant.get("from_name") or "").strip() or None
         if subject is not None and len(subject) > 500:
-            raise ServiceError(f"variant {letter}: a subject of at most 500 characters",
-                               f"{field}.subject")
+            raise ServiceError("variant %(letter)s: a subject of at most 500 characters",
+                               f"{field}.subject", letter=letter)
         if from_name is not None and len(from_name) > 200:
-            raise ServiceError(f"variant {letter}: a From name of at most 200 characters",
-                               f"{field}.from_name")
+            raise ServiceError("variant %(letter)s: a From name of at most 200 characters",
+                               f"{field}.from_name", letter=letter)
         message_id = variant.get("message_id") or None
         if message_id is not None:
             _check_message(conn, message_id, f"{field}.message_id", letter)
@@ -78,26 +78,28 @@ def clean(conn: Connection, spec: Any) -> dict[str, Any] | None:
     for number, variant in enumerate(cleaned, start=1):
         key = tuple(variant[k] for k in VARIANT_KEYS)
         if key in seen:
-            raise ServiceError(f"variant {variant_letter(number)} is the same as variant "
-                               f"{variant_letter(seen[key])}", f"split_test.variants.{number - 1}")
+            raise ServiceError("variant %(number)s is the same as variant %(seen)s", f"split_test.variants.{number - 1}", number=variant_letter(number), seen=variant_letter(seen[key]))
         seen[key] = number
     percent = spec.get("test_percent", 20)
     if isinstance(percent, bool) or not isinstance(percent, int) or not 1 <= percent <= 100:
         raise ServiceError("a whole number from 1 to 100", "split_test.test_percent")
     metric = spec.get("metric", "opens")
     if metric not in SPLIT_METRICS:
-        raise ServiceError(f"one of {', '.join(SPLIT_METRICS)}", "split_test.metric")
+        raise ServiceError("one of %(split_metrics)s", "split_test.metric", split_metrics=', '.join(SPLIT_METRICS))
     wait = spec.get("wait_hours", 4)
     if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_WAIT_HOURS:
-        raise ServiceError(f"hours from 0 to {MAX_WAIT_HOURS}", "split_test.wait_hours")
+        raise ServiceError("hours from 0 to %(max_wait_hours)s", "split_test.wait_hours", max_wait_hours=MAX_WAIT_HOURS)
     return {"variants": cleaned, "test_percent": percent, "metric": metric,
             "wait_hours": float(wait)}
 
 
 def _check_message(conn: Connection, message_id: Any, field: str, letter: str) -> None:
     if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 1:
-        raise ServiceError(f"variant {letter}: must be a message id", field)
-    require_sendable(conn, message_id, field, f"variant {letter}: ")
+        raise ServiceError("variant %(letter)s: must be a message id", field, letter=letter)
+    try:
+        require_sendable(conn, message_id, field)
+    except ServiceError as exc:
+        raise ServiceError("variant %(letter)s: %(reason)s", field, letter=letter, reason=exc) from None
 
 
 def save(conn: Connection, campaign_id: int, spec: dict[str, Any] | None) -> None:
@@ -127,8 +129,8 @@ def pin(conn: Connection, campaign: dict[str, Any], test: dict[str, Any]) -> Non
             version = get_version_by_id(conn, campaign["version_id"])
         problems = check_version(_overridden(version, variant))
         if problems:
-            raise ServiceError(f"variant {variant_letter(number)} has template errors: {problems[0]}",
-                               f"split_test.variants.{number - 1}")
+            raise ServiceError("variant %(number)s has template errors: %(problems)s",
+                               f"split_test.variants.{number - 1}", number=variant_letter(number), problems=problems[0])
         variants.append({**variant, "version_id": version["id"]})
     conn.execute(update(split_tests).where(split_tests.c.campaign_id == campaign["id"]).values(
         variants=variants, state="testing",
@@ -225,15 +227,15 @@ def decide(conn: Connection, actor: Actor | None, campaign_id: int,
     rows with it. `actor` None: the automatic decision. Returns the winning variant."""
     test = get(conn, campaign_id)
     if test is None:
-        raise NotFound(f"campaign {campaign_id} has no split test")
+        raise NotFound("campaign %(campaign_id)s has no split test", campaign_id=campaign_id)
     state = conn.execute(select(campaigns.c.state).where(campaigns.c.id == campaign_id)).scalar()
     if test["state"] == "decided":
-        raise Conflict(f"the winner is already chosen: variant {variant_letter(test['winner'])}")
+        raise Conflict("the winner is already chosen: variant %(winner)s", winner=variant_letter(test['winner']))
     if test["state"] != "testing" or state not in DECIDABLE:
-        raise Conflict(f"a {state} campaign has no split test running")
+        raise Conflict("a %(state)s campaign has no split test running", state=Term(state))
     items = figures(conn, campaign_id)
     if variant is not None and not 1 <= variant <= len(items):
-        raise ServiceError(f"a variant from 1 to {len(items)}", "variant")
+        raise ServiceError("a variant from 1 to %(count)s", "variant", count=len(items))
     winner = variant if variant is not None else choose(items, test["metric"])
     by = actor.label if actor is not None else "automatic"
     result = conn.execute(update(split_tests).where(

@@ -50,6 +50,10 @@ def refuse_unrenderable(conn: Connection, settings, campaign: dict[str, Any],
                                    list_name=list_name, campaign_name=values["name"])
         if found is not None:
             person, problem = found
-            label = f"variant {variant_letter(variant)}: " if variant else ""
-            raise ServiceError(f"{label}the message cannot be sent as it is: for {person['email']}, "
-                               f"{problem}. Nothing was sent.", "message_id")
+            refused = ServiceError("the message cannot be sent as it is: for %(email)s, "
+                                   "%(problem)s. Nothing was sent.", "message_id",
+                                   email=person["email"], problem=problem)
+            if variant:
+                raise ServiceError("variant %(letter)s: %(reason)s", "message_id",
+                                   letter=variant_letter(variant), reason=refused)
+            raise refused

@@ -110,7 +110,7 @@ def new():
                 flash(_("Campaign created."), "success")
                 return redirect(url_for("campaigns.show", campaign_id=campaign_id))
             except ServiceError as exc:
-                flash(f"{exc.field}: {exc.message}" if exc.field else exc.message, "error")
+                flash(exc.shown(), "error")
     with db.read(db.get_engine()) as conn:
         choices = _choices(conn)
     return render_template("campaigns/new.html", values=values, utm_keys=UTM_KEYS,
@@ -168,7 +168,7 @@ def act(campaign_id: int, action: str):
                "pause": _("Campaign paused."), "resume": _("Campaign resumed."),
                "cancel": _("Campaign cancelled.")}[action], "success")
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
     return redirect(url_for("campaigns.show", campaign_id=campaign_id))
 
 
@@ -182,5 +182,5 @@ def choose_winner(campaign_id: int):
         flash(_("Variant %(letter)s is the winner; the rest of the audience gets it.",
                 letter=variant_letter(chosen)), "success")
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
     return redirect(url_for("campaigns.show", campaign_id=campaign_id))

@@ -46,7 +46,7 @@ def list_complaints(conn: Connection, *, campaign_id: int | None = None,
 def get_bounce(conn: Connection, bounce_id: int) -> dict:
     row = conn.execute(select(bounces).where(bounces.c.id == bounce_id)).first()
     if row is None:
-        raise NotFound(f"bounce {bounce_id} does not exist")
+        raise NotFound("bounce %(bounce_id)s does not exist", bounce_id=bounce_id)
     return dict(row._mapping)
 
 
@@ -56,7 +56,7 @@ def reclassify(conn: Connection, actor: Actor, bounce_id: int, bounce_class: str
     stops being hard leaves the suppression to an explicit, audited unsuppress."""
     found = get_bounce(conn, bounce_id)
     if bounce_class is not None and bounce_class not in BOUNCE_CLASSES:
-        raise ServiceError(f"class must be one of {', '.join(BOUNCE_CLASSES)}", "bounce_class")
+        raise ServiceError("class must be one of %(bounce_classes)s", "bounce_class", bounce_classes=', '.join(BOUNCE_CLASSES))
     if bounce_class is None:
         new_class, rule = rules.classify(found["status"], found["diagnostic"])
     else:
@@ -88,7 +88,7 @@ def intake_bounce(conn: Connection, settings, actor: Actor, *, email: str, campa
     try:
         address = normalise_email(email)
     except FieldError as exc:
-        raise ServiceError(exc.message, "email") from None
+        raise ServiceError.like(exc, "email") from None
     person = conn.execute(select(subscribers.c.id).where(subscribers.c.email == address)).scalar()
     raw = json.dumps({"email": address, "campaign_id": campaign_id, "status": status,
                       "diagnostic": diagnostic, "action": action, "by": actor.label},

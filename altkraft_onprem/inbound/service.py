@@ -239,7 +239,7 @@ def record_complaint(conn: Connection, settings, *, inbound_id: int | None, sour
 def get_message(conn: Connection, inbound_id: int) -> dict:
     row = conn.execute(select(inbound_messages).where(inbound_messages.c.id == inbound_id)).first()
     if row is None:
-        raise NotFound(f"inbound message {inbound_id} does not exist")
+        raise NotFound("inbound message %(inbound_id)s does not exist", inbound_id=inbound_id)
     found = dict(row._mapping)
     found["raw"] = raw_message(found["raw"])
     found["detail"] = json.loads(found["detail"] or "{}")

@@ -94,7 +94,7 @@ def reclassify(bounce_id: int):
     except NotFound:
         abort(404)
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
         return redirect(url_for("inbound.index"))
     flash(_("Bounce %(id)s is now %(class)s.", id=bounce_id,
             **{"class": _(CLASS_LABELS[found["bounce_class"]])}), "success")

@@ -32,7 +32,7 @@ def policy(settings: Settings) -> http_guard.Policy:
             max_bytes=settings["messages.data_max_kb"] * 1024,
             user_agent="ALTKRAFT-OnPremise/1 (external data)")
     except http_guard.Refused as exc:
-        raise DataFetchError(exc.message, "data_source") from None
+        raise DataFetchError.like(exc, "data_source") from None
 
 
 def fetch_json(settings: Settings, url: str) -> Any:
@@ -41,13 +41,13 @@ def fetch_json(settings: Settings, url: str) -> Any:
         response = http_guard.request(policy(settings), "GET", url,
                                       headers={"Accept": "application/json"})
     except http_guard.Refused as exc:
-        raise DataFetchError(exc.message, "data_source") from None
+        raise DataFetchError.like(exc, "data_source") from None
     if response.status != 200:
-        raise DataFetchError(f"{url}: the server answered HTTP {response.status}", "data_source")
+        raise DataFetchError("%(url)s: the server answered HTTP %(status)s", "data_source", url=url, status=response.status)
     try:
         return json.loads(response.body)
     except ValueError as exc:
-        raise DataFetchError(f"{url}: not valid JSON ({exc})", "data_source") from None
+        raise DataFetchError("%(url)s: not valid JSON (%(exc)s)", "data_source", url=url, exc=exc) from None
 
 
 def shared_data(settings: Settings, source: dict[str, Any] | None) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def per_subscriber_data(settings: Settings, source: dict[str, Any] | None,
         template = MessageEnvironment(autoescape=False).from_string(source["url_template"])
         urls = {sid: template.render(context).strip() for sid, context in contexts.items()}
     except Exception as exc:  # noqa: BLE001 - a template error is the marketer's to fix
-        raise DataFetchError(f"the data URL template failed: {exc}", "data_source.url_template") from None
+        raise DataFetchError("the data URL template failed: %(exc)s", "data_source.url_template", exc=exc) from None
     cache = {} if cache is None else cache
     unique = sorted(set(urls.values()) - set(cache))
     with ThreadPoolExecutor(max_workers=settings["messages.data_concurrency"]) as pool:

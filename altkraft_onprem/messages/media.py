@@ -85,7 +85,7 @@ def sanitise_svg(data: bytes) -> bytes:
     try:
         root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except (DefusedXmlException, ET.ParseError) as exc:
-        raise ServiceError(f"the SVG file cannot be read safely: {exc}", "file") from None
+        raise ServiceError("the SVG file cannot be read safely: %(exc)s", "file", exc=exc) from None
     if _local(root.tag) != "svg":
         raise ServiceError("the file is not an SVG image (its root element is not <svg>)", "file")
 
@@ -185,14 +185,14 @@ def process_image(data: bytes, filename: str, max_width: int) -> Processed:
         image = Image.open(io.BytesIO(data))
         image_format = image.format
         if image_format not in RASTER:
-            raise ServiceError(f"{image_format or 'this'} images are not accepted: use PNG, JPEG, "
-                               "GIF, WebP or SVG", "file")
+            raise ServiceError("%(format)s images are not accepted: use PNG, JPEG, GIF, WebP or SVG",
+                               "file", format=image_format or "this")
         if image.width * image.height > MAX_PIXELS:
-            raise ServiceError(f"the image has too many pixels ({image.width}×{image.height})", "file")
+            raise ServiceError("the image has too many pixels (%(width)s×%(height)s)", "file", width=image.width, height=image.height)
         image.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise ServiceError(f"the file is not a readable PNG, JPEG, GIF, WebP or SVG image ({exc})",
-                           "file") from None
+        raise ServiceError("the file is not a readable PNG, JPEG, GIF, WebP or SVG image (%(exc)s)",
+                           "file", exc=exc) from None
     content_type, extension = RASTER[image_format]
     if getattr(image, "is_animated", False):
         return _animation(data, image, image_format, max_width)
@@ -261,7 +261,7 @@ def add_media(conn: Connection, settings: Settings, actor: Actor, filename: str,
     """Stores an uploaded image (the same image uploaded twice is stored once)."""
     limit = settings["messages.upload_max_mb"] * 1024 * 1024
     if len(data) > limit:
-        raise ServiceError(f"the file is larger than {settings['messages.upload_max_mb']} MB", "file")
+        raise ServiceError("the file is larger than %(messages_upload_max_mb)s MB", "file", messages_upload_max_mb=settings['messages.upload_max_mb'])
     processed = process_image(data, filename or "", settings["messages.image_max_width"])
     digest = hashlib.sha256(processed.data).hexdigest()
     found = conn.execute(select(media).where(media.c.sha256 == digest)).mappings().first()
@@ -290,7 +290,7 @@ def list_media(conn: Connection, settings: Settings) -> list[dict[str, Any]]:
 def get_media(conn: Connection, settings: Settings, media_id: int) -> dict[str, Any]:
     row = conn.execute(select(media).where(media.c.id == media_id)).mappings().first()
     if row is None:
-        raise NotFound(f"media item {media_id} does not exist", "media_id")
+        raise NotFound("media item %(media_id)s does not exist", "media_id", media_id=media_id)
     return _out(settings, row)
 
 

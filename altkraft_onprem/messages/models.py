@@ -94,14 +94,14 @@ def clean_data_source(raw: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     kind = raw.get("kind")
     if kind not in DATA_KINDS:
-        raise ServiceError(f"data source kind must be one of {', '.join(DATA_KINDS)}", "data_source.kind")
+        raise ServiceError("data source kind must be one of %(data_kinds)s", "data_source.kind", data_kinds=', '.join(DATA_KINDS))
     if kind == "document":
         document = raw.get("document")
         if isinstance(document, str):
             try:
                 document = json.loads(document)
             except ValueError as exc:
-                raise ServiceError(f"the pasted JSON is not valid: {exc}", "data_source.document") from None
+                raise ServiceError("the pasted JSON is not valid: %(exc)s", "data_source.document", exc=exc) from None
         if not isinstance(document, dict):
             raise ServiceError("the pasted JSON must be an object ({…})", "data_source.document")
         return {"kind": kind, "document": document}

@@ -38,11 +38,11 @@ def _subscriber(conn: Connection, subscriber_id: int | None, email: str | None) 
     if subscriber_id is None:
         found = subscribers.find_by_email(conn, email or "")
         if found is None:
-            raise NotFound(f"no subscriber with the address {email}", "email")
+            raise NotFound("no subscriber with the address %(email)s", "email", email=email)
         subscriber_id = found["id"]
     contexts = audience.render_context(conn, [subscriber_id])
     if subscriber_id not in contexts:
-        raise NotFound(f"subscriber {subscriber_id} does not exist", "subscriber_id")
+        raise NotFound("subscriber %(subscriber_id)s does not exist", "subscriber_id", subscriber_id=subscriber_id)
     return contexts[subscriber_id]
 
 
@@ -125,14 +125,14 @@ def send_test(conn: Connection, settings: Settings, actor: Actor, message_id: in
     if not addresses:
         raise ServiceError("give at least one address to send the test to", "recipients")
     if len(addresses) > MAX_TEST_RECIPIENTS:
-        raise ServiceError(f"at most {MAX_TEST_RECIPIENTS} test addresses", "recipients")
+        raise ServiceError("at most %(max_test_recipients)s test addresses", "recipients", max_test_recipients=MAX_TEST_RECIPIENTS)
     if "@" not in from_email:
         raise ServiceError("a From address is needed", "from_email")
     try:
         rendered = render_preview(conn, settings, message_id, version, subscriber_id)
     except TemplateProblem as problem:
-        raise ServiceError(f"the message has an error ({problem}); fix it before testing",
-                           problem.part) from None
+        raise ServiceError("the message has an error (%(problem)s); fix it before testing",
+                           problem.part, problem=problem) from None
     results = []
     for address in addresses:
         try:

@@ -40,7 +40,7 @@ def _clean_name(name: str) -> str:
     if not name:
         raise ServiceError("a name is needed", "name")
     if len(name) > MAX_NAME:
-        raise ServiceError(f"the name is longer than {MAX_NAME} characters", "name")
+        raise ServiceError("the name is longer than %(max_name)s characters", "name", max_name=MAX_NAME)
     return name
 
 
@@ -49,16 +49,16 @@ def _clean_content(fields: dict[str, Any]) -> dict[str, Any]:
     if not subject:
         raise ServiceError("a subject is needed", "subject")
     if len(subject) > MAX_SUBJECT or "\n" in subject or "\r" in subject:
-        raise ServiceError(f"the subject must be one line of at most {MAX_SUBJECT} characters", "subject")
+        raise ServiceError("the subject must be one line of at most %(max_subject)s characters", "subject", max_subject=MAX_SUBJECT)
     preheader = (fields.get("preheader") or "").strip()
     if len(preheader) > MAX_PREHEADER:
-        raise ServiceError(f"the preheader is longer than {MAX_PREHEADER} characters", "preheader")
+        raise ServiceError("the preheader is longer than %(max_preheader)s characters", "preheader", max_preheader=MAX_PREHEADER)
     html = fields.get("html") or ""
     if len(html) > MAX_HTML:
-        raise ServiceError(f"the HTML is larger than {MAX_HTML // 1024} KB", "html")
+        raise ServiceError("the HTML is larger than %(max_html)s KB", "html", max_html=MAX_HTML // 1024)
     editor = fields.get("editor") or "code"
     if editor not in EDITORS:
-        raise ServiceError(f"editor must be one of {', '.join(EDITORS)}", "editor")
+        raise ServiceError("editor must be one of %(editors)s", "editor", editors=', '.join(EDITORS))
     text = fields.get("text")
     follows = fields.get("text_follows_html")
     if follows is None:
@@ -192,9 +192,11 @@ def archive_message(conn: Connection, actor: Actor, message_id: int) -> None:
     users = campaigns_using(conn, message_id)
     if users:
         names = ", ".join(f"\"{c['name']}\" (#{c['id']})" for c in users[:10])
-        more = f" and {len(users) - 10} more" if len(users) > 10 else ""
-        raise Conflict(f"message {message['name']!r} is used by campaign(s) {names}{more}; "
-                       "it cannot be deleted while a campaign uses it", "message_id")
+        if len(users) > 10:
+            names += f", … (+{len(users) - 10})"
+        raise Conflict("message %(name)s is used by campaign(s) %(names)s; it cannot be deleted "
+                       "while a campaign uses it", "message_id", name=repr(message["name"]),
+                       names=names)
     if message["archived_at"] is None:
         conn.execute(update(messages).where(messages.c.id == message_id).values(archived_at=utcnow()))
         record(conn, actor, "message.archive", "message", message_id, name=message["name"])
@@ -210,21 +212,22 @@ def unarchive_message(conn: Connection, actor: Actor, message_id: int) -> None:
 def get_message(conn: Connection, message_id: int) -> dict[str, Any]:
     row = conn.execute(select(messages).where(messages.c.id == message_id)).mappings().first()
     if row is None:
-        raise NotFound(f"message {message_id} does not exist", "message_id")
+        raise NotFound("message %(message_id)s does not exist", "message_id", message_id=message_id)
     return dict(row)
 
 
-def require_sendable(conn: Connection, message_id: int, field: str = "message_id",
-                     label: str = "") -> dict[str, Any]:
+def require_sendable(conn: Connection, message_id: int, field: str = "message_id") -> dict[str, Any]:
     """The message a campaign (or a split-test variant) may use: it exists and is not
-    archived. ServiceError on `field` otherwise; `label` prefixes the message ("variant B: ")."""
+    archived. ServiceError on `field` otherwise."""
     try:
         message = get_message(conn, message_id)
     except NotFound:
-        raise ServiceError(f"{label}message {message_id} does not exist", field) from None
+        raise ServiceError("message %(message_id)s does not exist", field,
+                           message_id=message_id) from None
     if message["archived_at"] is not None:
-        raise ServiceError(f"{label}message {message_id} ({message['name']}) is archived: "
-                           "restore it from the archived messages first", field)
+        raise ServiceError("message %(message_id)s (%(name)s) is archived: restore it from the "
+                           "archived messages first", field, message_id=message_id,
+                           name=message["name"])
     return message
 
 
@@ -236,7 +239,7 @@ def get_version(conn: Connection, message_id: int, version: int | None = None) -
                        .where(message_versions.c.version == version)).mappings().first()
     if row is None:
         get_message(conn, message_id)
-        raise NotFound(f"message {message_id} has no version {version}", "version")
+        raise NotFound("message %(message_id)s has no version %(version)s", "version", message_id=message_id, version=version)
     return dict(row)
 
 
@@ -244,7 +247,7 @@ def get_version_by_id(conn: Connection, version_id: int) -> dict[str, Any]:
     """A version by its row id (what campaigns and the delivery ledger record)."""
     row = conn.execute(select(message_versions).where(message_versions.c.id == version_id)).mappings().first()
     if row is None:
-        raise NotFound(f"message version {version_id} does not exist", "version_id")
+        raise NotFound("message version %(version_id)s does not exist", "version_id", version_id=version_id)
     return dict(row)
 
 
@@ -292,7 +295,7 @@ def list_templates(conn: Connection) -> list[dict[str, Any]]:
 def get_template(conn: Connection, template_id: int) -> dict[str, Any]:
     row = conn.execute(select(templates).where(templates.c.id == template_id)).mappings().first()
     if row is None:
-        raise NotFound(f"template {template_id} does not exist", "template_id")
+        raise NotFound("template %(template_id)s does not exist", "template_id", template_id=template_id)
     return dict(row)
 
 
@@ -301,7 +304,7 @@ def _template_name_free(conn: Connection, name: str, other_than: int | None = No
     if other_than is not None:
         query = query.where(templates.c.id != other_than)
     if conn.execute(query).first() is not None:
-        raise Conflict(f"a template named {name!r} exists already", "name")
+        raise Conflict("a template named %(name)s exists already", "name", name=repr(name))
 
 
 def create_template(conn: Connection, actor: Actor, name: str, html: str, subject: str = "",
@@ -309,7 +312,7 @@ def create_template(conn: Connection, actor: Actor, name: str, html: str, subjec
     name = _clean_name(name)
     _template_name_free(conn, name)
     if len(html or "") > MAX_HTML:
-        raise ServiceError(f"the HTML is larger than {MAX_HTML // 1024} KB", "html")
+        raise ServiceError("the HTML is larger than %(max_html)s KB", "html", max_html=MAX_HTML // 1024)
     if editor_state is not None and not isinstance(editor_state, str):
         editor_state = json.dumps(editor_state, ensure_ascii=False)
     now = utcnow()

@@ -34,7 +34,7 @@ SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox
 
 
 def _json_error(exc: ServiceError):
-    return jsonify(error=exc.message, field=exc.field), exc.status
+    return jsonify(error=exc.translated(), field=exc.field), exc.status
 
 
 def _problem_json(exc: TemplateProblem):
@@ -67,7 +67,7 @@ def archive(message_id: int):
             service.archive_message(conn, g.actor, message_id)
         flash(_("The message was deleted (archived: its versions are kept)."), "success")
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
     return redirect(url_for("messages.index"))
 
 
@@ -79,7 +79,7 @@ def unarchive(message_id: int):
             service.unarchive_message(conn, g.actor, message_id)
         flash(_("The message is back in the list."), "success")
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
     return redirect(url_for("messages.index", archived=1))
 
 
@@ -97,7 +97,7 @@ def create():
                     conn, g.actor, name, subject=name, html="<!DOCTYPE html>\n<html><body>\n</body></html>\n",
                     editor="visual")
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
         return redirect(url_for("messages.index"))
     return redirect(url_for("messages.edit", message_id=message_id))
 
@@ -172,7 +172,7 @@ def save_as_template(message_id: int):
             service.create_template(conn, g.actor, name, version["html"], subject=version["subject"],
                                     preheader=version["preheader"], editor_state=version["editor_state"])
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
     else:
         flash(_("Saved as template “%(name)s”.", name=name), "success")
     return redirect(url_for("messages.edit", message_id=message_id))
@@ -185,7 +185,7 @@ def delete_template(template_id: int):
         with db.write(db.get_engine()) as conn:
             service.delete_template(conn, g.actor, template_id)
     except ServiceError as exc:
-        flash(exc.message, "error")
+        flash(exc.translated(), "error")
     return redirect(url_for("messages.index"))
 
 
@@ -210,7 +210,7 @@ def media_upload():
             with db.write(db.get_engine()) as conn:
                 added.append(library.add_media(conn, settings(), g.actor, upload.filename or "image", data))
         except ServiceError as exc:
-            errors.append(f"{upload.filename}: {exc.message}")
+            errors.append(f"{upload.filename}: {exc.translated()}")
     if not files:
         errors.append(_("Choose a file to upload."))
     if wants_json:

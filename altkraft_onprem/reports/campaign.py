@@ -48,7 +48,7 @@ def _ratio(part: int, whole: int) -> float:
 def campaign_row(conn: Connection, campaign_id: int) -> dict[str, Any]:
     row = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).mappings().first()
     if row is None:
-        raise NotFound(f"campaign {campaign_id} does not exist")
+        raise NotFound("campaign %(campaign_id)s does not exist", campaign_id=campaign_id)
     return dict(row)
 
 

@@ -91,15 +91,16 @@ def _pick(conn: Connection, campaign_id: int, version: int | None,
     if variant is not None:
         found = next((v for v in split_variants(conn, campaign_id) if v["variant"] == variant), None)
         if found is None:
-            raise ServiceError(f"the campaign has no split-test variant {variant}", "variant")
+            raise ServiceError("the campaign has no split-test variant %(variant)s", "variant", variant=variant)
         chosen = next(v for v in sent if v["id"] == found["version_id"])
     elif version is None:
         chosen = next((v for v in sent if v["id"] == campaign.get("version_id")), sent[-1])
     else:
         chosen = next((v for v in sent if v["version"] == version), None)
         if chosen is None:
-            raise ServiceError(f"the campaign did not send version {version}; it sent "
-                               + ", ".join(str(v["version"]) for v in sent), "version")
+            raise ServiceError("the campaign did not send version %(version)s; it sent %(sent)s",
+                               "version", version=version,
+                               sent=", ".join(str(v["version"]) for v in sent))
     return campaign, sent, chosen
 
 

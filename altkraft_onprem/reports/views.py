@@ -152,7 +152,7 @@ def clickmap(campaign_id: int):
         try:
             data = clickmaps.clickmap(conn, campaign_id, version, variant)
         except ServiceError as exc:
-            flash(exc.message, "error")
+            flash(exc.translated(), "error")
             data = clickmaps.clickmap(conn, campaign_id, None)
     return render_template("reports/clickmap.html", campaign=info, data=data)
 
@@ -225,7 +225,7 @@ def cohort_segment():
                 segment_id = segments.create_segment(conn, g.actor, name, conditions,
                                                      description=_("From the cohort report"))
         except ServiceError as exc:
-            flash(exc.message, "error")
+            flash(exc.translated(), "error")
         else:
             flash(_("Segment “%(name)s” created (id %(id)s).", name=name, id=segment_id), "success")
             return redirect(url_for("reports.cohorts", period=period, list_id=list_id or "", source=source or ""))

@@ -123,13 +123,13 @@ def resolve_lists(conn, text: str) -> list[int]:
             continue
         if part.isdigit():
             if int(part) > MAX_ID:
-                raise ServiceError(f"no such list: {part}", "list")
+                raise ServiceError("no such list: %(part)s", "list", part=part)
             ids.append(int(part))
         else:
             try:
                 ids.append(list_service.list_id_by_name(conn, part))
             except NotFound as exc:        # a form field, not a path: 422 like any bad value
-                raise ServiceError(exc.message, "list") from None
+                raise ServiceError.like(exc, "list") from None
     return ids
 
 
@@ -139,7 +139,7 @@ def parse_mapping(text: str | None) -> dict | None:
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise ServiceError(f"mapping is not valid JSON: {exc}", "mapping") from None
+        raise ServiceError("mapping is not valid JSON: %(exc)s", "mapping", exc=exc) from None
 
 
 @operation("/imports", "POST", permission=PERMISSION, tag=TAG, status=202,

@@ -44,9 +44,9 @@ def check_name(name: str) -> None:
         raise ArchiveError("an archive member has an empty or invalid name")
     unified = name.replace("\\", "/")
     if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
-        raise ArchiveError(f"archive member {name!r} has an absolute path; refused")
+        raise ArchiveError("archive member %(name)s has an absolute path; refused", name=repr(name))
     if ".." in PurePosixPath(unified).parts:
-        raise ArchiveError(f"archive member {name!r} points outside the archive (`..`); refused")
+        raise ArchiveError("archive member %(name)s points outside the archive (`..`); refused", name=repr(name))
 
 
 def is_readable(name: str) -> bool:
@@ -59,7 +59,7 @@ def is_readable(name: str) -> bool:
 
 def _check_nested(name: str) -> None:
     if name.lower().endswith(ARCHIVES):
-        raise ArchiveError(f"archive member {name!r} is itself an archive; nested archives are not read")
+        raise ArchiveError("archive member %(name)s is itself an archive; nested archives are not read", name=repr(name))
 
 
 class _Counted:
@@ -73,11 +73,11 @@ class _Counted:
         try:
             data = self._stream.read(size)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-            raise ArchiveError(f"archive member {self._name!r} is corrupt ({exc})") from None
+            raise ArchiveError("archive member %(name)s is corrupt (%(exc)s)", name=repr(self._name), exc=exc) from None
         self._read += len(data)
         if self._read > self._allowed:
-            raise ArchiveError(f"archive member {self._name!r} holds more data than its header "
-                               f"declares or the limits allow; refused")
+            raise ArchiveError("archive member %(name)s holds more data than its header declares or the "
+                               "limits allow; refused", name=repr(self._name))
         self._budget.spend(len(data), self._name)
         return data
 
@@ -92,11 +92,11 @@ class _Budget:
     def spend(self, n: int, name: str) -> None:
         self.spent += n
         if self.spent > self.limits.max_total_bytes:
-            raise ArchiveError(f"the archive unpacks to more than {self.limits.max_total_bytes} "
-                               f"bytes (at {name!r}); refused")
+            raise ArchiveError("the archive unpacks to more than %(max_total_bytes)s bytes (at %(name)s); "
+                               "refused", max_total_bytes=self.limits.max_total_bytes, name=repr(name))
         if self.spent > 1024 * 1024 and self.spent / self.compressed > self.limits.max_ratio:
-            raise ArchiveError(f"the archive's compression ratio exceeds {self.limits.max_ratio:g}:1 "
-                               f"(at {name!r}); refused as a possible zip bomb")
+            raise ArchiveError("the archive's compression ratio exceeds %(max_ratio)s:1 (at %(name)s); "
+                               "refused as a possible zip bomb", max_ratio=format(self.limits.max_ratio, 'g'), name=repr(name))
 
 
 # --- zip -------------------------------------------------------------------------------------
@@ -105,31 +105,31 @@ def check_zip(archive: zipfile.ZipFile, compressed_size: int, limits: Limits) ->
     """The members to read, after refusing the archive for anything hostile."""
     infos = archive.infolist()
     if len(infos) > limits.max_members:
-        raise ArchiveError(f"the archive has {len(infos)} members; at most {limits.max_members} are read")
+        raise ArchiveError("the archive has %(count)s members; at most %(max_members)s are read", count=len(infos), max_members=limits.max_members)
     total = 0
     members = []
     for info in infos:
         check_name(info.filename)
         mode = info.external_attr >> 16
         if mode and stat.S_ISLNK(mode):
-            raise ArchiveError(f"archive member {info.filename!r} is a symbolic link; refused")
+            raise ArchiveError("archive member %(filename)s is a symbolic link; refused", filename=repr(info.filename))
         if info.is_dir():
             continue
         if info.flag_bits & 0x1:
-            raise ArchiveError(f"archive member {info.filename!r} is encrypted; refused")
+            raise ArchiveError("archive member %(filename)s is encrypted; refused", filename=repr(info.filename))
         if info.file_size > 1024 * 1024 and info.file_size / max(info.compress_size, 1) > limits.max_ratio:
-            raise ArchiveError(f"archive member {info.filename!r} has a compression ratio over "
-                               f"{limits.max_ratio:g}:1; refused as a possible zip bomb")
+            raise ArchiveError("archive member %(filename)s has a compression ratio over %(max_ratio)s:1; "
+                               "refused as a possible zip bomb", filename=repr(info.filename), max_ratio=format(limits.max_ratio, 'g'))
         total += info.file_size
         if is_readable(info.filename):
             members.append(info)
         else:
             _check_nested(info.filename)
     if total > limits.max_total_bytes:
-        raise ArchiveError(f"the archive unpacks to {total} bytes; at most {limits.max_total_bytes} are read")
+        raise ArchiveError("the archive unpacks to %(total)s bytes; at most %(max_total_bytes)s are read", total=total, max_total_bytes=limits.max_total_bytes)
     if compressed_size and total > 1024 * 1024 and total / compressed_size > limits.max_ratio:
-        raise ArchiveError(f"the archive's compression ratio exceeds {limits.max_ratio:g}:1; "
-                           "refused as a possible zip bomb")
+        raise ArchiveError("the archive's compression ratio exceeds %(max_ratio)s:1; refused as a "
+                           "possible zip bomb", max_ratio=format(limits.max_ratio, 'g'))
     return members
 
 
@@ -138,7 +138,7 @@ def zip_members(fileobj: BinaryIO, compressed_size: int, limits: Limits) -> Iter
     try:
         archive = zipfile.ZipFile(fileobj)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ArchiveError(f"not a readable zip archive ({exc})") from None
+        raise ArchiveError("not a readable zip archive (%(exc)s)", exc=exc) from None
     with archive:
         members = check_zip(archive, compressed_size, limits)
         wanted = {id(m) for m in members}
@@ -158,9 +158,9 @@ def zip_members(fileobj: BinaryIO, compressed_size: int, limits: Limits) -> Iter
 def _tar_check_member(info: tarfile.TarInfo) -> None:
     check_name(info.name)
     if info.issym() or info.islnk():
-        raise ArchiveError(f"archive member {info.name!r} is a link; refused")
+        raise ArchiveError("archive member %(name)s is a link; refused", name=repr(info.name))
     if not (info.isfile() or info.isdir()):
-        raise ArchiveError(f"archive member {info.name!r} is not a regular file; refused")
+        raise ArchiveError("archive member %(name)s is not a regular file; refused", name=repr(info.name))
 
 
 def check_tar(open_raw, compressed_size: int, limits: Limits) -> None:
@@ -171,16 +171,15 @@ def check_tar(open_raw, compressed_size: int, limits: Limits) -> None:
         for info in archive:
             count += 1
             if count > limits.max_members:
-                raise ArchiveError(f"the archive has more than {limits.max_members} members; refused")
+                raise ArchiveError("the archive has more than %(max_members)s members; refused", max_members=limits.max_members)
             _tar_check_member(info)
             if info.isfile():
                 total += info.size
                 if total > limits.max_total_bytes:
-                    raise ArchiveError(f"the archive unpacks to more than {limits.max_total_bytes} "
-                                       "bytes; refused")
+                    raise ArchiveError("the archive unpacks to more than %(max_total_bytes)s bytes; refused", max_total_bytes=limits.max_total_bytes)
                 if total > 1024 * 1024 and total / max(compressed_size, 1) > limits.max_ratio:
-                    raise ArchiveError(f"the archive's compression ratio exceeds {limits.max_ratio:g}:1; "
-                                       "refused as a possible zip bomb")
+                    raise ArchiveError("the archive's compression ratio exceeds %(max_ratio)s:1; refused as a "
+                                       "possible zip bomb", max_ratio=format(limits.max_ratio, 'g'))
                 if not is_readable(info.name):
                     _check_nested(info.name)
 
@@ -191,7 +190,7 @@ def tar_members(open_raw, compressed_size: int, limits: Limits) -> Iterator[tupl
     try:
         check_tar(open_raw, compressed_size, limits)
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ArchiveError(f"not a readable tar archive ({exc})") from None
+        raise ArchiveError("not a readable tar archive (%(exc)s)", exc=exc) from None
     budget = _Budget(limits, compressed_size)
     with open_raw() as raw, tarfile.open(fileobj=raw, mode="r|*") as archive:
         for info in archive:

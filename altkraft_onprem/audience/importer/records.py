@@ -32,11 +32,11 @@ def import_records(conn: Connection, actor: Actor, records: Sequence[Mapping], *
     """Validates and writes the records; returns (results, confirmations to send) where each
     result is {"email", "status", "error"} and confirmations are (subscriber_id, list_id)."""
     if mode not in MODES:
-        raise ServiceError(f"mode must be one of {', '.join(MODES)}", "mode")
+        raise ServiceError("mode must be one of %(modes)s", "mode", modes=', '.join(MODES))
     if status not in STATUSES:
-        raise ServiceError(f"status must be one of {', '.join(STATUSES)}", "status")
+        raise ServiceError("status must be one of %(statuses)s", "status", statuses=', '.join(STATUSES))
     if len(records) > MAX_RECORDS:
-        raise ServiceError(f"at most {MAX_RECORDS} subscribers per call", "subscribers")
+        raise ServiceError("at most %(max_records)s subscribers per call", "subscribers", max_records=MAX_RECORDS)
     list_ids = list_service.existing_list_ids(conn, list_ids) if list_ids else []
     custom = custom_definitions(conn)
     double = frozenset(r.id for r in conn.execute(

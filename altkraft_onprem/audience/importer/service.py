@@ -66,9 +66,9 @@ def preview(path: Path, filename: str, limits: Limits, *, custom_keys=(), has_he
 
 def _check(mode: str, status: str) -> None:
     if mode not in MODES:
-        raise ServiceError(f"mode must be one of {', '.join(MODES)}", "mode")
+        raise ServiceError("mode must be one of %(modes)s", "mode", modes=', '.join(MODES))
     if status not in STATUSES:
-        raise ServiceError(f"status must be one of {', '.join(STATUSES)}", "status")
+        raise ServiceError("status must be one of %(statuses)s", "status", statuses=', '.join(STATUSES))
 
 
 def _check_mapping(value) -> dict[str, str]:
@@ -79,9 +79,9 @@ def _check_mapping(value) -> dict[str, str]:
         raise ServiceError('mapping must be a JSON object {"column": "field"}', "mapping")
     for column, target in value.items():
         if target and target not in STANDARD_FIELDS and not target.startswith(mapping_rules.CUSTOM_PREFIX):
-            raise ServiceError(f"column {column!r}: {target!r} is not a field (standard field names, "
-                               f'"{mapping_rules.CUSTOM_PREFIX}KEY" for a custom field, "" to skip)',
-                               "mapping")
+            raise ServiceError("column %(column)s: %(target)s is not a field (standard field names, "
+                               "\"%(custom_prefix)sKEY\" for a custom field, \"\" to skip)",
+                               "mapping", column=repr(column), target=repr(target), custom_prefix=mapping_rules.CUSTOM_PREFIX)
     return {k: v or "" for k, v in value.items()}
 
 
@@ -95,7 +95,7 @@ def _check_options(options: dict | None) -> dict:
         except LookupError:
             text_codec = False
         if not text_codec:
-            raise ServiceError(f"unknown text encoding {options['encoding']!r}", "encoding")
+            raise ServiceError("unknown text encoding %(encoding)s", "encoding", encoding=repr(options['encoding']))
     return options
 
 

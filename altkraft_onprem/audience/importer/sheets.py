@@ -74,11 +74,12 @@ def xlsx_tables(name: str, data: bytes, limits: Limits, has_header: bool | None 
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             check_zip(archive, len(data), limits)
     except zipfile.BadZipFile:
-        raise SheetError(f"{name}: not a readable .xlsx file") from None
+        raise SheetError("%(name)s: not a readable .xlsx file", name=name) from None
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds on broken files
-        raise SheetError(f"{name}: not a readable .xlsx file ({type(exc).__name__}: {exc})") from None
+        raise SheetError("%(name)s: not a readable .xlsx file (%(kind)s: %(exc)s)", name=name,
+                         kind=type(exc).__name__, exc=exc) from None
     try:
         for sheet in book.worksheets:
             def rows(sheet=sheet) -> Iterator[Row]:
@@ -98,7 +99,7 @@ def xls_tables(name: str, data: bytes, has_header: bool | None = None) -> Iterat
     try:
         book = xlrd.open_workbook(file_contents=data, on_demand=True)
     except Exception as exc:  # noqa: BLE001 - xlrd raises many kinds on broken files
-        raise SheetError(f"{name}: not a readable .xls file ({exc})") from None
+        raise SheetError("%(name)s: not a readable .xls file (%(exc)s)", name=name, exc=exc) from None
     try:
         for index in range(book.nsheets):
             sheet = book.sheet_by_index(index)

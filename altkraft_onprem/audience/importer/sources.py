@@ -38,8 +38,8 @@ def _skipped(name: str, why: str) -> Table:
 def _read_limited(stream: BinaryIO, name: str) -> bytes:
     data = stream.read(MAX_SHEET_BYTES + 1)
     if len(data) > MAX_SHEET_BYTES:
-        raise ServiceError(f"{name}: spreadsheets over {MAX_SHEET_BYTES // 2**20} MB are not read; "
-                           "save it as CSV")
+        raise ServiceError("%(name)s: spreadsheets over %(max_sheet_bytes)s MB are not read; save it "
+                           "as CSV", name=name, max_sheet_bytes=MAX_SHEET_BYTES // 2**20)
     return data
 
 

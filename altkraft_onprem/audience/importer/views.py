@@ -135,7 +135,7 @@ def preview():
             if not any(t["rows"] or t["header"] for t in tables):
                 error = _("No rows found in what was given.")
         except ServiceError as exc:
-            error = exc.message
+            error = exc.translated()
         if error is not None:
             service.discard_upload(path)
     if error is not None:
@@ -179,7 +179,7 @@ def start():
                 mapping=column_map, options=_options(state))
     except ServiceError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        return render_template("web/error.html", status=422, message=exc.message), 422
+        return render_template("web/error.html", status=422, message=exc.translated()), 422
     jobs.run_import(import_id)
     return redirect(url_for("importer.show", import_id=import_id))
 
