@@ -42,7 +42,7 @@ def _name(text: str, field: str) -> str:
     try:
         return normalise_domain(text)
     except BadName as exc:
-        raise ServiceError(f"{field}: {exc}", field) from None
+        raise ServiceError("%(field_name)s: %(exc)s", field, field_name=field, exc=exc) from None
 
 
 def _aligned_host(text: str, domain: str, field: str) -> str:
@@ -51,8 +51,8 @@ def _aligned_host(text: str, domain: str, field: str) -> str:
         return ""
     host = _name(text, field)
     if not dnscheck.aligned(host, domain, "r"):
-        raise ServiceError(f"{field}: {host} is not aligned with {domain} (it must share its "
-                           f"organisational domain, {dnscheck.org_domain(domain)})", field)
+        raise ServiceError("%(field_name)s: %(host)s is not aligned with %(domain)s (it must share its "
+                           "organisational domain, %(org_domain)s)", field, field_name=field, host=host, domain=domain, org_domain=dnscheck.org_domain(domain))
     return host
 
 
@@ -88,7 +88,7 @@ def _view(conn: Connection, row) -> dict:
 def get_domain(conn: Connection, domain_id: int) -> dict:
     row = conn.execute(select(sending_domains).where(sending_domains.c.id == domain_id)).first()
     if row is None:
-        raise NotFound(f"sending domain {domain_id} does not exist")
+        raise NotFound("sending domain %(domain_id)s does not exist", domain_id=domain_id)
     return _view(conn, row)
 
 
@@ -137,15 +137,15 @@ def _new_selector(conn: Connection, domain_id: int, algorithm: str) -> str:
 def _make_key(conn: Connection, settings: Settings, domain_id: int, domain: str, algorithm: str,
               selector: str | None, state: str) -> dict:
     if algorithm not in ALGORITHMS:
-        raise ServiceError(f"algorithm must be {' or '.join(ALGORITHMS)}", "algorithm")
+        raise ServiceError("algorithm must be %(algorithms)s", "algorithm", algorithms=' or '.join(ALGORITHMS))
     if selector:
         try:
             selector = normalise_selector(selector)
         except BadName as exc:
-            raise ServiceError(str(exc), "selector") from None
+            raise ServiceError("%(reason)s", "selector", reason=str(exc)) from None
         if conn.execute(select(dkim_keys.c.id).where(dkim_keys.c.domain_id == domain_id,
                                                      dkim_keys.c.selector == selector)).first():
-            raise Conflict(f"{domain} already has a key with selector {selector}", "selector")
+            raise Conflict("%(domain)s already has a key with selector %(selector)s", "selector", domain=domain, selector=selector)
     else:
         selector = _new_selector(conn, domain_id, algorithm)
     folder = key_dir(settings, domain)
@@ -168,7 +168,7 @@ def add_domain(conn: Connection, actor: Actor, settings: Settings, domain: str, 
     file already signs for it). Keys wait for their DNS record before they sign."""
     name = _name(domain, "domain")
     if conn.execute(select(sending_domains.c.id).where(sending_domains.c.domain == name)).first():
-        raise Conflict(f"{name} is already a sending domain", "domain")
+        raise Conflict("%(name)s is already a sending domain", "domain", name=name)
     if algorithms is None:
         signed = any(k["domain"].lower() == name for k in settings["dkim.keys"])
         algorithms = () if signed else ("rsa-sha256",)
@@ -244,8 +244,8 @@ def add_key(conn: Connection, actor: Actor, settings: Settings, domain_id: int, 
     domain = get_domain(conn, domain_id)
     if any(k["algorithm"] == algorithm and k["state"] in ("pending", "active")
            for k in domain["keys"]):
-        raise Conflict(f"{domain['domain']} already has an {algorithm} key: rotate it instead",
-                       "algorithm")
+        raise Conflict("%(domain)s already has an %(algorithm)s key: rotate it instead",
+                       "algorithm", domain=domain['domain'], algorithm=algorithm)
     made = _make_key(conn, settings, domain_id, domain["domain"], algorithm, selector, "pending")
     record(conn, actor, "dkim.create", "sending_domain", domain_id, domain=domain["domain"],
            selector=made["selector"], algorithm=algorithm)
@@ -259,10 +259,10 @@ def start_rotation(conn: Connection, actor: Actor, settings: Settings, domain_id
     same = [k for k in domain["keys"] if k["algorithm"] == algorithm]
     if any(k["state"] == "pending" for k in same):
         waiting = next(k for k in same if k["state"] == "pending")
-        raise Conflict(f"a rotation is under way: publish {waiting['record_name']} and activate "
-                       "it (or wait for the next DNS check)", "algorithm")
+        raise Conflict("a rotation is under way: publish %(record_name)s and activate it (or wait "
+                       "for the next DNS check)", "algorithm", record_name=waiting['record_name'])
     if not any(k["state"] == "active" for k in same):
-        raise Conflict(f"{domain['domain']} has no signing {algorithm} key to rotate", "algorithm")
+        raise Conflict("%(domain)s has no signing %(algorithm)s key to rotate", "algorithm", domain=domain['domain'], algorithm=algorithm)
     made = _make_key(conn, settings, domain_id, domain["domain"], algorithm, selector, "pending")
     record(conn, actor, "dkim.rotate", "sending_domain", domain_id, domain=domain["domain"],
            selector=made["selector"], algorithm=algorithm)
@@ -273,7 +273,7 @@ def _key(conn: Connection, domain_id: int, key_id: int):
     row = conn.execute(select(dkim_keys).where(dkim_keys.c.id == key_id,
                                                dkim_keys.c.domain_id == domain_id)).first()
     if row is None:
-        raise NotFound(f"DKIM key {key_id} of domain {domain_id} does not exist")
+        raise NotFound("DKIM key %(key_id)s of domain %(domain_id)s does not exist", key_id=key_id, domain_id=domain_id)
     return row
 
 
@@ -282,7 +282,7 @@ def key_in_state(domain: dict, algorithm: str, state: str) -> dict:
     for key in domain["keys"]:
         if key["algorithm"] == algorithm and key["state"] == state:
             return key
-    raise Conflict(f"{domain['domain']} has no {algorithm} key that is {state}", "algorithm")
+    raise Conflict("%(domain)s has no %(algorithm)s key that is %(state)s", "algorithm", domain=domain['domain'], algorithm=algorithm, state=state)
 
 
 def published(settings: Settings, domain: str, key_file: str, selector: str) -> dnscheck.Check:
@@ -304,11 +304,10 @@ def activate(conn: Connection, actor: Actor, domain_id: int, key_id: int, *,
     if row.state == "active":
         return domain
     if row.state != "pending":
-        raise Conflict(f"key {row.selector} is {row.state}: only a waiting key can be activated")
+        raise Conflict("key %(selector)s is %(state)s: only a waiting key can be activated", selector=row.selector, state=row.state)
     if not force and (check is None or check.status != "pass"):
         detail = check.detail if check is not None else "not checked"
-        raise ServiceError(f"{dkimkeys.record_name(domain['domain'], row.selector)} is not "
-                           f"published yet ({detail}); publish the record first", "key")
+        raise ServiceError("%(record_name)s is not published yet (%(detail)s); publish the record first", "key", record_name=dkimkeys.record_name(domain['domain'], row.selector), detail=detail)
     now = utcnow()
     conn.execute(update(dkim_keys).where(dkim_keys.c.domain_id == domain_id,
                                          dkim_keys.c.algorithm == row.algorithm,

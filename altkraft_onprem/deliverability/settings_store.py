@@ -79,19 +79,19 @@ def _check_relays(base: Settings, relays: list[dict]) -> None:
     for index, relay in enumerate(relays):
         if relay["password_file"] and relay["password_file"] not in allowed:
             raise ServiceError(
-                f"smtp.relays item {index}: password_file {relay['password_file']!r} is not "
-                "named in the config file; a relay's password stays in a file set there",
-                "smtp.relays")
+                "smtp.relays item %(index)s: password_file %(password_file)s is not named "
+                "in the config file; a relay's password stays in a file set there",
+                "smtp.relays", index=index, password_file=repr(relay['password_file']))
 
 
 def parse_value(base: Settings, key: str, raw: Any) -> Any:
     """The value as the config file's parser reads it; ServiceError names the key."""
     if key not in EDITABLE:
-        raise ServiceError(f"{key} can only be changed in the config file", key)
+        raise ServiceError("%(key)s can only be changed in the config file", key, key=key)
     try:
         value = BY_KEY[key].parse(raw)
     except ValueError as exc:
-        raise ServiceError(f"{key}: expected {exc}", key) from None
+        raise ServiceError("%(key)s: expected %(exc)s", key, key=key, exc=exc) from None
     if key == "smtp.relays":
         _check_relays(base, value)
     return value

@@ -91,7 +91,7 @@ def save_values():
         with db.write(db.get_engine()) as conn:
             changed = settings_store.set_values(conn, g.actor, base_settings(), raw)
     except ServiceError as exc:
-        return render_index(exc.message, 422, group)
+        return render_index(exc.translated(), 422, group)
     flash(_("Saved.") if changed else _("Nothing changed."), "success")
     return redirect(url_for("settings.index") + f"#group-{group}")
 
@@ -126,7 +126,7 @@ def save_relays():
                                                 {"smtp.relays": relays,
                                                  "delivery.domain_limits": limits})
     except ServiceError as exc:
-        return render_index(exc.message, 422, "relays")
+        return render_index(exc.translated(), 422, "relays")
     flash(_("Saved.") if changed else _("Nothing changed."), "success")
     return redirect(url_for("settings.index") + "#group-relays")
 

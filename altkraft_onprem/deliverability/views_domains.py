@@ -42,7 +42,7 @@ def add_domain():
                 bounce_domain=request.form.get("bounce_domain", ""),
                 tracking_host=request.form.get("tracking_host", ""), algorithms=algorithms)
     except ServiceError as exc:
-        return render_index(exc.message, 422, "domains")
+        return render_index(exc.translated(), 422, "domains")
     flash(_("Domain added. Publish its DKIM record, then activate the key."), "success")
     return redirect(url_for("settings.domain", domain_id=domain_id))
 
@@ -64,7 +64,7 @@ def update_domain(domain_id: int):
     except NotFound:
         abort(404)
     except ServiceError as exc:
-        return _domain_page(domain_id, exc.message, 422)
+        return _domain_page(domain_id, exc.translated(), 422)
     flash(_("Saved."), "success")
     return redirect(url_for("settings.domain", domain_id=domain_id))
 
@@ -106,6 +106,6 @@ def add_key(domain_id: int):
     except NotFound:
         abort(404)
     except ServiceError as exc:
-        return _domain_page(domain_id, exc.message, 422)
+        return _domain_page(domain_id, exc.translated(), 422)
     return redirect(url_for("settings.domain", domain_id=domain_id) + "#keys")
 
