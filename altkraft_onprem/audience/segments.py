@@ -29,7 +29,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.types import Numeric
+from sqlalchemy.types import Numeric, String
 
 from altkraft_onprem import extensions
 from altkraft_onprem.access.models import Actor
@@ -158,6 +158,15 @@ def matching(conn: Connection, conditions) -> object:
     """WHERE for the subscribers (not in the trash) that match raw or stored conditions."""
     tree = validate(conn, conditions)
     return and_(subscribers.c.deleted_at.is_(None), compile_conditions(conn, tree))
+
+
+def date_text(conn: Connection, name: str):
+    """A date or datetime field (standard or custom.KEY) as SQL text YYYY-MM-DD (NULL when
+    empty); ServiceError when the field is not a date."""
+    kind, _ = Checker(conn).field_type(name, "field")
+    if kind not in ("date", "datetime"):
+        raise ServiceError("field %(name)s is not a date", "field", name=repr(name))
+    return func.substr(cast(_column(name, kind, conn.dialect.name), String), 1, 10)
 
 
 def count(conn: Connection, conditions) -> int:

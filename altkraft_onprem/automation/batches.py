@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from altkraft_onprem import db
+from altkraft_onprem.audience import segments as segment_service
 from altkraft_onprem.audience.models import subscribers
 from altkraft_onprem.db.types import utcnow
 
@@ -78,25 +79,37 @@ def execute(conn: Connection, settings, rows: list[dict], now: datetime, wake,
         enrollments.end_many(conn, rows, "exited", f"node {rows[0]['node_id']} is not in version "
                              f"{found['number']}", now, wake=wake)
         return Result()
-    present = _present(conn, [r["subscriber_id"] for r in rows])
-    gone = [r for r in rows if r["subscriber_id"] not in present]
-    if gone:
-        enrollments.end_many(conn, gone, "exited", "the subscriber was deleted", now, wake=wake)
-        rows = [r for r in rows if r["subscriber_id"] in present]
-        if not rows:
-            return Result()
+    rows = _leave(conn, rows, _present(conn, [r["subscriber_id"] for r in rows]), False,
+                  "the subscriber was deleted", now, wake)
+    exit_segment = found["definition"].get("entry", {}).get("exit_segment_id")
+    if exit_segment is not None and rows:
+        rows = _leave(conn, rows, _present(conn, [r["subscriber_id"] for r in rows], exit_segment),
+                      True, f"in the exit segment {exit_segment}", now, wake)
+    if not rows:
+        return Result()
     batch = Batch(conn, settings, found, node, now, rows, wake, answers)
     outcomes = EXECUTORS[node["type"]](batch)
     return _apply(conn, found, node, list(zip(rows, outcomes, strict=True)), now, wake)
 
 
-def _present(conn: Connection, subscriber_ids: list[int]) -> set[int]:
-    """Who is still there (not deleted, not in the trash)."""
+def _present(conn: Connection, subscriber_ids: list[int], segment_id: int | None = None) -> set[int]:
+    """Who is still there (not deleted, not in the trash) — and in the segment, if one is given."""
+    where = segment_service.segment_expr(conn, segment_id) if segment_id is not None else \
+        subscribers.c.deleted_at.is_(None)
     found: set[int] = set()
     for chunk in db.chunked(sorted(set(subscriber_ids)), CHUNK):
         found.update(conn.execute(select(subscribers.c.id).where(
-            subscribers.c.id.in_(chunk), subscribers.c.deleted_at.is_(None))).scalars())
+            subscribers.c.id.in_(chunk), where)).scalars())
     return found
+
+
+def _leave(conn: Connection, rows: list[dict], found: set[int], leave_found: bool, reason: str,
+           now: datetime, wake) -> list[dict]:
+    """Ends the enrollments of those in `found` (leave_found) or not in it; returns the rest."""
+    leaving = [r for r in rows if (r["subscriber_id"] in found) == leave_found]
+    if leaving:
+        enrollments.end_many(conn, leaving, "exited", reason, now, wake=wake)
+    return [r for r in rows if (r["subscriber_id"] in found) != leave_found]
 
 
 def _apply(conn: Connection, found: dict, node: dict, pairs: list[tuple[dict, Outcome]],

@@ -76,16 +76,20 @@ class Restored(_Trigger):
 
 class DateField(_Trigger):
     type: Literal["date_field"]
-    field: FieldName
-    offset_days: int = Field(0, ge=-366, le=366)
+    field: FieldName = Field(description="A date field: birth_date or custom.KEY of type date")
+    offset_days: int = Field(0, ge=-366, le=366, description="Days after (negative: before) "
+                             "the date")
     time: Clock = "09:00"
+    yearly: bool | None = Field(None, description="Every year on the month and day (29 February: "
+                                "the 28th in other years); default: yes for birth_date, no "
+                                "otherwise")
 
 
 class Schedule(_Trigger):
     type: Literal["schedule"]
-    weekdays: list[Weekday] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7])
-    time: Clock = "09:00"
-    segment_id: Id | None = None
+    weekdays: list[Weekday] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7], min_length=1)
+    time: Clock = Field("09:00", description="In the workflow's time zone")
+    segment_id: Id | None = Field(None, description="Who enters each time (everyone when absent)")
 
 
 class Engagement(_Trigger):
@@ -96,8 +100,8 @@ class Engagement(_Trigger):
 
 class NoEngagement(_Trigger):
     type: Literal["not_opened", "not_clicked"]
-    campaign_id: Id
-    within: Duration
+    campaign_id: Id = Field(description="The campaign whose email was not opened / clicked")
+    within: Duration = Field(description="ISO 8601 after the email was sent, e.g. P3D")
 
 
 class Bounced(_Trigger):
@@ -125,9 +129,6 @@ TRIGGER_TYPES = ("subscriber_created", "list_joined", "optin_confirmed", "field_
                  "segment_entered", "segment_left", "unsubscribed", "restored", "date_field",
                  "schedule", "email_opened", "email_read", "email_clicked", "not_opened",
                  "not_clicked", "bounced", "complained", "event", "manual")
-# Accepted by the schema, refused at publish until they are built (docs/automation.md).
-NOT_YET = {"segment_entered", "segment_left", "date_field", "schedule", "not_opened",
-           "not_clicked"}
 
 
 class Entry(Strict):
@@ -135,6 +136,13 @@ class Entry(Strict):
     reentry: Literal["once", "every_time"] | dict[Literal["after_days"], Annotated[
         int, Field(ge=1, le=3650)]] = Field("once", description='"once", "every_time" or '
                                             '{"after_days": N}')
+    exit_segment_id: Id | None = Field(None, description="People leave the workflow when they "
+                                       "are in this segment")
+    backfill: Literal["none", "matching"] | dict[Literal["days"], Annotated[
+        int, Field(ge=1, le=365)]] = Field("none", description='When the workflow becomes '
+                                           'active: "none", "matching" (everyone who matches '
+                                           'the trigger now) or {"days": N} (those who would '
+                                           'have entered in the last N days)')
 
 
 # --- node configs -----------------------------------------------------------------------------

@@ -18,7 +18,17 @@ from altkraft_onprem.campaigns.ledger import owner_name
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
 
-from . import interest, outbox, runner, staff_notice, triggers, webhook_sender, webhooks
+from . import (
+    interest,
+    outbox,
+    runner,
+    scheduled,
+    segment_watch,
+    staff_notice,
+    triggers,
+    webhook_sender,
+    webhooks,
+)
 
 log = logging.getLogger("altkraft.automation")
 # Dispatched outbox rows are kept this long (for looking into what happened), then purged.
@@ -78,10 +88,14 @@ def deliver_webhooks() -> None:
 
 @jobqueue.periodic(crontab(minute="*"))
 def automation_tick() -> None:
-    """Every minute: outbox rows a lost wake-up left, webhook retries that are due, expired
-    leases; once an hour, dispatched outbox rows older than OUTBOX_KEEP_DAYS go."""
+    """Every minute: expired leases, the clock triggers (dates, schedules, not opened within)
+    and the watched segments that are due, outbox rows a lost wake-up left, workflow steps and
+    webhook retries that are due; once an hour, dispatched outbox rows older than
+    OUTBOX_KEEP_DAYS go."""
     engine = db.get_engine()
     recover(engine)
+    scheduled.run_due(engine, wake=wake)
+    segment_watch.run_due(engine, current_settings(), wake=wake)
     dispatch_now(engine)
     if utcnow().minute == 7:
         with db.write(engine) as conn:

@@ -10,11 +10,13 @@ from sqlalchemy import Connection, select
 
 from altkraft_onprem.audience import fields as field_service
 from altkraft_onprem.audience import segment_conditions
+from altkraft_onprem.audience import segments as segment_service
 from altkraft_onprem.audience.models import STANDARD_FIELDS, lists, normalise_email, segments
+from altkraft_onprem.campaigns.models import campaigns
 from altkraft_onprem.errors import NotFound, ServiceError
 from altkraft_onprem.messages.service import require_sendable
 
-from .definition import BRANCHES, NOT_YET, WorkflowDefinition
+from .definition import BRANCHES, WorkflowDefinition
 from .workflow_models import workflows
 
 
@@ -49,8 +51,6 @@ def parse(raw) -> WorkflowDefinition:
 def check(conn: Connection, raw, workflow_id: int | None = None) -> WorkflowDefinition:
     """The whole check; returns the parsed definition or raises ServiceError."""
     definition = parse(raw)
-    if definition.trigger.type in NOT_YET:
-        raise ServiceError("trigger %(type)s is not available yet", "trigger.type", type=repr(definition.trigger.type))
     _check_trigger(conn, definition)
     _check_graph(definition)
     for index, node in enumerate(definition.graph.nodes):
@@ -140,6 +140,8 @@ def _exists(conn: Connection, table, item_id: int) -> None:
         raise ServiceError("list %(list_id)s does not exist", list_id=item_id)
     if table is segments:
         raise ServiceError("segment %(segment_id)s does not exist", segment_id=item_id)
+    if table is campaigns:
+        raise ServiceError("campaign %(campaign_id)s does not exist", campaign_id=item_id)
     raise ServiceError("workflow %(workflow_id)s does not exist", workflow_id=item_id)
 
 
@@ -158,12 +160,24 @@ def _check_trigger(conn: Connection, definition: WorkflowDefinition) -> None:
     try:
         if getattr(trigger, "list_id", None) is not None:
             _exists(conn, lists, trigger.list_id)
+        if getattr(trigger, "segment_id", None) is not None:
+            _exists(conn, segments, trigger.segment_id)
         if trigger.type == "field_changed":
             check_field(conn, trigger.field)
-        if definition.entry.segment_id is not None:
-            _exists(conn, segments, definition.entry.segment_id)
+        if trigger.type == "date_field":
+            check_field(conn, trigger.field)
+            segment_service.date_text(conn, trigger.field)
+        if trigger.type in ("not_opened", "not_clicked"):
+            _exists(conn, campaigns, trigger.campaign_id)
     except ServiceError as exc:
         raise ServiceError("trigger %(type)s: %(text)s", "trigger", type=trigger.type, text=exc) from None
+    for key in ("segment_id", "exit_segment_id"):
+        segment_id = getattr(definition.entry, key)
+        if segment_id is not None:
+            try:
+                _exists(conn, segments, segment_id)
+            except ServiceError as exc:
+                raise ServiceError("entry: %(text)s", f"entry.{key}", text=exc) from None
 
 
 def _check_references(conn: Connection, node, workflow_id: int | None) -> None:

@@ -12,7 +12,7 @@ from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
 
 from . import enrollment, jobs, timing, webhooks, workflows
-from .definition import BRANCHES, CONFIGS, NOT_YET, TRIGGER_TYPES
+from .definition import BRANCHES, CONFIGS, TRIGGER_TYPES
 from .models import WEBHOOK_EVENT_TYPES
 
 blueprint = Blueprint("automation", __name__, url_prefix="/automation")
@@ -79,7 +79,7 @@ def builder(workflow_id: int):
     return render_template(
         "automation/workflow.html", workflow=workflow, stats=stats, people=people, total=total,
         node_types=sorted(CONFIGS), branches={t: list(bs) for t, bs in BRANCHES.items()},
-        trigger_types=[t for t in TRIGGER_TYPES if t not in NOT_YET])
+        trigger_types=list(TRIGGER_TYPES))
 
 
 def _zones(conn, subscriber_ids: list[int]) -> dict[int, str | None]:

@@ -100,3 +100,29 @@ steps = Table(
     UniqueConstraint("enrollment_id", "node_id", "visit", name="uq_workflow_steps_enrollment_id"),
 )
 Index("ix_workflow_steps_workflow", steps.c.workflow_id, steps.c.node_id)
+
+# How far each time-driven trigger (date_field, schedule, not_opened, not_clicked) has looked:
+# the next tick takes what falls after `checked_until`; set to the activation time when a
+# workflow becomes active, so nothing from before it fires.
+trigger_marks = Table(
+    "workflow_trigger_marks", metadata,
+    Column("workflow_id", Integer, ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True),
+    Column("checked_until", UTCDateTime, nullable=False),
+)
+
+# Segments watched by segment_entered / segment_left triggers, and who was in each at the last
+# check: the next check's difference is who entered and who left.
+segment_watch = Table(
+    "workflow_segment_watch", metadata,
+    Column("segment_id", Integer, ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True),
+    Column("baselined_at", UTCDateTime, nullable=False),
+    Column("checked_at", UTCDateTime, nullable=False),
+)
+segment_members = Table(
+    "workflow_segment_members", metadata,
+    Column("segment_id", Integer, ForeignKey("workflow_segment_watch.segment_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"),
+           primary_key=True),
+)
+Index("ix_workflow_segment_members_subscriber_id", segment_members.c.subscriber_id)

@@ -18,7 +18,7 @@ from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, Forbidden, NotFound, ServiceError, Term
 
 from . import enrollment as enrollments
-from . import interest, validate
+from . import interest, scheduled, segment_watch, validate
 from .definition import dump
 from .workflow_models import enrollments as enrollment_rows
 from .workflow_models import workflow_versions, workflows
@@ -116,10 +116,22 @@ def publish(conn: Connection, actor: Actor, workflow_id: int,
     moved = _move_people(conn, workflow_id, version_id, stored, node_map) if node_map else 0
     conn.execute(update(workflows).where(workflows.c.id == workflow_id).values(
         state="active", version_id=version_id, name=definition.name, updated_at=utcnow()))
+    _activate(conn, workflow_id, stored, was_active=current["state"] == "active")
     record(conn, actor, "workflow.publish", "workflow", workflow_id, version=number,
            moved=moved, sends=len(sends))
     _changed(conn)
     return {"version": number, "version_id": version_id, "moved": moved}
+
+
+def _activate(conn: Connection, workflow_id: int, stored: dict, *, was_active: bool) -> None:
+    """What a trigger needs from the moment it listens: a clock trigger looks forward from
+    now, a watched segment's members are noted (they have not *entered* it), and whoever is
+    inside and in the exit segment leaves."""
+    scheduled.mark_activation(conn, workflow_id, stored["trigger"]["type"], was_active)
+    segment_watch.start_watching(conn, segment_watch.watched_by(stored))
+    exit_segment = stored.get("entry", {}).get("exit_segment_id")
+    if exit_segment is not None:
+        segment_watch.exit_members(conn, workflow_id, exit_segment)
 
 
 def _move_people(conn: Connection, workflow_id: int, version_id: int, stored: dict,

@@ -368,6 +368,10 @@ SETTINGS: tuple[Setting, ...] = (
             "(administrators get an email).", "integer"),
     Setting("automation.webhook_concurrency", _positive(_int), 4,
             "Webhook requests one worker makes at the same time.", "integer"),
+    Setting("automation.segment_check_minutes", _positive(_int), 5,
+            "How often the segments that workflows watch (segment_entered / segment_left "
+            "triggers, exit segments) are compared with their members at the last look.",
+            "integer"),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

@@ -3,10 +3,11 @@ a person's opens and clicks for their timeline, the engagement condition of segm
 split test's openers and clickers per variant."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, not_, select, true
 
+from altkraft_onprem import db
 from altkraft_onprem.campaigns.models import deliveries
 from altkraft_onprem.db.types import utcnow
 
@@ -54,3 +55,22 @@ def split_test_engagement(conn: Connection, campaign_id: int) -> dict[int, tuple
     unique = {(variant, kind): n for variant, kind, n in engaged}
     return {variant: (unique.get((variant, OPEN), 0), unique.get((variant, CLICK), 0))
             for variant in {variant for variant, _ in unique}}
+
+
+def unengaged(conn: Connection, campaign_id: int, kind: str, within: timedelta,
+              sent_after: datetime, sent_until: datetime) -> list[tuple[int, int, datetime]]:
+    """(subscriber, occurrence, sent at) of the campaign's messages sent in (after, until]
+    whose recipient made no human `kind` event (open or click) within `within` of it: the
+    "not opened / not clicked within N" trigger, asked when each message's N has passed."""
+    d, ev = deliveries.c, tracking_events.c
+    sent = conn.execute(select(d.subscriber_id, d.occurrence, d.done_at).where(
+        d.campaign_id == campaign_id, d.state == "sent", d.done_at > sent_after,
+        d.done_at <= sent_until)).all()
+    first: dict[int, datetime] = {}
+    for chunk in db.chunked(sorted({row.subscriber_id for row in sent}), 2000):
+        first.update(conn.execute(select(ev.subscriber_id, func.min(ev.at)).where(
+            ev.campaign_id == campaign_id, ev.subscriber_id.in_(chunk), ev.kind == kind, HUMAN)
+            .group_by(ev.subscriber_id)).all())
+    return [(row.subscriber_id, row.occurrence, row.done_at) for row in sent
+            if row.subscriber_id not in first or first[row.subscriber_id] > row.done_at + within]
+
