@@ -47,6 +47,7 @@ def _blueprints():
     import altkraft_onprem.automation.api_workflows  # noqa: F401
     import altkraft_onprem.campaigns.api  # noqa: F401
     import altkraft_onprem.deliverability.api  # noqa: F401
+    import altkraft_onprem.deliverability.api_checks  # noqa: F401
     import altkraft_onprem.deliverability.views_domains  # noqa: F401  (routes on the settings blueprint)
     import altkraft_onprem.inbound.api  # noqa: F401
     import altkraft_onprem.messages.api  # noqa: F401
@@ -59,13 +60,13 @@ def _blueprints():
     from altkraft_onprem.automation.views import blueprint as automation_views
     from altkraft_onprem.campaigns.views import blueprint as campaigns_views
     from altkraft_onprem.deliverability.views import blueprint as settings_views
+    from altkraft_onprem.deliverability.views_checks import blueprint as deliverability_views
     from altkraft_onprem.inbound.hooks import blueprint as inbound_hooks
     from altkraft_onprem.inbound.views import blueprint as inbound_views
     from altkraft_onprem.messages.views import blueprint as messages_views
     from altkraft_onprem.reports.views import blueprint as reports_views
     from altkraft_onprem.sending.webview import blueprint as webview
     from altkraft_onprem.tracking.views import blueprint as tracking_views
-    from altkraft_onprem.web.deliverability import blueprint as deliverability_views
     from altkraft_onprem.web.views import blueprint as web_views
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,

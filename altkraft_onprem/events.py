@@ -181,3 +181,11 @@ DELIVERY_OUTCOMES = DomainEvent(
 EMAIL_TRACKED = DomainEvent(
     "email.tracked", ("events",),
     "Opens, reads and clicks written by one tracking flush.")
+
+# Deliverability's scheduled and on-demand checks.
+DELIVERABILITY_REGRESSED = DomainEvent(
+    "deliverability.regressed", ("kind", "subject", "check", "status", "previous", "detail"),
+    "A DNS or blocklist check got worse: kind domain (check spf, dkim, dmarc, ptr, mx, mta_sts, "
+    "tls_rpt or blocklist of the sending domain `subject`) or ip / name (`subject` listed on the "
+    "blocklist zone `check`); status fail or missing, previous pass or warn. \"Could not check\" "
+    "(a DNS timeout) never raises it.")

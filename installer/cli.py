@@ -243,12 +243,14 @@ def print_table(results: dict[str, Check]) -> None:
 @click.option("--from-domain", help="From: domain for DMARC (default: --domain).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="config.toml with the [[dkim.keys]] (default: /etc/altkraft/config.toml).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object: ptr, spf, dkim, dmarc, mx.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: ptr, spf, dkim, dmarc, mx, mta_sts, tls_rpt.")
 @click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds per DNS query.")
 @root_option
 def check_dns(domain, ips, helo, nameservers, bounce_domain, from_domain, config_path, as_json,
               timeout, root) -> None:
-    """Check PTR, SPF, DKIM, DMARC and MX for a sending domain; exit 1 when any fails."""
+    """Check PTR, SPF, DKIM, DMARC, MX, MTA-STS and TLS-RPT for a sending domain; exit 1 when
+    a required record (all but MTA-STS and TLS-RPT) is wrong, missing or could not be checked."""
     from .doctor import default_helo
 
     layout = Layout.at(root)

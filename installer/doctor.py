@@ -146,7 +146,7 @@ def run(layout: Layout, *, nameservers: tuple[str, ...] = (), ips: tuple[str, ..
                 nameservers=nameservers or settings["deliverability.nameservers"])
             bad = [f"{name} {c.status}" for name, c in report.checks.items() if c.status != "pass"]
             results[f"dns {domain.name}"] = Check(
-                report.worst, "all checks pass" if not bad else ", ".join(bad),
+                report.summary, "all checks pass" if not bad else ", ".join(bad),
                 f"altkraft-install check-dns --domain {domain.name}" if bad else "")
     return results
 

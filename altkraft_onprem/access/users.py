@@ -48,6 +48,13 @@ def list_users(conn: Connection) -> list[dict]:
     return [_public_user(r) for r in conn.execute(query).mappings()]
 
 
+def emails_with_permission(conn: Connection, permission: str) -> list[str]:
+    """Addresses of the active users whose role holds `permission` (who a notice goes to)."""
+    query = (select(users.c.email, roles.c.permissions).join(roles, roles.c.id == users.c.role_id)
+             .where(users.c.is_active.is_(True)).order_by(users.c.id))
+    return [row.email for row in conn.execute(query) if permission in json.loads(row.permissions)]
+
+
 def get_user(conn: Connection, user_id: int) -> dict:
     query = (select(users, roles.c.name.label("role")).join(roles, roles.c.id == users.c.role_id)
              .where(users.c.id == user_id))

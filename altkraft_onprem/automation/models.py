@@ -59,6 +59,7 @@ WEBHOOK_EVENT_TYPES = {
     "email.complained": N_("A recipient complained"),
     "suppression.added": N_("An address was suppressed"),
     "suppression.removed": N_("A suppression was lifted"),
+    "deliverability.regressed": N_("A DNS or blocklist check got worse"),
     "workflow.entered": N_("A subscriber entered a workflow"),
     "workflow.exited": N_("A subscriber left a workflow"),
     "workflow.goal": N_("A subscriber reached a workflow goal"),

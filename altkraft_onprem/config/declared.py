@@ -221,6 +221,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("deliverability.nameservers", _nameserver_list, [],
             "DNS servers (IP or IP:PORT) the DNS checks ask; empty: the host's resolvers.",
             "list of strings", example=["192.0.2.53"]),
+    Setting("deliverability.ip_blocklists", _str_list,
+            ["zen.spamhaus.org", "b.barracudacentral.org", "bl.spamcop.net", "psbl.surriel.com"],
+            "DNS blocklists (zones) the sending IPs are looked up in, daily and on demand. "
+            "Spamhaus answers only queries from resolvers it can tell apart: behind a big "
+            "public resolver its answers say \"could not check\".", "list of strings"),
+    Setting("deliverability.domain_blocklists", _str_list, ["dbl.spamhaus.org", "multi.surbl.org"],
+            "Domain blocklists the From, bounce, tracking and link domains are looked up in.",
+            "list of strings"),
+    Setting("deliverability.check_timeout_seconds", _positive(_float), 3.0,
+            "Time limit of one DNS query of the checks; a server that does not answer in time "
+            "makes that check \"could not check\", never a failure.", "number"),
+    Setting("deliverability.dkim_retire_days", _positive(_int), 7,
+            "Days a DKIM key replaced by a rotation stays (not signing, its record still "
+            "published) before the daily check removes it.", "integer"),
 
     # --- inbound mail (bounces, complaints, mailto unsubscribes, DMARC reports) ---------------
     Setting("inbound.smtp_listen", _host_port, "127.0.0.1:2525",

@@ -24,7 +24,7 @@ from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.delivery import dkimkeys, dnscheck
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
 
-from . import settings_store
+from . import settings_store, watch
 from .models import (
     ALGORITHMS,
     BadName,
@@ -224,6 +224,7 @@ def delete_domain(conn: Connection, actor: Actor, domain_id: int) -> None:
     current = get_domain(conn, domain_id)
     conn.execute(delete(dkim_keys).where(dkim_keys.c.domain_id == domain_id))
     conn.execute(delete(sending_domains).where(sending_domains.c.id == domain_id))
+    watch.forget(conn, "domain", current["domain"])
     record(conn, actor, "domain.delete", "sending_domain", domain_id, domain=current["domain"])
     files = [k["key_file"] for k in current["keys"]]
     db.after_commit(conn, f"domain.delete.{domain_id}", lambda: _remove_files(files))
@@ -343,6 +344,15 @@ def retire(conn: Connection, actor: Actor, domain_id: int, algorithm: str) -> di
            selector=key["selector"])
     db.after_commit(conn, f"dkim.retire.{key['id']}", lambda: _remove_files([key["key_file"]]))
     return key
+
+
+def retire_expired(conn: Connection, actor: Actor, before) -> int:
+    """Removes the keys retired by a rotation before `before` (the daily check does)."""
+    rows = conn.execute(select(dkim_keys.c.domain_id, dkim_keys.c.algorithm).where(
+        dkim_keys.c.state == "retiring", dkim_keys.c.retiring_since < before)).all()
+    for row in rows:
+        retire(conn, actor, row.domain_id, row.algorithm)
+    return len(rows)
 
 
 def pending_keys(conn: Connection) -> list[dict]:

@@ -118,3 +118,25 @@ def normalise_selector(text: str) -> str:
         raise BadName(f"selector {text!r}: letters, digits and hyphens, at most 63")
     return selector
 
+
+
+# The latest result of each check: per sending domain (kind "domain", check one of
+# delivery.dnscheck.CHECKS or "blocklist"), and per blocklist lookup (kind "ip" or "name",
+# check the list's zone). `last_known` is the last status that was not "unknown" — what a new
+# result is compared with; `alerted` marks a regression that raised an alert and is not fixed.
+CHECK_KINDS = ("domain", "ip", "name")
+check_results = Table(
+    "deliverability_checks", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("subject", String(253), nullable=False),
+    Column("check", String(100), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("fix", Text, nullable=False, default=""),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("last_known", String(8), nullable=True),
+    Column("alerted", Boolean, nullable=False, default=False),
+    UniqueConstraint("kind", "subject", "check", name="uq_deliverability_checks_subject"),
+)

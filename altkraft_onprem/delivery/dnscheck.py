@@ -1,10 +1,15 @@
-"""DNS checks for a sending domain: PTR/FCrDNS/HELO, SPF, DKIM, DMARC and MX.
+"""DNS checks for a sending domain: PTR/FCrDNS/HELO, SPF, DKIM, DMARC, MX, MTA-STS, TLS-RPT.
 
 One module for `altkraft-install check-dns`, `altkraft-install doctor` and the
-Deliverability page. Every check returns Check(status, detail, fix) where `fix` is the exact
-record to publish (zone-file syntax) whenever the status is not "pass" and a record can be
-proposed; a record never names a host that is not public (e.g. the default HELO "localhost"):
-the detail then says which setting is missing instead.
+Deliverability page (daily and on demand). Every check returns Check(status, detail, fix)
+where `fix` is the exact record to publish (zone-file syntax) whenever the status is not
+"pass" and a record can be proposed; a record never names a host that is not public (e.g. the
+default HELO "localhost"): the detail then says which setting is missing instead.
+
+Statuses: pass, warn, fail (published but wrong), missing (not published), unknown (could not
+check: the DNS server timed out or answered SERVFAIL — never a failure of the record).
+SPF is evaluated by pyspf (spf.py); DMARC records are validated and MTA-STS / TLS-RPT read by
+checkdmarc (mailpolicy.py).
 """
 from __future__ import annotations
 
@@ -19,22 +24,20 @@ import dns.resolver
 import dns.reversename
 from publicsuffixlist import PublicSuffixList
 
-from altkraft_onprem.delivery import dkimkeys, spf
+from altkraft_onprem.delivery import dkimkeys, mailpolicy, spf
+from altkraft_onprem.delivery.dnsquery import (  # noqa: F401  (callers use them from here)
+    STATUS_ORDER,
+    STATUSES,
+    Check,
+    Dns,
+    TempError,
+    parse_nameserver,
+)
 
-CHECKS = ("ptr", "spf", "dkim", "dmarc", "mx")
+REQUIRED = ("ptr", "spf", "dkim", "dmarc", "mx")
+CHECKS = (*REQUIRED, "mta_sts", "tls_rpt")
 HELO_SETTING = "helo in [[smtp.relays]]"
 _PUBLIC_SUFFIXES = PublicSuffixList()     # the list ships inside the package: no network
-STATUS_ORDER = {"pass": 0, "warn": 1, "fail": 2}
-
-
-@dataclass
-class Check:
-    status: str           # "pass" | "warn" | "fail"
-    detail: str
-    fix: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        return {"status": self.status, "detail": self.detail, "fix": self.fix}
 
 
 @dataclass
@@ -43,7 +46,15 @@ class Report:
 
     @property
     def failed(self) -> bool:
-        return any(c.status == "fail" for c in self.checks.values())
+        """A required record is wrong or missing, or could not be checked (so it cannot be
+        said to be right); MTA-STS and TLS-RPT count only when published wrong."""
+        return any(c.status not in ("pass", "warn") if name in REQUIRED else c.status == "fail"
+                   for name, c in self.checks.items())
+
+    @property
+    def summary(self) -> str:
+        """pass, warn or fail, as `altkraft-install doctor` reports one line."""
+        return "fail" if self.failed else ("pass" if self.worst == "pass" else "warn")
 
     @property
     def worst(self) -> str:
@@ -59,67 +70,6 @@ class DkimKey:
     domain: str
     selector: str
     key_file: str
-
-
-class TempError(Exception):
-    """The DNS server did not answer (timeout, SERVFAIL, refused)."""
-
-
-def parse_nameserver(text: str) -> tuple[str, int]:
-    """"H", "H:P", "[V6]:P" or a bare IPv6 address -> (host, port)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else "53"
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host, port = text, "53"
-    try:
-        ipaddress.ip_address(host)
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"nameserver {text!r}: expected IP[:PORT], e.g. 192.0.2.53:53") from None
-    if not 0 < number < 65536:
-        raise ValueError(f"nameserver {text!r}: port out of range")
-    return host, number
-
-
-class Dns:
-    """Small dnspython wrapper: empty list for NXDOMAIN/no data, TempError otherwise."""
-
-    def __init__(self, nameservers: list[str] | tuple[str, ...] = (), timeout: float = 3.0):
-        if nameservers:
-            self.resolver = dns.resolver.Resolver(configure=False)
-            self.resolver.nameservers = [dns.nameserver.Do53Nameserver(*parse_nameserver(n))
-                                         for n in nameservers]
-        else:
-            self.resolver = dns.resolver.Resolver()
-        self.resolver.lifetime = timeout
-        self.resolver.timeout = timeout
-
-    def _query(self, name: str, rdtype: str) -> list:
-        try:
-            return list(self.resolver.resolve(name, rdtype, search=False))
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return []
-        except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.NoRootSOA) as exc:
-            raise TempError(f"{rdtype} {name}: {type(exc).__name__}") from None
-        except dns.name.EmptyLabel:
-            return []
-
-    def txt(self, name: str) -> list[str]:
-        return [b"".join(r.strings).decode("utf-8", "replace") for r in self._query(name, "TXT")]
-
-    def addresses(self, name: str) -> list[str]:
-        return [r.address for t in ("A", "AAAA") for r in self._query(name, t)]
-
-    def mx(self, name: str) -> list[tuple[int, str]]:
-        return sorted((r.preference, r.exchange.to_text().rstrip(".")) for r in self._query(name, "MX"))
-
-    def ptr(self, ip: str) -> list[str]:
-        return [r.target.to_text().rstrip(".")
-                for r in self._query(dns.reversename.from_address(ip).to_text(), "PTR")]
 
 
 # --- PTR / FCrDNS / HELO --------------------------------------------------------------------
@@ -149,12 +99,13 @@ def check_ptr(resolver: Dns, ips: list[str], helo: str, helo_setting: str = HELO
         return Check("warn", "no sending IP given (--ip or deliverability.sending_ips): PTR not checked",
                      "")
     public = is_public_host_name(helo)
-    problems, fixes, good = [], [], []
+    problems, fixes, good, absent = [], [], [], 0
     for ip in ips:
         reverse = dns.reversename.from_address(ip).to_text()
         names = resolver.ptr(ip)
         want = f"{reverse} IN PTR {helo}."
         if not names:
+            absent += 1
             problems.append(f"{ip} has no PTR record" if public
                             else f"{ip} has no PTR record; {not_public_helo(helo, helo_setting)}")
             if public:
@@ -173,7 +124,8 @@ def check_ptr(resolver: Dns, ips: list[str], helo: str, helo_setting: str = HELO
             continue
         good.append(f"{ip} -> {confirmed[0]} -> {ip}")
     if problems:
-        return Check("fail", "; ".join(problems), "\n".join(fixes))
+        return Check("missing" if absent == len(ips) else "fail", "; ".join(problems),
+                     "\n".join(fixes))
     return Check("pass", f"{'; '.join(good)}, matches HELO {helo}")
 
 
@@ -191,7 +143,7 @@ def check_spf(resolver: Dns, domain: str, ips: list[str]) -> Check:
     texts = [t for t in resolver.txt(domain) if spf.is_spf(t)]
     example_ips = ips or ["SENDING_IP"]
     if not texts:
-        return Check("fail", f"{domain} has no SPF record",
+        return Check("missing", f"{domain} has no SPF record",
                      dkimkeys.zone_line(domain, _spf_with_ips(None, example_ips)))
     if len(texts) > 1:
         merged = " ".join(["v=spf1"] + sorted({t for r in texts for t in r.split()[1:]
@@ -203,14 +155,16 @@ def check_spf(resolver: Dns, domain: str, ips: list[str]) -> Check:
                      "evaluated", "")
     results = []
     for ip in ips:
-        evaluation = spf.Evaluation(resolver, ip, domain)
         try:
-            result = evaluation.check(domain)
-        except spf.SpfPermError as exc:
-            return Check("fail", f"SPF permerror: {exc}",
+            found = spf.evaluate(resolver.resolver, ip, domain, "")
+        except spf.TempError as exc:
+            raise TempError(str(exc)) from None
+        if found.result == "permerror":
+            reason = found.explanation.removeprefix("SPF Permanent Error: ")
+            return Check("fail", f"SPF permerror: {reason}",
                          dkimkeys.zone_line(domain, _spf_with_ips(None, ips)) +
                          "  (list the sending IPs directly instead of nested includes)")
-        results.append((ip, result, evaluation.lookups))
+        results.append((ip, found.result, found.lookups))
     bad = [(ip, r) for ip, r, _ in results if r != "pass"]
     lookups = max(n for _, _, n in results)
     if bad:
@@ -229,9 +183,9 @@ def check_spf(resolver: Dns, domain: str, ips: list[str]) -> Check:
 def check_dkim(resolver: Dns, domain: str, keys: list[DkimKey]) -> Check:
     keys = [k for k in keys if k.domain.lower() == domain.lower()]
     if not keys:
-        return Check("fail", f"no DKIM key configured for {domain}",
+        return Check("missing", f"no DKIM key configured for {domain}",
                      f"altkraft-install dkim generate --domain {domain} --selector ak1")
-    problems, fixes, good = [], [], []
+    problems, fixes, good, absent = [], [], [], 0
     for key in keys:
         name = dkimkeys.record_name(key.domain, key.selector)
         try:
@@ -242,6 +196,7 @@ def check_dkim(resolver: Dns, domain: str, keys: list[DkimKey]) -> Check:
         want = dkimkeys.zone_line(name, ours.txt)
         published = [t for t in resolver.txt(name) if "p=" in t]
         if not published:
+            absent += 1
             problems.append(f"no DKIM record at {name}")
             fixes.append(want)
             continue
@@ -255,7 +210,8 @@ def check_dkim(resolver: Dns, domain: str, keys: list[DkimKey]) -> Check:
         else:
             good.append(f"{name} matches")
     if problems:
-        return Check("fail", "; ".join(problems + good), "\n".join(fixes))
+        return Check("missing" if absent == len(keys) else "fail", "; ".join(problems + good),
+                     "\n".join(fixes))
     return Check("pass", "; ".join(good))
 
 
@@ -284,10 +240,13 @@ def check_dmarc(resolver: Dns, from_domain: str, bounce_domain: str, dkim_domain
         records = [t for t in resolver.txt(where) if t.lower().startswith("v=dmarc1")]
         policy_key = "sp"
     if not records:
-        return Check("fail", f"no DMARC record at _dmarc.{from_domain}", suggested)
+        return Check("missing", f"no DMARC record at _dmarc.{from_domain}", suggested)
     if len(records) > 1:
         return Check("fail", f"{where} has {len(records)} DMARC records; receivers ignore all of them",
                      suggested)
+    invalid, notes = mailpolicy.review_dmarc(resolver.resolver, records[0], where.removeprefix("_dmarc."))
+    if invalid:
+        return Check("fail", f"DMARC record at {where} is not valid: {invalid}", suggested)
     tags = dkimkeys.parse_tags(records[0])
     policy = tags.get(policy_key) or tags.get("p")
     if policy not in ("none", "quarantine", "reject"):
@@ -297,7 +256,8 @@ def check_dmarc(resolver: Dns, from_domain: str, bounce_domain: str, dkim_domain
     modes = f"adkim={tags.get('adkim', 'r')}, aspf={tags.get('aspf', 'r')}"
     said = (f"policy p={policy} at {where}; SPF {'aligned' if spf_ok else 'NOT aligned'} "
             f"(Return-Path {bounce_domain}), DKIM {'aligned' if dkim_ok else 'NOT aligned'} "
-            f"(d={', '.join(dkim_domains) or 'none'}) with From {from_domain} ({modes})")
+            f"(d={', '.join(dkim_domains) or 'none'}) with From {from_domain} ({modes})"
+            + "".join(f". {note}" for note in notes))
     relaxed = dkimkeys.zone_line(where, "; ".join(
         f"{k}={v}" for k, v in {**tags, "adkim": "r", "aspf": "r"}.items()))
     if not spf_ok and not dkim_ok:
@@ -323,7 +283,7 @@ def check_mx(resolver: Dns, bounce_domain: str, helo: str, helo_setting: str = H
         return Check("pass", "MX " + ", ".join(f"{p} {h}" for p, h in hosts))
     if resolver.addresses(bounce_domain):
         return Check("warn", f"{bounce_domain} has no MX; bounces go to its A/AAAA address{missing}", fix)
-    return Check("fail", f"{bounce_domain} has no MX (nor address): bounces are lost and some "
+    return Check("missing", f"{bounce_domain} has no MX (nor address): bounces are lost and some "
                  f"receivers refuse its mail{missing}", fix)
 
 
@@ -332,15 +292,26 @@ def check_mx(resolver: Dns, bounce_domain: str, helo: str, helo_setting: str = H
 def _guarded(fn, *args) -> Check:
     try:
         return fn(*args)
-    except TempError as exc:
-        return Check("fail", f"DNS did not answer ({exc}); check --nameserver / network", "")
+    except (TempError, mailpolicy.Unanswered) as exc:
+        return Check("unknown", f"could not check: DNS did not answer ({exc}); check the DNS "
+                     "servers (--nameserver, deliverability.nameservers) and the network", "")
+
+
+def _receiving(resolver: Dns, domains: list[str], one) -> Check:
+    """MTA-STS or TLS-RPT of each domain that receives mail, the worst first."""
+    found = [(name, one(resolver.resolver, name, Check)) for name in domains]
+    if len(found) == 1:
+        return found[0][1]
+    worst = max((c.status for _, c in found), key=STATUS_ORDER.__getitem__)
+    return Check(worst, "; ".join(f"{name}: {c.detail}" for name, c in found),
+                 "\n".join(c.fix for _, c in found if c.fix))
 
 
 def run_checks(domain: str, *, ips: list[str] | tuple[str, ...] = (), helo: str = "",
                keys: list[DkimKey] | tuple = (), bounce_domain: str = "", from_domain: str = "",
                nameservers: list[str] | tuple[str, ...] = (), timeout: float = 3.0,
                helo_setting: str = HELO_SETTING) -> Report:
-    """Runs the five checks for a sending domain; never raises on DNS trouble. `helo_setting`
+    """Runs the checks (CHECKS) for a sending domain; never raises on DNS trouble. `helo_setting`
     names where the HELO name came from, for the message when it is not a public name."""
     resolver = Dns(nameservers, timeout)
     ips = list(ips)
@@ -355,6 +326,11 @@ def run_checks(domain: str, *, ips: list[str] | tuple[str, ...] = (), helo: str 
         "dmarc": _guarded(check_dmarc, resolver, from_domain, bounce,
                           sorted({k.domain for k in keys if k.domain.lower() == domain.lower()})),
         "mx": _guarded(check_mx, resolver, bounce, helo, helo_setting),
+        "mta_sts": _guarded(_receiving, resolver, list(dict.fromkeys([domain, bounce])),
+                            mailpolicy.check_mta_sts),
+        "tls_rpt": _guarded(_receiving, resolver, list(dict.fromkeys([domain, bounce])),
+                            lambda r, name, check: mailpolicy.check_tls_rpt(
+                                r, name, f"tls-reports@{org_domain(from_domain)}", check)),
     }
     return Report(checks)
 

@@ -25,6 +25,9 @@ class Recogniser:
         self.key = tracking_key(settings)
         self.domains = {d.strip().lower() for d in (settings["delivery.bounce_domain"],
                                                       settings["inbound.bounce_domain"]) if d.strip()}
+        if self.domains:        # a sending domain's own bounce domain (the Settings page)
+            self.domains |= {d["bounce_domain"].lower() for d in settings["delivery.sending_domains"]
+                             if d["bounce_domain"]}
         self.fbl = {a.strip().lower() for a in settings["inbound.fbl_addresses"] if a.strip()}
         self.dmarc = settings["inbound.dmarc_address"].strip().lower()
 

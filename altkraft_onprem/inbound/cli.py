@@ -18,13 +18,17 @@ def inbound(click_ctx: click.Context) -> None:
 
     from altkraft_onprem import jobqueue
     from altkraft_onprem.cli_support import require_migrated
+    from altkraft_onprem.config import current_settings
 
     from . import jobs, receiver
 
     ctx = click_ctx.obj
-    settings = ctx.settings
     engine = ctx.engine()
     require_migrated(engine)
+    # The settings in force, with the Settings page's layered over the file's: the bounce
+    # domains of the sending domains made there are accepted too (read at start).
+    with ctx.app(engine).app_context():
+        settings = current_settings()
     jobqueue.configure_queue(settings)
     logging.basicConfig(level=settings["log_level"].upper(),
                         format="%(asctime)s altkraft-inbound %(levelname)s %(message)s")

@@ -104,7 +104,10 @@ Index("ix_complaints_at", complaints.c.at)
 # (blocklists, authentication: level warning), content (level warning).
 ALERT_KINDS = ("complaint_rate", "policy", "content")
 ALERT_LABELS = {"complaint_rate": N_("complaint rate"), "policy": N_("blocked by policy or reputation"),
-                "content": N_("content rejected"), "warning": N_("warning"), "paused": N_("campaign paused")}
+                "content": N_("content rejected"), "warning": N_("warning"), "paused": N_("campaign paused"),
+                # raised by deliverability's DNS and blocklist checks (subject: what got worse)
+                "dns": N_("DNS check got worse"), "blocklist": N_("listed on a blocklist"),
+                "fail": N_("fail"), "missing": N_("missing")}
 alerts = Table(
     "deliverability_alerts", metadata,
     Column("id", _id, primary_key=True),
@@ -116,6 +119,8 @@ alerts = Table(
     Column("last_at", UTCDateTime, nullable=False),
     Column("count", Integer, nullable=False, default=1),
     Column("detail", Text, nullable=False, default=""),
+    # What a DNS or blocklist alert (deliverability's checks) is about: "example.com spf".
+    Column("subject", String(255), nullable=False, default="", server_default=""),
 )
 Index("ix_deliverability_alerts_last_at", alerts.c.last_at)
 

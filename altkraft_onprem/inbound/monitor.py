@@ -16,9 +16,11 @@ from .models import alerts, complaints
 
 
 def raise_alert(conn: Connection, kind: str, level: str, campaign_id: int | None, provider: str,
-                detail: str) -> int:
-    """Records an alert, or counts one more of the same (kind, level, campaign, provider)."""
+                detail: str, subject: str = "") -> int:
+    """Records an alert, or counts one more of the same (kind, level, campaign, provider,
+    subject)."""
     where = [alerts.c.kind == kind, alerts.c.level == level, alerts.c.provider == provider,
+             alerts.c.subject == subject,
              alerts.c.campaign_id.is_(None) if campaign_id is None else alerts.c.campaign_id == campaign_id]
     now = utcnow()
     found = conn.execute(select(alerts.c.id).where(*where)).scalar()
@@ -27,7 +29,8 @@ def raise_alert(conn: Connection, kind: str, level: str, campaign_id: int | None
             last_at=now, count=alerts.c.count + 1, detail=detail[:2000]))
         return found
     return conn.execute(insert(alerts).values(
-        kind=kind, level=level, campaign_id=campaign_id, provider=provider, first_at=now,
+        kind=kind, level=level, campaign_id=campaign_id, provider=provider, subject=subject,
+        first_at=now,
         last_at=now, count=1, detail=detail[:2000]).returning(alerts.c.id)).scalar_one()
 
 

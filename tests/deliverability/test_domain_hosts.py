@@ -65,3 +65,14 @@ def test_the_service_answers_the_links_on_the_tracking_host(env, delivered):
 
 def test_the_domains_active_key_signs_and_verifies(delivered, dns_server):
     assert verifies(delivered.raw, dns_server)
+
+
+def test_the_inbound_receiver_accepts_the_domains_own_bounce_domain(env, delivered):
+    from altkraft_onprem.inbound.addresses import Recogniser
+
+    settings = settings_store.effective(env.settings.replace(delivery__bounce_domain="b.example.org"),
+                                        env.engine)
+    recogniser = Recogniser(settings)
+    assert recogniser.recognise(delivered.envelope_from) is not None       # bounces.example.com
+    assert recogniser.recognise(delivered.envelope_from.replace("bounces.example.com",
+                                                                "elsewhere.example")) is None

@@ -6,7 +6,8 @@
         ... --nameserver 127.0.0.1:{dns_server.port}
 
 A name that is not in the zone answers NXDOMAIN; a known name without the asked type answers
-NOERROR with no records (as an authoritative server does).
+NOERROR with no records (as an authoritative server does); a name served as
+{"RCODE": "SERVFAIL"} answers that error to every query.
 """
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ class ZoneResolver:
             records = self.zone.get(qname)
         if records is None:
             reply.header.rcode = RCODE.NXDOMAIN
+            return reply
+        if "RCODE" in records:
+            reply.header.rcode = getattr(RCODE, records["RCODE"])
             return reply
         for value in records.get(qtype, []):
             reply.add_answer(RR(request.q.qname, request.q.qtype, rdata=_rdata(qtype, value), ttl=60))

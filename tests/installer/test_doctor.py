@@ -87,6 +87,6 @@ def test_dns_summary_per_sending_domain(tmp_path, smtp_sink, dns_server):  # noq
     dns_server.serve({"example.com": {"TXT": ["v=spf1 -all"]}})
     code, report = doctor(root, "--nameserver", dns_server.address, "--ip", "192.0.2.10")
     assert report["dns example.com"]["status"] == "fail"
-    assert "dkim fail" in report["dns example.com"]["detail"]
+    assert "dkim missing" in report["dns example.com"]["detail"]
     assert report["dns example.com"]["fix"] == "altkraft-install check-dns --domain example.com"
     assert code == 1

@@ -103,7 +103,7 @@ def test_check_again_shows_each_result_and_the_record_to_publish(signed_in):
         row = html.split(f'data-check="{name}"', 1)[1].split("</tr>", 1)[0]
         assert 'class="status pass"' in row, (name, row)
     dmarc = html.split('data-check="dmarc"', 1)[1].split("</tr>", 1)[0]
-    assert 'class="status fail"' in dmarc and "no DMARC record at _dmarc.example.com" in dmarc
+    assert 'class="status missing"' in dmarc and "no DMARC record at _dmarc.example.com" in dmarc
     fix = re.search(r'data-fix="dmarc"[^>]*>(.*?)</textarea>', dmarc, re.S).group(1)
     assert fix.startswith("_dmarc.example.com. IN TXT &#34;v=DMARC1; p=none;")
 

@@ -38,13 +38,14 @@ def test_a_helo_that_is_not_public_is_named_as_the_missing_setting(env, service,
     admin = env.user("Administrator")
     sign_in(page, service.url, admin)
     page.goto(service.url + "/deliverability")
-    expect(page.locator("#helo-not-public-example\\.com")).to_contain_text(
-        "Set helo in [[smtp.relays]] to the public name of the sending host")
+    expect(page.locator("#helo-not-public")).to_contain_text(
+        "Set helo of the SMTP relay (Settings, or [[smtp.relays]] in the config file) to the "
+        "public name of the sending host")
 
     page.locator("#check-all").get_by_role("button", name="Check again").click()
     for check in ("ptr", "mx"):
         row = page.locator(f'tr[data-check="{check}"]')
-        expect(row.locator(".status")).to_have_text("fail")
+        expect(row.locator(".status")).to_have_text("missing")
         expect(row).to_contain_text("the HELO name 'localhost' is not a public host name")
         expect(row).to_contain_text("set helo in [[smtp.relays]]")
         expect(row.locator("textarea")).to_have_count(0)
