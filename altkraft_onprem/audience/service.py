@@ -57,6 +57,17 @@ def audience_query(conn: Connection, list_ids, segment_ids=(), exclude_list_ids=
         conn, list_ids, segment_ids, exclude_list_ids, exclude_segment_ids))
 
 
+def list_members(list_id: int | None, statuses, stamp: str = "created_at", since=None):
+    """SELECT subscriber ids with a membership of the list (of any list: None) in one of these
+    statuses — since a moment, by `stamp`: created_at (joined), confirmed_at, unsubscribed_at."""
+    where = [subscriber_lists.c.status.in_(list(statuses))]
+    if list_id is not None:
+        where.append(subscriber_lists.c.list_id == list_id)
+    if since is not None:
+        where.append(subscriber_lists.c[stamp] >= since)
+    return select(subscriber_lists.c.subscriber_id).where(*where).distinct()
+
+
 def first_confirmed_list(conn: Connection, subscriber_ids, list_ids) -> dict[int, int]:
     """Per subscriber, the first of `list_ids` (in that order) they are a confirmed member of."""
     order = {list_id: position for position, list_id in enumerate(list_ids)}

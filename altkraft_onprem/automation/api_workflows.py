@@ -46,6 +46,8 @@ class Published(BaseModel):
     version: int
     version_id: int
     moved: int
+    backfilled: int = Field(description="People the backfill took in (entry.backfill), when "
+                            "this made the workflow active")
 
 
 class StateOut(BaseModel):
@@ -173,7 +175,20 @@ def delete_workflow(workflow_id: int):
            "needs campaigns:send)", tag=TAG, body=PublishBody, response=Published)
 def publish_workflow(workflow_id: int, body: PublishBody):
     with db.write(_engine()) as conn:
-        return workflows.publish(conn, g.actor, workflow_id, body.node_map)
+        return workflows.publish(conn, g.actor, workflow_id, body.node_map, wake=jobs.wake)
+
+
+class SigningSecretOut(BaseModel):
+    signing_secret: str = Field(description="whsec_…: verifies the Standard Webhooks signature "
+                                "of the workflow's HTTP request nodes; shown this once")
+
+
+@operation("/workflows/<int:workflow_id>/signing-secret", "POST", permission="automation:write",
+           summary="A new secret for the workflow's HTTP requests (the previous one keeps "
+           "signing alongside until the next rotation)", tag=TAG, response=SigningSecretOut)
+def rotate_signing_secret(workflow_id: int):
+    with db.write(_engine()) as conn:
+        return {"signing_secret": workflows.rotate_signing_secret(conn, g.actor, workflow_id)}
 
 
 @operation("/workflows/<int:workflow_id>/pause", "POST", permission="automation:write",

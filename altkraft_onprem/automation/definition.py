@@ -205,10 +205,22 @@ class Switch(Strict):
     cases: list[SwitchCase] = Field(min_length=1, max_length=10)
 
 
+class SplitWinner(Strict):
+    metric: Literal["opens", "clicks", "click_to_open"] = Field(
+        "opens", description="How the test group's emails are compared (human events only)")
+    test_size: int = Field(ge=2, le=1_000_000, description="The first this many people go by "
+                           "weight (the test group)")
+    wait: Duration = Field(description="After the last of the test group: then the winner is "
+                           "chosen (ISO 8601, e.g. P1D); people arriving meanwhile wait for it")
+
+
 class Split(Strict):
     variants: dict[Annotated[str, Field(pattern=BRANCH_NAME.pattern)],
                    Annotated[int, Field(ge=1, le=100)]] = Field(min_length=2, max_length=5,
                                                                 description="branch -> weight")
+    winner: SplitWinner | None = Field(None, description="Choose a winner automatically (the "
+                                       "campaigns' split-test rules): each branch is judged by "
+                                       "the first email on its path")
 
 
 class Goal(Strict):
@@ -314,6 +326,26 @@ class WorkflowDefinition(Strict):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+
+# Which triggers a backfill on activation can serve: "matching" needs a state to match now
+# (a membership, a segment, a field's value, an engagement), {"days": N} a record of the past.
+BACKFILL_MATCHING = {"subscriber_created", "manual", "schedule", "restored", "list_joined",
+                     "optin_confirmed", "unsubscribed", "segment_entered", "field_changed",
+                     "email_opened", "email_read", "email_clicked"}
+BACKFILL_DAYS = {"subscriber_created", "list_joined", "optin_confirmed", "unsubscribed",
+                 "email_opened", "email_read", "email_clicked", "event", "date_field", "schedule",
+                 "not_opened", "not_clicked"}
+
+
+def backfill_possible(definition: WorkflowDefinition) -> bool:
+    backfill, trigger = definition.entry.backfill, definition.trigger
+    if backfill == "none":
+        return True
+    if backfill == "matching":
+        return trigger.type in BACKFILL_MATCHING and (
+            trigger.type != "field_changed" or trigger.to is not None)
+    return trigger.type in BACKFILL_DAYS
 
 
 def dump(definition: WorkflowDefinition) -> dict:

@@ -7,6 +7,7 @@ repeated API call with the same idempotency key — finds the row there and enro
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +23,9 @@ from .models import received_events
 from .workflow_models import enrollments, steps, workflows
 
 CHUNK = 2000            # ids per IN list and rows per INSERT statement
+# Triggers about people on their way out: they enter whatever their state (a complaint or a
+# hard bounce has suppressed them in the same transaction). Email still never reaches them.
+ANY_STATE_TRIGGERS = {"bounced", "complained", "unsubscribed"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,19 @@ def active_key(workflow_id: int, subscriber_id: int) -> str:
     return f"{workflow_id}:{subscriber_id}"
 
 
+def people(conn: Connection, where: list, size: int = CHUNK) -> Iterator[list[int]]:
+    """Ids of the subscribers matching `where`, a chunk at a time in id order (each chunk one
+    query: a million people are never in memory at once)."""
+    last = 0
+    while True:
+        ids = list(conn.execute(select(subscribers.c.id).where(*where, subscribers.c.id > last)
+                                .order_by(subscribers.c.id).limit(size)).scalars())
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
 def eligible(conn: Connection, workflow: dict, definition: dict, subscriber_ids,
              now: datetime) -> set[int]:
     """Those of these people whom the entry filter and the re-entry policy let in (the
@@ -44,11 +61,12 @@ def eligible(conn: Connection, workflow: dict, definition: dict, subscriber_ids,
     segment = (segment_service.segment_expr(conn, entry["segment_id"])
                if entry.get("segment_id") is not None else None)
     reentry = entry.get("reentry", "once")
+    states = [] if definition["trigger"]["type"] in ANY_STATE_TRIGGERS else \
+        [subscribers.c.state == "active"]
     allowed: set[int] = set()
     for chunk in db.chunked(sorted(set(subscriber_ids)), CHUNK):
         query = select(subscribers.c.id).where(subscribers.c.id.in_(chunk),
-                                               subscribers.c.deleted_at.is_(None),
-                                               subscribers.c.state == "active")
+                                               subscribers.c.deleted_at.is_(None), *states)
         found = set(conn.execute(query if segment is None else query.where(segment)).scalars())
         if reentry != "every_time" and found:
             last = dict(conn.execute(select(enrollments.c.subscriber_id, func.max(

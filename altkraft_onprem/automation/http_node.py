@@ -1,7 +1,9 @@
 """The HTTP request node: at least once, with a stable idempotency key.
 
 The request is made before the step's transaction (a transaction must not wait on a remote
-server), with `Idempotency-Key: enrollment:node:visit` — the same on every try, so a
+server), signed like outgoing webhooks (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+`webhook-signature` with the workflow's signing secret), with `Idempotency-Key` (and
+`webhook-id`) `enrollment:node:visit` — the same on every try, so a
 receiver that honours it acts once although a crash after its answer and before our commit
 makes us ask again. 5xx, 408, 429 and network errors are tried again with exponential
 back-off up to the node's max_attempts; then the "failure" branch, or (without one) the
@@ -12,16 +14,20 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from altkraft_onprem import db, http_guard
 from altkraft_onprem.audience import service as audience
 from altkraft_onprem.audience import subscribers as subscriber_service
 from altkraft_onprem.audience.models import STANDARD_FIELDS
+from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import ServiceError
 
 from .staff_notice import render
 from .step_context import Batch, Outcome, Step
-from .webhook_sender import Answer
+from .webhook_sender import Answer, signature
 from .webhooks import EXCERPT_CHARS, policy
+from .workflow_models import workflows
 
 BACKOFF_SECONDS = 30            # 30 s, 1 min, 2 min, … capped at an hour
 
@@ -30,17 +36,30 @@ def idempotency_key(enrollment: dict) -> str:
     return f"{enrollment['id']}:{enrollment['node_id']}:{enrollment['visit']}"
 
 
+def signing_secrets(conn, workflow_id: int) -> list[str]:
+    """What the workflow's requests are signed with (the previous secret too, if any)."""
+    row = conn.execute(select(workflows.c.signing_secret, workflows.c.previous_signing_secret)
+                       .where(workflows.c.id == workflow_id)).first()
+    return [secret for secret in (row or ()) if secret]
+
+
 def call(engine, settings, enrollment: dict, node: dict) -> Answer:
     config = node["config"]
     with db.read(engine) as conn:
         person = audience.render_context(conn, [enrollment["subscriber_id"]]).get(
             enrollment["subscriber_id"], {})
+        secrets = signing_secrets(conn, enrollment["workflow_id"])
     event = enrollment["event"]
     url = render(config["url"], person, event).strip()
     body = render(config["body"], person, event) if config.get("body") else json.dumps(
         {"subscriber": person, "event": event}, default=str)
     method = config.get("method", "POST")
-    headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key(enrollment)}
+    key = idempotency_key(enrollment)
+    now = utcnow()
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key,
+               # signed like webhooks: the same id on every try, the body as sent (empty: GET)
+               "webhook-id": key, "webhook-timestamp": str(int(now.timestamp())),
+               "webhook-signature": signature(secrets, key, now, "" if method == "GET" else body)}
     try:
         response = http_guard.request(policy(settings), method, url,
                                       body=None if method == "GET" else body.encode(),

@@ -11,15 +11,13 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from pydantic import TypeAdapter
-
 from altkraft_onprem.audience import service as audience
 from altkraft_onprem.audience import subscribers as subscriber_service
 from altkraft_onprem.audience.models import STANDARD_FIELDS
 from altkraft_onprem.campaigns.models import deliveries
 
 from . import enrollment as enrollments
-from . import http_node, mail, outbox, staff_notice, timing
+from . import http_node, mail, outbox, split_winner, staff_notice, timing
 from .step_context import Batch, Executor, Outcome, Step, each
 from .workflow_models import steps as step_rows
 from .workflow_models import workflow_versions, workflows
@@ -36,16 +34,8 @@ def field_value(person: dict | None, name: str):
 
 def wait(step: Step) -> Outcome:
     until = step.enrollment["waiting_until"] or timing.after_duration(
-        step.now, duration(step.config["duration"]), step.tz)
+        step.now, timing.duration(step.config["duration"]), step.tz)
     return step.wait(until)
-
-
-_DURATION = TypeAdapter(timedelta)
-
-
-def duration(text: str) -> timedelta:
-    """An ISO 8601 duration as stored in a version ("PT2H", "P3D")."""
-    return _DURATION.validate_python(text)
 
 
 def wait_until(step: Step) -> Outcome:
@@ -81,7 +71,7 @@ def wait_for_event(step: Step) -> Outcome:
         return Outcome(branch="event")
     if step.waited() or step.enrollment["test"]:
         return Outcome(branch="timeout")
-    return Outcome(wait_until=step.now + duration(step.config["timeout"]),
+    return Outcome(wait_until=step.now + timing.duration(step.config["timeout"]),
                    detail={"waiting_for": step.config["event"]})
 
 
@@ -101,7 +91,14 @@ def switch(batch: Batch) -> list[Outcome]:
     return [Outcome(branch=chosen.get(sid, "default")) for sid in batch.subscriber_ids]
 
 
-def split(step: Step) -> Outcome:
+def split(batch: Batch) -> list[Outcome]:
+    """By weight; with an automatic winner, by weight for the test group, then the winner."""
+    if batch.config.get("winner"):
+        return split_winner.route(batch, weighted)
+    return [weighted(step) for step in batch.steps()]
+
+
+def weighted(step: Step) -> Outcome:
     """A weighted choice, the same however often this visit is replayed."""
     variants = step.config["variants"]
     seed = f"{step.enrollment['id']}:{step.node['id']}:{step.enrollment['visit']}".encode()
@@ -205,7 +202,7 @@ def notify(step: Step) -> Outcome:
 EXECUTORS: dict[str, Executor] = {
     "wait": each(wait), "wait_until": each(wait_until), "send_window": each(send_window),
     "wait_for_event": each(wait_for_event), "condition": condition, "switch": switch,
-    "split": each(split), "frequency_cap": frequency_cap, "goal": goal, "exit": exit_node,
+    "split": split, "frequency_cap": frequency_cap, "goal": goal, "exit": exit_node,
     "goto": goto, "enroll": enroll, "update_fields": update_fields,
     "add_to_list": each(add_to_list), "remove_from_list": each(remove_from_list),
     "suppress": each(suppress), "notify": each(notify), "send_email": mail.send_email,

@@ -26,7 +26,6 @@ from altkraft_onprem.tracking.models import CLICK, OPEN
 
 from . import enrollment as enrollments
 from . import timing, triggers
-from .nodes import duration
 from .workflow_models import trigger_marks
 
 log = logging.getLogger("altkraft.automation")
@@ -183,22 +182,16 @@ def schedule(conn: Connection, workflow: dict, version: dict, trigger: dict, sta
     if trigger.get("segment_id") is not None:
         where.append(segment_service.segment_expr(conn, trigger["segment_id"]))
     occurrence = moment.isoformat()
-    last = 0
-    while True:
-        ids = list(conn.execute(select(subscribers.c.id).where(*where, subscribers.c.id > last)
-                                .order_by(subscribers.c.id).limit(CHUNK)).scalars())
-        if not ids:
-            return
+    for ids in enrollments.people(conn, where, CHUNK):
         yield [enrollments.Entry(i, f"schedule:{workflow['id']}:{occurrence}:{i}",
                                  {"occurrence": occurrence}) for i in ids]
-        last = ids[-1]
 
 
 def no_engagement(conn: Connection, workflow: dict, version: dict, trigger: dict,
                   start: datetime, end: datetime) -> Finder:
     """Messages of the campaign whose `within` ended in (start, end] without a human open
     (not_opened) or click (not_clicked)."""
-    within = duration(trigger["within"])
+    within = timing.duration(trigger["within"])
     kind = OPEN if trigger["type"] == "not_opened" else CLICK
     campaign_id = trigger["campaign_id"]
     found = [enrollments.Entry(

@@ -14,6 +14,15 @@ from __future__ import annotations
 import zoneinfo
 from datetime import UTC, date, datetime, time, timedelta
 
+from pydantic import TypeAdapter
+
+_DURATION = TypeAdapter(timedelta)
+
+
+def duration(text: str) -> timedelta:
+    """An ISO 8601 duration as stored in a version ("PT2H", "P3D")."""
+    return _DURATION.validate_python(text)
+
 
 def zone(name: str | None, fallback: str = "UTC") -> zoneinfo.ZoneInfo:
     for candidate in (name, fallback, "UTC"):

@@ -5,6 +5,8 @@ reason — "node wait1 (wait): …" — and whose field is its place in the JSON
 """
 from __future__ import annotations
 
+import json
+
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
@@ -16,7 +18,8 @@ from altkraft_onprem.campaigns.models import campaigns
 from altkraft_onprem.errors import NotFound, ServiceError
 from altkraft_onprem.messages.service import require_sendable
 
-from .definition import BRANCHES, WorkflowDefinition
+from . import split_winner
+from .definition import BRANCHES, WorkflowDefinition, backfill_possible
 from .workflow_models import workflows
 
 
@@ -52,6 +55,10 @@ def check(conn: Connection, raw, workflow_id: int | None = None) -> WorkflowDefi
     """The whole check; returns the parsed definition or raises ServiceError."""
     definition = parse(raw)
     _check_trigger(conn, definition)
+    if not backfill_possible(definition):
+        raise ServiceError("entry.backfill: %(backfill)s is not possible for the trigger "
+                           "%(type)s", "entry.backfill", backfill=json.dumps(definition.entry.backfill),
+                           type=definition.trigger.type)
     _check_graph(definition)
     for index, node in enumerate(definition.graph.nodes):
         try:
@@ -89,10 +96,29 @@ def _check_graph(definition: WorkflowDefinition) -> None:
         if node.type == "goto" and node.config.target not in nodes:
             raise ServiceError("node %(id)s (goto): target %(target)s does not exist",
                                "graph.nodes", id=node.id, target=node.config.target)
+    _check_split_winners(graph)
     cycle = _cycle(graph)
     if cycle:
         raise ServiceError("a cycle without a bounded go-to: %(cycle)s (node %(node)s); loop back "
                            "with a goto node", "graph.edges", cycle=" -> ".join(cycle), node=cycle[0])
+
+
+def _check_split_winners(graph) -> None:
+    """A split that picks its winner judges each branch by the first email on its path."""
+    types = {node.id: node.type for node in graph.nodes}
+    edges = {(edge.from_, edge.branch): edge.to for edge in graph.edges}
+    for index, node in enumerate(graph.nodes):
+        if node.type != "split" or node.config.winner is None:
+            continue
+        where = f"graph.nodes.{index}.config.winner"
+        if node.config.winner.test_size < len(node.config.variants):
+            raise ServiceError("node %(id)s (split): the test group needs at least one person "
+                               "per branch", where, id=node.id)
+        for branch, send in split_winner.first_sends(types, edges, node.id,
+                                                     node.config.variants).items():
+            if send is None:
+                raise ServiceError("node %(id)s (split): branch %(branch)s sends no email to "
+                                   "judge it by", where, id=node.id, branch=branch)
 
 
 def branches(node) -> tuple[str | None, ...]:

@@ -106,7 +106,7 @@ def act(workflow_id: int, action: str):
     try:
         with db.write(engine) as conn:
             if action == "publish":
-                result = workflows.publish(conn, g.actor, workflow_id)
+                result = workflows.publish(conn, g.actor, workflow_id, wake=jobs.wake)
                 message = _("Version %(number)s published.", number=result["version"])
             elif action == "pause":
                 workflows.pause(conn, g.actor, workflow_id)

@@ -40,6 +40,10 @@ workflows = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("created_by", String(320), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Signs the requests of its HTTP nodes (Standard Webhooks); the previous one signs too
+    # until the next rotation.
+    Column("signing_secret", String(100), nullable=True),
+    Column("previous_signing_secret", String(100), nullable=True),
 )
 
 workflow_versions = Table(
@@ -126,3 +130,18 @@ segment_members = Table(
            primary_key=True),
 )
 Index("ix_workflow_segment_members_subscriber_id", segment_members.c.subscriber_id)
+
+# A split node's automatic winner: the first `test_size` people go by weight (`tested` counts
+# them); `wait` after the last of them the winner is chosen on their emails' human figures
+# (the campaigns' split-test rules), and everyone after goes by the winning branch.
+splits = Table(
+    "workflow_splits", metadata,
+    Column("version_id", Integer, ForeignKey("workflow_versions.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("node_id", String(64), primary_key=True),
+    Column("tested", Integer, nullable=False, default=0),
+    Column("decide_at", UTCDateTime, nullable=True),
+    Column("winner", String(64), nullable=True),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("results", JSON, nullable=True),
+)

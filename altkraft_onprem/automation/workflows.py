@@ -17,9 +17,10 @@ from altkraft_onprem.campaigns import occurrences
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, Forbidden, NotFound, ServiceError, Term
 
+from . import backfill, interest, scheduled, segment_watch, validate
 from . import enrollment as enrollments
-from . import interest, scheduled, segment_watch, validate
 from .definition import dump
+from .webhooks import new_secret
 from .workflow_models import enrollments as enrollment_rows
 from .workflow_models import workflow_versions, workflows
 
@@ -49,9 +50,23 @@ def create(conn: Connection, actor: Actor, raw: dict) -> int:
     now = utcnow()
     workflow_id = conn.execute(insert(workflows).values(
         name=name, state="draft", draft=draft, created_at=now, created_by=actor.label[:320],
-        updated_at=now).returning(workflows.c.id)).scalar_one()
+        updated_at=now, signing_secret=new_secret()).returning(workflows.c.id)).scalar_one()
     record(conn, actor, "workflow.create", "workflow", workflow_id, name=name)
     return workflow_id
+
+
+def rotate_signing_secret(conn: Connection, actor: Actor, workflow_id: int) -> str:
+    """A new secret for the workflow's HTTP requests (shown this once); the previous one keeps
+    signing alongside until the next rotation."""
+    current = conn.execute(select(workflows.c.signing_secret).where(
+        workflows.c.id == workflow_id)).first()
+    if current is None:
+        raise NotFound("workflow %(workflow_id)s does not exist", workflow_id=workflow_id)
+    secret = new_secret()
+    conn.execute(update(workflows).where(workflows.c.id == workflow_id).values(
+        signing_secret=secret, previous_signing_secret=current.signing_secret))
+    record(conn, actor, "workflow.signing_secret", "workflow", workflow_id)
+    return secret
 
 
 def update_draft(conn: Connection, actor: Actor, workflow_id: int, raw: dict) -> None:
@@ -68,7 +83,7 @@ def get(conn: Connection, workflow_id: int) -> dict[str, Any]:
     row = conn.execute(select(workflows).where(workflows.c.id == workflow_id)).mappings().first()
     if row is None:
         raise NotFound("workflow %(workflow_id)s does not exist", workflow_id=workflow_id)
-    item = dict(row)
+    item = {k: v for k, v in row.items() if k not in ("signing_secret", "previous_signing_secret")}
     item["version"] = None
     if row["version_id"] is not None:
         item["version"] = conn.execute(select(workflow_versions.c.number).where(
@@ -90,10 +105,11 @@ def get_version(conn: Connection, version_id: int) -> dict[str, Any]:
 
 
 def publish(conn: Connection, actor: Actor, workflow_id: int,
-            node_map: dict[str, str] | None = None) -> dict[str, Any]:
+            node_map: dict[str, str] | None = None, wake=None) -> dict[str, Any]:
     """Checks the draft and makes it the next immutable version, now active. People inside
     stay on their version, unless `node_map` ({old node: new node}) moves them onto this one.
-    A workflow that sends email needs campaigns:send besides automation:write."""
+    A workflow that becomes active takes in its backfill (entry.backfill). A workflow that
+    sends email needs campaigns:send besides automation:write."""
     current = get(conn, workflow_id)
     if current["state"] == "archived":
         raise Conflict("an archived workflow cannot be published")
@@ -116,17 +132,23 @@ def publish(conn: Connection, actor: Actor, workflow_id: int,
     moved = _move_people(conn, workflow_id, version_id, stored, node_map) if node_map else 0
     conn.execute(update(workflows).where(workflows.c.id == workflow_id).values(
         state="active", version_id=version_id, name=definition.name, updated_at=utcnow()))
-    _activate(conn, workflow_id, stored, was_active=current["state"] == "active")
+    was_active = current["state"] == "active"
+    _activate(conn, workflow_id, stored, was_active=was_active)
+    backfilled = 0 if was_active else backfill.run(
+        conn, {**current, "state": "active"}, {"id": version_id, "definition": stored}, wake=wake)
     record(conn, actor, "workflow.publish", "workflow", workflow_id, version=number,
-           moved=moved, sends=len(sends))
+           moved=moved, sends=len(sends), backfilled=backfilled)
     _changed(conn)
-    return {"version": number, "version_id": version_id, "moved": moved}
+    return {"version": number, "version_id": version_id, "moved": moved, "backfilled": backfilled}
 
 
 def _activate(conn: Connection, workflow_id: int, stored: dict, *, was_active: bool) -> None:
     """What a trigger needs from the moment it listens: a clock trigger looks forward from
     now, a watched segment's members are noted (they have not *entered* it), and whoever is
-    inside and in the exit segment leaves."""
+    inside and in the exit segment leaves; HTTP nodes have a secret to sign with."""
+    conn.execute(update(workflows).where(workflows.c.id == workflow_id,
+                                         workflows.c.signing_secret.is_(None)).values(
+        signing_secret=new_secret()))          # a workflow from before secrets existed
     scheduled.mark_activation(conn, workflow_id, stored["trigger"]["type"], was_active)
     segment_watch.start_watching(conn, segment_watch.watched_by(stored))
     exit_segment = stored.get("entry", {}).get("exit_segment_id")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from altkraft_onprem import db
 from altkraft_onprem.access.models import Actor
@@ -81,6 +81,14 @@ def queue_many(conn: Connection, campaign_id: int,
         conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(
             total=campaigns.c.total + len(queued)))
     return queued
+
+
+def delivered(conn: Connection, campaign_ids: list[int]) -> dict[int, int]:
+    """{campaign: messages the relay accepted} (a workflow split's figures)."""
+    found = dict(conn.execute(select(deliveries.c.campaign_id, func.count()).where(
+        deliveries.c.campaign_id.in_(campaign_ids), deliveries.c.state == "sent")
+        .group_by(deliveries.c.campaign_id)).all())
+    return {campaign_id: found.get(campaign_id, 0) for campaign_id in campaign_ids}
 
 
 def sendable(conn: Connection, subscriber_ids: list[int]) -> set[int]:

@@ -74,3 +74,15 @@ def unengaged(conn: Connection, campaign_id: int, kind: str, within: timedelta,
     return [(row.subscriber_id, row.occurrence, row.done_at) for row in sent
             if row.subscriber_id not in first or first[row.subscriber_id] > row.done_at + within]
 
+
+
+def unique_engaged(conn: Connection, campaign_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{campaign: (unique human openers, unique human clickers)}: a workflow split's figures."""
+    ev = tracking_events.c
+    found: dict[int, dict[str, int]] = {}
+    for campaign_id, kind, people in conn.execute(
+            select(ev.campaign_id, ev.kind, func.count(func.distinct(ev.subscriber_id)))
+            .where(ev.campaign_id.in_(campaign_ids), ev.kind.in_((OPEN, CLICK)), HUMAN)
+            .group_by(ev.campaign_id, ev.kind)):
+        found.setdefault(campaign_id, {})[kind] = people
+    return {c: (found.get(c, {}).get(OPEN, 0), found.get(c, {}).get(CLICK, 0)) for c in campaign_ids}

@@ -13,6 +13,7 @@ import pytest
 from altkraft_onprem import db, tasks
 from altkraft_onprem.app import create_app
 from tests.conftest import Env, fresh_database, make_settings
+from tests.delivery.keys import write_keys
 
 SETTINGS = {"automation__webhook_allowed_private_networks": ["127.0.0.0/8"],
             "automation__webhook_disable_after": 4,
@@ -39,6 +40,13 @@ def env(template_db, tmp_path_factory) -> Env:
     yield from module_env(template_db, tmp_path_factory)
 
 
+def sending_env(template_db, tmp_path_factory, sink):
+    """module_env whose mail goes to the SMTP sink, DKIM-signed: yields Env."""
+    entries, _ = write_keys(tmp_path_factory.mktemp("dkim"))
+    yield from module_env(template_db, tmp_path_factory, smtp__relays=[sink.relay()],
+                          dkim__keys=entries, delivery__processes=1)
+
+
 @dataclass
 class Received:
     path: str
@@ -52,13 +60,14 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers POST /<anything> with the status set for that path (200 by default) after
-    `delays[path]` seconds."""
+    """Answers POST /<anything> with the status set for that path (200 by default) and the
+    body set for it (a line naming the status by default) after `delays[path]` seconds."""
 
     port: int
     requests: list[Received] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
+    bodies: dict[str, bytes] = field(default_factory=dict)
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -78,7 +87,8 @@ def receiver():
             hub.requests.append(Received(self.path, dict(self.headers.items()), body))
             time.sleep(hub.delays.get(self.path, 0))
             status = hub.statuses.get(self.path, 200)
-            payload = f"status {status} for {self.path}".encode()
+            payload = hub.bodies.get(self.path.partition("?")[0],
+                                     f"status {status} for {self.path}".encode())
             try:
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(payload)))

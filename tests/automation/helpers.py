@@ -76,3 +76,15 @@ def run_later(env, hours: float) -> int:
     with env.app.app_context():
         return runner.run_due(env.engine, env.settings, "test-runner", wake=jobs.wake,
                               now=utcnow() + timedelta(hours=hours))
+
+
+def entered(env, workflow_id: int) -> list[tuple[int, dict]]:
+    """(subscriber, the event they entered with) of each enrollment, oldest first."""
+    with db.read(env.engine) as conn:
+        return [(r.subscriber_id, r.event) for r in conn.execute(select(
+            enrollments.c.subscriber_id, enrollments.c.event).where(
+            enrollments.c.workflow_id == workflow_id).order_by(enrollments.c.id))]
+
+
+def people_in(env, workflow_id: int) -> list[int]:
+    return [subscriber_id for subscriber_id, _ in entered(env, workflow_id)]

@@ -8,41 +8,39 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
 
 from altkraft_onprem import db
 from altkraft_onprem.audience import fields as field_service
 from altkraft_onprem.audience import segments
 from altkraft_onprem.automation import jobs, scheduled
-from altkraft_onprem.automation.workflow_models import enrollments
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.messages import service as messages
 from tests.campaigns.helpers import record_events
 from tests.conftest import Env
-from tests.delivery.keys import write_keys
 
-from .conftest import module_env
-from .helpers import ACTOR, chain, enroll, fields_of, person, published, run_later, uid
+from .conftest import sending_env
+from .helpers import (
+    ACTOR,
+    chain,
+    enroll,
+    entered,
+    fields_of,
+    person,
+    published,
+    run_later,
+    uid,
+)
 
 
 @pytest.fixture(scope="module")
 def env(template_db, tmp_path_factory, module_smtp_sink) -> Env:
-    entries, _ = write_keys(tmp_path_factory.mktemp("dkim"))
-    yield from module_env(template_db, tmp_path_factory, smtp__relays=[module_smtp_sink.relay()],
-                          dkim__keys=entries, delivery__processes=1)
+    yield from sending_env(template_db, tmp_path_factory, module_smtp_sink)
 
 
 def tick(env, now: datetime) -> int:
     """The minute tick's clock triggers as they would run at `now` (then the runner)."""
     with env.app.app_context():
         return scheduled.run_due(env.engine, now=now, wake=jobs.wake)
-
-
-def entered(env, workflow_id: int) -> list[tuple[int, dict]]:
-    with db.read(env.engine) as conn:
-        return [(r.subscriber_id, r.event) for r in conn.execute(select(
-            enrollments.c.subscriber_id, enrollments.c.event).where(
-            enrollments.c.workflow_id == workflow_id).order_by(enrollments.c.id))]
 
 
 def next_nine(now: datetime, zone: str) -> datetime:

@@ -10,10 +10,19 @@ from sqlalchemy import select
 from altkraft_onprem import db
 from altkraft_onprem.audience import segments, subscribers
 from altkraft_onprem.automation import jobs, segment_watch
-from altkraft_onprem.automation.workflow_models import enrollments
 from altkraft_onprem.db.types import utcnow
 
-from .helpers import ACTOR, chain, enroll, enrollment_of, person, published, run_later, uid
+from .helpers import (
+    ACTOR,
+    chain,
+    enroll,
+    enrollment_of,
+    people_in,
+    person,
+    published,
+    run_later,
+    uid,
+)
 
 
 def city_segment(env, city: str) -> int:
@@ -34,12 +43,6 @@ def check(env, minutes: float) -> int:
                                         now=utcnow() + timedelta(minutes=minutes))
     run_later(env, minutes / 60)
     return entered
-
-
-def people_in(env, workflow_id: int) -> list[int]:
-    with db.read(env.engine) as conn:
-        return list(conn.execute(select(enrollments.c.subscriber_id).where(
-            enrollments.c.workflow_id == workflow_id).order_by(enrollments.c.id)).scalars())
 
 
 def test_people_who_enter_a_segment_enroll_once_per_entry(env):

@@ -13,17 +13,14 @@ from altkraft_onprem.campaigns.models import deliveries
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.messages import service as messages
 from tests.conftest import Env
-from tests.delivery.keys import write_keys
 
-from .conftest import module_env
+from .conftest import sending_env
 from .helpers import ACTOR, chain, enrollment_of, fields_of, person, published
 
 
 @pytest.fixture(scope="module")
 def env(template_db, tmp_path_factory, module_smtp_sink) -> Env:
-    entries, _ = write_keys(tmp_path_factory.mktemp("dkim"))
-    yield from module_env(template_db, tmp_path_factory, smtp__relays=[module_smtp_sink.relay()],
-                          dkim__keys=entries, delivery__processes=1)
+    yield from sending_env(template_db, tmp_path_factory, module_smtp_sink)
 
 
 @pytest.fixture()
