@@ -1,8 +1,10 @@
 """Running the checks of the sending domains and sending IPs: daily (jobs.py) and on demand.
 
 Each domain and each IP is checked in a thread of its own with a resolver of its own (a
-dead DNS server costs one timeout per domain, then "could not check"), so 50 domains and 8
-IPs take about as long as the slowest one (bench/deliverability.py). The results are stored
+dead DNS server costs one timeout per domain, then "could not check"); PTR/FCrDNS, which
+depends on the sending IPs and the HELO name only, is looked up once per run and shared by
+every domain. 50 domains and 8 IPs take a few times the slowest one
+(bench/deliverability_checks.py). The results are stored
 in one transaction afterwards (watch.py compares them with the last known ones). A waiting
 DKIM key whose record has appeared starts signing; a key retired by a rotation longer ago
 than deliverability.dkim_retire_days is removed.
@@ -69,14 +71,25 @@ def _resolver(settings: Settings) -> Dns:
     return Dns(settings["deliverability.nameservers"], settings["deliverability.check_timeout_seconds"])
 
 
-def check_domain(settings: Settings, target: Target) -> dict:
+def check_ptr(settings: Settings) -> Check:
+    """PTR/FCrDNS of the sending IPs against the HELO name: the same for every domain."""
+    resolver = _resolver(settings)
+    try:
+        return dnscheck.check_ptr(resolver, list(settings["deliverability.sending_ips"]),
+                                  helo_name(settings), dnscheck.HELO_SETTING)
+    except dnscheck.TempError as exc:
+        return Check("unknown", f"could not check: DNS did not answer ({exc}); check the DNS "
+                     "servers (deliverability.nameservers) and the network")
+
+
+def check_domain(settings: Settings, target: Target, ptr: Check | None = None) -> dict:
     """{check: Check} of one domain, and which of its waiting keys DNS now publishes."""
     report = dnscheck.run_checks(
         target.domain, ips=settings["deliverability.sending_ips"], helo=helo_name(settings),
         keys=target.keys, bounce_domain=target.bounce_domain,
         nameservers=settings["deliverability.nameservers"],
         timeout=settings["deliverability.check_timeout_seconds"],
-        helo_setting=dnscheck.HELO_SETTING)
+        helo_setting=dnscheck.HELO_SETTING, ptr=ptr)
     results = dict(report.checks)
     if not target.keys and target.pending:
         waiting = ", ".join(k["selector"] for k in target.pending)
@@ -113,9 +126,10 @@ def run(engine: Engine, settings: Settings, only: list[str] | None = None, *,
     with db.read(engine) as conn:
         wanted = targets(conn, settings, only)
     ips = list(settings["deliverability.sending_ips"]) if with_ips else []
+    ptr = check_ptr(settings) if wanted else None
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(wanted) + len(ips)))) as pool:
         by_domain = dict(zip([t.domain for t in wanted],
-                             pool.map(lambda t: check_domain(settings, t), wanted), strict=True))
+                             pool.map(lambda t: check_domain(settings, t, ptr), wanted), strict=True))
         by_ip = dict(zip(ips, pool.map(lambda ip: check_ip(settings, ip), ips), strict=True))
     regressions, activated = [], []
     with db.write(engine) as conn:

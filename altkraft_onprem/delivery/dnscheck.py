@@ -310,9 +310,11 @@ def _receiving(resolver: Dns, domains: list[str], one) -> Check:
 def run_checks(domain: str, *, ips: list[str] | tuple[str, ...] = (), helo: str = "",
                keys: list[DkimKey] | tuple = (), bounce_domain: str = "", from_domain: str = "",
                nameservers: list[str] | tuple[str, ...] = (), timeout: float = 3.0,
-               helo_setting: str = HELO_SETTING) -> Report:
+               helo_setting: str = HELO_SETTING, ptr: Check | None = None) -> Report:
     """Runs the checks (CHECKS) for a sending domain; never raises on DNS trouble. `helo_setting`
-    names where the HELO name came from, for the message when it is not a public name."""
+    names where the HELO name came from, for the message when it is not a public name. `ptr`:
+    the PTR result when the caller has it already (it depends on the IPs and HELO only, so a
+    run over many domains looks it up once)."""
     resolver = Dns(nameservers, timeout)
     ips = list(ips)
     helo = helo or f"mail.{domain}"
@@ -320,7 +322,7 @@ def run_checks(domain: str, *, ips: list[str] | tuple[str, ...] = (), helo: str 
     from_domain = from_domain or domain
     keys = list(keys)
     checks = {
-        "ptr": _guarded(check_ptr, resolver, ips, helo, helo_setting),
+        "ptr": ptr or _guarded(check_ptr, resolver, ips, helo, helo_setting),
         "spf": _guarded(check_spf, resolver, bounce, ips),
         "dkim": _guarded(check_dkim, resolver, domain, keys),
         "dmarc": _guarded(check_dmarc, resolver, from_domain, bounce,

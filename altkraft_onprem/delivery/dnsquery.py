@@ -79,6 +79,9 @@ class Dns:
             self.resolver = RunResolver()
         self.resolver.lifetime = timeout
         self.resolver.timeout = timeout
+        # One run asks some names many times (SPF once per sending IP, the HELO name per IP):
+        # answers are kept for the life of this resolver, i.e. one run of checks.
+        self.resolver.cache = dns.resolver.Cache()
 
     def _query(self, name: str, rdtype: str) -> list:
         try:
