@@ -36,6 +36,7 @@ LOCALES = ("en", "ru")
 def _blueprints():
     """Every UI blueprint and every module that declares API operations."""
     import altkraft_onprem.access.api  # noqa: F401  (declares API operations)
+    import altkraft_onprem.access.views_twofactor  # noqa: F401  (routes on the access blueprint)
     import altkraft_onprem.audience.api  # noqa: F401
     import altkraft_onprem.audience.api_export  # noqa: F401
     import altkraft_onprem.audience.api_segments  # noqa: F401
@@ -153,6 +154,9 @@ def _install_guard(app: Flask) -> None:
             if api:
                 return problem(401, "Unauthorized", "send Authorization: Bearer <token>")
             return redirect(url_for("access.login", next=request.full_path.rstrip("?")))
+        if g.actor.must_enrol and not api and request.endpoint not in ENROL_ENDPOINTS:
+            # The role requires a second factor this signed-in user does not have yet.
+            return redirect(url_for("access.two_factor"))
         try:
             authorize(g.actor, permission)
         except Forbidden as exc:
@@ -187,6 +191,8 @@ def _actor_from_token():
 
 
 METRICS_PERMISSION = "metrics:read"
+# What a signed-in user whose role requires two-factor sign-in may open before enrolling.
+ENROL_ENDPOINTS = {"access.two_factor", "access.logout"}
 
 
 def _actor_from_network(ip: str):

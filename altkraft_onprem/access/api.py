@@ -4,13 +4,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from flask import Response, g
+from flask import Response, current_app, g
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
 from altkraft_onprem.api import MAX_ID, operation
 from altkraft_onprem.config import current_settings as settings
-from altkraft_onprem.errors import Forbidden
+from altkraft_onprem.errors import Conflict, Forbidden
 
 from . import service
 from .models import PERMISSIONS
@@ -33,6 +33,7 @@ class UserOut(BaseModel):
     is_active: bool
     created_at: datetime
     last_login_at: datetime | None
+    two_factor: bool = Field(description="Signs in with a second factor (TOTP)")
 
 
 class UserCreate(Strict):
@@ -60,6 +61,22 @@ class MeOut(BaseModel):
     permissions: list[str]
     token_id: int | None
     locale: str | None
+    two_factor: bool = Field(description="Two-factor sign-in is on for this user")
+    two_factor_required: bool = Field(description="The user's role requires two-factor sign-in")
+
+
+class TwoFactorStarted(BaseModel):
+    secret: str = Field(description="The TOTP secret (base32): shown once, for an authenticator app")
+    otpauth_uri: str = Field(description="The same as an otpauth:// address (what the QR code holds)")
+
+
+class TwoFactorCode(Strict):
+    code: str = Field(min_length=6, max_length=40, description="A current 6-digit code from the "
+                      "authenticator app (or, where said, a recovery code)")
+
+
+class RecoveryCodes(BaseModel):
+    recovery_codes: list[str] = Field(description="One-time codes: shown once, only their hashes are kept")
 
 
 class RoleOut(BaseModel):
@@ -68,6 +85,7 @@ class RoleOut(BaseModel):
     description: str
     builtin: bool
     permissions: list[str]
+    require_two_factor: bool = False
     users: int = 0
 
 
@@ -75,12 +93,15 @@ class RoleCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
     permissions: list[str] = Field(default_factory=list, max_length=len(PERMISSIONS))
     description: str = Field("", max_length=2000)
+    require_two_factor: bool = False
 
 
 class RolePatch(Strict):
     name: str | None = Field(None, min_length=1, max_length=100)
     permissions: list[str] | None = Field(None, max_length=len(PERMISSIONS))
     description: str | None = Field(None, max_length=2000)
+    require_two_factor: bool | None = Field(None, description="Its users must sign in with a "
+                                            "second factor (the only field a built-in role takes)")
 
 
 class TokenOut(BaseModel):
@@ -143,9 +164,65 @@ class AuditQuery(Strict):
            response=MeOut)
 def me():
     actor = g.actor
+    with db.read(db.get_engine()) as conn:
+        state = service.two_factor_status(conn, actor.user_id)
     return {"id": actor.user_id, "email": actor.label, "role": actor.role,
             "permissions": sorted(actor.permissions), "token_id": actor.token_id,
-            "locale": actor.locale}
+            "locale": actor.locale, "two_factor": state["enabled"],
+            "two_factor_required": state["required"]}
+
+
+def _key() -> bytes:
+    return current_app.config["SECRET_KEY"]
+
+
+@operation("/me/two-factor", "POST", permission=SIGNED_IN, summary="Start setting up two-factor "
+           "sign-in: a new secret for an authenticator app (confirm it with a code)", tag=TAG_USERS,
+           response=TwoFactorStarted)
+def start_two_factor():
+    with db.write(db.get_engine()) as conn:
+        if service.two_factor_status(conn, g.actor.user_id)["enabled"]:
+            raise Conflict("two-factor sign-in is on already", "code")
+        secret = service.begin_enrolment(conn, g.actor.user_id, _key())
+    return {"secret": secret, "otpauth_uri": service.provisioning_uri(secret, g.actor.label)}
+
+
+@operation("/me/two-factor/confirm", "POST", permission=SIGNED_IN, summary="Turn two-factor "
+           "sign-in on with a code of the new secret; answers the recovery codes (shown once)",
+           tag=TAG_USERS, body=TwoFactorCode, response=RecoveryCodes)
+def confirm_two_factor(body: TwoFactorCode):
+    with db.write(db.get_engine()) as conn:
+        codes = service.confirm_enrolment(conn, g.actor, g.actor.user_id, body.code, _key())
+    return {"recovery_codes": codes}
+
+
+@operation("/me/two-factor/recovery-codes", "POST", permission=SIGNED_IN, summary="New recovery "
+           "codes (the old ones stop working); needs a current code", tag=TAG_USERS,
+           body=TwoFactorCode, response=RecoveryCodes)
+def new_recovery_codes(body: TwoFactorCode):
+    with db.write(db.get_engine()) as conn:
+        service.check_code(conn, g.actor.user_id, body.code, _key())
+        codes = service.new_recovery_codes(conn, g.actor, g.actor.user_id)
+    return {"recovery_codes": codes}
+
+
+@operation("/me/two-factor/disable", "POST", permission=SIGNED_IN, summary="Turn two-factor "
+           "sign-in off (refused while the role requires it); needs a current code", tag=TAG_USERS,
+           body=TwoFactorCode, status=204)
+def disable_two_factor(body: TwoFactorCode):
+    with db.write(db.get_engine()) as conn:
+        service.check_code(conn, g.actor.user_id, body.code, _key())
+        service.disable_two_factor(conn, g.actor, g.actor.user_id)
+    return Response(status=204)
+
+
+@operation("/users/<int:user_id>/two-factor/reset", "POST", permission="users:manage",
+           summary="Remove a user's second factor (a lost phone); their sessions end", tag=TAG_USERS,
+           status=204)
+def reset_two_factor(user_id: int):
+    with db.write(db.get_engine()) as conn:
+        service.reset_two_factor(conn, g.actor, user_id)
+    return Response(status=204)
 
 
 @operation("/users", "GET", permission="users:manage", summary="List users", tag=TAG_USERS,
@@ -196,6 +273,7 @@ def list_roles():
 def create_role(body: RoleCreate):
     with db.write(db.get_engine()) as conn:
         role_id = service.create_role(conn, g.actor, body.name, body.permissions, body.description)
+        service.set_role_requirement(conn, g.actor, role_id, body.require_two_factor)
         return service.get_role(conn, role_id)
 
 
@@ -203,8 +281,11 @@ def create_role(body: RoleCreate):
            tag=TAG_ROLES, body=RolePatch, response=RoleOut)
 def patch_role(role_id: int, body: RolePatch):
     with db.write(db.get_engine()) as conn:
-        service.update_role(conn, g.actor, role_id, name=body.name, permissions=body.permissions,
-                            description=body.description)
+        if body.require_two_factor is not None:
+            service.set_role_requirement(conn, g.actor, role_id, body.require_two_factor)
+        if body.model_fields_set - {"require_two_factor"} or not body.model_fields_set:
+            service.update_role(conn, g.actor, role_id, name=body.name, permissions=body.permissions,
+                                description=body.description)
         return service.get_role(conn, role_id)
 
 

@@ -80,3 +80,19 @@ def token_create(ctx: Context, email: str, name: str) -> None:
     token_id, secret = operator_call(ctx, create)
     click.echo(f"token {token_id} for {email} (store it now: it is not shown again):", err=True)
     click.echo(secret)
+
+
+@user.command("reset-2fa")
+@click.option("--email", required=True)
+@pass_ctx
+def user_reset_2fa(ctx: Context, email: str) -> None:
+    """Remove a user's second factor (a lost phone, a changed secret key); their sessions end."""
+    from . import service
+    from .policy import authorize
+
+    def reset(conn, actor):
+        authorize(actor, "users:manage")
+        service.reset_two_factor(conn, actor, service.user_id_by_email(conn, email))
+
+    operator_call(ctx, reset)
+    click.echo(f"two-factor sign-in of {email} reset")

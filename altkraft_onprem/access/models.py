@@ -5,6 +5,7 @@ import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from altkraft_onprem.db import metadata
@@ -73,6 +75,9 @@ class Actor:
     ip: str = ""
     role: str = ""
     locale: str | None = None
+    # A signed-in user whose role requires two-factor sign-in and who has not enrolled yet:
+    # the UI sends them to the enrolment page until they have.
+    must_enrol: bool = False
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
@@ -91,6 +96,8 @@ roles = Table(
     Column("builtin", Boolean, nullable=False, default=False),
     Column("permissions", Text, nullable=False, default="[]"),  # JSON list of names
     Column("created_at", UTCDateTime(), nullable=False),
+    # Its users sign in with a second factor (TOTP); one without is made to enrol first.
+    Column("require_two_factor", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 users = Table(
@@ -106,6 +113,21 @@ users = Table(
     Column("auth_stamp", String(64), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("last_login_at", UTCDateTime(), nullable=True),
+    # Two-factor sign-in (access/twofactor.py): the TOTP secret encrypted with a key derived from
+    # the app's secret key, the one being enrolled, and the last time step accepted.
+    Column("totp_secret", String(300), nullable=True),
+    Column("totp_pending", String(300), nullable=True),
+    Column("totp_enabled_at", UTCDateTime(), nullable=True),
+    Column("totp_last_step", BigInteger, nullable=True),
+)
+
+recovery_codes = Table(
+    "recovery_codes", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("code_hash", String(64), nullable=False, unique=True),   # secret_digest of the code
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
 )
 
 user_sessions = Table(

@@ -1,8 +1,9 @@
 """The access operations in one namespace, for callers outside the domain (the CLI, the app's
 guard, the installer, tests): `from altkraft_onprem.access import service as access`.
 
-The code lives by noun — audit.py, roles.py, users.py, sessions.py, tokens.py, setup.py — and
-those modules are the only code that writes users, roles, sessions, tokens and the audit log.
+The code lives by noun — audit.py, roles.py, users.py, sessions.py, tokens.py, setup.py,
+twofactor.py — and those modules are the only code that writes users, roles, sessions, tokens,
+second factors and the audit log.
 """
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ from .roles import (
     sync_builtin_roles,
     update_role,
 )
-from .sessions import authenticate, close_session, open_session, resolve_session, touch_session
+from .sessions import (
+    authenticate,
+    close_session,
+    open_session,
+    resolve_session,
+    touch_session,
+    verify_sign_in_code,
+)
 from .setup import (
     SETUP_KEY,
     complete_setup,
@@ -36,6 +44,19 @@ from .tokens import (
     revoke_token,
     touch_token,
 )
+from .twofactor import (
+    begin_enrolment,
+    check_code,
+    confirm_enrolment,
+    new_recovery_codes,
+    pending_secret,
+    provisioning_uri,
+    set_role_requirement,
+    sign_in_step,
+)
+from .twofactor import disable as disable_two_factor
+from .twofactor import reset as reset_two_factor
+from .twofactor import status as two_factor_status
 from .users import (
     MIN_PASSWORD,
     actor_for_user,
@@ -58,5 +79,8 @@ __all__ = [
     "resolve_session",
     "resolve_token", "revoke_token", "role_id_by_name", "set_password", "setup_needed",
     "setup_token_valid", "sync_builtin_roles", "touch_session", "touch_token", "update_role",
-    "update_user", "user_id_by_email",
+    "update_user", "user_id_by_email", "verify_sign_in_code", "begin_enrolment", "check_code",
+    "confirm_enrolment", "new_recovery_codes", "pending_secret", "provisioning_uri",
+    "set_role_requirement", "sign_in_step", "disable_two_factor", "reset_two_factor",
+    "two_factor_status",
 ]

@@ -11,6 +11,7 @@ from altkraft_onprem.config.declared import LOGIN_FAILURES_PER_IP_FACTOR
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import TooManyRequests
 
+from . import twofactor
 from .models import (
     SESSION_TOUCH_SECONDS,
     Actor,
@@ -27,13 +28,7 @@ def authenticate(conn: Connection, email: str, password: str, ip: str, *,
     """The user id for good credentials, None for bad ones (the failure is recorded: the
     caller commits it); TooManyRequests after too many recent failures."""
     email = email.strip().lower()[:320]
-    since = utcnow() - lockout
-    recent = select(func.count()).select_from(login_attempts).where(
-        login_attempts.c.at >= since, login_attempts.c.success.is_(False))
-    by_email = conn.execute(recent.where(login_attempts.c.email == email)).scalar()
-    by_ip = conn.execute(recent.where(login_attempts.c.ip == ip)).scalar()
-    if by_email >= max_failures or by_ip >= max_failures * LOGIN_FAILURES_PER_IP_FACTOR:
-        raise TooManyRequests("too many failed logins; try again later")
+    _refuse_when_throttled(conn, email, ip, max_failures, lockout)
     row = conn.execute(select(users.c.id, users.c.password_hash, users.c.is_active)
                        .where(users.c.email == email)).first()
     ok = False
@@ -50,6 +45,29 @@ def authenticate(conn: Connection, email: str, password: str, ip: str, *,
     if password_hasher.check_needs_rehash(row.password_hash):
         conn.execute(update(users).where(users.c.id == row.id).values(password_hash=password_hasher.hash(password)))
     return row.id
+
+
+def _refuse_when_throttled(conn: Connection, email: str, ip: str, max_failures: int,
+                           lockout: timedelta) -> None:
+    since = utcnow() - lockout
+    recent = select(func.count()).select_from(login_attempts).where(
+        login_attempts.c.at >= since, login_attempts.c.success.is_(False))
+    by_email = conn.execute(recent.where(login_attempts.c.email == email)).scalar()
+    by_ip = conn.execute(recent.where(login_attempts.c.ip == ip)).scalar()
+    if by_email >= max_failures or by_ip >= max_failures * LOGIN_FAILURES_PER_IP_FACTOR:
+        raise TooManyRequests("too many failed logins; try again later")
+
+
+def verify_sign_in_code(conn: Connection, user_id: int, code: str, ip: str, key: bytes, *,
+                        max_failures: int, lockout: timedelta) -> str | None:
+    """The second step of a sign-in: "totp" or "recovery" for a good code, None for a wrong
+    one. Wrong codes count as failed logins of the user (the same throttle as passwords)."""
+    email = conn.execute(select(users.c.email).where(users.c.id == user_id)).scalar_one()
+    _refuse_when_throttled(conn, email, ip, max_failures, lockout)
+    outcome = twofactor.verify(conn, None, user_id, code, key)
+    conn.execute(insert(login_attempts).values(at=utcnow(), email=email, ip=ip,
+                                               success=outcome is not None))
+    return outcome
 
 
 def open_session(conn: Connection, user_id: int, ip: str, user_agent: str) -> str:

@@ -37,8 +37,9 @@ def hash_password(password: str) -> str:
 
 def _public_user(row) -> dict:
     user = dict(row)
-    user.pop("password_hash", None)
-    user.pop("auth_stamp", None)
+    for secret in ("password_hash", "auth_stamp", "totp_secret", "totp_pending", "totp_last_step"):
+        user.pop(secret, None)
+    user["two_factor"] = user.pop("totp_enabled_at", None) is not None
     return user
 
 
@@ -132,9 +133,11 @@ def set_password(conn: Connection, actor: Actor, user_id: int, new_password: str
 
 def actor_for_user(conn: Connection, user_id: int, *, ip: str = "", token_id: int | None = None) -> Actor:
     row = conn.execute(
-        select(users.c.id, users.c.email, users.c.locale, roles.c.name, roles.c.permissions)
+        select(users.c.id, users.c.email, users.c.locale, users.c.totp_enabled_at, roles.c.name,
+               roles.c.permissions, roles.c.require_two_factor)
         .join(roles, roles.c.id == users.c.role_id).where(users.c.id == user_id)).first()
     if row is None:
         raise NotFound("user %(user_id)s does not exist", "user_id", user_id=user_id)
     return Actor(user_id=row.id, label=row.email, permissions=frozenset(json.loads(row.permissions)),
-                 token_id=token_id, ip=ip, role=row.name, locale=row.locale)
+                 token_id=token_id, ip=ip, role=row.name, locale=row.locale,
+                 must_enrol=bool(row.require_two_factor) and row.totp_enabled_at is None)

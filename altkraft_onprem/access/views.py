@@ -1,6 +1,7 @@
 """UI routes: login/logout, first-run setup, profile, users, roles, tokens, audit log."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -43,12 +44,39 @@ def _ip() -> str:
     return (request.remote_addr or "")[:64]
 
 
-def _start_session(user_id: int) -> None:
+def start_session(user_id: int) -> None:
     with db.write(db.get_engine()) as conn:
         session_id = service.open_session(conn, user_id, _ip(), request.user_agent.string or "")
     session.clear()                         # a fresh cookie (and CSRF secret) per login
     session.permanent = True
     session[SESSION_KEY] = session_id
+
+
+PENDING_KEY = "pending_2fa"
+PENDING_SECONDS = 600     # between the password and the second factor
+
+
+def begin_second_step(user_id: int, next_url: str) -> None:
+    """The password was right; the user id waits in the signed session cookie (no session
+    yet) for the second factor, for PENDING_SECONDS."""
+    session.clear()
+    session[PENDING_KEY] = {"user_id": user_id, "until": int(time.time()) + PENDING_SECONDS,
+                            "next": next_url}
+
+
+def pending_sign_in() -> dict | None:
+    pending = session.get(PENDING_KEY)
+    if not isinstance(pending, dict) or pending.get("until", 0) < time.time():
+        session.pop(PENDING_KEY, None)
+        return None
+    return pending
+
+
+def login_limits() -> dict:
+    """The throttle of failed sign-ins (passwords and second-factor codes alike)."""
+    settings = current_settings()
+    return {"max_failures": settings["security.login_max_failures"],
+            "lockout": timedelta(minutes=settings["security.login_lockout_minutes"])}
 
 
 def safe_next(target: str | None, fallback: str) -> str:
@@ -71,20 +99,23 @@ def login():
             return render_template("access/setup_pending.html")
     error = None
     if request.method == "POST":
-        settings = current_settings()
         try:
             with db.write(db.get_engine()) as conn:
                 user_id = service.authenticate(
                     conn, request.form.get("email", ""), request.form.get("password", ""), _ip(),
-                    max_failures=settings["security.login_max_failures"],
-                    lockout=timedelta(minutes=settings["security.login_lockout_minutes"]))
+                    **login_limits())
         except ServiceError as exc:
             return render_template("access/login.html", error=_("Too many failed logins; try again later."),
                                    next=next_url, email=request.form.get("email", "")), exc.status
         if user_id is None:
             return render_template("access/login.html", error=_("Wrong email or password."),
                                    next=next_url, email=request.form.get("email", "")), 403
-        _start_session(user_id)
+        with db.read(db.get_engine()) as conn:
+            step = service.sign_in_step(conn, user_id)
+        if step is not None:       # a second factor first: views_twofactor.py
+            begin_second_step(user_id, next_url)
+            return redirect(url_for("access.sign_in_code" if step == "code" else "access.sign_in_enrol"))
+        start_session(user_id)
         return redirect(next_url)
     return render_template("access/login.html", error=error, next=next_url, email="")
 
@@ -121,7 +152,7 @@ def setup(token: str):
             except ServiceError as exc:
                 error = exc.translated()
             else:
-                _start_session(user_id)
+                start_session(user_id)
                 flash(_("Welcome! Your administrator account is ready."), "success")
                 return redirect(url_for("web.dashboard"))
     return render_template("access/setup.html", error=error, form=request.form)
@@ -160,12 +191,9 @@ def profile():
 
 def _current_password_ok(password: str) -> bool:
     """Re-checks the signed-in user's password (throttled and recorded like a login)."""
-    settings = current_settings()
     with db.write(db.get_engine()) as conn:
         email = service.get_user(conn, g.actor.user_id)["email"]
-        return service.authenticate(
-            conn, email, password, _ip(), max_failures=settings["security.login_max_failures"],
-            lockout=timedelta(minutes=settings["security.login_lockout_minutes"])) is not None
+        return service.authenticate(conn, email, password, _ip(), **login_limits()) is not None
 
 
 @blueprint.route("/profile/tokens", methods=["POST"])
