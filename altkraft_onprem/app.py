@@ -47,6 +47,7 @@ def _blueprints():
     import altkraft_onprem.automation.api_webhooks  # noqa: F401
     import altkraft_onprem.automation.api_workflows  # noqa: F401
     import altkraft_onprem.campaigns.api  # noqa: F401
+    import altkraft_onprem.campaigns.api_transactional  # noqa: F401
     import altkraft_onprem.deliverability.api  # noqa: F401
     import altkraft_onprem.deliverability.api_checks  # noqa: F401
     import altkraft_onprem.deliverability.views_domains  # noqa: F401  (routes on the settings blueprint)
@@ -54,6 +55,7 @@ def _blueprints():
     import altkraft_onprem.messages.api  # noqa: F401
     import altkraft_onprem.messages.api_library  # noqa: F401
     import altkraft_onprem.reports.api  # noqa: F401
+    import altkraft_onprem.reports.views_transactional  # noqa: F401  (routes on the reports blueprint)
     from altkraft_onprem.access.views import blueprint as access_views
     from altkraft_onprem.audience.importer.views import blueprint as import_views
     from altkraft_onprem.audience.public import blueprint as audience_public

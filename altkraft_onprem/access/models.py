@@ -39,6 +39,8 @@ PERMISSIONS: dict[str, str] = {
     "automation:write": N_("Create, change, publish and pause workflows, enroll people; create "
                            "and change webhooks (publishing a workflow that sends email also "
                            "needs campaigns:send)"),
+    "transactional:send": N_("Send single transactional emails (receipts, password resets) "
+                             "through POST /api/v1/transactional"),
     "reports:read": N_("See reports"),
     "deliverability:read": N_("See sending domains and DNS checks"),
     "settings:manage": N_("Change the settings made in the app: sending domains and their DKIM "

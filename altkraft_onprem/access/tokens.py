@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import NotFound, ServiceError
@@ -57,13 +57,16 @@ def revoke_token(conn: Connection, actor: Actor, token_id: int) -> None:
         record(conn, actor, "token.revoke", "token", token_id, user_id=token["user_id"])
 
 
+# Every API request runs this: built once (building it cost more than running it).
+_LIVE_TOKEN = select(api_tokens).join(users, users.c.id == api_tokens.c.user_id).where(
+    api_tokens.c.token_hash == bindparam("digest"), users.c.is_active.is_(True))
+
+
 def resolve_token(conn: Connection, secret: str, ip: str) -> tuple[Actor, int | None] | None:
     """(actor, token id to touch or None) for a live token secret, else None. Reads only."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
-    row = conn.execute(
-        select(api_tokens).join(users, users.c.id == api_tokens.c.user_id)
-        .where(api_tokens.c.token_hash == secret_digest(secret), users.c.is_active.is_(True))).first()
+    row = conn.execute(_LIVE_TOKEN, {"digest": secret_digest(secret)}).first()
     now = utcnow()
     if row is None or row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
         return None

@@ -43,6 +43,7 @@ class Operation:
     status: int
     content_type: str = "application/json"
     multipart: type[BaseModel] | None = None
+    responses: dict[int, str] | None = None     # more answers than the usual ones
 
 
 OPERATIONS: list[Operation] = []
@@ -71,8 +72,10 @@ def _validation_problem(exc: ValidationError, where: str) -> Response:
 def operation(rule: str, method: str, *, permission: str, summary: str, tag: str,
               body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
               response: Any = None, status: int = 200, content_type: str = "application/json",
-              multipart: type[BaseModel] | None = None) -> Callable:
-    """Declare an API route. The view gets `body=` / `query=` models and path parameters."""
+              multipart: type[BaseModel] | None = None,
+              responses: dict[int, str] | None = None) -> Callable:
+    """Declare an API route. The view gets `body=` / `query=` models and path parameters;
+    `responses`: answers it may give besides the usual ones ({429: "why"})."""
 
     def register(view: Callable) -> Callable:
         endpoint = f"{view.__module__.rsplit('.', 2)[-2]}_{view.__name__}"
@@ -111,7 +114,7 @@ def operation(rule: str, method: str, *, permission: str, summary: str, tag: str
         declare(permission)(handle)
         blueprint.add_url_rule(rule, endpoint=endpoint, view_func=handle, methods=[method])
         OPERATIONS.append(Operation(rule, method, endpoint, permission, summary, tag, body, query,
-                                    response, status, content_type, multipart))
+                                    response, status, content_type, multipart, responses))
         return handle
     return register
 
@@ -236,6 +239,8 @@ def openapi_document() -> dict:
             schema["properties"]["file"] = {"type": "string", "format": "binary"}
             schema.setdefault("required", []).append("file")
             entry["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+        for code, description in (op.responses or {}).items():
+            entry["responses"][str(code)] = {"description": description, "content": problem_ref}
         ok: dict[str, Any] = {"description": "OK"}
         if op.response is not None:
             ok["content"] = {op.content_type: {"schema": _schema(op.response, components)}}

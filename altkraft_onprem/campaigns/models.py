@@ -77,6 +77,9 @@ campaigns = Table(
     # process or host it is on.
     Column("run_owner", String(120), nullable=True),
     Column("run_until", UTCDateTime, nullable=True),
+    # The transactional API's carrier of one message version (campaigns/transactional.py): its
+    # ledger takes a row per accepted request; it has no lists, tracks nothing and stays running.
+    Column("transactional", Boolean, nullable=False, default=False, server_default="0"),
 )
 Index("ix_campaigns_state_schedule", campaigns.c.state, campaigns.c.schedule_at)
 
@@ -110,6 +113,31 @@ Index("ix_campaign_deliveries_owner", deliveries.c.lease_owner)
 Index("ix_campaign_deliveries_subscriber", deliveries.c.subscriber_id)
 # Inbound mail attributes a bounce or complaint by the original's Message-ID as a last resort.
 Index("ix_campaign_deliveries_message_id", deliveries.c.message_id)
+
+# The transactional API's own ledger: one row per accepted request, its ledger row in
+# campaign_deliveries (campaign, subscriber — 0 for an address outside the audience —,
+# occurrence = this id). The same idempotency key answers the same row.
+TRANSACTIONAL_MODES = ("existing", "create", "external")
+transactional_sends = Table(
+    "transactional_sends", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("idempotency_key", String(200), nullable=True, unique=True),
+    Column("request_hash", String(64), nullable=False),   # the same key with another request: 409
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("message_id", Integer, nullable=False),
+    Column("subscriber_id", Integer, nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("mode", String(10), nullable=False),
+    Column("category", String(64), nullable=True),
+    Column("strict", Boolean, nullable=False, default=False),   # category strictly transactional
+    Column("token_id", Integer, nullable=True),
+    Column("created_by", String(320), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_transactional_sends_created", transactional_sends.c.created_at)
+Index("ix_transactional_sends_category", transactional_sends.c.category,
+      transactional_sends.c.created_at)
+Index("ix_transactional_sends_subscriber", transactional_sends.c.subscriber_id)
 
 # Split tests: variants 1..N (row variant 0 is a campaign without a test), shown as A..E.
 SPLIT_METRICS = ("opens", "clicks", "click_to_open")

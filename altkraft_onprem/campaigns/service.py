@@ -19,7 +19,7 @@ from altkraft_onprem.errors import Conflict, NotFound, ServiceError, Term
 from altkraft_onprem.messages.render import check_version
 from altkraft_onprem.messages.service import get_version, require_sendable, version_links
 
-from . import ledger, occurrences, splittest, startcheck
+from . import ledger, occurrences, splittest, startcheck, transactional
 from .models import MOVES, UTM_KEYS, campaigns, deliveries, link_marks, with_utm
 
 EDITABLE_STATES = ("draft", "scheduled")
@@ -164,8 +164,10 @@ def get_campaign(conn: Connection, campaign_id: int) -> dict[str, Any]:
 
 
 def list_campaigns(conn: Connection) -> list[dict[str, Any]]:
-    """The campaigns people create (not those of workflows' send nodes)."""
-    rows = conn.execute(select(campaigns).where(campaigns.c.workflow_id.is_(None))
+    """The campaigns people create (not those of workflows' send nodes or the transactional
+    API's carriers)."""
+    rows = conn.execute(select(campaigns).where(campaigns.c.workflow_id.is_(None),
+                                                campaigns.c.transactional.is_(False))
                         .order_by(campaigns.c.id.desc())).mappings()
     return [dict(r) for r in rows]
 
@@ -286,6 +288,11 @@ def finish_if_done(conn: Connection, campaign_id: int) -> bool:
         return False
     if conn.execute(select(campaigns.c.workflow_id).where(campaigns.c.id == campaign_id)).scalar():
         return False            # a workflow's send node: more rows come while it runs
+    if conn.execute(select(campaigns.c.transactional).where(campaigns.c.id == campaign_id)).scalar():
+        # The transactional API's carrier: more requests come, unless a newer one took over.
+        return transactional.superseded(conn, campaign_id) and conn.execute(
+            update(campaigns).where(campaigns.c.id == campaign_id, campaigns.c.state == "running")
+            .values(state="finished", finished_at=utcnow(), updated_at=utcnow())).rowcount == 1
     result = conn.execute(update(campaigns).where(campaigns.c.id == campaign_id,
                                                   campaigns.c.state == "running")
                           .values(state="finished", finished_at=utcnow(), updated_at=utcnow()))

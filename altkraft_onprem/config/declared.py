@@ -370,6 +370,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("messages.data_concurrency", _positive(_int), 8,
             "Parallel fetches of per-subscriber external data.", "integer"),
 
+    Setting("transactional.strict_categories", _str_list, [],
+            "Categories of the transactional API (its `category` field) that are strictly "
+            "transactional, such as password resets: sent even to a suppressed address "
+            "(unsubscribed, complained, blocked by hand), never to one that hard-bounced.",
+            "list of strings"),
+    Setting("transactional.token_rate", _positive(_float), 100.0,
+            "Requests per second one API token may make to POST /api/v1/transactional, on "
+            "average (each web worker process allows its share: this divided by "
+            "server.workers); more are answered 429 with Retry-After.", "number"),
+    Setting("transactional.token_burst", _positive(_int), 200,
+            "Requests one API token may make to POST /api/v1/transactional at once, above its "
+            "rate (divided by server.workers like the rate).", "integer"),
+
     Setting("automation.webhook_allowed_private_networks", _str_list, [],
             "Private, loopback and link-local networks (CIDR) that outgoing webhooks and workflow "
             "HTTP requests may still reach, e.g. [\"10.1.2.0/24\"]. Empty: all such addresses "

@@ -48,9 +48,13 @@ EDITABLE: dict[str, tuple[str, str, str]] = {
                                                   "line)"), "lines"),
     "smtp.relays": ("relays", N_("SMTP relays"), "tables"),
     "delivery.domain_limits": ("relays", N_("Sending rate per recipient domain"), "tables"),
+    "transactional.strict_categories": ("transactional", N_(
+        "Strictly transactional categories of the transactional API (one a line): sent to "
+        "suppressed addresses too, never after a hard bounce"), "lines"),
 }
 GROUP_LABELS = {"sender": N_("Default sender"), "optin": N_("Double opt-in"),
-                "relays": N_("SMTP relays and their limits"), "delivery": N_("Sending")}
+                "relays": N_("SMTP relays and their limits"), "delivery": N_("Sending"),
+                "transactional": N_("Transactional email")}
 # Shown on the page as "config file only": what they are and whether the value may be shown.
 FILE_ONLY: tuple[tuple[str, str, bool], ...] = (
     ("server.bind", N_("listen address of the web service"), True),

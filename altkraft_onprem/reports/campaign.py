@@ -238,9 +238,11 @@ def by_client(conn: Connection, campaign_id: int,
 
 
 def recent_campaigns(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
-    """Campaigns that started, newest first, with their headline figures (dashboard, index)."""
+    """Campaigns that started, newest first, with their headline figures (dashboard, index);
+    the transactional API's carriers have their own report."""
     rows = conn.execute(select(campaigns.c.id, campaigns.c.name, campaigns.c.state, campaigns.c.started_at)
-                        .where(campaigns.c.started_at.is_not(None))
+                        .where(campaigns.c.started_at.is_not(None),
+                               campaigns.c.transactional.is_(False))
                         .order_by(campaigns.c.started_at.desc()).limit(limit)).mappings().all()
     if not rows:
         return []

@@ -143,17 +143,27 @@ class Composer:
                                           pixels=self.track_opens).encode("utf-8")
             end = _last_body_end(html)
             html = html + tail if end < 0 else html[:end] + tail + html[end:]
-        rendered_at = time.perf_counter()
         mailto = "mailto:" + verp.encode(self.tracking_key, self.bounce_domain, self.campaign_id,
                                          sid, verp.UNSUBSCRIBE_PREFIX) + "?subject=unsubscribe"
+        return self._package(
+            subscriber, rendered.subject, html, text, started, eight_bit=eight_bit,
+            reply_to=self.reply_to,
+            headers={"List-Unsubscribe": f"<{unsubscribe}>, <{mailto}>",
+                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                     "Feedback-ID": self.feedback_id},
+            list_id=self._list_id_lines.get(list_id, self._list_id_lines.get(self._first_list)))
+
+    def _package(self, subscriber: dict, subject: str, html: bytes, text: bytes, started: float,
+                 *, eight_bit: bool, reply_to: str | None, headers: dict[str, str],
+                 list_id: bytes | None = None) -> Outgoing:
+        """The rendered message as MIME, DKIM-signed, with the VERP envelope sender."""
+        rendered_at = time.perf_counter()
+        sid = subscriber["id"]
         message = mime.build(
             from_email=self.from_email, from_name=self.from_name, to_email=subscriber["email"],
             to_name=" ".join(p for p in (subscriber.get("first_name"), subscriber.get("last_name")) if p),
-            subject=rendered.subject, html=html, text=text, reply_to=self.reply_to,
-            headers={"List-Unsubscribe": f"<{unsubscribe}>, <{mailto}>",
-                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                     "Feedback-ID": self.feedback_id}, eight_bit=eight_bit,
-            list_id=self._list_id_lines.get(list_id, self._list_id_lines.get(self._first_list)))
+            subject=subject, html=html, text=text, reply_to=reply_to, headers=headers,
+            eight_bit=eight_bit, list_id=list_id)
         built_at = time.perf_counter()
         message.extra = dkim.signature_lines(self.keys, message.headers, message.body)
         data = message.as_bytes()
@@ -189,9 +199,43 @@ class _Rewriter:
         return hash(self.ident)
 
 
+class TransactionalComposer(Composer):
+    """The message of a transactional carrier (campaigns/transactional.py): each ledger row is
+    its own recipient — in the audience or not (id 0) — with the request's `data` and extra
+    headers. Not bulk mail: no tracking, no List-Unsubscribe or List-Id, no web copy."""
+
+    per_row = True
+
+    def prepare_batch(self, people: dict[int, dict]) -> None:
+        """The request carries the data: nothing is fetched per recipient."""
+
+    def compose(self, subscriber: dict, eight_bit: bool = False, list_id: int | None = None) -> Outgoing:
+        started = time.perf_counter()
+        request = subscriber.get("transactional") or {}
+        person = {k: v for k, v in subscriber.items() if k != "transactional"}
+        sid = person["id"]
+        links = {"unsubscribe_url": "", "preferences_url": ""}
+        if sid:       # a person in the audience may still leave from here
+            links = {"unsubscribe_url": f"{self._public_base}/p/u/"
+                                        f"{self._unsubscribe.dumps([sid, None, self.campaign_id])}",
+                     "preferences_url": f"{self._public_base}/p/preferences/"
+                                        f"{self._preferences.dumps([sid])}"}
+        rendered = self.message.render({
+            "subscriber": person, "list": self.list_context, "campaign": dict(self.campaign_context),
+            **links, "view_in_browser_url": "", "event": {},
+            "data": request.get("data") or ({} if self._per_subscriber else self._shared_data)})
+        headers = dict(request.get("headers") or {})
+        reply_to = headers.pop("Reply-To", None) or self.reply_to
+        headers["Feedback-ID"] = self.feedback_id
+        return self._package(person, rendered.subject, rendered.html.encode("utf-8"),
+                             rendered.text.encode("utf-8"), started, eight_bit=eight_bit,
+                             reply_to=reply_to, headers=headers)
+
+
 def composers(conn: Connection, settings, campaign_id: int) -> dict:
     """{ledger variant: Composer}: one compiled message per variant (just 0 without a test)."""
     campaign = campaigns.get_campaign(conn, campaign_id)
     names = campaigns.list_names(conn, campaign)
-    return {variant: Composer(settings, values, version, names)
+    kind = TransactionalComposer if campaign["transactional"] else Composer
+    return {variant: kind(settings, values, version, names)
             for variant, (values, version) in splittest.sending_parts(conn, campaign).items()}

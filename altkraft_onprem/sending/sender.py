@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from altkraft_onprem import db
-from altkraft_onprem.campaigns import ledger, recording, runs
+from altkraft_onprem.campaigns import ledger, recording, runs, transactional
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.delivery import smtp
@@ -153,10 +153,18 @@ class Sender:
                         except (DeliveryError, TemplateProblem, ServiceError) as exc:
                             self.outcome.paused = f"the message cannot be built: {exc}"
                             break
-                    people, sendable = campaigns.recipients(conn, self.campaign_id,
+                    # A transactional carrier's rows are each their own recipient (and
+                    # data): keyed by row, not by person.
+                    per_row = getattr(self.composer, "per_row", False)
+                    if per_row:
+                        people, sendable = transactional.row_recipients(
+                            conn, self.campaign_id, [rid for rid, _ in rows])
+                        through: dict[int, int] = {}
+                    else:
+                        people, sendable = campaigns.recipients(conn, self.campaign_id,
+                                                                [sid for _, sid in rows])
+                        through = campaigns.recipient_lists(conn, self.campaign_id,
                                                             [sid for _, sid in rows])
-                    through = campaigns.recipient_lists(conn, self.campaign_id,
-                                                        [sid for _, sid in rows])
                     try:
                         for composer in self.composers.values():
                             composer.prepare_batch(people)
@@ -178,8 +186,9 @@ class Sender:
                         lease_until = time.monotonic() + lease - 2 * smtp.TIMEOUT
                     if variant_of is not None:     # a split test: this row's variant's message
                         self.composer = self.composers[variant_of[row_id]]
-                    if not self._one(row_id, subscriber_id, people.get(subscriber_id),
-                                     subscriber_id in sendable, through.get(subscriber_id)):
+                    key = row_id if per_row else subscriber_id
+                    if not self._one(row_id, subscriber_id, people.get(key), key in sendable,
+                                     through.get(subscriber_id)):
                         break
             clean = True
         except BaseException:

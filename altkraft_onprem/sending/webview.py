@@ -108,4 +108,6 @@ def _composer_for(conn: Connection, settings: Settings, campaign_id: int, subscr
         return None
     # (A held row of an undecided split test has no variant yet: nothing was sent to it.)
     builder = builders.get(row.variant)
+    if getattr(builder, "per_row", False):
+        return None         # transactional mail (a password reset, say) has no web copy
     return builder if builder is not None and builder.version_id == version_id else None
