@@ -1,15 +1,15 @@
 """The transactional API: its ledger (transactional_sends, UNIQUE idempotency key) and the
 campaigns that carry its messages (campaigns.transactional).
 
-Revision ID: 0025_transactional
-Revises: 0024_workflow_splits
+Revision ID: 0026_transactional
+Revises: 0025_two_factor
 Create Date: 2026-12-08
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0025_transactional"
-down_revision = "0024_workflow_splits"
+revision = "0026_transactional"
+down_revision = "0025_two_factor"
 branch_labels = None
 depends_on = None
 
