@@ -13,9 +13,10 @@ from sqlalchemy import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from altkraft_onprem import db, metrics, reactions
+from altkraft_onprem.access import scope
 from altkraft_onprem.access import service as access
 from altkraft_onprem.access.models import Actor
-from altkraft_onprem.access.policy import PUBLIC, authorize, check_declared, declared
+from altkraft_onprem.access.policy import PUBLIC, SIGNED_IN, authorize, check_declared, declared
 from altkraft_onprem.api import (
     BUSY_RETRY_SECONDS,
     MAX_ID,
@@ -27,7 +28,7 @@ from altkraft_onprem.api import blueprint as api_blueprint
 from altkraft_onprem.config import LAYER, Settings, current_settings, read_secret_key
 from altkraft_onprem.deliverability import settings_store
 from altkraft_onprem.errors import Forbidden, ServiceError
-from altkraft_onprem.route_permission import takes_bearer
+from altkraft_onprem.route_permission import serves_limited_roles, takes_bearer
 
 SESSION_KEY = "sid"
 LOCALES = ("en", "ru")
@@ -167,7 +168,28 @@ def _install_guard(app: Flask) -> None:
             message = _("Your role (%(role)s) does not allow this (%(permission)s).",
                         role=g.actor.role, permission=permission)
             return render_template("web/error.html", status=403, message=message), 403
+        if scope.limited(g.actor) and permission != SIGNED_IN:
+            return _keep_to_lists(view, api)
         return None
+
+
+def _keep_to_lists(view, api: bool):
+    """A role limited to some lists (access/scope.py): only routes that keep to lists, and
+    only objects of its lists (others answer 404, as if they did not exist)."""
+    if not serves_limited_roles(view):
+        message = _("Your role (%(role)s) is limited to some lists; this covers every list.",
+                    role=g.actor.role)
+        if api:
+            return problem(403, "Forbidden", message)
+        return render_template("web/error.html", status=403, message=message), 403
+    with db.read(db.get_engine()) as conn:
+        hidden = scope.hidden_object(conn, g.actor, request.view_args)
+    if hidden is None:
+        return None
+    if api:
+        return problem(404, "Not Found", _("There is no such object."))
+    return render_template("web/error.html", status=404,
+                           message=_("There is no page at this address.")), 404
 
 
 def _id_out_of_range(view_args: dict | None) -> bool:

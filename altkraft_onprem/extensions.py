@@ -90,3 +90,8 @@ MESSAGE_USERS = ExtensionPoint(
     "message.users",
     "(conn, message_id) -> {campaign id: name} of the campaigns that send the message (as "
     "theirs or a split-test variant's); a message in use cannot be archived.")
+
+LIST_NAMES = ExtensionPoint(
+    "audience.list_names",
+    "(conn) -> {list id: name} of every list, by name; the roles page offers them to a role "
+    "limited to some lists (access sits below audience).", single=True)

@@ -8,9 +8,12 @@ app first, so every process has the same reactions. Connecting twice is harmless
 from __future__ import annotations
 
 from altkraft_onprem import events, extensions
+from altkraft_onprem.access import scope
+from altkraft_onprem.audience import lists
 from altkraft_onprem.automation import enrollment, interest, outbox
 from altkraft_onprem.automation import jobs as automation_jobs
 from altkraft_onprem.campaigns import lookups as campaign_lookups
+from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.inbound import service as inbound
 from altkraft_onprem.reports import feedback
 from altkraft_onprem.sending import fanout
@@ -21,6 +24,11 @@ _outbox_handlers: dict[str, events.Handler] = {}
 
 
 def connect_all() -> None:
+    # Which lists an object named in a path belongs to, for roles limited to some lists.
+    scope.register("list_id", lists.lists_of_list)
+    scope.register("subscriber_id", lists.lists_of_subscriber)
+    scope.register("campaign_id", campaigns.lists_of_campaign)
+    extensions.LIST_NAMES.provide(lists.names)
     # Campaigns' send run hands the due rows to the sender processes.
     extensions.CAMPAIGN_SENDERS.provide(fanout.run)
     # A person's timeline: what they were sent, then what they opened and clicked.

@@ -14,6 +14,7 @@ PUBLIC = "public"                # anyone, no login (tracking, health, login pag
 SIGNED_IN = "signed-in"          # any signed-in user, whatever the role (own profile, /me)
 ATTR = "altkraft_permission"
 BEARER_ATTR = "altkraft_bearer"
+LISTS_ATTR = "altkraft_keeps_to_lists"
 
 F = TypeVar("F", bound=Callable)
 
@@ -39,3 +40,15 @@ def bearer(view: F) -> F:
 
 def takes_bearer(view: Callable) -> bool:
     return getattr(view, BEARER_ATTR, False)
+
+
+def keeps_to_lists(view: F) -> F:
+    """Marks a route that a role limited to some lists may use: the objects its path names are
+    checked by the guard (access.scope), and it shows only the actor's lists' data. A route
+    without the mark answers 403 to such a role (it covers every list)."""
+    setattr(view, LISTS_ATTR, True)
+    return view
+
+
+def serves_limited_roles(view: Callable) -> bool:
+    return getattr(view, LISTS_ATTR, False)

@@ -15,6 +15,7 @@ from altkraft_onprem.errors import Conflict, Forbidden
 from . import service
 from .models import PERMISSIONS
 from .policy import SIGNED_IN
+from .roles import UNCHANGED
 
 TAG_USERS, TAG_ROLES, TAG_TOKENS, TAG_AUDIT = "Users", "Roles", "API tokens", "Audit log"
 
@@ -86,6 +87,8 @@ class RoleOut(BaseModel):
     builtin: bool
     permissions: list[str]
     require_two_factor: bool = False
+    lists: list[int] | None = Field(None, description="The only lists its users see and send to "
+                                    "(null: every list)")
     users: int = 0
 
 
@@ -94,6 +97,9 @@ class RoleCreate(Strict):
     permissions: list[str] = Field(default_factory=list, max_length=len(PERMISSIONS))
     description: str = Field("", max_length=2000)
     require_two_factor: bool = False
+    lists: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
+        None, min_length=1, max_length=10_000, description="Limit the role to these lists (ids): "
+        "its users see and send only to them; null or absent: every list")
 
 
 class RolePatch(Strict):
@@ -102,6 +108,9 @@ class RolePatch(Strict):
     description: str | None = Field(None, max_length=2000)
     require_two_factor: bool | None = Field(None, description="Its users must sign in with a "
                                             "second factor (the only field a built-in role takes)")
+    lists: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
+        None, min_length=1, max_length=10_000, description="Limit the role to these lists (ids); "
+        "null lifts the limit; absent: unchanged")
 
 
 class TokenOut(BaseModel):
@@ -272,7 +281,8 @@ def list_roles():
            tag=TAG_ROLES, body=RoleCreate, response=RoleOut, status=201)
 def create_role(body: RoleCreate):
     with db.write(db.get_engine()) as conn:
-        role_id = service.create_role(conn, g.actor, body.name, body.permissions, body.description)
+        role_id = service.create_role(conn, g.actor, body.name, body.permissions, body.description,
+                                      lists=body.lists)
         service.set_role_requirement(conn, g.actor, role_id, body.require_two_factor)
         return service.get_role(conn, role_id)
 
@@ -284,8 +294,9 @@ def patch_role(role_id: int, body: RolePatch):
         if body.require_two_factor is not None:
             service.set_role_requirement(conn, g.actor, role_id, body.require_two_factor)
         if body.model_fields_set - {"require_two_factor"} or not body.model_fields_set:
+            lists = body.lists if "lists" in body.model_fields_set else UNCHANGED
             service.update_role(conn, g.actor, role_id, name=body.name, permissions=body.permissions,
-                                description=body.description)
+                                description=body.description, lists=lists)
         return service.get_role(conn, role_id)
 
 

@@ -80,6 +80,8 @@ class Actor:
     # A signed-in user whose role requires two-factor sign-in and who has not enrolled yet:
     # the UI sends them to the enrolment page until they have.
     must_enrol: bool = False
+    # The lists a role limited to some lists may see and send to (access/scope.py); None: all.
+    lists: frozenset[int] | None = None
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
@@ -100,6 +102,8 @@ roles = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     # Its users sign in with a second factor (TOTP); one without is made to enrol first.
     Column("require_two_factor", Boolean, nullable=False, default=False, server_default=false()),
+    # JSON list of list ids the role is limited to (access/scope.py); NULL: every list.
+    Column("list_scope", Text, nullable=True),
 )
 
 users = Table(

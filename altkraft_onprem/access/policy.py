@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from altkraft_onprem.errors import Forbidden
-from altkraft_onprem.route_permission import PUBLIC, SIGNED_IN, F, declare, declared
+from altkraft_onprem.route_permission import PUBLIC, SIGNED_IN, F, declare, declared, keeps_to_lists
 
 from .models import PERMISSIONS, Actor
 
-__all__ = ["PUBLIC", "SIGNED_IN", "authorize", "check_declared", "declared", "public", "requires",
-           "signed_in"]
+__all__ = ["PUBLIC", "SIGNED_IN", "authorize", "check_declared", "declared", "keeps_to_lists", "public",
+           "requires", "signed_in"]
 
 
 def _known(permission: str) -> bool:

@@ -29,20 +29,40 @@ def list_roles(conn: Connection) -> list[dict]:
     counts = dict(conn.execute(select(users.c.role_id, func.count()).group_by(users.c.role_id)).all())
     out = []
     for row in conn.execute(select(roles).order_by(roles.c.builtin.desc(), roles.c.id)).mappings():
-        role = dict(row)
-        role["permissions"] = sorted(json.loads(role["permissions"]))
+        role = _out(row)
         role["users"] = counts.get(role["id"], 0)
         out.append(role)
     return out
+
+
+def _out(row) -> dict:
+    role = dict(row)
+    role["permissions"] = sorted(json.loads(role["permissions"]))
+    role["lists"] = scope_of(role.pop("list_scope"))
+    return role
+
+
+def scope_of(stored: str | None) -> list[int] | None:
+    """A role's list scope as stored (JSON text or NULL) -> list ids, or None for every list."""
+    return None if stored is None else sorted(json.loads(stored))
+
+
+def _check_lists(list_ids: Iterable[int] | None) -> str | None:
+    if list_ids is None:
+        return None
+    ids = sorted(set(list_ids))
+    if not ids:
+        raise ServiceError("a role limited to lists needs at least one list (or no limit at all)", "lists")
+    if any(not isinstance(i, int) or isinstance(i, bool) or i < 1 for i in ids):
+        raise ServiceError("list ids are whole numbers from 1", "lists")
+    return json.dumps(ids)
 
 
 def get_role(conn: Connection, role_id: int) -> dict:
     row = conn.execute(select(roles).where(roles.c.id == role_id)).mappings().first()
     if row is None:
         raise NotFound("role %(role_id)s does not exist", "role_id", role_id=role_id)
-    role = dict(row)
-    role["permissions"] = sorted(json.loads(role["permissions"]))
-    return role
+    return _out(row)
 
 
 def role_id_by_name(conn: Connection, name: str) -> int:
@@ -62,16 +82,19 @@ def _check_permissions(permissions: Iterable[str]) -> list[str]:
 
 
 def create_role(conn: Connection, actor: Actor, name: str, permissions: Iterable[str],
-                description: str = "") -> int:
+                description: str = "", lists: Iterable[int] | None = None) -> int:
+    """A custom role; `lists`: the only lists its users see and send to (None: every list)."""
     name = name.strip()
     if not name:
         raise ServiceError("a role needs a name", "name")
     perms = _check_permissions(permissions)
+    scope = _check_lists(lists)
     _unique_role_name(conn, name)
     role_id = conn.execute(insert(roles).values(
         name=name, description=description, builtin=False, permissions=json.dumps(perms),
-        created_at=utcnow())).inserted_primary_key[0]
-    record(conn, actor, "role.create", "role", role_id, name=name, permissions=perms)
+        list_scope=scope, created_at=utcnow())).inserted_primary_key[0]
+    record(conn, actor, "role.create", "role", role_id, name=name, permissions=perms,
+           lists=scope_of(scope))
     return role_id
 
 
@@ -81,8 +104,13 @@ def _unique_role_name(conn: Connection, name: str) -> None:
         raise Conflict("a role named %(name)s exists already", "name", name=repr(name))
 
 
+UNCHANGED = object()
+
+
 def update_role(conn: Connection, actor: Actor, role_id: int, *, name: str | None = None,
-                permissions: Iterable[str] | None = None, description: str | None = None) -> None:
+                permissions: Iterable[str] | None = None, description: str | None = None,
+                lists: Iterable[int] | None | object = UNCHANGED) -> None:
+    """Changes a custom role; `lists=None` lifts its list limit, a list of ids sets it."""
     role = get_role(conn, role_id)
     if role["builtin"]:
         raise Forbidden("the built-in role %(name)s cannot be changed", "role_id", name=role['name'])
@@ -97,6 +125,10 @@ def update_role(conn: Connection, actor: Actor, role_id: int, *, name: str | Non
         values["permissions"] = json.dumps(_check_permissions(permissions))
     if description is not None:
         values["description"] = description
+    if lists is not UNCHANGED:
+        scope = _check_lists(lists)
+        if scope_of(scope) != role["lists"]:
+            values["list_scope"] = scope
     if not values:
         return
     conn.execute(update(roles).where(roles.c.id == role_id).values(**values))

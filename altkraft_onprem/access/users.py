@@ -134,10 +134,11 @@ def set_password(conn: Connection, actor: Actor, user_id: int, new_password: str
 def actor_for_user(conn: Connection, user_id: int, *, ip: str = "", token_id: int | None = None) -> Actor:
     row = conn.execute(
         select(users.c.id, users.c.email, users.c.locale, users.c.totp_enabled_at, roles.c.name,
-               roles.c.permissions, roles.c.require_two_factor)
+               roles.c.permissions, roles.c.require_two_factor, roles.c.list_scope)
         .join(roles, roles.c.id == users.c.role_id).where(users.c.id == user_id)).first()
     if row is None:
         raise NotFound("user %(user_id)s does not exist", "user_id", user_id=user_id)
     return Actor(user_id=row.id, label=row.email, permissions=frozenset(json.loads(row.permissions)),
                  token_id=token_id, ip=ip, role=row.name, locale=row.locale,
-                 must_enrol=bool(row.require_two_factor) and row.totp_enabled_at is None)
+                 must_enrol=bool(row.require_two_factor) and row.totp_enabled_at is None,
+                 lists=None if row.list_scope is None else frozenset(json.loads(row.list_scope)))

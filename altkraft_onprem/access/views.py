@@ -18,7 +18,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from altkraft_onprem import db
+from altkraft_onprem import db, extensions
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.i18n import N_
@@ -298,14 +298,17 @@ def roles():
             with db.write(db.get_engine()) as conn:
                 role_id = request.form.get("role_id")
                 perms = request.form.getlist("permissions")
+                # No list ticked: every list.
+                limit = [int(i) for i in request.form.getlist("lists") if i.isdigit()] or None
                 if request.form.get("action") == "delete" and role_id:
                     service.delete_role(conn, g.actor, int(role_id))
                 elif role_id:
                     service.update_role(conn, g.actor, int(role_id), name=request.form.get("name"),
-                                        permissions=perms, description=request.form.get("description"))
+                                        permissions=perms, description=request.form.get("description"),
+                                        lists=limit)
                 else:
                     service.create_role(conn, g.actor, request.form.get("name", ""), perms,
-                                        request.form.get("description", ""))
+                                        request.form.get("description", ""), lists=limit)
         except (ServiceError, ValueError) as exc:
             error = getattr(exc, "message", str(exc))
         else:
@@ -313,7 +316,8 @@ def roles():
             return redirect(url_for("access.roles"))
     with db.read(db.get_engine()) as conn:
         return render_template("access/roles.html", roles=service.list_roles(conn),
-                               permissions=PERMISSIONS, error=error)
+                               permissions=PERMISSIONS, error=error,
+                               list_names=extensions.LIST_NAMES.ask(conn))
 
 
 # --- audit log -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from altkraft_onprem.db import is_busy
 from altkraft_onprem.errors import ServiceError
-from altkraft_onprem.route_permission import PUBLIC, declare
+from altkraft_onprem.route_permission import PUBLIC, declare, keeps_to_lists
 
 PREFIX = "/api/v1"
 MAX_ID = 2**31 - 1          # ids are INTEGER columns; larger ids in paths are 404 (app guard)
@@ -73,9 +73,10 @@ def operation(rule: str, method: str, *, permission: str, summary: str, tag: str
               body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
               response: Any = None, status: int = 200, content_type: str = "application/json",
               multipart: type[BaseModel] | None = None,
-              responses: dict[int, str] | None = None) -> Callable:
+              responses: dict[int, str] | None = None, lists: bool = False) -> Callable:
     """Declare an API route. The view gets `body=` / `query=` models and path parameters;
-    `responses`: answers it may give besides the usual ones ({429: "why"})."""
+    `responses`: answers it may give besides the usual ones ({429: "why"}); `lists=True`: a
+    role limited to some lists may call it (route_permission.keeps_to_lists)."""
 
     def register(view: Callable) -> Callable:
         endpoint = f"{view.__module__.rsplit('.', 2)[-2]}_{view.__name__}"
@@ -112,6 +113,8 @@ def operation(rule: str, method: str, *, permission: str, summary: str, tag: str
             return out
 
         declare(permission)(handle)
+        if lists:
+            keeps_to_lists(handle)
         blueprint.add_url_rule(rule, endpoint=endpoint, view_func=handle, methods=[method])
         OPERATIONS.append(Operation(rule, method, endpoint, permission, summary, tag, body, query,
                                     response, status, content_type, multipart, responses))

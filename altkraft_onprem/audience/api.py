@@ -8,6 +8,7 @@ from flask import Response, g
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from altkraft_onprem import db
+from altkraft_onprem.access import scope
 from altkraft_onprem.api import MAX_ID, operation
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import NotFound, ServiceError
@@ -81,11 +82,11 @@ class ListPatch(Strict):
     form: FormSettings | None = Field(None, description="Hosted form and confirmation email")
 
 
-@operation("/lists", "GET", permission="lists:read", summary="All lists with live counts",
+@operation("/lists", "GET", lists=True, permission="lists:read", summary="All lists with live counts",
            tag=TAG_LISTS, response=list[ListOut])
 def list_lists():
     with db.read(db.get_engine()) as conn:
-        return lists.list_lists(conn)
+        return lists.list_lists(conn, only=scope.only(g.actor))
 
 
 @operation("/lists", "POST", permission="lists:write", summary="Create a list", tag=TAG_LISTS,
@@ -99,14 +100,14 @@ def create_list(body: ListCreate):
         return lists.get_list(conn, list_id)
 
 
-@operation("/lists/<int:list_id>", "GET", permission="lists:read", summary="One list",
+@operation("/lists/<int:list_id>", "GET", lists=True, permission="lists:read", summary="One list",
            tag=TAG_LISTS, response=ListOut)
 def get_list(list_id: int):
     with db.read(db.get_engine()) as conn:
         return lists.get_list(conn, list_id)
 
 
-@operation("/lists/<int:list_id>", "PATCH", permission="lists:write", summary="Change a list",
+@operation("/lists/<int:list_id>", "PATCH", lists=True, permission="lists:write", summary="Change a list",
            tag=TAG_LISTS, body=ListPatch, response=ListOut)
 def patch_list(list_id: int, body: ListPatch):
     with db.write(db.get_engine()) as conn:
@@ -117,7 +118,7 @@ def patch_list(list_id: int, body: ListPatch):
         return lists.get_list(conn, list_id)
 
 
-@operation("/lists/<int:list_id>", "DELETE", permission="lists:write",
+@operation("/lists/<int:list_id>", "DELETE", lists=True, permission="lists:write",
            summary="Delete a list (its members stay subscribers)", tag=TAG_LISTS, status=204)
 def delete_list(list_id: int):
     with db.write(db.get_engine()) as conn:
@@ -226,22 +227,23 @@ def _data(body: SubscriberFields) -> dict:
     return data
 
 
-@operation("/subscribers", "GET", permission="lists:read",
+@operation("/subscribers", "GET", lists=True, permission="lists:read",
            summary="Find subscribers (by exact email, search text, list, segment)",
            tag=TAG_SUBS, query=SubscriberQuery, response=list[SubscriberOut])
 def find_subscribers(query: SubscriberQuery):
     with db.read(db.get_engine()) as conn:
         if query.email is not None:
             found = subscribers.find_by_email(conn, query.email)
-            return [_out(found)] if found else []
+            visible = found and scope.allows(g.actor, *lists.lists_of_subscriber(conn, found["id"]))
+            return [_out(found)] if visible else []
         where = _segment_where(conn, query.segment) if query.segment else None
         rows, _ = subscribers.browse(conn, limit=query.limit, offset=query.offset,
                                      search=query.search or "", list_id=query.list_id,
-                                     status=query.status, segment=where)
+                                     status=query.status, segment=where, only=scope.only(g.actor))
         return [_out(subscribers.get_subscriber(conn, r["id"])) for r in rows]
 
 
-@operation("/subscribers", "POST", permission="lists:write", summary="Add one subscriber",
+@operation("/subscribers", "POST", lists=True, permission="lists:write", summary="Add one subscriber",
            tag=TAG_SUBS, body=SubscriberCreate, response=SubscriberOut, status=201)
 def create_subscriber(body: SubscriberCreate):
     with db.write(db.get_engine()) as conn:
@@ -250,14 +252,14 @@ def create_subscriber(body: SubscriberCreate):
         return _out(subscribers.get_subscriber(conn, subscriber_id))
 
 
-@operation("/subscribers/<int:subscriber_id>", "GET", permission="lists:read",
+@operation("/subscribers/<int:subscriber_id>", "GET", lists=True, permission="lists:read",
            summary="One subscriber", tag=TAG_SUBS, response=SubscriberOut)
 def get_subscriber(subscriber_id: int):
     with db.read(db.get_engine()) as conn:
         return _out(subscribers.get_subscriber(conn, subscriber_id))
 
 
-@operation("/subscribers/<int:subscriber_id>", "PATCH", permission="lists:write",
+@operation("/subscribers/<int:subscriber_id>", "PATCH", lists=True, permission="lists:write",
            summary="Change fields, state or list memberships", tag=TAG_SUBS,
            body=SubscriberPatch, response=SubscriberOut)
 def patch_subscriber(subscriber_id: int, body: SubscriberPatch):
@@ -279,7 +281,7 @@ class DeleteResult(BaseModel):
     count: int
 
 
-@operation("/subscribers/<int:subscriber_id>", "DELETE", permission="subscribers:delete",
+@operation("/subscribers/<int:subscriber_id>", "DELETE", lists=True, permission="subscribers:delete",
            summary="Move a subscriber to the trash", tag=TAG_SUBS, response=DeleteResult)
 def delete_subscriber(subscriber_id: int):
     with db.write(db.get_engine()) as conn:
@@ -317,7 +319,7 @@ def bulk_delete(body: BulkDelete):
                                      description=f"{len(body.ids)} selected (API)")
 
 
-@operation("/subscribers/<int:subscriber_id>/export", "GET", permission="subscribers:export",
+@operation("/subscribers/<int:subscriber_id>/export", "GET", lists=True, permission="subscribers:export",
            summary="Everything stored about one person (GDPR access)", tag=TAG_SUBS,
            response=dict[str, Any])
 def export_subscriber(subscriber_id: int):
@@ -325,7 +327,7 @@ def export_subscriber(subscriber_id: int):
         return gdpr.export_person(conn, subscriber_id)
 
 
-@operation("/subscribers/<int:subscriber_id>/erase", "POST", permission="subscribers:delete",
+@operation("/subscribers/<int:subscriber_id>/erase", "POST", lists=True, permission="subscribers:delete",
            summary="Erase one person now, with history (GDPR erasure; not restorable)",
            tag=TAG_SUBS, status=204)
 def erase_subscriber(subscriber_id: int):
@@ -339,7 +341,7 @@ class ResendBody(Strict):
 
 
 @operation("/subscribers/<int:subscriber_id>/resend-confirmation", "POST",
-           permission="lists:write", summary="Send the double opt-in email again", tag=TAG_SUBS,
+           lists=True, permission="lists:write", summary="Send the double opt-in email again", tag=TAG_SUBS,
            body=ResendBody, status=202)
 def resend_confirmation(subscriber_id: int, body: ResendBody):
     with db.write(db.get_engine()) as conn:

@@ -27,14 +27,14 @@ def _export(kind: str, item_id: int, query: ExportQuery, fmt: str):
                     status=query.status if kind == "list" else None, fmt=fmt)
 
 
-@operation("/lists/<int:list_id>/export.csv", "GET", permission="subscribers:export",
+@operation("/lists/<int:list_id>/export.csv", "GET", lists=True, permission="subscribers:export",
            summary="A list's members as CSV", tag=TAG_LISTS, query=ExportQuery,
            content_type="text/csv")
 def export_list_csv(list_id: int, query: ExportQuery):
     return _export("list", list_id, query, "csv")
 
 
-@operation("/lists/<int:list_id>/export.xlsx", "GET", permission="subscribers:export",
+@operation("/lists/<int:list_id>/export.xlsx", "GET", lists=True, permission="subscribers:export",
            summary="A list's members as XLSX", tag=TAG_LISTS, query=ExportQuery,
            content_type=XLSX)
 def export_list_xlsx(list_id: int, query: ExportQuery):

@@ -119,10 +119,31 @@ def get_list(conn: Connection, list_id: int, *, counts: bool = True) -> dict:
                 if counts else None)
 
 
-def list_lists(conn: Connection, *, counts: bool = True) -> list[dict]:
-    all_counts = counts_by_list(conn) if counts else {}
+def list_lists(conn: Connection, *, counts: bool = True, only=None) -> list[dict]:
+    """Every list, by name; `only`: just these ids (a role limited to some lists)."""
+    all_counts = counts_by_list(conn, only) if counts else {}
+    query = select(lists).order_by(lists.c.name)
+    if only is not None:
+        query = query.where(lists.c.id.in_(sorted(only)))
     return [_out(r, all_counts.get(r.id, dict.fromkeys(MEMBER_STATUSES, 0)) if counts else None)
-            for r in conn.execute(select(lists).order_by(lists.c.name))]
+            for r in conn.execute(query)]
+
+
+def names(conn: Connection) -> dict[int, str]:
+    """{id: name} of every list, by name (extensions.LIST_NAMES)."""
+    return dict(conn.execute(select(lists.c.id, lists.c.name).order_by(lists.c.name)).all())
+
+
+def lists_of_list(conn: Connection, list_id: int) -> tuple[set[int], str]:
+    """For access.scope: a list is its own."""
+    return {list_id}, "all"
+
+
+def lists_of_subscriber(conn: Connection, subscriber_id: int) -> tuple[set[int], str]:
+    """For access.scope: a person is seen through any one of their lists."""
+    ids = conn.execute(select(subscriber_lists.c.list_id)
+                       .where(subscriber_lists.c.subscriber_id == subscriber_id)).scalars()
+    return set(ids), "any"
 
 
 def list_id_by_name(conn: Connection, name: str) -> int:

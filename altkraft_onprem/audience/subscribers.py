@@ -8,6 +8,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, s
 
 from altkraft_onprem import db, events
 from altkraft_onprem.access.models import Actor
+from altkraft_onprem.access.scope import require_lists
 from altkraft_onprem.access.service import record, record_many
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
@@ -79,6 +80,7 @@ def find_by_email(conn: Connection, raw_email: str) -> dict | None:
 
 def create_subscriber(conn: Connection, actor: Actor, data: dict, *, list_ids=(),
                       status: str = "confirmed", source: str = "manual") -> int:
+    require_lists(actor, list_ids, "lists", at_least_one=True)
     values = clean_values(conn, data)
     existing = _by_email(conn, values["email"])
     if existing is not None:
@@ -243,6 +245,7 @@ def _emit_membership(conn: Connection, subscriber_id: int, list_id: int, status:
 
 def change_memberships(conn: Connection, actor: Actor, subscriber_id: int, *, add=(),
                        status: str = "confirmed", remove=()) -> None:
+    require_lists(actor, [*add, *map(int, remove)], "lists")
     get_subscriber(conn, subscriber_id)
     for list_id in existing_list_ids(conn, add):
         set_membership(conn, subscriber_id, list_id, status)
@@ -277,9 +280,14 @@ def _escape_like(text: str) -> str:
 
 
 def search_query(conn: Connection, *, search: str = "", list_id: int | None = None,
-                 status: str | None = None, state: str | None = None, segment=None):
-    """The WHERE of the subscriber browser (without trash)."""
+                 status: str | None = None, state: str | None = None, segment=None, only=None):
+    """The WHERE of the subscriber browser (without trash); `only`: people on at least one of
+    these lists (a role limited to some lists)."""
     where = [subscribers.c.deleted_at.is_(None)]
+    if only is not None:
+        where.append(select(subscriber_lists.c.subscriber_id).where(
+            subscriber_lists.c.list_id.in_(sorted(only)),
+            subscriber_lists.c.subscriber_id == subscribers.c.id).exists())
     if search:
         pattern = f"%{_escape_like(search.strip())}%"
         where.append(or_(subscribers.c.email.ilike(pattern, escape="\\"),

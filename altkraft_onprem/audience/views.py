@@ -17,7 +17,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from altkraft_onprem import db
-from altkraft_onprem.access.policy import requires
+from altkraft_onprem.access import scope
+from altkraft_onprem.access.policy import keeps_to_lists, requires
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
 
@@ -60,9 +61,11 @@ def form_list(name: str) -> list[str]:
 
 @blueprint.route("/")
 @requires("lists:read")
+@keeps_to_lists
 def index():
     with db.read(engine()) as conn:
-        return render_template("audience/lists.html", lists=lists.list_lists(conn), error=None,
+        return render_template("audience/lists.html", lists=lists.list_lists(conn, only=scope.only(g.actor)),
+                               error=None,
                                form={}, default_optin=current_settings()["audience.default_optin"])
 
 
@@ -89,6 +92,7 @@ def create_list():
 
 @blueprint.route("/lists/<int:list_id>")
 @requires("lists:read")
+@keeps_to_lists
 def list_page(list_id: int):
     with db.read(engine()) as conn:
         found = lists.get_list(conn, list_id)
@@ -103,6 +107,7 @@ def list_page(list_id: int):
 
 @blueprint.route("/lists/<int:list_id>/edit", methods=["POST"])
 @requires("lists:write")
+@keeps_to_lists
 def edit_list(list_id: int):
     form = request.form
     try:
@@ -131,6 +136,7 @@ def edit_list(list_id: int):
 
 @blueprint.route("/lists/<int:list_id>/delete", methods=["POST"])
 @requires("lists:write")
+@keeps_to_lists
 def delete_list(list_id: int):
     with db.write(engine()) as conn:
         lists.delete_list(conn, g.actor, list_id)

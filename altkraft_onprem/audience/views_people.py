@@ -10,7 +10,8 @@ from flask import Response, flash, g, redirect, render_template, request, url_fo
 from flask_babel import gettext as _
 
 from altkraft_onprem import db
-from altkraft_onprem.access.policy import requires
+from altkraft_onprem.access import scope
+from altkraft_onprem.access.policy import keeps_to_lists, requires
 from altkraft_onprem.access.service import record
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
@@ -36,6 +37,7 @@ def _int_arg(name: str) -> int | None:
 
 @blueprint.route("/subscribers")
 @requires("lists:read")
+@keeps_to_lists
 def subscribers_page():
     page = _page()
     list_id, segment_id = _int_arg("list"), _int_arg("segment")
@@ -44,9 +46,11 @@ def subscribers_page():
     with db.read(engine()) as conn:
         where = segments.segment_expr(conn, segment_id) if segment_id else None
         rows, total = subscribers.browse(conn, limit=PAGE, offset=(page - 1) * PAGE, search=search,
-                                         list_id=list_id, status=status, segment=where)
-        all_lists = lists.list_lists(conn, counts=False)
-        all_segments = segments.list_segments(conn)
+                                         list_id=list_id, status=status, segment=where,
+                                         only=scope.only(g.actor))
+        all_lists = lists.list_lists(conn, counts=False, only=scope.only(g.actor))
+        # Segments span every list: a role limited to some lists does not browse them.
+        all_segments = [] if scope.limited(g.actor) else segments.list_segments(conn)
     return render_template("audience/subscribers.html", rows=rows, total=total, page=page,
                            pages=max(1, -(-total // PAGE)), lists=all_lists,
                            segments=all_segments, statuses=MEMBER_STATUSES,
@@ -71,6 +75,7 @@ def _form_values(custom_defs: dict) -> dict:
 
 @blueprint.route("/subscribers/new", methods=["GET", "POST"])
 @requires("lists:write")
+@keeps_to_lists
 def new_subscriber():
     error, values = None, {}
     with db.read(engine()) as conn:
@@ -94,6 +99,7 @@ def new_subscriber():
 
 @blueprint.route("/subscribers/<int:subscriber_id>")
 @requires("lists:read")
+@keeps_to_lists
 def subscriber_page(subscriber_id: int):
     with db.read(engine()) as conn:
         person = subscribers.get_subscriber(conn, subscriber_id)
@@ -113,6 +119,7 @@ def subscriber_page(subscriber_id: int):
 
 @blueprint.route("/subscribers/<int:subscriber_id>/edit", methods=["GET", "POST"])
 @requires("lists:write")
+@keeps_to_lists
 def edit_subscriber(subscriber_id: int):
     error = None
     with db.read(engine()) as conn:
@@ -138,6 +145,7 @@ def edit_subscriber(subscriber_id: int):
 
 @blueprint.route("/subscribers/<int:subscriber_id>/lists", methods=["POST"])
 @requires("lists:write")
+@keeps_to_lists
 def subscriber_lists(subscriber_id: int):
     form = request.form
     list_id = int(form["list"]) if form.get("list", "").isdigit() else None
@@ -189,6 +197,7 @@ def delete_subscribers():
 
 @blueprint.route("/subscribers/<int:subscriber_id>/gdpr.json")
 @requires("subscribers:export")
+@keeps_to_lists
 def gdpr_export(subscriber_id: int):
     with db.read(engine()) as conn:
         data = gdpr.export_person(conn, subscriber_id)
@@ -201,6 +210,7 @@ def gdpr_export(subscriber_id: int):
 
 @blueprint.route("/subscribers/<int:subscriber_id>/erase", methods=["POST"])
 @requires("subscribers:delete")
+@keeps_to_lists
 def gdpr_erase(subscriber_id: int):
     if request.form.get("confirm") != "erase":
         flash(_("Type erase to confirm."), "error")

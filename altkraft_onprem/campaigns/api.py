@@ -8,6 +8,7 @@ from flask import g
 from pydantic import BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
+from altkraft_onprem.access import scope
 from altkraft_onprem.api import MAX_ID, operation
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import Forbidden, NotFound
@@ -192,14 +193,14 @@ def _out(conn, campaign_id: int) -> dict:
             "stats": service.progress(conn, campaign_id)}
 
 
-@operation("/campaigns", "GET", permission="campaigns:read", summary="List campaigns", tag=TAG,
+@operation("/campaigns", "GET", lists=True, permission="campaigns:read", summary="List campaigns", tag=TAG,
            response=list[CampaignOut])
 def list_campaigns():
     with db.read(db.get_engine()) as conn:
-        return [_out(conn, c["id"]) for c in service.list_campaigns(conn)]
+        return [_out(conn, c["id"]) for c in service.list_campaigns(conn, only=scope.only(g.actor))]
 
 
-@operation("/campaigns", "POST", permission="campaigns:write", summary="Create a campaign",
+@operation("/campaigns", "POST", lists=True, permission="campaigns:write", summary="Create a campaign",
            tag=TAG, body=CampaignCreate, response=Created, status=201)
 def create_campaign(body: CampaignCreate):
     if (body.start_now or body.schedule_at is not None) and not g.actor.can("campaigns:send"):
@@ -211,14 +212,14 @@ def create_campaign(body: CampaignCreate):
     return {"id": campaign_id}
 
 
-@operation("/campaigns/<int:campaign_id>", "GET", permission="campaigns:read",
+@operation("/campaigns/<int:campaign_id>", "GET", lists=True, permission="campaigns:read",
            summary="A campaign with its live progress", tag=TAG, response=CampaignOut)
 def get_campaign(campaign_id: int):
     with db.read(db.get_engine()) as conn:
         return _out(conn, campaign_id)
 
 
-@operation("/campaigns/<int:campaign_id>", "PATCH", permission="campaigns:write",
+@operation("/campaigns/<int:campaign_id>", "PATCH", lists=True, permission="campaigns:write",
            summary="Change a draft or scheduled campaign", tag=TAG, body=CampaignPatch,
            response=CampaignOut)
 def patch_campaign(campaign_id: int, body: CampaignPatch):
@@ -239,11 +240,11 @@ def _action(name: str):
 for _name, _summary in (("start", "Start now"), ("schedule", "Schedule for its schedule_at"),
                         ("pause", "Pause sending"), ("resume", "Resume sending"),
                         ("cancel", "Cancel (unsent messages are never sent)")):
-    operation(f"/campaigns/<int:campaign_id>/{_name}", "POST", permission="campaigns:send",
+    operation(f"/campaigns/<int:campaign_id>/{_name}", "POST", permission="campaigns:send", lists=True,
               summary=_summary, tag=TAG, response=CampaignOut)(_action(_name))
 
 
-@operation("/campaigns/<int:campaign_id>/split-test", "GET", permission="campaigns:read",
+@operation("/campaigns/<int:campaign_id>/split-test", "GET", lists=True, permission="campaigns:read",
            summary="The split test: variants with their figures, state, winner", tag=TAG,
            response=SplitTestOut)
 def get_split_test(campaign_id: int):
@@ -255,7 +256,7 @@ def get_split_test(campaign_id: int):
     return found
 
 
-@operation("/campaigns/<int:campaign_id>/split-test/winner", "POST", permission="campaigns:send",
+@operation("/campaigns/<int:campaign_id>/split-test/winner", "POST", lists=True, permission="campaigns:send",
            summary="Pick the winner now (a variant, or the best so far); the rest get it", tag=TAG,
            body=WinnerChoice, response=SplitTestOut)
 def choose_winner(campaign_id: int, body: WinnerChoice):

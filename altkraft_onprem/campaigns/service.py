@@ -9,6 +9,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from altkraft_onprem import events
 from altkraft_onprem.access.models import Actor
+from altkraft_onprem.access.scope import require_lists
 from altkraft_onprem.access.service import record
 from altkraft_onprem.audience import service as audience
 from altkraft_onprem.audience.models import lists as lists_table
@@ -124,6 +125,7 @@ def create_campaign(conn: Connection, actor: Actor, **data: Any) -> int:
     data.setdefault("timezone", "UTC")
     split = splittest.clean(conn, data.pop("split_test", None))
     values = _clean(conn, data)
+    _keep_to_lists(actor, values)
     now = utcnow()
     defaults = {"from_name": "", "segment_ids": [], "exclude_list_ids": [], "exclude_segment_ids": [],
                 "utm": {}, "link_utm": {}, "track_opens": True, "track_clicks": True,
@@ -148,12 +150,30 @@ def update_campaign(conn: Connection, actor: Actor, campaign_id: int, **data: An
     values = _clean(conn, data)
     if "list_ids" in values and not values["list_ids"]:
         raise ServiceError("pick at least one list", "list_ids")
+    _keep_to_lists(actor, values)
     conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
                  .values(**values, updated_at=utcnow()))
     if changes_split:
         splittest.save(conn, campaign_id, split)
     record(conn, actor, "campaign.update", "campaign", campaign_id,
            fields=sorted([*values, *(["split_test"] if changes_split else [])]))
+
+
+def _keep_to_lists(actor: Actor, values: dict[str, Any]) -> None:
+    """A role limited to some lists sends (and excludes) only within them."""
+    for field in ("list_ids", "exclude_list_ids"):
+        require_lists(actor, values.get(field) or [], field)
+
+
+def lists_of_campaign(conn: Connection, campaign_id: int) -> tuple[set[int], str] | None:
+    """For access.scope: a campaign is seen when all its lists are (a workflow's, which has
+    none, belongs to no list)."""
+    row = conn.execute(select(campaigns.c.list_ids, campaigns.c.exclude_list_ids)
+                       .where(campaigns.c.id == campaign_id)).first()
+    if row is None:
+        return None
+    ids = {*(row.list_ids or []), *(row.exclude_list_ids or [])}
+    return (ids or {0}), "all"
 
 
 def get_campaign(conn: Connection, campaign_id: int) -> dict[str, Any]:
@@ -163,13 +183,15 @@ def get_campaign(conn: Connection, campaign_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def list_campaigns(conn: Connection) -> list[dict[str, Any]]:
+def list_campaigns(conn: Connection, *, only=None) -> list[dict[str, Any]]:
     """The campaigns people create (not those of workflows' send nodes or the transactional
-    API's carriers)."""
+    API's carriers); `only`: those whose lists are all among these (a role limited to some
+    lists)."""
     rows = conn.execute(select(campaigns).where(campaigns.c.workflow_id.is_(None),
                                                 campaigns.c.transactional.is_(False))
                         .order_by(campaigns.c.id.desc())).mappings()
-    return [dict(r) for r in rows]
+    return [dict(r) for r in rows if only is None
+            or {*r["list_ids"], *(r["exclude_list_ids"] or [])} <= only]
 
 
 def state(conn: Connection, campaign_id: int) -> str | None:

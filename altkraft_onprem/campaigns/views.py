@@ -5,7 +5,8 @@ from flask import Blueprint, flash, g, jsonify, redirect, render_template, reque
 from flask_babel import gettext as _
 
 from altkraft_onprem import db
-from altkraft_onprem.access.policy import requires
+from altkraft_onprem.access import scope
+from altkraft_onprem.access.policy import keeps_to_lists, requires
 from altkraft_onprem.audience import lists, segments
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
@@ -25,8 +26,10 @@ blueprint = Blueprint("campaigns", __name__)
 
 
 def _choices(conn) -> dict:
-    return {"messages": messages.list_messages(conn), "lists": lists.list_lists(conn, counts=False),
-            "segments": segments.list_segments(conn)}
+    limited = scope.limited(g.actor)       # segments span every list: not offered then
+    return {"messages": messages.list_messages(conn),
+            "lists": lists.list_lists(conn, counts=False, only=scope.only(g.actor)),
+            "segments": [] if limited else segments.list_segments(conn)}
 
 
 def _ints(name: str) -> list[int]:
@@ -83,14 +86,16 @@ def _split_values() -> dict | None:
 
 @blueprint.route("/campaigns")
 @requires("campaigns:read")
+@keeps_to_lists
 def index():
     with db.read(db.get_engine()) as conn:
-        items = [{**c, "stats": service.progress(conn, c["id"])} for c in service.list_campaigns(conn)]
+        items = [{**c, "stats": service.progress(conn, c["id"])} for c in service.list_campaigns(conn, only=scope.only(g.actor))]
     return render_template("campaigns/index.html", items=items)
 
 
 @blueprint.route("/campaigns/new", methods=["GET", "POST"])
 @requires("campaigns:write")
+@keeps_to_lists
 def new():
     values = {"track_opens": True, "track_clicks": True, "timezone": "UTC", "utm": {},
               "from_email": current_settings().get("audience.from_email", ""),
@@ -121,6 +126,7 @@ def new():
 
 @blueprint.route("/campaigns/<int:campaign_id>")
 @requires("campaigns:read")
+@keeps_to_lists
 def show(campaign_id: int):
     with db.read(db.get_engine()) as conn:
         campaign = service.get_campaign(conn, campaign_id)
@@ -140,6 +146,7 @@ def show(campaign_id: int):
 
 @blueprint.route("/campaigns/<int:campaign_id>/progress.json")
 @requires("campaigns:read")
+@keeps_to_lists
 def progress(campaign_id: int):
     with db.read(db.get_engine()) as conn:
         campaign = service.get_campaign(conn, campaign_id)
@@ -161,6 +168,7 @@ def progress(campaign_id: int):
 @blueprint.route("/campaigns/<int:campaign_id>/<any(start, schedule, pause, resume, cancel):action>",
                  methods=["POST"])
 @requires("campaigns:send")
+@keeps_to_lists
 def act(campaign_id: int, action: str):
     try:
         actions.perform(g.actor, current_settings(), campaign_id, action)
@@ -174,6 +182,7 @@ def act(campaign_id: int, action: str):
 
 @blueprint.route("/campaigns/<int:campaign_id>/split-test/winner", methods=["POST"])
 @requires("campaigns:send")
+@keeps_to_lists
 def choose_winner(campaign_id: int):
     """"Pick the winner now" (by the metric) or "Send this variant" (variant=N)."""
     variant = request.form.get("variant", type=int)

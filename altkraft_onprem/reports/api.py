@@ -178,7 +178,7 @@ class Engagement(BaseModel):
     totals: dict[str, int]
 
 
-@operation("/campaigns/<int:campaign_id>/report", "GET", permission="reports:read",
+@operation("/campaigns/<int:campaign_id>/report", "GET", lists=True, permission="reports:read",
            summary="A campaign's report: delivery, opens, reading time, clicks, rates", tag=TAG,
            query=ReportQuery, response=CampaignReport)
 def campaign_summary(campaign_id: int, query: ReportQuery):
@@ -186,7 +186,7 @@ def campaign_summary(campaign_id: int, query: ReportQuery):
         return campaign_report.summary(conn, campaign_id, query.variant)
 
 
-@operation("/campaigns/<int:campaign_id>/clickmap", "GET", permission="reports:read",
+@operation("/campaigns/<int:campaign_id>/clickmap", "GET", lists=True, permission="reports:read",
            summary="Per link of one sent version: unique clicks, clicks, % of recipients", tag=TAG,
            query=ClickmapQuery, response=Clickmap)
 def campaign_clickmap(campaign_id: int, query: ClickmapQuery):

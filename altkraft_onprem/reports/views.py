@@ -9,7 +9,8 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from altkraft_onprem import db
-from altkraft_onprem.access.policy import requires
+from altkraft_onprem.access import scope
+from altkraft_onprem.access.policy import keeps_to_lists, requires
 from altkraft_onprem.audience import segments
 from altkraft_onprem.audience.models import lists, subscribers
 from altkraft_onprem.config import current_settings
@@ -71,8 +72,8 @@ def tiles():
 def dashboard_tiles() -> dict:
     """Last campaigns' results and list growth, for the dashboard (called from its template)."""
     actor = g.get("actor")
-    if actor is None or not actor.can("reports:read"):
-        return {}
+    if actor is None or not actor.can("reports:read") or scope.limited(actor):
+        return {}        # a role limited to some lists: the tiles add up every list
     with db.read(db.get_engine()) as conn:
         return {"campaigns": campaign_report.recent_campaigns(conn, limit=5),
                 "growth": engagement_report.list_growth(conn, days=30)}
@@ -80,9 +81,10 @@ def dashboard_tiles() -> dict:
 
 @blueprint.route("/")
 @requires("reports:read")
+@keeps_to_lists
 def index():
     with db.read(db.get_engine()) as conn:
-        rows = campaign_report.recent_campaigns(conn, limit=20)
+        rows = campaign_report.recent_campaigns(conn, limit=20, only=scope.only(g.actor))
     return render_template("reports/index.html", campaigns=rows)
 
 
@@ -99,6 +101,7 @@ def _campaign_data(campaign_id: int, unit: str, variant: int | None = None):
 
 @blueprint.route("/campaigns/<int:campaign_id>")
 @requires("reports:read")
+@keeps_to_lists
 def campaign(campaign_id: int):
     unit = _choice_arg("unit", ("hour", "day"), "hour")
     info, summary, timeline, domains, clients = _campaign_data(campaign_id, unit, _variant_arg())
@@ -129,6 +132,7 @@ def campaign(campaign_id: int):
 
 @blueprint.route("/campaigns/<int:campaign_id>/report.csv")
 @requires("reports:read")
+@keeps_to_lists
 def campaign_csv(campaign_id: int):
     _, summary, timeline, domains, _clients = _campaign_data(campaign_id, "hour", _variant_arg())
     return _csv(export.campaign_csv(summary, timeline, domains), f"campaign-{campaign_id}-report.csv")
@@ -145,6 +149,7 @@ def _variant_arg() -> int | None:
 
 @blueprint.route("/campaigns/<int:campaign_id>/clickmap")
 @requires("reports:read")
+@keeps_to_lists
 def clickmap(campaign_id: int):
     version, variant = _version_arg(), _variant_arg()
     with db.read(db.get_engine()) as conn:
@@ -159,6 +164,7 @@ def clickmap(campaign_id: int):
 
 @blueprint.route("/campaigns/<int:campaign_id>/clickmap/frame")
 @requires("reports:read")
+@keeps_to_lists
 def clickmap_frame(campaign_id: int):
     with db.read(db.get_engine()) as conn:
         html = clickmaps.annotated_html(conn, campaign_id, _version_arg(), _variant_arg())
@@ -171,6 +177,7 @@ def clickmap_frame(campaign_id: int):
 
 @blueprint.route("/campaigns/<int:campaign_id>/clickmap.csv")
 @requires("reports:read")
+@keeps_to_lists
 def clickmap_csv(campaign_id: int):
     with db.read(db.get_engine()) as conn:
         data = clickmaps.clickmap(conn, campaign_id, _version_arg(), _variant_arg())

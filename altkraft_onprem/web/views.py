@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, g, jsonify, render_template, send_from_directory
+from flask import Blueprint, current_app, g, jsonify, render_template, send_from_directory
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import generate_csrf
@@ -11,8 +11,9 @@ from markupsafe import Markup
 from sqlalchemy import text
 
 from altkraft_onprem import db, jobqueue, metrics
-from altkraft_onprem.access.policy import PUBLIC, requires
-from altkraft_onprem.route_permission import bearer
+from altkraft_onprem.access import scope
+from altkraft_onprem.access.policy import PUBLIC, keeps_to_lists, requires
+from altkraft_onprem.route_permission import bearer, serves_limited_roles
 
 from .nav import NAV
 
@@ -24,6 +25,8 @@ STATIC = Path(__file__).with_name("static")
 def navigation():
     actor = g.get("actor")
     items = [item for item in NAV if actor is not None and actor.can(item.permission)]
+    if scope.limited(actor):        # a role limited to some lists: only the areas that keep to them
+        items = [item for item in items if serves_limited_roles(current_app.view_functions[item.endpoint])]
     return {"nav_items": items, "actor": actor, "csrf_field": csrf_field, "get_locale": get_locale}
 
 
@@ -33,6 +36,7 @@ def csrf_field() -> Markup:
 
 @blueprint.route("/")
 @requires("dashboard:read")
+@keeps_to_lists
 def dashboard():
     return render_template("web/dashboard.html")
 
