@@ -51,6 +51,33 @@ class SplitTest(Strict):
                               "winner goes to the rest of the audience")
 
 
+CLOCK = r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class QuietHours(Strict):
+    start: str = Field(pattern=CLOCK, description="Local time the quiet hours begin, HH:MM")
+    end: str = Field(pattern=CLOCK, description="Local time they end, HH:MM (before start: "
+                     "across midnight)")
+
+
+class SendAtLocal(Strict):
+    time: str = Field(pattern=CLOCK, description="Wall time in each recipient's zone, HH:MM; "
+                      "each gets it at the first such time after the start (or at once when it "
+                      "passed less than an hour before)")
+    fallback_timezone: str | None = Field(None, max_length=64, description="For recipients "
+                                          "with neither a timezone nor a known country; "
+                                          "default: the campaign's timezone")
+    quiet_hours: QuietHours | None = Field(None, description="Local hours in which nothing is "
+                                           "sent (retries, resumed or late sends wait); "
+                                           "omitted: 21:00–08:00; null: none")
+
+
+class LocalZone(BaseModel):
+    zone: str
+    due_at: datetime = Field(description="When its recipients' messages become due")
+    recipients: int
+
+
 class CampaignCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     message_id: int = Id
@@ -70,6 +97,8 @@ class CampaignCreate(Strict):
     track_clicks: bool = True
     start_now: bool = Field(False, description="Start right away (in addition to any schedule)")
     split_test: SplitTest | None = Field(None, description="An A/B test with an automatic winner")
+    send_at_local: SendAtLocal | None = Field(None, description="Local-time delivery: at one "
+                                              "wall time in each recipient's time zone")
 
 
 class CampaignPatch(Strict):
@@ -89,6 +118,8 @@ class CampaignPatch(Strict):
     track_opens: bool | None = None
     track_clicks: bool | None = None
     split_test: SplitTest | None = Field(None, description="null removes the split test")
+    send_at_local: SendAtLocal | None = Field(None, description="null: send at once, not in "
+                                              "local time")
 
 
 class Stats(BaseModel):
@@ -102,6 +133,8 @@ class Stats(BaseModel):
     held: int = Field(0, description="A split test's rest of the audience, waiting for the winner")
     rate: float = Field(description="Messages per second over the last minute")
     eta_seconds: int | None = Field(None, description="Estimated seconds to finish")
+    zones_to_come: list[LocalZone] = Field(default_factory=list, description="Local-time "
+                                           "delivery: zones whose recipients are not due yet")
 
 
 class CampaignOut(BaseModel):
@@ -123,6 +156,7 @@ class CampaignOut(BaseModel):
     track_opens: bool
     track_clicks: bool
     pause_reason: str | None
+    send_at_local: SendAtLocal | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -60,6 +60,7 @@ def _send_until_done(settings, engine, campaign_id: int, processes: int | None,
             if campaigns.state(conn, campaign_id) != "running":
                 return outcomes
             campaigns.build_ledger(conn, campaign_id)
+            campaigns.defer_quiet(conn, campaign_id)
         results = extensions.CAMPAIGN_SENDERS.ask(settings, engine, campaign_id, processes)
         outcomes.extend(results)
         paused = next((o.paused for o in results if o.paused), None)
@@ -75,6 +76,7 @@ def _send_until_done(settings, engine, campaign_id: int, processes: int | None,
                 return outcomes
             if campaigns.finish_if_done(conn, campaign_id):
                 return outcomes
+            campaigns.defer_quiet(conn, campaign_id)
             due = ledger.next_due(conn, campaign_id)
             if due is None and splittest.decide_if_due(conn, campaign_id):
                 due = utcnow()          # the split test's winner goes to the held rows now
@@ -197,7 +199,7 @@ def start_due() -> list[int]:
         orphaned = []
         for campaign_id in campaigns.running(conn):
             ledger.recover(conn, campaign_id)          # leases of senders that died
-            if not ledger.has_live_lease(conn, campaign_id) and not _only_held(conn, campaign_id):
+            if not ledger.has_live_lease(conn, campaign_id) and _due_now(conn, campaign_id):
                 orphaned.append(campaign_id)
     for campaign_id in {*started, *orphaned}:
         send_campaign(campaign_id)
@@ -227,10 +229,12 @@ def _start_scheduled_one(settings, engine, actor, campaign_id: int) -> bool:
     return False
 
 
-def _only_held(conn, campaign_id: int) -> bool:
-    """A split test waiting for its winner: nothing a send run could do."""
-    found = ledger.counts(conn, campaign_id)
-    return bool(found["held"]) and not (found["queued"] or found["leased"])
+def _due_now(conn, campaign_id: int) -> bool:
+    """Whether a send run would find something to send now. Not: a split test waiting for
+    its winner (held rows), rows of a local-time campaign's later zones, retries waiting —
+    the run that left them queued its own next run for their time."""
+    due = ledger.next_due(conn, campaign_id)
+    return due is not None and due <= utcnow()
 
 
 @jobqueue.job()

@@ -43,10 +43,22 @@ def journal_trusted(owner: str) -> bool:
     return tag == BOOT and owner_dead(owner)
 
 
-def materialise(conn: Connection, campaign_id: int, audience) -> int:
-    """Inserts a queued row for every subscriber id the audience SELECT yields (once)."""
+def materialise(conn: Connection, campaign_id: int, audience, zone=None, due=None) -> int:
+    """Inserts a queued row for every subscriber id the audience SELECT yields (once). A
+    local-time campaign (campaigns/localtime.py) gives `zone`, the SQL expression of each
+    row's zone index, and `due(zone column)`, the moment that zone's rows become due: its
+    rows are inserted in that order (a claim by id meets the due rows first)."""
+    if zone is not None:
+        audience = audience.add_columns(zone.label("zone"))
     subquery = audience.subquery()
-    source = select(literal(campaign_id), subquery.c.id, literal(0), literal("queued"), literal(0))
+    columns = ["campaign_id", "subscriber_id", "variant", "state", "attempts"]
+    values = [literal(campaign_id), subquery.c.id, literal(0), literal("queued"), literal(0)]
+    if zone is not None:
+        columns += ["zone", "next_attempt_at"]
+        values += [subquery.c.zone, due(subquery.c.zone)]
+    source = select(*values)
+    if zone is not None:
+        source = source.order_by(subquery.c.zone, subquery.c.id)
     has_rows = conn.execute(select(deliveries.c.id).where(
         deliveries.c.campaign_id == campaign_id).limit(1)).first() is not None
     if has_rows:
@@ -56,8 +68,7 @@ def materialise(conn: Connection, campaign_id: int, audience) -> int:
             deliveries.c.campaign_id == campaign_id,
             deliveries.c.subscriber_id == subquery.c.id).exists()
         source = source.where(~already)
-    conn.execute(insert(deliveries).from_select(
-        ["campaign_id", "subscriber_id", "variant", "state", "attempts"], source))
+    conn.execute(insert(deliveries).from_select(columns, source))
     total = conn.execute(select(func.count()).select_from(deliveries).where(
         deliveries.c.campaign_id == campaign_id)).scalar_one()
     conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
@@ -109,13 +120,16 @@ def row_variants(conn: Connection, row_ids: list[int]) -> dict[int, int]:
 
 
 def claim(conn: Connection, campaign_id: int, owner: str, size: int, lease_seconds: int,
-          now: datetime | None = None) -> list[tuple[int, int]]:
-    """Leases up to `size` due queued rows to `owner`; [(row id, subscriber id)] by id."""
+          now: datetime | None = None, skip_zones: list[int] | None = None) -> list[tuple[int, int]]:
+    """Leases up to `size` due queued rows to `owner`; [(row id, subscriber id)] by id.
+    `skip_zones`: a local-time campaign's zones in their quiet hours (left queued)."""
     now = now or utcnow()
     due = select(deliveries.c.id).where(
         deliveries.c.campaign_id == campaign_id, deliveries.c.state == "queued",
         or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
     ).order_by(deliveries.c.id).limit(size)
+    if skip_zones:
+        due = due.where(or_(deliveries.c.zone.is_(None), deliveries.c.zone.not_in(skip_zones)))
     if conn.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     ids = list(conn.execute(due).scalars())

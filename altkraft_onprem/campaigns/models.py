@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -80,6 +81,10 @@ campaigns = Table(
     # The transactional API's carrier of one message version (campaigns/transactional.py): its
     # ledger takes a row per accepted request; it has no lists, tracks nothing and stays running.
     Column("transactional", Boolean, nullable=False, default=False, server_default="0"),
+    # Local-time delivery (campaigns/localtime.py): {time, fallback_timezone, quiet_hours};
+    # the zones its ledger rows are in (a row's `zone` indexes this list).
+    Column("send_at_local", JSON, nullable=True),
+    Column("local_zones", JSON, nullable=True),
 )
 Index("ix_campaigns_state_schedule", campaigns.c.state, campaigns.c.schedule_at)
 
@@ -104,6 +109,8 @@ deliveries = Table(
     # re-entry can send again while one occurrence is still sent at most once.
     Column("occurrence", BigInteger, nullable=False, default=0, server_default="0"),
     Column("context", JSON, nullable=True),      # a workflow's triggering event: {{ event.… }}
+    # A local-time campaign's zone of this recipient: an index into campaigns.local_zones.
+    Column("zone", SmallInteger, nullable=True),
     UniqueConstraint("campaign_id", "subscriber_id", "occurrence",
                      name="uq_campaign_deliveries_occurrence"),
 )

@@ -20,7 +20,7 @@ from altkraft_onprem.errors import Conflict, NotFound, ServiceError, Term
 from altkraft_onprem.messages.render import check_version
 from altkraft_onprem.messages.service import get_version, require_sendable, version_links
 
-from . import ledger, occurrences, splittest, startcheck, transactional
+from . import ledger, localtime, occurrences, splittest, startcheck, transactional
 from .models import MOVES, UTM_KEYS, campaigns, deliveries, link_marks, with_utm
 
 EDITABLE_STATES = ("draft", "scheduled")
@@ -90,6 +90,8 @@ def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
             raise ServiceError("unknown time zone %(tz)s", "timezone", tz=repr(tz)) from None
         out["timezone"] = tz
+    if "send_at_local" in data:
+        out["send_at_local"] = localtime.clean(data["send_at_local"])
     if "schedule_at" in data:
         out["schedule_at"] = _schedule(data["schedule_at"], out.get("timezone") or
                                        data.get("timezone") or "UTC")
@@ -131,6 +133,7 @@ def create_campaign(conn: Connection, actor: Actor, **data: Any) -> int:
                 "utm": {}, "link_utm": {}, "track_opens": True, "track_clicks": True,
                 "ledger_built": False, "total": 0, "state": "draft"}
     values = {**defaults, **values}
+    _refuse_local_split(values.get("send_at_local"), split)
     campaign_id = conn.execute(insert(campaigns).values(
         **values, created_at=now, updated_at=now, created_by=actor.label)).inserted_primary_key[0]
     splittest.save(conn, campaign_id, split)
@@ -151,6 +154,8 @@ def update_campaign(conn: Connection, actor: Actor, campaign_id: int, **data: An
     if "list_ids" in values and not values["list_ids"]:
         raise ServiceError("pick at least one list", "list_ids")
     _keep_to_lists(actor, values)
+    _refuse_local_split(values.get("send_at_local", current["send_at_local"]),
+                        split if changes_split else splittest.get(conn, campaign_id))
     conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
                  .values(**values, updated_at=utcnow()))
     if changes_split:
@@ -174,6 +179,14 @@ def lists_of_campaign(conn: Connection, campaign_id: int) -> tuple[set[int], str
         return None
     ids = {*(row.list_ids or []), *(row.exclude_list_ids or [])}
     return (ids or {0}), "all"
+
+
+def _refuse_local_split(send_at_local, split) -> None:
+    """A split test's winner is chosen at one moment for everyone; local-time delivery
+    spreads the sends over a day: the two do not go together."""
+    if send_at_local and split:
+        raise ServiceError("local-time delivery and a split test cannot be combined; "
+                           "remove one of them", "send_at_local")
 
 
 def get_campaign(conn: Connection, campaign_id: int) -> dict[str, Any]:
@@ -270,7 +283,29 @@ def build_ledger(conn: Connection, campaign_id: int) -> int:
     test = splittest.get(conn, campaign_id)
     if test is not None:
         return splittest.materialise(conn, campaign_id, query, test)
+    if campaign["send_at_local"]:
+        zones, zone, dues = localtime.plan(conn, query, campaign, utcnow())
+        localtime.store_zones(conn, campaign_id, zones)
+        return ledger.materialise(conn, campaign_id, query, zone=zone,
+                                  due=lambda column: localtime.due_expression(column, dues))
     return ledger.materialise(conn, campaign_id, query)
+
+
+def defer_quiet(conn: Connection, campaign_id: int) -> int:
+    """A local-time campaign's queued rows in zones now in their quiet hours wait for the
+    hours' end (the send run calls this before it asks when the next row is due)."""
+    campaign = get_campaign(conn, campaign_id)
+    if not campaign["send_at_local"] or not campaign["local_zones"]:
+        return 0
+    return localtime.defer_quiet(conn, campaign, utcnow())
+
+
+def quiet_zones(conn: Connection, campaign_id: int) -> list[int] | None:
+    """What the senders' claims leave alone now (None: not a local-time campaign)."""
+    campaign = get_campaign(conn, campaign_id)
+    if not campaign["send_at_local"] or not campaign["local_zones"]:
+        return None
+    return localtime.quiet_zones(campaign, utcnow())
 
 
 def schedule(conn: Connection, actor: Actor, settings, campaign_id: int) -> str:
@@ -353,7 +388,8 @@ def progress(conn: Connection, campaign_id: int) -> dict[str, Any]:
     return {"total": campaign["total"], "sent": found["sent"], "failed": found["failed"],
             "in_doubt": found["in_doubt"], "skipped": found["skipped"],
             "cancelled": found["cancelled"], "remaining": remaining, "held": found["held"],
-            "rate": rate, "eta_seconds": round(sendable / rate) if rate and sendable else None}
+            "rate": rate, "eta_seconds": round(sendable / rate) if rate and sendable else None,
+            "zones_to_come": localtime.zones_to_come(conn, campaign, utcnow())}
 
 
 def deliveries_page(conn: Connection, campaign_id: int, state_filter: str | None = None,

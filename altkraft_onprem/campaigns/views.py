@@ -52,7 +52,21 @@ def _form_values() -> dict:
         "track_opens": form.get("track_opens") == "on",
         "track_clicks": form.get("track_clicks") == "on",
         "split_test": _split_values(),
+        "send_at_local": _local_values(),
     }
+
+
+def _local_values() -> dict | None:
+    """The "Local time" part of the form (the service checks the values)."""
+    form = request.form
+    if form.get("send_at_local") != "on":
+        return None
+    quiet = None
+    if form.get("quiet_hours") == "on":
+        quiet = {"start": form.get("quiet_start", "").strip(), "end": form.get("quiet_end", "").strip()}
+    return {"time": form.get("local_time", "").strip(),
+            "fallback_timezone": form.get("fallback_timezone", "").strip() or None,
+            "quiet_hours": quiet}
 
 
 def _number(raw: str):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from altkraft_onprem import db
-from altkraft_onprem.campaigns import ledger, recording, runs, transactional
+from altkraft_onprem.campaigns import ledger, localtime, recording, runs, transactional
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.delivery import smtp
@@ -115,6 +115,7 @@ class Sender:
         self.outcome = Outcome()
         self.recorder = recorder or DirectRecorder(engine)
         self.stream: Stream | None = None                 # on a PIPELINING session
+        self.local: dict | None = None                    # a local-time campaign ({}: not one)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -141,7 +142,8 @@ class Sender:
                     # A small first batch: the first message goes out sooner.
                     size = min(batch_size, 20) if first_batch else batch_size
                     first_batch = False
-                    rows = ledger.claim(conn, self.campaign_id, self.owner, size, lease)
+                    rows = ledger.claim(conn, self.campaign_id, self.owner, size, lease,
+                                        skip_zones=self._quiet_zones(conn))
                     self._alive(conn, lease)
                 if not rows:
                     break
@@ -210,6 +212,14 @@ class Sender:
                 self.pool.checkin(self.session, self.slots)
                 self.session = None
         return self.outcome
+
+    def _quiet_zones(self, conn) -> list[int] | None:
+        """A local-time campaign's zones in their quiet hours now (its zones are fixed once
+        its ledger is built, before any sender runs)."""
+        if self.local is None:
+            campaign = campaigns.get_campaign(conn, self.campaign_id)
+            self.local = campaign if campaign["send_at_local"] and campaign["local_zones"] else {}
+        return localtime.quiet_zones(self.local, utcnow()) if self.local else None
 
     def _alive(self, conn, lease: float) -> None:
         """This sender's relay slot and its run's lease start over (see campaigns/runs.py)."""
