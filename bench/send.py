@@ -12,6 +12,14 @@ where the time goes per stage (summed over the sender processes), the time from 
 the first accepted message and peak RSS; the last line is one JSON object.
 
     python bench/send.py [--messages N] [--database URL] [--sessions 4] [--products 8]
+                         [--local-zones 30]
+
+--local-zones Z: the subscribers are spread over Z time zones and, in the same run, after the
+ordinary campaign, a local-time campaign (`send_at_local`) of the same audience is sent: its
+ledger built with each row's zone and moment, then the zones made due one after another in
+the order they would come (an UPDATE between the passes, outside the measured CPU: in
+production the clock does it) and a send run per zone. Prints both CPU figures per message
+and their ratio (the issue's goal: < 1.05 with 100,000 recipients in 30 zones).
 
 Needs `smtp-sink` / `smtp-source` (Debian: apt-get install postfix; the daemon is not used).
 --database takes an empty Postgres database (it is migrated); default: a SQLite file.
@@ -37,6 +45,14 @@ sys.path.insert(0, str(ROOT))
 
 FIXTURE = Path(os.environ.get("AK_FIXTURE", ROOT / "tests" / "fixtures" / "newsletter.html"))
 CITIES = ["Москва", "Berlin", "Paris", "Казань", "Lisbon", "Рига", "Oslo", "Tbilisi"]
+# 30 zones with 30 different offsets from UTC (-10:00 … +12:00, the half and quarter hours too).
+ZONES = ["Pacific/Honolulu", "America/Anchorage", "America/Los_Angeles", "America/Denver",
+         "America/Chicago", "America/New_York", "America/Halifax", "America/St_Johns",
+         "America/Sao_Paulo", "Atlantic/South_Georgia", "Atlantic/Azores", "Europe/London",
+         "Europe/Berlin", "Europe/Helsinki", "Europe/Moscow", "Asia/Tehran", "Asia/Dubai",
+         "Asia/Kabul", "Asia/Karachi", "Asia/Kolkata", "Asia/Kathmandu", "Asia/Dhaka",
+         "Asia/Yangon", "Asia/Bangkok", "Asia/Shanghai", "Asia/Tokyo", "Australia/Adelaide",
+         "Australia/Sydney", "Pacific/Noumea", "Pacific/Auckland"]
 
 
 def free_port() -> int:
@@ -92,8 +108,9 @@ def newsletter(products: int) -> str:
     return html
 
 
-def populate(engine, count: int, html: str) -> tuple[int, int]:
-    """A list with `count` confirmed subscribers and the newsletter message: (list, message)."""
+def populate(engine, count: int, html: str, zones: int = 0) -> tuple[int, int]:
+    """A list with `count` confirmed subscribers and the newsletter message: (list, message).
+    `zones`: their `timezone` field cycles through that many of ZONES."""
     from sqlalchemy import insert
 
     from altkraft_onprem import db
@@ -116,6 +133,7 @@ def populate(engine, count: int, html: str) -> tuple[int, int]:
                  "state": "active", "first_name": f"Имя{i}", "last_name": "Test",
                  "city": CITIES[i % len(CITIES)], "language": "ru" if i % 2 else "en",
                  "custom": {"loyalty_tier": "Gold" if i % 3 == 0 else "Silver", "bonus_points": i % 900},
+                 "timezone": ZONES[i % zones] if zones else None,
                  "source": "bench", "created_at": now, "updated_at": now}
                 for i in range(start, min(start + chunk, count))]
         with db.write(engine) as conn:
@@ -152,6 +170,55 @@ def ceiling(port: int, count: int, sessions: int, size: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def send_local(engine, settings, list_id: int, message_id: int, sessions: int) -> dict:
+    """The local-time campaign of --local-zones: CPU of its start (the ledger with zones) and
+    of one send run per zone, each zone made due in turn between the runs (not measured)."""
+    from sqlalchemy import func, select, update
+
+    from altkraft_onprem import db
+    from altkraft_onprem.access.models import system_actor
+    from altkraft_onprem.campaigns import service as campaigns
+    from altkraft_onprem.campaigns.jobs import run_campaign
+    from altkraft_onprem.campaigns.models import deliveries
+
+    actor = system_actor("bench")
+    with db.write(engine) as conn:
+        campaign_id = campaigns.create_campaign(
+            conn, actor, name="Bench local", message_id=message_id, list_ids=[list_id],
+            from_email="news@example.com", from_name="Магазин",
+            utm={"utm_source": "altkraft", "utm_medium": "email", "utm_campaign": "bench"},
+            send_at_local={"time": "10:00", "quiet_hours": None})
+    engine.dispose()
+    cpu = 0.0
+    before = _cpu_seconds()
+    started = time.perf_counter()
+    with db.write(engine) as conn:
+        campaigns.start(conn, actor, settings, campaign_id)
+    ledger_built = time.perf_counter() - started
+    cpu += _cpu_seconds() - before
+    with db.read(engine) as conn:
+        order = [z for z, in conn.execute(select(deliveries.c.zone).where(
+            deliveries.c.campaign_id == campaign_id).group_by(deliveries.c.zone)
+            .order_by(func.min(deliveries.c.next_attempt_at)))]
+    outcomes, runs = [], 0
+    for zone in order:
+        with db.write(engine) as conn:          # the clock reaches this zone's moment
+            conn.execute(update(deliveries).where(
+                deliveries.c.campaign_id == campaign_id, deliveries.c.zone == zone,
+                deliveries.c.state == "queued").values(next_attempt_at=campaigns.utcnow()))
+        before = _cpu_seconds()
+        outcomes += run_campaign(settings, engine, campaign_id, processes=sessions)
+        cpu += _cpu_seconds() - before
+        runs += 1
+    with db.read(engine) as conn:
+        progress = campaigns.progress(conn, campaign_id)
+        state = campaigns.get_campaign(conn, campaign_id)["state"]
+    return {"zones": len(order), "send_runs": runs, "sent": progress["sent"],
+            "failed": progress["failed"], "in_doubt": progress["in_doubt"], "state": state,
+            "ledger_build_s": round(ledger_built, 2),
+            "cpu_ms_per_msg": round(cpu / max(progress["sent"], 1) * 1000, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
@@ -160,6 +227,10 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=8,
                         help="product cards of the newsletter's 16 to keep (8: ~30 KB messages)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--local-zones", type=int, default=0, choices=range(0, len(ZONES) + 1),
+                        metavar=f"0..{len(ZONES)}",
+                        help="also send a local-time campaign over this many time zones and "
+                             "compare its CPU per message (same run)")
     args = parser.parse_args()
 
     from altkraft_onprem import config, db, extensions
@@ -188,7 +259,8 @@ def main() -> None:
     engine = db.build_engine(settings.database_url)
     migrate.upgrade(engine)
     t0 = time.perf_counter()
-    list_id, message_id = populate(engine, args.messages, newsletter(args.products))
+    list_id, message_id = populate(engine, args.messages, newsletter(args.products),
+                                   zones=args.local_zones)
     print(f"setup: {args.messages} subscribers in {time.perf_counter() - t0:.1f}s", flush=True)
 
     sink = start_sink(port)
@@ -227,6 +299,8 @@ def main() -> None:
         peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
         size = round(sum(o.sent_bytes for o in outcomes) / max(sent, 1))
+        local = send_local(engine, settings, list_id, message_id, args.sessions) \
+            if args.local_zones else None
         top = ceiling(port, args.messages, args.sessions, size)
     finally:
         sink.terminate()
@@ -251,6 +325,10 @@ def main() -> None:
         "load_average_1m": round(os.getloadavg()[0], 2),
         "message_id_length": sample,
     }
+    if local is not None:
+        local["baseline_cpu_ms_per_msg"] = result["cpu_ms_per_msg"]
+        local["cpu_ratio"] = round(local["cpu_ms_per_msg"] / result["cpu_ms_per_msg"], 3)
+        result["local_time"] = local
     print(f"ours: {ours:.0f} msgs/s ({sent} sent in {elapsed:.1f}s, {args.sessions} sessions, "
           f"{size:,} octets each on average); smtp-source ceiling with messages of that size: "
           f"{top:.0f} msgs/s; ratio {ours / top:.2f}")
@@ -261,6 +339,12 @@ def main() -> None:
           f"load average during the run {result['load_average_1m']}")
     print(f"first message accepted {result['first_message_s']}s after start; "
           f"peak RSS {result['peak_rss_mb']} MB")
+    if local is not None:
+        print(f"local time, {local['zones']} zones ({local['send_runs']} send runs, "
+              f"{local['sent']} sent): CPU {local['cpu_ms_per_msg']} ms per message against "
+              f"{result['cpu_ms_per_msg']} ms for the ordinary campaign: ratio "
+              f"{local['cpu_ratio']}; ledger built in {local['ledger_build_s']}s "
+              f"(ordinary: {result['ledger_build_s']}s)")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result))

@@ -50,3 +50,17 @@ def test_bench_send_completes_and_prints_json(database_args):
     assert result["sent"] == 300 and result["state"] == "finished"
     # The issue's ~30 KB messages; the ceiling is measured with messages of that size.
     assert 25_000 < result["message_bytes"] < 35_000
+
+
+@pytest.mark.skipif(not (_have("smtp-sink") and _have("smtp-source")),
+                    reason="Postfix's smtp-sink/smtp-source are not installed")
+def test_bench_send_compares_a_local_time_campaign(database_args):
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "send.py"), "--messages", "300",
+                           "--local-zones", "30", *database_args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    local = result["local_time"]
+    assert (local["zones"], local["send_runs"], local["sent"], local["state"]) == (30, 30, 300, "finished")
+    assert local["failed"] == local["in_doubt"] == 0
+    assert local["cpu_ratio"] > 0 and local["baseline_cpu_ms_per_msg"] == result["cpu_ms_per_msg"]
