@@ -37,6 +37,7 @@ LOCALES = ("en", "ru")
 def _blueprints():
     """Every UI blueprint and every module that declares API operations."""
     import altkraft_onprem.access.api  # noqa: F401  (declares API operations)
+    import altkraft_onprem.access.views_sso  # noqa: F401  (routes on the access blueprint)
     import altkraft_onprem.access.views_twofactor  # noqa: F401  (routes on the access blueprint)
     import altkraft_onprem.audience.api  # noqa: F401
     import altkraft_onprem.audience.api_export  # noqa: F401
@@ -157,7 +158,8 @@ def _install_guard(app: Flask) -> None:
             if api:
                 return problem(401, "Unauthorized", "send Authorization: Bearer <token>")
             return redirect(url_for("access.login", next=request.full_path.rstrip("?")))
-        if g.actor.must_enrol and not api and request.endpoint not in ENROL_ENDPOINTS:
+        if (g.actor.must_enrol and not api and request.endpoint not in ENROL_ENDPOINTS
+                and not session.get("sso")):     # single sign-on: the provider's factors apply
             # The role requires a second factor this signed-in user does not have yet.
             return redirect(url_for("access.two_factor"))
         try:

@@ -90,6 +90,11 @@ def safe_next(target: str | None, fallback: str) -> str:
     return target
 
 
+@blueprint.app_context_processor
+def sign_in_options() -> dict:
+    return {"sso_enabled": bool(current_settings()["oidc.issuer"])}
+
+
 @blueprint.route("/login", methods=["GET", "POST"])
 @requires(PUBLIC)
 def login():

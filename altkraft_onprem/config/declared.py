@@ -20,6 +20,7 @@ from .values import (
     _nameserver_list,
     _network_list,
     _non_negative,
+    _optional_http_url,
     _positive,
     _queue_name,
     _redis_url,
@@ -156,6 +157,25 @@ SETTINGS: tuple[Setting, ...] = (
             "How long logins stay refused after too many failures.", "integer"),
     Setting("security.api_token_days", _non_negative(_int), 0,
             "Days an API token stays valid; 0: until revoked.", "integer"),
+
+    Setting("oidc.issuer", _optional_http_url, "",
+            "OpenID Connect single sign-on: the identity provider's issuer URL (its "
+            "/.well-known/openid-configuration is read from there). Empty: no single sign-on.",
+            example="https://sso.example.com/realms/staff"),
+    Setting("oidc.client_id", _str, "", "The client id this service has at the identity provider.",
+            example="altkraft"),
+    Setting("oidc.client_secret_file", _str, "",
+            "File holding the client secret (readable by the service user only).",
+            example="/etc/altkraft/oidc_client_secret"),
+    Setting("oidc.scopes", _str, "openid email profile", "Scopes asked for; must include openid and email."),
+    Setting("oidc.allowed_domains", _str_list, [],
+            "Email domains that may sign in by single sign-on, e.g. [\"example.com\"]. Empty: any "
+            "address the provider vouches for.", "list of strings"),
+    Setting("oidc.create_users", _bool, False,
+            "Create an account at the first single sign-on of an address that has none (with "
+            "oidc.default_role); false: only existing, active users may sign in that way.", "boolean"),
+    Setting("oidc.default_role", _str, "Viewer",
+            "The role of accounts created by single sign-on (a built-in or custom role's name)."),
 
     Setting("i18n.default_locale", _choice("en", "ru"), "en",
             'Language for users who did not choose one: "en" or "ru".'),

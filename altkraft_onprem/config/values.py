@@ -65,6 +65,11 @@ def _http_url(value: Any) -> str:
     return text
 
 
+def _optional_http_url(value: Any) -> str:
+    """An http(s) URL, or empty for "not used"."""
+    return "" if _str(value).strip() == "" else _http_url(value)
+
+
 def _database_url(value: Any) -> str:
     text = _str(value)
     if text == "":
