@@ -70,12 +70,14 @@ def _blueprints():
     from altkraft_onprem.inbound.views import blueprint as inbound_views
     from altkraft_onprem.messages.views import blueprint as messages_views
     from altkraft_onprem.reports.views import blueprint as reports_views
+    from altkraft_onprem.sending.archive import blueprint as archive_pages
     from altkraft_onprem.sending.webview import blueprint as webview
     from altkraft_onprem.tracking.views import blueprint as tracking_views
     from altkraft_onprem.web.views import blueprint as web_views
 
     return [web_views, access_views, tracking_views, reports_views, messages_views, deliverability_views,
-            campaigns_views, audience_views, audience_public, import_views, webview, inbound_views,
+            campaigns_views, audience_views, audience_public, import_views, webview, archive_pages,
+            inbound_views,
             inbound_hooks, automation_views, settings_views,
             api_blueprint]
 

@@ -45,6 +45,8 @@ class ListOut(BaseModel):
     optin: Literal["single", "double"]
     tags: list[str]
     form: dict[str, Any]
+    archive_slug: str | None = Field(description="Its public archive is /archive/{archive_slug} "
+                                     "(and feed.atom there); null: none")
     counts: Counts
     created_at: datetime
     updated_at: datetime
@@ -80,6 +82,9 @@ class ListPatch(Strict):
     tags: list[Annotated[str, Field(max_length=50)]] | None = Field(None, max_length=50)
     description: str | None = Field(None, max_length=5000)
     form: FormSettings | None = Field(None, description="Hosted form and confirmation email")
+    archive_slug: str | None = Field(None, max_length=64, description="The public archive's "
+                                     "address (lower-case letters, digits, dashes): "
+                                     "/archive/{archive_slug}; null or \"\" takes it down")
 
 
 @operation("/lists", "GET", lists=True, permission="lists:read", summary="All lists with live counts",
@@ -112,6 +117,8 @@ def get_list(list_id: int):
 def patch_list(list_id: int, body: ListPatch):
     with db.write(db.get_engine()) as conn:
         changes = body.model_dump(exclude_none=True)
+        if "archive_slug" in body.model_fields_set:     # null is a value here: no archive
+            changes["archive_slug"] = body.archive_slug
         if body.form is not None and not changes["form"]["title"]:
             changes["form"]["title"] = body.name or lists.get_list(conn, list_id, counts=False)["name"]
         lists.update_list(conn, g.actor, list_id, **changes)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
@@ -58,11 +59,35 @@ def create_list(conn: Connection, actor: Actor, name: str, *, optin: str = "sing
     return list_id
 
 
+ARCHIVE_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+def clean_archive_slug(conn: Connection, raw: str | None, list_id: int) -> str | None:
+    """A list's archive address (/archive/SLUG): lower-case letters, digits and dashes, not
+    another list's; empty or None: no public archive."""
+    slug = (raw or "").strip().lower()
+    if not slug:
+        return None
+    if not ARCHIVE_SLUG.match(slug):
+        raise ServiceError("an archive address is 1 to 64 lower-case letters, digits and dashes "
+                           "(not at either end)", "archive_slug")
+    taken = conn.execute(select(lists.c.name).where(lists.c.archive_slug == slug,
+                                                    lists.c.id != list_id)).scalar()
+    if taken is not None:
+        raise Conflict("the archive address %(slug)s belongs to the list %(name)s", "archive_slug",
+                       slug=slug, name=taken)
+    return slug
+
+
 def update_list(conn: Connection, actor: Actor, list_id: int, **changes) -> None:
+    """Changes the given fields; `archive_slug=None` (or empty) takes the list's public
+    archive down."""
     get_list(conn, list_id, counts=False)
-    values = _clean(**{k: v for k, v in changes.items() if k != "form"})
+    values = _clean(**{k: v for k, v in changes.items() if k not in ("form", "archive_slug")})
     if "form" in changes and changes["form"] is not None:
         values["form"] = json.dumps(changes["form"], ensure_ascii=False)
+    if "archive_slug" in changes:
+        values["archive_slug"] = clean_archive_slug(conn, changes["archive_slug"], list_id)
     if "name" in values and _name_taken(conn, values["name"], list_id):
         raise Conflict("a list named %(name)s already exists", "name", name=repr(values['name']))
     if values:
@@ -144,6 +169,13 @@ def lists_of_subscriber(conn: Connection, subscriber_id: int) -> tuple[set[int],
     ids = conn.execute(select(subscriber_lists.c.list_id)
                        .where(subscriber_lists.c.subscriber_id == subscriber_id)).scalars()
     return set(ids), "any"
+
+
+def by_archive_slug(conn: Connection, slug: str) -> dict | None:
+    """The list whose public archive is /archive/SLUG (None: no such archive)."""
+    row = conn.execute(select(lists.c.id, lists.c.name, lists.c.description).where(
+        lists.c.archive_slug == slug.lower())).first()
+    return dict(row._mapping) if row is not None else None
 
 
 def list_id_by_name(conn: Connection, name: str) -> int:

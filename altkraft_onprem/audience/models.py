@@ -72,6 +72,8 @@ lists = Table(
     Column("form", Text, nullable=False, default="{}"),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Where the list's public archive is (/archive/SLUG); none: the list has no archive.
+    Column("archive_slug", String(64), nullable=True, unique=True),
 )
 
 deletion_batches = Table(

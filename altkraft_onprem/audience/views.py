@@ -3,6 +3,8 @@ Subscribers, segments, suppression and trash pages are in views_people.py and
 views_segments.py on the same blueprint (app.py imports them)."""
 from __future__ import annotations
 
+import re
+
 from flask import (
     Blueprint,
     current_app,
@@ -98,11 +100,21 @@ def list_page(list_id: int):
         found = lists.get_list(conn, list_id)
         available = export.available_fields(conn)
     settings = current_settings()
+    slug = found["archive_slug"] or _suggested_slug(found)
     return render_template("audience/list.html", lst=found, form=optin.form_settings(found),
+                           archive_slug=slug,
+                           archive_url=f"{settings['server.public_url'].rstrip('/')}/archive/{slug}",
                            form_fields=optin.FORM_FIELDS, statuses=MEMBER_STATUSES,
                            export_fields=available, error=None,
                            form_url=f"{settings['server.public_url']}/p/subscribe/{list_id}",
                            honeypot=optin.HONEYPOT)
+
+
+def _suggested_slug(found: dict) -> str:
+    """An archive address to offer for a list without one: its name in lower-case ASCII
+    letters and digits, else list-ID."""
+    slug = re.sub(r"[^a-z0-9]+", "-", found["name"].lower()).strip("-")[:64].strip("-")
+    return slug or f"list-{found['id']}"
 
 
 @blueprint.route("/lists/<int:list_id>/edit", methods=["POST"])
@@ -126,7 +138,9 @@ def edit_list(list_id: int):
                               optin=form.get("optin"), visibility=form.get("visibility"),
                               description=form.get("description"),
                               tags=[t for t in form.get("tags", "").split(",") if t.strip()],
-                              form=settings)
+                              form=settings,
+                              archive_slug=form.get("archive_slug", "") if form.get("archive_on") == "on"
+                              else None)
     except ServiceError as exc:
         flash(exc.translated(), "error")
         return redirect(url_for("audience.list_page", list_id=list_id))

@@ -95,6 +95,8 @@ class CampaignCreate(Strict):
     link_utm: dict[str, Utm] | None = Field(None, description="Per link number: UTM overrides")
     track_opens: bool = True
     track_clicks: bool = True
+    archive: bool = Field(False, description="Publish on the public archive of its lists "
+                          "(those with an archive_slug) once finished")
     start_now: bool = Field(False, description="Start right away (in addition to any schedule)")
     split_test: SplitTest | None = Field(None, description="An A/B test with an automatic winner")
     send_at_local: SendAtLocal | None = Field(None, description="Local-time delivery: at one "
@@ -117,6 +119,8 @@ class CampaignPatch(Strict):
     link_utm: dict[str, Utm] | None = None
     track_opens: bool | None = None
     track_clicks: bool | None = None
+    archive: bool | None = Field(None, description="Publish on (or take off) the public "
+                                 "archive; in any state")
     split_test: SplitTest | None = Field(None, description="null removes the split test")
     send_at_local: SendAtLocal | None = Field(None, description="null: send at once, not in "
                                               "local time")
@@ -155,6 +159,7 @@ class CampaignOut(BaseModel):
     utm: dict[str, str]
     track_opens: bool
     track_clicks: bool
+    archive: bool
     pause_reason: str | None
     send_at_local: SendAtLocal | None = None
     created_at: datetime
@@ -254,7 +259,8 @@ def get_campaign(campaign_id: int):
 
 
 @operation("/campaigns/<int:campaign_id>", "PATCH", lists=True, permission="campaigns:write",
-           summary="Change a draft or scheduled campaign", tag=TAG, body=CampaignPatch,
+           summary="Change a draft or scheduled campaign (archive: in any state)", tag=TAG,
+           body=CampaignPatch,
            response=CampaignOut)
 def patch_campaign(campaign_id: int, body: CampaignPatch):
     with db.write(db.get_engine()) as conn:

@@ -85,6 +85,8 @@ campaigns = Table(
     # the zones its ledger rows are in (a row's `zone` indexes this list).
     Column("send_at_local", JSON, nullable=True),
     Column("local_zones", JSON, nullable=True),
+    # Published on its lists' public archive pages once finished (sending/archive.py).
+    Column("archive", Boolean, nullable=False, default=False, server_default="0"),
 )
 Index("ix_campaigns_state_schedule", campaigns.c.state, campaigns.c.schedule_at)
 

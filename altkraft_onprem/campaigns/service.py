@@ -80,7 +80,7 @@ def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
                 for k, v in link_utm.items()):
             raise ServiceError("per-link UTM must map link numbers to UTM marks", "link_utm")
         out["link_utm"] = {str(k): {x: str(y) for x, y in v.items() if y} for k, v in link_utm.items()}
-    for key in ("track_opens", "track_clicks"):
+    for key in ("track_opens", "track_clicks", "archive"):
         if key in data:
             out[key] = bool(data[key])
     if "timezone" in data:
@@ -131,7 +131,7 @@ def create_campaign(conn: Connection, actor: Actor, **data: Any) -> int:
     now = utcnow()
     defaults = {"from_name": "", "segment_ids": [], "exclude_list_ids": [], "exclude_segment_ids": [],
                 "utm": {}, "link_utm": {}, "track_opens": True, "track_clicks": True,
-                "ledger_built": False, "total": 0, "state": "draft"}
+                "archive": False, "ledger_built": False, "total": 0, "state": "draft"}
     values = {**defaults, **values}
     _refuse_local_split(values.get("send_at_local"), split)
     campaign_id = conn.execute(insert(campaigns).values(
@@ -144,7 +144,8 @@ def create_campaign(conn: Connection, actor: Actor, **data: Any) -> int:
 
 def update_campaign(conn: Connection, actor: Actor, campaign_id: int, **data: Any) -> None:
     current = get_campaign(conn, campaign_id)
-    if current["state"] not in EDITABLE_STATES:
+    # Publishing to the archive (or taking it down) is not a change of what is sent.
+    if current["state"] not in EDITABLE_STATES and set(data) - {"archive"}:
         raise Conflict("a %(state)s campaign cannot be changed", state=Term(current["state"]))
     if "schedule_at" in data and "timezone" not in data:
         data["timezone"] = current["timezone"]

@@ -51,6 +51,7 @@ def _form_values() -> dict:
         "utm": {k: form.get(k, "").strip() for k in UTM_KEYS if form.get(k, "").strip()},
         "track_opens": form.get("track_opens") == "on",
         "track_clicks": form.get("track_clicks") == "on",
+        "archive": form.get("archive") == "on",
         "split_test": _split_values(),
         "send_at_local": _local_values(),
     }
@@ -152,7 +153,12 @@ def show(campaign_id: int):
         split = splittest.overview(conn, campaign_id)
     names = {m["id"]: m["name"] for m in choices["messages"]}
     list_names = {x["id"]: x["name"] for x in choices["lists"]}
+    base = current_settings()["server.public_url"].rstrip("/")
+    archive_links = [{"list_id": x["id"], "url": f"{base}/archive/{x['archive_slug']}",
+                      "name": _("Public archive of %(name)s", name=x["name"])}
+                     for x in choices["lists"] if x["id"] in campaign["list_ids"] and x["archive_slug"]]
     return render_template("campaigns/show.html", campaign=campaign, stats=stats,
+                           archive_links=archive_links,
                            problems=problems, reasons=reasons, message_name=names.get(campaign["message_id"], ""),
                            list_names=list_names, split=split, message_names=names,
                            metric_labels=SPLIT_METRIC_LABELS)
@@ -189,6 +195,21 @@ def act(campaign_id: int, action: str):
         flash({"start": _("Campaign started."), "schedule": _("Campaign scheduled."),
                "pause": _("Campaign paused."), "resume": _("Campaign resumed."),
                "cancel": _("Campaign cancelled.")}[action], "success")
+    except ServiceError as exc:
+        flash(exc.translated(), "error")
+    return redirect(url_for("campaigns.show", campaign_id=campaign_id))
+
+
+@blueprint.route("/campaigns/<int:campaign_id>/archive", methods=["POST"])
+@requires("campaigns:write")
+def set_archive(campaign_id: int):
+    """The "Publish in the public archive" switch (any state: it changes nothing sent)."""
+    published = request.form.get("archive") == "on"
+    try:
+        with db.write(db.get_engine()) as conn:
+            service.update_campaign(conn, g.actor, campaign_id, archive=published)
+        flash(_("The campaign is published in its lists' public archives once it has finished.")
+              if published else _("The campaign is not in the public archive."), "success")
     except ServiceError as exc:
         flash(exc.translated(), "error")
     return redirect(url_for("campaigns.show", campaign_id=campaign_id))

@@ -41,16 +41,19 @@ class Placeholder:
         return True
 
 
-def placeholder_context(*, list_name: str, campaign_name: str) -> dict[str, Any]:
-    """The render context of a placeholder recipient of a campaign sent to `list_name`."""
+def placeholder_context(*, list_name: str, campaign_name: str, own_links: str = "#") -> dict[str, Any]:
+    """The render context of a placeholder recipient of a campaign sent to `list_name`;
+    `own_links`: what the recipient's own links (unsubscribe, preferences, web copy) are."""
     return {"subscriber": Placeholder("subscriber"), "data": Placeholder("data"),
             "list": {"name": list_name}, "campaign": {"name": campaign_name},
-            "unsubscribe_url": "#", "preferences_url": "#", "view_in_browser_url": "#"}
+            "unsubscribe_url": own_links, "preferences_url": own_links,
+            "view_in_browser_url": own_links}
 
 
 def render_for_placeholder(version: dict[str, Any], *, list_name: str, campaign_name: str,
-                           link_rewriter=None) -> Rendered:
+                           link_rewriter=None, own_links: str = "#") -> Rendered:
     """The version as a campaign renders it, for the placeholder recipient. TemplateProblem
     when the template cannot be rendered even so (arithmetic on a personal value, say)."""
     compiled = compile_version(version, link_rewriter=link_rewriter)
-    return compiled.render(placeholder_context(list_name=list_name, campaign_name=campaign_name))
+    return compiled.render(placeholder_context(list_name=list_name, campaign_name=campaign_name,
+                                               own_links=own_links))

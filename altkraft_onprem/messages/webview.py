@@ -22,8 +22,8 @@ MAC_BYTES = 12
 _TOKEN_CHARS = 32                   # base64 of 12 + 12 bytes
 
 
-def _mac(settings: Settings) -> hmac.HMAC:
-    key = hmac.new(_secret(settings), b"altkraft-view-v1", hashlib.sha256).digest()
+def _mac(settings: Settings, purpose: bytes = b"altkraft-view-v1") -> hmac.HMAC:
+    key = hmac.new(_secret(settings), purpose, hashlib.sha256).digest()
     return hmac.new(key, digestmod=hashlib.sha256)
 
 
@@ -49,18 +49,44 @@ def view_url(settings: Settings, campaign_id: int, subscriber_id: int, version_i
 
 def read_view_token(settings: Settings, token: str) -> tuple[int, int, int]:
     """(campaign id, subscriber id, version id); LinkError for anything we did not sign."""
+    return _read(settings, token, _IDS, b"altkraft-view-v1", MAC_BYTES)
+
+
+def _read(settings: Settings, token: str, ids: struct.Struct, purpose: bytes,
+          mac_bytes: int) -> tuple[int, ...]:
+    """The ids a token of this kind carries; LinkError unless we signed it for `purpose`."""
     if len(token) != _TOKEN_CHARS or not token.isascii():
         raise LinkError("this link is not valid")
     try:
         raw = base64.urlsafe_b64decode(token)
     except (binascii.Error, ValueError):
         raise LinkError("this link is not valid") from None
-    body, signature = raw[:_IDS.size], raw[_IDS.size:]
-    mac = _mac(settings)
+    body, signature = raw[:ids.size], raw[ids.size:]
+    mac = _mac(settings, purpose)
     mac.update(body)
-    if not hmac.compare_digest(mac.digest()[:MAC_BYTES], signature):
+    if not hmac.compare_digest(mac.digest()[:mac_bytes], signature):
         raise LinkError("this link is not valid")
-    ids = _IDS.unpack(body)
-    if not all(0 < value < 2**31 for value in ids):
+    values = ids.unpack(body)
+    if not all(0 < value < 2**31 for value in values):
         raise LinkError("this link is not valid")
-    return ids
+    return values
+
+
+# The public archive's copies (/archive/SLUG/TOKEN, sending/archive.py): [campaign id, version
+# id] and 16 bytes of an HMAC with a key of its own (a view token is no archive token), 32
+# characters. Nothing personal in it: the copy is rendered for a placeholder recipient.
+_ARCHIVE_IDS = struct.Struct(">II")
+_ARCHIVE_PURPOSE = b"altkraft-archive-v1"
+_ARCHIVE_MAC_BYTES = 16
+
+
+def archive_token(settings: Settings, campaign_id: int, version_id: int) -> str:
+    body = _ARCHIVE_IDS.pack(campaign_id, version_id)
+    mac = _mac(settings, _ARCHIVE_PURPOSE)
+    mac.update(body)
+    return base64.urlsafe_b64encode(body + mac.digest()[:_ARCHIVE_MAC_BYTES]).decode("ascii")
+
+
+def read_archive_token(settings: Settings, token: str) -> tuple[int, int]:
+    """(campaign id, version id); LinkError for anything we did not sign."""
+    return _read(settings, token, _ARCHIVE_IDS, _ARCHIVE_PURPOSE, _ARCHIVE_MAC_BYTES)

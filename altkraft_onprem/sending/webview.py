@@ -56,12 +56,18 @@ def view_in_browser(token: str):
         html = render_as_sent(conn, current_settings(), campaign_id, subscriber_id, version_id)
     if html is None:
         abort(404)
+    response = sandboxed(html, "private, no-store")
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def sandboxed(html: str, cache: str) -> Response:
+    """A message's HTML as a page of its own: under WEBVIEW_CSP, never sniffed, no referrer."""
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = WEBVIEW_CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["X-Robots-Tag"] = "noindex"
+    response.headers["Cache-Control"] = cache
     return response
 
 
