@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from altkraft_onprem import db
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import ServiceError
 
@@ -33,10 +34,14 @@ def record_many(conn: Connection, actor: Actor, action: str, target_type: str,
     if not entries:
         return
     at = utcnow()
-    conn.execute(insert(audit_log), [
+    text: dict[int, str] = {}           # one JSON per details object (callers share them)
+    for _, details in entries:
+        if id(details) not in text:
+            text[id(details)] = json.dumps(details, default=str, ensure_ascii=False)
+    db.insert_many(conn, audit_log, [
         {"at": at, "actor_user_id": actor.user_id, "actor_token_id": actor.token_id,
          "actor": actor.label, "ip": actor.ip, "action": action, "target_type": target_type,
-         "target_id": str(target_id), "details": json.dumps(details, default=str, ensure_ascii=False)}
+         "target_id": str(target_id), "details": text[id(details)]}
         for target_id, details in entries])
 
 

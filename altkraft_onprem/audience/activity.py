@@ -5,7 +5,7 @@ import json
 
 from sqlalchemy import Connection, insert, select
 
-from altkraft_onprem import extensions
+from altkraft_onprem import db, extensions
 from altkraft_onprem.db.types import utcnow
 
 from .models import consents, subscriber_activity
@@ -21,9 +21,12 @@ def log_activities(conn: Connection, kind: str, entries: list[tuple[int, dict]])
     """`log_activity` for many people at once: (subscriber id, details) each."""
     if entries:
         at = utcnow()
-        conn.execute(insert(subscriber_activity), [
-            {"subscriber_id": subscriber_id, "at": at, "kind": kind,
-             "details": json.dumps(details, default=str, ensure_ascii=False)}
+        text: dict[int, str] = {}       # one JSON per details object (callers share them)
+        for _, details in entries:
+            if id(details) not in text:
+                text[id(details)] = json.dumps(details, default=str, ensure_ascii=False)
+        db.insert_many(conn, subscriber_activity, [
+            {"subscriber_id": subscriber_id, "at": at, "kind": kind, "details": text[id(details)]}
             for subscriber_id, details in entries])
 
 

@@ -142,21 +142,22 @@ def update_many(conn: Connection, actor: Actor, subscriber_ids, data: dict) -> d
     changed: dict[int, list[str]] = {}
     for chunk in db.chunked(sorted(set(subscriber_ids)), 1000):
         rows = []
-        for row in conn.execute(select(subscribers).where(
-                subscribers.c.id.in_(chunk), subscribers.c.deleted_at.is_(None))).mappings():
+        for row in conn.execute(select(subscribers.c.id, *[subscribers.c[name] for name in values]).where(
+                db.among(conn, subscribers.c.id, chunk), subscribers.c.deleted_at.is_(None))).mappings():
             current, new = dict(row), dict(values)
             if "custom" in values:
                 new["custom"] = {k: v for k, v in {**(current["custom"] or {}), **values["custom"]}.items()
                                  if v is not None}
             names = [k for k, v in new.items() if current.get(k) != v]
             if names:
-                rows.append((row["id"], new, names, field_changes(current, new, names)))
+                rows.append((row["id"], new, names, current))
                 changed[row["id"]] = names
         _write_updates(conn, actor, rows)
     return changed
 
 
 def _write_updates(conn: Connection, actor: Actor, rows: list[tuple[int, dict, list, dict]]) -> None:
+    """(id, new values, changed names, current values) each."""
     if not rows:
         return
     now = utcnow()
@@ -165,14 +166,20 @@ def _write_updates(conn: Connection, actor: Actor, rows: list[tuple[int, dict, l
             {**{name: bindparam(f"b_{name}") for name in rows[0][1]}, "updated_at": now}),
             [{"b_id": sid, **{f"b_{k}": v for k, v in new.items()}} for sid, new, _, _ in rows])
     else:
-        conn.execute(update(subscribers).where(subscribers.c.id.in_([row[0] for row in rows]))
+        conn.execute(update(subscribers).where(db.among(conn, subscribers.c.id, [row[0] for row in rows]))
                      .values(**rows[0][1], updated_at=now))
-    log_activities(conn, "updated", [(sid, {"fields": names, "by": actor.label})
-                                     for sid, _, names, _ in rows])
-    for sid, _, _, changes in rows:
-        events.SUBSCRIBER_UPDATED.emit(conn, subscriber_id=sid, changes=changes)
+    # The same details object for the same changed fields: its JSON is made once.
+    shown: dict[tuple, tuple[dict, dict]] = {}
+    for _, _, names, _ in rows:
+        if tuple(names) not in shown:
+            shown[tuple(names)] = ({"fields": names, "by": actor.label}, {"fields": names})
+    log_activities(conn, "updated", [(sid, shown[tuple(names)][0]) for sid, _, names, _ in rows])
+    if events.SUBSCRIBER_UPDATED.wanted(conn):     # nobody listens: no payload per person
+        for sid, new, names, current in rows:
+            events.SUBSCRIBER_UPDATED.emit(conn, subscriber_id=sid,
+                                           changes=field_changes(current, new, names))
     record_many(conn, actor, "subscriber.update", "subscriber",
-                [(sid, {"fields": names}) for sid, _, names, _ in rows])
+                [(sid, shown[tuple(names)][1]) for sid, _, names, _ in rows])
 
 
 def _plain(value):

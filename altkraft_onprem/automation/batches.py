@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, select, update
 
 from altkraft_onprem import db
 from altkraft_onprem.audience import segments as segment_service
@@ -56,18 +56,33 @@ def run(engine: Engine, settings, owner: str, ids: list[int], at: tuple[int, str
         return execute(conn, settings, rows, now or utcnow(), wake, answers or {})
 
 
+# What executors read of an enrollment; `event` (JSON) only for the nodes that show it.
+_COLUMNS = ("id", "workflow_id", "version_id", "subscriber_id", "node_id", "visit",
+            "waiting_until", "waiting_for", "event_seen", "attempts", "test")
+NEEDS_EVENT = {"send_email", "notify", "webhook", "enroll"}
+
+
 def leased(conn: Connection, ids: list[int], owner: str, at: tuple[int, str], *,
            lock: bool = True) -> list[dict]:
-    """Those of `ids` still leased to `owner`, active and at `at` (locked on Postgres)."""
+    """Those of `ids` still leased to `owner`, active and at `at` (locked on Postgres), each
+    with `present`: the person is still there (not deleted, not in the trash)."""
+    node = version(conn, at[0])["nodes"].get(at[1])
+    columns = [enrollment_rows.c[name] for name in _COLUMNS]
+    if node is not None and node["type"] in NEEDS_EVENT:
+        columns.append(enrollment_rows.c.event)
+    present = and_(subscribers.c.id.is_not(None), subscribers.c.deleted_at.is_(None)).label("present")
     found: list[dict] = []
     for chunk in db.chunked(ids, CHUNK):
-        query = select(enrollment_rows).where(
-            enrollment_rows.c.id.in_(chunk), enrollment_rows.c.lease_owner == owner,
+        query = select(*columns, present).select_from(enrollment_rows.join(
+            subscribers, subscribers.c.id == enrollment_rows.c.subscriber_id, isouter=True)).where(
+            db.among(conn, enrollment_rows.c.id, chunk), enrollment_rows.c.lease_owner == owner,
             enrollment_rows.c.state == "active", enrollment_rows.c.version_id == at[0],
             enrollment_rows.c.node_id == at[1]).order_by(enrollment_rows.c.id)
         if lock and conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        found += [dict(r) for r in conn.execute(query).mappings()]
+            query = query.with_for_update(of=enrollment_rows)
+        result = conn.execute(query)
+        names = list(result.keys())
+        found += [dict(zip(names, row, strict=True)) for row in result.all()]
     return found
 
 
@@ -79,7 +94,7 @@ def execute(conn: Connection, settings, rows: list[dict], now: datetime, wake,
         enrollments.end_many(conn, rows, "exited", f"node {rows[0]['node_id']} is not in version "
                              f"{found['number']}", now, wake=wake)
         return Result()
-    rows = _leave(conn, rows, _present(conn, [r["subscriber_id"] for r in rows]), False,
+    rows = _leave(conn, rows, {r["subscriber_id"] for r in rows if r["present"]}, False,
                   "the subscriber was deleted", now, wake)
     exit_segment = found["definition"].get("entry", {}).get("exit_segment_id")
     if exit_segment is not None and rows:
@@ -92,14 +107,13 @@ def execute(conn: Connection, settings, rows: list[dict], now: datetime, wake,
     return _apply(conn, found, node, list(zip(rows, outcomes, strict=True)), now, wake)
 
 
-def _present(conn: Connection, subscriber_ids: list[int], segment_id: int | None = None) -> set[int]:
-    """Who is still there (not deleted, not in the trash) — and in the segment, if one is given."""
-    where = segment_service.segment_expr(conn, segment_id) if segment_id is not None else \
-        subscribers.c.deleted_at.is_(None)
+def _present(conn: Connection, subscriber_ids: list[int], segment_id: int) -> set[int]:
+    """Who of these people is in the segment."""
+    where = segment_service.segment_expr(conn, segment_id)
     found: set[int] = set()
     for chunk in db.chunked(sorted(set(subscriber_ids)), CHUNK):
         found.update(conn.execute(select(subscribers.c.id).where(
-            subscribers.c.id.in_(chunk), where)).scalars())
+            db.among(conn, subscribers.c.id, chunk), where)).scalars())
     return found
 
 
@@ -112,80 +126,83 @@ def _leave(conn: Connection, rows: list[dict], found: set[int], leave_found: boo
     return [r for r in rows if (r["subscriber_id"] in found) != leave_found]
 
 
+_WAIT = ("wake_at", "waiting_until", "waiting_for", "attempts", "lease_owner", "lease_until")
+_PARK = ("state", "wake_at", "end_reason", "lease_owner", "lease_until")
+_MOVE = ("node_id", "visit", "wake_at", "waiting_until", "waiting_for", "event_seen", "attempts")
+_NO_DETAIL: dict = {}          # one object: its JSON is made once per batch
+
+
 def _apply(conn: Connection, found: dict, node: dict, pairs: list[tuple[dict, Outcome]],
            now: datetime, wake) -> Result:
     """Waits, parks, step rows, ends and moves of one batch, in bulk."""
-    changes: list[tuple[int, dict]] = []
+    waits: dict[tuple, list[int]] = defaultdict(list)
+    parks: dict[tuple, list[int]] = defaultdict(list)
     stepped: list[tuple[dict, Outcome]] = []
     for row, outcome in pairs:
+        detail = outcome.detail
         if outcome.wait_until is not None:
-            changes.append((row["id"], {"wake_at": outcome.wait_until,
-                                        "waiting_until": outcome.wait_until,
-                                        "waiting_for": outcome.detail.get("waiting_for"),
-                                        "attempts": outcome.detail.get("attempt", row["attempts"]),
-                                        **_RELEASED}))
+            waits[(outcome.wait_until, outcome.wait_until, detail.get("waiting_for"),
+                   detail.get("attempt", row["attempts"]), None, None)].append(row["id"])
             continue
-        if outcome.detail.get("failed") and (node["id"], "failure") not in found["edges"]:
-            outcome.detail["park"] = f"node {node['id']} failed: {outcome.detail.get('error')}"
-        if outcome.detail.get("park"):
-            changes.append((row["id"], {"state": "parked", "wake_at": None,
-                                        "end_reason": outcome.detail["park"][:1000], **_RELEASED}))
+        if detail.get("failed") and (node["id"], "failure") not in found["edges"]:
+            detail["park"] = f"node {node['id']} failed: {detail.get('error')}"
+        if detail.get("park"):
+            parks[("parked", None, detail["park"][:1000], None, None)].append(row["id"])
             continue
         stepped.append((row, outcome))
-    _update_each(conn, changes)
+    _update_groups(conn, _WAIT, waits)
+    _update_groups(conn, _PARK, parks)
     if not stepped:
         return Result()
-    conn.execute(steps.insert(), [
-        {"enrollment_id": row["id"], "workflow_id": row["workflow_id"], "node_id": node["id"],
-         "visit": row["visit"], "branch": outcome.branch, "detail": outcome.detail, "at": now}
-        for row, outcome in stepped])
+    node_id = node["id"]
+    db.insert_many(conn, steps, [
+        {"enrollment_id": row["id"], "workflow_id": row["workflow_id"], "node_id": node_id,
+         "visit": row["visit"], "branch": outcome.branch, "detail": outcome.detail or _NO_DETAIL,
+         "at": now} for row, outcome in stepped])
     return Result(taken=len(stepped), moved=_move_on(conn, found, node, stepped, now, wake))
 
 
 def _move_on(conn: Connection, found: dict, node: dict, stepped: list[tuple[dict, Outcome]],
              now: datetime, wake) -> dict[tuple[int, str], list[int]]:
     ends: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    following: dict[str, list[dict]] = defaultdict(list)
+    following: dict[str, list[int]] = defaultdict(list)
+    edges = found["edges"]
     for row, outcome in stepped:
         if outcome.end is not None:
             ends[("exited", outcome.end)].append(row)
             continue
-        target = outcome.jump or found["edges"].get((node["id"], outcome.branch))
+        target = outcome.jump or edges.get((node["id"], outcome.branch))
         if target is None:
             ends[("done", "reached the end")].append(row)
         else:
-            following[target].append(row)
+            following[target].append(row["id"])
     for (state, reason), rows in ends.items():
         enrollments.end_many(conn, rows, state, reason, now, wake=wake)
-    moved: dict[tuple[int, str], list[int]] = {}
-    changes = []
-    for target, rows in following.items():
+    moves: dict[tuple, list[int]] = defaultdict(list)
+    for target, ids in following.items():
         # The visit of the next node: one more than the steps already taken there (written
         # above for this node, so a goto to itself counts this step too).
         seen = count_by(conn, lambda chunk, target=target: (
-            steps.c.enrollment_id.in_(chunk), steps.c.node_id == target), steps.c.enrollment_id,
-            [r["id"] for r in rows])
-        for row in rows:
-            changes.append((row["id"], {"node_id": target, "visit": seen.get(row["id"], 0) + 1,
-                                        "wake_at": now, "waiting_until": None, "waiting_for": None,
-                                        "event_seen": False, "attempts": 0}))
-        moved[(found["id"], target)] = [r["id"] for r in rows]
-    _update_each(conn, changes)
-    return moved
+            db.among(conn, steps.c.enrollment_id, chunk), steps.c.node_id == target),
+            steps.c.enrollment_id, ids)
+        for enrollment_id in ids:
+            moves[(target, seen.get(enrollment_id, 0) + 1, now, None, None, False, 0)].append(
+                enrollment_id)
+    _update_groups(conn, _MOVE, moves)
+    return {(found["id"], target): ids for target, ids in following.items()}
 
 
-def _update_each(conn: Connection, changes: list[tuple[int, dict]]) -> None:
-    """UPDATE enrollments: one statement per set of equal values (usually one or two per
-    batch), or one executemany when the values differ from person to person."""
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for enrollment_id, values in changes:
-        groups[tuple(sorted(values.items()))].append(enrollment_id)
-    if len(groups) > _MANY_GROUPS and len({tuple(sorted(v)) for _, v in changes}) == 1:
-        names = sorted(changes[0][1])
+def _update_groups(conn: Connection, names: tuple[str, ...], groups: dict[tuple, list[int]]) -> None:
+    """UPDATE enrollments SET `names` = each group's values for the group's ids: one
+    statement per group (usually one or two per batch), or one executemany when the values
+    differ from person to person."""
+    if len(groups) > _MANY_GROUPS:
         conn.execute(update(enrollment_rows).where(enrollment_rows.c.id == bindparam("b_id")).values(
             {name: bindparam(f"b_{name}") for name in names}),
-            [{"b_id": i, **{f"b_{k}": v for k, v in values.items()}} for i, values in changes])
+            [{"b_id": i, **{f"b_{name}": value for name, value in zip(names, values, strict=True)}}
+             for values, ids in groups.items() for i in ids])
         return
-    for key, ids in groups.items():
+    for values, ids in groups.items():
         for chunk in db.chunked(ids, CHUNK):
-            conn.execute(update(enrollment_rows).where(enrollment_rows.c.id.in_(chunk)).values(dict(key)))
+            conn.execute(update(enrollment_rows).where(db.among(conn, enrollment_rows.c.id, chunk))
+                         .values(dict(zip(names, values, strict=True))))

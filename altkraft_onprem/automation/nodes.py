@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
+from altkraft_onprem import db
 from altkraft_onprem.audience import service as audience
 from altkraft_onprem.audience import subscribers as subscriber_service
 from altkraft_onprem.audience.models import STANDARD_FIELDS
@@ -32,10 +33,15 @@ def field_value(person: dict | None, name: str):
     return (person.get("custom") or {}).get(name.removeprefix("custom."))
 
 
-def wait(step: Step) -> Outcome:
-    until = step.enrollment["waiting_until"] or timing.after_duration(
-        step.now, timing.duration(step.config["duration"]), step.tz)
-    return step.wait(until)
+def wait(batch: Batch) -> list[Outcome]:
+    """A duration with calendar days ends at a local time in each person's zone; one of
+    hours, minutes and seconds only is the same moment for everyone (no zone is read)."""
+    length = timing.duration(batch.config["duration"])
+    if length.days:
+        return [step.wait(step.enrollment["waiting_until"] or timing.after_duration(
+            step.now, length, step.tz)) for step in batch.steps()]
+    same = batch.now + length
+    return [step.wait(step.enrollment["waiting_until"] or same) for step in batch.steps()]
 
 
 def wait_until(step: Step) -> Outcome:
@@ -112,7 +118,7 @@ def weighted(step: Step) -> Outcome:
 
 def frequency_cap(batch: Batch) -> list[Outcome]:
     since = batch.now - timedelta(days=batch.config["days"])
-    sent = batch.counts(lambda chunk: (deliveries.c.subscriber_id.in_(chunk),
+    sent = batch.counts(lambda chunk: (db.among(batch.conn, deliveries.c.subscriber_id, chunk),
                                        deliveries.c.state == "sent", deliveries.c.done_at >= since),
                         deliveries.c.subscriber_id, batch.subscriber_ids)
     limit = batch.config["max_emails"]
@@ -136,7 +142,7 @@ def goto(batch: Batch) -> list[Outcome]:
     """Jumps while the target was visited fewer than max_visits times."""
     target = batch.config["target"]
     ids = [e["id"] for e in batch.enrollments]
-    visits = batch.counts(lambda chunk: (step_rows.c.enrollment_id.in_(chunk),
+    visits = batch.counts(lambda chunk: (db.among(batch.conn, step_rows.c.enrollment_id, chunk),
                                          step_rows.c.node_id == target),
                           step_rows.c.enrollment_id, ids)
     return [Outcome(jump=target, detail={"visits": visits.get(i, 0)})
@@ -172,7 +178,10 @@ def update_fields(batch: Batch) -> list[Outcome]:
         else:
             data.setdefault("custom", {})[name.removeprefix("custom.")] = value
     changed = subscriber_service.update_many(batch.conn, batch.actor, batch.subscriber_ids, data)
-    return [Outcome(detail={"changed": changed.get(sid, [])}) for sid in batch.subscriber_ids]
+    details: dict[tuple, dict] = {}     # one object per set of changed fields (one JSON each)
+    return [Outcome(detail=details.setdefault(tuple(changed.get(sid, [])),
+                                              {"changed": changed.get(sid, [])}))
+            for sid in batch.subscriber_ids]
 
 
 def add_to_list(step: Step) -> Outcome:
@@ -200,7 +209,7 @@ def notify(step: Step) -> Outcome:
 
 
 EXECUTORS: dict[str, Executor] = {
-    "wait": each(wait), "wait_until": each(wait_until), "send_window": each(send_window),
+    "wait": wait, "wait_until": each(wait_until), "send_window": each(send_window),
     "wait_for_event": each(wait_for_event), "condition": condition, "switch": switch,
     "split": split, "frequency_cap": frequency_cap, "goal": goal, "exit": exit_node,
     "goto": goto, "enroll": enroll, "update_fields": update_fields,

@@ -44,6 +44,7 @@ class Batch:
     answers: dict = field(default_factory=dict)      # webhook node: enrollment id -> Answer
     _people: dict[int, dict] | None = None
     _zones: dict[int, str | None] | None = None
+    _passed: dict[datetime, dict] | None = None
 
     @property
     def config(self) -> dict:
@@ -77,7 +78,7 @@ class Batch:
                 for chunk in db.chunked(self.subscriber_ids, 2000):
                     self._zones.update(self.conn.execute(select(
                         subscribers.c.id, subscribers.c.timezone).where(
-                        subscribers.c.id.in_(chunk))).all())
+                        db.among(self.conn, subscribers.c.id, chunk))).all())
         return self._zones
 
     def steps(self) -> list[Step]:
@@ -89,8 +90,15 @@ class Batch:
         found: set[int] = set()
         for chunk in db.chunked(self.subscriber_ids, 2000):
             found.update(self.conn.execute(select(subscribers.c.id).where(
-                subscribers.c.id.in_(chunk), where)).scalars())
+                db.among(self.conn, subscribers.c.id, chunk), where)).scalars())
         return found
+
+    def passed(self, moment: datetime) -> dict:
+        """The step detail of a wait that is over (shared by everyone of the batch whose
+        wait ended at that moment)."""
+        if self._passed is None:
+            self._passed = {}
+        return self._passed.setdefault(moment, {"until": moment.isoformat()})
 
     def counts(self, where_for: Callable, key_column, ids: list[int]) -> dict[int, int]:
         return count_by(self.conn, where_for, key_column, ids)
@@ -165,6 +173,8 @@ class Step:
     def wait(self, target: datetime, **detail) -> Outcome:
         """Wait until `target` (a test enrollment goes on at once)."""
         if self.enrollment["test"] or target <= self.now or self.waited():
+            if not detail and not self.enrollment["test"]:      # one object per moment: one JSON
+                return Outcome(detail=self.batch.passed(target))
             return Outcome(detail={**detail, "until": target.isoformat(),
                                    **({"compressed": True} if self.enrollment["test"] else {})})
         return Outcome(wait_until=target, detail=detail)

@@ -5,6 +5,8 @@ created only by the Alembic migrations in db/migrations (the same ones on both d
 """
 from __future__ import annotations
 
+import json
+import operator
 import os
 import sqlite3
 import time
@@ -12,7 +14,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import current_app
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -181,6 +193,53 @@ def insert_ignoring_conflicts(conn: Connection, table, index_elements=None):
     skipped; with index_elements, only a conflict on that key)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+
+
+def among(conn: Connection, column, values):
+    """`column IN values` with the values as ONE bound parameter (a JSON array on SQLite, an
+    array on Postgres): SQLAlchemy would otherwise render a parameter per value, and compiling
+    those costs more than running the query."""
+    if conn.dialect.name == "postgresql":
+        return column == func.any(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    items = select(literal_column("value")).select_from(
+        func.json_each(bindparam(None, json.dumps(list(values)))))
+    return column.in_(items.scalar_subquery())
+
+
+_INSERTS: dict[tuple, tuple[str, tuple[str, ...] | None]] = {}
+
+
+def insert_many(conn: Connection, table, rows: list[dict]) -> None:
+    """INSERT of many rows (all with the same keys) through the driver's executemany. Each
+    column's bind processing (JSON, UTC times) runs once per distinct value object instead of
+    through SQLAlchemy's per-row parameter machinery, which costs more than the insert itself
+    when a batch writes thousands of rows (workflow steps, activity, audit entries)."""
+    if not rows:
+        return
+    keys = tuple(rows[0])
+    cache_key = (table.name, keys, conn.dialect.name)
+    if cache_key not in _INSERTS:
+        compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(keys))
+        _INSERTS[cache_key] = (str(compiled), tuple(compiled.positiontup or ()) or None)
+    sql, positions = _INSERTS[cache_key]
+    order = positions or keys
+    convert = []                # (position, processor, {id(value): processed value})
+    for position, key in enumerate(order):
+        process = table.c[key].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        if process is not None:
+            convert.append((position, process, {}))
+    take = operator.itemgetter(*order)
+    params = []
+    for row in rows:
+        values = list(take(row)) if len(order) > 1 else [row[order[0]]]
+        for position, process, seen in convert:
+            item = values[position]
+            done = seen.get(id(item), seen)
+            if done is seen:
+                done = seen[id(item)] = process(item)
+            values[position] = done
+        params.append(tuple(values) if positions is not None else dict(zip(keys, values, strict=True)))
+    conn.exec_driver_sql(sql, params)
 
 
 def chunked(items, size: int) -> Iterator[list]:

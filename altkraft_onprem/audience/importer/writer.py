@@ -26,7 +26,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     select,
     true,
     update,
@@ -43,6 +42,7 @@ from altkraft_onprem.audience.models import (
     subscribers,
     suppressions,
 )
+from altkraft_onprem.db import among
 
 from .bulk import Bulk
 
@@ -100,18 +100,6 @@ class WriteOptions:
     activity: dict = field(default_factory=dict)   # details of the activity entry
     consent_form: str = "import"                    # the consent record's "form"
     double_optin: frozenset[int] = frozenset()      # target lists that confirm by email
-
-
-def among(conn: Connection, column, values: Sequence):
-    """`column IN values` with the values as ONE bound parameter (a JSON array on SQLite, an
-    array on Postgres): SQLAlchemy would otherwise render thousands of parameters per query."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == func.any(bindparam(None, list(values), type_=ARRAY(column.type)))
-    items = select(literal_column("value")).select_from(
-        func.json_each(bindparam(None, json.dumps(list(values)))))
-    return column.in_(items.scalar_subquery())
 
 
 def copy_subscribers(conn: Connection, rows: Sequence[tuple]) -> dict[str, int]:
