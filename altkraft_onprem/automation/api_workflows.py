@@ -71,6 +71,15 @@ class EnrollOut(BaseModel):
     entered: int
 
 
+class ResumeBody(Strict):
+    enrollment_ids: list[Id] | None = Field(None, max_length=100_000, description="Parked "
+                                            "enrollments to resume; absent: every parked one")
+
+
+class ResumeOut(BaseModel):
+    resumed: int
+
+
 class EnrollmentOut(BaseModel):
     id: int
     subscriber_id: int
@@ -206,6 +215,15 @@ def enroll_people(workflow_id: int, body: EnrollBody):
     with db.write(_engine()) as conn:
         return workflows.enroll(conn, g.actor, workflow_id, subscriber_ids=body.subscriber_ids,
                                 segment_id=body.segment_id, test=body.test, wake=jobs.wake)
+
+
+@operation("/workflows/<int:workflow_id>/resume", "POST", permission="automation:write",
+           summary="Resume parked enrollments: each tries the node where it stopped again",
+           tag=TAG, body=ResumeBody, response=ResumeOut)
+def resume_enrollments(workflow_id: int, body: ResumeBody):
+    with db.write(_engine()) as conn:
+        return {"resumed": workflows.resume(conn, g.actor, workflow_id, body.enrollment_ids,
+                                            wake=jobs.wake)}
 
 
 @operation("/workflows/<int:workflow_id>/enrollments", "GET", permission="automation:read",

@@ -1,4 +1,4 @@
-"""`altkraft workflow list|publish|pause|enroll` — the same operations as the UI and API."""
+"""`altkraft workflow list|publish|pause|enroll|resume` — the same operations as the UI and API."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import click
 
 @click.group()
 def workflow() -> None:
-    """Workflows: list, publish a draft, pause, enroll people."""
+    """Workflows: list, publish a draft, pause, enroll people, resume parked ones."""
 
 
 def _run(ctx, fn, *permissions: str):
@@ -94,3 +94,17 @@ def enroll_command(ctx, workflow_id: int, subscriber_ids: tuple[int, ...], segme
         conn, actor, workflow_id, subscriber_ids=list(subscriber_ids) or None,
         segment_id=segment_id, test=test, wake=jobs.wake), "automation:write")
     click.echo(f"workflow {workflow_id}: {result['entered']} of {result['asked']} enrolled")
+
+
+@workflow.command("resume")
+@click.argument("workflow_id", type=click.IntRange(min=1))
+@click.option("--enrollment", "enrollment_ids", type=click.IntRange(min=1), multiple=True,
+              help="A parked enrollment id (repeat for several); default: every parked one.")
+@click.pass_obj
+def resume_command(ctx, workflow_id: int, enrollment_ids: tuple[int, ...]) -> None:
+    """Resume parked enrollments: each tries the step where it stopped again."""
+    from . import jobs, workflows
+
+    resumed = _run(ctx, lambda conn, actor: workflows.resume(
+        conn, actor, workflow_id, list(enrollment_ids) or None, wake=jobs.wake), "automation:write")
+    click.echo(f"workflow {workflow_id}: {resumed} resumed")

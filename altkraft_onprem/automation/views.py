@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
@@ -70,6 +71,7 @@ def builder(workflow_id: int):
         workflow = workflows.get(conn, workflow_id)
         stats = enrollment.stats(conn, workflow_id)
         people, total = enrollment.page(conn, workflow_id, limit=50)
+        parked = enrollment.page(conn, workflow_id, state="parked", limit=1)[1]
         zones = _zones(conn, [p["subscriber_id"] for p in people])
     nodes = {n.get("id"): n for n in (workflow["draft"].get("graph") or {}).get("nodes", [])
              if isinstance(n, dict)}
@@ -78,6 +80,7 @@ def builder(workflow_id: int):
         item["why"] = _why(item, nodes, zones.get(item["subscriber_id"]) or zone_default)
     return render_template(
         "automation/workflow.html", workflow=workflow, stats=stats, people=people, total=total,
+        parked=parked,
         node_types=sorted(CONFIGS), branches={t: list(bs) for t, bs in BRANCHES.items()},
         trigger_types=list(TRIGGER_TYPES))
 
@@ -114,6 +117,10 @@ def act(workflow_id: int, action: str):
             elif action == "archive":
                 workflows.archive(conn, g.actor, workflow_id, wake=jobs.wake)
                 message = _("Workflow archived.")
+            elif action == "resume":
+                resumed = workflows.resume(conn, g.actor, workflow_id, wake=jobs.wake)
+                message = ngettext("%(num)s person goes on from the step where they stopped.",
+                                   "%(num)s people go on from the step where they stopped.", resumed)
             elif action == "enroll":
                 ids = _people(conn, request.form.get("people", ""))
                 result = workflows.enroll(conn, g.actor, workflow_id, subscriber_ids=ids,

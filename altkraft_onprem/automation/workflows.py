@@ -22,7 +22,7 @@ from . import enrollment as enrollments
 from .definition import dump
 from .webhooks import new_secret
 from .workflow_models import enrollments as enrollment_rows
-from .workflow_models import workflow_versions, workflows
+from .workflow_models import steps, workflow_versions, workflows
 
 MAX_DRAFT_BYTES = 1_000_000
 MAX_MANUAL = 100_000
@@ -165,11 +165,17 @@ def _move_people(conn: Connection, workflow_id: int, version_id: int, stored: di
                            "node_map", unknown=unknown[0])
     moved = 0
     for old, new in node_map.items():
+        # The visit of the new node: one more than the steps the person already took at a
+        # node of that id (under an earlier version): a step's key stays unique.
+        visits = select(func.count()).select_from(steps).where(
+            steps.c.enrollment_id == enrollment_rows.c.id, steps.c.node_id == new
+        ).scalar_subquery()
         moved += conn.execute(update(enrollment_rows).where(
             enrollment_rows.c.workflow_id == workflow_id, enrollment_rows.c.state == "active",
+            enrollment_rows.c.version_id != version_id,         # each person moves once
             enrollment_rows.c.node_id == old).values(
-            version_id=version_id, node_id=new, visit=1, waiting_until=None, waiting_for=None,
-            event_seen=False, wake_at=utcnow())).rowcount
+            version_id=version_id, node_id=new, visit=visits + 1, waiting_until=None,
+            waiting_for=None, event_seen=False, wake_at=utcnow())).rowcount
     return moved
 
 
@@ -199,6 +205,26 @@ def archive(conn: Connection, actor: Actor, workflow_id: int, wake=None) -> int:
     record(conn, actor, "workflow.archive", "workflow", workflow_id, exited=left)
     _changed(conn)
     return left
+
+
+def resume(conn: Connection, actor: Actor, workflow_id: int, enrollment_ids=None,
+           wake=None) -> int:
+    """Parked enrollments (a step failed, an HTTP request node gave up without a failure
+    branch) go on at the node where they stopped, which is tried afresh (an HTTP node gets
+    its attempts again). None: every parked enrollment of the workflow. Returns how many."""
+    current = get(conn, workflow_id)
+    if current["state"] == "archived":
+        raise Conflict("an archived workflow cannot be changed")
+    where = [enrollment_rows.c.workflow_id == workflow_id, enrollment_rows.c.state == "parked"]
+    if enrollment_ids is not None:
+        where.append(db.among(conn, enrollment_rows.c.id, sorted({int(i) for i in enrollment_ids})))
+    resumed = conn.execute(update(enrollment_rows).where(*where).values(
+        state="active", wake_at=utcnow(), attempts=0, end_reason=None, lease_owner=None,
+        lease_until=None)).rowcount
+    record(conn, actor, "workflow.resume", "workflow", workflow_id, resumed=resumed)
+    if resumed and wake is not None:
+        db.after_commit(conn, "automation.resume", wake)
+    return resumed
 
 
 def enroll(conn: Connection, actor: Actor, workflow_id: int, *, subscriber_ids=None,
