@@ -108,10 +108,11 @@ EMAIL_BOUNCED = DomainEvent(
     "suppressed the address. campaign_id is None when the bounce names no campaign.")
 
 EMAIL_REJECTED = DomainEvent(
-    "email.rejected", ("campaign_id", "subscriber_id", "code", "reply"),
+    "email.rejected", ("campaign_id", "subscriber_id", "email", "code", "reply"),
     "The relay refused a campaign message for good while it was being sent (a synchronous "
     "5xx: code and the relay's text); inbound mail records it as a bounce, which may suppress "
-    "the address and then emits email.bounced.")
+    "the address and then emits email.bounced. email is the address when the message went to "
+    "no subscriber (a transactional send to an outside address, subscriber_id 0), else None.")
 
 EMAIL_COMPLAINED = DomainEvent(
     "email.complained",

@@ -193,6 +193,13 @@ def row_person(conn: Connection, row_id: int) -> tuple[int, int]:
     return row.campaign_id, row.subscriber_id
 
 
+def row_address(conn: Connection, row_id: int) -> str | None:
+    """The address of a ledger row that names no subscriber (a transactional send to an
+    outside address keeps it in the row's context)."""
+    context = conn.execute(select(deliveries.c.context).where(deliveries.c.id == row_id)).scalar()
+    return (context or {}).get("to") if isinstance(context, dict) else None
+
+
 # The hot path of the campaign sender (one call per group commit): plain SQL on the driver's
 # cursor, inside the caller's transaction — SQLAlchemy's per-execution work cost more here
 # than the UPDATE itself. Parameters: reply, message id, now, now, row id, owner.

@@ -20,6 +20,7 @@ def record(conn: Connection, row_id: int, owner: str, state: str, **values) -> b
         if refused is not None and refused[0] >= 500:
             campaign_id, subscriber_id = ledger.row_person(conn, row_id)
             events.EMAIL_REJECTED.emit(conn, campaign_id=campaign_id, subscriber_id=subscriber_id,
+                                       email=None if subscriber_id else ledger.row_address(conn, row_id),
                                        code=refused[0], reply=refused[1])
     if ok and state in ("sent", "failed"):
         ledger.emit_outcomes(conn, [row_id])

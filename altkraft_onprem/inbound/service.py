@@ -133,20 +133,29 @@ def _effects(conn: Connection, settings, inbound_id: int, verdict: Verdict) -> N
                          feedback_type=verdict.feedback_type, reporter=verdict.reporter)
 
 
-def relay_rejected(conn: Connection, *, campaign_id: int, subscriber_id: int, code: int,
-                   reply: str) -> None:
+def relay_rejected(conn: Connection, *, campaign_id: int, subscriber_id: int, email: str | None,
+                   code: int, reply: str) -> None:
     """The relay refused a campaign message with a 5xx while it was sent (email.rejected):
-    recorded and classified like a bounce that came back by mail."""
-    email = conn.execute(select(subscribers.c.email).where(subscribers.c.id == subscriber_id)).scalar()
+    recorded and classified like a bounce that came back by mail — for an outside address
+    (a transactional send, subscriber 0) too, so a hard bounce suppresses it."""
+    if subscriber_id:
+        email = conn.execute(select(subscribers.c.email).where(
+            subscribers.c.id == subscriber_id)).scalar()
     if email is None:
         return
     diagnostic = f"{code} {reply}"[:2000]
     status = status_code(reply)
     bounce_class, rule = rules.classify(status, diagnostic)
-    record_bounce(conn, _settings(), inbound_id=None, source="relay", subscriber_id=subscriber_id,
-                  campaign_id=campaign_id, email=email, bounce_class=bounce_class, rule=rule,
-                  rules_version=rules.CURRENT_VERSION,
-                  recipient=Recipient(address=email, status=status, diagnostic=diagnostic))
+    recipient = Recipient(address=email, status=status, diagnostic=diagnostic)
+    bounce_id = record_bounce(conn, _settings(), inbound_id=None, source="relay",
+                              subscriber_id=subscriber_id or None, campaign_id=campaign_id,
+                              email=email, bounce_class=bounce_class, rule=rule,
+                              rules_version=rules.CURRENT_VERSION, recipient=recipient)
+    if not subscriber_id and bounce_class == "hard":
+        # An outside address has no soft-bounce history: a hard bounce suppresses it at once.
+        reason = _suppression_reason(conn, _settings(), 0, bounce_class, recipient, utcnow())
+        audience.suppress(conn, ACTOR, email=email, reason=reason, source="bounce")
+        conn.execute(_MARK_SUPPRESSED, {"bounce_id": bounce_id})
 
 
 def _settings():

@@ -313,3 +313,13 @@ def test_carriers_are_not_shown_as_campaigns(env):
             campaigns_table.c.transactional.is_(True))).scalars().all()
         listed = {c["id"] for c in campaigns.list_campaigns(conn)}
     assert carriers and not set(carriers) & listed
+
+
+def test_a_hard_bounce_of_an_outside_address_suppresses_it(client, token, message_id, sink):
+    sink.fail("550 5.1.1 <gone-out@example.org>: user unknown", rcpt="gone-out@example.org")
+    first = post(client, token, reset(message_id, {"email": "gone-out@example.org"},
+                                      mode="external", category="password_reset"))
+    assert status(client, token, first.get_json()["id"])["state"] == "failed"
+    again = post(client, token, reset(message_id, {"email": "gone-out@example.org"},
+                                      mode="external", category="password_reset"))
+    assert again.status_code == 409 and "hard bounce" in again.get_json()["detail"]
