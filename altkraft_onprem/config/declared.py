@@ -255,6 +255,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("deliverability.dkim_retire_days", _positive(_int), 7,
             "Days a DKIM key replaced by a rotation stays (not signing, its record still "
             "published) before the daily check removes it.", "integer"),
+    Setting("deliverability.probe_timeout_seconds", _positive(_float), 5.0,
+            "Time limit of the compliance panel's live probes: the STARTTLS handshake with each "
+            "relay and the self-test POST to the one-click unsubscribe URL.", "number"),
+    Setting("deliverability.compliance_window_days", _positive(_int), 7,
+            "Days of campaigns the compliance panel counts the spam-complaint rate over (and whose "
+            "From domains it checks).", "integer"),
 
     # --- inbound mail (bounces, complaints, mailto unsubscribes, DMARC reports) ---------------
     Setting("inbound.smtp_listen", _host_port, "127.0.0.1:2525",

@@ -15,7 +15,7 @@ from altkraft_onprem.access.policy import requires
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.delivery import dkimkeys, dnscheck, sending_domains
 
-from . import checks, domains, jobs, watch
+from . import checks, compliance, domains, jobs, watch
 
 blueprint = Blueprint("deliverability", __name__)
 BANNER_SECONDS = 10.0
@@ -44,9 +44,30 @@ def _records(entry: dict) -> list[dict]:
     return found
 
 
+def compliance_labels() -> dict[str, str]:
+    return {"spf": _("SPF"), "dkim_aligned": _("DKIM aligned"), "dmarc": _("DMARC"),
+            "ptr": _("Reverse DNS (PTR)"), "tls": _("TLS to the relay"),
+            "one_click_unsubscribe": _("One-click unsubscribe"),
+            "complaint_rate": _("Spam-complaint rate"), "feedback_id": _("Feedback-ID"),
+            "from_not_freemail": _("From domain not a freemail domain")}
+
+
 @blueprint.route("/deliverability")
 @requires("deliverability:read")
 def index():
+    return _render()
+
+
+@blueprint.route("/deliverability/compliance")
+@requires("deliverability:read")
+def compliance_panel():
+    """The page with the bulk-sender compliance panel computed now (it probes the relays and
+    POSTs to the unsubscribe URL, so it runs when asked, not on every visit)."""
+    report = compliance.run(db.get_engine(), current_settings())
+    return _render(report)
+
+
+def _render(report: compliance.Report | None = None):
     settings = current_settings()
     helo = checks.helo_name(settings)
     with db.read(db.get_engine()) as conn:
@@ -62,7 +83,8 @@ def index():
         "deliverability/index.html", domains=rows, check_names=checks.DOMAIN_CHECKS,
         sending_ips=settings["deliverability.sending_ips"], helo=helo,
         helo_public=dnscheck.is_public_host_name(helo), listings=listings,
-        labels=status_labels())
+        labels=status_labels(), compliance=report, rule_labels=compliance_labels(),
+        requirements={k: _(v) for k, v in compliance.REQUIREMENTS.items()})
 
 
 @blueprint.route("/deliverability/check", methods=["POST"])
