@@ -52,15 +52,35 @@ class DomainEvent:
     def disconnect(self, handler: Handler) -> None:
         self._signal.disconnect(handler)
 
-    def emit(self, conn, **payload) -> None:
+    def _check(self, payload: dict) -> None:
         missing = self.keys - payload.keys()
         unknown = payload.keys() - self.keys
         if missing or unknown:
             raise TypeError(f"event {self.name}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+
+    def emit(self, conn, **payload) -> None:
+        self._check(payload)
         if not self._signal.receivers:
             return
         for receiver in self._signal.receivers_for(conn):
             receiver(conn, **payload)
+
+    def emit_many(self, conn, payloads: list[dict]) -> None:
+        """`emit` of several occurrences at once (a batch job's): each handler gets them all,
+        in order — through its `many(conn, payloads)` when it has one (set-based), else one
+        call per payload. Handlers are independent, so handler by handler is the same as
+        event by event."""
+        for payload in payloads:
+            self._check(payload)
+        if not payloads or not self._signal.receivers:
+            return
+        for receiver in self._signal.receivers_for(conn):
+            many = getattr(receiver, "many", None)
+            if many is not None:
+                many(conn, payloads)
+            else:
+                for payload in payloads:
+                    receiver(conn, **payload)
 
     @property
     def has_handlers(self) -> bool:

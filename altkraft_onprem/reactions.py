@@ -57,7 +57,11 @@ def connect_all() -> None:
 def _to_outbox(name: str) -> events.Handler:
     def handler(conn, **payload) -> None:
         outbox.append(conn, name, payload, wake=automation_jobs.wake)
+
+    def many(conn, payloads) -> None:           # events.DomainEvent.emit_many
+        outbox.append_many(conn, name, payloads, wake=automation_jobs.wake)
     handler.wants = interest.probe(name)        # what events.DomainEvent.wanted asks
+    handler.many = many
     return handler
 
 
@@ -73,5 +77,19 @@ def _count_bounce(conn, *, campaign_id, subscriber_id, provider, bounce_class, *
     feedback.count(conn, campaign_id, subscriber_id, provider, feedback.BOUNCE, bounce_class)
 
 
+def _count_bounces(conn, payloads) -> None:
+    feedback.count_many(conn, [(p["campaign_id"], p["subscriber_id"], p["provider"], feedback.BOUNCE,
+                                p["bounce_class"]) for p in payloads])
+
+
 def _count_complaint(conn, *, campaign_id, subscriber_id, provider, **_payload) -> None:
     feedback.count(conn, campaign_id, subscriber_id, provider, feedback.COMPLAINT)
+
+
+def _count_complaints(conn, payloads) -> None:
+    feedback.count_many(conn, [(p["campaign_id"], p["subscriber_id"], p["provider"], feedback.COMPLAINT, "")
+                               for p in payloads])
+
+
+_count_bounce.many = _count_bounces             # events.DomainEvent.emit_many
+_count_complaint.many = _count_complaints

@@ -22,6 +22,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -166,15 +167,27 @@ def _client(port: int, messages: list, results) -> None:
     results.put((times, acked, refused))
 
 
-def _classifier(settings_values: dict) -> None:
+def _cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) a process has used so far: what a message costs, whatever
+    else the machine is busy with."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _classifier(settings_values: dict, cpu=None) -> None:
     from altkraft_onprem import config, db, reactions
-    from altkraft_onprem.inbound import service
+    from altkraft_onprem.inbound import jobs
 
     reactions.connect_all()     # what every process of the appliance reacts with (roll-ups, outbox)
     settings = config.load(environ={}, overrides=settings_values)
     engine = db.build_engine(settings.database_url)
-    while service.process_pending(engine, settings, limit=500) or service.waiting(engine):
-        pass
+    started = _cpu_seconds()
+    jobs.drain(engine, settings, seconds=float("inf"))
+    if cpu is not None:
+        cpu.put(_cpu_seconds() - started)
     engine.dispose()
 
 
@@ -235,6 +248,7 @@ def main() -> None:
 
     results: multiprocessing.Queue = multiprocessing.Queue()
     shares = [messages[i::args.clients] for i in range(args.clients)]
+    receiver_cpu = _cpu_seconds(receiver.pid)
     started = time.perf_counter()
     clients = [multiprocessing.Process(target=_client, args=(port, share, results)) for share in shares]
     for process in clients:
@@ -243,6 +257,7 @@ def main() -> None:
     intake_seconds = time.perf_counter() - started
     for process in clients:
         process.join()
+    receiver_cpu = _cpu_seconds(receiver.pid) - receiver_cpu
     receiver.send_signal(signal.SIGTERM)
     receiver.wait(30)
     times = sorted(t for c in collected for t in c[0])
@@ -257,13 +272,16 @@ def main() -> None:
 
         cProfile.runctx("_classifier(values)", globals(), {"values": values}, str(work / "prof"))
         pstats.Stats(str(work / "prof")).sort_stats(os.environ.get("AK_PROFILE_SORT", "cumulative")).print_stats(45)
+    cpu: multiprocessing.Queue = multiprocessing.Queue()
     started = time.perf_counter()
-    workers = [multiprocessing.Process(target=_classifier, args=(values,)) for _ in range(args.classifiers)]
+    workers = [multiprocessing.Process(target=_classifier, args=(values, cpu)) for _ in range(args.classifiers)]
     for process in workers:
         process.start()
+    classifier_cpu = sum(cpu.get() for _ in workers)
+    classify_seconds = time.perf_counter() - started
     for process in workers:
         process.join()
-    classify_seconds = time.perf_counter() - started
+    failed_workers = [p.exitcode for p in workers if p.exitcode]
     with db.read(engine) as conn:
         states = dict(conn.execute(select(inbound_messages.c.state, func.count())
                                    .group_by(inbound_messages.c.state)).all())
@@ -293,6 +311,11 @@ def main() -> None:
         "bounce_rows": bounce_rows, "complaint_rows": complaint_rows,
         "ceiling_msgs_per_s": round(top, 1), "ratio": round(msgs_per_s / top, 3),
         "lost": acked - stored,
+        # CPU per message: what the receiver and the classifiers cost whatever else runs; one
+        # core's worth of such work per second is 1000 / that.
+        "receiver_cpu_ms_per_msg": round(1000 * receiver_cpu / max(acked, 1), 3),
+        "classifier_cpu_ms_per_msg": round(1000 * classifier_cpu / max(stored, 1), 3),
+        "load_average": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count(),
     }
     print(f"accepted {acked:,} of {args.messages:,} messages ({size:,} octets) in {intake_seconds:.1f} s: "
           f"{msgs_per_s:,.0f} msgs/s, p99 {result['p99_ms']} ms to the 250; stored {stored:,}")
@@ -300,9 +323,14 @@ def main() -> None:
           f"({args.classifiers} processes); states {states}")
     print(f"smtp-source -> smtp-sink ceiling with messages of that size: {top:,.0f} msgs/s; "
           f"ratio {result['ratio']}")
+    print(f"CPU per message: receiver {result['receiver_cpu_ms_per_msg']} ms, classifiers "
+          f"{result['classifier_cpu_ms_per_msg']} ms; load average {result['load_average']} on "
+          f"{result['cores']} cores")
     print(json.dumps(result))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+    if failed_workers:
+        sys.exit(f"a classifier process failed (exit status {failed_workers})")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     audience_query(conn, list_ids, segment_ids=(), exclude_list_ids=(), exclude_segment_ids=())
     is_sendable(conn, subscriber_id, list_ids)
     suppress(conn, actor, email=None, domain=None, reason, source)
+    suppress_addresses(conn, actor, [(email, reason, source), ...])   many at once, in order
     unsubscribe(conn, subscriber_id, list_id=None, campaign_id=None, ip, user_agent, form)
     render_context(conn, subscriber_ids)
 """
@@ -18,10 +19,10 @@ from . import segments as segment_service
 from .activity import log_activity, record_consent
 from .models import subscriber_lists, subscribers
 from .subscribers import render_context, set_membership
-from .suppression import has_address_entry, not_suppressed, suppress
+from .suppression import has_address_entry, not_suppressed, suppress, suppress_addresses
 
-__all__ = ["audience_query", "is_sendable", "suppress", "unsubscribe", "render_context",
-           "eligible"]
+__all__ = ["audience_query", "is_sendable", "suppress", "suppress_addresses", "unsubscribe",
+           "render_context", "eligible"]
 
 
 def _confirmed_on(list_ids):

@@ -16,9 +16,9 @@ from altkraft_onprem.errors import NotFound, ServiceError
 from altkraft_onprem.reports import feedback
 
 from . import intake, rules
+from .effects import ACTOR, record_bounce
 from .models import BOUNCE_CLASSES, bounces, complaints, inbound_messages
 from .parse import Recipient, status_code
-from .service import ACTOR, record_bounce
 
 
 def list_bounces(conn: Connection, *, campaign_id: int | None = None, bounce_class: str | None = None,

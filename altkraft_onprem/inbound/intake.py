@@ -2,18 +2,19 @@
 before it acknowledges; the pipeline job reads it from here. Stored means committed.
 
 The receiver hands messages to a `GroupWriter`, which commits whatever arrived meanwhile in
-one transaction (group commit), so many concurrent SMTP sessions cost one commit per group,
-not per message, and each session still gets its 250 only after its message is committed.
+one transaction and one statement (group commit), so many concurrent SMTP sessions cost one
+commit per group, not per message, and each session still gets its 250 only after its message
+is committed.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import queue
 import threading
 import time
 import zlib
-from concurrent.futures import Future
 
 from sqlalchemy import Connection, insert, select
 
@@ -62,20 +63,29 @@ def raw_message(stored: bytes) -> bytes:
     return zlib.decompress(stored)
 
 
-class GroupWriter:
-    """A thread that commits queued rows in groups; `submit` returns a Future of the row's id
-    (or of the exception that kept it from being stored). `on_commit` runs after each group
-    (the receiver wakes the pipeline job from it)."""
+def store_many(conn: Connection, rows: list[dict]) -> None:
+    """Stores rows in one statement (executemany); one already stored is left as it is. For
+    the receiver, which needs no ids: no lookup first, no id back per row."""
+    if rows:
+        conn.execute(db.insert_ignoring_conflicts(conn, inbound_messages, ["digest"]), rows)
 
-    def __init__(self, engine, on_commit=None, max_group: int = 500):
-        self.engine, self.on_commit, self.max_group = engine, on_commit, max_group
-        self._queue: queue.Queue = queue.Queue()
+
+class GroupWriter:
+    """A thread that commits queued messages in groups. `submit` (called in the event loop's
+    thread) returns an asyncio future that is done once the rows are committed, or failed with
+    the exception that kept them from being stored. One wake-up of the loop settles a whole
+    group, not one per message. `on_commit` runs after each group (the receiver wakes the
+    pipeline job from it)."""
+
+    def __init__(self, engine, loop: asyncio.AbstractEventLoop, on_commit=None, max_group: int = 1000):
+        self.engine, self.loop, self.on_commit, self.max_group = engine, loop, on_commit, max_group
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="inbound-intake", daemon=True)
         self._thread.start()
 
-    def submit(self, item: dict) -> Future:
-        future: Future = Future()
-        self._queue.put((item, future))
+    def submit(self, rows: list[dict]) -> asyncio.Future:
+        future = self.loop.create_future()
+        self._queue.put((rows, future))
         return future
 
     def close(self, timeout: float = 10.0) -> None:
@@ -88,7 +98,8 @@ class GroupWriter:
             if first is None:
                 return
             group = [first]
-            while len(group) < self.max_group:
+            size = len(first[0])
+            while size < self.max_group:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -97,25 +108,39 @@ class GroupWriter:
                     self._queue.put(None)
                     break
                 group.append(item)
+                size += len(item[0])
             self._write(group)
 
     def _write(self, group: list) -> None:
+        failure = None
         for attempt in range(3):
             try:
                 with db.write(self.engine) as conn:
-                    ids = store_rows(conn, [item for item, _ in group])
+                    store_many(conn, [row for rows, _ in group for row in rows])
+                failure = None
                 break
             except Exception as exc:  # noqa: BLE001 - the sessions answer 451; senders retry
-                if attempt == 2:
-                    log.exception("inbound: could not store %d message(s)", len(group))
-                    for _, future in group:
-                        future.set_exception(exc)
-                    return
-                time.sleep(0.05 * (attempt + 1))
-        for (_, future), stored_id in zip(group, ids, strict=True):
-            future.set_result(stored_id)
-        if self.on_commit is not None:
+                failure = exc
+                if attempt < 2:
+                    time.sleep(0.05 * (attempt + 1))
+        if failure is not None:
+            log.error("inbound: could not store %d message(s)", len(group), exc_info=failure)
+        try:
+            self.loop.call_soon_threadsafe(_settle, [future for _, future in group], failure)
+        except RuntimeError:        # the loop is closed: nobody waits for an answer any more
+            return
+        if failure is None and self.on_commit is not None:
             try:
                 self.on_commit()
             except Exception:  # noqa: BLE001 - stored is stored; the periodic sweep catches up
                 log.exception("inbound: could not wake the pipeline")
+
+
+def _settle(futures: list[asyncio.Future], failure: BaseException | None) -> None:
+    for future in futures:
+        if future.done():           # the client went away meanwhile
+            continue
+        if failure is None:
+            future.set_result(None)
+        else:
+            future.set_exception(failure)

@@ -17,13 +17,14 @@ RUN_SECONDS = 60.0
 
 
 def drain(engine, settings, seconds: float = RUN_SECONDS) -> tuple[int, bool]:
-    """Processes stored messages until none waits or time is up: (applied, more left)."""
+    """Processes stored messages until none is left to take or time is up: (applied, more
+    left). What other workers have leased is theirs (a dead one's is taken over)."""
     deadline = time.monotonic() + seconds
     applied = 0
     while time.monotonic() < deadline:
         done = service.process_pending(engine, settings)
         applied += len(done)
-        if not done and not service.waiting(engine):
+        if not done:
             return applied, False
     return applied, True
 

@@ -53,6 +53,10 @@ inbound_messages = Table(
     Column("subscriber_id", Integer, nullable=True),
     Column("detail", Text, nullable=False, default="{}"),  # JSON: what the parser found
     Column("processed_at", UTCDateTime, nullable=True),
+    # Which pipeline worker judges it now (holders.owner_name), until when: saves a second
+    # worker the same parsing; exactly once rests on `state`.
+    Column("lease_owner", String(120), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
 )
 Index("ix_inbound_messages_state", inbound_messages.c.state, inbound_messages.c.id)
 Index("ix_inbound_messages_received_at", inbound_messages.c.received_at)

@@ -16,8 +16,8 @@ from .models import alerts, complaints
 
 
 def raise_alert(conn: Connection, kind: str, level: str, campaign_id: int | None, provider: str,
-                detail: str, subject: str = "") -> int:
-    """Records an alert, or counts one more of the same (kind, level, campaign, provider,
+                detail: str, subject: str = "", times: int = 1) -> int:
+    """Records an alert, or counts `times` more of the same (kind, level, campaign, provider,
     subject)."""
     where = [alerts.c.kind == kind, alerts.c.level == level, alerts.c.provider == provider,
              alerts.c.subject == subject,
@@ -26,12 +26,12 @@ def raise_alert(conn: Connection, kind: str, level: str, campaign_id: int | None
     found = conn.execute(select(alerts.c.id).where(*where)).scalar()
     if found is not None:
         conn.execute(update(alerts).where(alerts.c.id == found).values(
-            last_at=now, count=alerts.c.count + 1, detail=detail[:2000]))
+            last_at=now, count=alerts.c.count + times, detail=detail[:2000]))
         return found
     return conn.execute(insert(alerts).values(
         kind=kind, level=level, campaign_id=campaign_id, provider=provider, subject=subject,
         first_at=now,
-        last_at=now, count=1, detail=detail[:2000]).returning(alerts.c.id)).scalar_one()
+        last_at=now, count=times, detail=detail[:2000]).returning(alerts.c.id)).scalar_one()
 
 
 def _at_provider(provider: str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -97,11 +98,10 @@ class Handler:
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         ip = _peer_ip(session)
-        futures = [self.writer.submit(intake.row(raw, source="smtp", rcpt=rcpt, peer=ip,
-                                                 mail_from=envelope.mail_from or ""))
-                   for rcpt in envelope.rcpt_tos]
+        rows = [intake.row(raw, source="smtp", rcpt=rcpt, peer=ip, mail_from=envelope.mail_from or "")
+                for rcpt in envelope.rcpt_tos]
         try:
-            await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+            await self.writer.submit(rows)
         except Exception:  # noqa: BLE001 - logged by the writer; the client retries
             return "451 4.3.0 The message could not be stored; try again later"
         return "250 2.0.0 Stored"
@@ -121,7 +121,43 @@ def tls_context(settings) -> ssl.SSLContext | None:
     return context
 
 
+# An address in MAIL FROM / RCPT TO as bounces come: <>, or <dot-atom@host.name> with options
+# after it. aiosmtpd parses every address with the email package's RFC 5322 parser, a fair
+# part of a session's time; anything this does not match still goes to that parser.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ADDRESS = re.compile(rf"[ \t]*<(|{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*([^()]*)\Z")
+
+
 class _Session(SMTP):
+    def _getaddr(self, arg: str):
+        found = _SIMPLE_ADDRESS.match(arg or "")
+        if found is None:
+            return super()._getaddr(arg)
+        address, rest = found.group(1) or "<>", found.group(2)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._replies: list[bytes] = []
+
+    async def push(self, status) -> None:
+        """Sends a reply — or, when it is a 250 and the client has already sent its next
+        command (pipelining: MAIL, RCPT and DATA in one packet), keeps it to go out with the
+        next reply: one send per group of pipelined commands instead of one per command. That
+        next command is read at once and always answered, so a kept reply never waits; other
+        replies (354, errors, 221 before closing) always go out at once."""
+        response = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") \
+            if isinstance(status, str) else status
+        self._replies.append(response + b"\r\n")
+        if response[:3] == b"250" and b"\n" in self._reader._buffer:
+            return
+        data = b"".join(self._replies)
+        self._replies.clear()
+        self._writer.write(data)
+        await self._writer.drain()
+
     def connection_made(self, transport) -> None:
         # Replies go out at once: asyncio sets TCP_NODELAY only on sockets it knows as TCP
         # (not on one made without a protocol number, nor always on systemd's), and with Nagle
@@ -159,10 +195,10 @@ def listening_socket(settings) -> socket.socket:
 async def serve(settings, engine, enqueue, sock: socket.socket, stop: asyncio.Event,
                 ready=None) -> None:
     """Receives until `stop` is set, then finishes the messages being stored."""
-    writer = intake.GroupWriter(engine, on_commit=Waker(enqueue))
+    loop = asyncio.get_running_loop()
+    writer = intake.GroupWriter(engine, loop, on_commit=Waker(enqueue))
     handler = Handler(settings, writer)
     hostname = settings["inbound.bounce_domain"] or settings["delivery.bounce_domain"] or None
-    loop = asyncio.get_running_loop()
     server = await loop.create_server(smtp_factory(settings, handler, hostname), sock=sock)
     if ready is not None:
         ready(server)

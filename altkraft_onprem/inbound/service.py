@@ -1,51 +1,73 @@
-"""Inbound mail services: run the pipeline over stored messages and apply each verdict —
+"""Inbound mail services: run the pipeline over stored messages and apply the verdicts —
 bounces and complaints recorded, addresses suppressed, mailto unsubscribes carried out, the
-domain events emitted — each message in its own savepoint, guarded by its state so that two
-workers never apply one message twice.
+domain events emitted (effects.py) — a batch per transaction, each message guarded by its
+state so that two workers never apply one message twice.
+
+A worker leases the batch it judges (`lease_owner`, `lease_until`), so that two workers do
+not parse the same messages; the lease only saves work — exactly once rests on the state.
+A lease is free once it expired or its holder died on this host (holders.py).
 """
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
+import os
+from datetime import timedelta
 
 from flask import has_app_context
-from sqlalchemy import Connection, bindparam, distinct, func, insert, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 
-from altkraft_onprem import config, db, events
-from altkraft_onprem.access.models import system_actor
-from altkraft_onprem.audience import service as audience
+from altkraft_onprem import config, db
 from altkraft_onprem.audience.models import subscribers
-from altkraft_onprem.campaigns.models import campaigns, unsubscribe_list
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
-from altkraft_onprem.delivery import providers
 from altkraft_onprem.errors import NotFound
-from altkraft_onprem.tracking.models import CLICK, OPEN, tracking_events
+from altkraft_onprem.holders import owner_dead, owner_name
 
-from . import dmarc, monitor, rules
+from . import rules
 from .addresses import Recogniser
+from .effects import (
+    ACTOR,
+    apply_batch,
+    effects,
+    mailto_unsubscribe,
+    record_bounce,
+    record_complaint,
+)
 from .intake import raw_message
 from .models import bounces, complaints, inbound_messages
 from .parse import Recipient, status_code
 from .pipeline import Verdict, judge
 
+__all__ = ["ACTOR", "apply", "mailto_unsubscribe", "process_pending", "record_bounce",
+           "record_complaint", "relay_rejected"]
+
 log = logging.getLogger(__name__)
-ACTOR = system_actor("inbound mail")
-BATCH = 200
+BATCH = 500
+LEASE_SECONDS = 120
+_OWNER = {"pid": None, "name": ""}
+
+
+def _owner() -> str:
+    """This process's lease holder name (a forked child gets its own)."""
+    if _OWNER["pid"] != os.getpid():
+        _OWNER.update(pid=os.getpid(), name=owner_name())
+    return _OWNER["name"]
 
 
 def process_pending(engine, settings, limit: int = BATCH, ids: list[int] | None = None) -> list[dict]:
     """Judges up to `limit` stored messages waiting in the intake (or the given ones) and
-    applies the verdicts; returns [{id, state, outcome}] of those this call applied."""
+    applies the verdicts; returns [{id, state, outcome}] of those this call applied. Messages
+    another worker has leased are left to it."""
+    ids = _lease(engine, limit) if ids is None else ids
+    if not ids:
+        return []
     recogniser = Recogniser(settings)
-    query = select(inbound_messages.c.id, inbound_messages.c.rcpt, inbound_messages.c.raw).where(
-        inbound_messages.c.state == "new").order_by(inbound_messages.c.id).limit(limit)
-    if ids is not None:
-        query = query.where(inbound_messages.c.id.in_(ids))
     judged = []
     with db.read(engine) as conn:
-        for row in conn.execute(query).all():
+        for row in conn.execute(select(inbound_messages.c.id, inbound_messages.c.rcpt, inbound_messages.c.raw)
+                                .where(inbound_messages.c.id.in_(ids), inbound_messages.c.state == "new")
+                                .order_by(inbound_messages.c.id)).all():
             try:
                 verdict = judge(conn, settings, recogniser, row.rcpt, raw_message(row.raw))
             except Exception as exc:  # noqa: BLE001 - kept for a person; never lost
@@ -54,12 +76,71 @@ def process_pending(engine, settings, limit: int = BATCH, ids: list[int] | None 
             judged.append((row.id, verdict))
     if not judged:
         return []
-    applied = []
     with db.write(engine) as conn:
-        for inbound_id, verdict in judged:
-            if apply(conn, settings, inbound_id, verdict):
-                applied.append({"id": inbound_id, "state": verdict.state, "outcome": verdict.outcome})
-    return applied
+        return _apply_all(conn, settings, judged)
+
+
+def _lease(engine, limit: int) -> list[int]:
+    """Leases up to `limit` waiting messages nobody holds; frees the leases of holders that
+    died when nothing else is left."""
+    for _attempt in range(2):
+        now = utcnow()
+        m = inbound_messages.c
+        free = select(m.id).where(m.state == "new", or_(m.lease_until.is_(None), m.lease_until <= now)
+                                  ).order_by(m.id).limit(limit)
+        with db.write(engine) as conn:
+            if conn.dialect.name == "postgresql":
+                free = free.with_for_update(skip_locked=True)
+            leased = list(conn.execute(update(inbound_messages).where(m.id.in_(free.scalar_subquery()))
+                                       .values(lease_owner=_owner(), lease_until=now + timedelta(seconds=LEASE_SECONDS))
+                                       .returning(m.id)).scalars())
+            if leased or not _free_dead_leases(conn, now):
+                return sorted(leased)
+    return []
+
+
+def _free_dead_leases(conn: Connection, now) -> bool:
+    """Frees the leases of waiting messages whose holder is gone; whether there were any."""
+    m = inbound_messages.c
+    holders = conn.execute(select(m.lease_owner).where(m.state == "new", m.lease_until > now)
+                           .group_by(m.lease_owner)).scalars().all()
+    dead = [owner for owner in holders if owner and owner_dead(owner)]
+    if dead:
+        conn.execute(update(inbound_messages).where(m.state == "new", m.lease_owner.in_(dead))
+                     .values(lease_owner=None, lease_until=None))
+    return bool(dead)
+
+
+def _apply_all(conn: Connection, settings, judged: list[tuple[int, Verdict]]) -> list[dict]:
+    """Applies a batch of verdicts in one go; if anything in it fails, one by one (so that one
+    bad message marks only itself failed)."""
+    savepoint = conn.begin_nested()
+    try:
+        claimed = _claim_batch(conn, judged)
+        apply_batch(conn, settings, claimed)
+        savepoint.commit()
+    except Exception:  # noqa: BLE001 - retried message by message below
+        savepoint.rollback()
+        log.warning("inbound: a batch of %d could not be applied at once; one by one", len(judged),
+                    exc_info=True)
+        return [{"id": i, "state": v.state, "outcome": v.outcome}
+                for i, v in judged if apply(conn, settings, i, v)]
+    return [{"id": i, "state": v.state, "outcome": v.outcome} for i, v in claimed]
+
+
+def _claim_batch(conn: Connection, judged: list[tuple[int, Verdict]]) -> list[tuple[int, Verdict]]:
+    """Marks those of the judged messages that still wait with their verdicts; returns them.
+    Postgres locks them first, so a second worker waits, then finds them done."""
+    query = select(inbound_messages.c.id).where(
+        inbound_messages.c.id.in_([i for i, _ in judged]), inbound_messages.c.state == "new"
+    ).order_by(inbound_messages.c.id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    waiting = set(conn.execute(query).scalars())
+    claimed = [(i, v) for i, v in judged if i in waiting]
+    if claimed:
+        conn.execute(_CLAIM, [_claim_values(i, v) for i, v in claimed])
+    return claimed
 
 
 def apply(conn: Connection, settings, inbound_id: int, verdict: Verdict) -> bool:
@@ -69,7 +150,7 @@ def apply(conn: Connection, settings, inbound_id: int, verdict: Verdict) -> bool
         if not _claim(conn, inbound_id, verdict):
             savepoint.rollback()
             return False
-        _effects(conn, settings, inbound_id, verdict)
+        effects(conn, settings, inbound_id, verdict)
         savepoint.commit()
         return True
     except Exception as exc:  # noqa: BLE001 - one bad message must not stop the others
@@ -80,57 +161,22 @@ def apply(conn: Connection, settings, inbound_id: int, verdict: Verdict) -> bool
         return _claim(conn, inbound_id, failed)
 
 
-# Built once: the pipeline runs these per message, and building a statement costs more than
-# running it.
+# Built once: the pipeline runs it per message.
 _CLAIM = update(inbound_messages).where(inbound_messages.c.id == bindparam("claim_id"),
                                         inbound_messages.c.state == "new")
-_PERSON = select(subscribers.c.id, subscribers.c.email).where(subscribers.c.id == bindparam("sid"))
-_INSERT_BOUNCE = insert(bounces).returning(bounces.c.id)
-_INSERT_COMPLAINT = insert(complaints).returning(complaints.c.id)
-_MARK_SUPPRESSED = update(bounces).where(bounces.c.id == bindparam("bounce_id")).values(suppressed=True)
-_LAST_ENGAGED = select(func.max(tracking_events.c.at)).where(
-    tracking_events.c.subscriber_id == bindparam("sid"), tracking_events.c.kind.in_((OPEN, CLICK)),
-    tracking_events.c.machine.is_(False))
-_SOFT_SINCE = select(func.count(), func.count(distinct(bounces.c.campaign_id))).where(
-    bounces.c.subscriber_id == bindparam("sid"), bounces.c.bounce_class == "soft",
-    bounces.c.at > bindparam("since"))
+
+
+def _claim_values(inbound_id: int, verdict: Verdict) -> dict:
+    found = verdict.attribution
+    return {"claim_id": inbound_id, "state": verdict.state, "outcome": verdict.outcome,
+            "subject": verdict.subject[:200], "campaign_id": found.campaign_id if found else None,
+            "subscriber_id": found.subscriber_id if found else None,
+            "detail": json.dumps(verdict.detail(), ensure_ascii=False, default=str),
+            "processed_at": utcnow(), "lease_owner": None, "lease_until": None}
 
 
 def _claim(conn: Connection, inbound_id: int, verdict: Verdict) -> bool:
-    found = verdict.attribution
-    result = conn.execute(_CLAIM, {
-        "claim_id": inbound_id, "state": verdict.state, "outcome": verdict.outcome,
-        "subject": verdict.subject[:200], "campaign_id": found.campaign_id if found else None,
-        "subscriber_id": found.subscriber_id if found else None,
-        "detail": json.dumps(verdict.detail(), ensure_ascii=False, default=str),
-        "processed_at": utcnow()})
-    return result.rowcount == 1
-
-
-def _effects(conn: Connection, settings, inbound_id: int, verdict: Verdict) -> None:
-    if verdict.report is not None:
-        dmarc.store(conn, inbound_id, verdict.report)
-        return
-    found = verdict.attribution
-    if found is None or verdict.state not in ("processed", "review"):
-        return
-    person = conn.execute(_PERSON, {"sid": found.subscriber_id}).first()
-    if verdict.outcome == "unsubscribe":
-        if person is not None:
-            mailto_unsubscribe(conn, found.subscriber_id, found.campaign_id)
-        return
-    email = person.email if person else (verdict.recipient.address if verdict.recipient else "")
-    if verdict.outcome == "bounce" and verdict.recipient is not None:
-        record_bounce(conn, settings, inbound_id=inbound_id, source=verdict.source,
-                      subscriber_id=found.subscriber_id if person else None,
-                      campaign_id=found.campaign_id, email=email, recipient=verdict.recipient,
-                      bounce_class=verdict.bounce_class, rule=verdict.rule,
-                      rules_version=verdict.rules_version)
-    elif verdict.outcome == "complaint" and verdict.state == "processed":
-        record_complaint(conn, settings, inbound_id=inbound_id, source=verdict.source,
-                         subscriber_id=found.subscriber_id if person else None,
-                         campaign_id=found.campaign_id, email=email,
-                         feedback_type=verdict.feedback_type, reporter=verdict.reporter)
+    return conn.execute(_CLAIM, _claim_values(inbound_id, verdict)).rowcount == 1
 
 
 def relay_rejected(conn: Connection, *, campaign_id: int, subscriber_id: int, email: str | None,
@@ -162,87 +208,6 @@ def _settings():
     """The settings of the app running this job or request; the defaults in a process that
     has none (a campaign run driven directly, as the tests and benchmarks do)."""
     return current_settings() if has_app_context() else config.load(environ={})
-
-
-def mailto_unsubscribe(conn: Connection, subscriber_id: int, campaign_id: int | None) -> list[int]:
-    """A mail to the message's List-Unsubscribe mailto address: the same unsubscribe as the
-    one-click POST of that message (its campaign's only list, else everything)."""
-    list_ids = conn.execute(select(campaigns.c.list_ids).where(
-        campaigns.c.id == campaign_id)).scalar() if campaign_id else None
-    return audience.unsubscribe(conn, subscriber_id, unsubscribe_list(list_ids), campaign_id,
-                                form="mailto")
-
-
-def record_bounce(conn: Connection, settings, *, inbound_id: int | None, source: str,
-                  subscriber_id: int | None, campaign_id: int | None, email: str, recipient,
-                  bounce_class: str, rule: str, rules_version: int) -> int:
-    """Records a classified bounce, suppresses the address when its class (or the soft-bounce
-    count) says so, and emits email.bounced. Returns the bounce id."""
-    now = utcnow()
-    provider = providers.provider(email)
-    bounce_id = conn.execute(_INSERT_BOUNCE, {
-        "inbound_id": inbound_id, "at": now, "source": source, "subscriber_id": subscriber_id,
-        "campaign_id": campaign_id, "email": email[:320], "provider": provider,
-        "bounce_class": bounce_class, "rule": rule, "rules_version": rules_version,
-        "status": recipient.status[:16], "action": recipient.action[:16],
-        "diagnostic": recipient.diagnostic[:2000], "remote_mta": recipient.remote_mta[:255],
-        "suppressed": False}).scalar_one()
-    suppressed = False
-    if subscriber_id is not None and email:
-        reason = _suppression_reason(conn, settings, subscriber_id, bounce_class, recipient, now)
-        if reason:
-            audience.suppress(conn, ACTOR, email=email, reason=reason, source="bounce")
-            conn.execute(_MARK_SUPPRESSED, {"bounce_id": bounce_id})
-            suppressed = True
-        if bounce_class in ("policy", "content"):
-            monitor.raise_alert(conn, bounce_class, "warning", campaign_id, provider,
-                                f"{recipient.status} {recipient.diagnostic}".strip()[:500])
-        events.EMAIL_BOUNCED.emit(conn, bounce_id=bounce_id, subscriber_id=subscriber_id,
-                                  campaign_id=campaign_id, email=email, bounce_class=bounce_class,
-                                  status=recipient.status, provider=provider, suppressed=suppressed)
-    return bounce_id
-
-
-def _suppression_reason(conn: Connection, settings, subscriber_id: int, bounce_class: str,
-                        recipient, now: datetime) -> str:
-    """Why this bounce suppresses the address ("" when it does not): a hard bounce at once; a
-    soft one when it is the inbound.soft_bounce_limit-th since the last open or click within
-    inbound.soft_bounce_days, over at least two campaigns."""
-    code = f" {recipient.status}" if recipient.status else ""
-    if bounce_class == "hard":
-        return f"hard bounce{code}: {recipient.diagnostic}"[:200]
-    if bounce_class != "soft":
-        return ""
-    since = now - timedelta(days=settings["inbound.soft_bounce_days"])
-    engaged = conn.execute(_LAST_ENGAGED, {"sid": subscriber_id}).scalar()
-    if engaged is not None and engaged > since:
-        since = engaged
-    count, sends = conn.execute(_SOFT_SINCE, {"sid": subscriber_id, "since": since}).one()
-    limit = settings["inbound.soft_bounce_limit"]
-    if count >= limit and sends >= 2:
-        return f"{count} soft bounces in {settings['inbound.soft_bounce_days']} days{code}"[:200]
-    return ""
-
-
-def record_complaint(conn: Connection, settings, *, inbound_id: int | None, source: str,
-                     subscriber_id: int | None, campaign_id: int | None, email: str,
-                     feedback_type: str, reporter: str = "") -> int:
-    """Records a spam complaint, suppresses the address from everything, emits
-    email.complained, and checks the campaign's complaint rate at that provider."""
-    provider = providers.provider(email)
-    complaint_id = conn.execute(_INSERT_COMPLAINT, {
-        "inbound_id": inbound_id, "at": utcnow(), "source": source, "subscriber_id": subscriber_id,
-        "campaign_id": campaign_id, "email": email[:320], "provider": provider,
-        "feedback_type": feedback_type[:16], "reporter": reporter[:200]}).scalar_one()
-    if subscriber_id is not None and email:
-        audience.suppress(conn, ACTOR, email=email, source="complaint",
-                          reason=f"spam complaint ({feedback_type})"
-                          + (f" through {reporter}" if reporter else ""))
-        events.EMAIL_COMPLAINED.emit(conn, complaint_id=complaint_id, subscriber_id=subscriber_id,
-                                     campaign_id=campaign_id, email=email,
-                                     feedback_type=feedback_type, provider=provider)
-        monitor.check_complaints(conn, settings, campaign_id, provider)
-    return complaint_id
 
 
 def get_message(conn: Connection, inbound_id: int) -> dict:

@@ -48,6 +48,30 @@ def count(conn: Connection, campaign_id: int | None, subscriber_id: int, provide
         conn.execute(_NEW, {**key, "count": by})
 
 
+def count_many(conn: Connection, items: list[tuple[int | None, int, str, str, str]]) -> None:
+    """`count` of many at once: (campaign_id, subscriber_id, provider, kind, bounce_class)
+    each, added up per figure first (a batch of bounces touches a few figures)."""
+    people: dict[int, set[int]] = {}
+    for campaign_id, subscriber_id, *_rest in items:
+        if campaign_id is not None:
+            people.setdefault(campaign_id, set()).add(subscriber_id)
+    variants: dict[tuple[int, int], int] = {}
+    for campaign_id, ids in people.items():
+        for subscriber_id, variant in conn.execute(select(deliveries.c.subscriber_id, deliveries.c.variant).where(
+                deliveries.c.campaign_id == campaign_id, deliveries.c.subscriber_id.in_(ids))):
+            variants.setdefault((campaign_id, subscriber_id), variant or 0)
+    totals: dict[tuple, int] = {}
+    for campaign_id, subscriber_id, provider, kind, bounce_class in items:
+        if campaign_id is not None:
+            key = (campaign_id, variants.get((campaign_id, subscriber_id), 0), provider, kind, bounce_class)
+            totals[key] = totals.get(key, 0) + 1
+    names = ("campaign_id", "variant", "provider", "kind", "bounce_class")
+    for key, by in totals.items():
+        values = dict(zip(names, key, strict=True))
+        if not conn.execute(_ADD, {**{"k_" + k: v for k, v in values.items()}, "by": by}).rowcount:
+            conn.execute(_NEW, {**values, "count": by})
+
+
 def figures(conn: Connection, campaign_id: int, variant: int | None = None) -> dict:
     """{"bounces": {hard, soft, policy}, "complaints": n, "by_provider": [{provider, hard,
     soft, policy, complaints}]} of one campaign (one split-test variant)."""

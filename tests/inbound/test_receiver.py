@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 
 import pytest
+from aiosmtpd.smtp import SMTP
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from altkraft_onprem import db
 from altkraft_onprem.delivery import verp
 from altkraft_onprem.inbound.models import inbound_messages
+from altkraft_onprem.inbound.receiver import _Session
 from altkraft_onprem.tracking.tokens import tracking_key
 from tests.inbound import reports
 from tests.inbound.conftest import BOUNCE_DOMAIN, DMARC, FBL, Receiver, inbound_settings
@@ -123,6 +128,34 @@ def test_endless_header_line_is_refused(env, settings, server):
     assert _count(env) == before
 
 
+def _replies(stream, count: int) -> list[bytes]:
+    out = []
+    while len(out) < count:
+        line = stream.readline()
+        assert line, f"connection closed after {out}"
+        if line[3:4] != b"-":
+            out.append(line[:3])
+    return out
+
+
+def test_pipelined_commands_get_every_reply_in_order(env, settings, server):
+    """MAIL, a refused and an accepted RCPT and DATA in one packet, then the message and QUIT
+    in another: the replies kept back to go out together all arrive, in order."""
+    good = verp.encode(tracking_key(settings), BOUNCE_DOMAIN, 3, 8)
+    before = _count(env)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        stream = sock.makefile("rb")
+        assert _replies(stream, 1) == [b"220"]
+        sock.sendall(b"EHLO pipelining.example\r\n")
+        assert _replies(stream, 1) == [b"250"]
+        sock.sendall(b"MAIL FROM:<> BODY=8BITMIME\r\nRCPT TO:<someone@example.org>\r\n"
+                     b"RCPT TO:<" + good.encode() + b">\r\nDATA\r\n")
+        assert _replies(stream, 4) == [b"250", b"550", b"250", b"354"]
+        sock.sendall(reports.auto_reply(good, subject="Pipelined") + b"\r\n.\r\nQUIT\r\n")
+        assert _replies(stream, 2) == [b"250", b"221"]
+    assert _count(env) == before + 1
+
+
 def test_too_many_messages_from_one_ip_get_421(env, settings, server):
     codes = []
     with _client(server) as client:
@@ -134,3 +167,20 @@ def test_too_many_messages_from_one_ip_get_421(env, settings, server):
                 break
             client.rset()
     assert codes[-1] == 421
+
+
+@given(st.text(alphabet="ab.@<>-+ \"\t=x1()[]:;,\\", max_size=24)
+       | st.from_regex(r"\A<[a-z0-9.+-]{0,12}@?[a-z0-9.-]{0,12}>( SIZE=1| BODY=8BITMIME)?\Z"))
+def test_the_fast_address_reader_agrees_with_aiosmtpd(text):
+    """The receiver reads plain MAIL/RCPT addresses itself; anything it reads must come out
+    as aiosmtpd's RFC 5322 parser has it."""
+    ours, theirs = _Session.__new__(_Session), SMTP.__new__(SMTP)
+    ours.local_part_limit = theirs.local_part_limit = 64
+
+    def read(session):
+        try:
+            address, rest = session._getaddr(text)
+        except Exception as exc:  # noqa: BLE001 - aiosmtpd's parser raises on some garbage
+            return type(exc)
+        return address, rest.split() if rest is not None else None
+    assert read(ours) == read(theirs)
