@@ -88,7 +88,7 @@ def _bounce_row(inbound_id, source, subscriber_id, campaign_id, email, provider,
             "suppressed": False}
 
 
-def _hard_reason(recipient) -> str:
+def hard_reason(recipient) -> str:
     code = f" {recipient.status}" if recipient.status else ""
     return f"hard bounce{code}: {recipient.diagnostic}"[:200]
 
@@ -134,7 +134,7 @@ def _suppression_reason(conn: Connection, settings, subscriber_id: int, bounce_c
     soft one when it is the inbound.soft_bounce_limit-th since the last open or click within
     inbound.soft_bounce_days, over at least two campaigns."""
     if bounce_class == "hard":
-        return _hard_reason(recipient)
+        return hard_reason(recipient)
     if bounce_class != "soft":
         return ""
     since = now - timedelta(days=settings["inbound.soft_bounce_days"])
@@ -262,7 +262,7 @@ def _bounce_reasons(conn: Connection, settings, bounced: list[_Report], now: dat
     soft = [r for r in bounced if r.subscriber_id is not None and r.email and r.verdict.bounce_class == "soft"]
     for report in bounced:
         if report.verdict.bounce_class == "hard":
-            report.reason = _hard_reason(report.verdict.recipient)
+            report.reason = hard_reason(report.verdict.recipient)
     if not soft:
         return
     ids = {r.subscriber_id for r in soft}

@@ -18,6 +18,7 @@ from flask import has_app_context
 from sqlalchemy import Connection, bindparam, or_, select, update
 
 from altkraft_onprem import config, db
+from altkraft_onprem.audience import service as audience
 from altkraft_onprem.audience.models import subscribers
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
@@ -30,6 +31,7 @@ from .effects import (
     ACTOR,
     apply_batch,
     effects,
+    hard_reason,
     mailto_unsubscribe,
     record_bounce,
     record_complaint,
@@ -199,9 +201,8 @@ def relay_rejected(conn: Connection, *, campaign_id: int, subscriber_id: int, em
                               rules_version=rules.CURRENT_VERSION, recipient=recipient)
     if not subscriber_id and bounce_class == "hard":
         # An outside address has no soft-bounce history: a hard bounce suppresses it at once.
-        reason = _suppression_reason(conn, _settings(), 0, bounce_class, recipient, utcnow())
-        audience.suppress(conn, ACTOR, email=email, reason=reason, source="bounce")
-        conn.execute(_MARK_SUPPRESSED, {"bounce_id": bounce_id})
+        audience.suppress(conn, ACTOR, email=email, reason=hard_reason(recipient), source="bounce")
+        conn.execute(update(bounces).where(bounces.c.id == bounce_id).values(suppressed=True))
 
 
 def _settings():
