@@ -1,6 +1,6 @@
 """Workflow benchmark: N enrollments through wait -> condition -> send email -> update field.
 
-    python bench/automation.py [--enrollments N] [--database URL] [--sessions S]
+    python bench/automation.py [--enrollments N] [--database URL] [--sessions S] [--no-sends]
 
 N subscribers (default 1,000,000) are enrolled by hand into a published workflow
 (wait PT1H -> condition city = Москва -> yes: send_email -> update_fields; no: update_fields),
@@ -11,8 +11,8 @@ people (the Moscow segment). The baseline, measured in the same run on the same 
 many plain INSERT + UPDATE pairs through the driver, one transaction each (what a step costs
 at least). The last line printed is one JSON object: enrollments_per_s, steps_per_s,
 cpu_ms_per_step, peak_rss_mb, baseline_pairs_per_s, ratio (baseline / steps per second),
-send_msgs_per_s, campaign_msgs_per_s and send_ratio (workflow / campaign msgs/s).
-Needs `smtp-sink` (Debian: apt-get install postfix; the daemon is not used).
+send_msgs_per_s, campaign_msgs_per_s and send_ratio (workflow / campaign msgs/s; null with
+--no-sends, which leaves the emails queued). Needs `smtp-sink` (Debian: apt-get install postfix; the daemon is not used).
 """
 from __future__ import annotations
 
@@ -100,6 +100,9 @@ def main() -> None:
     parser.add_argument("--enrollments", type=int, default=1_000_000)
     parser.add_argument("--database", default="")
     parser.add_argument("--sessions", type=int, default=2)
+    parser.add_argument("--no-sends", dest="sends", action="store_false",
+                        help="Leave the emails queued: no send run, no same-size campaign "
+                        "(the step figures alone, e.g. for a quick look at a million)")
     args = parser.parse_args()
 
     from sqlalchemy import func, select
@@ -158,13 +161,16 @@ def main() -> None:
             done = conn.execute(select(func.count()).select_from(enrollments).where(
                 enrollments.c.state == "done")).scalar_one()
         engine.dispose()
-        started = time.perf_counter()
-        outcomes = run_campaign(settings, engine, campaign_id, processes=args.sessions)
-        send_s = time.perf_counter() - started
-        sent = sum(o.sent for o in outcomes)
+        sent = send_s = campaign_sent = campaign_s = 0
+        if args.sends:
+            started = time.perf_counter()
+            outcomes = run_campaign(settings, engine, campaign_id, processes=args.sessions)
+            send_s = time.perf_counter() - started
+            sent = sum(o.sent for o in outcomes)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        campaign_sent, campaign_s = same_size_campaign(settings, engine, actor, list_id, message_id,
-                                                       args.sessions)
+        if args.sends:
+            campaign_sent, campaign_s = same_size_campaign(settings, engine, actor, list_id,
+                                                           message_id, args.sessions)
         pairs_per_s = baseline(engine, taken)
     finally:
         sink.terminate()

@@ -143,7 +143,7 @@ def update_many(conn: Connection, actor: Actor, subscriber_ids, data: dict) -> d
     for chunk in db.chunked(sorted(set(subscriber_ids)), 1000):
         rows = []
         for row in conn.execute(select(subscribers.c.id, *[subscribers.c[name] for name in values]).where(
-                db.among(conn, subscribers.c.id, chunk), subscribers.c.deleted_at.is_(None))).mappings():
+                db.lookup(conn, subscribers.c.id, chunk, subscribers.c.deleted_at.is_(None)))).mappings():
             current, new = dict(row), dict(values)
             if "custom" in values:
                 new["custom"] = {k: v for k, v in {**(current["custom"] or {}), **values["custom"]}.items()

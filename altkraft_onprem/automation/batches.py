@@ -75,9 +75,9 @@ def leased(conn: Connection, ids: list[int], owner: str, at: tuple[int, str], *,
     for chunk in db.chunked(ids, CHUNK):
         query = select(*columns, present).select_from(enrollment_rows.join(
             subscribers, subscribers.c.id == enrollment_rows.c.subscriber_id, isouter=True)).where(
-            db.among(conn, enrollment_rows.c.id, chunk), enrollment_rows.c.lease_owner == owner,
-            enrollment_rows.c.state == "active", enrollment_rows.c.version_id == at[0],
-            enrollment_rows.c.node_id == at[1]).order_by(enrollment_rows.c.id)
+            db.lookup(conn, enrollment_rows.c.id, chunk, enrollment_rows.c.lease_owner == owner,
+                      enrollment_rows.c.state == "active", enrollment_rows.c.version_id == at[0],
+                      enrollment_rows.c.node_id == at[1])).order_by(enrollment_rows.c.id)
         if lock and conn.dialect.name == "postgresql":
             query = query.with_for_update(of=enrollment_rows)
         result = conn.execute(query)
@@ -113,7 +113,7 @@ def _present(conn: Connection, subscriber_ids: list[int], segment_id: int) -> se
     found: set[int] = set()
     for chunk in db.chunked(sorted(set(subscriber_ids)), CHUNK):
         found.update(conn.execute(select(subscribers.c.id).where(
-            db.among(conn, subscribers.c.id, chunk), where)).scalars())
+            db.lookup(conn, subscribers.c.id, chunk, where))).scalars())
     return found
 
 

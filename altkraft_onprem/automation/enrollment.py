@@ -65,14 +65,16 @@ def eligible(conn: Connection, workflow: dict, definition: dict, subscriber_ids,
         [subscribers.c.state == "active"]
     allowed: set[int] = set()
     for chunk in db.chunked(sorted(set(subscriber_ids)), CHUNK):
-        query = select(subscribers.c.id).where(db.among(conn, subscribers.c.id, chunk),
-                                               subscribers.c.deleted_at.is_(None), *states)
-        found = set(conn.execute(query if segment is None else query.where(segment)).scalars())
+        query = select(subscribers.c.id).where(db.lookup(
+            conn, subscribers.c.id, chunk, subscribers.c.deleted_at.is_(None), *states,
+            *([] if segment is None else [segment])))
+        found = set(conn.execute(query).scalars())
         if reentry != "every_time" and found:
             last = dict(conn.execute(select(enrollments.c.subscriber_id, func.max(
                 enrollments.c.started_at)).where(
-                enrollments.c.workflow_id == workflow["id"], enrollments.c.subscriber_id.in_(list(found)),
-                enrollments.c.test.is_(False)).group_by(enrollments.c.subscriber_id)).all())
+                db.lookup(conn, enrollments.c.subscriber_id, sorted(found),
+                          enrollments.c.workflow_id == workflow["id"], enrollments.c.test.is_(False)))
+                .group_by(enrollments.c.subscriber_id)).all())
             if reentry == "once":
                 found -= last.keys()
             else:
@@ -120,7 +122,7 @@ def end_many(conn: Connection, items: list[dict], state: str, reason: str,
     ended: set[int] = set()
     for chunk in db.chunked([item["id"] for item in items], CHUNK):
         ended.update(conn.execute(update(enrollments).where(
-            db.among(conn, enrollments.c.id, chunk), enrollments.c.state.in_(("active", "parked"))).values(
+            db.lookup(conn, enrollments.c.id, chunk, enrollments.c.state.in_(("active", "parked")))).values(
             state=state, active_key=None, ended_at=now or utcnow(), end_reason=reason[:1000],
             lease_owner=None, lease_until=None, wake_at=None).returning(enrollments.c.id)).scalars())
     outbox.append_many(conn, "workflow.exited", [
@@ -140,11 +142,12 @@ def exit_people(conn: Connection, subscriber_ids, reason: str, workflow_ids=None
     """Every active enrollment of these people (in these workflows) ends as exited."""
     rows = []
     for chunk in db.chunked(list(subscriber_ids), CHUNK):
-        where = [db.among(conn, enrollments.c.subscriber_id, chunk), enrollments.c.state.in_(("active", "parked"))]
+        filters = [enrollments.c.state.in_(("active", "parked"))]
         if workflow_ids is not None:
-            where.append(enrollments.c.workflow_id.in_(list(workflow_ids)))
+            filters.append(enrollments.c.workflow_id.in_(list(workflow_ids)))
         rows += conn.execute(select(enrollments.c.id, enrollments.c.workflow_id,
-                                    enrollments.c.subscriber_id).where(*where)).mappings().all()
+                                    enrollments.c.subscriber_id).where(db.lookup(
+            conn, enrollments.c.subscriber_id, chunk, *filters))).mappings().all()
     return end_many(conn, [dict(r) for r in rows], "exited", reason, wake=wake) if rows else 0
 
 

@@ -118,8 +118,9 @@ def weighted(step: Step) -> Outcome:
 
 def frequency_cap(batch: Batch) -> list[Outcome]:
     since = batch.now - timedelta(days=batch.config["days"])
-    sent = batch.counts(lambda chunk: (db.among(batch.conn, deliveries.c.subscriber_id, chunk),
-                                       deliveries.c.state == "sent", deliveries.c.done_at >= since),
+    sent = batch.counts(lambda chunk: (db.lookup(batch.conn, deliveries.c.subscriber_id, chunk,
+                                                 deliveries.c.state == "sent",
+                                                 deliveries.c.done_at >= since),),
                         deliveries.c.subscriber_id, batch.subscriber_ids)
     limit = batch.config["max_emails"]
     return [Outcome(branch="capped" if sent.get(sid, 0) >= limit else None,

@@ -117,7 +117,7 @@ def _run_claim(engine: Engine, settings, owner: str, place: Place, ids: list[int
         with db.write(engine) as conn:
             for chunk in db.chunked(ids, batches.CHUNK):
                 conn.execute(update(enrollment_rows).where(
-                    db.among(conn, enrollment_rows.c.id, chunk), enrollment_rows.c.lease_owner == owner).values(
+                    db.lookup(conn, enrollment_rows.c.id, chunk, enrollment_rows.c.lease_owner == owner)).values(
                     lease_owner=None, lease_until=None))
     return taken
 

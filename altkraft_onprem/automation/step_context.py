@@ -90,7 +90,7 @@ class Batch:
         found: set[int] = set()
         for chunk in db.chunked(self.subscriber_ids, 2000):
             found.update(self.conn.execute(select(subscribers.c.id).where(
-                db.among(self.conn, subscribers.c.id, chunk), where)).scalars())
+                db.lookup(self.conn, subscribers.c.id, chunk, where))).scalars())
         return found
 
     def passed(self, moment: datetime) -> dict:

@@ -217,7 +217,7 @@ def resume(conn: Connection, actor: Actor, workflow_id: int, enrollment_ids=None
         raise Conflict("an archived workflow cannot be changed")
     where = [enrollment_rows.c.workflow_id == workflow_id, enrollment_rows.c.state == "parked"]
     if enrollment_ids is not None:
-        where.append(db.among(conn, enrollment_rows.c.id, sorted({int(i) for i in enrollment_ids})))
+        where = [db.lookup(conn, enrollment_rows.c.id, sorted({int(i) for i in enrollment_ids}), *where)]
     resumed = conn.execute(update(enrollment_rows).where(*where).values(
         state="active", wake_at=utcnow(), attempts=0, end_reason=None, lease_owner=None,
         lease_until=None)).rowcount

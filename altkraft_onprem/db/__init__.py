@@ -15,9 +15,11 @@ from contextlib import contextmanager
 
 from flask import current_app
 from sqlalchemy import (
+    Boolean,
     Connection,
     Engine,
     MetaData,
+    and_,
     bindparam,
     create_engine,
     event,
@@ -29,6 +31,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -204,6 +208,22 @@ def among(conn: Connection, column, values):
     items = select(literal_column("value")).select_from(
         func.json_each(bindparam(None, json.dumps(list(values)))))
     return column.in_(items.scalar_subquery())
+
+
+def lookup(conn: Connection, column, values, *filters):
+    """`column IN values AND filters`, found through `column` (a primary key or an indexed
+    column) and then filtered. SQLite's planner, without statistics, would rather scan an
+    index on a filter's column (state = 'active', a segment's country) than look up the
+    given values, whose number it cannot see in `among`'s one parameter: on SQLite the
+    filters are wrapped in a unary + (SQLite's documented way to keep a term off an index)."""
+    found = among(conn, column, values)
+    if not filters:
+        return found
+    rest = and_(*filters)
+    if conn.dialect.name == "sqlite":
+        rest = UnaryExpression(rest.self_group(), operator=operators.custom_op("+"),
+                               type_=Boolean())
+    return and_(found, rest)
 
 
 _INSERTS: dict[tuple, tuple[str, tuple[str, ...] | None]] = {}

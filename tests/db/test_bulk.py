@@ -68,3 +68,32 @@ def test_insert_many_json_and_nulls_and_among(env):
         none = conn.execute(select(steps.c.id).where(db.among(conn, steps.c.id, []))).all()
     assert [tuple(r) for r in rows] == [("n0", "yes", shared, moment), ("n3", None, shared, moment)]
     assert none == []
+
+
+def test_lookup_finds_by_the_key_and_filters_the_rest(env):
+    """SQLite without statistics would scan the index on `state` (every active enrollment)
+    instead of looking the given ids up: lookup keeps the filters off the indexes there."""
+    subscriber_id = person(env)
+    with db.write(env.engine) as conn:
+        workflow_id = workflows.create(conn, ACTOR, chain(("w", "wait", {"duration": "P1D"})))
+        workflows.publish(conn, ACTOR, workflow_id)
+        workflows.enroll(conn, ACTOR, workflow_id, subscriber_ids=[subscriber_id])
+        enrollment_id = conn.execute(select(enrollments.c.id).where(
+            enrollments.c.workflow_id == workflow_id)).scalar_one()
+    query = select(enrollments.c.id)
+    with db.read(env.engine) as conn:
+        found = conn.execute(query.where(db.lookup(
+            conn, enrollments.c.id, [enrollment_id, 10**9], enrollments.c.state == "active",
+            enrollments.c.workflow_id == workflow_id))).scalars().all()
+        other = conn.execute(query.where(db.lookup(
+            conn, enrollments.c.id, [enrollment_id], enrollments.c.state == "done"))).scalars().all()
+        plain = conn.execute(query.where(db.lookup(conn, enrollments.c.id, [enrollment_id]))).scalars().all()
+        if conn.dialect.name == "sqlite":
+            statement = query.where(db.lookup(conn, enrollments.c.id, [enrollment_id],
+                                              enrollments.c.state == "active"))
+            compiled = statement.compile(dialect=conn.dialect)
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}", tuple(compiled.params[name]
+                                                        for name in compiled.positiontup)))
+            assert "PRIMARY KEY" in plan and "ix_workflow_enrollments_due" not in plan, plan
+    assert found == [enrollment_id] and other == [] and plain == [enrollment_id]
