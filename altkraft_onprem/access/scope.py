@@ -64,6 +64,13 @@ def require_lists(actor: Actor | None, list_ids: Iterable[int], field: str = "li
                         field, ids=", ".join(map(str, outside)))
 
 
+def refuse_limited(actor: Actor | None) -> None:
+    """What every list shares (saved segments) is not for a limited role to change."""
+    if limited(actor):
+        raise Forbidden("segments are shared by every list; a role limited to some lists may "
+                        "use them but not change them")
+
+
 def hidden_object(conn: Connection, actor: Actor, view_args: dict | None) -> str | None:
     """The path parameter naming an object outside the actor's lists, or None."""
     if not limited(actor):

@@ -41,14 +41,14 @@ def export_list_xlsx(list_id: int, query: ExportQuery):
     return _export("list", list_id, query, "xlsx")
 
 
-@operation("/segments/<int:segment_id>/export.csv", "GET", permission="subscribers:export",
+@operation("/segments/<int:segment_id>/export.csv", "GET", lists=True, permission="subscribers:export",
            summary="A segment's matches as CSV", tag=TAG_SEGMENTS, query=ExportQuery,
            content_type="text/csv")
 def export_segment_csv(segment_id: int, query: ExportQuery):
     return _export("segment", segment_id, query, "csv")
 
 
-@operation("/segments/<int:segment_id>/export.xlsx", "GET", permission="subscribers:export",
+@operation("/segments/<int:segment_id>/export.xlsx", "GET", lists=True, permission="subscribers:export",
            summary="A segment's matches as XLSX", tag=TAG_SEGMENTS, query=ExportQuery,
            content_type=XLSX)
 def export_segment_xlsx(segment_id: int, query: ExportQuery):

@@ -8,6 +8,7 @@ from flask import Response, g
 from pydantic import BaseModel, Field
 
 from altkraft_onprem import db
+from altkraft_onprem.access import scope
 from altkraft_onprem.api import operation
 
 from . import segments
@@ -56,7 +57,7 @@ class FieldInfo(BaseModel):
     choices: list[str]
 
 
-@operation("/segments", "GET", permission="lists:read", summary="Saved segments",
+@operation("/segments", "GET", lists=True, permission="lists:read", summary="Saved segments",
            tag=TAG_SEGMENTS, response=list[SegmentOut])
 def list_segments():
     with db.read(db.get_engine()) as conn:
@@ -72,14 +73,14 @@ def create_segment(body: SegmentCreate):
         return segments.get_segment(conn, segment_id)
 
 
-@operation("/segments/<int:segment_id>", "GET", permission="lists:read", summary="One segment",
+@operation("/segments/<int:segment_id>", "GET", lists=True, permission="lists:read", summary="One segment",
            tag=TAG_SEGMENTS, response=SegmentOut)
 def get_segment(segment_id: int):
     with db.read(db.get_engine()) as conn:
         return segments.get_segment(conn, segment_id)
 
 
-@operation("/segments/<int:segment_id>", "PATCH", permission="lists:write",
+@operation("/segments/<int:segment_id>", "PATCH", lists=True, permission="lists:write",
            summary="Change a segment", tag=TAG_SEGMENTS, body=SegmentPatch, response=SegmentOut)
 def patch_segment(segment_id: int, body: SegmentPatch):
     with db.write(db.get_engine()) as conn:
@@ -88,7 +89,7 @@ def patch_segment(segment_id: int, body: SegmentPatch):
         return segments.get_segment(conn, segment_id)
 
 
-@operation("/segments/<int:segment_id>", "DELETE", permission="lists:write",
+@operation("/segments/<int:segment_id>", "DELETE", lists=True, permission="lists:write",
            summary="Delete a segment", tag=TAG_SEGMENTS, status=204)
 def delete_segment(segment_id: int):
     with db.write(db.get_engine()) as conn:
@@ -96,23 +97,24 @@ def delete_segment(segment_id: int):
     return Response(status=204)
 
 
-@operation("/segments/<int:segment_id>/count", "GET", permission="lists:read",
+@operation("/segments/<int:segment_id>/count", "GET", lists=True, permission="lists:read",
            summary="How many subscribers match a saved segment now", tag=TAG_SEGMENTS,
            response=CountOut)
 def count_segment(segment_id: int):
     with db.read(db.get_engine()) as conn:
-        return {"count": segments.count(conn, segments.get_segment(conn, segment_id)["conditions"])}
+        return {"count": segments.count(conn, segments.get_segment(conn, segment_id)["conditions"],
+                                        scope.only(g.actor))}
 
 
-@operation("/segments/count", "POST", permission="lists:read",
+@operation("/segments/count", "POST", lists=True, permission="lists:read",
            summary="Live count of unsaved conditions (the condition builder)", tag=TAG_SEGMENTS,
            body=CountBody, response=CountOut)
 def count_conditions(body: CountBody):
     with db.read(db.get_engine()) as conn:
-        return {"count": segments.count(conn, body.conditions)}
+        return {"count": segments.count(conn, body.conditions, scope.only(g.actor))}
 
 
-@operation("/segments/fields", "GET", permission="lists:read",
+@operation("/segments/fields", "GET", lists=True, permission="lists:read",
            summary="Fields and operators conditions may use", tag=TAG_SEGMENTS,
            response=list[FieldInfo])
 def segment_fields():

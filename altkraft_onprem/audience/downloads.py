@@ -21,7 +21,7 @@ def download(actor: Actor, *, list_id: int | None, segment_id: int | None, chose
              status: str | None, fmt: str):
     """Raises NotFound / ServiceError before anything is sent."""
     engine = db.get_engine()
-    scope = {"list_id": list_id, "segment_id": segment_id, "chosen": chosen}
+    scope = {"list_id": list_id, "segment_id": segment_id, "chosen": chosen, "only": actor.lists}
     with db.write(engine) as conn:
         if list_id is not None:
             lists.get_list(conn, list_id, counts=False)

@@ -45,8 +45,9 @@ def available_fields(conn: Connection) -> list[str]:
 
 
 def rows(conn: Connection, *, list_id: int | None = None, segment_id: int | None = None,
-         chosen=None, status: str | None = None) -> Iterator[list]:
-    """The header row, then one row per subscriber (not in the trash), in id order."""
+         chosen=None, status: str | None = None, only=None) -> Iterator[list]:
+    """The header row, then one row per subscriber (not in the trash), in id order; `only`:
+    people on one of these lists (a role limited to some lists)."""
     known = available_fields(conn)
     chosen = [f for f in (chosen or ["email", "first_name", "last_name"]) if f]
     unknown = [f for f in chosen if f not in known]
@@ -66,6 +67,8 @@ def rows(conn: Connection, *, list_id: int | None = None, segment_id: int | None
             where.append(subscriber_lists.c.status == status)
     if segment_id is not None:
         where.append(segment_service.segment_expr(conn, segment_id))
+    if only is not None:
+        where.append(segment_service.on_lists(only))
     yield chosen
     last = 0
     while True:

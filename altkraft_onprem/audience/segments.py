@@ -33,6 +33,7 @@ from sqlalchemy.types import Numeric, String
 
 from altkraft_onprem import extensions
 from altkraft_onprem.access.models import Actor
+from altkraft_onprem.access.scope import refuse_limited
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError
@@ -154,10 +155,19 @@ def compile_conditions(conn: Connection, tree: dict):
     return walk(tree)
 
 
-def matching(conn: Connection, conditions) -> object:
-    """WHERE for the subscribers (not in the trash) that match raw or stored conditions."""
+def matching(conn: Connection, conditions, only=None) -> object:
+    """WHERE for the subscribers (not in the trash) that match raw or stored conditions;
+    `only`: and are on one of these lists (a role limited to some lists)."""
     tree = validate(conn, conditions)
-    return and_(subscribers.c.deleted_at.is_(None), compile_conditions(conn, tree))
+    where = and_(subscribers.c.deleted_at.is_(None), compile_conditions(conn, tree))
+    return where if only is None else and_(where, on_lists(only))
+
+
+def on_lists(list_ids):
+    """WHERE for people on at least one of these lists."""
+    return select(subscriber_lists.c.subscriber_id).where(
+        subscriber_lists.c.list_id.in_(sorted(list_ids)),
+        subscriber_lists.c.subscriber_id == subscribers.c.id).exists()
 
 
 def date_text(conn: Connection, name: str):
@@ -169,9 +179,9 @@ def date_text(conn: Connection, name: str):
     return func.substr(cast(_column(name, kind, conn.dialect.name), String), 1, 10)
 
 
-def count(conn: Connection, conditions) -> int:
+def count(conn: Connection, conditions, only=None) -> int:
     return conn.execute(select(func.count()).select_from(subscribers)
-                        .where(matching(conn, conditions))).scalar_one()
+                        .where(matching(conn, conditions, only))).scalar_one()
 
 
 # --- saved segments ---------------------------------------------------------------------------
@@ -210,6 +220,7 @@ def _check_name(conn, name: str, except_id: int | None = None) -> str:
 
 
 def create_segment(conn: Connection, actor: Actor, name: str, conditions, description: str = "") -> int:
+    refuse_limited(actor)
     name = _check_name(conn, name)
     tree = validate(conn, conditions)
     now = utcnow()
@@ -222,6 +233,7 @@ def create_segment(conn: Connection, actor: Actor, name: str, conditions, descri
 
 def update_segment(conn: Connection, actor: Actor, segment_id: int, *, name: str | None = None,
                    conditions=None, description: str | None = None) -> None:
+    refuse_limited(actor)
     get_segment(conn, segment_id)
     values = {}
     if name is not None:
@@ -237,6 +249,7 @@ def update_segment(conn: Connection, actor: Actor, segment_id: int, *, name: str
 
 
 def delete_segment(conn: Connection, actor: Actor, segment_id: int) -> None:
+    refuse_limited(actor)
     found = get_segment(conn, segment_id)
     conn.execute(delete(segments).where(segments.c.id == segment_id))
     record(conn, actor, "segment.delete", "segment", segment_id, name=found["name"])

@@ -49,8 +49,7 @@ def subscribers_page():
                                          list_id=list_id, status=status, segment=where,
                                          only=scope.only(g.actor))
         all_lists = lists.list_lists(conn, counts=False, only=scope.only(g.actor))
-        # Segments span every list: a role limited to some lists does not browse them.
-        all_segments = [] if scope.limited(g.actor) else segments.list_segments(conn)
+        all_segments = segments.list_segments(conn)
     return render_template("audience/subscribers.html", rows=rows, total=total, page=page,
                            pages=max(1, -(-total // PAGE)), lists=all_lists,
                            segments=all_segments, statuses=MEMBER_STATUSES,

@@ -8,7 +8,8 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from altkraft_onprem import db
-from altkraft_onprem.access.policy import requires
+from altkraft_onprem.access import scope
+from altkraft_onprem.access.policy import keeps_to_lists, requires
 from altkraft_onprem.errors import ServiceError
 
 from . import export, lists, segments
@@ -31,6 +32,7 @@ def _editor(segment: dict | None, conditions: dict, error: str | None = None, st
 
 @blueprint.route("/segments")
 @requires("lists:read")
+@keeps_to_lists
 def segments_page():
     """Counts load afterwards, one request per segment (segments.js), so that many segments
     over a big audience do not hold the page."""
@@ -41,11 +43,12 @@ def segments_page():
 
 @blueprint.route("/segments/<int:segment_id>/count.json")
 @requires("lists:read")
+@keeps_to_lists
 def segment_count(segment_id: int):
     with db.read(engine()) as conn:
         try:
             return jsonify(count=segments.count(conn, segments.get_segment(conn, segment_id)[
-                "conditions"]))
+                "conditions"], scope.only(g.actor)))
         except ServiceError as exc:          # a field it used was deleted since
             return jsonify(error=exc.translated(), field=exc.field), 422
 
@@ -81,6 +84,7 @@ def new_segment():
 
 @blueprint.route("/segments/<int:segment_id>", methods=["GET", "POST"])
 @requires("lists:read")
+@keeps_to_lists
 def segment_page(segment_id: int):
     with db.read(engine()) as conn:
         segment = segments.get_segment(conn, segment_id)
@@ -114,12 +118,13 @@ def delete_segment(segment_id: int):
 
 @blueprint.route("/segments/count", methods=["POST"])
 @requires("lists:read")
+@keeps_to_lists
 def count_conditions():
     """Live count for the condition builder (JSON in, JSON out; CSRF token in X-CSRFToken)."""
     payload = request.get_json(silent=True) or {}
     try:
         with db.read(engine()) as conn:
-            found = segments.count(conn, payload.get("conditions"))
+            found = segments.count(conn, payload.get("conditions"), scope.only(g.actor))
         return jsonify(count=found, label=ngettext("subscriber matches", "subscribers match", found))
     except ServiceError as exc:
         return jsonify(error=exc.translated(), field=exc.field), 422

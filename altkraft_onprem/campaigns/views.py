@@ -26,10 +26,9 @@ blueprint = Blueprint("campaigns", __name__)
 
 
 def _choices(conn) -> dict:
-    limited = scope.limited(g.actor)       # segments span every list: not offered then
     return {"messages": messages.list_messages(conn),
             "lists": lists.list_lists(conn, counts=False, only=scope.only(g.actor)),
-            "segments": [] if limited else segments.list_segments(conn)}
+            "segments": segments.list_segments(conn)}
 
 
 def _ints(name: str) -> list[int]:

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from altkraft_onprem import db
 from altkraft_onprem.access import service as access
 from altkraft_onprem.access.models import system_actor
-from altkraft_onprem.audience import lists, subscribers
+from altkraft_onprem.audience import lists, segments, subscribers
 from altkraft_onprem.campaigns.models import campaigns as campaigns_table
 from tests.campaigns.helpers import make_campaign, make_list, make_message
 from tests.conftest import PASSWORD, csrf_token
@@ -43,11 +43,13 @@ def world(env):
         conn.execute(update(campaigns_table).where(campaigns_table.c.id.in_([campaign_a, campaign_b]))
                      .values(state="finished", started_at=db.types.utcnow()))
         role_id = access.create_role(conn, system_actor(), f"Brand A team {tag}", PERMISSIONS, lists=[list_a])
+        segment_id = segments.create_segment(conn, system_actor(), f"Everyone {tag}", {"op": "and", "rules": [
+            {"field": "email", "operator": "contains", "value": tag}]})
         user_id = access.create_user(conn, system_actor(), f"brand-a-{tag}@example.com", PASSWORD, role_id)
         _, token = access.create_token(conn, system_actor(), user_id, "t")
     return {"a": list_a, "b": list_b, "only_a": only_a, "only_b": only_b, "both": on_both,
             "message": message_id, "campaign_a": campaign_a, "campaign_b": campaign_b,
-            "role": role_id, "user": {"email": f"brand-a-{tag}@example.com", "password": PASSWORD},
+            "role": role_id, "segment": segment_id, "tag": tag, "user": {"email": f"brand-a-{tag}@example.com", "password": PASSWORD},
             "auth": {"Authorization": f"Bearer {token}"}}
 
 
@@ -120,7 +122,7 @@ def test_a_person_cannot_be_put_on_another_list(client, world):
 
 
 @pytest.mark.parametrize("method,path", [
-    ("POST", "/api/v1/lists"), ("GET", "/api/v1/segments"), ("GET", "/api/v1/suppressions"),
+    ("POST", "/api/v1/lists"), ("GET", "/api/v1/fields"), ("GET", "/api/v1/suppressions"),
     ("GET", "/api/v1/reports/cohorts"), ("GET", "/api/v1/messages"), ("POST", "/api/v1/subscribers/delete"),
 ])
 def test_what_spans_every_list_answers_403(client, world, method, path):
@@ -183,7 +185,7 @@ def test_the_menu_offers_only_the_areas_that_keep_to_lists(ui):
     html = ui.get("/").get_data(as_text=True)
     assert 'data-nav="audience.index"' in html and 'data-nav="campaigns.index"' in html
     assert 'data-nav="messages.index"' not in html
-    page = ui.get("/audience/segments")
+    page = ui.get("/audience/suppression")
     assert page.status_code == 403 and "limited to some lists" in page.get_data(as_text=True)
 
 
@@ -207,3 +209,33 @@ def test_the_roles_page_limits_a_role_to_lists(env, client, world):
         role = next(r for r in access.list_roles(conn) if r["name"] == name)
         entry = access.audit_entries(conn, action="role.create")[0]
     assert role["lists"] == [world["b"]] and entry["details"]["lists"] == [world["b"]]
+
+
+# --- segments: shared definitions, counted and exported within the role's lists ----------------
+
+def test_segments_count_and_export_only_its_people(client, world, admin):
+    auth = world["auth"]
+    assert world["segment"] in {s["id"] for s in client.get("/api/v1/segments", headers=auth).json}
+    everyone = client.get(f"/api/v1/segments/{world['segment']}/count", headers=admin).json["count"]
+    mine = client.get(f"/api/v1/segments/{world['segment']}/count", headers=auth).json["count"]
+    assert (everyone, mine) == (3, 2)        # a-, both- (on A) and b- (on B only)
+    live = client.post("/api/v1/segments/count", headers=auth, json={"conditions": {"op": "and", "rules": [
+        {"field": "email", "operator": "contains", "value": world["tag"]}]}})
+    assert live.json["count"] == 2
+    csv = client.get(f"/api/v1/segments/{world['segment']}/export.csv", headers=auth).get_data(as_text=True)
+    assert f"a-{world['tag']}@" in csv and f"both-{world['tag']}@" in csv and f"b-{world['tag']}@" not in csv
+
+
+def test_segments_cannot_be_changed_by_a_limited_role(client, world):
+    auth = world["auth"]
+    created = client.post("/api/v1/segments", headers=auth, json={"name": "Mine", "conditions": {
+        "op": "and", "rules": [{"field": "email", "operator": "contains", "value": "x"}]}})
+    assert created.status_code == 403
+    patched = client.patch(f"/api/v1/segments/{world['segment']}", headers=auth, json={"name": "Renamed"})
+    assert patched.status_code == 403 and "shared by every list" in patched.json["detail"]
+    assert client.delete(f"/api/v1/segments/{world['segment']}", headers=auth).status_code == 403
+
+
+def test_the_segments_page_counts_only_its_people(ui, world):
+    assert ui.get("/audience/segments").status_code == 200
+    assert ui.get(f"/audience/segments/{world['segment']}/count.json").json["count"] == 2
