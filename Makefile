@@ -49,13 +49,13 @@ docs: python-deps
 	$(BIN)/altkraft config docs > docs/configuration.md
 
 ## Debian packages the tests drive: Chromium (browser tests), Postfix's smtp-sink/smtp-source (benchmarks),
-## Dovecot (a real IMAP server for inbound mail's mailbox polling).
+## Dovecot (a real IMAP server for inbound mail's mailbox polling), SpamAssassin's spamd (pre-send spam score).
 system-deps:
 	@command -v chromium >/dev/null && command -v smtp-sink >/dev/null && command -v wrk >/dev/null \
-	  && command -v dovecot >/dev/null || { \
+	  && command -v dovecot >/dev/null && { command -v spamd || test -x /usr/sbin/spamd; } >/dev/null || { \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium postfix wrk \
-	    dovecot-imapd >/dev/null; }
+	    dovecot-imapd spamassassin spamd >/dev/null; }
 
 ## The one-file `altkraft-install` IT copies onto a host (PyInstaller, about 75 s of CPU);
 ## `make test` builds it once and tests/installer/test_binary.py runs it.

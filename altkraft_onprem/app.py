@@ -53,7 +53,9 @@ def _blueprints():
     import altkraft_onprem.deliverability.api  # noqa: F401
     import altkraft_onprem.deliverability.api_checks  # noqa: F401
     import altkraft_onprem.deliverability.api_compliance  # noqa: F401
+    import altkraft_onprem.deliverability.api_presend  # noqa: F401
     import altkraft_onprem.deliverability.views_domains  # noqa: F401  (routes on the settings blueprint)
+    import altkraft_onprem.deliverability.views_presend  # noqa: F401  (routes on the deliverability blueprint)
     import altkraft_onprem.inbound.api  # noqa: F401
     import altkraft_onprem.messages.api  # noqa: F401
     import altkraft_onprem.messages.api_library  # noqa: F401

@@ -95,3 +95,9 @@ LIST_NAMES = ExtensionPoint(
     "audience.list_names",
     "(conn) -> {list id: name} of every list, by name; the roles page offers them to a role "
     "limited to some lists (access sits below audience).", single=True)
+
+CAMPAIGN_START_CHECKS = ExtensionPoint(
+    "campaign.start_checks",
+    "(engine, settings, campaign_id) -> [reason]: what a higher domain says stops a campaign "
+    "from starting (deliverability's pre-send checks past a line an administrator drew). "
+    "Asked before the start's transaction (the checks may take seconds); empty: start.")

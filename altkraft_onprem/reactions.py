@@ -14,6 +14,7 @@ from altkraft_onprem.automation import enrollment, interest, outbox
 from altkraft_onprem.automation import jobs as automation_jobs
 from altkraft_onprem.campaigns import lookups as campaign_lookups
 from altkraft_onprem.campaigns import service as campaigns
+from altkraft_onprem.deliverability import presend
 from altkraft_onprem.inbound import service as inbound
 from altkraft_onprem.reports import feedback
 from altkraft_onprem.sending import fanout
@@ -40,6 +41,7 @@ def connect_all() -> None:
     extensions.SPLIT_TEST_ENGAGEMENT.provide(tracking_lookups.split_test_engagement)
     # A message a campaign sends cannot be archived.
     extensions.MESSAGE_USERS.provide(campaign_lookups.message_users)
+    extensions.CAMPAIGN_START_CHECKS.provide(presend.start_blockers)
     # A person's tracking events and per-person roll-ups go with the person.
     events.SUBSCRIBERS_ERASED.connect(_erase_tracking)
     events.SUBSCRIBERS_ERASED.connect(_erase_workflow_history)

@@ -6,7 +6,7 @@ from altkraft_onprem import db
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.config import current_settings
 
-from . import jobs, service, splittest
+from . import jobs, service, splittest, startcheck
 
 ACTIONS = ("start", "schedule", "pause", "resume", "cancel")
 
@@ -14,6 +14,8 @@ ACTIONS = ("start", "schedule", "pause", "resume", "cancel")
 def perform(actor: Actor, settings, campaign_id: int, action: str, engine=None) -> str:
     """Runs one lifecycle action; returns the new state (ServiceError/Conflict when refused)."""
     engine = engine or db.get_engine()
+    if action == "start":
+        startcheck.refuse_blocked(engine, settings, campaign_id)
     with db.write(engine) as conn:
         new_state = {
             "start": lambda: service.start(conn, actor, settings, campaign_id),

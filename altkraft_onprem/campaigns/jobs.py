@@ -14,7 +14,7 @@ from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, ServiceError
 from altkraft_onprem.holders import owner_name
 
-from . import journal, ledger, runs, splittest
+from . import journal, ledger, runs, splittest, startcheck
 from . import service as campaigns
 
 log = logging.getLogger("altkraft.campaigns")
@@ -213,6 +213,7 @@ def _start_scheduled_one(settings, engine, actor, campaign_id: int) -> bool:
     cannot be rendered for its recipients, no relay, …) goes back to draft with the reason
     on its page; it stops no other."""
     try:
+        startcheck.refuse_blocked(engine, settings, campaign_id)
         with db.write(engine) as conn:
             campaigns.start(conn, actor, settings, campaign_id)
         return True

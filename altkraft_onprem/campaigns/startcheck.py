@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from altkraft_onprem import extensions
 from altkraft_onprem.audience import service as audience
 from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.messages.preview import first_unrenderable
@@ -57,3 +58,13 @@ def refuse_unrenderable(conn: Connection, settings, campaign: dict[str, Any],
                 raise ServiceError("variant %(letter)s: %(reason)s", "message_id",
                                    letter=variant_letter(variant), reason=refused)
             raise refused
+
+
+def refuse_blocked(engine, settings, campaign_id: int) -> None:
+    """ServiceError naming what the higher domains' start checks found (see
+    extensions.CAMPAIGN_START_CHECKS); call it before the start's transaction."""
+    reasons = [r for found in extensions.CAMPAIGN_START_CHECKS.collect(engine, settings, campaign_id)
+               for r in found]
+    if reasons:
+        raise ServiceError("the pre-send checks stop this campaign: %(reasons)s. Nothing was sent.",
+                           "message_id", reasons="; ".join(reasons))

@@ -9,10 +9,12 @@ from .values import (
     Setting,
     _bool,
     _choice,
+    _choice_list,
     _database_url,
     _feedback_id_part,
     _float,
     _host_port,
+    _host_port_or_empty,
     _http_url,
     _int,
     _ip_list,
@@ -261,6 +263,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("deliverability.compliance_window_days", _positive(_int), 7,
             "Days of campaigns the compliance panel counts the spam-complaint rate over (and whose "
             "From domains it checks).", "integer"),
+    Setting("deliverability.spamd_address", _host_port_or_empty, "127.0.0.1:783",
+            "SpamAssassin's spamd (Debian: apt-get install spamd) that scores messages before "
+            "they are sent. Nothing answering there is shown as \"not installed\"; empty "
+            "switches the score off.", example="127.0.0.1:783"),
+    Setting("deliverability.spamd_timeout_seconds", _positive(_float), 20.0,
+            "Time limit of one spamd scoring.", "number"),
+    Setting("deliverability.presend_block_spam_score", _non_negative(_float), 0.0,
+            "A campaign whose message scores this much or more at spamd does not start (0: the "
+            "score only warns).", "number"),
+    Setting("deliverability.presend_block_codes", _choice_list(
+        "spam_score", "link_domain_listed", "no_text_part", "gmail_clipping", "image_text_ratio",
+        "dkim_not_verified", "no_unsubscribe_link", "not_composed"), [],
+            "Pre-send findings that stop a campaign's start instead of warning, by code (e.g. "
+            "\"no_unsubscribe_link\", \"link_domain_listed\", \"dkim_not_verified\", "
+            "\"gmail_clipping\"); empty: every finding only warns.", "list of strings",
+            example=["no_unsubscribe_link", "link_domain_listed"]),
 
     # --- inbound mail (bounces, complaints, mailto unsubscribes, DMARC reports) ---------------
     Setting("inbound.smtp_listen", _host_port, "127.0.0.1:2525",

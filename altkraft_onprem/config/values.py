@@ -57,6 +57,11 @@ def _host_port(value: Any) -> str:
     return text
 
 
+def _host_port_or_empty(value: Any) -> str:
+    """HOST:PORT, or empty (switched off)."""
+    return _host_port(value) if _str(value).strip() else ""
+
+
 def _http_url(value: Any) -> str:
     text = _str(value).rstrip("/")
     parts = urlsplit(text)
@@ -142,6 +147,16 @@ def _str_list(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError('a list of strings, e.g. ["a", "b"]')
     return value
+
+
+def _choice_list(*choices: str) -> Callable[[Any], list[str]]:
+    def parse(value: Any) -> list[str]:
+        found = _str_list(value)
+        wrong = [v for v in found if v not in choices]
+        if wrong:
+            raise ValueError(f"codes among {', '.join(choices)} ({', '.join(map(repr, wrong))} is not one)")
+        return found
+    return parse
 
 
 def _ip_list(value: Any) -> list[str]:

@@ -17,15 +17,15 @@ IP = "192.0.2.10"
 HELO = "mail.example.com"
 
 
-@pytest.fixture(scope="module")
-def env(template_db, tmp_path_factory, dns_server) -> Env:  # noqa: F811
+def make_env(template_db, tmp_path_factory, dns_server, **extra):  # noqa: F811
+    """A module's world whose checks ask `dns_server`; `extra` settings over the defaults here."""
     data_dir = tmp_path_factory.mktemp("data")
     url, drop = fresh_database(template_db, data_dir)
     settings = make_settings(data_dir, url, **{
         "smtp.relays": [{"host": "127.0.0.1", "helo": HELO}],
         "deliverability.sending_ips": [IP],
         "deliverability.nameservers": [dns_server.address],
-        "server.public_url": "https://altkraft.example.com"})
+        "server.public_url": "https://altkraft.example.com", **extra})
     engine = db.build_engine(settings.database_url)
     app = create_app(settings, engine=engine)
     app.config["TESTING"] = True
@@ -34,6 +34,11 @@ def env(template_db, tmp_path_factory, dns_server) -> Env:  # noqa: F811
     yield Env(settings, engine, app, data_dir, url)
     engine.dispose()
     drop()
+
+
+@pytest.fixture(scope="module")
+def env(template_db, tmp_path_factory, dns_server) -> Env:  # noqa: F811
+    yield from make_env(template_db, tmp_path_factory, dns_server)
 
 
 @pytest.fixture(scope="module")
