@@ -8,7 +8,7 @@ from flask import Response, current_app, g
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
-from altkraft_onprem.api import MAX_ID, operation
+from altkraft_onprem.api import MAX_ID, NON_BLANK, Email, operation
 from altkraft_onprem.config import current_settings as settings
 from altkraft_onprem.errors import Conflict, Forbidden
 
@@ -38,16 +38,16 @@ class UserOut(BaseModel):
 
 
 class UserCreate(Strict):
-    email: str = Field(max_length=320, json_schema_extra={"format": "email"})
+    email: Email
     password: str = Field(min_length=service.MIN_PASSWORD, max_length=1024)
-    role: str = Field(max_length=100, description="Role name, e.g. Editor")
+    role: str = Field(max_length=100, description="Role name, e.g. Editor (an unknown name: 404)")
     name: str = Field("", max_length=200)
     locale: str | None = Field(None, pattern="^(en|ru)$")
 
 
 class UserPatch(Strict):
     name: str | None = Field(None, max_length=200)
-    role: str | None = Field(None, max_length=100)
+    role: str | None = Field(None, max_length=100, description="Role name (an unknown name: 404)")
     locale: str | None = Field(None, pattern="^(en|ru)$")
     is_active: bool | None = None
     password: str | None = Field(None, min_length=service.MIN_PASSWORD, max_length=1024,
@@ -92,9 +92,13 @@ class RoleOut(BaseModel):
     users: int = 0
 
 
+# One of PERMISSIONS (the service names any unknown one).
+Permission = Annotated[str, Field(max_length=100, json_schema_extra={"enum": [*PERMISSIONS]})]
+
+
 class RoleCreate(Strict):
-    name: str = Field(min_length=1, max_length=100)
-    permissions: list[str] = Field(default_factory=list, max_length=len(PERMISSIONS))
+    name: str = Field(min_length=1, max_length=100, json_schema_extra=NON_BLANK)
+    permissions: list[Permission] = Field(default_factory=list, max_length=len(PERMISSIONS))
     description: str = Field("", max_length=2000)
     require_two_factor: bool = False
     lists: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
@@ -103,8 +107,8 @@ class RoleCreate(Strict):
 
 
 class RolePatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=100)
-    permissions: list[str] | None = Field(None, max_length=len(PERMISSIONS))
+    name: str | None = Field(None, min_length=1, max_length=100, json_schema_extra=NON_BLANK)
+    permissions: list[Permission] | None = Field(None, max_length=len(PERMISSIONS))
     description: str | None = Field(None, max_length=2000)
     require_two_factor: bool | None = Field(None, description="Its users must sign in with a "
                                             "second factor (the only field a built-in role takes)")
@@ -126,7 +130,7 @@ class TokenOut(BaseModel):
 
 
 class TokenCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=200)
     user_id: int | None = Field(None, ge=1, le=MAX_ID, description="Another user's id (needs users:manage)")
 
 

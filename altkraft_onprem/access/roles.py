@@ -69,7 +69,7 @@ def role_id_by_name(conn: Connection, name: str) -> int:
     role_id = conn.execute(select(roles.c.id).where(roles.c.name == name)).scalar()
     if role_id is None:
         known = ", ".join(r["name"] for r in list_roles(conn))
-        raise ServiceError("no role named %(name)s (known: %(known)s)", "role", name=repr(name), known=known)
+        raise NotFound("no role named %(name)s (known: %(known)s)", "role", name=repr(name), known=known)
     return role_id
 
 

@@ -8,7 +8,9 @@ typed values, and records the operation for the OpenAPI document served at
 from __future__ import annotations
 
 import functools
+import json
 import re
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -29,6 +31,49 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
 
 
+# --- what a request model promises ------------------------------------------------------------
+#
+# The request schemas of the OpenAPI document are the models' JSON Schemas, and a request they
+# call valid must be accepted (tests/api/test_schemathesis.py checks it with valid data: 2xx, or
+# 404 for an id or a name that names nothing, or 409 for a clash with what exists). Rules that a
+# service checks itself, with its own message (an email address, a time zone, one of two fields),
+# are described on the model with these, so that the document is never looser than the server.
+
+def _schema_only(**keywords: Any) -> dict:
+    """JSON Schema keywords a service enforces (pydantic does not check them here)."""
+    return {"json_schema_extra": keywords}
+
+
+# An address a service checks with email_validator (its message names the problem). The pattern
+# says what the document promises: dot-atom local part, a domain of letters, digits and hyphens,
+# not one of the special-use names email_validator refuses (RFC 6761: .test, .local, …).
+EMAIL_PATTERN = (r"^[A-Za-z0-9_+-]{1,30}(\.[A-Za-z0-9_+-]{1,30})?@([A-Za-z0-9]{1,20}(-[A-Za-z0-9]{1,20})?\.)"
+                 r"{1,3}(?!(arpa|invalid|local|localhost|onion|test)$)[A-Za-z]{2,20}$")
+Email = Annotated[str, Field(max_length=320, **_schema_only(format="email", pattern=EMAIL_PATTERN))]
+# Text that a service strips and then requires: at least one character that is not a space
+# (`Field(min_length=1, json_schema_extra=NON_BLANK)`).
+NON_BLANK = {"pattern": r"\S"}
+# Text on one line (a subject): no line breaks.
+ONE_LINE = {"not": {"pattern": "[\r\n]"}}
+# An IANA time zone name, as zoneinfo knows it; a service refuses others by name.
+TIMEZONES = sorted(zone for zone in zoneinfo.available_timezones()
+                   if "/" in zone or zone == "UTC")
+Timezone = Annotated[str, Field(max_length=64, **_schema_only(enum=TIMEZONES))]
+# A full domain name (at least two labels, letters in the last one), as services check it.
+DOMAIN_PATTERN = r"^([A-Za-z0-9]{1,20}(-[A-Za-z0-9]{1,20})?\.){1,4}[A-Za-z]{2,20}$"
+# An http(s) URL whose host is a full domain name.
+HTTP_URL_PATTERN = (r"^https?://([a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?\.){1,3}[a-z]{2,10}"
+                    r"(/[A-Za-z0-9._~%/-]{0,100})?$")
+
+
+def exactly_one(*names: str) -> dict:
+    """The JSON Schema of a model whose validator wants exactly one of `names` (by their JSON
+    names) given and not null: `model_config = ConfigDict(json_schema_extra=exactly_one(...))`."""
+    return {"oneOf": [{"required": [name], "properties": {
+        name: {"not": {"type": "null"}}, **{other: {"type": "null"} for other in names if other != name}}}
+        for name in names]}
+
+
 @dataclass
 class Operation:
     rule: str
@@ -44,6 +89,7 @@ class Operation:
     content_type: str = "application/json"
     multipart: type[BaseModel] | None = None
     responses: dict[int, str] | None = None     # more answers than the usual ones
+    file_types: str = ""
 
 
 OPERATIONS: list[Operation] = []
@@ -73,10 +119,12 @@ def operation(rule: str, method: str, *, permission: str, summary: str, tag: str
               body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
               response: Any = None, status: int = 200, content_type: str = "application/json",
               multipart: type[BaseModel] | None = None,
-              responses: dict[int, str] | None = None, lists: bool = False) -> Callable:
+              responses: dict[int, str] | None = None, lists: bool = False,
+              file_types: str = "") -> Callable:
     """Declare an API route. The view gets `body=` / `query=` models and path parameters;
     `responses`: answers it may give besides the usual ones ({429: "why"}); `lists=True`: a
-    role limited to some lists may call it (route_permission.keeps_to_lists)."""
+    role limited to some lists may call it (route_permission.keeps_to_lists); `file_types`: the
+    media types the multipart field `file` may hold ("image/png, image/gif")."""
 
     def register(view: Callable) -> Callable:
         endpoint = f"{view.__module__.rsplit('.', 2)[-2]}_{view.__name__}"
@@ -117,7 +165,8 @@ def operation(rule: str, method: str, *, permission: str, summary: str, tag: str
             keeps_to_lists(handle)
         blueprint.add_url_rule(rule, endpoint=endpoint, view_func=handle, methods=[method])
         OPERATIONS.append(Operation(rule, method, endpoint, permission, summary, tag, body, query,
-                                    response, status, content_type, multipart, responses))
+                                    response, status, content_type, multipart, responses,
+                                    file_types))
         return handle
     return register
 
@@ -172,16 +221,47 @@ _PARAM_TYPES = {"int": {"type": "integer", "minimum": 0, "maximum": MAX_ID}, Non
                 "string": {"type": "string"}, "path": {"type": "string"}}
 
 
-def _schema(model: Any, components: dict) -> dict:
-    """JSON Schema for a model or type, its definitions lifted into components."""
-    adapter = TypeAdapter(model)
-    schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
-    for name, definition in schema.pop("$defs", {}).items():
-        components[name] = definition
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        components[model.__name__] = schema
-        return {"$ref": f"#/components/schemas/{model.__name__}"}
-    return schema
+def _schemas(operations: list[Operation]) -> tuple[dict, dict]:
+    """JSON Schemas of every body and response, generated together so that two models with
+    one name (a trigger's Engagement and the report's) get two components, not one."""
+    inputs = [((i, part), "validation", TypeAdapter(model))
+              for i, op in enumerate(operations)
+              for part, model in (("body", op.body), ("response", op.response)) if model is not None]
+    schemas, definitions = TypeAdapter.json_schemas(inputs, ref_template="#/components/schemas/{model}")
+    found = ({key: schema for (key, _mode), schema in schemas.items()}, definitions.get("$defs", {}))
+    # pydantic names a clash by module path (altkraft_onprem__reports__api__Engagement): shorten
+    # it to reports.api.Engagement.
+    text = json.dumps(list(found[0].items()) + [found[1]])
+    for name in [n for n in found[1] if "__" in n]:
+        short = name.removeprefix("altkraft_onprem__").replace("__", ".")
+        text = text.replace(f'/{name}"', f'/{short}"').replace(f'"{name}":', f'"{short}":')
+    *pairs, defs = json.loads(text)
+    _close_pattern_objects([pairs, defs])
+    return {tuple(key): schema for key, schema in pairs}, defs
+
+
+def _close_pattern_objects(node: Any) -> None:
+    """A dict whose keys have a pattern refuses other keys: say so (pydantic leaves it open)."""
+    if isinstance(node, dict):
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _close_pattern_objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            _close_pattern_objects(value)
+
+
+def _plain_parameter(prop: dict) -> dict:
+    """A query parameter's or form field's schema: a value is text, so no null (leave it out)."""
+    prop = {k: v for k, v in prop.items() if k != "title"}
+    if "anyOf" in prop:
+        variants = [v for v in prop["anyOf"] if v != {"type": "null"}]
+        del prop["anyOf"]
+        prop.update(variants[0] if len(variants) == 1 else {"anyOf": variants})
+    if prop.get("default", "") is None:
+        del prop["default"]
+    return prop
 
 
 def openapi_document() -> dict:
@@ -197,8 +277,10 @@ def openapi_document() -> dict:
         }
     }
     problem_ref = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    schemas, definitions = _schemas(OPERATIONS)
+    components.update(definitions)
     paths: dict[str, dict] = {}
-    for op in OPERATIONS:
+    for index, op in enumerate(OPERATIONS):
         path = PREFIX + _PATH_PARAM.sub(lambda m: "{" + m.group(2) + "}", op.rule)
         params = [{"name": m.group(2), "in": "path", "required": True,
                    "schema": _PARAM_TYPES.get(m.group(1), {"type": "string"})}
@@ -206,8 +288,7 @@ def openapi_document() -> dict:
         if op.query is not None:
             qschema = op.query.model_json_schema()
             for name, prop in qschema.get("properties", {}).items():
-                prop = {k: v for k, v in prop.items() if k != "title"}
-                params.append({"name": name, "in": "query", "schema": prop,
+                params.append({"name": name, "in": "query", "schema": _plain_parameter(prop),
                                "required": name in qschema.get("required", [])})
         entry: dict[str, Any] = {
             "operationId": op.endpoint, "summary": op.summary, "tags": [op.tag],
@@ -225,9 +306,9 @@ def openapi_document() -> dict:
                                          f"`{op.permission}`", "content": problem_ref}
         else:
             entry["security"] = []
-        if any(p["in"] == "path" for p in params) or op.body is not None:
-            entry["responses"]["404"] = {"description": "Not found (the object, or one the body "
-                                         "names)", "content": problem_ref}
+        if params or op.body is not None or op.multipart is not None:
+            entry["responses"]["404"] = {"description": "Not found (the object, or one the "
+                                         "request names)", "content": problem_ref}
         if any(p["in"] == "query" for p in params):
             # gunicorn refuses request lines over 4094 bytes before the app sees them.
             entry["responses"]["414"] = {"description": "Request line (URL) too long"}
@@ -236,17 +317,22 @@ def openapi_document() -> dict:
                                          "content": problem_ref}
         if op.body is not None:
             entry["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": _schema(op.body, components)}}}
+                "application/json": {"schema": schemas[index, "body"]}}}
         if op.multipart is not None:
             schema = op.multipart.model_json_schema()
+            schema["properties"] = {name: _plain_parameter(prop)
+                                    for name, prop in schema["properties"].items()}
             schema["properties"]["file"] = {"type": "string", "format": "binary"}
             schema.setdefault("required", []).append("file")
-            entry["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+            form: dict[str, Any] = {"schema": schema}
+            if op.file_types:
+                form["encoding"] = {"file": {"contentType": op.file_types}}
+            entry["requestBody"] = {"required": True, "content": {"multipart/form-data": form}}
         for code, description in (op.responses or {}).items():
             entry["responses"][str(code)] = {"description": description, "content": problem_ref}
         ok: dict[str, Any] = {"description": "OK"}
         if op.response is not None:
-            ok["content"] = {op.content_type: {"schema": _schema(op.response, components)}}
+            ok["content"] = {op.content_type: {"schema": schemas[index, "response"]}}
         elif op.content_type != "application/json":
             ok["content"] = {op.content_type: {"schema": {"type": "string"}}}
         entry["responses"][str(op.status)] = ok

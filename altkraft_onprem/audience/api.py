@@ -5,16 +5,24 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from flask import Response, g
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+    model_validator,
+)
 
 from altkraft_onprem import db
 from altkraft_onprem.access import scope
-from altkraft_onprem.api import MAX_ID, operation
+from altkraft_onprem.api import MAX_ID, NON_BLANK, TIMEZONES, Email, exactly_one, operation
 from altkraft_onprem.config import current_settings
-from altkraft_onprem.errors import NotFound, ServiceError
+from altkraft_onprem.errors import NotFound
 
 from . import fields as field_service
-from . import gdpr, lists, optin, segments, subscribers, trash
+from . import gdpr, lists, optin, rules, segments, subscribers, trash
 from . import optin as optin_defaults
 from .jobs import send_confirmation
 
@@ -53,7 +61,7 @@ class ListOut(BaseModel):
 
 
 class ListCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=200)
     optin: Literal["single", "double"] | None = Field(
         None, description="Default: audience.default_optin (the Settings page)")
     visibility: Literal["public", "private"] = "private"
@@ -76,7 +84,7 @@ class FormSettings(Strict):
 
 
 class ListPatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, json_schema_extra=NON_BLANK, max_length=200)
     optin: Literal["single", "double"] | None = None
     visibility: Literal["public", "private"] | None = None
     tags: list[Annotated[str, Field(max_length=50)]] | None = Field(None, max_length=50)
@@ -166,35 +174,50 @@ class SubscriberOut(BaseModel):
     updated_at: datetime
 
 
-Value = str | int | float | bool | None
+def _value(*accepted: dict, description: str = "") -> Any:
+    """A standard field: the service (rules.clean_standard) reads text or numbers and says what
+    is wrong with a value; the document promises what it accepts."""
+    schema: dict[str, Any] = {"anyOf": [*accepted, {"type": "null"}], "default": None}
+    if description:
+        schema["description"] = description
+    return Annotated[str | StrictInt | StrictFloat | None, WithJsonSchema(schema)]
+
+
+_TEXT = ({"type": "string", "maxLength": rules.TEXT_MAX}, {"type": "integer"}, {"type": "number"})
+Text = _value(*_TEXT)
 
 
 class SubscriberFields(Strict):
-    first_name: Value = None
-    last_name: Value = None
-    phone: Value = None
-    gender: Value = None
-    birth_date: Value = None
-    company: Value = None
-    city: Value = None
-    region: Value = None
-    country: Value = None
-    language: Value = None
-    timezone: Value = None
+    first_name: Text = None
+    last_name: Text = None
+    phone: _value({"type": "string", "pattern": r"^\+?[1-9][0-9]{4,19}$"},
+                  description="Digits with an optional +; spaces, dashes, dots and brackets "
+                              "are dropped, a leading 00 becomes +") = None
+    gender: _value({"enum": list(rules.GENDERS)}, description="Also ж/м and other words") = None
+    birth_date: _value({"type": "string", "format": "date", "pattern": r"^(19[0-9]{2}|20[01][0-9])-"},
+                       description="YYYY-MM-DD (also DD.MM.YYYY), from 1900-01-01 to today") = None
+    company: Text = None
+    city: Text = None
+    region: Text = None
+    country: _value({"enum": sorted(rules.countries())},
+                    description="ISO 3166 code (an English country name is also understood)") = None
+    language: _value({"type": "string", "pattern": r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"},
+                     description="A language tag, e.g. en or pt-BR") = None
+    timezone: _value({"enum": TIMEZONES}, description="IANA, e.g. Europe/Moscow") = None
     fields: dict[Annotated[str, Field(max_length=63)], Any] = Field(
         default_factory=dict, description="Custom fields by key")
 
 
 class SubscriberCreate(SubscriberFields):
-    email: str = Field(max_length=320)
+    email: Email
     lists: list[Id] = Field(default_factory=list, max_length=1000)
     status: Status = "confirmed"
 
 
 class SubscriberPatch(SubscriberFields):
-    email: str | None = Field(None, max_length=320)
+    email: Email | None = None
     state: Literal["active", "suppressed", "bounced", "complained"] | None = None
-    lists: dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,9}$")], Status | None] = Field(
+    lists: dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,8}$")], Status | None] = Field(
         default_factory=dict, description='{"<list id>": status, or null to remove}')
 
 
@@ -209,11 +232,11 @@ class SubscriberQuery(Strict):
 
 
 def _referenced(getter, conn, item_id: int, field: str):
-    """A thing named in a body or query: missing is invalid input (422), not a 404."""
+    """A thing named in a body or query: missing is a 404 naming that field (docs/api.md)."""
     try:
         return getter(conn, item_id)
     except NotFound as exc:
-        raise ServiceError.like(exc, field) from None
+        raise NotFound.like(exc, field) from None
 
 
 def _segment_where(conn, segment_id: int):
@@ -298,7 +321,9 @@ def delete_subscriber(subscriber_id: int):
 
 
 class BulkDelete(Strict):
-    ids: list[Id] | None = Field(None, max_length=100_000)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("ids", "list", "segment"))
+
+    ids: list[Id] | None = Field(None, min_length=1, max_length=100_000)
     list_id: Id | None = Field(None, alias="list", description="Every member of this list")
     segment: Id | None = Field(None, description="Everyone matching this saved segment")
 

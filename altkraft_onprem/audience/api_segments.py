@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from altkraft_onprem import db
 from altkraft_onprem.access import scope
-from altkraft_onprem.api import operation
+from altkraft_onprem.api import NON_BLANK, operation
 
 from . import segments
 from .api import TAG_SEGMENTS, Strict
@@ -30,13 +30,13 @@ class SegmentOut(BaseModel):
 
 
 class SegmentCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=200)
     description: str = Field("", max_length=5000)
     conditions: dict[str, Any] = Field(description=CONDITIONS_DOC)
 
 
 class SegmentPatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, json_schema_extra=NON_BLANK, max_length=200)
     description: str | None = Field(None, max_length=5000)
     conditions: dict[str, Any] | None = Field(None, description=CONDITIONS_DOC)
 

@@ -5,10 +5,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from flask import Response, g
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from altkraft_onprem import db
-from altkraft_onprem.api import MAX_ID, operation
+from altkraft_onprem.api import DOMAIN_PATTERN, MAX_ID, Email, exactly_one, operation
 
 from . import suppression, trash
 from .api import TAG_SUPP, TAG_TRASH, Strict
@@ -47,6 +47,8 @@ class TrashQuery(Strict):
 
 
 class RestoreBody(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("ids", "batch"))
+
     ids: list[Id] | None = Field(None, min_length=1, max_length=100_000)
     batch: Id | None = None
 
@@ -90,8 +92,11 @@ class SuppressionOut(BaseModel):
 
 
 class SuppressionCreate(Strict):
-    email: str | None = Field(None, max_length=320)
-    domain: str | None = Field(None, max_length=255)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("email", "domain"))
+
+    email: Email | None = None
+    domain: str | None = Field(None, max_length=255, json_schema_extra={"pattern": DOMAIN_PATTERN},
+                               description="A whole domain, e.g. example.com")
     reason: str = Field("", max_length=200)
     source: Literal["manual", "api", "bounce", "complaint"] = "api"
 

@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Connection, and_, select
 
-from altkraft_onprem.errors import ServiceError
+from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import fields as field_service
 from . import segments as segment_service
@@ -52,7 +52,9 @@ def rows(conn: Connection, *, list_id: int | None = None, segment_id: int | None
     chosen = [f for f in (chosen or ["email", "first_name", "last_name"]) if f]
     unknown = [f for f in chosen if f not in known]
     if unknown:
-        raise ServiceError("unknown field: %(unknown)s", "fields", unknown=', '.join(unknown))
+        # A custom field that is not defined names nothing: 404, like an id that names no row.
+        error = NotFound if all(f.startswith("custom.") for f in unknown) else ServiceError
+        raise error("unknown field: %(unknown)s", "fields", unknown=', '.join(unknown))
     if "list_status" in chosen and list_id is None:
         raise ServiceError("list_status needs a list", "fields")
     where = [subscribers.c.deleted_at.is_(None)]

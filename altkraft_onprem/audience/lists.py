@@ -190,5 +190,5 @@ def existing_list_ids(conn: Connection, list_ids) -> list[int]:
     found = set(conn.execute(select(lists.c.id).where(lists.c.id.in_(wanted))).scalars())
     missing = [i for i in wanted if i not in found]
     if missing:
-        raise ServiceError("no such list: %(ids)s", "lists", ids=", ".join(map(str, missing)))
+        raise NotFound("no such list: %(ids)s", "lists", ids=", ".join(map(str, missing)))
     return wanted

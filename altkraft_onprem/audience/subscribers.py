@@ -56,7 +56,7 @@ def clean_values(conn: Connection, data: dict, *, partial: bool = False,
         for key, raw in custom.items():
             field = defs.get(key)
             if field is None:
-                raise ServiceError("unknown custom field %(key)s: define it first", f"custom.{key}", key=repr(key))
+                raise NotFound("unknown custom field %(key)s: define it first", f"custom.{key}", key=repr(key))
             try:
                 clean[key] = clean_custom(field["type"], raw, field["choices"], name=f"custom.{key}")
             except FieldError as exc:

@@ -10,7 +10,7 @@ from altkraft_onprem import events
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
-from altkraft_onprem.errors import ServiceError
+from altkraft_onprem.errors import NotFound, ServiceError
 
 from .models import deletion_batches, subscriber_lists, subscribers
 
@@ -40,7 +40,7 @@ def delete_to_trash(conn: Connection, actor: Actor, *, ids=None, list_id: int | 
     count = conn.execute(update(subscribers).where(and_(*target))
                          .values(deleted_at=now, deleted_batch=batch)).rowcount
     if count == 0 and ids is not None:
-        raise ServiceError("no such subscriber (or already in the trash)", "ids")
+        raise NotFound("no such subscriber (or already in the trash)", "ids")
     conn.execute(update(deletion_batches).where(deletion_batches.c.id == batch).values(count=count))
     if count and events.SUBSCRIBERS_DELETED.has_handlers:
         deleted = list(conn.execute(select(subscribers.c.id).where(
@@ -60,7 +60,7 @@ def restore(conn: Connection, actor: Actor, *, ids=None, batch: int | None = Non
         where.append(subscribers.c.id.in_(sorted({int(i) for i in ids})))
     if batch is not None:
         if conn.execute(select(deletion_batches.c.id).where(deletion_batches.c.id == batch)).first() is None:
-            raise ServiceError("no such deletion batch", "batch")
+            raise NotFound("no such deletion batch", "batch")
         where.append(subscribers.c.deleted_batch == batch)
     restored = list(conn.execute(select(subscribers.c.id).where(*where).order_by(
         subscribers.c.id)).scalars()) if events.SUBSCRIBERS_RESTORED.has_handlers else []

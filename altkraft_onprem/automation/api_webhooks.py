@@ -8,7 +8,7 @@ from flask import Response, g
 from pydantic import BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
-from altkraft_onprem.api import MAX_ID, operation
+from altkraft_onprem.api import HTTP_URL_PATTERN, MAX_ID, operation
 from altkraft_onprem.config import current_settings
 
 from . import jobs, webhooks
@@ -23,7 +23,8 @@ class Strict(BaseModel):
 
 
 class WebhookCreate(Strict):
-    url: str = Field(min_length=1, max_length=2000, description="http:// or https://; private "
+    url: str = Field(min_length=1, max_length=2000, json_schema_extra={"pattern": HTTP_URL_PATTERN},
+                     description="http:// or https://; private "
                      "and loopback addresses only where automation.webhook_allowed_private_networks "
                      "allows them")
     events: list[EventType] = Field(min_length=1, max_length=len(WEBHOOK_EVENT_TYPES))
@@ -33,7 +34,8 @@ class WebhookCreate(Strict):
 
 
 class WebhookPatch(Strict):
-    url: str | None = Field(None, min_length=1, max_length=2000)
+    url: str | None = Field(None, min_length=1, max_length=2000,
+                            json_schema_extra={"pattern": HTTP_URL_PATTERN})
     events: list[EventType] | None = Field(None, min_length=1, max_length=len(WEBHOOK_EVENT_TYPES))
     list_id: int | None = Field(None, ge=1, le=MAX_ID)
     description: str | None = Field(None, max_length=200)

@@ -8,7 +8,8 @@ from flask import Response, g
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from altkraft_onprem import db
-from altkraft_onprem.api import MAX_ID, Id, operation
+from altkraft_onprem.api import MAX_ID, Email, Id, exactly_one, operation
+from altkraft_onprem.errors import Conflict, ServiceError
 
 from . import custom_events, enrollment, jobs, workflows
 from .definition import WorkflowDefinition, dump
@@ -55,6 +56,8 @@ class StateOut(BaseModel):
 
 
 class EnrollBody(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("subscriber_ids", "segment_id"))
+
     subscriber_ids: list[Id] | None = Field(None, max_length=100_000)
     segment_id: Id | None = None
     test: bool = Field(False, description="Run through with waits compressed (a test address)")
@@ -116,7 +119,9 @@ class NodeStats(BaseModel):
 
 
 class EventIn(Strict):
-    email: str | None = Field(None, max_length=320)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("email", "subscriber_id"))
+
+    email: Email | None = None
     subscriber_id: Id | None = None
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
     properties: dict[str, Any] | None = None
@@ -184,7 +189,13 @@ def delete_workflow(workflow_id: int):
            "needs campaigns:send)", tag=TAG, body=PublishBody, response=Published)
 def publish_workflow(workflow_id: int, body: PublishBody):
     with db.write(_engine()) as conn:
-        return workflows.publish(conn, g.actor, workflow_id, body.node_map, wake=jobs.wake)
+        try:
+            return workflows.publish(conn, g.actor, workflow_id, body.node_map, wake=jobs.wake)
+        except ServiceError as exc:
+            if exc.status != 422:
+                raise
+            # What is wrong is the stored draft (or what it names), not this request: 409.
+            raise Conflict.like(exc) from None
 
 
 class SigningSecretOut(BaseModel):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from altkraft_onprem.api import MAX_ID
+from altkraft_onprem.api import MAX_ID, NON_BLANK, TIMEZONES
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 NodeId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -158,7 +158,7 @@ class SendEmail(Strict):
 class Notify(Strict):
     to: list[Annotated[str, Field(min_length=3, max_length=320)]] = Field(
         min_length=1, max_length=20, description="Staff users' email addresses")
-    subject: str = Field(min_length=1, max_length=300)
+    subject: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=300)
     text: str = Field("", max_length=5000)
 
 
@@ -224,7 +224,7 @@ class Split(Strict):
 
 
 class Goal(Strict):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=100)
 
 
 class Exit(Strict):
@@ -312,11 +312,12 @@ class Graph(Strict):
 
 
 class WorkflowDefinition(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=200)
     trigger: Trigger
     entry: Entry = Field(default_factory=Entry)
     graph: Graph
-    timezone: str = Field("UTC", max_length=64, description="For people without a time zone")
+    timezone: str = Field("UTC", max_length=64, description="For people without a time zone",
+                          json_schema_extra={"enum": TIMEZONES})
 
     @field_validator("timezone")
     @classmethod

@@ -71,7 +71,7 @@ def _check_list(conn: Connection, list_id) -> int | None:
     if list_id is None:
         return None
     if conn.execute(select(lists.c.id).where(lists.c.id == list_id)).first() is None:
-        raise ServiceError("no such list: %(list_id)s", "list_id", list_id=list_id)
+        raise NotFound("no such list: %(list_id)s", "list_id", list_id=list_id)
     return list_id
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
 from altkraft_onprem.access import scope
-from altkraft_onprem.api import MAX_ID, operation
+from altkraft_onprem.api import MAX_ID, NON_BLANK, Email, Timezone, operation
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import Forbidden, NotFound
 
@@ -19,6 +19,7 @@ from .models import MAX_VARIANTS, MAX_WAIT_HOURS, MIN_VARIANTS
 TAG = "Campaigns"
 Id = Field(ge=1, le=MAX_ID)
 IdItem = Annotated[int, Field(ge=1, le=MAX_ID)]
+LinkNumber = Annotated[str, Field(pattern=r"^[0-9]{1,6}$")]
 
 
 class Strict(BaseModel):
@@ -32,16 +33,31 @@ class Utm(Strict):
     utm_content: str | None = Field(None, max_length=200)
 
 
+_TRIMMED = {"pattern": r"^\S([^\r\n]*\S)?$"}     # the service strips; blank is no value
+
+
+def _no_nulls(schema: dict) -> None:
+    """Two variants must differ; with `uniqueItems` on the list, that holds when no value is
+    null (null and absent are the same to the service)."""
+    for prop in schema["properties"].values():
+        prop["anyOf"] = [v for v in prop.pop("anyOf") if v != {"type": "null"}]
+        prop.pop("default", None)
+
+
 class SplitVariant(Strict):
-    subject: str | None = Field(None, max_length=500, description="Instead of the message's "
-                                "subject (a template, like it)")
-    from_name: str | None = Field(None, max_length=200, description="Instead of the campaign's")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_nulls)
+
+    subject: str | None = Field(None, max_length=500, json_schema_extra=_TRIMMED,
+                                description="Instead of the message's subject (a template, like it)")
+    from_name: str | None = Field(None, max_length=200, json_schema_extra=_TRIMMED,
+                                  description="Instead of the campaign's")
     message_id: int | None = Field(None, ge=1, le=MAX_ID, description="Another message (its "
                                    "current version is pinned at start)")
 
 
 class SplitTest(Strict):
     variants: list[SplitVariant] = Field(min_length=MIN_VARIANTS, max_length=MAX_VARIANTS,
+                                         json_schema_extra={"uniqueItems": True},
                                          description="Variant A, B, … (numbered 1, 2, … in replies)")
     test_percent: int = Field(20, ge=1, le=100, description="Share of the audience in the test, "
                               "split evenly and at random between the variants")
@@ -79,20 +95,20 @@ class LocalZone(BaseModel):
 
 
 class CampaignCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=200)
     message_id: int = Id
     lists: list[IdItem] = Field(min_length=1, max_length=1000)
     segments: list[IdItem] = Field(default_factory=list, max_length=1000)
     exclude_lists: list[IdItem] = Field(default_factory=list, max_length=1000)
     exclude_segments: list[IdItem] = Field(default_factory=list, max_length=1000)
-    from_email: str = Field(max_length=320)
+    from_email: Email
     from_name: str = Field("", max_length=200)
-    reply_to: str | None = Field(None, max_length=320)
+    reply_to: Email | None = None
     schedule_at: datetime | None = Field(None, description="ISO 8601; without a zone it is wall "
                                          "time in `timezone`")
-    timezone: str = Field("UTC", max_length=64)
+    timezone: Timezone = "UTC"
     utm: Utm | None = None
-    link_utm: dict[str, Utm] | None = Field(None, description="Per link number: UTM overrides")
+    link_utm: dict[LinkNumber, Utm] | None = Field(None, description="Per link number: UTM overrides")
     track_opens: bool = True
     track_clicks: bool = True
     archive: bool = Field(False, description="Publish on the public archive of its lists "
@@ -104,19 +120,19 @@ class CampaignCreate(Strict):
 
 
 class CampaignPatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, json_schema_extra=NON_BLANK, max_length=200)
     message_id: int | None = Field(None, ge=1, le=MAX_ID)
     lists: list[IdItem] | None = Field(None, min_length=1, max_length=1000)
     segments: list[IdItem] | None = Field(None, max_length=1000)
     exclude_lists: list[IdItem] | None = Field(None, max_length=1000)
     exclude_segments: list[IdItem] | None = Field(None, max_length=1000)
-    from_email: str | None = Field(None, max_length=320)
+    from_email: Email | None = None
     from_name: str | None = Field(None, max_length=200)
-    reply_to: str | None = Field(None, max_length=320)
+    reply_to: Email | None = None
     schedule_at: datetime | None = None
-    timezone: str | None = Field(None, max_length=64)
+    timezone: Timezone | None = None
     utm: Utm | None = None
-    link_utm: dict[str, Utm] | None = None
+    link_utm: dict[LinkNumber, Utm] | None = None
     track_opens: bool | None = None
     track_clicks: bool | None = None
     archive: bool | None = Field(None, description="Publish on (or take off) the public "
@@ -207,11 +223,17 @@ class WinnerChoice(Strict):
                                 "test's metric so far")
 
 
+_NOT_CLEARABLE = ("name", "message_id", "lists", "from_email", "from_name", "timezone",
+                  "track_opens", "track_clicks")
+
+
 def _values(body: BaseModel) -> dict:
     data = body.model_dump(exclude_unset=True)
     renames = {"lists": "list_ids", "segments": "segment_ids", "exclude_lists": "exclude_list_ids",
                "exclude_segments": "exclude_segment_ids"}
-    values = {renames.get(k, k): v for k, v in data.items() if k != "start_now"}
+    # null changes nothing where a value cannot be cleared (as in the other PATCH routes)
+    values = {renames.get(k, k): v for k, v in data.items() if k != "start_now"
+              and not (v is None and k in _NOT_CLEARABLE)}
     if values.get("split_test"):
         values["split_test"] = {**values["split_test"], "variants": [
             {k: v for k, v in variant.items() if v is not None}

@@ -65,9 +65,9 @@ def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
             known = set(conn.execute(select(table.c.id).where(table.c.id.in_(out[key]))).scalars())
             missing = [i for i in out[key] if i not in known]
             if missing and table is lists_table:
-                raise ServiceError("no such list: %(ids)s", key, ids=missing[0])
+                raise NotFound("no such list: %(ids)s", key, ids=missing[0])
             if missing:
-                raise ServiceError("no such segment: %(ids)s", key, ids=missing[0])
+                raise NotFound("no such segment: %(ids)s", key, ids=missing[0])
     if "utm" in data:
         utm = data["utm"] or {}
         if not isinstance(utm, dict) or any(k not in UTM_KEYS for k in utm):
@@ -254,7 +254,7 @@ def _pin_version(conn: Connection, campaign: dict) -> int:
 
 def _check_sendable(settings, campaign: dict) -> None:
     if not settings["smtp.relays"]:
-        raise ServiceError("no SMTP relay is configured ([[smtp.relays]])", "smtp.relays")
+        raise Conflict("no SMTP relay is configured ([[smtp.relays]])", "smtp.relays")
 
 
 def start(conn: Connection, actor: Actor, settings, campaign_id: int) -> str:
@@ -312,7 +312,7 @@ def quiet_zones(conn: Connection, campaign_id: int) -> list[int] | None:
 def schedule(conn: Connection, actor: Actor, settings, campaign_id: int) -> str:
     campaign = get_campaign(conn, campaign_id)
     if campaign["schedule_at"] is None:
-        raise ServiceError("set a date and time first", "schedule_at")
+        raise Conflict("set a date and time first", "schedule_at")
     _check_sendable(settings, campaign)
     return _move(conn, actor, campaign_id, "schedule")
 

@@ -98,8 +98,8 @@ def _check_message(conn: Connection, message_id: Any, field: str, letter: str) -
         raise ServiceError("variant %(letter)s: must be a message id", field, letter=letter)
     try:
         require_sendable(conn, message_id, field)
-    except ServiceError as exc:
-        raise ServiceError("variant %(letter)s: %(reason)s", field, letter=letter, reason=exc) from None
+    except ServiceError as exc:      # 404 for a message that does not exist, 409 if archived
+        raise type(exc)("variant %(letter)s: %(reason)s", field, letter=letter, reason=exc) from None
 
 
 def save(conn: Connection, campaign_id: int, spec: dict[str, Any] | None) -> None:

@@ -8,7 +8,7 @@ from flask import Response, g
 from pydantic import BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
-from altkraft_onprem.api import operation
+from altkraft_onprem.api import DOMAIN_PATTERN, operation
 from altkraft_onprem.config import current_settings
 
 from . import domains
@@ -22,13 +22,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Also below the From domain's organisational domain (not a JSON Schema rule: the service says so).
+_HOST_OR_EMPTY = {"pattern": "^$|" + DOMAIN_PATTERN}
+
+
 class DomainCreate(Strict):
-    domain: str = Field(min_length=1, max_length=300, description="Trailing dot, upper case "
+    domain: str = Field(min_length=1, max_length=300, json_schema_extra={"pattern": DOMAIN_PATTERN},
+                        description="Trailing dot, upper case "
                         "and Unicode (IDN) are accepted: the answer's `domain` is the one "
                         "normalised form (lower case, xn-- labels)")
-    bounce_domain: str = Field("", max_length=300, description="Domain of the VERP "
+    bounce_domain: str = Field("", max_length=300, json_schema_extra=_HOST_OR_EMPTY,
+                               description="Domain of the VERP "
                                "Return-Path of mail from this domain; empty: delivery.bounce_domain")
-    tracking_host: str = Field("", max_length=300, description="Host of the click and open "
+    tracking_host: str = Field("", max_length=300, json_schema_extra=_HOST_OR_EMPTY,
+                               description="Host of the click and open "
                                "links, sharing the From domain's organisational domain (e.g. "
                                "click.example.com); its DNS must point at this service")
     dkim: list[Algorithm] | None = Field(None, max_length=2, description="Keys to generate "
@@ -37,8 +44,8 @@ class DomainCreate(Strict):
 
 
 class DomainPatch(Strict):
-    bounce_domain: str | None = Field(None, max_length=300)
-    tracking_host: str | None = Field(None, max_length=300)
+    bounce_domain: str | None = Field(None, max_length=300, json_schema_extra=_HOST_OR_EMPTY)
+    tracking_host: str | None = Field(None, max_length=300, json_schema_extra=_HOST_OR_EMPTY)
     warmup: bool | None = Field(None, description="Warm-up of this domain (quota per mailbox "
                                 "provider on deliverability.warmup_curve)")
     warmup_started_on: date | None = Field(None, description="Day 1 of the warm-up")

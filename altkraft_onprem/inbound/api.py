@@ -8,7 +8,7 @@ from flask import g
 from pydantic import BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
-from altkraft_onprem.api import MAX_ID, operation
+from altkraft_onprem.api import MAX_ID, Email, operation
 from altkraft_onprem.config import current_settings
 
 from . import bounces as feedback
@@ -66,7 +66,7 @@ class BounceQuery(Page):
 
 
 class BounceIn(Strict):
-    email: str = Field(max_length=320)
+    email: Email
     campaign_id: Id | None = None
     status: str = Field("", max_length=32, description="Enhanced status code, e.g. 5.1.1")
     diagnostic: str = Field("", max_length=2000, description="The remote server's reply")

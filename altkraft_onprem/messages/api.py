@@ -8,7 +8,7 @@ from flask import Response, g
 from pydantic import BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
-from altkraft_onprem.api import operation, problem
+from altkraft_onprem.api import HTTP_URL_PATTERN, NON_BLANK, ONE_LINE, Email, operation, problem
 from altkraft_onprem.config import current_settings as settings
 
 from . import preview, service
@@ -22,7 +22,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _needs(kind: str, key: str, schema: dict) -> dict:
+    return {"required": ["kind", key], "properties": {"kind": {"const": kind}, key: schema}}
+
+
 class DataSource(Strict):
+    # What each kind needs (models.clean_data_source checks it and names the field).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"properties": {"kind": {"const": "none"}}},
+        _needs("document", "document", {"type": "object"}),
+        _needs("url", "url", {"type": "string", "pattern": HTTP_URL_PATTERN}),
+        _needs("per_subscriber", "url_template", {"type": "string", "pattern": HTTP_URL_PATTERN}),
+    ]})
     kind: Literal["none", "document", "url", "per_subscriber"] = "none"
     document: dict[str, Any] | str | None = Field(None, description="Pasted JSON (kind=document)")
     url: str | None = Field(None, max_length=2000, description="Fetched once at send start (kind=url)")
@@ -31,8 +42,8 @@ class DataSource(Strict):
 
 
 class MessageCreate(Strict):
-    name: str = Field(min_length=1, max_length=MAX_NAME)
-    subject: str = Field(min_length=1, max_length=MAX_SUBJECT)
+    name: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=MAX_NAME)
+    subject: str = Field(min_length=1, json_schema_extra=NON_BLANK | ONE_LINE, max_length=MAX_SUBJECT)
     preheader: str = Field("", max_length=MAX_PREHEADER)
     html: str = Field("", max_length=MAX_HTML)
     text: str | None = Field(None, max_length=MAX_HTML,
@@ -44,8 +55,9 @@ class MessageCreate(Strict):
 
 
 class MessageUpdate(Strict):
-    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
-    subject: str | None = Field(None, min_length=1, max_length=MAX_SUBJECT)
+    name: str | None = Field(None, min_length=1, json_schema_extra=NON_BLANK, max_length=MAX_NAME)
+    subject: str | None = Field(None, min_length=1, json_schema_extra=NON_BLANK | ONE_LINE,
+                                max_length=MAX_SUBJECT)
     preheader: str | None = Field(None, max_length=MAX_PREHEADER)
     html: str | None = Field(None, max_length=MAX_HTML)
     text: str | None = Field(None, max_length=MAX_HTML)
@@ -114,7 +126,7 @@ class CompareQuery(Strict):
 
 class PreviewIn(Strict):
     subscriber_id: int | None = Field(None, ge=1, le=2**62)
-    email: str | None = Field(None, max_length=320)
+    email: Email | None = None
     version: int | None = Field(None, ge=1, description="Default: the current version")
     draft: MessageUpdate | None = Field(None, description="Unsaved editor content to render instead")
     event: dict[str, Any] | None = Field(None, description="A sample triggering event, as a "
@@ -128,8 +140,8 @@ class PreviewOut(BaseModel):
 
 
 class SendTestIn(Strict):
-    recipients: list[str] = Field(min_length=1, max_length=preview.MAX_TEST_RECIPIENTS)
-    from_email: str = Field(max_length=320)
+    recipients: list[Email] = Field(min_length=1, max_length=preview.MAX_TEST_RECIPIENTS)
+    from_email: Email
     from_name: str = Field("", max_length=200)
     subscriber_id: int | None = Field(None, ge=1, le=2**62)
     version: int | None = Field(None, ge=1)

@@ -9,7 +9,7 @@ from flask import Response, g, request
 from pydantic import BaseModel, Field
 
 from altkraft_onprem import db
-from altkraft_onprem.api import operation
+from altkraft_onprem.api import NON_BLANK, ONE_LINE, operation
 from altkraft_onprem.config import current_settings as settings
 from altkraft_onprem.errors import ServiceError
 
@@ -20,18 +20,18 @@ from .models import MAX_HTML, MAX_NAME, MAX_PREHEADER, MAX_SUBJECT
 
 
 class TemplateIn(Strict):
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=MAX_NAME)
     html: str = Field(max_length=MAX_HTML)
-    subject: str = Field("", max_length=MAX_SUBJECT)
+    subject: str = Field("", max_length=MAX_SUBJECT, json_schema_extra=ONE_LINE)
     preheader: str = Field("", max_length=MAX_PREHEADER)
     description: str = Field("", max_length=2000)
     editor_state: dict[str, Any] | str | None = None
 
 
 class TemplatePatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
+    name: str | None = Field(None, min_length=1, json_schema_extra=NON_BLANK, max_length=MAX_NAME)
     html: str | None = Field(None, max_length=MAX_HTML)
-    subject: str | None = Field(None, max_length=MAX_SUBJECT)
+    subject: str | None = Field(None, max_length=MAX_SUBJECT, json_schema_extra=ONE_LINE)
     preheader: str | None = Field(None, max_length=MAX_PREHEADER)
     description: str | None = Field(None, max_length=2000)
     editor_state: dict[str, Any] | str | None = None
@@ -51,7 +51,7 @@ class TemplateOut(BaseModel):
 
 
 class FromTemplate(Strict):
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=MAX_NAME)
 
 
 class MediaOut(BaseModel):
@@ -132,7 +132,8 @@ def list_media():
 
 @operation("/media", "POST", permission="messages:write",
            summary="Upload an image (PNG, JPEG, GIF, WebP, SVG) as multipart field `file`",
-           tag=TAG_MEDIA, multipart=MediaForm, response=MediaOut, status=201)
+           tag=TAG_MEDIA, multipart=MediaForm, response=MediaOut, status=201,
+           file_types="image/png, image/jpeg, image/gif, image/webp, image/svg+xml")
 def upload_media(form: MediaForm):
     upload = request.files.get("file")
     if upload is None:

@@ -14,7 +14,7 @@ from altkraft_onprem import extensions
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.db.types import utcnow
-from altkraft_onprem.errors import Conflict, NotFound, ServiceError
+from altkraft_onprem.errors import Conflict, Forbidden, NotFound, ServiceError
 
 from .models import (
     EDITORS,
@@ -222,10 +222,10 @@ def require_sendable(conn: Connection, message_id: int, field: str = "message_id
     try:
         message = get_message(conn, message_id)
     except NotFound:
-        raise ServiceError("message %(message_id)s does not exist", field,
-                           message_id=message_id) from None
+        raise NotFound("message %(message_id)s does not exist", field,
+                       message_id=message_id) from None
     if message["archived_at"] is not None:
-        raise ServiceError("message %(message_id)s (%(name)s) is archived: restore it from the "
+        raise Conflict("message %(message_id)s (%(name)s) is archived: restore it from the "
                            "archived messages first", field, message_id=message_id,
                            name=message["name"])
     return message
@@ -307,9 +307,18 @@ def _template_name_free(conn: Connection, name: str, other_than: int | None = No
         raise Conflict("a template named %(name)s exists already", "name", name=repr(name))
 
 
+def _template_subject(subject: str | None) -> str:
+    """A template's subject may be empty (the message gets its name), else one line."""
+    subject = (subject or "").strip()
+    if len(subject) > MAX_SUBJECT or "\n" in subject or "\r" in subject:
+        raise ServiceError("the subject must be one line of at most %(max_subject)s characters", "subject", max_subject=MAX_SUBJECT)
+    return subject
+
+
 def create_template(conn: Connection, actor: Actor, name: str, html: str, subject: str = "",
                     preheader: str = "", description: str = "", editor_state: Any = None) -> int:
     name = _clean_name(name)
+    subject = _template_subject(subject)
     _template_name_free(conn, name)
     if len(html or "") > MAX_HTML:
         raise ServiceError("the HTML is larger than %(max_html)s KB", "html", max_html=MAX_HTML // 1024)
@@ -327,12 +336,14 @@ def create_template(conn: Connection, actor: Actor, name: str, html: str, subjec
 def update_template(conn: Connection, actor: Actor, template_id: int, **changes: Any) -> None:
     template = get_template(conn, template_id)
     if template["builtin"]:
-        raise ServiceError("built-in templates cannot be changed; save a copy instead", "template_id")
+        raise Forbidden("built-in templates cannot be changed; save a copy instead", "template_id")
     values = {k: v for k, v in changes.items()
               if k in ("name", "description", "subject", "preheader", "html", "editor_state") and v is not None}
     if "name" in values:
         values["name"] = _clean_name(values["name"])
         _template_name_free(conn, values["name"], template_id)
+    if "subject" in values:
+        values["subject"] = _template_subject(values["subject"])
     if "editor_state" in values and not isinstance(values["editor_state"], str):
         values["editor_state"] = json.dumps(values["editor_state"], ensure_ascii=False)
     conn.execute(update(templates).where(templates.c.id == template_id)
@@ -343,14 +354,14 @@ def update_template(conn: Connection, actor: Actor, template_id: int, **changes:
 def delete_template(conn: Connection, actor: Actor, template_id: int) -> None:
     template = get_template(conn, template_id)
     if template["builtin"]:
-        raise ServiceError("built-in templates cannot be deleted", "template_id")
+        raise Forbidden("built-in templates cannot be deleted", "template_id")
     conn.execute(delete(templates).where(templates.c.id == template_id))
     record(conn, actor, "template.delete", "template", template_id, name=template["name"])
 
 
 def message_from_template(conn: Connection, actor: Actor, template_id: int, name: str) -> tuple[int, int]:
     template = get_template(conn, template_id)
-    return create_message(conn, actor, name, subject=template["subject"] or name,
+    return create_message(conn, actor, name, subject=template["subject"].strip() or name,
                           preheader=template["preheader"], html=template["html"],
                           editor="visual" if template["editor_state"] else "code",
                           editor_state=template["editor_state"])

@@ -61,6 +61,27 @@ def test_openapi_document_is_public_and_lists_operations(client):
     assert {"/api/v1/me", "/api/v1/users", "/api/v1/tokens", "/api/v1/audit"} <= set(document["paths"])
 
 
+def test_two_models_with_one_name_are_two_components(client):
+    """A workflow trigger and the engagement report are both `Engagement`: each keeps its own
+    schema (one used to overwrite the other, so the document described a trigger as a report)."""
+    document = client.get("/api/v1/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    trigger, report = schemas["automation.definition.Engagement"], schemas["reports.api.Engagement"]
+    assert "type" in trigger["properties"] and "totals" in report["properties"]
+    answer = document["paths"]["/api/v1/reports/engagement"]["get"]["responses"]["200"]
+    assert answer["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/reports.api.Engagement"}
+
+
+def test_request_schemas_say_what_the_services_check(client):
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    # one of two fields, an email address, a closed dict of list ids, a time zone
+    assert len(schemas["SuppressionCreate"]["oneOf"]) == 2
+    assert schemas["UserCreate"]["properties"]["email"]["format"] == "email"
+    assert schemas["SubscriberPatch"]["properties"]["lists"]["additionalProperties"] is False
+    assert "Europe/Moscow" in schemas["CampaignCreate"]["properties"]["timezone"]["enum"]
+
+
 
 def test_id_in_a_body_beyond_integer_range_is_422_naming_it(api):
     response = api("POST", "/tokens", json={"name": "x", "user_id": 2**40})

@@ -44,9 +44,9 @@ def test_invalid_email_is_422(api):
     assert response.get_json()["errors"][0]["field"] == "email"
 
 
-def test_unknown_role_is_422_naming_the_field(api):
+def test_unknown_role_is_404_naming_the_field(api):
     response = api("POST", "/users", json={"email": "r@example.com", "password": PASSWORD, "role": "Boss"})
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert response.get_json()["errors"][0]["field"] == "role"
 
 

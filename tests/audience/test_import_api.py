@@ -80,7 +80,7 @@ def test_bulk_refuses_more_than_ten_thousand(api):
 
 def test_bulk_unknown_list_is_refused(api):
     response = bulk(api, [{"email": f"x-{uid()}@example.com"}], lists=[999_999])
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert response.get_json()["errors"][0]["field"] == "lists"
 
 
@@ -137,9 +137,9 @@ def test_bad_mapping_json_is_422(api):
     assert response.get_json()["errors"][0]["field"] == "mapping"
 
 
-def test_unknown_list_name_or_encoding_is_422(api):
+def test_unknown_list_name_is_404_and_a_bad_encoding_422(api):
     response = upload(api, b"email\na@example.com\n", "a.csv", list="no such list " + uid())
-    assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "list"
+    assert response.status_code == 404 and response.get_json()["errors"][0]["field"] == "list"
     response = upload(api, b"email\na@example.com\n", "a.csv", encoding="rot13")
     assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "encoding"
     response = upload(api, b"email\na@example.com\n", "a.csv", mapping='{"email": "e-mail"}')

@@ -80,13 +80,13 @@ def test_resume_of_a_draft_is_a_conflict(api):
 
 def test_unknown_list_is_named(api):
     response = api("POST", "/campaigns", body(api, lists=[999999]))
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert "list_ids" in response.get_data(as_text=True)
 
 
 def test_unknown_message_is_named(api):
     response = api("POST", "/campaigns", body(api, message_id=999999))
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert "message_id" in response.get_data(as_text=True)
 
 
@@ -117,7 +117,7 @@ def test_editor_cannot_start_now(env, api):
 
 def test_unknown_segment_is_named(api):
     response = api("POST", "/campaigns", body(api, segments=[999999]))
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert "segment_ids" in response.get_data(as_text=True)
 
 

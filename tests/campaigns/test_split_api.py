@@ -32,8 +32,8 @@ def body(api, split=None, **extra):
     return values
 
 
-def _errors(response) -> dict[str, str]:
-    assert response.status_code == 422, response.get_json()
+def _errors(response, status: int = 422) -> dict[str, str]:
+    assert response.status_code == status, response.get_json()
     return {e["field"]: e["message"] for e in response.get_json()["errors"]}
 
 
@@ -107,7 +107,7 @@ def test_six_variants_are_too_many(api):
 
 def test_unknown_message_names_the_variant(api):
     split = {"variants": [{"subject": "a"}, {"message_id": 999999}]}
-    errors = _errors(api("POST", "/campaigns", body(api, split)))
+    errors = _errors(api("POST", "/campaigns", body(api, split)), 404)
     assert "message 999999 does not exist" in errors["split_test.variants.1.message_id"]
 
 
@@ -161,12 +161,12 @@ def archived_message(env, api):
 def test_an_archived_message_cannot_be_the_campaigns(api, archived_message):
     plain = body(api, message_id=archived_message)
     del plain["split_test"]
-    assert "archived" in _errors(api("POST", "/campaigns", plain))["message_id"]
+    assert "archived" in _errors(api("POST", "/campaigns", plain), 409)["message_id"]
 
 
 def test_an_archived_message_cannot_be_a_variants(api, archived_message):
     split = {"variants": [{"subject": "A"}, {"message_id": archived_message}],
              "test_percent": 50, "metric": "opens", "wait_hours": 1}
-    errors = _errors(api("POST", "/campaigns", body(api, split=split)))
+    errors = _errors(api("POST", "/campaigns", body(api, split=split)), 409)
     assert "variant B" in errors["split_test.variants.1.message_id"]
     assert "archived" in errors["split_test.variants.1.message_id"]

@@ -11,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from altkraft_onprem import db
 from altkraft_onprem.api import MAX_ID, operation
 from altkraft_onprem.audience import lists as list_service
+from altkraft_onprem.audience.rules import STANDARD_FIELDS
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import jobs, records, runner, service
+from .text import ENCODING_CHOICES
 from .views import rejected_response
 
 TAG = "Imports"
@@ -73,17 +75,25 @@ def bulk_import(body: BulkImport):
     return {"results": results}
 
 
+# What the document promises for `mapping`: a JSON object of columns to standard fields (the
+# service also takes "custom.KEY" and says which value is wrong).
+_FIELD = "(" + "|".join(("", *STANDARD_FIELDS)) + ")"
+_MAPPING = (r'^\{("[A-Za-z0-9 _-]{1,40}": "' + _FIELD + '"(, "[A-Za-z0-9 _-]{1,40}": "' + _FIELD
+            + r'")*)?\}$')
+
+
 class ImportForm(BaseModel):
     model_config = ConfigDict(extra="forbid")
     list: str = Field("", max_length=2000,
                       description="Target list id or name; several separated by commas")
     mode: Mode = "upsert"
     status: Status = "confirmed"
-    mapping: str | None = Field(None, max_length=100_000,
+    mapping: str | None = Field(None, max_length=100_000, json_schema_extra={"pattern": _MAPPING},
                                 description='JSON {"column header or 1-based position": "field"}; '
                                             'fields: email, first_name, …, "custom.KEY", "" to skip')
     has_header: bool | None = Field(None, description="Default: detected")
-    encoding: str | None = Field(None, max_length=40, description="Default: detected")
+    encoding: str | None = Field(None, max_length=40, json_schema_extra={"enum": [*ENCODING_CHOICES]},
+                                 description="Default: detected (any Python codec name is understood)")
     delimiter: Literal[",", ";", "\t", "|"] | None = Field(None, description="Default: detected")
 
 
@@ -123,13 +133,13 @@ def resolve_lists(conn, text: str) -> list[int]:
             continue
         if part.isdigit():
             if int(part) > MAX_ID:
-                raise ServiceError("no such list: %(part)s", "list", part=part)
+                raise NotFound("no such list: %(part)s", "list", part=part)
             ids.append(int(part))
         else:
             try:
                 ids.append(list_service.list_id_by_name(conn, part))
-            except NotFound as exc:        # a form field, not a path: 422 like any bad value
-                raise ServiceError.like(exc, "list") from None
+            except NotFound as exc:        # a 404 naming the form field
+                raise NotFound.like(exc, "list") from None
     return ids
 
 
