@@ -45,7 +45,8 @@ class MessageCreate(Strict):
     name: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=MAX_NAME)
     subject: str = Field(min_length=1, json_schema_extra=NON_BLANK | ONE_LINE, max_length=MAX_SUBJECT)
     preheader: str = Field("", max_length=MAX_PREHEADER)
-    html: str = Field("", max_length=MAX_HTML)
+    html: str = Field("", max_length=MAX_HTML, description="A template: it is saved as it is; "
+                      "preview, send-test and start refuse one that does not render")
     text: str | None = Field(None, max_length=MAX_HTML,
                              description="Omit to generate it from the HTML (and keep following it)")
     text_follows_html: bool | None = None

@@ -161,7 +161,7 @@ class EngagementQuery(Query):
     period: Literal["day", "week", "month"] = "day"
     list_id: int | None = Field(None, ge=1, le=MAX_ID)
     since: date | None = Field(None, description="First day (UTC), inclusive")
-    until: date | None = Field(None, description="Last day (UTC), inclusive")
+    until: date | None = Field(None, description="Last day (UTC), inclusive; not before `since`")
 
 
 class Engagement(BaseModel):
