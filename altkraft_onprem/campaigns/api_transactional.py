@@ -12,7 +12,7 @@ from flask import g, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
-from altkraft_onprem.api import MAX_ID, Id, operation, problem
+from altkraft_onprem.api import EMAIL_PATTERN, MAX_ID, ONE_LINE, Id, exactly_one, operation, problem
 from altkraft_onprem.config import current_settings
 
 from . import jobs, transactional, transactional_report
@@ -25,12 +25,26 @@ class Strict(BaseModel):
 
 
 class Recipient(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("subscriber_id", "email"))
+
     subscriber_id: int | None = Field(None, ge=1, le=MAX_ID, description="A subscriber (mode "
                                       "existing only)")
-    email: str | None = Field(None, min_length=3, max_length=320)
+    email: str | None = Field(None, min_length=3, max_length=320,
+                              json_schema_extra={"format": "email", "pattern": EMAIL_PATTERN})
+
+
+# An extra header the document promises to take: X-… in capitals (the service takes any name of
+# letters, digits and dashes that the message does not set itself, once, case-insensitively).
+_HEADERS = {"propertyNames": {"pattern": "^X-[A-Z0-9]{1,20}(-[A-Z0-9]{1,20}){0,2}$"},
+            "additionalProperties": {"type": "string", "maxLength": 900, **ONE_LINE}}
 
 
 class SendRequest(Strict):
+    # A subscriber_id goes with mode existing only.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"properties": {"mode": {"const": "existing"}}},
+        {"properties": {"to": {"properties": {"subscriber_id": {"type": "null"}}}}}]})
+
     message_id: Id = Field(description="The message; its current version is sent")
     to: Recipient = Field(description="Exactly one of subscriber_id and email")
     mode: Literal["existing", "create", "external"] = Field(
@@ -40,9 +54,11 @@ class SendRequest(Strict):
     data: dict[str, Any] = Field(default_factory=dict, description="{{ data.… }} of the "
                                  "message (a JSON object of at most 64 KB)")
     headers: dict[str, str] = Field(default_factory=dict, max_length=transactional.MAX_HEADERS,
+                                    json_schema_extra=_HEADERS,
                                     description="Extra headers (X-…, Reply-To, In-Reply-To, …); "
                                     "not those the message sets itself (From, To, Subject, …)")
-    idempotency_key: str | None = Field(None, min_length=1, max_length=200, description="The "
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200,
+                                        json_schema_extra={"pattern": "^[ -~]+$"}, description="The "
                                         "same key again answers the same id and sends nothing "
                                         "more")
     category: str | None = Field(None, min_length=1, max_length=64,

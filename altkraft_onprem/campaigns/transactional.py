@@ -104,7 +104,7 @@ def accept(conn: Connection, actor: Actor, settings, request: Request) -> Accept
     also checks that the cached carrier still takes rows) — each built once."""
     _check(request)
     if not settings["smtp.relays"]:
-        raise ServiceError("no SMTP relay is configured ([[smtp.relays]])", "smtp.relays")
+        raise Conflict("no SMTP relay is configured ([[smtp.relays]])", "smtp.relays")
     category = request.category.lower() if request.category else None
     strict = category is not None and category in strict_categories(settings)
     campaign_id = carriers.get(conn, actor, settings, request.message_id)
@@ -313,7 +313,7 @@ def find_carrier(conn: Connection, actor: Actor, settings, message_id: int) -> i
         return found
     message = get_message(conn, message_id)
     if message["archived_at"] is not None:
-        raise ServiceError("message %(message_id)s (%(name)s) is archived: restore it from the "
+        raise Conflict("message %(message_id)s (%(name)s) is archived: restore it from the "
                            "archived messages first", "message_id", message_id=message_id,
                            name=message["name"])
     version = get_version(conn, message_id)

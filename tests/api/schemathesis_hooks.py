@@ -82,6 +82,7 @@ RULES = {
     ("POST", "/messages/{message_id}/send-test"): _message_does_not_render,
     ("POST", "/campaigns"): _message_does_not_render,                  # start_now
     ("POST", "/campaigns/{campaign_id}/start"): _message_does_not_render,
+    ("POST", "/transactional"): _message_does_not_render,
 }
 
 
