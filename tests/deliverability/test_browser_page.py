@@ -57,5 +57,7 @@ def test_the_fbl_guide_says_complaints_need_the_inbound_receiver(env, service, p
     page.goto(service.url + "/deliverability")
     guide = page.locator("#guide")
     expect(guide.locator("#fbl-address")).to_contain_text(
-        "Complaints become suppressions only when the reports reach altkraft inbound")
+        "Complaints become suppressions only when the reports reach the appliance: altkraft "
+        "inbound")
+    expect(guide.locator("#fbl-address")).to_contain_text("[[inbound.imap]]")
     expect(guide).not_to_contain_text("become suppressions automatically")
