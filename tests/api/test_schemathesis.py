@@ -57,7 +57,7 @@ def run_schemathesis(env, service, tmp_path, name: str, *, mode: str, checks: li
                    "AKTEST_SCHEMATHESIS_ALLOWED": str(tmp_path / "allowed.txt")}
     # A hang guard, not a speed test: generous per operation, so that a loaded CI host (two
     # cores shared with the rest of the suite) does not turn slowness into a failure.
-    budget = 120 + 6 * operations
+    budget = 120 + 8 * operations
     started = time.monotonic()
     result = subprocess.run(
         [str(Path(sys.executable).with_name("schemathesis")),
