@@ -101,7 +101,7 @@ def confirm_enrolment(conn: Connection, actor: Actor, user_id: int, code: str, k
     if row.totp_enabled_at is not None:
         raise Conflict("two-factor sign-in is on already", "code")
     if not row.totp_pending:
-        raise ServiceError("start the set-up first: there is no secret waiting for a code", "code")
+        raise Conflict("start the set-up first: there is no secret waiting for a code", "code")
     secret = _open(key, row.totp_pending)
     step = _matching_step(secret, code, None)
     if step is None:
@@ -154,7 +154,7 @@ def check_code(conn: Connection, user_id: int, code: str, key: bytes) -> None:
 def new_recovery_codes(conn: Connection, actor: Actor, user_id: int) -> list[str]:
     """Replaces the user's recovery codes (the old ones stop working); returns the new ones."""
     if not status(conn, user_id)["enabled"]:
-        raise ServiceError("two-factor sign-in is off: there are no recovery codes to replace", "code")
+        raise Conflict("two-factor sign-in is off: there are no recovery codes to replace", "code")
     codes = _new_recovery_codes(conn, user_id)
     record(conn, actor, "user.2fa_recovery_codes", "user", user_id)
     return codes

@@ -308,7 +308,7 @@ def activate(conn: Connection, actor: Actor, domain_id: int, key_id: int, *,
         raise Conflict("key %(selector)s is %(state)s: only a waiting key can be activated", selector=row.selector, state=row.state)
     if not force and (check is None or check.status != "pass"):
         detail = check.detail if check is not None else "not checked"
-        raise ServiceError("%(record_name)s is not published yet (%(detail)s); publish the record first", "key", record_name=dkimkeys.record_name(domain['domain'], row.selector), detail=detail)
+        raise Conflict("%(record_name)s is not published yet (%(detail)s); publish the record first", "key", record_name=dkimkeys.record_name(domain['domain'], row.selector), detail=detail)
     now = utcnow()
     conn.execute(update(dkim_keys).where(dkim_keys.c.domain_id == domain_id,
                                          dkim_keys.c.algorithm == row.algorithm,

@@ -5,7 +5,8 @@ token, and changing the run's own user (a new role or is_active=false turns ever
 into 401/403). Their ids come from the environment; every other call goes through.
 
 Valid data must be accepted (positive_data_acceptance). A few rules of the server cannot be
-written in JSON Schema (a comparison of two fields, "this text is a template that renders"); a
+written in JSON Schema (a comparison of two fields, "this text is a template that renders",
+"this one-time code is right"); a
 422 for breaking one of them is the server doing its job, and `filter_failure` lets exactly those
 through, each recognised by the field and the reason the answer names. Everything else the
 server refuses must be in the document (altkraft_onprem/api: the request schemas are the
@@ -74,6 +75,12 @@ def _message_does_not_render(case, response) -> bool:
         or (field == "message_id" and ("template errors" in message or "cannot be sent as it is" in message))
 
 
+def _code_not_right(case, response) -> bool:
+    # A one-time code (TOTP or recovery) is right or not by a secret the document cannot know.
+    errors = _errors(response)
+    return len(errors) == 1 and errors[0]["field"] == "code" and "code is not right" in errors[0]["message"]
+
+
 RULES = {
     ("GET", "/reports/engagement"): _since_after_until,
     ("POST", "/domains"): _host_not_aligned,
@@ -83,6 +90,9 @@ RULES = {
     ("POST", "/campaigns"): _message_does_not_render,                  # start_now
     ("POST", "/campaigns/{campaign_id}/start"): _message_does_not_render,
     ("POST", "/transactional"): _message_does_not_render,
+    ("POST", "/me/two-factor/confirm"): _code_not_right,
+    ("POST", "/me/two-factor/disable"): _code_not_right,
+    ("POST", "/me/two-factor/recovery-codes"): _code_not_right,
 }
 
 
