@@ -80,7 +80,7 @@ class SendAtLocal(Strict):
     time: str = Field(pattern=CLOCK, description="Wall time in each recipient's zone, HH:MM; "
                       "each gets it at the first such time after the start (or at once when it "
                       "passed less than an hour before)")
-    fallback_timezone: str | None = Field(None, max_length=64, description="For recipients "
+    fallback_timezone: Timezone | None = Field(None, description="For recipients "
                                           "with neither a timezone nor a known country; "
                                           "default: the campaign's timezone")
     quiet_hours: QuietHours | None = Field(None, description="Local hours in which nothing is "

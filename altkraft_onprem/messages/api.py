@@ -8,7 +8,15 @@ from flask import Response, g
 from pydantic import BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
-from altkraft_onprem.api import HTTP_URL_PATTERN, NON_BLANK, ONE_LINE, Email, operation, problem
+from altkraft_onprem.api import (
+    HTTP_URL_PATTERN,
+    MAX_ID,
+    NON_BLANK,
+    ONE_LINE,
+    Email,
+    operation,
+    problem,
+)
 from altkraft_onprem.config import current_settings as settings
 
 from . import preview, service
@@ -128,7 +136,7 @@ class CompareQuery(Strict):
 class PreviewIn(Strict):
     subscriber_id: int | None = Field(None, ge=1, le=2**62)
     email: Email | None = None
-    version: int | None = Field(None, ge=1, description="Default: the current version")
+    version: int | None = Field(None, ge=1, le=MAX_ID, description="Default: the current version")
     draft: MessageUpdate | None = Field(None, description="Unsaved editor content to render instead")
     event: dict[str, Any] | None = Field(None, description="A sample triggering event, as a "
                                          "workflow's message sees it: {{ event.order_id }}")
@@ -145,7 +153,7 @@ class SendTestIn(Strict):
     from_email: Email
     from_name: str = Field("", max_length=200)
     subscriber_id: int | None = Field(None, ge=1, le=2**62)
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class SendTestResult(BaseModel):

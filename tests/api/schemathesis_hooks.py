@@ -5,7 +5,8 @@ token, and changing the run's own user (a new role or is_active=false turns ever
 into 401/403). Their ids come from the environment; every other call goes through.
 
 Valid data must be accepted (positive_data_acceptance). A few rules of the server cannot be
-written in JSON Schema (a comparison of two fields, "this text is a template that renders",
+written in JSON Schema (a comparison of two fields or with a default, "this text is a template
+that renders",
 "this one-time code is right"); a
 422 for breaking one of them is the server doing its job, and `filter_failure` lets exactly those
 through, each recognised by the field and the reason the answer names. Everything else the
@@ -75,6 +76,17 @@ def _message_does_not_render(case, response) -> bool:
         or (field == "message_id" and ("template errors" in message or "cannot be sent as it is" in message))
 
 
+def _time_in_quiet_hours(case, response) -> bool:
+    # send_at_local.time may not fall within the quiet hours (21:00-08:00 when not given).
+    errors = _errors(response)
+    return len(errors) == 1 and errors[0]["field"] == "send_at_local.time" \
+        and "is within the quiet hours" in errors[0]["message"]
+
+
+def _campaign(case, response) -> bool:
+    return _message_does_not_render(case, response) or _time_in_quiet_hours(case, response)
+
+
 def _code_not_right(case, response) -> bool:
     # A one-time code (TOTP or recovery) is right or not by a secret the document cannot know.
     errors = _errors(response)
@@ -87,7 +99,8 @@ RULES = {
     ("PATCH", "/domains/{domain_id}"): _host_not_aligned,
     ("POST", "/messages/{message_id}/preview"): _message_does_not_render,
     ("POST", "/messages/{message_id}/send-test"): _message_does_not_render,
-    ("POST", "/campaigns"): _message_does_not_render,                  # start_now
+    ("POST", "/campaigns"): _campaign,                  # start_now
+    ("PATCH", "/campaigns/{campaign_id}"): _time_in_quiet_hours,
     ("POST", "/campaigns/{campaign_id}/start"): _message_does_not_render,
     ("POST", "/transactional"): _message_does_not_render,
     ("POST", "/me/two-factor/confirm"): _code_not_right,
