@@ -215,6 +215,11 @@ def _start_scheduled_one(settings, engine, actor, campaign_id: int) -> bool:
     try:
         startcheck.refuse_blocked(engine, settings, campaign_id)
         with db.write(engine) as conn:
+            if campaigns.hold_if_late(conn, actor, settings, campaign_id):
+                log.warning("scheduled campaign %s held: later than campaigns.max_lateness",
+                            campaign_id)
+                return False
+        with db.write(engine) as conn:
             campaigns.start(conn, actor, settings, campaign_id)
         return True
     except Conflict:

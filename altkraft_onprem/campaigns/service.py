@@ -314,7 +314,42 @@ def schedule(conn: Connection, actor: Actor, settings, campaign_id: int) -> str:
     if campaign["schedule_at"] is None:
         raise Conflict("set a date and time first", "schedule_at")
     _check_sendable(settings, campaign)
-    return _move(conn, actor, campaign_id, "schedule")
+    return _move(conn, actor, campaign_id, "schedule", pause_reason=None)
+
+
+LATE_START = "Late start"
+
+
+def hold_if_late(conn: Connection, actor: Actor, settings, campaign_id: int,
+                 now: datetime | None = None) -> bool:
+    """A scheduled campaign whose time passed more than campaigns.max_lateness ago (the
+    service was down across it) does not start by itself: it goes back to draft with the
+    reason on its page and in the API, audited, until someone starts or schedules it again."""
+    campaign = get_campaign(conn, campaign_id)
+    if campaign["state"] != "scheduled" or campaign["schedule_at"] is None:
+        return False
+    late = (now or utcnow()) - campaign["schedule_at"]
+    limit = float(settings["campaigns.max_lateness"])
+    if late <= timedelta(hours=limit):
+        return False
+    hours = round(late.total_seconds() / 3600, 1)
+    reason = (f"{LATE_START}: scheduled for {campaign['schedule_at']:%Y-%m-%d %H:%M} UTC, "
+              f"{hours:g} h late (more than campaigns.max_lateness, {limit:g} h). "
+              "Start it now, or schedule it again.")
+    _move(conn, actor, campaign_id, "pause", pause_reason=reason)
+    record(conn, actor, "campaign.late_start_held", "campaign", campaign_id,
+           schedule_at=campaign["schedule_at"], late_hours=hours, max_lateness=limit)
+    return True
+
+
+def late_start(campaign: dict) -> dict | None:
+    """What the page shows of a campaign held by the late-start guard: its schedule and how
+    late it was (None: not held)."""
+    reason = campaign.get("pause_reason") or ""
+    if campaign.get("state") != "draft" or not reason.startswith(f"{LATE_START}:"):
+        return None
+    late = reason.split(", ", 1)[1].split(" h late", 1)[0] if ", " in reason else "?"
+    return {"schedule_at": campaign["schedule_at"], "hours": late}
 
 
 def pause(conn: Connection, actor: Actor, campaign_id: int, reason: str | None = None) -> str:

@@ -157,7 +157,7 @@ def show(campaign_id: int):
                       "name": _("Public archive of %(name)s", name=x["name"])}
                      for x in choices["lists"] if x["id"] in campaign["list_ids"] and x["archive_slug"]]
     return render_template("campaigns/show.html", campaign=campaign, stats=stats,
-                           archive_links=archive_links,
+                           archive_links=archive_links, late_start=service.late_start(campaign),
                            problems=problems, reasons=reasons, message_name=names.get(campaign["message_id"], ""),
                            list_names=list_names, split=split, message_names=names,
                            metric_labels=SPLIT_METRIC_LABELS)

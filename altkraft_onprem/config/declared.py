@@ -195,6 +195,10 @@ SETTINGS: tuple[Setting, ...] = (
                       "key_file": "/etc/altkraft/dkim/ak1.example.com.key", "algorithm": "rsa-sha256"}],
             item_fields=DKIM_KEY_FIELDS),
 
+    Setting("campaigns.max_lateness", _positive(_float), 6.0,
+            "Hours a scheduled campaign may be late (the service was down across its time) and "
+            "still start by itself; one later is put back to draft with the reason on its page, "
+            "to be started or scheduled again by hand.", "number"),
     Setting("delivery.processes", _non_negative(_int), 0,
             "Sender processes per campaign run, each with one SMTP session (rendering and "
             "signing run in them too); 0: as many as the relays' max_connections allow.", "integer"),

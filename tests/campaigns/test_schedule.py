@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from altkraft_onprem import db
+from altkraft_onprem.access.models import audit_log
 from altkraft_onprem.campaigns import actions
 from altkraft_onprem.campaigns.jobs import start_due
 from altkraft_onprem.campaigns.models import campaigns as campaign_table
@@ -20,6 +22,7 @@ from tests.campaigns.helpers import (
     progress,
     sending_settings,
 )
+from tests.conftest import csrf_token
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +63,60 @@ def test_schedule_needs_a_time(env, world):
     campaign_id = make_campaign(env, message_id, [list_id])
     with pytest.raises(ServiceError, match="date and time"):
         actions.perform(ACTOR, settings, campaign_id, "schedule", engine=env.engine)
+
+
+def _late(env, world, hours: float) -> int:
+    """A campaign scheduled `hours` ago, as if the service had been down across its time."""
+    campaign_id = scheduled(env, world, utcnow() + timedelta(seconds=1))
+    with db.write(env.engine) as conn:
+        conn.execute(campaign_table.update().where(campaign_table.c.id == campaign_id)
+                     .values(schedule_at=utcnow() - timedelta(hours=hours)))
+    return campaign_id
+
+
+def test_a_campaign_later_than_max_lateness_waits_for_a_decision(env, world, client):
+    """listmonk #1801: a campaign 7 h late (campaigns.max_lateness is 6 h by default) does
+    not go out by itself; it is held as a draft with the reason, audited, and 'Start now'
+    on its page sends it."""
+    campaign_id = _late(env, world, 7)
+    with env.app.app_context():
+        assert campaign_id not in start_due()
+    found = progress(env, campaign_id)
+    assert (found["state"], found["sent"]) == ("draft", 0)
+    with db.read(env.engine) as conn:
+        reason = conn.execute(select(campaign_table.c.pause_reason)
+                              .where(campaign_table.c.id == campaign_id)).scalar()
+        audited = conn.execute(select(audit_log.c.details).where(
+            audit_log.c.action == "campaign.late_start_held",
+            audit_log.c.target_id == str(campaign_id))).scalars().all()
+    assert reason.startswith("Late start:") and "7 h late" in reason and "max_lateness" in reason
+    assert len(audited) == 1 and '"late_hours": 7' in audited[0]
+
+    with env.app.app_context():                       # the next tick leaves it alone
+        start_due()
+    assert progress(env, campaign_id)["state"] == "draft"
+
+    token = env.token("Manager")
+    shown = client.get(f"/api/v1/campaigns/{campaign_id}",
+                       headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert (shown["state"], shown["pause_reason"]) == ("draft", reason)
+
+    env.login(client, env.user("Manager"))
+    page = client.get(f"/campaigns/{campaign_id}").get_data(as_text=True)
+    assert 'id="late-start"' in page and "longer than campaigns.max_lateness" in page
+    assert 'id="late-start-now"' in page
+    response = client.post(f"/campaigns/{campaign_id}/start", data={"csrf_token": csrf_token(page)})
+    assert response.status_code == 302
+    found = progress(env, campaign_id)
+    assert (found["state"], found["sent"]) == ("finished", 3)
+    with db.read(env.engine) as conn:
+        assert conn.execute(select(campaign_table.c.pause_reason)
+                            .where(campaign_table.c.id == campaign_id)).scalar() is None
+
+
+def test_a_campaign_within_max_lateness_starts(env, world):
+    campaign_id = _late(env, world, 1)
+    with env.app.app_context():
+        assert start_due() == [campaign_id]
+    found = progress(env, campaign_id)
+    assert (found["state"], found["sent"]) == ("finished", 3)

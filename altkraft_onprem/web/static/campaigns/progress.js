@@ -33,7 +33,8 @@
       }
     }
     const reason = document.getElementById("pause-reason");
-    reason.hidden = !data.pause_reason;
+    // the late-start notice says it in the reader's language
+    reason.hidden = !data.pause_reason || document.getElementById("late-start") !== null;
     reason.textContent = data.pause_reason || "";
   }
   let polls = 0;
