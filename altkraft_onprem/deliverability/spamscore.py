@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import aiospamc
@@ -62,6 +63,17 @@ def rules_of(report: str) -> list[tuple[float, str, str]]:
     return found
 
 
+def _run(coroutine):
+    """aiospamc is asyncio: run it to its end here, or in a thread of its own when this thread
+    already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def score(settings: Settings, message: bytes) -> Score:
     """The message's score and the rules behind it; Unavailable when there is none."""
     where = address(settings)
@@ -70,7 +82,7 @@ def score(settings: Settings, message: bytes) -> Score:
     host, port = where
     timeout = settings["deliverability.spamd_timeout_seconds"]
     try:
-        response = asyncio.run(aiospamc.report(
+        response = _run(aiospamc.report(
             message, host=host, port=port, timeout=aiospamc.Timeout(total=timeout,
                                                                    connection=min(timeout, 5.0))))
     except AIOSpamcConnectionFailed:

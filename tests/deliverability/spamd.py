@@ -3,15 +3,14 @@ checks: local rules only (-L: no network lookups), no per-user configuration (-x
 children. Skips when spamd is not installed (make system-deps installs it)."""
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
 
-import aiospamc
 import pytest
 
 from tests.smtp_sink import _free_port
@@ -28,10 +27,13 @@ class Spamd:
 
 
 def _answers(port: int) -> bool:
+    """spamd answers PING with PONG (SPAMC protocol; plain sockets: a browser test's event
+    loop may be running in this thread)."""
     try:
-        asyncio.run(aiospamc.ping(host="127.0.0.1", port=port, timeout=aiospamc.Timeout(total=2)))
-        return True
-    except Exception:  # noqa: BLE001 - not up yet
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            conn.sendall(b"PING SPAMC/1.5\r\n\r\n")
+            return b"PONG" in conn.recv(100)
+    except OSError:
         return False
 
 

@@ -4,7 +4,10 @@ composed as the senders compose it. GET /api/v1/messages/{id}/checks in the cont
 findings warn, and block a campaign's start only past a line an administrator drew."""
 from __future__ import annotations
 
+import json
+
 import pytest
+from playwright.sync_api import expect
 
 from altkraft_onprem import db
 from altkraft_onprem.access.models import system_actor
@@ -13,7 +16,9 @@ from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.deliverability import domains, presend, settings_store
 from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.messages import service as messages
+from tests.browser import sign_in
 from tests.campaigns.helpers import make_campaign, make_list
+from tests.conftest import start_service
 from tests.deliverability.conftest import key_records, make_env
 from tests.deliverability.spamd import spamd  # noqa: F401  (fixture)
 
@@ -178,3 +183,38 @@ def test_the_campaign_page_offers_the_checks_of_its_message(env, domain, viewer)
     answer = viewer.get(f"/deliverability/campaigns/{campaign_id}/checks").get_json()
     assert answer["from_email"] == FROM and not answer["blocked"]
     assert "spam_score" in {f["code"] for f in answer["findings"]}
+
+
+@pytest.fixture(scope="module")
+def service(env, dns_server, spamd):  # noqa: F811
+    server = start_service(env, extra_env={
+        "ALTKRAFT_DELIVERABILITY__NAMESERVERS": json.dumps([dns_server.address]),
+        "ALTKRAFT_DELIVERABILITY__SPAMD_ADDRESS": spamd.address,
+        "ALTKRAFT_DELIVERABILITY__DOMAIN_BLOCKLISTS": json.dumps(["dbl.spamhaus.org"])})
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def browser_context_args() -> dict:
+    return {"locale": "en-US", "viewport": {"width": 390, "height": 844}}
+
+
+@pytest.mark.browser
+def test_the_editors_tab_lists_the_findings_in_the_browser(env, domain, service, page):
+    message_id = _message(env, GOOD.replace("https://shop.example.com/spring",
+                                            "https://www.spammy-shop.com/x"))
+    sign_in(page, service.url, env.user("Editor"))
+    page.goto(f"{service.url}/messages/{message_id}")
+    expect(page.locator("#editor-tabs [aria-selected=true]")).to_have_count(1)   # editor ready
+    tab = page.get_by_role("tab", name="Pre-send checks")
+    tab.focus()
+    page.keyboard.press("Enter")
+    pane = page.locator("#pane-checks")
+    pane.get_by_label("From address").fill(FROM)
+    pane.get_by_role("button", name="Run the checks").click()
+    findings = pane.locator(".presend-findings li")
+    expect(pane.locator('li[data-code="link_domain_listed"]')).to_contain_text(
+        "spammy-shop.com is listed on dbl.spamhaus.org", timeout=60_000)
+    expect(pane.locator('li[data-code="spam_score"]')).to_contain_text("SpamAssassin: ")
+    assert findings.count() >= 2
