@@ -101,3 +101,13 @@ CAMPAIGN_START_CHECKS = ExtensionPoint(
     "(engine, settings, campaign_id) -> [reason]: what a higher domain says stops a campaign "
     "from starting (deliverability's pre-send checks past a line an administrator drew). "
     "Asked before the start's transaction (the checks may take seconds); empty: start.")
+CAMPAIGN_RELEASE = ExtensionPoint(
+    "campaign.release",
+    "(conn, settings, campaign_id) -> rows queued: a running campaign's rows held for a "
+    "warm-up, released as far as today's quotas allow (its send run asks at each pass).")
+
+CAMPAIGN_HOLDS = ExtensionPoint(
+    "campaign.holds",
+    "(conn, campaign_id) -> {held, warmups: [{kind, name, day, days, quota}], providers: "
+    "[{provider, label, held, released_today, quota}], next_release} or None: why a campaign's "
+    "rows are held for a warm-up, for its page and API.", single=True)

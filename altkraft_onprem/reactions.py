@@ -14,7 +14,7 @@ from altkraft_onprem.automation import enrollment, interest, outbox
 from altkraft_onprem.automation import jobs as automation_jobs
 from altkraft_onprem.campaigns import lookups as campaign_lookups
 from altkraft_onprem.campaigns import service as campaigns
-from altkraft_onprem.deliverability import presend
+from altkraft_onprem.deliverability import presend, warmup
 from altkraft_onprem.inbound import service as inbound
 from altkraft_onprem.reports import feedback
 from altkraft_onprem.sending import fanout
@@ -39,6 +39,9 @@ def connect_all() -> None:
     # Engagement is tracking's: segments' conditions on it and split tests' figures.
     extensions.SEGMENT_ACTIVITY.provide(tracking_lookups.activity_condition)
     extensions.SPLIT_TEST_ENGAGEMENT.provide(tracking_lookups.split_test_engagement)
+    # A warm-up's quotas hold campaign rows back; deliverability lets them go day by day.
+    extensions.CAMPAIGN_RELEASE.provide(warmup.run_release)
+    extensions.CAMPAIGN_HOLDS.provide(warmup.held_for_campaign)
     # A message a campaign sends cannot be archived.
     extensions.MESSAGE_USERS.provide(campaign_lookups.message_users)
     extensions.CAMPAIGN_START_CHECKS.provide(presend.start_blockers)

@@ -94,6 +94,29 @@ class LocalZone(BaseModel):
     recipients: int
 
 
+class WarmupInfo(BaseModel):
+    kind: Literal["domain", "ip"]
+    name: str
+    day: int = Field(description="Day of the warm-up (1: the first)")
+    days: int = Field(description="Days of deliverability.warmup_curve")
+    quota: int = Field(description="Messages per mailbox provider today")
+
+
+class WarmupProvider(BaseModel):
+    provider: str = Field(description="gmail, outlook, yahoo, mailru, yandex or other")
+    label: str
+    held: int
+    released_today: int
+    quota: int | None
+
+
+class WarmupHeld(BaseModel):
+    held: int = Field(description="Recipients held: over today's warm-up quota")
+    warmups: list[WarmupInfo] = Field(description="The warm-ups the campaign's mail counts against")
+    providers: list[WarmupProvider]
+    next_release: datetime = Field(description="When the next day's quota begins (00:00 UTC)")
+
+
 class CampaignCreate(Strict):
     name: str = Field(min_length=1, json_schema_extra=NON_BLANK, max_length=200)
     message_id: int = Id
@@ -150,7 +173,9 @@ class Stats(BaseModel):
     skipped: int
     cancelled: int
     remaining: int
-    held: int = Field(0, description="A split test's rest of the audience, waiting for the winner")
+    held: int = Field(0, description="A split test's rest of the audience, waiting for the winner, "
+                      "and what is over a warm-up's quota today")
+    held_warmup: int = Field(0, description="Of those, held for a warm-up")
     rate: float = Field(description="Messages per second over the last minute")
     eta_seconds: int | None = Field(None, description="Estimated seconds to finish")
     zones_to_come: list[LocalZone] = Field(default_factory=list, description="Local-time "
@@ -182,6 +207,7 @@ class CampaignOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     stats: Stats
+    warmup: WarmupHeld | None = Field(None, description="Rows held for a warm-up, and why")
 
 
 class Created(BaseModel):
@@ -251,7 +277,8 @@ def _out(conn, campaign_id: int) -> dict:
     return {**campaign, "lists": campaign["list_ids"], "segments": campaign["segment_ids"],
             "exclude_lists": campaign["exclude_list_ids"],
             "exclude_segments": campaign["exclude_segment_ids"],
-            "stats": service.progress(conn, campaign_id)}
+            "stats": service.progress(conn, campaign_id),
+            "warmup": service.warmup_holds(conn, campaign_id)}
 
 
 @operation("/campaigns", "GET", lists=True, permission="campaigns:read", summary="List campaigns", tag=TAG,

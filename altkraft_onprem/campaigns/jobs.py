@@ -59,7 +59,9 @@ def _send_until_done(settings, engine, campaign_id: int, processes: int | None,
             ledger.recover(conn, campaign_id)
             if campaigns.state(conn, campaign_id) != "running":
                 return outcomes
-            campaigns.build_ledger(conn, campaign_id)
+            campaigns.build_ledger(conn, campaign_id, settings)
+            # What a warm-up's quota lets go today (deliverability answers; nothing without it).
+            extensions.CAMPAIGN_RELEASE.collect(conn, settings, campaign_id)
             campaigns.defer_quiet(conn, campaign_id)
         results = extensions.CAMPAIGN_SENDERS.ask(settings, engine, campaign_id, processes)
         outcomes.extend(results)

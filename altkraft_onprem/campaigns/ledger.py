@@ -43,16 +43,22 @@ def journal_trusted(owner: str) -> bool:
     return tag == BOOT and owner_dead(owner)
 
 
-def materialise(conn: Connection, campaign_id: int, audience, zone=None, due=None) -> int:
+def materialise(conn: Connection, campaign_id: int, audience, zone=None, due=None,
+                hold: str | None = None) -> int:
     """Inserts a queued row for every subscriber id the audience SELECT yields (once). A
     local-time campaign (campaigns/localtime.py) gives `zone`, the SQL expression of each
     row's zone index, and `due(zone column)`, the moment that zone's rows become due: its
-    rows are inserted in that order (a claim by id meets the due rows first)."""
+    rows are inserted in that order (a claim by id meets the due rows first). `hold`: the
+    rows are held for that reason instead (a warm-up; `release_rows` queues them)."""
     if zone is not None:
         audience = audience.add_columns(zone.label("zone"))
     subquery = audience.subquery()
     columns = ["campaign_id", "subscriber_id", "variant", "state", "attempts"]
-    values = [literal(campaign_id), subquery.c.id, literal(0), literal("queued"), literal(0)]
+    values = [literal(campaign_id), subquery.c.id, literal(0),
+              literal("held" if hold else "queued"), literal(0)]
+    if hold:
+        columns.append("hold")
+        values.append(literal(hold))
     if zone is not None:
         columns += ["zone", "next_attempt_at"]
         values += [subquery.c.zone, due(subquery.c.zone)]
@@ -107,10 +113,55 @@ def materialise_split(conn: Connection, campaign_id: int, audience, variants: in
 
 
 def release_held(conn: Connection, campaign_id: int, variant: int) -> int:
-    """The split test's winner goes to the held rows: queued again, with its variant."""
+    """The split test's winner goes to the held rows: queued again, with its variant — or,
+    in a campaign held for a warm-up, held for the warm-up from now on."""
+    gated = conn.execute(select(deliveries.c.id).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.hold == WARMUP_HOLD).limit(1)
+    ).first() is not None
+    values = {"state": "held", "hold": WARMUP_HOLD} if gated else {"state": "queued"}
     return conn.execute(update(deliveries).where(
-        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "held").values(
-        state="queued", variant=variant)).rowcount
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "held",
+        deliveries.c.hold.is_(None)).values(variant=variant, **values)).rowcount
+
+
+# Rows held for a warm-up (deliverability/warmup.py releases them as its quotas allow). A
+# released row keeps the mark: the campaign's later rows (a split test's winner) are gated too.
+WARMUP_HOLD = "warmup"
+
+
+def hold_queued(conn: Connection, campaign_id: int, hold: str) -> int:
+    """Queued rows held for `hold` (a split test's test portion in a warming campaign)."""
+    return conn.execute(update(deliveries).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "queued").values(
+        state="held", hold=hold)).rowcount
+
+
+def has_hold(conn: Connection, campaign_id: int, hold: str) -> bool:
+    return conn.execute(select(deliveries.c.id).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "held",
+        deliveries.c.hold == hold).limit(1)).first() is not None
+
+
+def count_held(conn: Connection, campaign_id: int, hold: str) -> int:
+    return conn.execute(select(func.count()).select_from(deliveries).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "held",
+        deliveries.c.hold == hold)).scalar_one()
+
+
+def release_rows(conn: Connection, row_ids: list[int], hold: str) -> int:
+    """These rows, if still held for `hold`, queued for the senders."""
+    if not row_ids:
+        return 0
+    return conn.execute(update(deliveries).where(
+        deliveries.c.id.in_(row_ids), deliveries.c.state == "held",
+        deliveries.c.hold == hold).values(state="queued")).rowcount
+
+
+def release_hold(conn: Connection, campaign_id: int, hold: str) -> int:
+    """Every row of the campaign held for `hold`, queued (the reason is gone)."""
+    return conn.execute(update(deliveries).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "held",
+        deliveries.c.hold == hold).values(state="queued")).rowcount
 
 
 def row_variants(conn: Connection, row_ids: list[int]) -> dict[int, int]:

@@ -38,7 +38,8 @@ MOVES = {
                "paused": "cancelled"},
 }
 # Ledger row states. queued/leased are in progress; held rows (a split test's remaining
-# audience) wait for the winner and are never claimed; the others are final.
+# audience waiting for the winner, or what is over a warm-up's daily quota) are never
+# claimed; the others are final.
 ROW_STATES = ("queued", "leased", "held", "sent", "failed", "in_doubt", "skipped", "cancelled")
 FINAL_ROW_STATES = ("sent", "failed", "in_doubt", "skipped", "cancelled")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
@@ -113,6 +114,9 @@ deliveries = Table(
     Column("context", JSON, nullable=True),      # a workflow's triggering event: {{ event.… }}
     # A local-time campaign's zone of this recipient: an index into campaigns.local_zones.
     Column("zone", SmallInteger, nullable=True),
+    # Why a held row waits: NULL for a split test's rest (the winner releases it), "warmup"
+    # for a warm-up's quota (deliverability releases it day by day; the mark stays after).
+    Column("hold", String(8), nullable=True),
     UniqueConstraint("campaign_id", "subscriber_id", "occurrence",
                      name="uq_campaign_deliveries_occurrence"),
 )

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from altkraft_onprem import events
+from altkraft_onprem import events, extensions
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.scope import require_lists
 from altkraft_onprem.access.service import record
@@ -15,7 +15,9 @@ from altkraft_onprem.audience import service as audience
 from altkraft_onprem.audience.models import lists as lists_table
 from altkraft_onprem.audience.models import normalise_email, subscribers
 from altkraft_onprem.audience.models import segments as segments_table
+from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.delivery.warmup import warmups
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError, Term
 from altkraft_onprem.messages.render import check_version
 from altkraft_onprem.messages.service import get_version, require_sendable, version_links
@@ -269,27 +271,35 @@ def start(conn: Connection, actor: Actor, settings, campaign_id: int) -> str:
     test = splittest.get(conn, campaign_id)
     if test is not None:
         splittest.pin(conn, {**campaign, "version_id": version_id}, test)
-    build_ledger(conn, campaign_id)
+    build_ledger(conn, campaign_id, settings)
     started = get_campaign(conn, campaign_id)
     startcheck.refuse_unrenderable(conn, settings, started, list_names(conn, started))
     return new_state
 
 
-def build_ledger(conn: Connection, campaign_id: int) -> int:
+def build_ledger(conn: Connection, campaign_id: int, settings=None) -> int:
+    """The campaign's ledger, once. Its rows are held for a warm-up when its mail counts
+    against one today (delivery/warmup.py; deliverability releases them by the quota)."""
     campaign = get_campaign(conn, campaign_id)
     if campaign["ledger_built"]:
         return campaign["total"]
     query = audience.audience_query(conn, campaign["list_ids"], campaign["segment_ids"],
                                     campaign["exclude_list_ids"], campaign["exclude_segment_ids"])
+    settings = settings or current_settings()
+    hold = ledger.WARMUP_HOLD if warmups(settings, campaign["from_email"],
+                                         utcnow().date()) else None
     test = splittest.get(conn, campaign_id)
     if test is not None:
-        return splittest.materialise(conn, campaign_id, query, test)
+        total = splittest.materialise(conn, campaign_id, query, test)
+        if hold:
+            ledger.hold_queued(conn, campaign_id, hold)
+        return total
     if campaign["send_at_local"]:
         zones, zone, dues = localtime.plan(conn, query, campaign, utcnow())
         localtime.store_zones(conn, campaign_id, zones)
-        return ledger.materialise(conn, campaign_id, query, zone=zone,
+        return ledger.materialise(conn, campaign_id, query, zone=zone, hold=hold,
                                   due=lambda column: localtime.due_expression(column, dues))
-    return ledger.materialise(conn, campaign_id, query)
+    return ledger.materialise(conn, campaign_id, query, hold=hold)
 
 
 def defer_quiet(conn: Connection, campaign_id: int) -> int:
@@ -421,11 +431,19 @@ def progress(conn: Connection, campaign_id: int) -> dict[str, Any]:
         rate = round(found["sent"] / max((finished - started).total_seconds(), 0.001), 1)
     else:
         rate = 0.0
+    held_warmup = ledger.count_held(conn, campaign_id, ledger.WARMUP_HOLD) if found["held"] else 0
     return {"total": campaign["total"], "sent": found["sent"], "failed": found["failed"],
             "in_doubt": found["in_doubt"], "skipped": found["skipped"],
             "cancelled": found["cancelled"], "remaining": remaining, "held": found["held"],
             "rate": rate, "eta_seconds": round(sendable / rate) if rate and sendable else None,
+            "held_warmup": held_warmup,
             "zones_to_come": localtime.zones_to_come(conn, campaign, utcnow())}
+
+
+def warmup_holds(conn: Connection, campaign_id: int) -> dict | None:
+    """Why rows are held for a warm-up (extensions.CAMPAIGN_HOLDS); None when none are."""
+    return next((found for found in extensions.CAMPAIGN_HOLDS.collect(conn, campaign_id) if found),
+                None)
 
 
 def deliveries_page(conn: Connection, campaign_id: int, state_filter: str | None = None,

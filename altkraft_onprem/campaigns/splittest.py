@@ -215,10 +215,11 @@ def choose(items: list[dict[str, Any]], metric: str) -> int:
 
 
 def test_sending_done(conn: Connection, campaign_id: int) -> bool:
-    """Whether every message of the test portion has been handed over (or given up)."""
+    """Whether every message of the test portion has been handed over (or given up); a test
+    row is held only for a warm-up, and then it is still to come."""
     return conn.execute(select(deliveries.c.id).where(
         deliveries.c.campaign_id == campaign_id, deliveries.c.test_group == true(),
-        deliveries.c.state.in_(("queued", "leased"))).limit(1)).first() is None
+        deliveries.c.state.in_(("queued", "leased", "held"))).limit(1)).first() is None
 
 
 def decide(conn: Connection, actor: Actor | None, campaign_id: int,

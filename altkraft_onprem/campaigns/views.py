@@ -150,6 +150,7 @@ def show(campaign_id: int):
         reasons = service.failure_reasons(conn, campaign_id)
         choices = _choices(conn)
         split = splittest.overview(conn, campaign_id)
+        warmup = service.warmup_holds(conn, campaign_id)
     names = {m["id"]: m["name"] for m in choices["messages"]}
     list_names = {x["id"]: x["name"] for x in choices["lists"]}
     base = current_settings()["server.public_url"].rstrip("/")
@@ -159,7 +160,7 @@ def show(campaign_id: int):
     return render_template("campaigns/show.html", campaign=campaign, stats=stats,
                            archive_links=archive_links, late_start=service.late_start(campaign),
                            problems=problems, reasons=reasons, message_name=names.get(campaign["message_id"], ""),
-                           list_names=list_names, split=split, message_names=names,
+                           list_names=list_names, split=split, message_names=names, warmup=warmup,
                            metric_labels=SPLIT_METRIC_LABELS)
 
 

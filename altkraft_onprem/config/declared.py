@@ -17,13 +17,16 @@ from .values import (
     _host_port_or_empty,
     _http_url,
     _int,
+    _ip,
     _ip_list,
+    _iso_date,
     _item,
     _nameserver_list,
     _network_list,
     _non_negative,
     _optional_http_url,
     _positive,
+    _positive_int_list,
     _queue_name,
     _redis_url,
     _str,
@@ -87,6 +90,11 @@ SENDING_DOMAIN_FIELDS = (
     _item("warmup", _bool, False, "Warm-up: a daily quota per mailbox provider growing on "
           "deliverability.warmup_curve.", "boolean"),
     _item("warmup_started_on", _str, "", "First day of the warm-up (YYYY-MM-DD)."),
+)
+
+WARMUP_IP_FIELDS = (
+    _item("ip", _ip, REQUIRED, "The new sending IP address (the relay's, when relaying)."),
+    _item("started_on", _iso_date, REQUIRED, "First day of its warm-up (YYYY-MM-DD, UTC)."),
 )
 
 DOMAIN_LIMIT_FIELDS = (
@@ -244,6 +252,19 @@ SETTINGS: tuple[Setting, ...] = (
             "Public IP addresses mail leaves from (the relay's, when relaying), for the PTR and SPF "
             "checks of `altkraft-install check-dns` and the Deliverability page.", "list of strings",
             example=["192.0.2.25"]),
+    Setting("deliverability.warmup_curve", _positive_int_list,
+            [50, 100, 200, 400, 750, 1000, 1500, 2000, 3000, 4500, 6500, 9000, 12500, 17500,
+             25000, 35000, 50000, 70000, 100000, 140000],
+            "Warm-up of a new sending domain or IP: campaign messages per mailbox provider "
+            "(Gmail, Outlook, Yahoo, Mail.ru, Yandex, all others together) on day 1, 2, … of "
+            "the warm-up; what is over a day's figure is held and sent the next day(s). After "
+            "the last day the warm-up is over.", "list of integers"),
+    Setting("deliverability.warmup_ips", _tables(WARMUP_IP_FIELDS, "warm-up IP"), [],
+            "New sending IPs being warmed up, as [[deliverability.warmup_ips]] tables: every "
+            "campaign message counts against each one's deliverability.warmup_curve (the relay "
+            "sends everything from its addresses). Domains are warmed up on the Settings page.",
+            "list of tables", example=[{"ip": "192.0.2.26", "started_on": "2026-12-01"}],
+            item_fields=WARMUP_IP_FIELDS),
     Setting("deliverability.nameservers", _nameserver_list, [],
             "DNS servers (IP or IP:PORT) the DNS checks ask; empty: the host's resolvers.",
             "list of strings", example=["192.0.2.53"]),

@@ -4,9 +4,11 @@ declared table (declared.py) and the loader (__init__.py) use them.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -157,6 +159,31 @@ def _choice_list(*choices: str) -> Callable[[Any], list[str]]:
             raise ValueError(f"codes among {', '.join(choices)} ({', '.join(map(repr, wrong))} is not one)")
         return found
     return parse
+def _positive_int_list(value: Any) -> list[int]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("a list of whole numbers greater than 0, e.g. [50, 100, 200]") from None
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ValueError("a list of whole numbers greater than 0, e.g. [50, 100, 200]")
+    return value
+
+
+def _iso_date(value: Any) -> str:
+    text = _str(value).strip()
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ValueError("a date YYYY-MM-DD") from None
+
+
+def _ip(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(_str(value).strip()))
+    except ValueError:
+        raise ValueError("an IP address, e.g. 192.0.2.25") from None
 
 
 def _ip_list(value: Any) -> list[str]:

@@ -8,9 +8,10 @@ from huey import crontab
 from altkraft_onprem import db, jobqueue
 from altkraft_onprem.access.users import emails_with_permission
 from altkraft_onprem.automation import staff_notice
+from altkraft_onprem.campaigns.jobs import send_campaign
 from altkraft_onprem.config import current_settings
 
-from . import checks
+from . import checks, warmup
 
 log = logging.getLogger("altkraft.deliverability")
 
@@ -37,3 +38,13 @@ def notify_regressions(items: list[dict]) -> None:
     subject = (f"Deliverability: {items[0]['subject']} {items[0]['check']} is {items[0]['status']}"
                + (f" (and {len(items) - 1} more)" if len(items) > 1 else ""))
     staff_notice.send(settings, admins, subject, text)
+
+
+@jobqueue.periodic(crontab(minute="0"))
+def release_warmups() -> None:
+    """At 00:00 UTC a warm-up's new day begins: what its quotas let go of the held campaign
+    rows is queued and those campaigns' send runs woken. Every hour after, the same catches
+    up on a midnight the service was down for (and on a warm-up switched off or ended)."""
+    for campaign_id in warmup.release_running(db.get_engine(), current_settings()):
+        log.info("warm-up released rows of campaign %s", campaign_id)
+        send_campaign(campaign_id)

@@ -140,3 +140,15 @@ check_results = Table(
     Column("alerted", Boolean, nullable=False, default=False),
     UniqueConstraint("kind", "subject", "check", name="uq_deliverability_checks_subject"),
 )
+
+
+# What each warm-up (delivery/warmup.py: "domain:NAME" or "ip:ADDRESS") released of held
+# campaign rows per day (UTC) and mailbox provider; deliverability/warmup.py keeps it in the
+# transaction that queues the rows.
+warmup_usage = Table(
+    "warmup_usage", metadata,
+    Column("warmup", String(300), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("provider", String(16), primary_key=True),
+    Column("released", Integer, nullable=False),
+)

@@ -8,6 +8,8 @@ from flask_babel import gettext as _
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
 from altkraft_onprem.config import current_settings
+from altkraft_onprem.db.types import utcnow
+from altkraft_onprem.delivery.warmup import domain_warmup
 from altkraft_onprem.errors import NotFound, ServiceError
 
 from . import domains
@@ -28,7 +30,8 @@ def _domain_page(domain_id: int, error: str | None = None, status: int = 200):
         state_labels={k: _(v) for k, v in KEY_STATE_LABELS.items()},
         has=lambda algorithm: any(k["algorithm"] == algorithm and k["state"] != "retiring"
                                   for k in found["keys"]),
-        public_scheme=settings["server.public_url"].split(":", 1)[0]), status
+        public_scheme=settings["server.public_url"].split(":", 1)[0],
+        warmup=domain_warmup(settings, found["domain"], utcnow().date())), status
 
 
 @blueprint.route("/settings/domains", methods=["POST"])
@@ -61,6 +64,22 @@ def update_domain(domain_id: int):
             domains.update_domain(conn, g.actor, domain_id,
                                   bounce_domain=request.form.get("bounce_domain", ""),
                                   tracking_host=request.form.get("tracking_host", ""))
+    except NotFound:
+        abort(404)
+    except ServiceError as exc:
+        return _domain_page(domain_id, exc.translated(), 422)
+    flash(_("Saved."), "success")
+    return redirect(url_for("settings.domain", domain_id=domain_id))
+
+
+@blueprint.route("/settings/domains/<int:domain_id>/warmup", methods=["POST"])
+@requires("settings:manage")
+def warmup_domain(domain_id: int):
+    """The domain's warm-up on or off, and its first day (deliverability/warmup.py)."""
+    try:
+        with db.write(db.get_engine()) as conn:
+            domains.update_domain(conn, g.actor, domain_id, warmup=request.form.get("warmup") == "on",
+                                  warmup_started_on=request.form.get("warmup_started_on", "").strip())
     except NotFound:
         abort(404)
     except ServiceError as exc:

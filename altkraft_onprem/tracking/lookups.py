@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, not_, select, true
+from sqlalchemy import Connection, case, func, not_, select, true
 
 from altkraft_onprem import db
 from altkraft_onprem.campaigns.models import deliveries
@@ -86,3 +86,13 @@ def unique_engaged(conn: Connection, campaign_ids: list[int]) -> dict[int, tuple
             .group_by(ev.campaign_id, ev.kind)):
         found.setdefault(campaign_id, {})[kind] = people
     return {c: (found.get(c, {}).get(OPEN, 0), found.get(c, {}).get(CLICK, 0)) for c in campaign_ids}
+
+
+def recent_engagement(subscriber_ids, since: datetime):
+    """SELECT subscriber_id, score: each of these people's human opens since `since`, and
+    their human clicks counted twice (warm-ups send to the most engaged first)."""
+    ev = tracking_events.c
+    score = func.sum(case((ev.kind == CLICK, 2), else_=1)).label("score")
+    return select(ev.subscriber_id, score).where(
+        ev.subscriber_id.in_(subscriber_ids), ev.kind.in_((OPEN, CLICK)), HUMAN,
+        ev.at >= since).group_by(ev.subscriber_id)
