@@ -144,6 +144,30 @@ def create_campaign(conn: Connection, actor: Actor, **data: Any) -> int:
     return campaign_id
 
 
+COPIED = ("message_id", "list_ids", "segment_ids", "exclude_list_ids", "exclude_segment_ids",
+          "from_email", "from_name", "reply_to", "timezone", "utm", "link_utm", "track_opens",
+          "track_clicks", "archive", "send_at_local")
+
+
+def duplicate_campaign(conn: Connection, actor: Actor, campaign_id: int, name: str) -> int:
+    """A draft copy of any campaign (its audience, sender, tracking, UTM, local time and
+    split-test variants; not its schedule, state or figures), checked like a new one."""
+    source = get_campaign(conn, campaign_id)
+    if source["workflow_id"] is not None or source["transactional"]:
+        raise Conflict("only campaigns people create can be duplicated")
+    data = {key: source[key] for key in COPIED}
+    test = splittest.get(conn, campaign_id)
+    if test is not None:
+        data["split_test"] = {
+            "variants": [{k: v.get(k) for k in ("subject", "from_name", "message_id")}
+                         for v in test["variants"]],
+            "test_percent": test["test_percent"], "metric": test["metric"],
+            "wait_hours": test["wait_hours"]}
+    copy_id = create_campaign(conn, actor, name=name[:200], **data)
+    record(conn, actor, "campaign.duplicate", "campaign", copy_id, source=campaign_id)
+    return copy_id
+
+
 def update_campaign(conn: Connection, actor: Actor, campaign_id: int, **data: Any) -> None:
     current = get_campaign(conn, campaign_id)
     # Publishing to the archive (or taking it down) is not a change of what is sent.

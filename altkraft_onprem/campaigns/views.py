@@ -1,6 +1,8 @@
 """UI routes: campaign list, the new-campaign form, the campaign page with live progress."""
 from __future__ import annotations
 
+import zoneinfo
+
 from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
@@ -198,6 +200,65 @@ def act(campaign_id: int, action: str):
     except ServiceError as exc:
         flash(exc.translated(), "error")
     return redirect(url_for("campaigns.show", campaign_id=campaign_id))
+
+
+@blueprint.route("/campaigns/<int:campaign_id>/duplicate", methods=["POST"])
+@requires("campaigns:write")
+@keeps_to_lists
+def duplicate(campaign_id: int):
+    """"Duplicate": a draft copy of any campaign, opened for editing."""
+    try:
+        with db.write(db.get_engine()) as conn:
+            source = service.get_campaign(conn, campaign_id)
+            copy_id = service.duplicate_campaign(conn, g.actor, campaign_id,
+                                                 _("Copy of %(name)s", name=source["name"]))
+    except ServiceError as exc:
+        flash(exc.translated(), "error")
+        return redirect(url_for("campaigns.show", campaign_id=campaign_id))
+    flash(_("Campaign duplicated: this is the copy, a draft."), "success")
+    return redirect(url_for("campaigns.edit", campaign_id=copy_id))
+
+
+def _edit_values(conn, campaign: dict) -> dict:
+    """The edit form's values from a stored campaign (the schedule in its own time zone)."""
+    values = {k: campaign[k] for k in ("name", "message_id", "list_ids", "segment_ids",
+                                      "exclude_list_ids", "from_email", "from_name", "reply_to",
+                                      "timezone", "utm", "track_opens", "track_clicks",
+                                      "archive", "send_at_local")}
+    if campaign["schedule_at"] is not None:
+        local = campaign["schedule_at"].astimezone(zoneinfo.ZoneInfo(campaign["timezone"] or "UTC"))
+        values["schedule_at"] = local.strftime("%Y-%m-%dT%H:%M")
+    test = splittest.get(conn, campaign["id"])
+    if test is not None:
+        values["split_test"] = {k: test[k] for k in ("variants", "test_percent", "metric", "wait_hours")}
+    return values
+
+
+@blueprint.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
+@requires("campaigns:write")
+@keeps_to_lists
+def edit(campaign_id: int):
+    """The new-campaign form for a campaign not yet started (draft or scheduled)."""
+    with db.read(db.get_engine()) as conn:
+        campaign = service.get_campaign(conn, campaign_id)
+        values = _edit_values(conn, campaign)
+        choices = _choices(conn)
+    if campaign["state"] not in service.EDITABLE_STATES:
+        flash(_("Only a draft or scheduled campaign can be edited."), "error")
+        return redirect(url_for("campaigns.show", campaign_id=campaign_id))
+    if request.method == "POST":
+        values = _form_values()
+        try:
+            with db.write(db.get_engine()) as conn:
+                service.update_campaign(conn, g.actor, campaign_id, **values)
+            flash(_("Campaign saved."), "success")
+            return redirect(url_for("campaigns.show", campaign_id=campaign_id))
+        except ServiceError as exc:
+            flash(exc.shown(), "error")
+    return render_template("campaigns/new.html", values=values, utm_keys=UTM_KEYS,
+                           editing=campaign, max_variants=MAX_VARIANTS,
+                           max_wait_hours=MAX_WAIT_HOURS, metrics=SPLIT_METRICS,
+                           metric_labels=SPLIT_METRIC_LABELS, letter=variant_letter, **choices)
 
 
 @blueprint.route("/campaigns/<int:campaign_id>/archive", methods=["POST"])
