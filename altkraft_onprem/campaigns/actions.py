@@ -6,7 +6,7 @@ from altkraft_onprem import db
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.config import current_settings
 
-from . import jobs, service, splittest, startcheck
+from . import breakers, jobs, service, splittest, startcheck
 
 ACTIONS = ("start", "schedule", "pause", "resume", "cancel")
 
@@ -53,3 +53,15 @@ def choose_winner(actor: Actor, campaign_id: int, variant: int | None = None, en
     if running:
         jobs.send_campaign(campaign_id)
     return winner
+
+
+def resume_provider(actor: Actor, provider: str, engine=None) -> list[int]:
+    """A person closes a provider's circuit breaker: its waiting rows are due at once and the
+    running campaigns that have some are woken. Returns those campaigns."""
+    engine = engine or db.get_engine()
+    with db.write(engine) as conn:
+        woken = breakers.close(conn, actor, provider)
+        running = [c for c in woken if service.state(conn, c) == "running"]
+    for campaign_id in running:
+        jobs.send_campaign(campaign_id)
+    return running

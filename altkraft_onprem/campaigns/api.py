@@ -13,7 +13,7 @@ from altkraft_onprem.api import MAX_ID, NON_BLANK, Email, Timezone, operation
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import Forbidden, NotFound
 
-from . import actions, service, splittest
+from . import actions, breakers, service, splittest
 from .models import MAX_VARIANTS, MAX_WAIT_HOURS, MIN_VARIANTS
 
 TAG = "Campaigns"
@@ -352,3 +352,37 @@ def choose_winner(campaign_id: int, body: WinnerChoice):
     actions.choose_winner(g.actor, campaign_id, body.variant)
     with db.read(db.get_engine()) as conn:
         return splittest.overview(conn, campaign_id)
+
+
+class BreakerFigures(BaseModel):
+    blocked: int = Field(description="Messages refused, deferred or reported as spam")
+    messages: int = Field(description="Of the campaign's latest messages to the provider")
+    percent: float
+    limit: float = Field(description="inbound.breaker_percent when it tripped")
+
+
+class BreakerOut(BaseModel):
+    provider: Literal["gmail", "outlook", "yahoo", "mailru", "yandex", "other"]
+    state: Literal["open", "closed"] = Field(description="open: nothing is sent to the provider")
+    reason: str
+    campaign_id: int | None = Field(description="The campaign whose figures tripped it")
+    figures: BreakerFigures | None
+    opened_at: datetime
+    closed_at: datetime | None
+    closed_by: str | None
+
+
+@operation("/breakers", "GET", permission="campaigns:read", tag=TAG, response=list[BreakerOut],
+           summary="Circuit breakers of mailbox providers that ever tripped (open ones first)")
+def list_breakers():
+    with db.read(db.get_engine()) as conn:
+        return breakers.list_all(conn)
+
+
+@operation("/breakers/<provider>/resume", "POST", permission="campaigns:send", tag=TAG,
+           response=BreakerOut, summary="Resume sending to a provider whose circuit breaker is "
+           "open (its waiting recipients are due at once)")
+def resume_breaker(provider: str):
+    actions.resume_provider(g.actor, provider)
+    with db.read(db.get_engine()) as conn:
+        return breakers.get(conn, provider)

@@ -152,6 +152,22 @@ Index("ix_transactional_sends_category", transactional_sends.c.category,
       transactional_sends.c.created_at)
 Index("ix_transactional_sends_subscriber", transactional_sends.c.subscriber_id)
 
+# Circuit breakers per mailbox provider (campaigns/breakers.py): while one is open, nothing is
+# sent to that provider; the senders keep its rows in the queue. One row per provider that
+# ever tripped: closed again by a person (closed_at: later trips judge what was sent since).
+BREAKER_STATES = ("open", "closed")
+provider_breakers = Table(
+    "provider_breakers", metadata,
+    Column("provider", String(16), primary_key=True),
+    Column("state", String(8), nullable=False),
+    Column("reason", Text, nullable=False, default=""),     # in English (logs, the audit log)
+    Column("campaign_id", Integer, nullable=True),          # the campaign whose figures tripped it
+    Column("figures", JSON, nullable=True),                 # {blocked, messages, percent, limit}
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Column("closed_by", String(320), nullable=True),
+)
+
 # Split tests: variants 1..N (row variant 0 is a campaign without a test), shown as A..E.
 SPLIT_METRICS = ("opens", "clicks", "click_to_open")
 SPLIT_METRIC_LABELS = {"opens": N_("unique opens"), "clicks": N_("unique clicks"),

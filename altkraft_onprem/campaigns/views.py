@@ -11,10 +11,11 @@ from altkraft_onprem.access import scope
 from altkraft_onprem.access.policy import keeps_to_lists, requires
 from altkraft_onprem.audience import lists, segments
 from altkraft_onprem.config import current_settings
+from altkraft_onprem.delivery.providers import PROVIDER_LABELS
 from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.messages import service as messages
 
-from . import actions, service, splittest
+from . import actions, breakers, service, splittest
 from .models import (
     MAX_VARIANTS,
     MAX_WAIT_HOURS,
@@ -153,6 +154,8 @@ def show(campaign_id: int):
         choices = _choices(conn)
         split = splittest.overview(conn, campaign_id)
         warmup = service.warmup_holds(conn, campaign_id)
+        stopped = [b for b in breakers.list_all(conn) if b["state"] == "open"]
+        held = breakers.held(conn, campaign_id) if stopped else {}
     names = {m["id"]: m["name"] for m in choices["messages"]}
     list_names = {x["id"]: x["name"] for x in choices["lists"]}
     base = current_settings()["server.public_url"].rstrip("/")
@@ -163,7 +166,8 @@ def show(campaign_id: int):
                            archive_links=archive_links, late_start=service.late_start(campaign),
                            problems=problems, reasons=reasons, message_name=names.get(campaign["message_id"], ""),
                            list_names=list_names, split=split, message_names=names, warmup=warmup,
-                           metric_labels=SPLIT_METRIC_LABELS)
+                           metric_labels=SPLIT_METRIC_LABELS, stopped=stopped, held=held,
+                           provider_labels={k: _(v) for k, v in PROVIDER_LABELS.items()})
 
 
 @blueprint.route("/campaigns/<int:campaign_id>/progress.json")
@@ -274,6 +278,22 @@ def set_archive(campaign_id: int):
     except ServiceError as exc:
         flash(exc.translated(), "error")
     return redirect(url_for("campaigns.show", campaign_id=campaign_id))
+
+
+@blueprint.route("/campaigns/providers/<provider>/resume", methods=["POST"])
+@requires("campaigns:send")
+def resume_provider(provider: str):
+    """Closes a mailbox provider's circuit breaker (from a campaign page: back to it)."""
+    try:
+        actions.resume_provider(g.actor, provider)
+        flash(_("Sending to %(provider)s resumed.", provider=_(PROVIDER_LABELS.get(provider, provider))),
+              "success")
+    except ServiceError as exc:
+        flash(exc.translated(), "error")
+    campaign_id = request.form.get("campaign_id", type=int)
+    if campaign_id:
+        return redirect(url_for("campaigns.show", campaign_id=campaign_id))
+    return redirect(url_for("campaigns.index"))
 
 
 @blueprint.route("/campaigns/<int:campaign_id>/split-test/winner", methods=["POST"])

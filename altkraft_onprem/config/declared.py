@@ -369,6 +369,15 @@ SETTINGS: tuple[Setting, ...] = (
             "The complaint rate of a campaign at a provider is judged once it delivered at "
             "least this many messages there (a few complaints among a few messages say little).",
             "integer"),
+    Setting("inbound.breaker_percent", _non_negative(_float), 10.0,
+            "Sending to a mailbox provider (Gmail, Outlook, Yahoo, Mail.ru, Yandex, the rest) "
+            "stops for every campaign when this share of the last inbound.breaker_messages "
+            "messages a campaign sent there was refused for policy or content, deferred for "
+            "reputation or reported as spam; a person resumes it. 0 switches the breakers off.",
+            "number"),
+    Setting("inbound.breaker_messages", _positive(_int), 500,
+            "How many of a campaign's latest messages to a provider its circuit breaker judges "
+            "(none before the campaign sent that many there).", "integer"),
 
     Setting("imports.max_archive_bytes", _positive(_int), 2 * 1024**3,
             "An uploaded .zip/.tar.gz may unpack to at most this many bytes (all members).", "integer"),

@@ -48,6 +48,11 @@ def effects(conn: Connection, settings, inbound_id: int, verdict: Verdict) -> No
         dmarc.store(conn, inbound_id, verdict.report)
         return
     found = verdict.attribution
+    if found is not None and verdict.outcome == "deferred":
+        person = conn.execute(_PERSON, {"sid": found.subscriber_id}).first()
+        if person is not None:
+            monitor.check_breaker(conn, settings, found.campaign_id, providers.provider(person.email))
+        return
     if found is None or verdict.state not in ("processed", "review"):
         return
     person = conn.execute(_PERSON, {"sid": found.subscriber_id}).first()
@@ -122,6 +127,7 @@ def record_bounce(conn: Connection, settings, *, inbound_id: int | None, source:
         if bounce_class in ALERT_CLASSES:
             monitor.raise_alert(conn, bounce_class, "warning", campaign_id, provider,
                                 f"{recipient.status} {recipient.diagnostic}".strip()[:500])
+            monitor.check_breaker(conn, settings, campaign_id, provider)
         events.EMAIL_BOUNCED.emit(conn, bounce_id=bounce_id, subscriber_id=subscriber_id,
                                   campaign_id=campaign_id, email=email, bounce_class=bounce_class,
                                   status=recipient.status, provider=provider, suppressed=suppressed)
@@ -164,6 +170,7 @@ def record_complaint(conn: Connection, settings, *, inbound_id: int | None, sour
                                      campaign_id=campaign_id, email=email,
                                      feedback_type=feedback_type, provider=provider)
         monitor.check_complaints(conn, settings, campaign_id, provider)
+        monitor.check_breaker(conn, settings, campaign_id, provider)
     return complaint_id
 
 
@@ -186,16 +193,22 @@ def apply_batch(conn: Connection, settings, claimed: list[tuple[int, Verdict]]) 
     in a few statements per batch. DMARC reports and mailto unsubscribes (rare) go one by
     one. Raises on any failure: the caller rolls the batch back and goes one by one."""
     wanted = {v.attribution.subscriber_id for _, v in claimed
-              if v.attribution is not None and v.report is None and v.state in ("processed", "review")}
+              if v.attribution is not None and v.report is None
+              and (v.state in ("processed", "review") or v.outcome == "deferred")}
     people = dict(conn.execute(select(subscribers.c.id, subscribers.c.email).where(
         subscribers.c.id.in_(wanted))).all()) if wanted else {}
     bounced: list[_Report] = []
     complained: list[_Report] = []
+    judged: dict[tuple, None] = {}          # (campaign, provider) whose circuit breaker to judge
     for index, (inbound_id, verdict) in enumerate(claimed):
         if verdict.report is not None:
             dmarc.store(conn, inbound_id, verdict.report)
             continue
         found = verdict.attribution
+        if found is not None and verdict.outcome == "deferred":
+            if people.get(found.subscriber_id) is not None:
+                judged[(found.campaign_id, providers.provider(people[found.subscriber_id]))] = None
+            continue
         if found is None or verdict.state not in ("processed", "review"):
             continue
         email = people.get(found.subscriber_id)
@@ -249,6 +262,13 @@ def apply_batch(conn: Connection, settings, claimed: list[tuple[int, Verdict]]) 
     for campaign_id, provider in dict.fromkeys((r.verdict.attribution.campaign_id, r.provider)
                                                for _, r in reported):
         monitor.check_complaints(conn, settings, campaign_id, provider)
+    # After the alerts and complaint checks, as one by one: a block, a complaint, a deferral.
+    judged.update(dict.fromkeys((r.verdict.attribution.campaign_id, r.provider) for r in bounced
+                                if r.subscriber_id is not None and r.email
+                                and r.verdict.bounce_class in ALERT_CLASSES))
+    judged.update(dict.fromkeys((r.verdict.attribution.campaign_id, r.provider) for _, r in reported))
+    for campaign_id, provider in judged:
+        monitor.check_breaker(conn, settings, campaign_id, provider)
 
 
 def _insert(conn: Connection, statement, rows: list[dict]) -> list[int]:

@@ -19,7 +19,7 @@ COMPLAINT_TYPES = ("abuse", "fraud")
 @dataclass
 class Verdict:
     state: str                      # processed, ignored, unmatched, review, failed
-    outcome: str                    # bounce, complaint, unsubscribe, dmarc, auto_reply, delayed, not_spam, none
+    outcome: str                    # bounce, complaint, unsubscribe, dmarc, auto_reply, delayed, deferred, not_spam, none
     subject: str = ""
     attribution: Attribution | None = None
     recipient: parser.Recipient | None = None
@@ -94,8 +94,15 @@ def _by_kind(parsed: parser.Parsed, found: Attribution | None) -> Verdict:
         if not parsed.recipients:
             return Verdict(_unmatched_or("review", found), "none", attribution=found, source=source)
         if not failed:
-            return Verdict("ignored", "delayed", attribution=found, recipient=parsed.recipients[0],
-                           source=source, notes=[f"action {parsed.recipients[0].action}: not a failure"])
+            # A delay is no bounce; one for policy reasons (4.7.x, a blocklist) is the
+            # provider deferring us, which its circuit breaker counts (monitor.py).
+            first = parsed.recipients[0]
+            bounce_class, rule = rules.classify(first.status, first.diagnostic)
+            deferred = first.action == "delayed" and bounce_class == "policy"
+            return Verdict("ignored", "deferred" if deferred else "delayed", attribution=found,
+                           recipient=first, source=source, bounce_class=bounce_class if deferred else "",
+                           rule=rule if deferred else "",
+                           notes=[f"action {first.action}: not a failure"])
         recipient = failed[0]
         bounce_class, rule = rules.classify(recipient.status, recipient.diagnostic)
         state = "review" if bounce_class == "unknown" else "processed"

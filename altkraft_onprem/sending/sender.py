@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from altkraft_onprem import db
-from altkraft_onprem.campaigns import ledger, localtime, recording, runs, transactional
+from altkraft_onprem.campaigns import breakers, ledger, localtime, recording, runs, transactional
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.db.types import utcnow
-from altkraft_onprem.delivery import smtp
+from altkraft_onprem.delivery import providers, smtp
 from altkraft_onprem.delivery.errors import DeliveryError
 from altkraft_onprem.delivery.slots import RelaySlots
 from altkraft_onprem.delivery.stream import Stream
@@ -43,6 +43,7 @@ class Outcome:
     retried: int = 0
     skipped: int = 0
     in_doubt: int = 0               # the relay dropped the connection instead of answering a dot
+    held: int = 0                   # for a provider whose breaker is open (campaigns/breakers.py)
     paused: str | None = None
     lost_lease: bool = False
     sent_bytes: int = 0             # the messages accepted, as handed to the relay
@@ -115,6 +116,7 @@ class Sender:
         self.outcome = Outcome()
         self.recorder = recorder or DirectRecorder(engine)
         self.stream: Stream | None = None                 # on a PIPELINING session
+        self.stopped: dict[str, str] = {}                 # providers whose breaker is open
         self.local: dict | None = None                    # a local-time campaign ({}: not one)
 
     # --- the loop ------------------------------------------------------------------------
@@ -144,6 +146,7 @@ class Sender:
                     first_batch = False
                     rows = ledger.claim(conn, self.campaign_id, self.owner, size, lease,
                                         skip_zones=self._quiet_zones(conn))
+                    self.stopped = breakers.open_ones(conn)
                     self._alive(conn, lease)
                 if not rows:
                     break
@@ -242,6 +245,10 @@ class Sender:
             self.outcome.skipped += 1
             return self._record(row_id, "skipped", reply="not sendable any more (unsubscribed, "
                                 "suppressed, deleted or no longer confirmed)")
+        if self.stopped:
+            provider = providers.provider(person["email"])
+            if provider in self.stopped:
+                return self._hold(row_id, provider)
         try:
             session = self._session()
             eight_bit = session.offers_8bitmime()
@@ -376,6 +383,13 @@ class Sender:
             return self._record(row_id, "in_doubt", reply=f"{exc.message}; it may have been "
                                 "delivered, so it is not sent again (delivery.retry_lost_replies)")
         return self._retry(row_id, exc)
+
+    def _hold(self, row_id: int, provider: str) -> bool:
+        """Sending to this provider is paused: the row waits in the queue, not sent, its
+        attempt not counted; the breaker's close makes it due at once."""
+        self.outcome.held += 1
+        return self._record(row_id, "queued", reply=breakers.held_reply(provider, self.stopped[provider]),
+                            counted=False, retry_at=utcnow() + breakers.RECHECK)
 
     def _retry(self, row_id: int, exc: DeliveryError, count: bool = True) -> bool:
         now = utcnow()
