@@ -98,8 +98,10 @@ def in_quiet(local: time, quiet: dict | None) -> bool:
     start > end)."""
     if not quiet:
         return False
-    start, end = _parse(quiet["start"]), _parse(quiet["end"])
-    local = local.replace(tzinfo=None)
+    return _inside(local.replace(tzinfo=None), _parse(quiet["start"]), _parse(quiet["end"]))
+
+
+def _inside(local: time, start: time, end: time) -> bool:
     if start < end:
         return start <= local < end
     return local >= start or local < end
@@ -231,8 +233,9 @@ def quiet_zones(campaign: dict, now: datetime) -> list[int]:
     quiet = config.get("quiet_hours")
     if not quiet:
         return []
+    start, end = _parse(quiet["start"]), _parse(quiet["end"])   # once: this runs per claim
     return [i for i, name in enumerate(campaign.get("local_zones") or [])
-            if in_quiet(now.astimezone(zone(name)).time(), quiet)]
+            if _inside(now.astimezone(zone(name)).time(), start, end)]
 
 
 def defer_quiet(conn: Connection, campaign: dict, now: datetime) -> int:

@@ -64,3 +64,4 @@ def test_bench_send_compares_a_local_time_campaign(database_args):
     assert (local["zones"], local["send_runs"], local["sent"], local["state"]) == (30, 30, 300, "finished")
     assert local["failed"] == local["in_doubt"] == 0
     assert local["cpu_ratio"] > 0 and local["baseline_cpu_ms_per_msg"] == result["cpu_ms_per_msg"]
+    assert local["quiet_hours_check_us_per_claim"] > 0
