@@ -78,6 +78,10 @@ IMAP_MAILBOX_FIELDS = (
     _item("rcpt", _str, "",
           "The address this mailbox receives for (e.g. the FBL address); empty: each message's "
           "Delivered-To, X-Original-To or To header."),
+    _item("idle", _bool, True,
+          "While `altkraft inbound` runs, wait for new mail with IMAP IDLE where the server "
+          "offers it (read within seconds); false, or a server without IDLE: it polls every "
+          "minute. Without `altkraft inbound` the mailbox is polled every minute.", "boolean"),
 )
 
 SENDING_DOMAIN_FIELDS = (
@@ -322,8 +326,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Address named in the DMARC record's rua= tag (aggregate reports arrive there).",
             example="dmarc@bounces.example.com"),
     Setting("inbound.imap", _tables(IMAP_MAILBOX_FIELDS, "IMAP mailbox"), [],
-            "Existing mailboxes that receive bounces or FBL reports, polled every minute, as "
-            "[[inbound.imap]] tables.", "list of tables",
+            "Existing mailboxes that receive bounces or FBL reports, as [[inbound.imap]] tables: "
+            "`altkraft inbound` waits for their new mail with IMAP IDLE (else they are polled "
+            "every minute).", "list of tables",
             example=[{"host": "imap.example.com", "username": "fbl@example.com",
                       "password_file": "/etc/altkraft/imap_password", "rcpt": "fbl@example.com"}],
             item_fields=IMAP_MAILBOX_FIELDS),

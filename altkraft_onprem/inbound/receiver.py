@@ -20,7 +20,7 @@ import time
 
 from aiosmtpd.smtp import SMTP
 
-from . import intake
+from . import imap, intake
 from .addresses import Recogniser
 
 log = logging.getLogger("altkraft.inbound")
@@ -211,9 +211,11 @@ async def serve(settings, engine, enqueue, sock: socket.socket, stop: asyncio.Ev
 
 
 def run(settings, engine, enqueue) -> None:
-    """The `altkraft inbound` process: SIGTERM / SIGINT stop it cleanly."""
+    """The `altkraft inbound` process: SIGTERM / SIGINT stop it cleanly. It also watches the
+    [[inbound.imap]] mailboxes (IMAP IDLE, imap.Watcher)."""
     sock = listening_socket(settings)
     address = sock.getsockname()
+    watchers = imap.watch_all(engine, settings)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -223,4 +225,8 @@ def run(settings, engine, enqueue) -> None:
         await serve(settings, engine, enqueue, sock, stop,
                     ready=lambda _server: log.warning("altkraft inbound: receiving on %s:%s",
                                                       address[0], address[1]))
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        for watcher in watchers:
+            watcher.stop()

@@ -48,8 +48,8 @@ service imap-login {{
 
 
 class Dovecot:
-    def __init__(self, root: Path):
-        self.root, self.port = root, free_port()
+    def __init__(self, root: Path, extra: str = ""):
+        self.root, self.port, self.extra = root, free_port(), extra
         self.config = root / "dovecot.conf"
 
     def start(self) -> Dovecot:
@@ -58,7 +58,7 @@ class Dovecot:
         os.chown(self.root / "mail", MAIL_UID, MAIL_UID)
         self.root.chmod(0o755)
         (self.root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
-        self.config.write_text(CONFIG.format(root=self.root, port=self.port, uid=MAIL_UID))
+        self.config.write_text(CONFIG.format(root=self.root, port=self.port, uid=MAIL_UID) + self.extra)
         subprocess.run([DOVECOT, "-c", str(self.config)], check=True)
         deadline = time.monotonic() + 10
         while True:
@@ -93,13 +93,18 @@ class Dovecot:
             client.logout()
 
 
-@pytest.fixture(scope="module")
-def dovecot():
+def running_dovecot(extra: str = ""):
+    """A started Dovecot (with `extra` configuration lines), stopped and removed after."""
     if os.geteuid() != 0 or not Path(DOVECOT).exists():
         pytest.skip("needs root and Dovecot (apt-get install dovecot-imapd; `make system-deps`)")
     # Not under pytest's 0700 temporary root: Dovecot's own users must reach these files.
     root = Path(tempfile.mkdtemp(prefix="ak-dovecot-"))
-    server = Dovecot(root).start()
+    server = Dovecot(root, extra).start()
     yield server
     server.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dovecot():
+    yield from running_dovecot()
