@@ -116,6 +116,8 @@ class NodeStats(BaseModel):
     waiting: int
     done: int
     exited: int
+    converted: int = Field(description="Of those who passed the node, how many reached a goal "
+                           "node afterwards (a goal node: those who reached it)")
 
 
 class EventIn(Strict):
@@ -250,7 +252,7 @@ def list_enrollments(workflow_id: int, query: EnrollmentQuery):
 
 
 @operation("/workflows/<int:workflow_id>/stats", "GET", permission="automation:read",
-           summary="Per node: entered, waiting, done, exited", tag=TAG,
+           summary="Per node: entered, waiting, done, exited, converted", tag=TAG,
            response=dict[str, NodeStats])
 def workflow_stats(workflow_id: int):
     with db.read(_engine()) as conn:

@@ -141,7 +141,7 @@ def _apply(conn: Connection, found: dict, node: dict, pairs: list[tuple[dict, Ou
     for row, outcome in pairs:
         detail = outcome.detail
         if outcome.wait_until is not None:
-            waits[(outcome.wait_until, outcome.wait_until, detail.get("waiting_for"),
+            waits[(outcome.wake_at or outcome.wait_until, outcome.wait_until, detail.get("waiting_for"),
                    detail.get("attempt", row["attempts"]), None, None)].append(row["id"])
             continue
         if detail.get("failed") and (node["id"], "failure") not in found["edges"]:

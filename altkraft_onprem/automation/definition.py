@@ -178,12 +178,29 @@ class Wait(Strict):
 
 
 class WaitUntil(Strict):
+    """Exactly one of: `at`; `weekdays` (+ `time`); a date `field` (+ `offset_days`, `time`);
+    or `conditions` (+ `timeout`): until the person matches the segment conditions, looked
+    at when they arrive and every `check_every`, else after `timeout` by the "timeout"
+    branch."""
     at: datetime | None = Field(None, description="A moment (with a zone, or wall time in the "
                                 "person's zone)")
     weekdays: list[Weekday] | None = None
     time: Clock | None = None
     field: FieldName | None = Field(None, description="A date field; with offset_days and time")
     offset_days: int = Field(0, ge=-3660, le=3660)
+    conditions: dict | None = Field(None, description="Segment conditions (AND/OR groups): go "
+                                    "on as soon as the person matches them")
+    timeout: Duration | None = Field(None, description="With conditions: give up after this "
+                                     "long (ISO 8601, e.g. P7D) and leave by the \"timeout\" branch")
+    check_every: Duration = Field(timedelta(minutes=5), description="With conditions: how often "
+                                  "they are looked at again (at least PT1M)")
+
+    @field_validator("check_every")
+    @classmethod
+    def _often_enough(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("check_every must be at least PT1M")
+        return value
 
 
 class WaitForEvent(Strict):

@@ -20,7 +20,7 @@ from altkraft_onprem.db.types import utcnow
 
 from . import outbox
 from .models import received_events
-from .workflow_models import enrollments, steps, workflows
+from .workflow_models import enrollments, steps, workflow_versions, workflows
 
 CHUNK = 2000            # ids per IN list and rows per INSERT statement
 # Triggers about people on their way out: they enter whatever their state (a complaint or a
@@ -153,11 +153,13 @@ def exit_people(conn: Connection, subscriber_ids, reason: str, workflow_ids=None
 
 def stats(conn: Connection, workflow_id: int) -> dict[str, dict[str, int]]:
     """Per node: entered (people who reached it), waiting (there now), done (passed it),
-    exited (left the workflow there)."""
+    exited (left the workflow there), converted (of those who passed it, how many reached a
+    goal node in the same run through the workflow)."""
     figures: dict[str, dict[str, int]] = {}
 
     def put(node_id, key, value):
-        figures.setdefault(node_id, {"entered": 0, "waiting": 0, "done": 0, "exited": 0})[key] = value
+        figures.setdefault(node_id, {"entered": 0, "waiting": 0, "done": 0, "exited": 0,
+                                     "converted": 0})[key] = value
 
     for node_id, count in conn.execute(select(steps.c.node_id, func.count(func.distinct(
             steps.c.enrollment_id))).where(steps.c.workflow_id == workflow_id).group_by(steps.c.node_id)):
@@ -170,9 +172,27 @@ def stats(conn: Connection, workflow_id: int) -> dict[str, dict[str, int]]:
             enrollments.c.workflow_id == workflow_id, enrollments.c.state == "exited")
             .group_by(enrollments.c.node_id)):
         put(node_id, "exited", count)
+    goals = _goal_nodes(conn, workflow_id)
+    if goals:
+        converted = select(steps.c.enrollment_id).where(
+            steps.c.workflow_id == workflow_id, steps.c.node_id.in_(goals))
+        for node_id, count in conn.execute(select(steps.c.node_id, func.count(func.distinct(
+                steps.c.enrollment_id))).where(steps.c.workflow_id == workflow_id,
+                                               steps.c.enrollment_id.in_(converted))
+                .group_by(steps.c.node_id)):
+            put(node_id, "converted", count)
     for item in figures.values():
         item["entered"] = item["done"] + item["waiting"] + item["exited"]
     return figures
+
+
+def _goal_nodes(conn: Connection, workflow_id: int) -> list[str]:
+    """The ids of goal nodes in any published version of the workflow."""
+    found: set[str] = set()
+    for definition in conn.execute(select(workflow_versions.c.definition).where(
+            workflow_versions.c.workflow_id == workflow_id)).scalars():
+        found.update(n["id"] for n in definition["graph"]["nodes"] if n["type"] == "goal")
+    return sorted(found)
 
 
 def page(conn: Connection, workflow_id: int, *, state: str | None = None, subscriber_id=None,

@@ -44,7 +44,33 @@ def wait(batch: Batch) -> list[Outcome]:
     return [step.wait(step.enrollment["waiting_until"] or same) for step in batch.steps()]
 
 
-def wait_until(step: Step) -> Outcome:
+def wait_until(batch: Batch) -> list[Outcome]:
+    if batch.config.get("conditions") is None:
+        return [wait_until_moment(step) for step in batch.steps()]
+    return until_conditions(batch)
+
+
+def until_conditions(batch: Batch) -> list[Outcome]:
+    """On by the plain edge once the person matches the conditions (looked at now, then
+    every check_every); by "timeout" when the timeout has passed (at once for a test run)."""
+    config = batch.config
+    met = batch.matching(config["conditions"])
+    every = timing.duration(config.get("check_every") or "PT5M")
+    outcomes = []
+    for step in batch.steps():
+        deadline = step.enrollment["waiting_until"]
+        if step.subscriber_id in met:
+            outcomes.append(Outcome(detail={"met": True}))
+        elif step.enrollment["test"] or (deadline is not None and step.now >= deadline):
+            outcomes.append(Outcome(branch="timeout", detail={
+                "timeout": True, **({"compressed": True} if step.enrollment["test"] else {})}))
+        else:
+            deadline = deadline or step.now + timing.duration(config["timeout"])
+            outcomes.append(Outcome(wait_until=deadline, wake_at=min(step.now + every, deadline)))
+    return outcomes
+
+
+def wait_until_moment(step: Step) -> Outcome:
     if step.enrollment["waiting_until"] is not None:
         return step.wait(step.enrollment["waiting_until"])
     config, tz = step.config, step.tz
@@ -210,7 +236,7 @@ def notify(step: Step) -> Outcome:
 
 
 EXECUTORS: dict[str, Executor] = {
-    "wait": wait, "wait_until": each(wait_until), "send_window": each(send_window),
+    "wait": wait, "wait_until": wait_until, "send_window": each(send_window),
     "wait_for_event": each(wait_for_event), "condition": condition, "switch": switch,
     "split": split, "frequency_cap": frequency_cap, "goal": goal, "exit": exit_node,
     "goto": goto, "enroll": enroll, "update_fields": update_fields,

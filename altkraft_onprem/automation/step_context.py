@@ -26,6 +26,7 @@ from . import timing
 class Outcome:
     branch: str | None = None
     wait_until: datetime | None = None      # come back then (the node is not done)
+    wake_at: datetime | None = None         # look again before wait_until (a condition)
     jump: str | None = None                 # goto: the next node, instead of an edge
     end: str | None = None                  # exit: the reason
     detail: dict = field(default_factory=dict)

@@ -126,6 +126,8 @@ def branches(node) -> tuple[str | None, ...]:
         return (*[case.branch for case in node.config.cases], "default")
     if node.type == "split":
         return tuple(node.config.variants)
+    if node.type == "wait_until" and node.config.conditions is not None:
+        return (None, "timeout")
     return BRANCHES.get(node.type, (None,))
 
 
@@ -221,11 +223,17 @@ def _check_references(conn: Connection, node, workflow_id: int | None) -> None:
         for name in config.map.values():
             check_field(conn, name)
     elif node.type == "wait_until":
-        forms = [config.at is not None, config.weekdays is not None, config.field is not None]
+        forms = [config.at is not None, config.weekdays is not None, config.field is not None,
+                 config.conditions is not None]
         if sum(forms) != 1:
-            raise ServiceError("give exactly one of at, weekdays (with time) or field (with time)")
+            raise ServiceError("give exactly one of at, weekdays (with time), field (with time) "
+                               "or conditions (with timeout)")
         if config.field is not None:
             check_field(conn, config.field)
+        if config.conditions is not None:
+            if config.timeout is None:
+                raise ServiceError("conditions need a timeout (ISO 8601, e.g. P7D)")
+            segment_conditions.validate(conn, config.conditions)
     elif node.type in ("add_to_list", "remove_from_list"):
         _exists(conn, lists, config.list_id)
     elif node.type == "condition":

@@ -2,19 +2,23 @@
 where and why) and webhook subscriptions with their delivery log."""
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
+from altkraft_onprem.audience import lists as list_service
+from altkraft_onprem.audience import segments as segment_service
 from altkraft_onprem.audience.subscribers import find_by_email, render_context
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
 
 from . import enrollment, jobs, timing, webhooks, workflows
 from .definition import BRANCHES, CONFIGS, TRIGGER_TYPES
-from .models import WEBHOOK_EVENT_TYPES
+from .models import DELIVERY_STATES, WEBHOOK_EVENT_TYPES
 
 blueprint = Blueprint("automation", __name__, url_prefix="/automation")
 
@@ -72,6 +76,7 @@ def builder(workflow_id: int):
         stats = enrollment.stats(conn, workflow_id)
         people, total = enrollment.page(conn, workflow_id, limit=50)
         parked = enrollment.page(conn, workflow_id, state="parked", limit=1)[1]
+        segments = segment_service.list_segments(conn)
         zones = _zones(conn, [p["subscriber_id"] for p in people])
     nodes = {n.get("id"): n for n in (workflow["draft"].get("graph") or {}).get("nodes", [])
              if isinstance(n, dict)}
@@ -80,7 +85,7 @@ def builder(workflow_id: int):
         item["why"] = _why(item, nodes, zones.get(item["subscriber_id"]) or zone_default)
     return render_template(
         "automation/workflow.html", workflow=workflow, stats=stats, people=people, total=total,
-        parked=parked,
+        parked=parked, segments=segments,
         node_types=sorted(CONFIGS), branches={t: list(bs) for t, bs in BRANCHES.items()},
         trigger_types=list(TRIGGER_TYPES))
 
@@ -109,12 +114,17 @@ def act(workflow_id: int, action: str):
     try:
         with db.write(engine) as conn:
             if action == "publish":
-                result = workflows.publish(conn, g.actor, workflow_id, wake=jobs.wake)
+                result = workflows.publish(conn, g.actor, workflow_id,
+                                           _node_map(request.form.get("node_map", "")),
+                                           wake=jobs.wake)
                 message = _("Version %(number)s published.", number=result["version"])
             elif action == "pause":
                 workflows.pause(conn, g.actor, workflow_id)
                 message = _("Workflow paused.")
             elif action == "archive":
+                if request.form.get("confirm") != "on":
+                    raise ServiceError("confirm that everyone inside leaves to archive the "
+                                       "workflow", "confirm")
                 workflows.archive(conn, g.actor, workflow_id, wake=jobs.wake)
                 message = _("Workflow archived.")
             elif action == "resume":
@@ -132,6 +142,21 @@ def act(workflow_id: int, action: str):
     except ServiceError as exc:
         _failed(exc)
     return redirect(url_for("automation.builder", workflow_id=workflow_id))
+
+
+def _node_map(text: str) -> dict[str, str] | None:
+    """The publish form's node map: a JSON object of step ids, or nothing."""
+    if not text.strip():
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in found.items()):
+        raise ServiceError('the node map must be a JSON object of step ids, e.g. '
+                           '{"wait1": "wait3"}', "node_map")
+    return found
 
 
 def _people(conn, text: str) -> list[int]:
@@ -157,7 +182,14 @@ def _people(conn, text: str) -> list[int]:
 def webhook_list():
     with db.read(db.get_engine()) as conn:
         items = webhooks.list_webhooks(conn)
-    return render_template("automation/webhooks.html", items=items, event_types=WEBHOOK_EVENT_TYPES)
+        all_lists = list_service.list_lists(conn, counts=False)
+    names = {item["id"]: item["name"] for item in all_lists}
+    return render_template("automation/webhooks.html", items=items, event_types=WEBHOOK_EVENT_TYPES,
+                           lists=all_lists, list_names=names)
+
+
+def _list_id(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
 
 
 @blueprint.route("/webhooks", methods=["POST"])
@@ -167,6 +199,7 @@ def webhook_create():
         with db.write(db.get_engine()) as conn:
             created = webhooks.create(conn, g.actor, current_settings(), url=request.form.get("url", ""),
                                       events=request.form.getlist("events"),
+                                      list_id=_list_id(request.form.get("list_id")),
                                       description=request.form.get("description", ""))
     except ServiceError as exc:
         _failed(exc)
@@ -178,10 +211,14 @@ def webhook_create():
 @blueprint.route("/webhooks/<int:webhook_id>")
 @requires("automation:read")
 def webhook_show(webhook_id: int):
+    state = request.args.get("state") if request.args.get("state") in DELIVERY_STATES else None
     with db.read(db.get_engine()) as conn:
         item = webhooks.get(conn, webhook_id)
-        log, total = webhooks.deliveries(conn, webhook_id, limit=100)
-    return render_template("automation/webhook.html", item=item, log=log, total=total)
+        log, total = webhooks.deliveries(conn, webhook_id, state=state, limit=100)
+        list_name = (list_service.get_list(conn, item["list_id"], counts=False)["name"]
+                     if item.get("list_id") else None)
+    return render_template("automation/webhook.html", item=item, log=log, total=total,
+                           state=state, states=DELIVERY_STATES, list_name=list_name)
 
 
 @blueprint.route("/webhooks/<int:webhook_id>/active", methods=["POST"])
@@ -194,6 +231,26 @@ def webhook_toggle(webhook_id: int):
         jobs.deliver_webhooks()
     flash(_("Webhook switched on.") if active else _("Webhook switched off."), "success")
     return redirect(url_for("automation.webhook_show", webhook_id=webhook_id))
+
+
+@blueprint.route("/webhooks/<int:webhook_id>/secret", methods=["POST"])
+@requires("automation:write")
+def webhook_rotate(webhook_id: int):
+    with db.write(db.get_engine()) as conn:
+        found = webhooks.update_webhook(conn, g.actor, current_settings(), webhook_id,
+                                        rotate_secret=True)
+    flash(_("A new secret (shown once): %(secret)s. Requests carry the previous one's "
+            "signature too until the next change.", secret=found["secret"]), "success")
+    return redirect(url_for("automation.webhook_show", webhook_id=webhook_id))
+
+
+@blueprint.route("/webhooks/<int:webhook_id>/delete", methods=["POST"])
+@requires("automation:write")
+def webhook_delete(webhook_id: int):
+    with db.write(db.get_engine()) as conn:
+        webhooks.delete_webhook(conn, g.actor, webhook_id)
+    flash(_("Webhook deleted."), "success")
+    return redirect(url_for("automation.webhook_list"))
 
 
 @blueprint.route("/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/redeliver", methods=["POST"])

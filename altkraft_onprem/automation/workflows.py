@@ -130,6 +130,8 @@ def publish(conn: Connection, actor: Actor, workflow_id: int,
         published_at=utcnow(), published_by=actor.label[:320])
         .returning(workflow_versions.c.id)).scalar_one()
     moved = _move_people(conn, workflow_id, version_id, stored, node_map) if node_map else 0
+    if moved and wake is not None:          # they go on at their new step soon after the commit
+        db.after_commit(conn, "automation.moved", wake)
     conn.execute(update(workflows).where(workflows.c.id == workflow_id).values(
         state="active", version_id=version_id, name=definition.name, updated_at=utcnow()))
     was_active = current["state"] == "active"

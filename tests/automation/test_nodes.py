@@ -13,6 +13,7 @@ from standardwebhooks.webhooks import Webhook
 
 from altkraft_onprem import db
 from altkraft_onprem.audience import fields as field_service
+from altkraft_onprem.audience import subscribers
 from altkraft_onprem.automation.workflow_models import splits, steps
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.messages import service as messages
@@ -154,6 +155,54 @@ def test_wait_until_a_date_field_with_an_offset(env):
     until = enrollment_of(env, workflow_id, subscriber_id)["waiting_until"]
     assert until == datetime.combine(day - timedelta(days=1), datetime.min.time().replace(hour=8),
                                      tzinfo=ZoneInfo("Asia/Tokyo"))
+
+
+def test_wait_until_a_condition_goes_on_when_it_holds_or_times_out(env):
+    city = f"Town-{uid()}"
+    workflow_id = published(env, chain(
+        ("w", "wait_until", {"conditions": {"op": "and", "rules": [
+            {"field": "city", "operator": "eq", "value": city}]}, "timeout": "P3D",
+            "check_every": "PT10M"}),
+        ("met", "update_fields", {"fields": {"company": "met"}}),
+        ("late", "update_fields", {"fields": {"company": "timed out"}}),
+        edges=[{"from": "w", "to": "met"}, {"from": "w", "to": "late", "branch": "timeout"}]))
+    already, later, never, tested = (person(env, city=city), person(env), person(env),
+                                     person(env))
+    enroll(env, workflow_id, already, later, never)
+    assert fields_of(env, already)["company"] == "met"          # true at once: no wait
+    waiting = enrollment_of(env, workflow_id, later)
+    assert waiting["node_id"] == "w" and waiting["wake_at"] < waiting["waiting_until"]
+    assert waiting["wake_at"] - utcnow() <= timedelta(minutes=10)
+    assert timedelta(days=2, hours=23) < waiting["waiting_until"] - utcnow() <= timedelta(days=3)
+    run_later(env, 1)                                            # looked again: still not
+    assert fields_of(env, later)["company"] is None
+    with db.write(env.engine) as conn:
+        subscribers.update_subscriber(conn, ACTOR, later, {"city": city})
+    run_later(env, 2)
+    assert fields_of(env, later)["company"] == "met"
+    assert [s[:3] for s in steps_of(env, enrollment_of(env, workflow_id, later)["id"])][0] == ("w", 1, None)
+    for hours in (24, 48, 73):
+        run_later(env, hours)
+    assert fields_of(env, never)["company"] == "timed out"
+    assert steps_of(env, enrollment_of(env, workflow_id, never)["id"])[0] == ("w", 1, "timeout")
+    enroll(env, workflow_id, tested, test=True)                  # a test run does not wait
+    assert fields_of(env, tested)["company"] == "timed out"
+
+
+def test_wait_until_a_condition_needs_a_timeout_and_valid_conditions(env):
+    from altkraft_onprem.automation import workflows
+    from altkraft_onprem.errors import ServiceError
+
+    for config, words in (({"conditions": {"op": "and", "rules": []}}, "need a timeout"),
+                          ({"conditions": {"op": "and", "rules": []}, "timeout": "P1D",
+                            "at": "2030-01-01T09:00:00Z"}, "exactly one of"),
+                          ({"conditions": {"op": "and", "rules": []}, "timeout": "P1D",
+                            "check_every": "PT10S"}, "at least PT1M")):
+        with db.write(env.engine) as conn:
+            workflow_id = workflows.create(conn, ACTOR, chain(("w", "wait_until", config)))
+            with pytest.raises(ServiceError) as refused:
+                workflows.publish(conn, ACTOR, workflow_id)
+        assert "node w (wait_until)" in refused.value.message and words in refused.value.message
 
 
 def test_a_send_window_holds_people_until_it_opens(env):

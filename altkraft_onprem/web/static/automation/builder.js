@@ -10,6 +10,7 @@
   const draft = read("workflow-draft");
   const stats = read("workflow-stats");
   const BRANCHES = read("node-branches");
+  const WORDS = read("builder-words");
   const $ = (id) => document.getElementById(id);
   const status = $("builder-status");
   const editable = root.dataset.editable === "yes";
@@ -20,7 +21,7 @@
     notify: { to: ["staff@example.com"], subject: "{{ subscriber.email }}", text: "" },
     webhook: { url: "https://example.com/hook", method: "POST" },
     wait: { duration: "P1D" },
-    wait_until: { weekdays: [1, 2, 3, 4, 5], time: "09:00" },
+    wait_until: { weekdays: [1, 2, 3, 4, 5], time: "09:00" },   // or {conditions, timeout}
     wait_for_event: { event: "order_paid", timeout: "P3D" },
     condition: { conditions: { op: "and", rules: [] } },
     switch: { cases: [{ branch: "first", conditions: { op: "and", rules: [] } }] },
@@ -46,21 +47,24 @@
   function branchesOf(type, config) {
     if (type === "switch") return [...((config && config.cases) || []).map((c) => c.branch), "default"];
     if (type === "split") return Object.keys((config && config.variants) || {});
+    if (type === "wait_until" && config && config.conditions) return [null, "timeout"];
     if (Object.prototype.hasOwnProperty.call(BRANCHES, type)) return BRANCHES[type];
     return [null];
   }
-  const branchLabel = (b) => (b === null || b === undefined ? "→" : b);
+  const branchLabel = (b) => (b === null || b === undefined ? WORDS.branch_plain : b);
   function escapeHtml(text) {
     const div = document.createElement("div");
     div.textContent = text;
     return div.innerHTML;
   }
   function nodeHtml(data) {
-    const s = stats[data.id] || { entered: 0, waiting: 0, done: 0, exited: 0 };
+    const s = Object.assign({ entered: 0, waiting: 0, done: 0, exited: 0, converted: 0 }, stats[data.id] || {});
     const outs = branchesOf(data.type, data.config).map(branchLabel).join(" · ");
+    const counters = ["entered", "waiting", "done", "exited", "converted"]
+      .map((key) => `<span>${escapeHtml(WORDS[key])} <b>${Number(s[key])}</b></span>`).join(" ");
     return `<div class="wf-node" data-wf="${escapeHtml(data.id)}">` +
       `<strong>${escapeHtml(data.name || data.id)}</strong> <span class="wf-type">${escapeHtml(data.type)}</span>` +
-      `<span class="wf-counters" title="entered / waiting / done / exited">${s.entered} / ${s.waiting} / ${s.done} / ${s.exited}</span>` +
+      `<span class="wf-counters">${counters}</span>` +
       `<span class="wf-branches">${escapeHtml(outs)}</span></div>`;
   }
 
@@ -75,14 +79,31 @@
     return dfId;
   }
 
-  function connect(from, branch, to) {
+  // The Drawflow output of a step's branch, or null.
+  function output(from, branch) {
     const src = byWf.get(from);
-    const dst = byWf.get(to);
-    if (!src || !dst) return false;
+    if (!src) return null;
     const node = editor.getNodeFromId(src);
     const index = branchesOf(node.data.type, node.data.config).findIndex((b) => branchLabel(b) === branchLabel(branch));
-    if (index < 0) return false;
-    editor.addConnection(src, dst, `output_${index + 1}`, "input_1");
+    return index < 0 ? null : `output_${index + 1}`;
+  }
+
+  function connect(from, branch, to) {
+    const dst = byWf.get(to);
+    const out = output(from, branch);
+    if (!dst || !out) return false;
+    editor.addConnection(byWf.get(from), dst, out, "input_1");
+    return true;
+  }
+
+  function disconnect(from, branch, to) {
+    const dst = byWf.get(to);
+    const out = output(from, branch);
+    if (!dst || !out) return false;
+    const src = byWf.get(from);
+    const linked = editor.getNodeFromId(src).outputs[out].connections.some((c) => String(c.node) === String(dst));
+    if (!linked) return false;
+    editor.removeSingleConnection(src, dst, out, "input_1");
     return true;
   }
 
@@ -101,8 +122,6 @@
   const triggerRest = Object.assign({}, trigger);
   delete triggerRest.type;
   $("trigger-config").value = JSON.stringify(triggerRest);
-  const reentry = (draft.entry || {}).reentry;
-  $("reentry").value = typeof reentry === "string" ? reentry : "once";
 
   // --- the workflow JSON -------------------------------------------------------------------
   function parseJson(text, what) {
@@ -135,11 +154,18 @@
     });
     const roots = nodes.filter((n) => !incoming.has(n.id)).sort((a, b) => a.position.x - b.position.x);
     const start = (roots[0] || nodes[0] || { id: "" }).id;
-    const entry = Object.assign({}, draft.entry || {}, { reentry: $("reentry").value });
+    const entry = Object.assign({}, draft.entry || {});
+    const number = (id) => parseInt($(id).value, 10);
+    entry.reentry = $("reentry").value === "after_days" ? { after_days: number("reentry-days") } : $("reentry").value;
+    entry.backfill = $("backfill").value === "days" ? { days: number("backfill-days") } : $("backfill").value;
+    [["segment_id", "entry-segment"], ["exit_segment_id", "exit-segment"]].forEach(([key, id]) => {
+      if ($(id).value) entry[key] = number(id);
+      else delete entry[key];
+    });
     const out = Object.assign({}, draft, {
       name: $("wf-name").value.trim(),
       trigger: Object.assign(parseJson($("trigger-config").value, "trigger settings"), { type: $("trigger-type").value }),
-      entry, graph: { start, nodes, edges },
+      entry, timezone: $("wf-timezone").value.trim() || "UTC", graph: { start, nodes, edges },
     });
     return out;
   }
@@ -157,7 +183,7 @@
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
     });
     const answer = await response.json().catch(() => ({}));
-    status.textContent = response.ok ? status.dataset.saved || "Saved." : (answer.error || `HTTP ${response.status}`);
+    status.textContent = response.ok ? WORDS.saved : (answer.error || `HTTP ${response.status}`);
     return response.ok;
   }
 
@@ -215,13 +241,19 @@
       slot(count).x, slot(count).y);
     refreshLists();
     showNode(id);
+    status.textContent = WORDS.added;
     $("node-config").focus();
   });
   $("connect-from").addEventListener("change", refreshBranches);
   $("connect").addEventListener("click", () => {
     const raw = $("connect-branch").value;
     const ok = connect($("connect-from").value, raw === "" ? null : raw, $("connect-to").value);
-    status.textContent = ok ? "" : "—";
+    status.textContent = ok ? WORDS.connected : WORDS.not_connected;
+  });
+  $("disconnect").addEventListener("click", () => {
+    const raw = $("connect-branch").value;
+    const ok = disconnect($("connect-from").value, raw === "" ? null : raw, $("connect-to").value);
+    status.textContent = ok ? WORDS.disconnected : WORDS.no_such_edge;
   });
   $("node-select").addEventListener("change", () => showNode($("node-select").value));
   $("apply-node").addEventListener("click", () => {
@@ -243,7 +275,7 @@
     editor.updateNodeDataFromId(dfId, updated);
     redraw(dfId, updated);
     refreshBranches();
-    status.textContent = "";
+    status.textContent = WORDS.applied;
   });
   $("delete-node").addEventListener("click", () => {
     const id = $("node-select").value;
@@ -252,6 +284,7 @@
     editor.removeNodeId(`node-${dfId}`);
     byWf.delete(id);
     refreshLists();
+    status.textContent = WORDS.deleted;
   });
   editor.on("nodeSelected", (dfId) => showNode(editor.getNodeFromId(dfId).data.id));
   $("save-draft").addEventListener("click", save);
