@@ -106,11 +106,11 @@ Index("ix_complaints_at", complaints.c.at)
 # Deliverability alerts raised by what comes back: one row per (kind, campaign, provider,
 # level), counted up while it recurs. Kinds: complaint_rate (level warning or paused), policy
 # (blocklists, authentication: level warning), content (level warning), breaker (level
-# paused: the provider's circuit breaker opened, campaigns/breakers.py).
+# stopped: the provider's circuit breaker opened, campaigns/breakers.py).
 ALERT_KINDS = ("complaint_rate", "policy", "content", "breaker")
 ALERT_LABELS = {"complaint_rate": N_("complaint rate"), "policy": N_("blocked by policy or reputation"),
                 "content": N_("content rejected"), "warning": N_("warning"), "paused": N_("campaign paused"),
-                "breaker": N_("sending to the provider paused"),
+                "breaker": N_("sending to the provider paused"), "stopped": N_("stopped"),
                 # raised by deliverability's DNS and blocklist checks (subject: what got worse)
                 "dns": N_("DNS check got worse"), "blocklist": N_("listed on a blocklist"),
                 "fail": N_("fail"), "missing": N_("missing")}

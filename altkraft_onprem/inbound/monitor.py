@@ -117,5 +117,5 @@ def check_breaker(conn: Connection, settings, campaign_id: int | None, provider:
     figures = {"blocked": count, "messages": size, "percent": round(percent, 1), "limit": limit}
     if not breakers.trip(conn, provider, reason, campaign_id, figures):
         return False
-    raise_alert(conn, "breaker", "paused", campaign_id, provider, reason)
+    raise_alert(conn, "breaker", "stopped", campaign_id, provider, reason)
     return True

@@ -79,7 +79,14 @@ def test_blocks_and_complaints_over_the_line_open_the_breaker(env, world, sink):
     assert audit(env, "breaker.open") == ["gmail"]
     with db.read(env.engine) as conn:
         kinds = [(a["kind"], a["level"], a["provider"]) for a in monitor.list_alerts(conn)]
-    assert ("breaker", "paused", "gmail") in kinds
+    assert ("breaker", "stopped", "gmail") in kinds
+
+
+def test_the_inbound_page_lists_the_breaker_alert(env, world, client):
+    env.login(client, env.user("Administrator"))
+    page = client.get("/deliverability/inbound").get_data(as_text=True)
+    row = next(r for r in page.split("<tr>") if "sending to the provider paused" in r)
+    assert "<td>stopped</td>" in row and "Gmail" in row
 
 
 def test_other_providers_are_not_judged_by_gmail(env, world, sink):
