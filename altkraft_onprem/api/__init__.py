@@ -343,7 +343,8 @@ def openapi_document() -> dict:
                  "description": "Authenticate with `Authorization: Bearer <token>` (create tokens "
                                 "under Users & roles, or `altkraft token create`). Errors are RFC 9457 "
                                 "problem details. Every route names the permission it needs "
-                                "(`x-permission`)."},
+                                "(`x-permission`). No text may contain NUL (U+0000): PostgreSQL "
+                                "cannot store it (a 422)."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {"schemas": components,

@@ -183,7 +183,8 @@ def _value(*accepted: dict, description: str = "") -> Any:
     return Annotated[str | StrictInt | StrictFloat | None, WithJsonSchema(schema)]
 
 
-_TEXT = ({"type": "string", "maxLength": rules.TEXT_MAX}, {"type": "integer"}, {"type": "number"})
+_TEXT = ({"type": "string", "maxLength": rules.TEXT_MAX},
+         {"type": "integer", "minimum": -10**15, "maximum": 10**15}, {"type": "number"})
 Text = _value(*_TEXT)
 
 

@@ -129,12 +129,12 @@ class Compare(BaseModel):
 
 
 class CompareQuery(Strict):
-    from_version: int = Field(ge=1, le=2**31)
-    to_version: int = Field(ge=1, le=2**31)
+    from_version: int = Field(ge=1, le=MAX_ID)
+    to_version: int = Field(ge=1, le=MAX_ID)
 
 
 class PreviewIn(Strict):
-    subscriber_id: int | None = Field(None, ge=1, le=2**62)
+    subscriber_id: int | None = Field(None, ge=1, le=MAX_ID)
     email: Email | None = None
     version: int | None = Field(None, ge=1, le=MAX_ID, description="Default: the current version")
     draft: MessageUpdate | None = Field(None, description="Unsaved editor content to render instead")
@@ -152,7 +152,7 @@ class SendTestIn(Strict):
     recipients: list[Email] = Field(min_length=1, max_length=preview.MAX_TEST_RECIPIENTS)
     from_email: Email
     from_name: str = Field("", max_length=200)
-    subscriber_id: int | None = Field(None, ge=1, le=2**62)
+    subscriber_id: int | None = Field(None, ge=1, le=MAX_ID)
     version: int | None = Field(None, ge=1, le=MAX_ID)
 
 

@@ -103,3 +103,36 @@ def test_database_refusing_a_value_counts_as_bad_input(env):
             conn.execute(insert(audit_log).values(at=datetime.now(UTC), actor="x", action="x",
                                                   actor_user_id=2**70))
     assert is_bad_value_for_storage(info.value)
+
+
+def _unbounded_integers(node, schemas, where: str, seen: set, found: list) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref", "").rpartition("/")[2]
+        if ref and ref not in seen:
+            seen.add(ref)
+            _unbounded_integers(schemas[ref], schemas, f"{where} {ref}", seen, found)
+        if node.get("type") == "integer" and not {"minimum", "maximum"} <= set(node):
+            found.append(where)
+        for key, value in node.items():
+            _unbounded_integers(value, schemas, f"{where}.{key}", seen, found)
+    elif isinstance(node, list):
+        for value in node:
+            _unbounded_integers(value, schemas, where, seen, found)
+
+
+def test_every_integer_a_request_may_send_is_bounded(client):
+    """An unbounded integer is valid to the document and too large for the database (a 422 on
+    PostgreSQL, where an INTEGER ends at 2**31 - 1): every integer in a query or a body says
+    its range (`api.Id`, `le=MAX_ID`)."""
+    document = client.get("/api/v1/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    found: list[str] = []
+    for path, methods in document["paths"].items():
+        for method, op in methods.items():
+            for parameter in op["parameters"]:
+                if parameter["in"] == "query":
+                    _unbounded_integers(parameter["schema"], schemas,
+                                        f"{method.upper()} {path} ?{parameter['name']}", set(), found)
+            for content in (op.get("requestBody") or {}).get("content", {}).values():
+                _unbounded_integers(content["schema"], schemas, f"{method.upper()} {path}", set(), found)
+    assert not found, found

@@ -47,7 +47,7 @@ def service(env):
 
 
 def run_schemathesis(env, service, tmp_path, name: str, *, mode: str, checks: list[str],
-                     max_examples: int) -> None:
+                     max_examples: int, extra: tuple[str, ...] = ()) -> None:
     token = env.token("Administrator")
     headers = {"Authorization": f"Bearer {token}"}
     me = requests.get(service.url + "/api/v1/me", headers=headers, timeout=10).json()
@@ -68,7 +68,7 @@ def run_schemathesis(env, service, tmp_path, name: str, *, mode: str, checks: li
         "-H", f"Authorization: Bearer {token}", "--checks", ",".join(checks), "--mode", mode,
         "--max-examples", str(max_examples), "--workers", "1", "--seed", "1",
         "--generation-database", "none", "--request-timeout", "30", "--report-dir", str(tmp_path),
-        "--output-truncate", "false", *os.environ.get("AKTEST_SCHEMATHESIS_ARGS", "").split()]
+        "--output-truncate", "false", *extra, *os.environ.get("AKTEST_SCHEMATHESIS_ARGS", "").split()]
     try:
         result = subprocess.run(command, env=environment, cwd=tmp_path, capture_output=True,
                                 text=True, timeout=budget)
@@ -108,5 +108,8 @@ def test_schemathesis_invalid_inputs_find_no_server_errors(env, service, tmp_pat
 
 @pytest.mark.slow
 def test_schemathesis_valid_inputs_are_accepted(env, service, tmp_path):
+    # Text with NUL (U+0000) is refused everywhere (PostgreSQL cannot store it; docs/api.md says
+    # so once rather than every string's schema): valid data has none.
     run_schemathesis(env, service, tmp_path, "positive", mode="positive",
-                     checks=[*CONFORMANCE, "positive_data_acceptance"], max_examples=10)
+                     checks=[*CONFORMANCE, "positive_data_acceptance"], max_examples=10,
+                     extra=("--generation-allow-x00", "false"))
