@@ -90,7 +90,9 @@ class ListPatch(Strict):
     tags: list[Annotated[str, Field(max_length=50)]] | None = Field(None, max_length=50)
     description: str | None = Field(None, max_length=5000)
     form: FormSettings | None = Field(None, description="Hosted form and confirmation email")
-    archive_slug: str | None = Field(None, max_length=64, description="The public archive's "
+    archive_slug: str | None = Field(None, max_length=64, json_schema_extra={
+                                     "pattern": r"^$|^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$"},
+                                     description="The public archive's "
                                      "address (lower-case letters, digits, dashes): "
                                      "/archive/{archive_slug}; null or \"\" takes it down")
 

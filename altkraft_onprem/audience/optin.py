@@ -16,7 +16,7 @@ from altkraft_onprem.access.models import Actor, system_actor
 from altkraft_onprem.access.service import record
 from altkraft_onprem.config import Settings
 from altkraft_onprem.db.types import utcnow
-from altkraft_onprem.errors import NotFound, ServiceError
+from altkraft_onprem.errors import Conflict, NotFound
 
 from . import links
 from .activity import log_activity, record_consent
@@ -128,7 +128,7 @@ def resend(conn: Connection, actor: Actor, subscriber_id: int, list_id: int) -> 
     person = get_subscriber(conn, subscriber_id)
     status = next((m["status"] for m in person["lists"] if m["list_id"] == list_id), None)
     if status != "unconfirmed":
-        raise ServiceError("only unconfirmed memberships get a confirmation email", "list")
+        raise Conflict("only unconfirmed memberships get a confirmation email", "list")
     log_activity(conn, subscriber_id, "confirmation_requested", list_id=list_id, by=actor.label)
     record(conn, actor, "subscriber.resend_confirmation", "subscriber", subscriber_id,
            list_id=list_id)

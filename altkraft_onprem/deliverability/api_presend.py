@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from altkraft_onprem import db
-from altkraft_onprem.api import MAX_ID, operation
+from altkraft_onprem.api import EMAIL_PATTERN, MAX_ID, operation
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
 
@@ -20,7 +20,8 @@ class ChecksQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: int | None = Field(None, ge=1, le=MAX_ID, description="The version to check; default the "
                                 "current one")
-    from_email: EmailStr | None = Field(None, description="The From address it would be sent "
+    from_email: EmailStr | None = Field(None, json_schema_extra={"pattern": EMAIL_PATTERN},
+                                        description="The From address it would be sent "
                                         "with (its domain's DKIM key signs the sample); default "
                                         "audience.from_email")
 
