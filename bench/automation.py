@@ -9,9 +9,11 @@ the send node's campaign is sent through the ordinary senders to Postfix's smtp-
 127.0.0.1, and then, for comparison, an ordinary campaign of the same message to the same
 people (the Moscow segment). The baseline, measured in the same run on the same database: as
 many plain INSERT + UPDATE pairs through the driver, one transaction each (what a step costs
-at least). The last line printed is one JSON object: enrollments_per_s, steps_per_s,
-cpu_ms_per_step, peak_rss_mb, baseline_pairs_per_s, ratio (baseline / steps per second),
-send_msgs_per_s, campaign_msgs_per_s and send_ratio (workflow / campaign msgs/s; null with
+at least), in slices between the runner's claims (both timed under the same load). The last
+line printed is one JSON object: enrollments_per_s, steps_per_s, cpu_ms_per_step (the
+runner's CPU), peak_rss_mb, baseline_pairs_per_s, ratio (baseline / steps per second),
+baseline_cpu_ms_per_pair, cpu_ratio (CPU per step / CPU per pair: what other processes on the
+machine do not change), send_msgs_per_s, campaign_msgs_per_s and send_ratio (workflow / campaign msgs/s; null with
 --no-sends, which leaves the emails queued). Needs `smtp-sink` (Debian: apt-get install postfix; the daemon is not used).
 """
 from __future__ import annotations
@@ -51,25 +53,37 @@ def workflow(message_id: int) -> dict:
                           {"from": "mail", "to": "mailed"}]}}
 
 
-def baseline(engine, pairs: int) -> float:
-    """Plain INSERT + UPDATE pairs through the driver, one transaction each: pairs/s."""
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        sqlite = engine.dialect.name == "sqlite"
-        mark = "?" if sqlite else "%s"
-        cursor.execute("CREATE TABLE bench_pairs (id INTEGER PRIMARY KEY, node TEXT, visit INTEGER)")
-        raw.commit()
-        started = time.perf_counter()
-        for i in range(1, pairs + 1):
-            if sqlite:
-                cursor.execute("BEGIN IMMEDIATE")
-            cursor.execute(f"INSERT INTO bench_pairs (id, node, visit) VALUES ({mark}, 'a', 1)", (i,))
-            cursor.execute(f"UPDATE bench_pairs SET node = 'b', visit = 2 WHERE id = {mark}", (i,))
-            raw.commit()
-        return pairs / (time.perf_counter() - started)
-    finally:
-        raw.close()
+class Baseline:
+    """Plain INSERT + UPDATE pairs through the driver, one transaction each (what a step costs
+    at least), in the same database. They run in slices between the runner's claims, as many
+    pairs as the claim took steps, so that both are timed under the same load: on a machine
+    other processes share, the load changes from one minute to the next."""
+
+    def __init__(self, engine) -> None:
+        self.raw = engine.raw_connection()
+        self.cursor = self.raw.cursor()
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.mark = "?" if self.sqlite else "%s"
+        self.cursor.execute("CREATE TABLE bench_pairs (id INTEGER PRIMARY KEY, node TEXT, visit INTEGER)")
+        self.raw.commit()
+        self.pairs = 0
+        self.seconds = 0.0
+        self.cpu = 0.0
+
+    def run(self, pairs: int) -> None:
+        started, cpu = time.perf_counter(), time.process_time()
+        for i in range(self.pairs + 1, self.pairs + pairs + 1):
+            if self.sqlite:
+                self.cursor.execute("BEGIN IMMEDIATE")
+            self.cursor.execute(f"INSERT INTO bench_pairs (id, node, visit) VALUES ({self.mark}, 'a', 1)", (i,))
+            self.cursor.execute(f"UPDATE bench_pairs SET node = 'b', visit = 2 WHERE id = {self.mark}", (i,))
+            self.raw.commit()
+        self.seconds += time.perf_counter() - started
+        self.cpu += time.process_time() - cpu
+        self.pairs += pairs
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 def same_size_campaign(settings, engine, actor, list_id: int, message_id: int,
@@ -138,7 +152,6 @@ def main() -> None:
             workflow_id = workflows.create(conn, actor, workflow(message_id))
             published = workflows.publish(conn, actor, workflow_id)
             campaign_id = workflows.get_version(conn, published["version_id"])["campaigns"]["mail"]
-        cpu_before = send_bench._cpu_seconds()
         started = time.perf_counter()
         last, enrolled = 0, 0
         while True:         # CHUNK people at a time, never all ids in memory at once
@@ -151,11 +164,21 @@ def main() -> None:
             last, enrolled = ids[-1], enrolled + len(ids)
         enroll_s = time.perf_counter() - started
         now = utcnow()
-        started = time.perf_counter()
-        runner.run_due(engine, settings, "bench-runner", now=now)                   # into the wait
-        runner.run_due(engine, settings, "bench-runner", now=now + timedelta(hours=2))  # the rest
-        steps_s = time.perf_counter() - started
-        cpu = send_bench._cpu_seconds() - cpu_before
+        pairs = Baseline(engine)
+        steps_s = steps_cpu = 0.0
+        for moment in (now, now + timedelta(hours=2)):     # into the wait; then the rest
+            while True:
+                with db.read(engine) as conn:
+                    if conn.execute(select(enrollments.c.id).where(
+                            enrollments.c.state == "active", enrollments.c.wake_at <= moment)
+                            .limit(1)).first() is None:
+                        break
+                started, cpu = time.perf_counter(), time.process_time()
+                taken = runner.run_due(engine, settings, "bench-runner", now=moment, max_batches=1)
+                steps_s += time.perf_counter() - started
+                steps_cpu += time.process_time() - cpu
+                pairs.run(taken)
+        pairs.close()
         with db.read(engine) as conn:
             taken = conn.execute(select(func.count()).select_from(steps)).scalar_one()
             done = conn.execute(select(func.count()).select_from(enrollments).where(
@@ -171,18 +194,20 @@ def main() -> None:
         if args.sends:
             campaign_sent, campaign_s = same_size_campaign(settings, engine, actor, list_id,
                                                            message_id, args.sessions)
-        pairs_per_s = baseline(engine, taken)
     finally:
         sink.terminate()
         sink.wait()
         engine.dispose()
         shutil.rmtree(work, ignore_errors=True)
     steps_per_s = taken / steps_s
+    pairs_per_s = pairs.pairs / pairs.seconds
     print(json.dumps({
         "enrollments": enrolled, "done": done, "enrollments_per_s": round(enrolled / enroll_s, 1),
         "steps": taken, "steps_per_s": round(steps_per_s, 1),
-        "cpu_ms_per_step": round(cpu * 1000 / max(taken, 1), 3), "peak_rss_mb": round(peak, 1),
+        "cpu_ms_per_step": round(steps_cpu * 1000 / max(taken, 1), 3), "peak_rss_mb": round(peak, 1),
         "baseline_pairs_per_s": round(pairs_per_s, 1), "ratio": round(pairs_per_s / steps_per_s, 2),
+        "baseline_cpu_ms_per_pair": round(pairs.cpu * 1000 / max(pairs.pairs, 1), 3),
+        "cpu_ratio": round(steps_cpu / max(taken, 1) / (pairs.cpu / max(pairs.pairs, 1)), 2),
         "sent": sent, "send_msgs_per_s": round(sent / send_s, 1) if send_s else None,
         "campaign_sent": campaign_sent,
         "campaign_msgs_per_s": round(campaign_sent / campaign_s, 1) if campaign_s else None,

@@ -14,7 +14,7 @@ from tests.delivery.test_bench_send import database_args  # noqa: F401  (fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"enrollments_per_s", "steps_per_s", "cpu_ms_per_step", "peak_rss_mb",
-        "baseline_pairs_per_s", "ratio", "send_msgs_per_s"}
+        "baseline_pairs_per_s", "ratio", "baseline_cpu_ms_per_pair", "cpu_ratio", "send_msgs_per_s"}
 
 
 @pytest.mark.slow

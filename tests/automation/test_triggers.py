@@ -95,6 +95,22 @@ def test_bounced_by_class_and_complained_enroll_though_the_address_is_suppressed
     assert people_in(env, complained) == [reporter]
 
 
+def test_unsubscribing_from_a_list_enrolls_in_its_unsubscribed_workflow_and_runs_its_steps(env):
+    from altkraft_onprem.audience import subscribers
+
+    list_id, other_list = a_list(env), a_list(env)
+    workflow_id = published(env, chain(("f", "update_fields", {"fields": {"company": "left us"}}),
+                                       trigger={"type": "unsubscribed", "list_id": list_id}))
+    leaver, stayer, elsewhere = (person(env, list_ids=[list_id]), person(env, list_ids=[list_id]),
+                                 person(env, list_ids=[other_list]))
+    with db.write(env.engine) as conn:
+        subscribers.set_membership(conn, leaver, list_id, "unsubscribed")
+        subscribers.set_membership(conn, elsewhere, other_list, "unsubscribed")
+    assert entered(env, workflow_id) == [(leaver, {"list_id": list_id})]
+    assert fields_of(env, leaver)["company"] == "left us"
+    assert fields_of(env, stayer)["company"] is None and fields_of(env, elsewhere)["company"] is None
+
+
 # --- backfill on activation -------------------------------------------------------------------
 
 def test_a_backfill_of_matching_takes_in_the_lists_members_at_activation(env):
