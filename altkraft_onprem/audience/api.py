@@ -396,16 +396,25 @@ class FieldOut(BaseModel):
     created_at: datetime
 
 
+Choice = Annotated[str, Field(max_length=200, json_schema_extra=NON_BLANK)]
+
+
 class FieldCreate(Strict):
+    # A choice field needs at least one choice.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"properties": {"type": {"not": {"const": "choice"}}}},
+        {"required": ["choices"], "properties": {"choices": {"minItems": 1}}}]})
+
     key: str = Field(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9_]*$")
     label: str = Field("", max_length=200)
     type: Literal["text", "number", "date", "datetime", "boolean", "choice", "json"] = "text"
-    choices: list[Short] = Field(default_factory=list, max_length=500)
+    choices: list[Choice] = Field(default_factory=list, max_length=500)
 
 
 class FieldPatch(Strict):
     label: str | None = Field(None, max_length=200)
-    choices: list[Short] | None = Field(None, max_length=500)
+    choices: list[Choice] | None = Field(None, max_length=500, json_schema_extra={"minItems": 1},
+                                         description="A choice field's choices (at least one)")
 
 
 @operation("/fields", "GET", permission="lists:read", summary="Custom field definitions",
