@@ -72,6 +72,8 @@ class EnrollBody(Strict):
 class EnrollOut(BaseModel):
     asked: int
     entered: int
+    queued: bool = Field(False, description="A segment of more than 100,000 people is enrolled "
+                         "in the background, a chunk at a time (entered counts none yet)")
 
 
 class ResumeBody(Strict):

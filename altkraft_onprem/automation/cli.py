@@ -93,6 +93,10 @@ def enroll_command(ctx, workflow_id: int, subscriber_ids: tuple[int, ...], segme
     result = _run(ctx, lambda conn, actor: workflows.enroll(
         conn, actor, workflow_id, subscriber_ids=list(subscriber_ids) or None,
         segment_id=segment_id, test=test, wake=jobs.wake), "automation:write")
+    if result["queued"]:
+        click.echo(f"workflow {workflow_id}: {result['asked']} people are being enrolled in the "
+                   "background")
+        return
     click.echo(f"workflow {workflow_id}: {result['entered']} of {result['asked']} enrolled")
 
 

@@ -19,6 +19,7 @@ from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
 
 from . import (
+    bulk,
     interest,
     outbox,
     runner,
@@ -63,6 +64,8 @@ def dispatch_now(engine=None) -> int:
         while True:
             _running.again = False
             done += outbox.dispatch(engine, FAN_OUTS)
+            if bulk.run_due(engine, wake=wake, max_chunks=1):      # a chunk, then the steps
+                _running.again = True
             done += runner.run_due(engine, settings, owner_name(), wake=wake)
             if not _running.again:
                 break

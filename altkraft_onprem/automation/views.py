@@ -16,7 +16,7 @@ from altkraft_onprem.audience.subscribers import find_by_email, render_context
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
 
-from . import enrollment, jobs, timing, webhooks, workflows
+from . import bulk, enrollment, jobs, timing, webhooks, workflows
 from .definition import BRANCHES, CONFIGS, TRIGGER_TYPES
 from .models import DELIVERY_STATES, WEBHOOK_EVENT_TYPES
 
@@ -77,6 +77,7 @@ def builder(workflow_id: int):
         people, total = enrollment.page(conn, workflow_id, limit=50)
         parked = enrollment.page(conn, workflow_id, state="parked", limit=1)[1]
         segments = segment_service.list_segments(conn)
+        enrolling = bulk.pending(conn, workflow_id)
         zones = _zones(conn, [p["subscriber_id"] for p in people])
     nodes = {n.get("id"): n for n in (workflow["draft"].get("graph") or {}).get("nodes", [])
              if isinstance(n, dict)}
@@ -85,7 +86,7 @@ def builder(workflow_id: int):
         item["why"] = _why(item, nodes, zones.get(item["subscriber_id"]) or zone_default)
     return render_template(
         "automation/workflow.html", workflow=workflow, stats=stats, people=people, total=total,
-        parked=parked, segments=segments,
+        parked=parked, segments=segments, enrolling=enrolling,
         node_types=sorted(CONFIGS), branches={t: list(bs) for t, bs in BRANCHES.items()},
         trigger_types=list(TRIGGER_TYPES))
 
@@ -132,10 +133,15 @@ def act(workflow_id: int, action: str):
                 message = ngettext("%(num)s person goes on from the step where they stopped.",
                                    "%(num)s people go on from the step where they stopped.", resumed)
             elif action == "enroll":
-                ids = _people(conn, request.form.get("people", ""))
+                segment = request.form.get("segment_id", "")
+                ids = None if segment.isdigit() else _people(conn, request.form.get("people", ""))
                 result = workflows.enroll(conn, g.actor, workflow_id, subscriber_ids=ids,
+                                          segment_id=int(segment) if segment.isdigit() else None,
                                           test=request.form.get("test") == "on", wake=jobs.wake)
-                message = _("%(entered)s of %(asked)s enrolled.", **result)
+                message = (_("%(asked)s people are being enrolled in the background.", asked=result["asked"])
+                           if result["queued"] else
+                           _("%(entered)s of %(asked)s enrolled.", entered=result["entered"],
+                             asked=result["asked"]))
             else:
                 return ("", 404)
         flash(message, "success")

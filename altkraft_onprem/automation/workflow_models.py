@@ -145,3 +145,24 @@ splits = Table(
     Column("decided_at", UTCDateTime, nullable=True),
     Column("results", JSON, nullable=True),
 )
+
+
+# A whole segment enrolled by hand (UI, API, CLI): a chunk of people per transaction in the
+# background, each recording how far it got (`after_id`), so a crash resumes where it stopped
+# and entry keys (bulk:REQUEST:SUBSCRIBER) keep a replayed chunk from enrolling anyone twice.
+bulk_enrollments = Table(
+    "workflow_bulk_enrollments", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workflow_id", Integer, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("segment_id", Integer, nullable=False),
+    Column("request", String(32), nullable=False),
+    Column("test", Boolean, nullable=False),
+    Column("requested_by", String(320), nullable=False),
+    Column("asked", Integer, nullable=False),             # the segment's size when asked
+    Column("after_id", Integer, nullable=False),          # the last subscriber id taken
+    Column("entered", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    UniqueConstraint("request", name="uq_workflow_bulk_enrollments_request"),
+)
+Index("ix_workflow_bulk_enrollments_finished_at", bulk_enrollments.c.finished_at)

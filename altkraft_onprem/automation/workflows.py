@@ -17,7 +17,7 @@ from altkraft_onprem.campaigns import occurrences
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, Forbidden, NotFound, ServiceError, Term
 
-from . import backfill, interest, scheduled, segment_watch, validate
+from . import backfill, bulk, interest, scheduled, segment_watch, validate
 from . import enrollment as enrollments
 from .definition import dump
 from .webhooks import new_secret
@@ -232,16 +232,23 @@ def resume(conn: Connection, actor: Actor, workflow_id: int, enrollment_ids=None
 def enroll(conn: Connection, actor: Actor, workflow_id: int, *, subscriber_ids=None,
            segment_id: int | None = None, test: bool = False, wake=None) -> dict[str, int]:
     """Manual or bulk enrollment (the entry filter and re-entry policy apply; a test
-    enrollment runs with waits compressed, even in a paused workflow)."""
+    enrollment runs with waits compressed, even in a paused workflow). A segment of more than
+    MAX_MANUAL people is enrolled in the background, a chunk per transaction ("queued")."""
     current = get(conn, workflow_id)
     if current["version_id"] is None or (current["state"] != "active" and not test):
         raise Conflict("a %(state)s workflow takes no one: publish it first", state=Term(current["state"]))
     if (subscriber_ids is None) == (segment_id is None):
         raise ServiceError("give either subscriber_ids or segment_id", "subscriber_ids")
     if segment_id is not None:
+        asked = bulk.segment_size(conn, segment_id)
+        if asked > MAX_MANUAL:          # a chunk per transaction in the background
+            bulk.request(conn, workflow_id, segment_id, test=test, by=actor.label, asked=asked,
+                         wake=wake)
+            record(conn, actor, "workflow.enroll", "workflow", workflow_id, asked=asked,
+                   entered=0, segment_id=segment_id, test=test, queued=True)
+            return {"asked": asked, "entered": 0, "queued": True}
         where = segment_service.segment_expr(conn, segment_id)
-        subscriber_ids = list(conn.execute(select(subscribers.c.id).where(where)
-                                           .limit(MAX_MANUAL + 1)).scalars())
+        subscriber_ids = list(conn.execute(select(subscribers.c.id).where(where)).scalars())
     ids = sorted({int(i) for i in subscriber_ids})
     if len(ids) > MAX_MANUAL:
         raise ServiceError("at most %(max_manual)s people at once", "subscriber_ids", max_manual=MAX_MANUAL)
@@ -253,4 +260,4 @@ def enroll(conn: Connection, actor: Actor, workflow_id: int, *, subscriber_ids=N
         for subscriber_id in ids], test=test, check=not test, wake=wake))
     record(conn, actor, "workflow.enroll", "workflow", workflow_id, asked=len(ids),
            entered=entered, segment_id=segment_id, test=test)
-    return {"asked": len(ids), "entered": entered}
+    return {"asked": len(ids), "entered": entered, "queued": False}
