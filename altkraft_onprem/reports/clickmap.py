@@ -128,8 +128,15 @@ def clickmap(conn: Connection, campaign_id: int, version: int | None = None,
             "variants": split_variants(conn, campaign_id)}
 
 
+# The page shows the message to a person of the app: its links get a focus ring of 3:1, and a
+# language taken from the recipient ("[subscriber.language]" here) becomes the reader's.
+_FRAME_STYLE = "<style>a:focus-visible{outline:3px solid #3451d1 !important;outline-offset:2px}</style>"
+_PLACEHOLDER_LANG = re.compile(r'(<html\b[^>]*?\blang=")\[[^"]*\]"', re.I)
+_HEAD_END = re.compile(r"</head\s*>", re.I)
+
+
 def annotated_html(conn: Connection, campaign_id: int, version: int | None = None,
-                   variant: int | None = None) -> str:
+                   variant: int | None = None, lang: str = "en") -> str:
     """The version's HTML as the campaign rendered it (its list, its name) for a placeholder
     recipient whose every personal variable shows its name, a badge before every link."""
     data = clickmap(conn, campaign_id, version, variant)
@@ -150,7 +157,9 @@ def annotated_html(conn: Connection, campaign_id: int, version: int | None = Non
             return tag
         title = htmllib.escape(f"{link['url']}: {link['unique_clicks']} recipients, {link['clicks']} clicks")
         return (f'<span class="ak-badge" data-link="{link["index"]}" title="{title}" style="display:inline-block;'
-                f'font:bold 11px/1.4 sans-serif;color:#fff;background:#d9480f;border-radius:9px;'
+                f'font:bold 11px/1.4 sans-serif;color:#fff;background:#b33a0c;border-radius:9px;'
                 f'padding:0 6px;margin:0 3px;vertical-align:middle">{link["percent"]:.1f}% · {link["clicks"]}'
                 f'</span>{tag}')
-    return _ANCHOR.sub(badge, rendered.html)
+    html = _PLACEHOLDER_LANG.sub(lambda m: m.group(1) + htmllib.escape(lang) + '"', _ANCHOR.sub(badge, rendered.html), 1)
+    head = _HEAD_END.search(html)
+    return html[:head.start()] + _FRAME_STYLE + html[head.start():] if head else _FRAME_STYLE + html

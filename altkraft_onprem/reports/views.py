@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
@@ -106,19 +107,19 @@ def campaign(campaign_id: int):
     unit = _choice_arg("unit", ("hour", "day"), "hour")
     info, summary, timeline, domains, clients = _campaign_data(campaign_id, unit, _variant_arg())
     charts = {
-        "timeline": {"type": "line", "data": {"labels": timeline["labels"], "datasets": [
+        "timeline": {"type": "line", "axis": _("Time"), "data": {"labels": timeline["labels"], "datasets": [
             {"label": _("Opens"), "data": timeline["opens"]},
             {"label": _("Human opens"), "data": timeline["human_opens"]},
             {"label": _("Clicks"), "data": timeline["clicks"]},
             {"label": _("Human clicks"), "data": timeline["human_clicks"]}]}},
-        "reads": {"type": "doughnut", "data": {
+        "reads": {"type": "doughnut", "axis": _("Reading time"), "data": {
             "labels": [_("Glanced"), _("Skimmed"), _("Read"), _("Not measurable")],
             "datasets": [{"data": [summary["reads"]["glanced"], summary["reads"]["skimmed"],
                                    summary["reads"]["read"], summary["reads"]["not_measurable"]]}]}},
-        "clients": {"type": "bar", "data": {"labels": [c["name"] for c in clients["clients"]],
+        "clients": {"type": "bar", "axis": _("Mail client"), "data": {"labels": [c["name"] for c in clients["clients"]],
                                             "datasets": [{"label": _("Opens"),
                                                           "data": [c["opens"] for c in clients["clients"]]}]}},
-        "devices": {"type": "doughnut", "data": {"labels": [d["name"] for d in clients["devices"]],
+        "devices": {"type": "doughnut", "axis": _("Device"), "data": {"labels": [d["name"] for d in clients["devices"]],
                                                  "datasets": [{"data": [d["opens"] for d in clients["devices"]]}]}},
     }
     provider_names = {k: _(v) for k, v in PROVIDER_LABELS.items()}
@@ -167,7 +168,7 @@ def clickmap(campaign_id: int):
 @keeps_to_lists
 def clickmap_frame(campaign_id: int):
     with db.read(db.get_engine()) as conn:
-        html = clickmaps.annotated_html(conn, campaign_id, _version_arg(), _variant_arg())
+        html = clickmaps.annotated_html(conn, campaign_id, _version_arg(), _variant_arg(), str(get_locale()))
     response = Response(html, mimetype="text/html")
     # the message's own markup: no scripts at all, same-origin framing only
     response.headers["Content-Security-Policy"] = ("default-src 'none'; img-src https: http: data:; "
@@ -197,7 +198,7 @@ def cohorts():
     with db.read(db.get_engine()) as conn:
         data = cohort_report.cohorts(conn, **args)
         lists, sources = _lists(conn), cohort_report.sources(conn)
-    chart = {"type": "line", "data": {"labels": [str(k) for k in data["columns"]], "datasets": [
+    chart = {"type": "line", "axis": _("Period after joining"), "data": {"labels": [str(k) for k in data["columns"]], "datasets": [
         {"label": row["cohort"], "data": row["shares"]} for row in data["rows"][-6:]]}}
     return render_template("reports/cohorts.html", data=data, args=args, lists=lists, sources=sources,
                            charts={"cohorts": chart})

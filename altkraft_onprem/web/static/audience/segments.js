@@ -42,8 +42,8 @@
     return node;
   }
 
-  function select(options, value, onchange, cls) {
-    var node = el("select", cls ? {"class": cls} : {});
+  function select(options, value, onchange, cls, label) {
+    var node = el("select", cls ? {"class": cls, "aria-label": label} : {"aria-label": label});
     options.forEach(function (o) {
       var opt = el("option", {value: String(o[0]), text: o[1]});
       if (String(o[0]) === String(value)) { opt.selected = true; }
@@ -70,14 +70,14 @@
     var days = rule.operator === "in_last_days" || rule.operator === "not_in_last_days";
     if (info.choices && info.choices.length && !multi && !days) {
       var opts = [["", ""]].concat(info.choices.map(function (c) { return [c, c]; }));
-      return select(opts, rule.value, function (v) { rule.value = v; changed(); }, "value");
+      return select(opts, rule.value, function (v) { rule.value = v; changed(); }, "value", t.value);
     }
     var type = days || info.type === "number" ? "number" : info.type === "date" ? "date" :
       info.type === "datetime" && rule.operator !== "on" ? "datetime-local" :
       info.type === "datetime" ? "date" : "text";
     var shown = multi && Array.isArray(rule.value) ? rule.value.join(", ") : (rule.value == null ? "" : rule.value);
     if (type === "datetime-local" && typeof shown === "string") { shown = shown.slice(0, 16); }
-    var input = el("input", {type: type, "class": "value", "aria-label": "value",
+    var input = el("input", {type: type, "class": "value", "aria-label": t.value,
       placeholder: multi ? "a, b, c" : ""});
     if (type === "number") { input.setAttribute("step", "any"); }
     input.value = shown;
@@ -101,9 +101,9 @@
     var remove = button(t.remove, function () { parent.rules.splice(index, 1); render(); });
     if ("activity" in rule) {
       row.appendChild(select([["did", t.did], ["did_not", t.did_not]], rule.operator || "did",
-        function (v) { rule.operator = v; changed(); }, "activity-operator"));
+        function (v) { rule.operator = v; changed(); }, "activity-operator", t.did_label));
       row.appendChild(select([["open", t.open], ["click", t.click], ["read", t.read]], rule.activity,
-        function (v) { rule.activity = v; changed(); }, "activity-kind"));
+        function (v) { rule.activity = v; changed(); }, "activity-kind", t.activity));
       [["campaign", t.campaign], ["days", t.days]].forEach(function (pair) {
         var input = el("input", {type: "number", min: "1", "class": "activity-" + pair[0],
           placeholder: pair[1], "aria-label": pair[1]});
@@ -121,10 +121,11 @@
       var lists = catalogue.lists.map(function (l) { return [l.id, l.name]; });
       row.appendChild(el("span", {text: t.list}));
       row.appendChild(select([["member", t.member], ["not_member", t.not_member]], rule.operator || "member",
-        function (v) { rule.operator = v; changed(); }, "list-operator"));
-      row.appendChild(select(lists, rule.list, function (v) { rule.list = parseInt(v, 10); changed(); }, "list-choice"));
+        function (v) { rule.operator = v; changed(); }, "list-operator", t.membership));
+      row.appendChild(select(lists, rule.list, function (v) { rule.list = parseInt(v, 10); changed(); }, "list-choice",
+        t.list));
       row.appendChild(select(STATUSES.map(function (s) { return [s, s === "any" ? t.any : s]; }),
-        rule.status || "confirmed", function (v) { rule.status = v; changed(); }, "list-status"));
+        rule.status || "confirmed", function (v) { rule.status = v; changed(); }, "list-status", t.status));
       row.appendChild(remove);
       return row;
     }
@@ -132,9 +133,10 @@
     var fieldOptions = catalogue.fields.map(function (f) { return [f.field, f.label]; });
     row.appendChild(select(fieldOptions, info.field, function (v) {
       rule.field = v; rule.operator = fields[v].operators[0]; rule.value = ""; render();
-    }, "field"));
+    }, "field", t.field));
     row.appendChild(select(info.operators.map(function (o) { return [o, LABELS[o] || o]; }), rule.operator,
-      function (v) { rule.operator = v; if (NO_VALUE.indexOf(v) >= 0) { delete rule.value; } render(); }, "operator"));
+      function (v) { rule.operator = v; if (NO_VALUE.indexOf(v) >= 0) { delete rule.value; } render(); }, "operator",
+      t.operator));
     var input = valueInput(rule, info);
     if (input) { row.appendChild(input); }
     row.appendChild(remove);
@@ -145,7 +147,7 @@
     var box = el("div", {"class": "group"});
     var head = el("div", {"class": "row group-head"});
     head.appendChild(select([["and", t.and], ["or", t.or]], group.op || "and",
-      function (v) { group.op = v; changed(); }, "group-op"));
+      function (v) { group.op = v; changed(); }, "group-op", t.match));
     head.appendChild(button(t.add_rule, function () { group.rules.push(newRule()); render(); }, "secondary add-rule"));
     head.appendChild(button(t.add_group, function () {
       group.rules.push({op: group.op === "and" ? "or" : "and", rules: [newRule()]}); render();

@@ -118,9 +118,15 @@
   }
 
   function initCode() {
+    // Tab and Shift+Tab leave the editor like any field (no keyboard trap); indenting is
+    // Ctrl+] / Ctrl+[ (CodeMirror's own keys, Cmd on a Mac), which the pane's hint states.
     cm = CodeMirror.fromTextArea($("code"), {
       mode: "htmlmixed", lineNumbers: true, lineWrapping: true, readOnly: !data.can_write,
+      extraKeys: { Tab: false, "Shift-Tab": false },
     });
+    const input = cm.getInputField();
+    input.setAttribute("aria-label", $("code").getAttribute("aria-label"));
+    input.setAttribute("aria-describedby", "code-keys");
     cm.setValue(data.html);
     let timer = null;
     cm.on("change", () => {
@@ -150,7 +156,9 @@
     }
     document.querySelectorAll(".pane").forEach((pane) => { pane.hidden = pane.id !== "pane-" + name; });
     document.querySelectorAll("#editor-tabs [role=tab]").forEach((tab) => {
-      tab.setAttribute("aria-selected", String(tab.dataset.pane === name));
+      const selected = tab.dataset.pane === name;
+      tab.setAttribute("aria-selected", String(selected));
+      tab.tabIndex = selected ? 0 : -1;
     });
     if (name === "code") cm.refresh();
     if (name === "visual") gjs.refresh();
@@ -398,8 +406,15 @@
   });
   $("generate-text").addEventListener("click", () => { generateText(); markDirty(); });
   ["subject", "preheader", "message-name"].forEach((id) => $(id).addEventListener("input", markDirty));
-  document.querySelectorAll("#editor-tabs [role=tab]").forEach((tab) => {
+  const tabs = Array.from(document.querySelectorAll("#editor-tabs [role=tab]"));
+  tabs.forEach((tab, index) => {
     tab.addEventListener("click", () => showPane(tab.dataset.pane));
+    tab.addEventListener("keydown", (event) => {
+      const to = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: tabs.length - 1 }[event.key];
+      if (to === undefined) return;
+      event.preventDefault();
+      tabs[(to + tabs.length) % tabs.length].focus();
+    });
   });
   if ($("save")) $("save").addEventListener("click", save);
   $("preview-run").addEventListener("click", preview);
