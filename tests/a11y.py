@@ -23,9 +23,16 @@ WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
 
-# GET routes that are not pages a person reads: data for scripts, downloads, tracking, health.
-NOT_PAGES = re.compile(r"(\.(json|csv|eml|txt|xml)$)|^/(static|t)/|^/(healthz|readyz|metrics)$"
+# GET routes that are not pages a person reads: data for scripts, downloads, feeds, tracking,
+# health; and by name those whose path does not say so.
+NOT_PAGES = re.compile(r"(\.(json|csv|eml|txt|xml|atom)$)|^/(static|t)/|^/(healthz|readyz|metrics)$"
                        r"|^/p/media/|^/api/(?!v1/docs$)")
+NOT_PAGE_ENDPOINTS = {
+    "access.sso_start": "a redirect to the identity provider",
+    "access.sso_callback": "the identity provider's way back: a redirect",
+    "deliverability.message_checks": "JSON for the editor's pre-send checks tab",
+    "deliverability.campaign_checks": "JSON for the campaign page's pre-send checks",
+}
 
 
 @cache
@@ -141,7 +148,8 @@ class Pages:
     def candidates(self) -> dict[str, str]:
         """endpoint -> rule of every GET route that may be a page."""
         return {rule.endpoint: rule.rule for rule in self.app.url_map.iter_rules()
-                if "GET" in rule.methods and not NOT_PAGES.search(rule.rule)}
+                if "GET" in rule.methods and not NOT_PAGES.search(rule.rule)
+                and rule.endpoint not in NOT_PAGE_ENDPOINTS}
 
     def endpoint(self, url: str) -> str | None:
         path = urlsplit(url).path

@@ -44,13 +44,22 @@ def _ensure_chromium() -> None:
                     "(apt-get install chromium) as root", pytrace=False)
 
 
-def sign_in(page, base_url: str, user: dict) -> None:
-    """Signs `user` ({"email", "password"}) in through the login form; waits for the dashboard."""
+def sign_in(page, base_url: str, user: dict, landing: str = "/") -> None:
+    """Signs `user` ({"email", "password"}) in through the login form, in whatever language
+    the page speaks; waits for the dashboard (or `landing`: a second factor's page)."""
     page.goto(base_url + "/login")
-    page.get_by_label("Email").fill(user["email"])
-    page.get_by_label("Password").fill(user["password"])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(base_url + "/")
+    form = page.locator("form:has(input[name=password])")
+    form.locator("input[name=email]").fill(user["email"])
+    form.locator("input[name=password]").fill(user["password"])
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(base_url + landing)
+
+
+def setup_link(server) -> str:
+    """The one-time link that `altkraft run` prints on a database without users."""
+    found = re.search(r"create the administrator at (\S+/setup/\S+)", server.log.read_text())
+    assert found, server.log.read_text()
+    return found.group(1)
 
 
 def save_artifacts(page, name: str) -> Path:

@@ -4,6 +4,7 @@ made-up person's values or a blank, while the send's own values (the list, the c
 real."""
 from __future__ import annotations
 
+import re
 from html import escape
 from typing import Any
 
@@ -57,3 +58,18 @@ def render_for_placeholder(version: dict[str, Any], *, list_name: str, campaign_
     compiled = compile_version(version, link_rewriter=link_rewriter)
     return compiled.render(placeholder_context(list_name=list_name, campaign_name=campaign_name,
                                                own_links=own_links))
+
+
+# Shown to people on a page (the clickmap, the public archive): the links get a focus ring of
+# 3:1 (WCAG 2.4.7), and a language taken from the recipient ("[subscriber.language]" for the
+# placeholder, not a language) becomes the reader's.
+_FOCUS_STYLE = "<style>a:focus-visible{outline:3px solid #3451d1 !important;outline-offset:2px}</style>"
+_PLACEHOLDER_LANG = re.compile(r'(<html\b[^>]*?\blang=")\[[^"]*\]"', re.I)
+_HEAD_END = re.compile(r"</head\s*>", re.I)
+
+
+def readable(html: str, lang: str) -> str:
+    """A placeholder rendering made fit for a page: a real `lang`, a visible focus ring."""
+    html = _PLACEHOLDER_LANG.sub(lambda m: m.group(1) + escape(lang) + '"', html, 1)
+    head = _HEAD_END.search(html)
+    return html[:head.start()] + _FOCUS_STYLE + html[head.start():] if head else _FOCUS_STYLE + html

@@ -22,7 +22,7 @@ from altkraft_onprem.campaigns.models import deliveries, lists_label, variant_le
 from altkraft_onprem.campaigns.service import list_names
 from altkraft_onprem.errors import NotFound, ServiceError
 from altkraft_onprem.messages.models import message_versions
-from altkraft_onprem.messages.placeholder import render_for_placeholder
+from altkraft_onprem.messages.placeholder import readable, render_for_placeholder
 from altkraft_onprem.messages.render import TemplateProblem
 from altkraft_onprem.messages.service import get_version_by_id, version_links
 from altkraft_onprem.tracking.models import CLICK, HUMAN, tracking_events
@@ -128,13 +128,6 @@ def clickmap(conn: Connection, campaign_id: int, version: int | None = None,
             "variants": split_variants(conn, campaign_id)}
 
 
-# The page shows the message to a person of the app: its links get a focus ring of 3:1, and a
-# language taken from the recipient ("[subscriber.language]" here) becomes the reader's.
-_FRAME_STYLE = "<style>a:focus-visible{outline:3px solid #3451d1 !important;outline-offset:2px}</style>"
-_PLACEHOLDER_LANG = re.compile(r'(<html\b[^>]*?\blang=")\[[^"]*\]"', re.I)
-_HEAD_END = re.compile(r"</head\s*>", re.I)
-
-
 def annotated_html(conn: Connection, campaign_id: int, version: int | None = None,
                    variant: int | None = None, lang: str = "en") -> str:
     """The version's HTML as the campaign rendered it (its list, its name) for a placeholder
@@ -160,6 +153,4 @@ def annotated_html(conn: Connection, campaign_id: int, version: int | None = Non
                 f'font:bold 11px/1.4 sans-serif;color:#fff;background:#b33a0c;border-radius:9px;'
                 f'padding:0 6px;margin:0 3px;vertical-align:middle">{link["percent"]:.1f}% · {link["clicks"]}'
                 f'</span>{tag}')
-    html = _PLACEHOLDER_LANG.sub(lambda m: m.group(1) + htmllib.escape(lang) + '"', _ANCHOR.sub(badge, rendered.html), 1)
-    head = _HEAD_END.search(html)
-    return html[:head.start()] + _FRAME_STYLE + html[head.start():] if head else _FRAME_STYLE + html
+    return readable(_ANCHOR.sub(badge, rendered.html), lang)

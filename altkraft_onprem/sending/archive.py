@@ -15,6 +15,7 @@ from html import escape
 from xml.sax.saxutils import escape as xml_escape
 
 from flask import Blueprint, Response, abort, render_template
+from flask_babel import get_locale
 from sqlalchemy import Connection
 
 from altkraft_onprem import db
@@ -26,7 +27,7 @@ from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.campaigns.models import lists_label
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.messages import webview
-from altkraft_onprem.messages.placeholder import render_for_placeholder
+from altkraft_onprem.messages.placeholder import readable, render_for_placeholder
 from altkraft_onprem.messages.render import TemplateProblem
 
 from .webview import sandboxed
@@ -116,7 +117,7 @@ def copy(slug: str, token: str):
         html = archived_copy(conn, campaign)
     if html is None:
         abort(404)
-    return sandboxed(html, CACHE)
+    return sandboxed(readable(html, str(get_locale())), CACHE)
 
 
 def archived_copy(conn: Connection, campaign: dict) -> str | None:

@@ -21,9 +21,11 @@ import re
 import uuid
 from email import message_from_bytes, policy
 
+import pyotp
 import pytest
 
 from altkraft_onprem import db
+from altkraft_onprem.access import service as access
 from altkraft_onprem.access.models import BUILTIN_ROLES
 from altkraft_onprem.audience import fields as audience_fields
 from altkraft_onprem.audience import links as audience_links
@@ -48,8 +50,9 @@ from tests.a11y import (
     sideways,
     weak_focus,
 )
-from tests.browser import ARTIFACTS
+from tests.browser import ARTIFACTS, setup_link, sign_in
 from tests.campaigns.helpers import ACTOR, record_events, sending_settings, start_sending_service
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -72,6 +75,7 @@ def world(env, module_smtp_sink):
     with db.write(env.engine) as conn:
         news = lists.create_list(conn, ACTOR, "Newsletter", visibility="public", optin="double",
                                  description="Monthly news")
+        lists.update_list(conn, ACTOR, news, archive_slug="news")
         lists.create_list(conn, ACTOR, "Partners")
         audience_fields.create_field(conn, ACTOR, "loyalty_tier", "Loyalty tier")
         people = [subscribers.create_subscriber(conn, ACTOR, person, list_ids=[news], status="confirmed")
@@ -82,7 +86,7 @@ def world(env, module_smtp_sink):
                                                 preheader=starter.preheader, html=starter.html())
         messages.save_version(conn, ACTOR, message_id, subject=starter.subject + "!", html=starter.html())
         campaign_id = campaigns.create_campaign(conn, ACTOR, name="Spring newsletter", message_id=message_id,
-                                                list_ids=[news], from_email="news@example.com")
+                                                list_ids=[news], from_email="news@example.com", archive=True)
         draft_message, _ = messages.create_message(conn, ACTOR, "Draft", subject="Soon", html="<p>Soon</p>")
         draft = campaigns.create_campaign(conn, ACTOR, name="Summer draft", message_id=draft_message,
                                           list_ids=[news], from_email="news@example.com")
@@ -110,20 +114,6 @@ def service(env, world):
     server.stop()
 
 
-def setup_link(server) -> str:
-    found = re.search(r"create the administrator at (\S+/setup/\S+)", server.log.read_text())
-    assert found, server.log.read_text()
-    return found.group(1)
-
-
-def sign_in(page, base_url: str, user: dict) -> None:
-    page.goto(base_url + "/login")
-    page.locator("input[name=email]").fill(user["email"])
-    page.locator("input[name=password]").fill(user["password"])
-    page.locator("form button[type=submit]").click()
-    page.wait_for_url(base_url + "/")
-
-
 def content_key(html: str) -> str:
     """What a role sees in the page's <main> (the CSRF token aside): equal keys, equal pages."""
     html = re.sub(r'name="csrf_token" value="[^"]*"', "", html)
@@ -144,8 +134,10 @@ class Audit:
         self.focus: dict[str, list[str]] = {}
         self.charts: dict[str, list[dict]] = {}
 
-    def context(self, language: str, **extra):
-        made = self.browser.new_context(locale=LANGUAGES[language], viewport=DESKTOP, **extra)
+    def context(self, language: str):
+        # The CSP set aside: axe is evaluated in the page, and a message's own HTML (web copy,
+        # archived copy) comes under a sandbox without scripts, where nothing could run.
+        made = self.browser.new_context(locale=LANGUAGES[language], viewport=DESKTOP, bypass_csp=True)
         made.set_default_timeout(15_000)
         return made
 
@@ -209,10 +201,10 @@ def audit(env, world, service, browser) -> Audit:
     for language in LANGUAGES:
         with result.context(language) as ctx:
             public_pages(result, ctx.new_page(), language, world, admin)
-        # The web copy is the email's own HTML under a CSP sandbox without scripts: axe runs
-        # in it only with the CSP set aside.
-        with result.context(language, bypass_csp=True) as ctx:
+        with result.context(language) as ctx:
             web_copy(result, ctx.new_page(), language, world)
+        with result.context(language) as ctx:
+            two_factor(result, ctx, language, env)
         with result.context(language) as ctx:
             page = ctx.new_page()
             sign_in(page, service.url, admin)
@@ -287,11 +279,43 @@ def public_pages(result: Audit, page, language: str, world: dict, admin: dict) -
 
 
 def web_copy(result: Audit, page, language: str, world: dict) -> None:
+    """The email's web copy, and the list's public archive with the campaign's archived copy."""
     view = re.search(r'href="([^"]*/p/view/[^"]+)"', campaign_email(world))
     assert view, "the campaign email links to its web copy"
     page.goto(result.origin + "/p/view/" + view.group(1).rsplit("/p/view/", 1)[1])
     result.pages.visited["webview.view_in_browser"] = page.url
     result.check(page, "anyone", language, "webview.view_in_browser")
+    page.goto(result.origin + "/archive/news")
+    result.pages.visited["archive.index"] = page.url
+    result.check(page, "anyone", language, "archive.index")
+    copy = next(link for link in links(page, result.origin) if result.pages.endpoint(link) == "archive.copy")
+    page.goto(copy)
+    result.pages.visited["archive.copy"] = page.url
+    result.check(page, "anyone", language, "archive.copy")
+
+
+def two_factor(result: Audit, ctx, language: str, env) -> None:
+    """Two-factor sign-in: a role that requires it, a user who enrols at sign-in (the QR code
+    page, then the recovery codes), and the code page at the next sign-in."""
+    with db.write(env.engine) as conn:
+        role_id = access.create_role(conn, ACTOR, f"Secured {language}", ["dashboard:read"])
+        access.set_role_requirement(conn, ACTOR, role_id, True)
+        email = f"secured-{language}@example.com"
+        access.create_user(conn, ACTOR, email, PASSWORD, role_id)
+    user = {"email": email, "password": PASSWORD}
+    page = ctx.new_page()
+    sign_in(page, result.origin, user, landing="/login/enrol")
+    result.pages.visited["access.sign_in_enrol"] = page.url
+    result.check(page, "anyone", language, "access.sign_in_enrol")
+    secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+    page.locator("input[name=code]").fill(pyotp.TOTP(secret).now())
+    page.locator("form:has(input[name=code]) button[type=submit]").click()
+    page.locator("#recovery-codes").wait_for()
+    result.check(page, "anyone", language, "access.sign_in_enrol (recovery codes)")
+    ctx.clear_cookies()
+    sign_in(page, result.origin, user, landing="/login/code")
+    result.pages.visited["access.sign_in_code"] = page.url
+    result.check(page, "anyone", language, "access.sign_in_code")
 
 
 def forms(result: Audit, page, language: str) -> None:

@@ -6,14 +6,12 @@ The tests are steps of one journey and run in file order (each uses what the one
 """
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from altkraft_onprem import db, i18n
 from altkraft_onprem.access import service as access
 from altkraft_onprem.access.models import system_actor
-from tests.browser import save_artifacts, sign_in
+from tests.browser import save_artifacts, setup_link, sign_in
 from tests.conftest import start_service
 
 pytestmark = pytest.mark.browser
@@ -28,13 +26,6 @@ def service(env):
     server = start_service(env)
     yield server
     server.stop()
-
-
-def setup_link(server) -> str:
-    """The one-time link that `altkraft run` prints on a database without users."""
-    found = re.search(r"create the administrator at (\S+/setup/\S+)", server.log.read_text())
-    assert found, server.log.read_text()
-    return found.group(1)
 
 
 def menu_labels(page) -> list[str]:
