@@ -1,7 +1,7 @@
 """The automation pages in real Chromium: axe-core's WCAG 2.1 A and AA rules find nothing on
 the workflow list, the builder (with steps, counters, people waiting and one stopped), the
 webhook list and a webhook's delivery log, at 1366 px and at 390 px (where nothing scrolls
-sideways); and the builder's whole job can be done with the keyboard alone."""
+sideways), in English and in Russian; and the builder's whole job can be done with the keyboard alone."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +11,8 @@ from playwright.sync_api import expect
 from sqlalchemy import update
 
 from altkraft_onprem import db
+from altkraft_onprem.access import service as access
+from altkraft_onprem.access.models import system_actor
 from altkraft_onprem.automation import webhooks, workflows
 from altkraft_onprem.automation.workflow_models import enrollments
 from tests.browser import save_artifacts, sign_in
@@ -65,19 +67,23 @@ def pages(env, live_server):
             "webhook": f"{base}/automation/webhooks/{hook['id']}"}
 
 
-@pytest.mark.parametrize("width", [1366, 390])
-def test_the_automation_pages_have_no_axe_violations(env, pages, new_page, width):
+@pytest.mark.parametrize(("width", "locale"), [(1366, "en"), (390, "en"), (390, "ru")])
+def test_the_automation_pages_have_no_axe_violations(env, pages, new_page, width, locale):
     page = new_page(viewport={"width": width, "height": 900})
-    sign_in(page, pages["list"].rsplit("/automation", 1)[0], env.user("Administrator"))
+    user = env.user("Administrator")
+    with db.write(env.engine) as conn:          # the pages in the user's language
+        access.update_user(conn, system_actor(), user["id"], locale=locale)
+    sign_in(page, pages["list"].rsplit("/automation", 1)[0], user)
     found = {}
     for name, url in pages.items():
         page.goto(url)
         page.wait_for_load_state("networkidle")
+        assert page.locator("html").get_attribute("lang") == locale
         problems = violations(page)
         sideways = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         if problems or sideways > 0:
             found[name] = problems + ([f"scrolls sideways by {sideways}px"] if sideways > 0 else [])
-            save_artifacts(page, f"automation-a11y-{name}-{width}")
+            save_artifacts(page, f"automation-a11y-{name}-{width}-{locale}")
     assert not found, found
 
 
