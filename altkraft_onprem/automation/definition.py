@@ -98,6 +98,12 @@ class Engagement(_Trigger):
     link_index: int | None = Field(None, ge=0, le=10_000, description="email_clicked: one link")
 
 
+class Delivered(_Trigger):
+    type: Literal["email_delivered"]
+    campaign_id: Id | None = Field(None, description="A campaign's email (any email when "
+                                   "absent): accepted by the receiving server")
+
+
 class NoEngagement(_Trigger):
     type: Literal["not_opened", "not_clicked"]
     campaign_id: Id = Field(description="The campaign whose email was not opened / clicked")
@@ -123,11 +129,13 @@ class Manual(_Trigger):
 
 
 Trigger = Annotated[SubscriberCreated | ListJoined | OptinConfirmed | FieldChanged | SegmentChange
-                    | Unsubscribed | Restored | DateField | Schedule | Engagement | NoEngagement
+                    | Unsubscribed | Restored | DateField | Schedule | Engagement | Delivered
+                    | NoEngagement
                     | Bounced | Complained | CustomEvent | Manual, Field(discriminator="type")]
 TRIGGER_TYPES = ("subscriber_created", "list_joined", "optin_confirmed", "field_changed",
                  "segment_entered", "segment_left", "unsubscribed", "restored", "date_field",
-                 "schedule", "email_opened", "email_read", "email_clicked", "not_opened",
+                 "schedule", "email_delivered", "email_opened", "email_read", "email_clicked",
+                 "not_opened",
                  "not_clicked", "bounced", "complained", "event", "manual")
 
 

@@ -25,7 +25,7 @@ TRIGGER_EVENTS: dict[str, set[str]] = {
     "unsubscribed": {"subscription.unsubscribed"},
     "restored": {"subscriber.restored"},
     "email_opened": {"email.tracked"}, "email_read": {"email.tracked"},
-    "email_clicked": {"email.tracked"},
+    "email_clicked": {"email.tracked"}, "email_delivered": {"delivery.outcomes"},
     "bounced": {"email.bounced"}, "complained": {"email.complained"},
     "event": {CUSTOM_EVENT}, "manual": set(),
 }
@@ -101,6 +101,12 @@ def matches(trigger: dict, name: str, payload: dict) -> list[tuple[int, dict]]:
                 for e in payload["events"] if TRACKED.get(e.get("kind")) == kind and not e.get("machine")
                 and trigger.get("campaign_id") in (None, e.get("campaign_id"))
                 and trigger.get("link_index") in (None, e.get("link_index"))]
+    if kind == "email_delivered":
+        # [campaign id, subscriber id, occurrence, state] of each ledger row that reached its end
+        return [(subscriber_id, {"campaign_id": campaign_id})
+                for campaign_id, subscriber_id, _occurrence, state in payload["outcomes"]
+                if state == "sent" and subscriber_id
+                and trigger.get("campaign_id") in (None, campaign_id)]
     if kind in ("bounced", "complained"):
         if payload.get("subscriber_id") is None:
             return []

@@ -195,7 +195,8 @@ def _check_trigger(conn: Connection, definition: WorkflowDefinition) -> None:
         if trigger.type == "date_field":
             check_field(conn, trigger.field)
             segment_service.date_text(conn, trigger.field)
-        if trigger.type in ("not_opened", "not_clicked"):
+        if trigger.type in ("not_opened", "not_clicked") or (
+                trigger.type == "email_delivered" and trigger.campaign_id is not None):
             _exists(conn, campaigns, trigger.campaign_id)
     except ServiceError as exc:
         raise ServiceError("trigger %(type)s: %(text)s", "trigger", type=trigger.type, text=exc) from None

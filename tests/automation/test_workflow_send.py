@@ -116,6 +116,29 @@ def test_delivery_webhooks_get_each_sent_message(env, sink, receiver):
     assert request.json["data"]["occurrence"] == found["id"] * 1000 + 1
 
 
+def test_an_email_delivered_enrolls_in_a_workflow_listening_for_that_campaign(env, sink):
+    from altkraft_onprem.automation import workflows
+
+    from .helpers import entered
+
+    def campaign_of(workflow_id: int) -> int:
+        with db.read(env.engine) as conn:
+            version_id = workflows.get(conn, workflow_id)["version_id"]
+            return workflows.get_version(conn, version_id)["campaigns"]["mail"]
+
+    campaign_id = campaign_of(mail_workflow(env, order_mail(env), "paid_f"))
+    quiet = campaign_of(mail_workflow(env, order_mail(env), "paid_g"))
+    listener = published(env, chain(("g", "goal", {"name": "delivered"}), trigger={
+        "type": "email_delivered", "campaign_id": campaign_id}))
+    other = published(env, chain(("g", "goal", {"name": "elsewhere"}), trigger={
+        "type": "email_delivered", "campaign_id": quiet}))
+    subscriber_id = person(env)
+    post_event(env, subscriber_id, "F-1", "paid_f")
+    assert len(sink.messages) == 1
+    assert entered(env, listener) == [(subscriber_id, {"campaign_id": campaign_id})]
+    assert entered(env, other) == []
+
+
 def test_preview_takes_a_sample_event(env):
     from tests.api.conftest import Api
 
