@@ -4,8 +4,6 @@ webhook list and a webhook's delivery log, at 1366 px and at 390 px (where nothi
 sideways), in English and in Russian; and the builder's whole job can be done with the keyboard alone."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import update
@@ -15,30 +13,12 @@ from altkraft_onprem.access import service as access
 from altkraft_onprem.access.models import system_actor
 from altkraft_onprem.automation import webhooks, workflows
 from altkraft_onprem.automation.workflow_models import enrollments
+from tests.a11y import DESKTOP, PHONE, axe_violations, describe, settled, sideways
 from tests.browser import save_artifacts, sign_in
 
 from .helpers import ACTOR, chain, enroll, person, published, run_later
 
 pytestmark = pytest.mark.browser
-
-AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
-WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-
-
-def violations(page) -> list[str]:
-    """axe-core's WCAG 2.1 A/AA violations, as 'rule: element, …' lines (the Drawflow canvas
-    is checked like any element: its nodes are our HTML)."""
-    if not AXE.exists():
-        pytest.fail(f"{AXE} is missing: run `make frontend` (npm ci)", pytrace=False)
-    if not page.evaluate("typeof window.axe === 'object'"):
-        page.evaluate(AXE.read_text(encoding="utf-8"))
-    found = page.evaluate("""async (tags) => {
-        const result = await axe.run(document, {runOnly: {type: 'tag', values: tags},
-                                                resultTypes: ['violations']});
-        return result.violations.map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).slice(0, 4).join(', '));
-    }""", WCAG_21_AA)
-    return found
-
 
 @pytest.fixture(scope="module")
 def pages(env, live_server):
@@ -67,9 +47,9 @@ def pages(env, live_server):
             "webhook": f"{base}/automation/webhooks/{hook['id']}"}
 
 
-@pytest.mark.parametrize(("width", "locale"), [(1366, "en"), (390, "en"), (390, "ru")])
-def test_the_automation_pages_have_no_axe_violations(env, pages, new_page, width, locale):
-    page = new_page(viewport={"width": width, "height": 900})
+@pytest.mark.parametrize(("size", "locale"), [(DESKTOP, "en"), (PHONE, "en"), (PHONE, "ru")])
+def test_the_automation_pages_have_no_axe_violations(env, pages, new_page, size, locale):
+    page = new_page(viewport=size)
     user = env.user("Administrator")
     with db.write(env.engine) as conn:          # the pages in the user's language
         access.update_user(conn, system_actor(), user["id"], locale=locale)
@@ -78,12 +58,13 @@ def test_the_automation_pages_have_no_axe_violations(env, pages, new_page, width
     for name, url in pages.items():
         page.goto(url)
         page.wait_for_load_state("networkidle")
+        settled(page)
         assert page.locator("html").get_attribute("lang") == locale
-        problems = violations(page)
-        sideways = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        if problems or sideways > 0:
-            found[name] = problems + ([f"scrolls sideways by {sideways}px"] if sideways > 0 else [])
-            save_artifacts(page, f"automation-a11y-{name}-{width}-{locale}")
+        problems = describe(axe_violations(page))
+        wider = sideways(page)
+        if problems or wider:
+            found[name] = problems + (f"; scrolls sideways by {wider}px" if wider else "")
+            save_artifacts(page, f"automation-a11y-{name}-{size['width']}-{locale}")
     assert not found, found
 
 
