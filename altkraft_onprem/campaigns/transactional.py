@@ -29,6 +29,7 @@ from altkraft_onprem.access.service import record
 from altkraft_onprem.audience import subscribers as people
 from altkraft_onprem.audience.models import (
     FieldError,
+    email_domain,
     normalise_email,
     subscribers,
     suppressions,
@@ -258,14 +259,6 @@ def _recipient(conn: Connection, request: Request) -> tuple[int | None, str, str
     return None, email, None
 
 
-def refusal_for(conn: Connection, email: str, subscriber_id: int | None, strict: bool) -> Term | None:
-    """Why the address may not get this send (None: it may): a hard bounce always, any other
-    suppression unless the category is strictly transactional."""
-    state = conn.execute(select(subscribers.c.state).where(
-        subscribers.c.id == subscriber_id)).scalar() if subscriber_id else None
-    return _reason(_suppression_sources(conn, email, state), strict)
-
-
 _SOURCES = select(suppressions.c.source).where(or_(
     suppressions.c.email == bindparam("email"), suppressions.c.domain == bindparam("domain")))
 # A subscriber's state says the same as an entry would (an entry may have been removed since).
@@ -274,11 +267,32 @@ _STATE_SOURCES = {"bounced": HARD_BOUNCE, "complained": "complaint", "suppressed
 
 def _suppression_sources(conn: Connection, email: str, state: str | None) -> set[str]:
     """The sources of the suppression entries covering the address (and its owner's state)."""
-    sources = set(conn.execute(_SOURCES, {"email": email, "domain": email.rpartition("@")[2]})
+    sources = set(conn.execute(_SOURCES, {"email": email, "domain": email_domain(email)})
                   .scalars())
+    return _with_state(sources, state)
+
+
+def _with_state(sources: set[str], state: str | None) -> set[str]:
     if state in _STATE_SOURCES:
         sources.add(_STATE_SOURCES[state])
     return sources
+
+
+def _sources_among(conn: Connection, emails: set[str]) -> dict[str, set[str]]:
+    """`_suppression_sources` of many addresses in one query (without the owners' states):
+    {address: sources}, empty sets included."""
+    domains = {email_domain(e) for e in emails}
+    by_email: dict[str, set[str]] = {}
+    by_domain: dict[str, set[str]] = {}
+    if emails:
+        x = suppressions.c
+        for email, domain, source in conn.execute(select(x.email, x.domain, x.source).where(or_(
+                db.among(conn, x.email, sorted(emails)), db.among(conn, x.domain, sorted(domains))))):
+            if email in emails:
+                by_email.setdefault(email, set()).add(source)
+            if domain in domains:
+                by_domain.setdefault(domain, set()).add(source)
+    return {e: by_email.get(e, set()) | by_domain.get(email_domain(e), set()) for e in emails}
 
 
 def _reason(sources: set[str], strict: bool) -> Term | None:
@@ -399,19 +413,22 @@ def superseded(conn: Connection, campaign_id: int) -> bool:
 
 def row_recipients(conn: Connection, campaign_id: int, row_ids: list[int]) -> tuple[dict, set]:
     """({row id: render context with the request's data and headers}, row ids that may be
-    sent now): each row of a carrier is its own recipient, in the audience or not."""
+    sent now): each row of a carrier is its own recipient, in the audience or not. A few
+    queries for the whole batch, whatever its size (the suppression list, the people's
+    states), with the accept path's rules."""
     rows = conn.execute(select(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.context)
                         .where(deliveries.c.id.in_(row_ids))).all()
     known = people.render_context(conn, [r.subscriber_id for r in rows if r.subscriber_id])
-    live = set(conn.execute(select(subscribers.c.id).where(
-        subscribers.c.id.in_(list(known)), subscribers.c.deleted_at.is_(None))).scalars()) if known else set()
+    states = dict(conn.execute(select(subscribers.c.id, subscribers.c.state).where(
+        db.among(conn, subscribers.c.id, list(known)), subscribers.c.deleted_at.is_(None))).all()
+    ) if known else {}
     contexts: dict[int, dict] = {}
-    sendable: set[int] = set()
+    strict: dict[int, bool] = {}
     for row in rows:
         request = row.context or {}
         if row.subscriber_id:
             person = known.get(row.subscriber_id)
-            if person is None or row.subscriber_id not in live:
+            if person is None or row.subscriber_id not in states:
                 continue
             person = dict(person)
         else:
@@ -419,8 +436,10 @@ def row_recipients(conn: Connection, campaign_id: int, row_ids: list[int]) -> tu
         person["transactional"] = {"data": request.get("data") or {},
                                    "headers": request.get("headers") or {}}
         contexts[row.id] = person
-        if refusal_for(conn, person["email"], row.subscriber_id, bool(request.get("strict"))) is None:
-            sendable.add(row.id)
+        strict[row.id] = bool(request.get("strict"))
+    sources = _sources_among(conn, {person["email"] for person in contexts.values()})
+    sendable = {row_id for row_id, person in contexts.items() if _reason(
+        _with_state(set(sources[person["email"]]), states.get(person["id"])), strict[row_id]) is None}
     return contexts, sendable
 
 

@@ -229,6 +229,36 @@ def test_an_address_suppressed_before_its_turn_is_skipped(env, message_id, sink)
     assert state == "skipped" and sink.messages == []
 
 
+def test_a_batch_at_send_time_keeps_the_accept_rules_for_each_row(env, message_id, sink):
+    """One claimed batch, judged with a few set queries (row_recipients): a domain entry and a
+    subscriber's state added after the requests were accepted refuse as at accept time — a
+    strictly transactional category passes a suppression, never a hard bounce."""
+    _, (bea, cid, dee) = make_list(env, "Batch", [{"email": f"{n}@batch.example.org"}
+                                                   for n in ("bea", "cid", "dee")])
+    wanted = [("x@blocked.example.net", None, None, "skipped"),
+              ("y@blocked.example.net", None, "password_reset", "sent"),
+              (None, bea, None, "skipped"), (None, cid, "password_reset", "skipped"),
+              ("ok@batch.example.org", None, None, "sent"), (None, dee, None, "sent")]
+    with db.write(env.engine) as conn:
+        accepted = [transactional.accept(conn, system_actor("test"), env.settings, transactional.Request(
+            message_id=message_id, mode="external" if email else "existing", email=email,
+            subscriber_id=person, category=category, data={"link": "x", "code": "3"}))
+            for email, person, category, _ in wanted]
+        suppression.suppress(conn, ACTOR, domain="blocked.example.net", source="manual")
+        # the people's own states, with no entry (one may have been removed since)
+        conn.execute(subscribers.update().where(subscribers.c.id == bea).values(state="complained"))
+        conn.execute(subscribers.update().where(subscribers.c.id == cid).values(state="bounced"))
+    with env.app.app_context():
+        jobs.run_campaign(env.settings, env.engine, accepted[0].campaign_id)
+    with db.read(env.engine) as conn:
+        states = dict(conn.execute(select(deliveries.c.occurrence, deliveries.c.state).where(
+            deliveries.c.campaign_id == accepted[0].campaign_id,
+            deliveries.c.occurrence.in_([a.id for a in accepted]))).all())
+    assert [states[a.id] for a in accepted] == [w[3] for w in wanted]
+    assert sorted(m["To"].addresses[0].addr_spec for m in sink.messages) == [
+        "dee@batch.example.org", "ok@batch.example.org", "y@blocked.example.net"]
+
+
 def test_concurrent_requests_with_one_key_make_one_send(env, message_id, sink):
     request = dict(message_id=message_id, mode="external", email="race@example.org",
                    data={"link": "x", "code": "2"}, idempotency_key="race-1")
