@@ -267,6 +267,7 @@ def edit(campaign_id: int):
 
 @blueprint.route("/campaigns/<int:campaign_id>/archive", methods=["POST"])
 @requires("campaigns:write")
+@keeps_to_lists
 def set_archive(campaign_id: int):
     """The "Publish in the public archive" switch (any state: it changes nothing sent)."""
     published = request.form.get("archive") == "on"

@@ -11,13 +11,14 @@ import pytest
 from sqlalchemy import update
 
 from altkraft_onprem import db
+from altkraft_onprem.access import service as access
 from altkraft_onprem.campaigns import jobs
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.campaigns.models import campaigns as campaigns_table
 from altkraft_onprem.messages import webview
 from altkraft_onprem.sending.webview import WEBVIEW_CSP
 from tests.automation.conftest import module_env
-from tests.conftest import Env, csrf_token
+from tests.conftest import PASSWORD, Env, csrf_token
 from tests.delivery.keys import write_keys
 
 from .helpers import ACTOR, make_campaign, make_list, make_message
@@ -199,6 +200,29 @@ def test_the_campaign_and_list_pages_switch_the_archive(env, client, world):
         "csrf_token": csrf_token(page), "name": "Other", "optin": "single", "visibility": "private",
         "archive_slug": "other"})
     assert client.get("/archive/other").status_code == 404
+
+
+def test_a_role_limited_to_lists_switches_only_its_own_campaigns(env, client, world):
+    """The switch keeps to a list-scoped role's lists like the campaign's other pages: its
+    own campaign switches, one that also went to a list outside the scope is 404 and stays."""
+    with db.write(env.engine) as conn:
+        role_id = access.create_role(conn, ACTOR, "News team", ["campaigns:read", "campaigns:write"],
+                                     lists=[world["news"]])
+        access.create_user(conn, ACTOR, "news-team@example.com", PASSWORD, role_id)
+    env.login(client, {"email": "news-team@example.com", "password": PASSWORD})
+    page = client.get(f"/campaigns/{world['first']}")
+    assert page.status_code == 200
+    token = csrf_token(page.get_data(as_text=True))
+    own = client.post(f"/campaigns/{world['first']}/archive", data={"csrf_token": token})
+    assert own.status_code == 302
+    foreign = client.post(f"/campaigns/{world['second']}/archive", data={"csrf_token": token})
+    assert foreign.status_code == 404
+    with db.read(env.engine) as conn:
+        assert campaigns.get_campaign(conn, world["first"])["archive"] is False
+        assert campaigns.get_campaign(conn, world["second"])["archive"] is True
+    client.post(f"/campaigns/{world['first']}/archive", data={"csrf_token": token, "archive": "on"})
+    with db.read(env.engine) as conn:
+        assert campaigns.get_campaign(conn, world["first"])["archive"] is True
 
 
 def test_an_archived_campaign_still_running_is_not_listed(env, client, world):
