@@ -14,7 +14,7 @@ import re
 from html import escape
 from xml.sax.saxutils import escape as xml_escape
 
-from flask import Blueprint, Response, abort, render_template
+from flask import Blueprint, Response, abort, g, render_template
 from flask_babel import get_locale
 from sqlalchemy import Connection
 
@@ -68,10 +68,8 @@ def _archive(slug: str) -> tuple[dict, list[dict], str]:
 @requires(PUBLIC)
 def index(slug: str):
     found, entries, page = _archive(slug)
-    response = Response(render_template("archive/index.html", lst=found, entries=entries,
-                                        feed_url=f"{page}/feed.atom"))
-    response.headers["Cache-Control"] = CACHE
-    return response
+    return in_readers_language(Response(render_template(
+        "archive/index.html", lst=found, entries=entries, feed_url=f"{page}/feed.atom")))
 
 
 @blueprint.route("/archive/<slug>/feed.atom")
@@ -117,7 +115,19 @@ def copy(slug: str, token: str):
         html = archived_copy(conn, campaign)
     if html is None:
         abort(404)
-    return sandboxed(readable(html, str(get_locale())), CACHE)
+    return in_readers_language(sandboxed(readable(html, str(get_locale())), CACHE))
+
+
+def in_readers_language(response: Response) -> Response:
+    """A page whose text (or lang) is in the reader's language, chosen from Accept-Language:
+    shared caches keep a copy per language. A signed-in reader's page is in their own
+    language and shows their menu: no shared cache may keep it."""
+    if g.get("actor") is not None:
+        response.headers["Cache-Control"] = "private, no-cache"
+    else:
+        response.headers["Cache-Control"] = CACHE
+        response.vary.add("Accept-Language")
+    return response
 
 
 def archived_copy(conn: Connection, campaign: dict) -> str | None:

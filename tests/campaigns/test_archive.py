@@ -121,6 +121,37 @@ def test_a_copy_is_the_message_for_a_placeholder_without_tracking_or_own_links(e
     assert "Ann" not in html
 
 
+def pages_of(client, lang: str) -> str:
+    return client.get("/archive/news-letter", headers={"Accept-Language": lang}).get_data(as_text=True)
+
+
+def test_shared_caches_keep_a_copy_per_language_and_none_of_a_signed_in_page(env, client, world):
+    """The archive's text (and a copy's lang) follows Accept-Language, so a shared cache is
+    told to key on it; a signed-in reader's page carries their language and their menu, so it
+    is theirs alone. The feed has no text of ours: one copy for everybody."""
+    copy = copy_url(env, "news-letter", world["first"])       # (its <html lang> is the reader's)
+    for path in ("/archive/news-letter", copy):
+        pages = {lang: client.get(path, headers={"Accept-Language": lang}) for lang in ("en", "ru")}
+        for response in pages.values():
+            assert response.status_code == 200
+            assert response.headers["Cache-Control"] == "public, max-age=300"
+            assert "accept-language" in {v.lower() for v in response.vary}, (path, response.vary)
+    assert "Subscribe to this archive" in pages_of(client, "en")
+    assert "Подписаться на ленту архива" in pages_of(client, "ru")
+    feed = client.get("/archive/news-letter/feed.atom", headers={"Accept-Language": "ru"})
+    assert feed.headers["Cache-Control"] == "public, max-age=300"
+    assert "accept-language" not in {v.lower() for v in feed.vary}
+
+    user = env.user("Viewer")
+    env.login(client, user)
+    for path in ("/archive/news-letter", copy):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert "public" not in response.headers["Cache-Control"]
+        assert "private" in response.headers["Cache-Control"]
+    assert user["email"] in client.get("/archive/news-letter").get_data(as_text=True)
+
+
 @pytest.mark.parametrize("case", ["forged", "unknown slug", "other list's campaign",
                                   "not archived", "wrong version", "other list's slug"])
 def test_forged_or_foreign_addresses_are_404(env, client, world, case):
