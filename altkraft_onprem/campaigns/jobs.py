@@ -213,14 +213,19 @@ def start_due() -> list[int]:
 def _start_scheduled_one(settings, engine, actor, campaign_id: int) -> bool:
     """Starts one due campaign in its own transaction. One that cannot start (its message
     cannot be rendered for its recipients, no relay, …) goes back to draft with the reason
-    on its page; it stops no other."""
+    on its page; it stops no other.
+
+    Lateness is judged before the pre-send checks: whether a campaign that missed its time
+    should go out at all is the first thing to decide (its page offers Start now, and that
+    start runs the checks and says what blocks it); held as blocked instead, its lateness
+    would be forgotten and a start after the block was mended would send it late silently."""
     try:
-        startcheck.refuse_blocked(engine, settings, campaign_id)
         with db.write(engine) as conn:
             if campaigns.hold_if_late(conn, actor, settings, campaign_id):
                 log.warning("scheduled campaign %s held: later than campaigns.max_lateness",
                             campaign_id)
                 return False
+        startcheck.refuse_blocked(engine, settings, campaign_id)
         with db.write(engine) as conn:
             campaigns.start(conn, actor, settings, campaign_id)
         return True

@@ -183,6 +183,9 @@ def update_campaign(conn: Connection, actor: Actor, campaign_id: int, **data: An
     _keep_to_lists(actor, values)
     _refuse_local_split(values.get("send_at_local", current["send_at_local"]),
                         split if changes_split else splittest.get(conn, campaign_id))
+    if (values.get("schedule_at", current["schedule_at"]) != current["schedule_at"]
+            and late_start(current) is not None):
+        values["pause_reason"] = None       # it named the schedule it missed
     conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
                  .values(**values, updated_at=utcnow()))
     if changes_split:
