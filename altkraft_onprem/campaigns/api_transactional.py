@@ -144,7 +144,9 @@ def _limited():
            summary="Send a message to one person now (202; the same idempotency_key again "
            "answers the same id)", body=SendRequest, response=Queued, status=202,
            responses={409: "The address is suppressed (the reason is given; nothing was sent), "
-                           "or the idempotency_key was used for another request",
+                           "or the idempotency_key was used for another request, or the "
+                           "message's carrier stopped taking sends meanwhile (nothing was "
+                           "queued: send the request again)",
                       429: "Over the token's rate (transactional.token_rate); see Retry-After"})
 def transactional_send(body: SendRequest):
     refused = _limited()

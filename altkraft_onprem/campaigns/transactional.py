@@ -58,6 +58,8 @@ RESERVED_HEADERS = frozenset({
 HARD_BOUNCE = "bounce"
 # A carrier in these states takes rows (a paused one sends them when it is resumed).
 CARRIER_STATES = ("running", "paused")
+# How many carriers one request tries before it gives up (each found just before its try).
+CARRIER_TRIES = 3
 REFUSAL_LABELS = (N_("hard bounce"), N_("complaint"), N_("unsubscribed from everything"),
                   N_("suppressed"))
 
@@ -130,14 +132,22 @@ def accept(conn: Connection, actor: Actor, settings, request: Request) -> Accept
     row = {"campaign_id": campaign_id, "subscriber_id": subscriber_id or 0, "occurrence": send_id,
            "context": {"to": email, "data": request.data, "headers": request.headers,
                        "strict": strict}}
-    if not conn.execute(_statements(conn).queue_row, row).rowcount:
-        # The cached carrier stopped taking rows (cancelled, finished): the current one.
-        carriers.forget(request.message_id)
-        row["campaign_id"] = campaign_id = carriers.get(conn, actor, settings, request.message_id)
-        conn.execute(update(transactional_sends).where(transactional_sends.c.id == send_id)
-                     .values(campaign_id=campaign_id))
-        conn.execute(_statements(conn).queue_row, row)
-    return Accepted(send_id, campaign_id)
+    # The ledger row's key (carrier, subscriber, occurrence = this send's new id) is new: its
+    # insert cannot meet a duplicate. It inserts nothing when the carrier stopped taking rows
+    # (cancelled, finished) since it was cached — or, on Postgres, since it was found, by a
+    # transaction that committed in between: then the current carrier, a few times at most.
+    for attempt in range(CARRIER_TRIES):
+        if attempt:
+            carriers.forget(request.message_id)
+            row["campaign_id"] = campaign_id = carriers.get(conn, actor, settings, request.message_id)
+            conn.execute(update(transactional_sends).where(transactional_sends.c.id == send_id)
+                         .values(campaign_id=campaign_id))
+        if conn.execute(_statements(conn).queue_row, row).rowcount == 1:
+            return Accepted(send_id, campaign_id)
+    # Raised: the transaction, the key's claim included, is rolled back; the same request
+    # (and key) may be sent again.
+    raise Conflict("the message's transactional campaign stopped taking sends while this "
+                   "request was stored: nothing was queued; send the request again", "message_id")
 
 
 class _Statements:
@@ -156,7 +166,10 @@ class _Statements:
                    literal("queued"), literal(0), literal(False),
                    bindparam("context", type_=d.context.type)).where(
                 campaigns.c.id == bindparam("campaign_id"),
-                campaigns.c.state.in_(CARRIER_STATES)))
+                campaigns.c.state.in_(CARRIER_STATES))).execution_options(
+            # Without it SQLAlchemy answers -1 for an INSERT … SELECT on Postgres, whether it
+            # inserted a row or none (accept reads the count).
+            preserve_rowcount=True)
 
 
 _STATEMENTS: dict[str, _Statements] = {}

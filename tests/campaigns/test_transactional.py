@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
 from altkraft_onprem import db
 from altkraft_onprem.access.models import system_actor
@@ -18,9 +18,10 @@ from altkraft_onprem.campaigns import jobs, transactional
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.campaigns.models import campaigns as campaigns_table
 from altkraft_onprem.campaigns.models import deliveries, transactional_sends
+from altkraft_onprem.errors import Conflict
 from altkraft_onprem.messages import service as messages
 from tests.automation.conftest import module_env
-from tests.conftest import Env
+from tests.conftest import DB_KIND, Env
 from tests.delivery.keys import write_keys
 
 from .helpers import ACTOR, make_list
@@ -257,6 +258,86 @@ def test_a_batch_at_send_time_keeps_the_accept_rules_for_each_row(env, message_i
     assert [states[a.id] for a in accepted] == [w[3] for w in wanted]
     assert sorted(m["To"].addresses[0].addr_spec for m in sink.messages) == [
         "dee@batch.example.org", "ok@batch.example.org", "y@blocked.example.net"]
+
+
+def test_a_request_to_a_remembered_carrier_that_stopped_goes_to_the_current_one(env, monkeypatch):
+    """The process still remembers a carrier that was cancelled since: the ledger row's insert
+    notices (it inserts nothing) and the request goes to the current carrier, queued."""
+    monkeypatch.setattr(transactional.Carriers, "CACHE_SECONDS", 60.0)
+    with db.write(env.engine) as conn:
+        mid, _ = messages.create_message(conn, ACTOR, "Remembered", subject="s", html="<p>x</p>")
+    sends = [transactional.Request(message_id=mid, mode="external", email=f"kept{n}@example.org")
+             for n in (1, 2)]
+    try:
+        with db.write(env.engine) as conn:
+            first = transactional.accept(conn, system_actor("test"), env.settings, sends[0])
+        with db.write(env.engine) as conn:
+            campaigns.cancel(conn, ACTOR, first.campaign_id)
+        with db.write(env.engine) as conn:
+            second = transactional.accept(conn, system_actor("test"), env.settings, sends[1])
+    finally:
+        transactional.carriers.forget()
+    with db.read(env.engine) as conn:
+        queued = conn.execute(select(deliveries.c.campaign_id, deliveries.c.state).where(
+            deliveries.c.occurrence == second.id, deliveries.c.subscriber_id == 0)).all()
+        stored = conn.execute(select(transactional_sends.c.campaign_id).where(
+            transactional_sends.c.id == second.id)).scalar()
+    assert second.campaign_id != first.campaign_id
+    assert queued == [(second.campaign_id, "queued")] and stored == second.campaign_id
+
+
+@pytest.mark.skipif(DB_KIND != "postgres", reason="SQLite has one writer: nothing can stop the "
+                    "carrier between finding it and queuing the row")
+@pytest.mark.parametrize("tries", [transactional.CARRIER_TRIES, 2])
+def test_a_carrier_stopped_while_a_request_is_stored_is_replaced_or_refused(
+        env, message_id, sink, monkeypatch, tries):
+    """The cached carrier was cancelled; the one found next is finished by another transaction
+    just before the ledger row's insert (Postgres, read committed). The row goes to the
+    carrier current after that, or, past the tries, nothing is stored and the request is a
+    409: never a 202 with nothing queued."""
+    monkeypatch.setattr(transactional, "CARRIER_TRIES", tries)
+    monkeypatch.setattr(transactional.Carriers, "CACHE_SECONDS", 60.0)
+    with db.write(env.engine) as conn:
+        mid, _ = messages.create_message(conn, ACTOR, f"Stopped {tries}", subject="s", html="<p>x</p>")
+    def request(n):
+        return transactional.Request(message_id=mid, mode="external", email=f"stop{n}-{tries}@example.org",
+                                     idempotency_key=f"stop-{tries}-{n}")
+    with db.write(env.engine) as conn:
+        cached = transactional.accept(conn, system_actor("test"), env.settings, request(1)).campaign_id
+    with db.write(env.engine) as conn:       # this process still remembers the cancelled one
+        campaigns.cancel(conn, ACTOR, cached)
+        following = transactional.find_carrier(conn, ACTOR, env.settings, mid)
+    inserts = []
+
+    def stop_the_following(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO campaign_deliveries"):
+            inserts.append(statement)
+            if len(inserts) == 2:       # the try on the carrier found after the cached one
+                with db.write(env.engine) as other:
+                    other.execute(update(campaigns_table).where(campaigns_table.c.id == following)
+                                  .values(state="finished"))
+    event.listen(env.engine, "before_cursor_execute", stop_the_following)
+    try:
+        if tries == 2:
+            with pytest.raises(Conflict, match="send the request again"):
+                with db.write(env.engine) as conn:
+                    transactional.accept(conn, system_actor("test"), env.settings, request(2))
+        else:
+            with db.write(env.engine) as conn:
+                accepted = transactional.accept(conn, system_actor("test"), env.settings, request(2))
+    finally:
+        event.remove(env.engine, "before_cursor_execute", stop_the_following)
+        transactional.carriers.forget()
+    with db.read(env.engine) as conn:
+        stored = conn.execute(select(transactional_sends.c.id, transactional_sends.c.campaign_id).where(
+            transactional_sends.c.idempotency_key == f"stop-{tries}-2")).first()
+        if tries == 2:
+            assert stored is None
+            return
+        queued = conn.execute(select(deliveries.c.campaign_id).where(
+            deliveries.c.occurrence == accepted.id, deliveries.c.campaign_id == accepted.campaign_id)).all()
+    assert accepted.campaign_id not in (cached, following)
+    assert stored.campaign_id == accepted.campaign_id and len(queued) == 1
 
 
 def test_concurrent_requests_with_one_key_make_one_send(env, message_id, sink):
