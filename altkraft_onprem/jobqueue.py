@@ -9,6 +9,8 @@ database exactly as a request does. Which tasks a consumer knows is decided at t
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from collections.abc import Callable
 
 from huey import Huey, signals
@@ -68,6 +70,39 @@ def periodic(cron) -> Callable:
                 return fn()
         return huey.periodic_task(cron)(run)
     return register
+
+
+class Waker:
+    """Calls `enqueue(*key)` (queues the job that acts on what a commit wrote) at most every
+    `interval` seconds per key in this process. One asked for meanwhile is made when the
+    interval is up, so whatever was committed before a wake-up is seen by a job that starts
+    after it — while a burst of commits (a message stored, a transactional request queued)
+    costs one queue write per interval instead of one each. The timer is not a daemon: a
+    process that stops still makes the wake-ups it owes (at most `interval` later)."""
+
+    def __init__(self, enqueue: Callable, interval: float):
+        self.enqueue, self.interval = enqueue, interval
+        self._last: dict[tuple, float] = {}
+        self._pending: set[tuple] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, *key) -> None:
+        with self._lock:
+            now = time.monotonic()
+            wait = self._last.get(key, float("-inf")) + self.interval - now
+            if wait > 0:
+                if key not in self._pending:
+                    self._pending.add(key)
+                    threading.Timer(wait, self._later, key).start()
+                return
+            self._last[key] = now
+        self.enqueue(*key)
+
+    def _later(self, *key) -> None:
+        with self._lock:
+            self._pending.discard(key)
+            self._last[key] = time.monotonic()
+        self.enqueue(*key)
 
 
 def queue_depth() -> int:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from huey import crontab
@@ -102,43 +101,18 @@ def send_campaign(campaign_id: int) -> None:
     run_campaign(current_settings(), db.get_engine(), campaign_id)
 
 
-class Waker:
-    """Queues a campaign's send run after a commit, at most every `interval` seconds per
-    process and campaign; one asked for meanwhile is queued when the interval ends, so every
-    row committed before a wake-up is seen by a run that starts after it (the transactional
-    API queues a row per request: a job per request would be a queue write each)."""
+# The transactional API queues a row per request: a job per request would be a queue write
+# each.
+_carrier_waker = jobqueue.Waker(send_campaign, interval=0.2)
 
-    def __init__(self, interval: float = 0.2):
-        self.interval = interval
-        self._last: dict[int, float] = {}
-        self._pending: set[int] = set()
-        self._lock = threading.Lock()
 
-    def __call__(self, campaign_id: int) -> None:
-        if jobqueue.huey.immediate:          # tests: the run happens here and now
-            send_campaign(campaign_id)
-            return
-        with self._lock:
-            now = time.monotonic()
-            wait = self._last.get(campaign_id, 0.0) + self.interval - now
-            if wait > 0:
-                if campaign_id not in self._pending:
-                    self._pending.add(campaign_id)
-                    timer = threading.Timer(wait, self._later, (campaign_id,))
-                    timer.daemon = True
-                    timer.start()
-                return
-            self._last[campaign_id] = now
+def wake(campaign_id: int) -> None:
+    """Queues a campaign's send run after a commit, at most every 0.2 s per process and
+    campaign (jobqueue.Waker)."""
+    if jobqueue.huey.immediate:          # tests: the run happens here and now
         send_campaign(campaign_id)
-
-    def _later(self, campaign_id: int) -> None:
-        with self._lock:
-            self._pending.discard(campaign_id)
-            self._last[campaign_id] = time.monotonic()
-        send_campaign(campaign_id)
-
-
-wake = Waker()
+        return
+    _carrier_waker(campaign_id)
 
 
 def kick(campaign_id: int, engine=None) -> None:

@@ -15,10 +15,11 @@ import re
 import signal
 import socket
 import ssl
-import threading
 import time
 
 from aiosmtpd.smtp import SMTP
+
+from altkraft_onprem.jobqueue import Waker
 
 from . import imap, intake
 from .addresses import Recogniser
@@ -43,34 +44,6 @@ class RateLimiter:
         count = self._counts.get(ip, 0) + 1
         self._counts[ip] = count
         return count <= self.per_minute
-
-
-class Waker:
-    """Queues the pipeline job after a commit, at most every `interval` seconds (one job
-    drains everything stored before it runs)."""
-
-    def __init__(self, enqueue, interval: float = 0.5):
-        self.enqueue, self.interval = enqueue, interval
-        self._last = 0.0
-        self._pending = False
-        self._lock = threading.Lock()
-
-    def __call__(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last < self.interval:
-                if not self._pending:
-                    self._pending = True
-                    threading.Timer(self.interval, self._later).start()
-                return
-            self._last = now
-        self.enqueue()
-
-    def _later(self) -> None:
-        with self._lock:
-            self._pending = False
-            self._last = time.monotonic()
-        self.enqueue()
 
 
 class Handler:
@@ -196,7 +169,7 @@ async def serve(settings, engine, enqueue, sock: socket.socket, stop: asyncio.Ev
                 ready=None) -> None:
     """Receives until `stop` is set, then finishes the messages being stored."""
     loop = asyncio.get_running_loop()
-    writer = intake.GroupWriter(engine, loop, on_commit=Waker(enqueue))
+    writer = intake.GroupWriter(engine, loop, on_commit=Waker(enqueue, interval=0.5))
     handler = Handler(settings, writer)
     hostname = settings["inbound.bounce_domain"] or settings["delivery.bounce_domain"] or None
     server = await loop.create_server(smtp_factory(settings, handler, hostname), sock=sock)
