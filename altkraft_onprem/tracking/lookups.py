@@ -11,9 +11,11 @@ from altkraft_onprem import db
 from altkraft_onprem.campaigns.models import deliveries
 from altkraft_onprem.db.types import utcnow
 
-from .models import CLICK, HUMAN, OPEN, tracking_events
+from .models import CLICK, HUMAN, OPEN, campaign_uniques, tracking_events
 
 _TIMELINE_KINDS = {"open": "opened", "click": "clicked", "read": "read"}
+# The roll-up's metrics of people counted by a human event (campaign_rollup.py).
+HUMAN_OPENERS, HUMAN_CLICKERS = OPEN + "_h", CLICK + "_h"
 
 
 def events_timeline(conn: Connection, subscriber_id: int, limit: int) -> list[dict]:
@@ -77,15 +79,17 @@ def unengaged(conn: Connection, campaign_id: int, kind: str, within: timedelta,
 
 
 def unique_engaged(conn: Connection, campaign_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """{campaign: (unique human openers, unique human clickers)}: a workflow split's figures."""
-    ev = tracking_events.c
-    found: dict[int, dict[str, int]] = {}
-    for campaign_id, kind, people in conn.execute(
-            select(ev.campaign_id, ev.kind, func.count(func.distinct(ev.subscriber_id)))
-            .where(ev.campaign_id.in_(campaign_ids), ev.kind.in_((OPEN, CLICK)), HUMAN)
-            .group_by(ev.campaign_id, ev.kind)):
-        found.setdefault(campaign_id, {})[kind] = people
-    return {c: (found.get(c, {}).get(OPEN, 0), found.get(c, {}).get(CLICK, 0)) for c in campaign_ids}
+    """{campaign: (unique human openers, unique human clickers)}: a workflow split's figures.
+    From the campaign roll-up (campaign_rollup.py, kept by every event flush and relabel): the
+    people its report counts as human openers and clickers — an erased person included, as
+    there — in a few rows per campaign instead of its events."""
+    u = campaign_uniques.c
+    found = {(c, metric): int(people or 0) for c, metric, people in conn.execute(
+        select(u.campaign_id, u.metric, func.sum(u.people))
+        .where(u.campaign_id.in_(campaign_ids), u.metric.in_((HUMAN_OPENERS, HUMAN_CLICKERS)))
+        .group_by(u.campaign_id, u.metric))}
+    return {c: (found.get((c, HUMAN_OPENERS), 0), found.get((c, HUMAN_CLICKERS), 0))
+            for c in campaign_ids}
 
 
 def recent_engagement(subscriber_ids, since: datetime):

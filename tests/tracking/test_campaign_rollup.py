@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from altkraft_onprem import db
+from altkraft_onprem.access.models import system_actor
+from altkraft_onprem.audience import gdpr
 from altkraft_onprem.campaigns.models import deliveries
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.reports import campaign as report
-from altkraft_onprem.tracking import campaign_rollup, tokens
+from altkraft_onprem.tracking import campaign_rollup, lookups, tokens
 from altkraft_onprem.tracking.buffer import EventBuffer
 from altkraft_onprem.tracking.models import (
     campaign_agents,
@@ -19,6 +21,7 @@ from altkraft_onprem.tracking.models import (
     campaign_hours,
     campaign_people,
     campaign_uniques,
+    tracking_events,
 )
 from tests.reports.conftest import add_list, add_subscriber, make_campaign
 
@@ -82,7 +85,7 @@ def world(env):
                 _row(c, p["e"], "click", link=1), _row(c, p["e"], "open", agent=OUTLOOK)]:
         buffer.add(env.engine, row)
     buffer.flush()
-    return {"campaign": campaign, "people": people}
+    return {"campaign": campaign, "plain": plain, "people": people}
 
 
 def test_flushes_equal_a_rebuild(env, world):
@@ -121,3 +124,38 @@ def test_by_domain_counts_human_people(env, world):
     with db.read(env.engine) as conn:
         rows = {d["domain"]: (d["delivered"], d["opens"], d["clicks"]) for d in report.by_domain(conn, world["campaign"])}
     assert rows == {"one.example": (2, 1, 0), "two.example": (3, 2, 1)}
+
+
+def _from_events(conn, campaign_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Unique human openers and clickers counted from the events themselves."""
+    ev = tracking_events.c
+    found = {(c, k): n for c, k, n in conn.execute(
+        select(ev.campaign_id, ev.kind, func.count(func.distinct(ev.subscriber_id)))
+        .where(ev.campaign_id.in_(campaign_ids), ev.kind.in_(("open", "click")), ev.machine.is_(False))
+        .group_by(ev.campaign_id, ev.kind))}
+    return {c: (found.get((c, "open"), 0), found.get((c, "click"), 0)) for c in campaign_ids}
+
+
+def test_a_workflow_splits_figures_are_the_roll_ups_and_the_events(env, world):
+    """lookups.unique_engaged reads the roll-up: the same people as the events (machine opens,
+    clicks relabelled machine later, split-test variants summed), a campaign without events 0."""
+    with db.read(env.engine) as conn:
+        ids = [world["campaign"], world["plain"], world["plain"] + 1000]
+        found = lookups.unique_engaged(conn, ids)
+        assert found == _from_events(conn, ids)
+        summary = report.summary(conn, world["campaign"])
+    assert found[world["campaign"]] == (summary["opens"]["human"], summary["clicks"]["human"]) == (3, 1)
+    assert found[world["plain"]] == (1, 1) and found[world["plain"] + 1000] == (0, 0)
+
+
+def test_an_erased_person_stays_counted_like_in_the_report(env, world):
+    """Erasure deletes a person's events but not the roll-up's counts (tracking/erasure.py):
+    a workflow split decided afterwards counts what the campaign's report shows."""
+    with db.write(env.engine) as conn:
+        gdpr.erase_person(conn, system_actor("test"), world["people"]["e"])
+    with db.read(env.engine) as conn:
+        found = lookups.unique_engaged(conn, [world["campaign"]])[world["campaign"]]
+        summary = report.summary(conn, world["campaign"])
+        events = _from_events(conn, [world["campaign"]])[world["campaign"]]
+    assert found == (summary["opens"]["human"], summary["clicks"]["human"]) == (3, 1)
+    assert events == (2, 0)          # e's open and click went with e
