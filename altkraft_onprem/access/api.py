@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from flask import Response, current_app, g
+from flask import Response, g
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from altkraft_onprem import db
@@ -13,11 +13,15 @@ from altkraft_onprem.config import current_settings as settings
 from altkraft_onprem.errors import Conflict, Forbidden
 
 from . import service
+from .http import confirm_enrolment, secret_key, with_own_code
 from .models import PERMISSIONS
 from .policy import SIGNED_IN
 from .roles import UNCHANGED
 
 TAG_USERS, TAG_ROLES, TAG_TOKENS, TAG_AUDIT = "Users", "Roles", "API tokens", "Audit log"
+# A second-factor code is checked as a sign-in's is: wrong ones count as failed logins.
+THROTTLED = {429: "Too many failed logins or wrong codes of this user (or from this address) "
+             "lately; try again later (security.login_max_failures)"}
 
 
 class Strict(BaseModel):
@@ -185,10 +189,6 @@ def me():
             "two_factor_required": state["required"]}
 
 
-def _key() -> bytes:
-    return current_app.config["SECRET_KEY"]
-
-
 @operation("/me/two-factor", "POST", permission=SIGNED_IN, summary="Start setting up two-factor "
            "sign-in: a new secret for an authenticator app (confirm it with a code)", tag=TAG_USERS,
            response=TwoFactorStarted)
@@ -196,36 +196,32 @@ def start_two_factor():
     with db.write(db.get_engine()) as conn:
         if service.two_factor_status(conn, g.actor.user_id)["enabled"]:
             raise Conflict("two-factor sign-in is on already", "code")
-        secret = service.begin_enrolment(conn, g.actor.user_id, _key())
+        secret = service.begin_enrolment(conn, g.actor.user_id, secret_key())
     return {"secret": secret, "otpauth_uri": service.provisioning_uri(secret, g.actor.label)}
 
 
 @operation("/me/two-factor/confirm", "POST", permission=SIGNED_IN, summary="Turn two-factor "
            "sign-in on with a code of the new secret; answers the recovery codes (shown once)",
-           tag=TAG_USERS, body=TwoFactorCode, response=RecoveryCodes)
+           tag=TAG_USERS, body=TwoFactorCode, response=RecoveryCodes, responses=THROTTLED)
 def confirm_two_factor(body: TwoFactorCode):
-    with db.write(db.get_engine()) as conn:
-        codes = service.confirm_enrolment(conn, g.actor, g.actor.user_id, body.code, _key())
-    return {"recovery_codes": codes}
+    return {"recovery_codes": confirm_enrolment(g.actor, g.actor.user_id, body.code)}
 
 
 @operation("/me/two-factor/recovery-codes", "POST", permission=SIGNED_IN, summary="New recovery "
            "codes (the old ones stop working); needs a current code", tag=TAG_USERS,
-           body=TwoFactorCode, response=RecoveryCodes)
+           body=TwoFactorCode, response=RecoveryCodes, responses=THROTTLED)
 def new_recovery_codes(body: TwoFactorCode):
-    with db.write(db.get_engine()) as conn:
-        service.check_code(conn, g.actor.user_id, body.code, _key())
-        codes = service.new_recovery_codes(conn, g.actor, g.actor.user_id)
+    codes = with_own_code(g.actor.user_id, body.code,
+                          lambda conn: service.new_recovery_codes(conn, g.actor, g.actor.user_id))
     return {"recovery_codes": codes}
 
 
 @operation("/me/two-factor/disable", "POST", permission=SIGNED_IN, summary="Turn two-factor "
            "sign-in off (refused while the role requires it); needs a current code", tag=TAG_USERS,
-           body=TwoFactorCode, status=204)
+           body=TwoFactorCode, status=204, responses=THROTTLED)
 def disable_two_factor(body: TwoFactorCode):
-    with db.write(db.get_engine()) as conn:
-        service.check_code(conn, g.actor.user_id, body.code, _key())
-        service.disable_two_factor(conn, g.actor, g.actor.user_id)
+    with_own_code(g.actor.user_id, body.code,
+                  lambda conn: service.disable_two_factor(conn, g.actor, g.actor.user_id))
     return Response(status=204)
 
 

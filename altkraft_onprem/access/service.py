@@ -21,6 +21,7 @@ from .roles import (
 from .sessions import (
     authenticate,
     close_session,
+    confirm_enrolment,
     open_session,
     resolve_session,
     touch_session,
@@ -46,8 +47,6 @@ from .tokens import (
 )
 from .twofactor import (
     begin_enrolment,
-    check_code,
-    confirm_enrolment,
     new_recovery_codes,
     pending_secret,
     provisioning_uri,
@@ -79,7 +78,7 @@ __all__ = [
     "resolve_session",
     "resolve_token", "revoke_token", "role_id_by_name", "set_password", "setup_needed",
     "setup_token_valid", "sync_builtin_roles", "touch_session", "touch_token", "update_role",
-    "update_user", "user_id_by_email", "verify_sign_in_code", "begin_enrolment", "check_code",
+    "update_user", "user_id_by_email", "verify_sign_in_code", "begin_enrolment",
     "confirm_enrolment", "new_recovery_codes", "pending_secret", "provisioning_uri",
     "set_role_requirement", "sign_in_step", "disable_two_factor", "reset_two_factor",
     "two_factor_status",

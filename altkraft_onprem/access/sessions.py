@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -21,6 +23,8 @@ from .models import (
     users,
 )
 from .users import actor_for_user, password_hasher
+
+T = TypeVar("T")
 
 
 def authenticate(conn: Connection, email: str, password: str, ip: str, *,
@@ -60,11 +64,30 @@ def _refuse_when_throttled(conn: Connection, email: str, ip: str, max_failures: 
 
 def verify_sign_in_code(conn: Connection, user_id: int, code: str, ip: str, key: bytes, *,
                         max_failures: int, lockout: timedelta) -> str | None:
-    """The second step of a sign-in: "totp" or "recovery" for a good code, None for a wrong
-    one. Wrong codes count as failed logins of the user (the same throttle as passwords)."""
+    """Checks a code of the user's second factor — the second step of a sign-in, and every
+    change a signed-in user makes to their own second factor: "totp" or "recovery" for a good
+    code, None for a wrong one. Wrong codes count as failed logins of the user (the same
+    throttle as passwords; the caller commits the failure before refusing)."""
+    return _throttled(conn, user_id, ip, max_failures, lockout,
+                      lambda: twofactor.verify(conn, None, user_id, code, key))
+
+
+def confirm_enrolment(conn: Connection, actor: Actor, user_id: int, code: str, ip: str,
+                      key: bytes, *, max_failures: int, lockout: timedelta) -> list[str] | None:
+    """twofactor.confirm_enrolment under the sign-in throttle: the recovery codes, or None for
+    a code that does not check out (counted as a failed login; the caller commits it)."""
+    return _throttled(conn, user_id, ip, max_failures, lockout,
+                      lambda: twofactor.confirm_enrolment(conn, actor, user_id, code, key))
+
+
+def _throttled(conn: Connection, user_id: int, ip: str, max_failures: int, lockout: timedelta,
+               check: Callable[[], T | None]) -> T | None:
+    """`check()` of a second-factor code, refused (TooManyRequests) after too many recent
+    failed logins of the user or from the IP; its outcome recorded as a login attempt (None:
+    a failure)."""
     email = conn.execute(select(users.c.email).where(users.c.id == user_id)).scalar_one()
     _refuse_when_throttled(conn, email, ip, max_failures, lockout)
-    outcome = twofactor.verify(conn, None, user_id, code, key)
+    outcome = check()
     conn.execute(insert(login_attempts).values(at=utcnow(), email=email, ip=ip,
                                                success=outcome is not None))
     return outcome

@@ -92,10 +92,13 @@ def pending_secret(conn: Connection, user_id: int, key: bytes) -> str | None:
     return _open(key, sealed) if sealed else None
 
 
-def confirm_enrolment(conn: Connection, actor: Actor, user_id: int, code: str, key: bytes) -> list[str]:
+def confirm_enrolment(conn: Connection, actor: Actor, user_id: int, code: str,
+                      key: bytes) -> list[str] | None:
     """Turns two-factor sign-in on once a code of the waiting secret checks out; returns the new
-    recovery codes (shown once). Every signed-in session of the user ends (one opened with the
-    password alone may be someone else's): the caller opens a new one for this browser."""
+    recovery codes (shown once), or None when the code does not check out (nothing changes:
+    the caller says so, after counting it as a failed login — sessions.confirm_enrolment).
+    Every signed-in session of the user ends (one opened with the password alone may be
+    someone else's): the caller opens a new one for this browser."""
     row = conn.execute(select(users.c.totp_pending, users.c.totp_enabled_at)
                        .where(users.c.id == user_id)).one()
     if row.totp_enabled_at is not None:
@@ -105,8 +108,7 @@ def confirm_enrolment(conn: Connection, actor: Actor, user_id: int, code: str, k
     secret = _open(key, row.totp_pending)
     step = _matching_step(secret, code, None)
     if step is None:
-        raise ServiceError("that code is not right; check the time on your phone and type the "
-                           "current code", "code")
+        return None
     conn.execute(update(users).where(users.c.id == user_id).values(
         totp_secret=row.totp_pending, totp_pending=None, totp_enabled_at=utcnow(), totp_last_step=step,
         auth_stamp=secrets.token_hex(16)))
@@ -141,14 +143,6 @@ def verify(conn: Connection, actor: Actor | None, user_id: int, code: str, key: 
     who = actor or Actor(user_id=user_id, label=row.email, permissions=frozenset())
     record(conn, who, "user.2fa_recovery_code", "user", user_id)
     return "recovery"
-
-
-def check_code(conn: Connection, user_id: int, code: str, key: bytes) -> None:
-    """For changes a signed-in user makes to their own second factor: a current TOTP code (or a
-    recovery code) proves the device is at hand. ServiceError otherwise."""
-    if verify(conn, None, user_id, code, key) is None:
-        raise ServiceError("that code is not right; type the current code from your "
-                           "authenticator app, or a recovery code", "code")
 
 
 def new_recovery_codes(conn: Connection, actor: Actor, user_id: int) -> list[str]:

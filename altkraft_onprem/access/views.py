@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import (
@@ -24,6 +24,7 @@ from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.i18n import N_
 
 from . import service
+from .http import client_ip, login_limits
 from .models import BUILTIN_ROLES, PERMISSIONS
 from .policy import PUBLIC, SIGNED_IN, requires
 
@@ -40,13 +41,9 @@ def role_label(name: str) -> str:
 SESSION_KEY = "sid"
 
 
-def _ip() -> str:
-    return (request.remote_addr or "")[:64]
-
-
 def start_session(user_id: int) -> None:
     with db.write(db.get_engine()) as conn:
-        session_id = service.open_session(conn, user_id, _ip(), request.user_agent.string or "")
+        session_id = service.open_session(conn, user_id, client_ip(), request.user_agent.string or "")
     session.clear()                         # a fresh cookie (and CSRF secret) per login
     session.permanent = True
     session[SESSION_KEY] = session_id
@@ -70,13 +67,6 @@ def pending_sign_in() -> dict | None:
         session.pop(PENDING_KEY, None)
         return None
     return pending
-
-
-def login_limits() -> dict:
-    """The throttle of failed sign-ins (passwords and second-factor codes alike)."""
-    settings = current_settings()
-    return {"max_failures": settings["security.login_max_failures"],
-            "lockout": timedelta(minutes=settings["security.login_lockout_minutes"])}
 
 
 def safe_next(target: str | None, fallback: str) -> str:
@@ -107,7 +97,7 @@ def login():
         try:
             with db.write(db.get_engine()) as conn:
                 user_id = service.authenticate(
-                    conn, request.form.get("email", ""), request.form.get("password", ""), _ip(),
+                    conn, request.form.get("email", ""), request.form.get("password", ""), client_ip(),
                     **login_limits())
         except ServiceError as exc:
             return render_template("access/login.html", error=_("Too many failed logins; try again later."),
@@ -153,7 +143,7 @@ def setup(token: str):
                 with db.write(db.get_engine()) as conn:
                     user_id = service.complete_setup(
                         conn, token, request.form.get("email", ""), request.form.get("password", ""),
-                        request.form.get("name", ""), _ip())
+                        request.form.get("name", ""), client_ip())
             except ServiceError as exc:
                 error = exc.translated()
             else:
@@ -198,7 +188,7 @@ def _current_password_ok(password: str) -> bool:
     """Re-checks the signed-in user's password (throttled and recorded like a login)."""
     with db.write(db.get_engine()) as conn:
         email = service.get_user(conn, g.actor.user_id)["email"]
-        return service.authenticate(conn, email, password, _ip(), **login_limits()) is not None
+        return service.authenticate(conn, email, password, client_ip(), **login_limits()) is not None
 
 
 @blueprint.route("/profile/tokens", methods=["POST"])

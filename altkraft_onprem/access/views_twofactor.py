@@ -4,7 +4,7 @@ user's reset, the roles that require it). Routes on the access blueprint."""
 from __future__ import annotations
 
 import segno
-from flask import current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
@@ -12,17 +12,9 @@ from altkraft_onprem import db
 from altkraft_onprem.errors import ServiceError
 
 from . import service
-from .models import Actor
+from .http import client_ip, confirm_enrolment, login_limits, secret_key, with_own_code
 from .policy import PUBLIC, SIGNED_IN, requires
-from .views import PENDING_KEY, blueprint, login_limits, pending_sign_in, start_session
-
-
-def _key() -> bytes:
-    return current_app.config["SECRET_KEY"]
-
-
-def _ip() -> str:
-    return (request.remote_addr or "")[:64]
+from .views import PENDING_KEY, blueprint, pending_sign_in, start_session
 
 
 def qr_code(uri: str) -> str:
@@ -33,14 +25,11 @@ def qr_code(uri: str) -> str:
 def _enrolment_page(template: str, user_id: int, email: str, **context):
     """The QR code and the secret of the waiting enrolment (started now if none waits)."""
     with db.write(db.get_engine()) as conn:
-        secret = service.pending_secret(conn, user_id, _key()) or service.begin_enrolment(conn, user_id, _key())
+        secret = (service.pending_secret(conn, user_id, secret_key())
+                  or service.begin_enrolment(conn, user_id, secret_key()))
     uri = service.provisioning_uri(secret, email)
     spaced = " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
     return render_template(template, qr=qr_code(uri), secret=spaced, uri=uri, **context)
-
-
-def _user_actor(conn, user_id: int) -> Actor:
-    return service.actor_for_user(conn, user_id, ip=_ip())
 
 
 # --- signing in ----------------------------------------------------------------------------
@@ -56,7 +45,8 @@ def sign_in_code():
         try:
             with db.write(db.get_engine()) as conn:
                 outcome = service.verify_sign_in_code(
-                    conn, pending["user_id"], request.form.get("code", ""), _ip(), _key(), **login_limits())
+                    conn, pending["user_id"], request.form.get("code", ""), client_ip(), secret_key(),
+                    **login_limits())
                 left = service.two_factor_status(conn, pending["user_id"])["recovery_codes_left"]
         except ServiceError as exc:
             return render_template("access/login_code.html", error=exc.translated()), exc.status
@@ -81,20 +71,18 @@ def sign_in_enrol():
         return redirect(url_for("access.login"))
     user_id = pending["user_id"]
     with db.read(db.get_engine()) as conn:
-        email = service.get_user(conn, user_id)["email"]
-    error = None
+        actor = service.actor_for_user(conn, user_id, ip=client_ip())
+    error, status = None, 200
     if request.method == "POST":
         try:
-            with db.write(db.get_engine()) as conn:
-                codes = service.confirm_enrolment(conn, _user_actor(conn, user_id), user_id,
-                                                  request.form.get("code", ""), _key())
+            codes = confirm_enrolment(actor, user_id, request.form.get("code", ""))
         except ServiceError as exc:
-            error = exc.translated()
+            error, status = exc.translated(), exc.status
         else:
             session.pop(PENDING_KEY, None)
             start_session(user_id)
             return render_template("access/recovery_codes.html", codes=codes, next=pending["next"])
-    return _enrolment_page("access/login_enrol.html", user_id, email, error=error)
+    return _enrolment_page("access/login_enrol.html", user_id, actor.label, error=error), status
 
 
 # --- the user's own second factor --------------------------------------------------------------
@@ -103,25 +91,23 @@ def sign_in_enrol():
 @requires(SIGNED_IN)
 def two_factor():
     user_id = g.actor.user_id
-    error = None
+    error, status = None, 200
     if request.method == "POST":
         action = request.form.get("action")
         code = request.form.get("code", "")
         try:
-            with db.write(db.get_engine()) as conn:
-                if action == "confirm":
-                    codes = service.confirm_enrolment(conn, g.actor, user_id, code, _key())
-                elif action == "recovery":
-                    service.check_code(conn, user_id, code, _key())
-                    codes = service.new_recovery_codes(conn, g.actor, user_id)
-                elif action == "disable":
-                    service.check_code(conn, user_id, code, _key())
-                    service.disable_two_factor(conn, g.actor, user_id)
-                    codes = None
-                else:
-                    raise ServiceError("unknown action %(action)s", "action", action=repr(action))
+            if action == "confirm":
+                codes = confirm_enrolment(g.actor, user_id, code)
+            elif action == "recovery":
+                codes = with_own_code(user_id, code, lambda conn: service.new_recovery_codes(
+                    conn, g.actor, user_id))
+            elif action == "disable":
+                codes = with_own_code(user_id, code, lambda conn: service.disable_two_factor(
+                    conn, g.actor, user_id))
+            else:
+                raise ServiceError("unknown action %(action)s", "action", action=repr(action))
         except ServiceError as exc:
-            error = exc.translated()
+            error, status = exc.translated(), exc.status
         else:
             if action == "confirm":
                 start_session(user_id)     # every other session ended with the enrolment
@@ -133,8 +119,9 @@ def two_factor():
     with db.read(db.get_engine()) as conn:
         state = service.two_factor_status(conn, user_id)
     if not state["enabled"]:
-        return _enrolment_page("access/two_factor.html", user_id, g.actor.label, state=state, error=error)
-    return render_template("access/two_factor.html", state=state, error=error)
+        return _enrolment_page("access/two_factor.html", user_id, g.actor.label, state=state,
+                               error=error), status
+    return render_template("access/two_factor.html", state=state, error=error), status
 
 
 # --- administrators ---------------------------------------------------------------------------

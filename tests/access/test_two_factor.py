@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from altkraft_onprem import db
 from altkraft_onprem.access import service as access
-from altkraft_onprem.access.models import recovery_codes, system_actor, users
+from altkraft_onprem.access import twofactor
+from altkraft_onprem.access.models import login_attempts, recovery_codes, system_actor, users
 from tests.cli_helpers import altkraft, env_for
 from tests.conftest import PASSWORD, csrf_token
 
@@ -21,7 +22,7 @@ def enrol(env, user: dict) -> tuple[str, list[str]]:
     key = env.app.config["SECRET_KEY"]
     with db.write(env.engine) as conn:
         secret = access.begin_enrolment(conn, user["id"], key)
-        codes = access.confirm_enrolment(conn, system_actor(), user["id"], pyotp.TOTP(secret).now(), key)
+        codes = twofactor.confirm_enrolment(conn, system_actor(), user["id"], pyotp.TOTP(secret).now(), key)
     return secret, codes
 
 
@@ -131,6 +132,100 @@ def test_the_code_step_is_throttled_like_passwords(env):
     for _ in range(env.settings["security.login_max_failures"]):
         assert code_step(client, "000000").status_code == 403
     assert code_step(client, next_code(secret)).status_code == 429
+
+
+def failed_attempts(env, email: str, ip: str) -> int:
+    """Failed sign-ins recorded for the address from that IP (what the sign-in throttle counts)."""
+    with db.read(env.engine) as conn:
+        return len(conn.execute(select(login_attempts.c.id).where(
+            login_attempts.c.email == email, login_attempts.c.ip == ip,
+            login_attempts.c.success.is_(False))).all())
+
+
+def own_client(env, ip: str):
+    """A test client from an IP of its own: the throttle's per-IP count stays this test's."""
+    client = env.app.test_client()
+    client.environ_base["REMOTE_ADDR"] = ip
+    return client
+
+
+def test_codes_for_changes_through_the_api_are_throttled_and_recorded_like_sign_in(env):
+    user = env.user("Editor")
+    secret, codes = enrol(env, user)
+    with db.write(env.engine) as conn:
+        _, token = access.create_token(conn, system_actor(), user["id"], "t")
+    auth = {"Authorization": f"Bearer {token}"}
+    client = own_client(env, "192.0.2.41")
+    limit = env.settings["security.login_max_failures"]
+    for attempt in range(limit):
+        path = "/api/v1/me/two-factor/" + ("disable" if attempt % 2 else "recovery-codes")
+        wrong = client.post(path, json={"code": "000000"}, headers=auth)
+        assert wrong.status_code == 422 and "not right" in wrong.json["detail"]
+    assert failed_attempts(env, user["email"], "192.0.2.41") == limit
+    refused = client.post("/api/v1/me/two-factor/recovery-codes", json={"code": codes[0]}, headers=auth)
+    assert refused.status_code == 429
+    assert client.post("/api/v1/me/two-factor/disable", json={"code": next_code(secret)},
+                       headers=auth).status_code == 429
+    with db.read(env.engine) as conn:
+        assert access.two_factor_status(conn, user["id"])["recovery_codes_left"] == 10
+    # The same limit as a sign-in's: the password form refuses this user now too.
+    assert password_step(client, user).status_code == 429
+
+
+def test_codes_confirming_an_enrolment_through_the_api_are_throttled(env):
+    user = env.user("Editor")
+    with db.write(env.engine) as conn:
+        _, token = access.create_token(conn, system_actor(), user["id"], "t")
+    auth = {"Authorization": f"Bearer {token}"}
+    client = own_client(env, "192.0.2.42")
+    secret = client.post("/api/v1/me/two-factor", headers=auth).json["secret"]
+    limit = env.settings["security.login_max_failures"]
+    for _ in range(limit):
+        assert client.post("/api/v1/me/two-factor/confirm", json={"code": "000000"},
+                           headers=auth).status_code == 422
+    assert failed_attempts(env, user["email"], "192.0.2.42") == limit
+    assert client.post("/api/v1/me/two-factor/confirm", json={"code": pyotp.TOTP(secret).now()},
+                       headers=auth).status_code == 429
+
+
+def test_codes_on_the_profile_page_are_throttled_and_recorded_like_sign_in(env):
+    user = env.user("Editor")
+    secret, codes = enrol(env, user)
+    client = own_client(env, "192.0.2.43")
+    password_step(client, user)
+    assert code_step(client, next_code(secret)).status_code == 302
+    page = client.get("/profile/two-factor").get_data(as_text=True)
+    limit = env.settings["security.login_max_failures"]
+    for attempt in range(limit):
+        wrong = client.post("/profile/two-factor", data={
+            "action": "disable" if attempt % 2 else "recovery", "code": "000000",
+            "csrf_token": csrf_token(page)})
+        assert "not right" in wrong.get_data(as_text=True)
+    assert failed_attempts(env, user["email"], "192.0.2.43") == limit
+    refused = client.post("/profile/two-factor", data={"action": "disable", "code": codes[0],
+                                                       "csrf_token": csrf_token(page)})
+    assert refused.status_code == 429
+    with db.read(env.engine) as conn:
+        assert access.two_factor_status(conn, user["id"])["enabled"]
+
+
+def test_codes_confirming_an_enrolment_on_the_profile_page_are_throttled(env):
+    user = env.user("Editor")
+    client = own_client(env, "192.0.2.44")
+    env.login(client, user)
+    page = client.get("/profile/two-factor").get_data(as_text=True)
+    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page).group(1).replace(" ", "")
+    limit = env.settings["security.login_max_failures"]
+    for _ in range(limit):
+        wrong = client.post("/profile/two-factor", data={"action": "confirm", "code": "000000",
+                                                         "csrf_token": csrf_token(page)})
+        assert "not right" in wrong.get_data(as_text=True)
+    assert failed_attempts(env, user["email"], "192.0.2.44") == limit
+    refused = client.post("/profile/two-factor", data={"action": "confirm", "code": pyotp.TOTP(secret).now(),
+                                                       "csrf_token": csrf_token(page)})
+    assert refused.status_code == 429
+    with db.read(env.engine) as conn:
+        assert not access.two_factor_status(conn, user["id"])["enabled"]
 
 
 def test_the_code_page_without_a_password_first_goes_back_to_the_login(env):
