@@ -69,7 +69,7 @@ def verify_sign_in_code(conn: Connection, user_id: int, code: str, ip: str, key:
     code, None for a wrong one. Wrong codes count as failed logins of the user (the same
     throttle as passwords; the caller commits the failure before refusing)."""
     return _throttled(conn, user_id, ip, max_failures, lockout,
-                      lambda: twofactor.verify(conn, None, user_id, code, key))
+                      lambda: twofactor.verify(conn, user_id, code, key, ip))
 
 
 def confirm_enrolment(conn: Connection, actor: Actor, user_id: int, code: str, ip: str,

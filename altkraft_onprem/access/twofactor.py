@@ -118,9 +118,10 @@ def confirm_enrolment(conn: Connection, actor: Actor, user_id: int, code: str,
     return codes
 
 
-def verify(conn: Connection, actor: Actor | None, user_id: int, code: str, key: bytes) -> str | None:
-    """Checks a sign-in code: "totp", "recovery" (that recovery code is now used up, and it is
-    audited) or None. A TOTP code is accepted once."""
+def verify(conn: Connection, user_id: int, code: str, key: bytes, ip: str) -> str | None:
+    """Checks a code of the user's second factor: "totp", "recovery" (that recovery code is now
+    used up, and it is audited as the user's, from `ip`) or None. A TOTP code is accepted once.
+    Unthrottled: callers go through sessions.verify_sign_in_code."""
     code = (code or "").strip()
     row = conn.execute(select(users.c.totp_secret, users.c.totp_last_step, users.c.email)
                        .where(users.c.id == user_id)).one()
@@ -140,7 +141,7 @@ def verify(conn: Connection, actor: Actor | None, user_id: int, code: str, key: 
         .values(used_at=utcnow())).rowcount
     if not used:
         return None
-    who = actor or Actor(user_id=user_id, label=row.email, permissions=frozenset())
+    who = Actor(user_id=user_id, label=row.email, permissions=frozenset(), ip=ip)
     record(conn, who, "user.2fa_recovery_code", "user", user_id)
     return "recovery"
 

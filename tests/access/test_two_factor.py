@@ -124,6 +124,24 @@ def test_a_recovery_code_works_once_and_is_audited(env):
     assert "user.2fa_recovery_code" in audit_actions(env, user["id"])
 
 
+def test_a_used_recovery_code_is_audited_with_the_address_it_came_from(env):
+    user = env.user("Editor")
+    _, codes = enrol(env, user)
+    client = env.app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "192.0.2.51"
+    password_step(client, user)
+    assert code_step(client, codes[0]).status_code == 302
+    page = client.get("/profile/two-factor").get_data(as_text=True)
+    client.environ_base["REMOTE_ADDR"] = "192.0.2.52"
+    client.post("/profile/two-factor", data={"action": "recovery", "code": codes[1],
+                                             "csrf_token": csrf_token(page)})
+    with db.read(env.engine) as conn:
+        used = [e for e in access.audit_entries(conn, action="user.2fa_recovery_code")
+                if e["target_id"] == str(user["id"]) and e["action"] == "user.2fa_recovery_code"]
+    assert [(e["ip"], e["actor_user_id"], e["actor"]) for e in used] == [
+        ("192.0.2.52", user["id"], user["email"]), ("192.0.2.51", user["id"], user["email"])]
+
+
 def test_the_code_step_is_throttled_like_passwords(env):
     user = env.user("Editor")
     secret, _ = enrol(env, user)
