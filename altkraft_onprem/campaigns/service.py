@@ -15,7 +15,6 @@ from altkraft_onprem.audience import service as audience
 from altkraft_onprem.audience.models import lists as lists_table
 from altkraft_onprem.audience.models import normalise_email, subscribers
 from altkraft_onprem.audience.models import segments as segments_table
-from altkraft_onprem.config import current_settings
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.delivery.warmup import warmups
 from altkraft_onprem.errors import Conflict, NotFound, ServiceError, Term
@@ -304,7 +303,7 @@ def start(conn: Connection, actor: Actor, settings, campaign_id: int) -> str:
     return new_state
 
 
-def build_ledger(conn: Connection, campaign_id: int, settings=None) -> int:
+def build_ledger(conn: Connection, campaign_id: int, settings) -> int:
     """The campaign's ledger, once. Its rows are held for a warm-up when its mail counts
     against one today (delivery/warmup.py; deliverability releases them by the quota)."""
     campaign = get_campaign(conn, campaign_id)
@@ -312,7 +311,6 @@ def build_ledger(conn: Connection, campaign_id: int, settings=None) -> int:
         return campaign["total"]
     query = audience.audience_query(conn, campaign["list_ids"], campaign["segment_ids"],
                                     campaign["exclude_list_ids"], campaign["exclude_segment_ids"])
-    settings = settings or current_settings()
     hold = ledger.WARMUP_HOLD if warmups(settings, campaign["from_email"],
                                          utcnow().date()) else None
     test = splittest.get(conn, campaign_id)
@@ -336,14 +334,6 @@ def defer_quiet(conn: Connection, campaign_id: int) -> int:
     if not campaign["send_at_local"] or not campaign["local_zones"]:
         return 0
     return localtime.defer_quiet(conn, campaign, utcnow())
-
-
-def quiet_zones(conn: Connection, campaign_id: int) -> list[int] | None:
-    """What the senders' claims leave alone now (None: not a local-time campaign)."""
-    campaign = get_campaign(conn, campaign_id)
-    if not campaign["send_at_local"] or not campaign["local_zones"]:
-        return None
-    return localtime.quiet_zones(campaign, utcnow())
 
 
 def schedule(conn: Connection, actor: Actor, settings, campaign_id: int) -> str:

@@ -16,6 +16,7 @@ from altkraft_onprem.campaigns import jobs
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.campaigns.models import campaigns as campaigns_table
 from altkraft_onprem.messages import webview
+from altkraft_onprem.messages.service import get_version
 from altkraft_onprem.sending.webview import WEBVIEW_CSP
 from tests.automation.conftest import module_env
 from tests.conftest import PASSWORD, Env, csrf_token
@@ -257,7 +258,15 @@ def test_a_role_limited_to_lists_switches_only_its_own_campaigns(env, client, wo
 
 
 def test_an_archived_campaign_still_running_is_not_listed(env, client, world):
+    """Running, with the version it sends pinned (as a started campaign has): only its state
+    keeps it out — finished, the same campaign is listed."""
+    with db.write(env.engine) as conn:
+        message_id = campaigns.get_campaign(conn, world["draft"])["message_id"]
+        version_id = get_version(conn, message_id)["id"]
+        conn.execute(update(campaigns_table).where(campaigns_table.c.id == world["draft"])
+                     .values(state="running", version_id=version_id))
+    assert "Draft" not in client.get("/archive/news-letter").get_data(as_text=True)
     with db.write(env.engine) as conn:
         conn.execute(update(campaigns_table).where(campaigns_table.c.id == world["draft"])
-                     .values(state="running"))
-    assert "Draft" not in client.get("/archive/news-letter").get_data(as_text=True)
+                     .values(state="finished", finished_at=db.types.utcnow()))
+    assert "Draft" in client.get("/archive/news-letter").get_data(as_text=True)

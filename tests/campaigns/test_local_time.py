@@ -166,22 +166,22 @@ def test_rows_become_due_per_zone_and_only_due_zones_are_sent(env, sink):
     assert sorted(Counter(sink.recipients()[before:]).values()) == [1] * 9
 
 
-def _quiet_now(now: datetime) -> tuple[str, dict]:
-    """A fixed-offset zone whose local time is 02:xx now, and quiet hours 01:00–06:00 that
-    leave 02:xx quiet (and the UTC hour of `now` not, unless it is 01–05 in UTC too)."""
-    hours = (2 - now.hour) % 24
-    if hours > 14:
-        hours -= 24
-    return offset_zone(hours), {"start": "01:00", "end": "06:00"}
+def _zones_at(now: datetime, local_hour: int) -> str:
+    """A fixed-offset zone whose local time is `local_hour`:xx at `now` (UTC-9 to UTC+14)."""
+    hours = (local_hour - now.hour) % 24
+    return offset_zone(hours - 24 if hours > 14 else hours)
 
 
 def test_quiet_hours_hold_a_zone_until_they_end(env, sink):
+    """Whatever the hour of the day: the zones are chosen from it — one at 02:xx, inside the
+    quiet hours 01:00–06:00, one at 12:xx, six hours from either end of them (also the
+    fallback zone, which a campaign always has)."""
     now = utcnow()
-    if 1 <= now.hour < 6 or now.hour in (0, 6, 23):
-        pytest.skip("needs a UTC hour outside the quiet hours the test builds")
-    quiet_zone, quiet = _quiet_now(now)
-    settings, campaign_id, _ = world(env, sink, [{"timezone": "Etc/UTC"}] * 2 + [{"timezone": quiet_zone}] * 3,
-                                     {"time": hhmm(now), "quiet_hours": quiet})
+    quiet_zone, open_zone = _zones_at(now, 2), _zones_at(now, 12)
+    quiet = {"start": "01:00", "end": "06:00"}
+    settings, campaign_id, _ = world(env, sink, [{"timezone": open_zone}] * 2 + [{"timezone": quiet_zone}] * 3,
+                                     {"time": hhmm(now.astimezone(zoneinfo.ZoneInfo(open_zone))),
+                                      "quiet_hours": quiet, "fallback_timezone": open_zone})
     before = len(sink.messages)
     start(env, settings, campaign_id)
     # as a retry or a resumed send would be: due now, in a zone that is in its quiet hours
