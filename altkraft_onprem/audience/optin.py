@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, func, select
 
 from altkraft_onprem.access.models import Actor, system_actor
+from altkraft_onprem.access.scope import require_lists
 from altkraft_onprem.access.service import record
 from altkraft_onprem.config import Settings
 from altkraft_onprem.db.types import utcnow
@@ -124,7 +125,9 @@ def confirm(conn: Connection, subscriber_id: int, list_id: int, *, ip: str = "",
 
 
 def resend(conn: Connection, actor: Actor, subscriber_id: int, list_id: int) -> None:
-    """Checks that a confirmation may be sent again (the caller enqueues it)."""
+    """Checks that a confirmation may be sent again (the caller enqueues it); a role limited to
+    some lists only for its own lists."""
+    require_lists(actor, [list_id], "list")
     person = get_subscriber(conn, subscriber_id)
     status = next((m["status"] for m in person["lists"] if m["list_id"] == list_id), None)
     if status != "unconfirmed":

@@ -79,7 +79,7 @@ def new_subscriber():
     error, values = None, {}
     with db.read(engine()) as conn:
         defs = field_service.definitions(conn)
-        all_lists = lists.list_lists(conn, counts=False)
+        all_lists = lists.list_lists(conn, counts=False, only=scope.only(g.actor))
     if request.method == "POST":
         values = _form_values(defs)
         try:
@@ -107,7 +107,8 @@ def subscriber_page(subscriber_id: int):
         history = activity.timeline(conn, subscriber_id, limit=activity.PAGE_SIZE + 1,
                                     offset=(page - 1) * activity.PAGE_SIZE)
         consents = activity.consent_record(conn, subscriber_id)
-        names = {lst["id"]: lst["name"] for lst in lists.list_lists(conn, counts=False)}
+        names = {lst["id"]: lst["name"]
+                 for lst in lists.list_lists(conn, counts=False, only=scope.only(g.actor))}
         suppressed = suppression.is_suppressed(conn, person["email"])
     return render_template("audience/subscriber.html", person=person, defs=defs,
                            history=history[:activity.PAGE_SIZE], history_page=page,

@@ -141,6 +141,30 @@ def test_roles_keep_their_lists_through_the_api(client, world, admin):
     assert client.post("/api/v1/roles", json={"name": "Empty", "lists": []}, headers=admin).status_code == 422
 
 
+def unconfirmed_on_b(env, world) -> int:
+    """A person on list A and, awaiting confirmation, on list B."""
+    with db.write(env.engine) as conn:
+        person = subscribers.create_subscriber(conn, system_actor(), {
+            "email": f"pending-{uuid.uuid4().hex[:6]}@example.com"}, list_ids=[world["a"]])
+        subscribers.change_memberships(conn, system_actor(), person, add=[world["b"]],
+                                       status="unconfirmed")
+    return person
+
+
+def resend_audited(env, person: int) -> bool:
+    with db.read(env.engine) as conn:
+        return any(e["target_id"] == str(person)
+                   for e in access.audit_entries(conn, action="subscriber.resend_confirmation"))
+
+
+def test_the_opt_in_email_cannot_be_resent_for_another_list(env, client, world):
+    person = unconfirmed_on_b(env, world)
+    refused = client.post(f"/api/v1/subscribers/{person}/resend-confirmation",
+                          json={"list": world["b"]}, headers=world["auth"])
+    assert refused.status_code == 403 and str(world["b"]) in refused.json["detail"]
+    assert not resend_audited(env, person)
+
+
 # --- UI --------------------------------------------------------------------------------------
 
 @pytest.fixture()
@@ -239,3 +263,21 @@ def test_segments_cannot_be_changed_by_a_limited_role(client, world):
 def test_the_segments_page_counts_only_its_people(ui, world):
     assert ui.get("/audience/segments").status_code == 200
     assert ui.get(f"/audience/segments/{world['segment']}/count.json").json["count"] == 2
+
+
+def test_the_opt_in_email_cannot_be_resent_for_another_list_from_the_page(env, ui, world):
+    person = unconfirmed_on_b(env, world)
+    page = ui.get(f"/audience/subscribers/{person}").get_data(as_text=True)
+    ui.post(f"/audience/subscribers/{person}/lists", data={
+        "action": "resend", "list": str(world["b"]), "csrf_token": csrf_token(page)})
+    assert "not among them" in ui.get(f"/audience/subscribers/{person}").get_data(as_text=True)
+    assert not resend_audited(env, person)
+
+
+def test_the_person_pages_offer_only_its_lists(ui, world):
+    form = ui.get("/audience/subscribers/new").get_data(as_text=True)
+    assert f'name="lists" value="{world["a"]}"' in form
+    assert f'name="lists" value="{world["b"]}"' not in form
+    person = ui.get(f"/audience/subscribers/{world['both']}").get_data(as_text=True)
+    assert f'<option value="{world["a"]}">' in person
+    assert f'<option value="{world["b"]}">' not in person
