@@ -5,9 +5,13 @@ wrk POSTs /api/v1/transactional (one request per address, each with its own idem
 and data, an administrator's Bearer token) and, in the same run and the same service, GETs
 /healthz — a plain Flask route through the same request guard, no database: the baseline.
 Each is measured paced at --rate (the goal: 500 requests/s accepted with p99 < 50 ms on
-SQLite) and flat out (the ceiling on this machine). Afterwards: every 202 has its row
-(stored == accepted), and the sends are waited for (delivered by the campaign senders while
-the requests came: msgs/s, and how many are still queued when the timeout ends).
+SQLite) and flat out (the ceiling on this machine). Afterwards: every 202 that wrk counted has its
+row (stored >= accepted: wrk counts the answers it read, and a request it cut off when its
+time was up may have been stored all the same), and the sends are waited for. They go out
+while the requests come, so the senders' rate is measured on the ledger's own clock: sent
+rows per second between the first and the last row's `done_at` (not over the run, whose
+/healthz baselines send nothing), with how long after the last request the last row went
+(`drain_after_requests_s`) and how many rows are not sent when the timeout ends.
 
     python bench/transactional.py [--rate 500] [--duration 10] [--connections 16]
                                   [--database URL]
@@ -26,6 +30,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -96,8 +101,9 @@ def start_service(env: dict, port: int, log: Path, consumer: bool = True) -> sub
     raise SystemExit(f"service did not start:\n{log.read_text()[-3000:]}")
 
 
-def counts(settings) -> dict[str, int]:
-    """Rows of the transactional ledger, and their ledger rows by state."""
+def counts(settings) -> dict:
+    """Rows of the transactional ledger, their ledger rows by state, and when the first and
+    the last sent row went (`sent_between`, the service's clock)."""
     from sqlalchemy import func, select
 
     from altkraft_onprem import db
@@ -110,9 +116,24 @@ def counts(settings) -> dict[str, int]:
                 transactional_sends)).scalar()}
             found.update(dict(conn.execute(select(deliveries.c.state, func.count()).group_by(
                 deliveries.c.state)).all()))
+            found["sent_between"] = conn.execute(select(
+                func.min(deliveries.c.done_at), func.max(deliveries.c.done_at)).where(
+                deliveries.c.state == "sent")).one()
     finally:
         engine.dispose()
     return found
+
+
+def send_figures(sent: int, first, last, requests_ended: datetime) -> dict:
+    """The senders' rate on the ledger's clock (sent rows over the time between the first and
+    the last one's done_at) and how long after the requests ended the last one went."""
+    if not sent or first is None:
+        return {"send_rate": 0.0, "send_window_s": 0.0, "drain_after_requests_s": None}
+    first, last = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (first, last))
+    window = (last - first).total_seconds()
+    return {"send_rate": round(sent / window, 1) if window > 0 else None,
+            "send_window_s": round(window, 2),
+            "drain_after_requests_s": round((last - requests_ended).total_seconds(), 2)}
 
 
 def main() -> None:
@@ -177,7 +198,6 @@ def main() -> None:
             path.write_text(PACED % (pace_us // 1000))
             return str(path)
 
-        sent_before = time.monotonic()
         for paced in (True, False):
             label = "paced" if paced else "flat_out"
             baseline = wrk(f"{base}/healthz", args.duration, args.connections,
@@ -191,6 +211,7 @@ def main() -> None:
             print(f"{label}: transactional {post['rps']:.0f} req/s p50 {post['p50_ms']} ms "
                   f"p99 {post['p99_ms']} ms (non-2xx {post['non_2xx_3xx']}); /healthz "
                   f"{baseline['rps']:.0f} req/s p99 {baseline['p99_ms']} ms", flush=True)
+        requests_ended = datetime.now(UTC)
         accepted = 1 + sum(results[k]["transactional"]["requests"] -
                            results[k]["transactional"]["non_2xx_3xx"] for k in ("paced", "flat_out"))
         deadline = time.monotonic() + (0 if args.no_send else args.drain_timeout)
@@ -198,11 +219,10 @@ def main() -> None:
         while time.monotonic() < deadline and found.get("sent", 0) < found["stored"]:
             time.sleep(1)
             found = counts(settings)
-        drained = time.monotonic() - sent_before
         results["accepted"] = accepted
         results["stored"] = found["stored"]
-        results["ledger"] = {k: v for k, v in found.items() if k != "stored"}
-        results["send_rate"] = round(found.get("sent", 0) / drained, 1)
+        results["ledger"] = {k: v for k, v in found.items() if k not in ("stored", "sent_between")}
+        results.update(send_figures(found.get("sent", 0), *found["sent_between"], requests_ended))
         results["stored_covers_accepted"] = found["stored"] >= accepted
         paced_run = results["paced"]["transactional"]
         results["goal_met"] = bool(paced_run["rps"] >= args.rate and paced_run["non_2xx_3xx"] == 0
