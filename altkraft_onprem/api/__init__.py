@@ -46,7 +46,9 @@ def _schema_only(**keywords: Any) -> dict:
 
 # An address a service checks with email_validator (its message names the problem). The pattern
 # says what the document promises: dot-atom local part, a domain of letters, digits and hyphens,
-# not one of the special-use names email_validator refuses (RFC 6761: .test, .local, …).
+# not one of the special-use names email_validator refuses (RFC 6761: .test, .local, …). Like the
+# two patterns below it is the plain form that is always accepted, narrower than what the service
+# takes (more dots, IDN, ports, query strings): docs/api.md says so to integrators.
 EMAIL_PATTERN = (r"^[A-Za-z0-9_+-]{1,30}(\.[A-Za-z0-9_+-]{1,30})?@([A-Za-z0-9]{1,20}(-[A-Za-z0-9]{1,20})?\.)"
                  r"{1,3}(?!(arpa|invalid|local|localhost|onion|test)$)[A-Za-z]{2,20}$")
 Email = Annotated[str, Field(max_length=320, **_schema_only(format="email", pattern=EMAIL_PATTERN))]

@@ -136,3 +136,11 @@ def test_every_integer_a_request_may_send_is_bounded(client):
             for content in (op.get("requestBody") or {}).get("content", {}).values():
                 _unbounded_integers(content["schema"], schemas, f"{method.upper()} {path}", set(), found)
     assert not found, found
+
+
+@pytest.mark.parametrize("body", [{"email": "first.middle.last@example.com"}, {"domain": "пример.рф"}])
+def test_forms_beyond_the_documents_plain_pattern_are_accepted(api, body):
+    # docs/api.md: an email or domain pattern in the document is the plain form that is always
+    # accepted, not every form the server takes.
+    response = api("POST", "/suppressions", json=body)
+    assert response.status_code == 201, response.get_json()
