@@ -66,11 +66,15 @@ $(INSTALLER_BINARY): $(BIN)/altkraft installer/altkraft-install.spec $(wildcard 
 	$(BIN)/pyinstaller --noconfirm --clean --log-level WARN --distpath dist \
 	  --workpath build/pyinstaller installer/altkraft-install.spec
 
-## Install everything, check the layers (docs/architecture.md), then run the whole suite:
-## SQLite + SQLite queue, then Postgres + Redis queue.
+## Install everything, check the layers (docs/architecture.md), then run the whole suite twice at
+## once: SQLite + SQLite queue, and Postgres + Redis queue. The two runs share nothing (own
+## databases, queue names, ports, temporary folders) and much of each is waiting on subprocesses,
+## servers and Chromium, so on two cores together they take little more than the longer one.
+## Each run's output is printed whole when it ends.
 test: setup system-deps installer-binary
 	$(BIN)/lint-imports
-	$(MAKE) test-sqlite test-postgres AKTEST_INSTALLER_BINARY=$(CURDIR)/$(INSTALLER_BINARY)
+	$(MAKE) -j2 --output-sync=target test-sqlite test-postgres \
+	  AKTEST_INSTALLER_BINARY=$(CURDIR)/$(INSTALLER_BINARY)
 
 test-sqlite:
 	AKTEST_DB=sqlite AKTEST_QUEUE=sqlite AKTEST_INSTALLER_BINARY=$(AKTEST_INSTALLER_BINARY) \

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ARTIFACTS, start_service
+from tests.conftest import ARTIFACTS, DB_KIND, start_service
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE = ["not_a_server_error", "status_code_conformance", "content_type_conformance",
@@ -75,10 +75,10 @@ def run_schemathesis(env, service, tmp_path, name: str, *, mode: str, checks: li
     except subprocess.TimeoutExpired as exc:
         ARTIFACTS.mkdir(exist_ok=True)
         output = exc.stdout or b""            # bytes even with text=True (subprocess quirk)
-        (ARTIFACTS / f"schemathesis-{name}.txt").write_text(
+        (ARTIFACTS / f"schemathesis-{DB_KIND}-{name}.txt").write_text(
             output.decode(errors="replace") if isinstance(output, bytes) else output)
         pytest.fail(f"schemathesis {name} took more than {budget} s for {operations} operations "
-                    f"(output so far in test-artifacts/schemathesis-{name}.txt)")
+                    f"(output so far in test-artifacts/schemathesis-{DB_KIND}-{name}.txt)")
     print(f"schemathesis {name}: {operations} operations in {time.monotonic() - started:.0f} s "
           f"(budget {budget} s);", "; ".join(line.strip() for line in result.stdout.splitlines()
                                            if "(in " in line or "generated," in line))
@@ -88,12 +88,12 @@ def run_schemathesis(env, service, tmp_path, name: str, *, mode: str, checks: li
                         .get("detail", "")[:60] for line in allowed.read_text().splitlines())
         print("allowed by the hooks' rules:", *(f"{n} x {kind}" for kind, n in kinds.items()),
               sep="\n  ")
-    for stale in ARTIFACTS.glob(f"schemathesis-{name}*"):
+    for stale in ARTIFACTS.glob(f"schemathesis-{DB_KIND}-{name}*"):
         stale.unlink()
     if result.returncode != 0:
         ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / f"schemathesis-{name}.txt").write_text(result.stdout + result.stderr)
-        (ARTIFACTS / f"schemathesis-{name}-service.log").write_text(service.log.read_text())
+        (ARTIFACTS / f"schemathesis-{DB_KIND}-{name}.txt").write_text(result.stdout + result.stderr)
+        (ARTIFACTS / f"schemathesis-{DB_KIND}-{name}-service.log").write_text(service.log.read_text())
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     # The run still holds its identity: nothing locked it out half-way.
     assert requests.get(service.url + "/api/v1/me", headers=headers,
