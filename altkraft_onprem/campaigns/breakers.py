@@ -5,7 +5,9 @@ which puts the rows that waited back in the queue at once.
 
 The senders hold a row for a provider whose breaker is open the way they hold a temporary
 failure: back to the queue with a later attempt time, the attempt not counted, the reason
-in its reply (sending/sender.py). It never reaches a relay, so a resend is as impossible as
+in its reply (sending/sender.py); before they claim, the send run does the same to the due
+rows of subscribers at such a provider in one statement (`defer_held`), so those are not
+claimed one by one every RECHECK while the breaker stays open. It never reaches a relay, so a resend is as impossible as
 ever; a campaign whose other recipients are done waits, running, for those rows. (Not the
 ledger's `held` state: its marks are a split test's and a warm-up's, which release by them.)
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from altkraft_onprem.access.models import Actor, system_actor
 from altkraft_onprem.access.service import record
@@ -87,6 +89,24 @@ def trip(conn: Connection, provider: str, reason: str, campaign_id: int | None,
     record(conn, system_actor("inbound mail"), "breaker.open", "provider", provider, reason=reason,
            campaign_id=campaign_id)
     return True
+
+
+def defer_held(conn: Connection, campaign_id: int, now: datetime | None = None) -> int:
+    """The campaign's queued rows due now whose recipient is a subscriber at a provider with
+    an open breaker wait RECHECK more, marked as a sender's hold marks them: one statement per
+    open breaker instead of a claim and a ledger write per row (the send run calls this, as it
+    defers a quiet zone). A row of an address outside the audience (transactional), or one
+    whose breaker opened after this, is held by the sender when claimed."""
+    now = now or utcnow()
+    moved = 0
+    for provider, reason in open_ones(conn).items():
+        d = deliveries.c
+        moved += conn.execute(update(deliveries).where(
+            d.campaign_id == campaign_id, d.state == "queued",
+            or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now),
+            d.subscriber_id.in_(select(subscribers.c.id).where(at_provider(provider)))).values(
+            next_attempt_at=now + RECHECK, reply=held_reply(provider, reason))).rowcount
+    return moved
 
 
 def close(conn: Connection, actor: Actor, provider: str) -> list[int]:

@@ -13,7 +13,7 @@ from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, ServiceError
 from altkraft_onprem.holders import owner_name
 
-from . import journal, ledger, runs, splittest, startcheck
+from . import breakers, journal, ledger, runs, splittest, startcheck
 from . import service as campaigns
 
 log = logging.getLogger("altkraft.campaigns")
@@ -62,6 +62,7 @@ def _send_until_done(settings, engine, campaign_id: int, processes: int | None,
             # What a warm-up's quota lets go today (deliverability answers; nothing without it).
             extensions.CAMPAIGN_RELEASE.collect(conn, settings, campaign_id)
             campaigns.defer_quiet(conn, campaign_id)
+            breakers.defer_held(conn, campaign_id)
         results = extensions.CAMPAIGN_SENDERS.ask(settings, engine, campaign_id, processes)
         outcomes.extend(results)
         paused = next((o.paused for o in results if o.paused), None)
@@ -78,6 +79,7 @@ def _send_until_done(settings, engine, campaign_id: int, processes: int | None,
             if campaigns.finish_if_done(conn, campaign_id):
                 return outcomes
             campaigns.defer_quiet(conn, campaign_id)
+            breakers.defer_held(conn, campaign_id)
             due = ledger.next_due(conn, campaign_id)
             if due is None and splittest.decide_if_due(conn, campaign_id):
                 due = utcnow()          # the split test's winner goes to the held rows now
