@@ -1,6 +1,7 @@
 """Workflow benchmark: N enrollments through wait -> condition -> send email -> update field.
 
     python bench/automation.py [--enrollments N] [--database URL] [--sessions S] [--no-sends]
+                               [--delivered-listener]
 
 N subscribers (default 1,000,000) are enrolled by hand into a published workflow
 (wait PT1H -> condition city = Москва -> yes: send_email -> update_fields; no: update_fields),
@@ -14,7 +15,11 @@ line printed is one JSON object: enrollments_per_s, steps_per_s, cpu_ms_per_step
 runner's CPU), peak_rss_mb, baseline_pairs_per_s, ratio (baseline / steps per second),
 baseline_cpu_ms_per_pair, cpu_ratio (CPU per step / CPU per pair: what other processes on the
 machine do not change), send_msgs_per_s, campaign_msgs_per_s and send_ratio (workflow / campaign msgs/s; null with
---no-sends, which leaves the emails queued). Needs `smtp-sink` (Debian: apt-get install postfix; the daemon is not used).
+--no-sends, which leaves the emails queued). --delivered-listener: then the same-size campaign
+twice without and twice with an active `email_delivered` workflow, alternately, for
+campaign_cpu_ms_per_msg, listener_campaign_cpu_ms_per_msg (this process and its senders),
+listener_cpu_ratio and listener_dispatch_cpu_ms_per_msg (the dispatcher, for the outcomes
+recorded). Needs `smtp-sink` (Debian: apt-get install postfix; the daemon is not used).
 """
 from __future__ import annotations
 
@@ -87,26 +92,70 @@ class Baseline:
 
 
 def same_size_campaign(settings, engine, actor, list_id: int, message_id: int,
-                       sessions: int) -> tuple[int, float]:
+                       sessions: int, segment_id: int | None = None) -> tuple[int, float, float, int]:
     """An ordinary campaign of the message to the workflow's recipients (city = Москва),
-    sent the same way once its ledger is built: (sent, seconds of sending)."""
+    sent the same way once its ledger is built: (sent, seconds of sending, CPU seconds of
+    sending — this process and its senders —, the segment)."""
     from altkraft_onprem import db
     from altkraft_onprem.audience import segments
     from altkraft_onprem.campaigns import service as campaigns
     from altkraft_onprem.campaigns.jobs import run_campaign
 
     with db.write(engine) as conn:
-        segment_id = segments.create_segment(conn, actor, "Bench Moscow", {"op": "and", "rules": [
-            {"field": "city", "operator": "eq", "value": "Москва"}]})
+        if segment_id is None:
+            segment_id = segments.create_segment(conn, actor, "Bench Moscow", {"op": "and", "rules": [
+                {"field": "city", "operator": "eq", "value": "Москва"}]})
         campaign_id = campaigns.create_campaign(
             conn, actor, name="Bench same size", message_id=message_id, list_ids=[list_id],
             segment_ids=[segment_id], from_email="news@example.com")
     with db.write(engine) as conn:          # the ledger, as the workflow's rows were queued
         campaigns.start(conn, actor, settings, campaign_id)
     engine.dispose()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), send_bench._cpu_seconds()
     outcomes = run_campaign(settings, engine, campaign_id, processes=sessions)
-    return sum(o.sent for o in outcomes), time.perf_counter() - started
+    return (sum(o.sent for o in outcomes), time.perf_counter() - started,
+            send_bench._cpu_seconds() - cpu, segment_id)
+
+
+def delivered_listener(settings, engine, actor, list_id: int, message_id: int, sessions: int,
+                       segment_id: int, rounds: int = 2) -> dict:
+    """What an active email_delivered workflow costs the senders: the same-size campaign
+    `rounds` times without and with one (alternately, so that both see the same load), CPU per
+    message of each, and the dispatcher's CPU per message for the outcomes it records."""
+    from altkraft_onprem import db
+    from altkraft_onprem.automation import interest, outbox, triggers, workflows
+
+    with db.write(engine) as conn:
+        listener = workflows.create(conn, actor, {
+            "name": "Bench delivered", "trigger": {"type": "email_delivered"},
+            "entry": {"reentry": "every_time"},
+            "graph": {"start": "g", "nodes": [{"id": "g", "type": "goal", "config": {"name": "d"}}],
+                      "edges": []}})
+    cpu = {False: 0.0, True: 0.0}
+    sent = {False: 0, True: 0}
+    dispatch_cpu = 0.0
+    for _ in range(rounds):
+        for on in (False, True):
+            with db.write(engine) as conn:
+                if on:
+                    workflows.publish(conn, actor, listener)
+                elif workflows.get(conn, listener)["state"] == "active":
+                    workflows.pause(conn, actor, listener)
+            interest.invalidate()
+            time.sleep(interest.CACHE_SECONDS)      # the senders' cached answer runs out
+            count, _, used, _ = same_size_campaign(settings, engine, actor, list_id, message_id,
+                                                   sessions, segment_id)
+            cpu[on] += used
+            sent[on] += count
+            if on:
+                started = time.process_time()
+                outbox.dispatch(engine, [triggers.fan_out])
+                dispatch_cpu += time.process_time() - started
+    off_ms, on_ms = cpu[False] * 1000 / max(sent[False], 1), cpu[True] * 1000 / max(sent[True], 1)
+    return {"campaign_cpu_ms_per_msg": round(off_ms, 3),
+            "listener_campaign_cpu_ms_per_msg": round(on_ms, 3),
+            "listener_cpu_ratio": round(on_ms / off_ms, 2) if off_ms else None,
+            "listener_dispatch_cpu_ms_per_msg": round(dispatch_cpu * 1000 / max(sent[True], 1), 3)}
 
 
 def main() -> None:
@@ -117,6 +166,9 @@ def main() -> None:
     parser.add_argument("--no-sends", dest="sends", action="store_false",
                         help="Leave the emails queued: no send run, no same-size campaign "
                         "(the step figures alone, e.g. for a quick look at a million)")
+    parser.add_argument("--delivered-listener", action="store_true",
+                        help="Also send the same-size campaign twice without and twice with an "
+                        "active email_delivered workflow and compare CPU per message")
     args = parser.parse_args()
 
     from sqlalchemy import func, select
@@ -191,9 +243,13 @@ def main() -> None:
             send_s = time.perf_counter() - started
             sent = sum(o.sent for o in outcomes)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        listener = {}
         if args.sends:
-            campaign_sent, campaign_s = same_size_campaign(settings, engine, actor, list_id,
-                                                           message_id, args.sessions)
+            campaign_sent, campaign_s, _, segment_id = same_size_campaign(
+                settings, engine, actor, list_id, message_id, args.sessions)
+            if args.delivered_listener:
+                listener = delivered_listener(settings, engine, actor, list_id, message_id,
+                                              args.sessions, segment_id)
     finally:
         sink.terminate()
         sink.wait()
@@ -212,7 +268,7 @@ def main() -> None:
         "campaign_sent": campaign_sent,
         "campaign_msgs_per_s": round(campaign_sent / campaign_s, 1) if campaign_s else None,
         "send_ratio": round((sent / send_s) / (campaign_sent / campaign_s), 2)
-        if send_s and campaign_sent else None,
+        if send_s and campaign_sent else None, **listener,
         "database": engine.dialect.name}))
 
 

@@ -7,6 +7,7 @@ Runs inside the dispatcher's transaction for one outbox row; every enrollment is
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 
 from sqlalchemy import Connection, select
 
@@ -14,7 +15,7 @@ from altkraft_onprem.audience.models import subscribers
 
 from . import enrollment as enrollments
 from . import runner, versions
-from .workflow_models import workflows
+from .workflow_models import workflow_versions, workflows
 
 CUSTOM_EVENT = "automation.event"       # POST /api/v1/events (written by automation itself)
 TRIGGER_EVENTS: dict[str, set[str]] = {
@@ -63,9 +64,11 @@ def _source(text: str) -> str:
     return head if head in ("form", "import", "api") else "manual"
 
 
-def matches(trigger: dict, name: str, payload: dict) -> list[tuple[int, dict]]:
+def matches(trigger: dict, name: str, payload: dict,
+            own_campaigns: Collection[int] = ()) -> list[tuple[int, dict]]:
     """(subscriber id, the event as {{ event.… }} shows it) for each person this row brings
-    into a workflow with this trigger."""
+    into a workflow with this trigger. `own_campaigns`: the workflow's own send nodes'
+    campaigns, whose delivered emails do not bring anyone in (email_delivered would loop)."""
     kind = trigger["type"]
     if name not in TRIGGER_EVENTS.get(kind, ()):
         return []
@@ -105,7 +108,7 @@ def matches(trigger: dict, name: str, payload: dict) -> list[tuple[int, dict]]:
         # [campaign id, subscriber id, occurrence, state] of each ledger row that reached its end
         return [(subscriber_id, {"campaign_id": campaign_id})
                 for campaign_id, subscriber_id, _occurrence, state in payload["outcomes"]
-                if state == "sent" and subscriber_id
+                if state == "sent" and subscriber_id and campaign_id not in own_campaigns
                 and trigger.get("campaign_id") in (None, campaign_id)]
     if kind in ("bounced", "complained"):
         if payload.get("subscriber_id") is None:
@@ -126,6 +129,7 @@ def fan_out(conn: Connection, rows: list[dict], wake=None) -> int:
     if not running:
         return 0
     pending: dict[int, list[enrollments.Entry]] = defaultdict(list)
+    own: dict[int, frozenset[int]] = {}
     entered = 0
 
     def enter_pending() -> None:
@@ -142,11 +146,24 @@ def fan_out(conn: Connection, rows: list[dict], wake=None) -> int:
             _exits(conn, name, payload, running, wake)
             _wake_waits(conn, name, payload)
         for workflow, version in running:
-            for subscriber_id, event in matches(version["definition"]["trigger"], name, payload):
+            trigger = version["definition"]["trigger"]
+            if name in TRIGGER_EVENTS["email_delivered"] and trigger["type"] == "email_delivered" \
+                    and workflow["id"] not in own:
+                own[workflow["id"]] = _own_campaigns(conn, workflow["id"])
+            for subscriber_id, event in matches(trigger, name, payload,
+                                                own.get(workflow["id"], ())):
                 pending[workflow["id"]].append(enrollments.Entry(
                     subscriber_id, f"o{row['id']}:{workflow['id']}:{subscriber_id}", event))
     enter_pending()
     return entered
+
+
+def _own_campaigns(conn: Connection, workflow_id: int) -> frozenset[int]:
+    """The campaigns of a workflow's send nodes, in every version it had (people on an older
+    version still get that version's emails)."""
+    return frozenset(campaign_id for campaigns in conn.execute(
+        select(workflow_versions.c.campaigns).where(workflow_versions.c.workflow_id == workflow_id)
+    ).scalars() for campaign_id in (campaigns or {}).values())
 
 
 def _exits(conn: Connection, name: str, payload: dict, running, wake) -> None:

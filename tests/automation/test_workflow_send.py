@@ -139,6 +139,36 @@ def test_an_email_delivered_enrolls_in_a_workflow_listening_for_that_campaign(en
     assert entered(env, other) == []
 
 
+def test_a_workflow_s_own_delivered_emails_do_not_enroll_it_again(env, sink):
+    """email_delivered for any email, entering every time, and itself sending: its own emails'
+    delivery must not bring the person in again (a loop of emails). The frequency cap only
+    bounds the loop should it come back."""
+    from altkraft_onprem.automation import workflows
+
+    from .helpers import entered
+
+    first = mail_workflow(env, order_mail(env), "paid_h")
+    with db.write(env.engine) as conn:
+        thanks, _ = messages.create_message(conn, ACTOR, "Thanks", subject="Thanks",
+                                            html="<p>Thank you.</p>")
+    looping = published(env, chain(
+        ("cap", "frequency_cap", {"max_emails": 4, "days": 1}),
+        ("again", "send_email", {"message_id": thanks, "from_email": "shop@example.com"}),
+        trigger={"type": "email_delivered"}, entry={"reentry": "every_time"}))
+    try:
+        subscriber_id = person(env)
+        post_event(env, subscriber_id, "H-1", "paid_h")
+        with db.read(env.engine) as conn:
+            first_campaign = workflows.get_version(
+                conn, workflows.get(conn, first)["version_id"])["campaigns"]["mail"]
+        # The first workflow's email brings them in once; their own email sends once.
+        assert entered(env, looping) == [(subscriber_id, {"campaign_id": first_campaign})]
+        assert len(sink.messages) == 2
+    finally:
+        with db.write(env.engine) as conn:      # later tests' emails must not enroll anyone
+            workflows.archive(conn, ACTOR, looping)
+
+
 def test_preview_takes_a_sample_event(env):
     from tests.api.conftest import Api
 
