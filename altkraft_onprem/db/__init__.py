@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from flask import current_app
 from sqlalchemy import (
@@ -226,22 +227,30 @@ def lookup(conn: Connection, column, values, *filters):
     return and_(found, rest)
 
 
-_INSERTS: dict[tuple, tuple[str, tuple[str, ...] | None]] = {}
+# (table, keys, dialect) -> (the INSERT, its positional parameter order or None, the
+# defaults of columns the rows leave out)
+_INSERTS: dict[tuple, tuple[str, tuple[str, ...] | None, dict]] = {}
 
 
 def insert_many(conn: Connection, table, rows: list[dict]) -> None:
-    """INSERT of many rows (all with the same keys) through the driver's executemany. Each
-    column's bind processing (JSON, UTC times) runs once per distinct value object instead of
-    through SQLAlchemy's per-row parameter machinery, which costs more than the insert itself
-    when a batch writes thousands of rows (workflow steps, activity, audit entries)."""
+    """INSERT of many rows through the driver's executemany. Each column's bind processing
+    (JSON, UTC times) runs once per distinct value object instead of through SQLAlchemy's
+    per-row parameter machinery, which costs more than the insert itself when a batch writes
+    thousands of rows (workflow steps, activity, audit entries).
+
+    Every row has the same keys, those of the first (ValueError otherwise). A column left out
+    gets its server default or NULL as in any INSERT, and a constant Python-side default
+    (`Column(default="")`) is filled in; a column whose Python-side default is computed
+    (a callable, an SQL expression, a sequence) must be given in every row: ValueError names
+    it (SQLAlchemy would compute it per row, which this path skips)."""
     if not rows:
         return
-    keys = tuple(rows[0])
-    cache_key = (table.name, keys, conn.dialect.name)
+    given = tuple(rows[0])
+    cache_key = (table.name, given, conn.dialect.name)
     if cache_key not in _INSERTS:
-        compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(keys))
-        _INSERTS[cache_key] = (str(compiled), tuple(compiled.positiontup or ()) or None)
-    sql, positions = _INSERTS[cache_key]
+        _INSERTS[cache_key] = _compile_insert(conn, table, given)
+    sql, positions, defaults = _INSERTS[cache_key]
+    keys = tuple(defaults) + given
     order = positions or keys
     convert = []                # (position, processor, {id(value): processed value})
     for position, key in enumerate(order):
@@ -250,8 +259,14 @@ def insert_many(conn: Connection, table, rows: list[dict]) -> None:
             convert.append((position, process, {}))
     take = operator.itemgetter(*order)
     params = []
-    for row in rows:
-        values = list(take(row)) if len(order) > 1 else [row[order[0]]]
+    for number, row in enumerate(rows):
+        if len(row) != len(given):
+            _other_keys(table, number, row, given)
+        full = {**defaults, **row} if defaults else row
+        try:
+            values = list(take(full)) if len(order) > 1 else [full[order[0]]]
+        except KeyError:
+            _other_keys(table, number, row, given)
         for position, process, seen in convert:
             item = values[position]
             done = seen.get(id(item), seen)
@@ -260,6 +275,32 @@ def insert_many(conn: Connection, table, rows: list[dict]) -> None:
             values[position] = done
         params.append(tuple(values) if positions is not None else dict(zip(keys, values, strict=True)))
     conn.exec_driver_sql(sql, params)
+
+
+def _other_keys(table, number: int, row: dict, given: tuple[str, ...]) -> NoReturn:
+    raise ValueError(f"insert_many into {table.name}: row {number} has the keys "
+                     f"{sorted(row)}, the first row {sorted(given)} (all rows need the same keys)")
+
+
+def _compile_insert(conn: Connection, table, keys: tuple[str, ...]):
+    """The INSERT of `keys`, its positional order, and the constant defaults of the columns
+    with a Python-side default that `keys` leave out (see insert_many)."""
+    unknown = sorted(set(keys) - set(table.c.keys()))
+    if unknown:
+        raise ValueError(f"insert_many into {table.name}: no column {', '.join(unknown)}")
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(keys))
+    defaults, computed = {}, []
+    for column in compiled.insert_prefetch:       # Python-side defaults SQLAlchemy would run
+        if column.key in keys:
+            continue
+        if column.default is not None and column.default.is_scalar:
+            defaults[column.key] = column.default.arg
+        else:
+            computed.append(column.key)
+    if computed:
+        raise ValueError(f"insert_many into {table.name}: give {', '.join(computed)} in every "
+                         "row (a computed Python-side default, which insert_many does not run)")
+    return str(compiled), tuple(compiled.positiontup or ()) or None, defaults
 
 
 def chunked(items, size: int) -> Iterator[list]:

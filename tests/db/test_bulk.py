@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import insert, select
 
 from altkraft_onprem import db
@@ -97,3 +98,36 @@ def test_lookup_finds_by_the_key_and_filters_the_rest(env):
                                                         for name in compiled.positiontup)))
             assert "PRIMARY KEY" in plan and "ix_workflow_enrollments_due" not in plan, plan
     assert found == [enrollment_id] and other == [] and plain == [enrollment_id]
+
+
+def test_insert_many_fills_constant_defaults_and_names_what_it_cannot(env):
+    """A column left out gets its constant Python-side default, as an ordinary INSERT gives
+    it; one whose default is computed, or rows whose keys differ, are refused by name."""
+    from altkraft_onprem.access.models import audit_log
+
+    moment = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    with db.write(env.engine) as conn:
+        db.insert_many(conn, audit_log, [{"at": moment, "actor": "bulk", "action": f"bulk.defaults{i}"}
+                                         for i in range(2)])
+        conn.execute(insert(audit_log).values(at=moment, actor="bulk", action="bulk.ordinary"))
+    with db.read(env.engine) as conn:
+        written = conn.execute(select(audit_log.c.action, audit_log.c.ip, audit_log.c.target_type,
+                                      audit_log.c.target_id, audit_log.c.details).where(
+            audit_log.c.actor == "bulk").order_by(audit_log.c.id)).all()
+    assert [tuple(r) for r in written] == [
+        ("bulk.defaults0", "", "", "", "{}"), ("bulk.defaults1", "", "", "", "{}"),
+        ("bulk.ordinary", "", "", "", "{}")]
+    now = datetime.now(UTC)
+    person_row = {"email": "nocustom@example.com", "email_domain": "example.com", "state": "active",
+                  "source": "api", "created_at": now, "updated_at": now}
+    with db.write(env.engine) as conn, pytest.raises(ValueError, match="give custom in every row"):
+        db.insert_many(conn, subscribers, [person_row])      # custom's default is dict()
+    with db.write(env.engine) as conn, pytest.raises(ValueError, match="row 1 has the keys"):
+        db.insert_many(conn, audit_log, [{"at": moment, "actor": "bulk", "action": "a"},
+                                         {"at": moment, "actor": "bulk", "action": "b", "ip": "x"}])
+    with db.write(env.engine) as conn, pytest.raises(ValueError, match="row 1 has the keys"):
+        db.insert_many(conn, audit_log, [{"at": moment, "actor": "bulk", "action": "a"},
+                                         {"at": moment, "actor": "bulk", "ip": "x"}])
+    with db.write(env.engine) as conn, pytest.raises(ValueError, match="no column colour"):
+        db.insert_many(conn, audit_log, [{"at": moment, "actor": "bulk", "action": "a",
+                                          "colour": "red"}])
