@@ -21,9 +21,14 @@ from .workflow_models import bulk_enrollments, workflow_versions, workflows
 CHUNK = 2000
 
 
-def segment_size(conn: Connection, segment_id: int) -> int:
+def segment_members(conn: Connection, segment_id: int, most: int) -> tuple[list[int], int]:
+    """(the segment's people, how many there are), the segment evaluated once; the people
+    only when they are at most `most` (else an empty list: they are too many for one go)."""
     where = segment_service.segment_expr(conn, segment_id)
-    return conn.execute(select(func.count()).select_from(subscribers).where(where)).scalar_one()
+    rows = conn.execute(select(subscribers.c.id, func.count().over()).where(where)
+                        .limit(most + 1)).all()
+    size = rows[0][1] if rows else 0
+    return ([row[0] for row in rows] if size <= most else []), size
 
 
 def request(conn: Connection, workflow_id: int, segment_id: int, *, test: bool, by: str,

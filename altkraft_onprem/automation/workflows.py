@@ -11,8 +11,6 @@ from sqlalchemy import Connection, func, insert, select, update
 from altkraft_onprem import db
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.service import record
-from altkraft_onprem.audience import segments as segment_service
-from altkraft_onprem.audience.models import subscribers
 from altkraft_onprem.campaigns import occurrences
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Conflict, Forbidden, NotFound, ServiceError, Term
@@ -240,15 +238,13 @@ def enroll(conn: Connection, actor: Actor, workflow_id: int, *, subscriber_ids=N
     if (subscriber_ids is None) == (segment_id is None):
         raise ServiceError("give either subscriber_ids or segment_id", "subscriber_ids")
     if segment_id is not None:
-        asked = bulk.segment_size(conn, segment_id)
+        subscriber_ids, asked = bulk.segment_members(conn, segment_id, MAX_MANUAL)
         if asked > MAX_MANUAL:          # a chunk per transaction in the background
             bulk.request(conn, workflow_id, segment_id, test=test, by=actor.label, asked=asked,
                          wake=wake)
             record(conn, actor, "workflow.enroll", "workflow", workflow_id, asked=asked,
                    entered=0, segment_id=segment_id, test=test, queued=True)
             return {"asked": asked, "entered": 0, "queued": True}
-        where = segment_service.segment_expr(conn, segment_id)
-        subscriber_ids = list(conn.execute(select(subscribers.c.id).where(where)).scalars())
     ids = sorted({int(i) for i in subscriber_ids})
     if len(ids) > MAX_MANUAL:
         raise ServiceError("at most %(max_manual)s people at once", "subscriber_ids", max_manual=MAX_MANUAL)

@@ -90,3 +90,33 @@ def test_archiving_stops_a_bulk_enrollment_and_the_page_shows_one_going_on(env, 
     segment_form = client.post(f"/automation/workflows/{workflow_id}/enroll", data={
         "csrf_token": csrf_token(html), "segment_id": str(segment_id)}, follow_redirects=True)
     assert "takes no one" in segment_form.get_data(as_text=True)
+
+
+def test_enrolling_a_segment_evaluates_it_once(env):
+    """The segment's query runs once per enrollment request: it gives the people and their
+    number (inline or in the background) in one go, not a count and then the people."""
+    from sqlalchemy import event
+
+    small_segment, small = _segment(env, 2)
+    big_segment, _ = _segment(env, 5)
+    workflow_id = published(env, chain(("w", "wait", {"duration": "P1D"})))
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if "city" in statement:         # the segments' rule (the workflow filters on nothing)
+            seen.append(statement)
+
+    event.listen(env.engine, "before_cursor_execute", note)
+    try:
+        with db.write(env.engine) as conn:
+            inline = workflows.enroll(conn, ACTOR, workflow_id, segment_id=small_segment)
+        assert len(seen) == 1, seen
+        with db.write(env.engine) as conn:      # no wake-up: only the request is made here
+            queued = workflows.enroll(conn, ACTOR, workflow_id, segment_id=big_segment)
+        assert len(seen) == 2, seen
+    finally:
+        event.remove(env.engine, "before_cursor_execute", note)
+    assert inline == {"asked": 2, "entered": 2, "queued": False}
+    assert sorted(people_in(env, workflow_id)) == small
+    assert queued == {"asked": 5, "entered": 0, "queued": True}
+    assert _requests(env, workflow_id)[0]["asked"] == 5
