@@ -161,8 +161,10 @@ def _move_people(conn: Connection, workflow_id: int, version_id: int, stored: di
     known = {n["id"] for n in stored["graph"]["nodes"]}
     unknown = sorted(v for v in node_map.values() if v not in known)
     if unknown:
-        raise ServiceError("node_map names node %(unknown)s, which the new version lacks",
-                           "node_map", unknown=unknown[0])
+        # A node the request names that does not exist: 404 naming the field, as for any
+        # id in a body (the API turns the draft's own errors into 409).
+        raise NotFound("node_map names node %(unknown)s, which the new version lacks",
+                       "node_map", unknown=unknown[0])
     moved = 0
     for old, new in node_map.items():
         # The visit of the new node: one more than the steps the person already took at a

@@ -109,6 +109,25 @@ def test_publish_refuses_an_archived_message(env):
     assert "node mail (send_email)" in caught.value.message and "archived" in caught.value.message
 
 
+def test_publish_answers_409_for_the_draft_and_404_for_a_node_map_naming_no_node(env, api):
+    """What is wrong with the stored draft is a conflict; a node map (this request's input)
+    naming a node the new version lacks names something that does not exist: 404 naming the
+    field, as for any id in a body (docs/api.md: a schema-valid request gets no 422)."""
+    with db.write(env.engine) as conn:
+        broken = workflows.create(conn, ACTOR, chain(("a", "wait", {"duration": "PT1H"}),
+                                                     edges=[{"from": "a", "to": "ghost"}]))
+        fine = workflows.create(conn, ACTOR, chain(("w", "wait", {"duration": "PT1H"})))
+    answer = api("POST", f"/workflows/{broken}/publish", json={})
+    assert answer.status_code == 409 and "ghost" in answer.get_json()["detail"]
+    answer = api("POST", f"/workflows/{fine}/publish", json={"node_map": {"old": "nowhere"}})
+    assert answer.status_code == 404, answer.get_json()
+    assert "nowhere" in answer.get_json()["detail"]
+    assert [e["field"] for e in answer.get_json()["errors"]] == ["node_map"]
+    assert api("GET", f"/workflows/{fine}").get_json()["version"] is None      # nothing published
+    answer = api("POST", f"/workflows/{fine}/publish", json={"node_map": {"old": "w"}})
+    assert answer.status_code == 200 and answer.get_json()["moved"] == 0
+
+
 def test_versions_are_immutable_and_people_stay_on_theirs(env):
     workflow_id = published(env, chain(("w", "wait", {"duration": "P1D"}),
                                        ("f", "update_fields", {"fields": {"city": "Old"}})))
