@@ -27,12 +27,29 @@ from .workflow_models import splits
 Weighted = Callable[[Step], Outcome]
 
 
-def first_sends(types: dict[str, str], edges: dict, node_id: str,
-                branches) -> dict[str, str | None]:
-    """Each branch of a split: the first send_email node on its path (None: no email)."""
+def _following(edges: dict) -> dict[str, list[str]]:
     following: dict[str, list[str]] = {}
     for (source, _), target in edges.items():
         following.setdefault(source, []).append(target)
+    return following
+
+
+def reachable(edges: dict, start: str | None) -> set[str]:
+    """The nodes reachable from `start` along {(from, branch): to} (`start` included)."""
+    following, found = _following(edges), set()
+    queue = [start] if start is not None else []
+    while queue:
+        current = queue.pop()
+        if current not in found:
+            found.add(current)
+            queue.extend(following.get(current, []))
+    return found
+
+
+def first_sends(types: dict[str, str], edges: dict, node_id: str,
+                branches) -> dict[str, str | None]:
+    """Each branch of a split: the first send_email node on its path (None: no email)."""
+    following = _following(edges)
     found = {}
     for branch in branches:
         queue, seen, send = [edges.get((node_id, branch))], set(), None

@@ -114,11 +114,21 @@ def _check_split_winners(graph) -> None:
         if node.config.winner.test_size < len(node.config.variants):
             raise ServiceError("node %(id)s (split): the test group needs at least one person "
                                "per branch", where, id=node.id)
-        for branch, send in split_winner.first_sends(types, edges, node.id,
-                                                     node.config.variants).items():
+        sends = split_winner.first_sends(types, edges, node.id, node.config.variants)
+        for branch, send in sends.items():
             if send is None:
                 raise ServiceError("node %(id)s (split): branch %(branch)s sends no email to "
                                    "judge it by", where, id=node.id, branch=branch)
+        for branch, send in sends.items():
+            # The email that judges a branch must reach that branch's people only: one that
+            # another branch's people reach too (branches that converge) mixes their figures.
+            other = next((b for b in sends if b != branch and send in split_winner.reachable(
+                edges, edges.get((node.id, b)))), None)
+            if other is not None:
+                raise ServiceError("node %(id)s (split): branch %(branch)s is judged by the email "
+                                   "of node %(send)s, which people of branch %(other)s reach too; "
+                                   "give each branch an email of its own before the branches "
+                                   "meet", where, id=node.id, branch=branch, send=send, other=other)
 
 
 def branches(node) -> tuple[str | None, ...]:

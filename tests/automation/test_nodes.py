@@ -312,3 +312,32 @@ def test_a_split_winner_needs_an_email_on_each_branch(env):
     with pytest.raises(ServiceError) as caught, db.write(env.engine) as conn:
         workflows.publish(conn, ACTOR, workflow_id)
     assert "node ab (split)" in caught.value.message and "sends no email" in caught.value.message
+
+
+@pytest.mark.parametrize(("edges", "judged", "send", "other"), [
+    # both branches go to one send node: one campaign would judge both
+    ([{"from": "ab", "to": "mail", "branch": "a"}, {"from": "ab", "to": "mail", "branch": "b"}],
+     "a", "mail", "b"),
+    # a: its own email, then the shared one; b: straight to the shared one, which judges it
+    ([{"from": "ab", "to": "own", "branch": "a"}, {"from": "own", "to": "mail"},
+      {"from": "ab", "to": "mail", "branch": "b"}], "b", "mail", "a"),
+])
+def test_a_split_winner_refuses_branches_judged_by_an_email_they_share(env, edges, judged, send,
+                                                                       other):
+    from altkraft_onprem.automation import workflows
+    from altkraft_onprem.errors import ServiceError
+
+    with db.write(env.engine) as conn:
+        message_id, _ = messages.create_message(conn, ACTOR, "M", subject="M", html="<p>M</p>")
+        workflow_id = workflows.create(conn, ACTOR, chain(
+            ("ab", "split", {"variants": {"a": 1, "b": 1},
+                             "winner": {"test_size": 10, "wait": "P1D"}}),
+            ("own", "send_email", {"message_id": message_id, "from_email": "news@example.com"}),
+            ("mail", "send_email", {"message_id": message_id, "from_email": "news@example.com"}),
+            edges=edges))
+    with pytest.raises(ServiceError) as caught, db.write(env.engine) as conn:
+        workflows.publish(conn, ACTOR, workflow_id)
+    assert caught.value.field == "graph.nodes.0.config.winner"
+    assert caught.value.message.startswith(
+        f"node ab (split): branch {judged} is judged by the email of node {send}, which people "
+        f"of branch {other} reach too")
