@@ -57,10 +57,24 @@ Email = Annotated[str, Field(max_length=320, **_schema_only(format="email", patt
 NON_BLANK = {"pattern": r"\S"}
 # Text on one line (a subject): no line breaks.
 ONE_LINE = {"not": {"pattern": "[\r\n]"}}
-# An IANA time zone name, as zoneinfo knows it; a service refuses others by name.
-TIMEZONES = sorted(zone for zone in zoneinfo.available_timezones()
-                   if "/" in zone or zone == "UTC")
-Timezone = Annotated[str, Field(max_length=64, **_schema_only(enum=TIMEZONES))]
+
+
+@functools.cache
+def timezones() -> list[str]:
+    """The IANA time zone names zoneinfo knows (a service refuses others by name). Listed
+    when first asked — building the OpenAPI document —, not at import: reading the time zone
+    database costs every start some 20 ms."""
+    return sorted(zone for zone in zoneinfo.available_timezones() if "/" in zone or zone == "UTC")
+
+
+def zone_enum(schema: dict[str, Any]) -> None:
+    """`json_schema_extra` of a time zone field: timezones() as its enum (in the first of its
+    `anyOf` when the field may also be null)."""
+    (schema["anyOf"][0] if "anyOf" in schema else schema)["enum"] = timezones()
+
+
+# An IANA time zone name, as zoneinfo knows it.
+Timezone = Annotated[str, Field(max_length=64, json_schema_extra=zone_enum)]
 # A full domain name (at least two labels, letters in the last one), as services check it.
 DOMAIN_PATTERN = r"^([A-Za-z0-9]{1,20}(-[A-Za-z0-9]{1,20})?\.){1,4}[A-Za-z]{2,20}$"
 # An http(s) URL whose host is a full domain name.

@@ -17,7 +17,7 @@ from pydantic import (
 
 from altkraft_onprem import db
 from altkraft_onprem.access import scope
-from altkraft_onprem.api import MAX_ID, NON_BLANK, TIMEZONES, Email, exactly_one, operation
+from altkraft_onprem.api import MAX_ID, NON_BLANK, Email, exactly_one, operation, zone_enum
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import NotFound
 
@@ -206,7 +206,8 @@ class SubscriberFields(Strict):
                     description="ISO 3166 code (an English country name is also understood)") = None
     language: _value({"type": "string", "pattern": r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"},
                      description="A language tag, e.g. en or pt-BR") = None
-    timezone: _value({"enum": TIMEZONES}, description="IANA, e.g. Europe/Moscow") = None
+    timezone: Annotated[_value({}, description="IANA, e.g. Europe/Moscow"),
+                        Field(json_schema_extra=zone_enum)] = None
     fields: dict[Annotated[str, Field(max_length=63)], Any] = Field(
         default_factory=dict, description="Custom fields by key")
 

@@ -77,8 +77,7 @@ def _chunk(conn: Connection, bulk: dict, wake) -> int:
         where = segment_service.segment_expr(conn, bulk["segment_id"])
     except NotFound:
         return _finish(conn, bulk["id"])            # the segment was deleted meanwhile
-    ids = list(conn.execute(select(subscribers.c.id).where(where, subscribers.c.id > bulk["after_id"])
-                            .order_by(subscribers.c.id).limit(CHUNK)).scalars())
+    ids = next(enrollments.people(conn, [where], CHUNK, after=bulk["after_id"]), [])
     if not ids:
         return _finish(conn, bulk["id"])
     version = conn.execute(select(workflow_versions).where(

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from altkraft_onprem.api import MAX_ID, NON_BLANK, TIMEZONES
+from altkraft_onprem.api import MAX_ID, NON_BLANK, zone_enum
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 NodeId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -342,7 +342,7 @@ class WorkflowDefinition(Strict):
     entry: Entry = Field(default_factory=Entry)
     graph: Graph
     timezone: str = Field("UTC", max_length=64, description="For people without a time zone",
-                          json_schema_extra={"enum": TIMEZONES})
+                          json_schema_extra=zone_enum)
 
     @field_validator("timezone")
     @classmethod

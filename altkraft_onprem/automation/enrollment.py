@@ -40,10 +40,10 @@ def active_key(workflow_id: int, subscriber_id: int) -> str:
     return f"{workflow_id}:{subscriber_id}"
 
 
-def people(conn: Connection, where: list, size: int = CHUNK) -> Iterator[list[int]]:
-    """Ids of the subscribers matching `where`, a chunk at a time in id order (each chunk one
-    query: a million people are never in memory at once)."""
-    last = 0
+def people(conn: Connection, where: list, size: int = CHUNK, after: int = 0) -> Iterator[list[int]]:
+    """Ids of the subscribers matching `where` (those after id `after`), a chunk at a time in
+    id order (each chunk one query: a million people are never in memory at once)."""
+    last = after
     while True:
         ids = list(conn.execute(select(subscribers.c.id).where(*where, subscribers.c.id > last)
                                 .order_by(subscribers.c.id).limit(size)).scalars())

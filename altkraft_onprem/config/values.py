@@ -159,6 +159,8 @@ def _choice_list(*choices: str) -> Callable[[Any], list[str]]:
             raise ValueError(f"codes among {', '.join(choices)} ({', '.join(map(repr, wrong))} is not one)")
         return found
     return parse
+
+
 def _positive_int_list(value: Any) -> list[int]:
     if isinstance(value, str):
         try:
@@ -187,8 +189,6 @@ def _ip(value: Any) -> str:
 
 
 def _ip_list(value: Any) -> list[str]:
-    import ipaddress
-
     items = _str_list(value)
     for item in items:
         try:
@@ -199,8 +199,6 @@ def _ip_list(value: Any) -> list[str]:
 
 
 def _network_list(value: Any) -> list[str]:
-    import ipaddress
-
     items = _str_list(value)
     for item in items:
         try:
@@ -211,8 +209,6 @@ def _network_list(value: Any) -> list[str]:
 
 
 def _nameserver_list(value: Any) -> list[str]:
-    import ipaddress
-
     items = _str_list(value)
     for item in items:
         host, _, port = item.strip("[").rpartition("]:") if item.startswith("[") else (
@@ -227,8 +223,6 @@ def _nameserver_list(value: Any) -> list[str]:
 
 
 @dataclass(frozen=True)
-
-
 class Setting:
     key: str                      # dotted: "server.bind"; top level: "data_dir"
     parse: Callable[[Any], Any]

@@ -337,3 +337,22 @@ def test_gdpr_erasure_takes_the_workflow_history_along(env):
     with db.read(env.engine) as conn:
         assert conn.execute(select(enrollments.c.id).where(
             enrollments.c.subscriber_id == subscriber_id)).first() is None
+
+
+def test_time_zone_names_are_listed_for_the_document_not_at_import():
+    """Listing the IANA names reads the time zone database (some 20 ms): no start pays it,
+    and the documents still offer them as the workflow's timezone enum."""
+    import subprocess
+    import sys
+
+    from altkraft_onprem.automation.definition import WorkflowDefinition
+
+    probe = ("import zoneinfo\ncalls = []\nlisting = zoneinfo.available_timezones\n"
+             "zoneinfo.available_timezones = lambda: calls.append(1) or listing()\n"
+             "import altkraft_onprem.app, altkraft_onprem.models_all, altkraft_onprem.jobs_all\n"
+             "from altkraft_onprem import api\nassert calls == [], 'listed at import'\n"
+             "assert 'Europe/Moscow' in api.timezones() and calls == [1]\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    schema = WorkflowDefinition.model_json_schema()["properties"]["timezone"]
+    assert "Europe/Moscow" in schema["enum"] and "UTC" in schema["enum"]
