@@ -15,8 +15,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from altkraft_onprem import db, metrics, reactions
 from altkraft_onprem.access import scope
 from altkraft_onprem.access import service as access
+from altkraft_onprem.access.http import client_ip
 from altkraft_onprem.access.models import Actor
 from altkraft_onprem.access.policy import PUBLIC, SIGNED_IN, authorize, check_declared, declared
+from altkraft_onprem.access.views import SESSION_KEY, SSO_KEY
 from altkraft_onprem.api import (
     BUSY_RETRY_SECONDS,
     MAX_ID,
@@ -30,7 +32,6 @@ from altkraft_onprem.deliverability import settings_store
 from altkraft_onprem.errors import Forbidden, ServiceError
 from altkraft_onprem.route_permission import serves_limited_roles, takes_bearer
 
-SESSION_KEY = "sid"
 LOCALES = ("en", "ru")
 
 
@@ -139,10 +140,6 @@ def is_api_request() -> bool:
     return request.path.startswith("/api/")
 
 
-def client_ip() -> str:
-    return (request.remote_addr or "")[:64]
-
-
 def _install_guard(app: Flask) -> None:
     @app.before_request
     def guard():
@@ -164,7 +161,7 @@ def _install_guard(app: Flask) -> None:
                 return problem(401, "Unauthorized", "send Authorization: Bearer <token>")
             return redirect(url_for("access.login", next=request.full_path.rstrip("?")))
         if (g.actor.must_enrol and not api and request.endpoint not in ENROL_ENDPOINTS
-                and not session.get("sso")):     # single sign-on: the provider's factors apply
+                and not session.get(SSO_KEY)):     # single sign-on: the provider's factors apply
             # The role requires a second factor this signed-in user does not have yet.
             return redirect(url_for("access.two_factor"))
         try:

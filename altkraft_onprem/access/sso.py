@@ -16,7 +16,7 @@ from sqlalchemy import Connection, insert, select
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import Forbidden
 
-from .models import PERMISSIONS, Actor, login_attempts, users
+from .models import Actor, login_attempts, users
 from .roles import role_id_by_name
 from .users import create_user, normalise_email
 
@@ -39,7 +39,8 @@ def user_for_claims(conn: Connection, claims: dict, *, issuer: str, ip: str,
     if row is None:
         if not create:
             raise Forbidden("there is no account for %(email)s here; ask an administrator", email=email)
-        actor = Actor(user_id=None, label=f"sso:{issuer}", permissions=frozenset(PERMISSIONS), ip=ip)
+        # Who the audit log names for the account made; nothing checks its permissions.
+        actor = Actor(user_id=None, label=f"sso:{issuer}", permissions=frozenset(), ip=ip)
         name = claims.get("name") if isinstance(claims.get("name"), str) else ""
         # A password nobody knows: the account signs in by single sign-on until one is set.
         user_id = create_user(conn, actor, email, secrets.token_urlsafe(32),

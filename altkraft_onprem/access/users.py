@@ -14,7 +14,7 @@ from altkraft_onprem.errors import Conflict, NotFound, ServiceError
 
 from .audit import record
 from .models import Actor, roles, user_sessions, users
-from .roles import get_role, role_id_by_name
+from .roles import get_role, role_id_by_name, scope_of
 
 password_hasher = PasswordHasher()
 MIN_PASSWORD = 10
@@ -138,7 +138,8 @@ def actor_for_user(conn: Connection, user_id: int, *, ip: str = "", token_id: in
         .join(roles, roles.c.id == users.c.role_id).where(users.c.id == user_id)).first()
     if row is None:
         raise NotFound("user %(user_id)s does not exist", "user_id", user_id=user_id)
+    scope = scope_of(row.list_scope)
     return Actor(user_id=row.id, label=row.email, permissions=frozenset(json.loads(row.permissions)),
                  token_id=token_id, ip=ip, role=row.name, locale=row.locale,
                  must_enrol=bool(row.require_two_factor) and row.totp_enabled_at is None,
-                 lists=None if row.list_scope is None else frozenset(json.loads(row.list_scope)))
+                 lists=None if scope is None else frozenset(scope))

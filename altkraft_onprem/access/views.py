@@ -39,6 +39,7 @@ def role_label(name: str) -> str:
     """A built-in role's name in the user's language; custom roles as their creator named them."""
     return _(name) if name in BUILTIN_ROLES else name
 SESSION_KEY = "sid"
+SSO_KEY = "sso"     # set in a session opened by single sign-on (the provider's own factors apply)
 
 
 def start_session(user_id: int) -> None:
@@ -78,11 +79,6 @@ def safe_next(target: str | None, fallback: str) -> str:
             or "\\" in target:
         return fallback
     return target
-
-
-@blueprint.app_context_processor
-def sign_in_options() -> dict:
-    return {"sso_enabled": bool(current_settings()["oidc.issuer"])}
 
 
 @blueprint.route("/login", methods=["GET", "POST"])

@@ -15,17 +15,22 @@ from altkraft_onprem import db
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
 
+from .http import client_ip
 from .policy import PUBLIC, requires
 from .sso import user_for_claims
-from .views import blueprint, safe_next, start_session
+from .views import SSO_KEY, blueprint, safe_next, start_session
 
 CLIENTS = "altkraft.oidc_clients"
 NEXT_KEY = "sso_next"
-SSO_KEY = "sso"     # set in a session opened by single sign-on (the provider's own factors apply)
 
 
 def enabled() -> bool:
     return bool(current_settings()["oidc.issuer"])
+
+
+@blueprint.app_context_processor
+def sign_in_options() -> dict:
+    return {"sso_enabled": enabled()}
 
 
 def _client_secret(settings) -> str:
@@ -108,7 +113,7 @@ def sso_callback():
     try:
         with db.write(db.get_engine()) as conn:
             user_id = user_for_claims(
-                conn, claims, issuer=settings["oidc.issuer"], ip=(request.remote_addr or "")[:64],
+                conn, claims, issuer=settings["oidc.issuer"], ip=client_ip(),
                 allowed_domains=settings["oidc.allowed_domains"], create=settings["oidc.create_users"],
                 default_role=settings["oidc.default_role"])
     except ServiceError as exc:

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, abort, render_template, request
 from flask_babel import gettext as _
 
 from altkraft_onprem import db
+from altkraft_onprem.access.http import client_ip
 from altkraft_onprem.access.policy import PUBLIC, requires
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import NotFound, ServiceError
@@ -27,10 +28,6 @@ from .suppression import lift_self_unsubscribe
 blueprint = Blueprint("audience_public", __name__, url_prefix="/p")
 blueprint.csrf_exempt = True
 log = logging.getLogger(__name__)
-
-
-def _ip() -> str:
-    return (request.remote_addr or "")[:64]
 
 
 def _ua() -> str:
@@ -61,13 +58,13 @@ def subscribe(list_id: int):
                                message=_("Please check your inbox to confirm."))
     data = {k: v for k, v in request.form.items() if k != optin.HONEYPOT}
     with db.read(db.get_engine()) as conn:
-        if optin.too_many_signups(conn, _ip(), current_settings()["audience.form_signups_per_hour"]):
+        if optin.too_many_signups(conn, client_ip(), current_settings()["audience.form_signups_per_hour"]):
             return render_template("audience/public_done.html", title=form["title"],
                                    message=_("Too many sign-ups from your network; please try "
                                              "again later.")), 429
     try:
         with db.write(db.get_engine()) as conn:
-            result = optin.subscribe(conn, list_id, data, ip=_ip(), user_agent=_ua(),
+            result = optin.subscribe(conn, list_id, data, ip=client_ip(), user_agent=_ua(),
                                      form=request.form.get("form_name", "hosted form")[:100])
     except ServiceError as exc:
         return render_template("audience/public_subscribe.html", lst=found, form=form,
@@ -94,7 +91,7 @@ def confirm(token: str):
         return render_template("audience/public_confirm.html", token=token)
     try:
         with db.write(db.get_engine()) as conn:
-            found = optin.confirm(conn, subscriber_id, list_id, ip=_ip(), user_agent=_ua())
+            found = optin.confirm(conn, subscriber_id, list_id, ip=client_ip(), user_agent=_ua())
     except NotFound:
         abort(404)
     return render_template("audience/public_done.html", title=_("Confirmed"),
@@ -119,7 +116,7 @@ def unsubscribe_page(token: str):
         try:
             with db.write(db.get_engine()) as conn:
                 unsubscribe(conn, subscriber_id, None if scope_all else list_id, campaign_id,
-                            ip=_ip(), user_agent=_ua(),
+                            ip=client_ip(), user_agent=_ua(),
                             form="one-click" if one_click else "unsubscribe page")
         except NotFound:
             if one_click:
@@ -162,13 +159,13 @@ def preferences(token: str):
                 if list_id in wanted and current.get(list_id) != "confirmed" and list_id in public:
                     lift_self_unsubscribe(conn, person["email"])
                     set_membership(conn, subscriber_id, list_id, "confirmed")
-                    record_consent(conn, subscriber_id, list_id, "subscribe", ip=_ip(),
+                    record_consent(conn, subscriber_id, list_id, "subscribe", ip=client_ip(),
                                    user_agent=_ua(), form="preference center")
                 elif list_id not in wanted and current.get(list_id) in ("confirmed", "unconfirmed"):
-                    unsubscribe(conn, subscriber_id, list_id, ip=_ip(), user_agent=_ua(),
+                    unsubscribe(conn, subscriber_id, list_id, ip=client_ip(), user_agent=_ua(),
                                 form="preference center")
             if request.form.get("scope") == "all":
-                unsubscribe(conn, subscriber_id, None, ip=_ip(), user_agent=_ua(),
+                unsubscribe(conn, subscriber_id, None, ip=client_ip(), user_agent=_ua(),
                             form="preference center")
         saved = True
     with db.read(engine) as conn:

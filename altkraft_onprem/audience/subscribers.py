@@ -28,6 +28,7 @@ from .models import (
     subscriber_lists,
     subscribers,
 )
+from .segments import on_lists
 
 OUT_COLUMNS = ("id", *STANDARD_FIELDS, "state", "custom", "source", "created_at", "updated_at",
                "deleted_at", "deleted_batch")
@@ -292,9 +293,7 @@ def search_query(conn: Connection, *, search: str = "", list_id: int | None = No
     these lists (a role limited to some lists)."""
     where = [subscribers.c.deleted_at.is_(None)]
     if only is not None:
-        where.append(select(subscriber_lists.c.subscriber_id).where(
-            subscriber_lists.c.list_id.in_(sorted(only)),
-            subscriber_lists.c.subscriber_id == subscribers.c.id).exists())
+        where.append(on_lists(only))
     if search:
         pattern = f"%{_escape_like(search.strip())}%"
         where.append(or_(subscribers.c.email.ilike(pattern, escape="\\"),
