@@ -201,8 +201,6 @@ def update_domain(conn: Connection, actor: Actor, domain_id: int, *, bounce_doma
         values["tracking_host"] = _aligned_host(tracking_host, current["domain"], "tracking_host")
     if warmup is not None:
         values["warmup"] = warmup
-        if warmup and not (warmup_started_on or current["warmup"]["started_on"]):
-            values["warmup_started_on"] = date.today().isoformat()
     if warmup_started_on is not None:
         try:
             values["warmup_started_on"] = date.fromisoformat(warmup_started_on).isoformat() \
@@ -210,6 +208,12 @@ def update_domain(conn: Connection, actor: Actor, domain_id: int, *, bounce_doma
         except ValueError:
             raise ServiceError("warmup_started_on: expected a date YYYY-MM-DD",
                                "warmup_started_on") from None
+    if "warmup" in values or "warmup_started_on" in values:
+        # A warm-up on with no first day starts today; an empty day stored would make every
+        # day day 1 (delivery/warmup.py counts from today when it has none).
+        enabled = values.get("warmup", current["warmup"]["enabled"])
+        if enabled and not values.get("warmup_started_on", current["warmup"]["started_on"]):
+            values["warmup_started_on"] = utcnow().date().isoformat()
     if values:
         conn.execute(update(sending_domains).where(sending_domains.c.id == domain_id)
                      .values(**values, updated_at=utcnow()))

@@ -78,8 +78,10 @@ def warmup_domain(domain_id: int):
     """The domain's warm-up on or off, and its first day (deliverability/warmup.py)."""
     try:
         with db.write(db.get_engine()) as conn:
+            # An empty date field keeps the first day the domain has (today when it has none).
+            started_on = request.form.get("warmup_started_on", "").strip() or None
             domains.update_domain(conn, g.actor, domain_id, warmup=request.form.get("warmup") == "on",
-                                  warmup_started_on=request.form.get("warmup_started_on", "").strip())
+                                  warmup_started_on=started_on)
     except NotFound:
         abort(404)
     except ServiceError as exc:

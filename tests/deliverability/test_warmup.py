@@ -270,3 +270,36 @@ def test_the_domain_page_switches_the_warm_up_on_and_shows_its_day(env, api):
     assert found["warmup"] == {"enabled": True, "started_on": started}
     response = client.post(f"{page}/warmup", data={"csrf_token": token, "warmup_started_on": "soon"})
     assert response.status_code == 422 and "YYYY-MM-DD" in response.get_data(as_text=True)
+
+
+def test_switching_the_warm_up_on_with_no_date_starts_it_today_on_the_page_and_the_api(env, api):
+    """An empty date field (the page) or no/null date (the API) with the warm-up on means day 1
+    is today — stored, so tomorrow is day 2, not day 1 again."""
+    today = utcnow().date().isoformat()
+    created = api("POST", "/domains", json={"domain": "warm-nodate.example"})
+    domain_id = created.get_json()["id"]
+    client = env.app.test_client()
+    env.login(client, env.user("Administrator"))
+    page = f"/settings/domains/{domain_id}"
+    token = csrf_token(client.get(page).get_data(as_text=True))
+    response = client.post(f"{page}/warmup", data={"csrf_token": token, "warmup": "on",
+                                                   "warmup_started_on": "  "})
+    assert response.status_code == 302
+    assert api("GET", f"/domains/{domain_id}").get_json()["warmup"] == {"enabled": True,
+                                                                        "started_on": today}
+    started = (utcnow().date() - timedelta(days=4)).isoformat()
+    client.post(f"{page}/warmup", data={"csrf_token": token, "warmup": "on",
+                                        "warmup_started_on": started})
+    response = client.post(f"{page}/warmup", data={"csrf_token": token, "warmup": "on",
+                                                   "warmup_started_on": ""})
+    assert api("GET", f"/domains/{domain_id}").get_json()["warmup"]["started_on"] == started
+
+    created = api("POST", "/domains", json={"domain": "warm-nodate-api.example"})
+    other = created.get_json()["id"]
+    found = api("PATCH", f"/domains/{other}", json={"warmup": True, "warmup_started_on": None})
+    assert found.status_code == 200, found.get_json()
+    assert found.get_json()["warmup"] == {"enabled": True, "started_on": today}
+    found = api("PATCH", f"/domains/{other}", json={"warmup_started_on": None})
+    assert found.get_json()["warmup"] == {"enabled": True, "started_on": today}
+    found = api("PATCH", f"/domains/{other}", json={"warmup": False, "warmup_started_on": None})
+    assert found.get_json()["warmup"] == {"enabled": False, "started_on": None}
