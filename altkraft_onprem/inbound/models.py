@@ -60,6 +60,10 @@ inbound_messages = Table(
 )
 Index("ix_inbound_messages_state", inbound_messages.c.state, inbound_messages.c.id)
 Index("ix_inbound_messages_received_at", inbound_messages.c.received_at)
+# The circuit breaker's "which of these recipients did this campaign's mail come back deferred
+# for" (inbound/monitor.py): a lookup, not a scan of every message ever received.
+Index("ix_inbound_messages_campaign", inbound_messages.c.campaign_id, inbound_messages.c.outcome,
+      inbound_messages.c.subscriber_id)
 
 def _reported() -> list[Column]:
     """What a bounce and a complaint both carry: where it came from (source: dsn, heuristic,

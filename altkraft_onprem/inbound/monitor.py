@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, func, insert, select, union, update
 
+from altkraft_onprem import db
 from altkraft_onprem.audience.models import subscribers
 from altkraft_onprem.campaigns import breakers
 from altkraft_onprem.campaigns import service as campaigns
@@ -98,15 +99,18 @@ def check_breaker(conn: Connection, settings, campaign_id: int | None, provider:
     people = list(conn.execute(last.order_by(d.id.desc()).limit(size)).scalars())
     if len(people) < size:
         return False
+    # Each part is an index lookup (ix_bounces_campaign, ix_complaints_campaign,
+    # ix_inbound_messages_campaign): this runs in the transaction that applies a bounce.
     blocked = union(
         select(bounces.c.subscriber_id).where(bounces.c.campaign_id == campaign_id,
                                               bounces.c.bounce_class.in_(BLOCK_CLASSES),
-                                              bounces.c.subscriber_id.in_(people)),
-        select(complaints.c.subscriber_id).where(complaints.c.campaign_id == campaign_id,
-                                                 complaints.c.subscriber_id.in_(people)),
-        select(inbound_messages.c.subscriber_id).where(inbound_messages.c.campaign_id == campaign_id,
-                                                       inbound_messages.c.outcome == "deferred",
-                                                       inbound_messages.c.subscriber_id.in_(people)),
+                                              db.among(conn, bounces.c.subscriber_id, people)),
+        select(complaints.c.subscriber_id).where(
+            complaints.c.campaign_id == campaign_id,
+            db.among(conn, complaints.c.subscriber_id, people)),
+        select(inbound_messages.c.subscriber_id).where(
+            inbound_messages.c.campaign_id == campaign_id, inbound_messages.c.outcome == "deferred",
+            db.among(conn, inbound_messages.c.subscriber_id, people)),
     ).subquery()
     count = conn.execute(select(func.count()).select_from(blocked)).scalar_one()
     percent = 100.0 * count / size
