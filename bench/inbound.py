@@ -22,6 +22,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import queue
 import resource
 import shutil
 import signal
@@ -141,30 +142,51 @@ def _reply(stream) -> bytes:
 
 
 def _client(port: int, messages: list, results) -> None:
-    """One SMTP session sending its share; MAIL, RCPT and DATA go in one write."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    stream = sock.makefile("rb")
-    _reply(stream)
-    sock.sendall(b"EHLO bench.example\r\n")
-    _reply(stream)
+    """One SMTP session sending its share; MAIL, RCPT and DATA go in one write. It reports
+    what it got even when it fails (the parent waits for one report per client)."""
     times, acked, refused = [], 0, 0
-    for rcpt, data, _expected in messages:
-        started = time.perf_counter()
-        sock.sendall(b"MAIL FROM:<>\r\nRCPT TO:<" + rcpt.encode() + b">\r\nDATA\r\n")
-        replies = [_reply(stream) for _ in range(3)]
-        if not replies[2].startswith(b"354"):
-            refused += 1
-            continue
-        payload = data.replace(b"\r\n.", b"\r\n..")
-        sock.sendall(payload + (b"" if payload.endswith(b"\r\n") else b"\r\n") + b".\r\n")
-        final = _reply(stream)
-        times.append(time.perf_counter() - started)
-        acked += final.startswith(b"250")
-        refused += not final.startswith(b"250")
-    sock.sendall(b"QUIT\r\n")
-    sock.close()
-    results.put((times, acked, refused))
+    try:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stream = sock.makefile("rb")
+        _reply(stream)
+        sock.sendall(b"EHLO bench.example\r\n")
+        _reply(stream)
+        for rcpt, data, _expected in messages:
+            started = time.perf_counter()
+            sock.sendall(b"MAIL FROM:<>\r\nRCPT TO:<" + rcpt.encode() + b">\r\nDATA\r\n")
+            replies = [_reply(stream) for _ in range(3)]
+            if not replies[2].startswith(b"354"):
+                refused += 1
+                continue
+            payload = data.replace(b"\r\n.", b"\r\n..")
+            sock.sendall(payload + (b"" if payload.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+            final = _reply(stream)
+            times.append(time.perf_counter() - started)
+            acked += final.startswith(b"250")
+            refused += not final.startswith(b"250")
+        sock.sendall(b"QUIT\r\n")
+        sock.close()
+    finally:
+        results.put((times, acked, refused))
+
+
+def _collect(results: multiprocessing.Queue, processes: list) -> list:
+    """One report from each process. One that died without reporting (killed by a signal)
+    gives none instead of hanging the run; its exit status says what happened."""
+    found = []
+    while len(found) < len(processes):
+        try:
+            found.append(results.get(timeout=1))
+        except queue.Empty:
+            if not any(p.is_alive() for p in processes):
+                while len(found) < len(processes):      # what the last ones put as they exited
+                    try:
+                        found.append(results.get(timeout=1))
+                    except queue.Empty:
+                        break
+                break
+    return found
 
 
 def _cpu_seconds(pid: int | None = None) -> float:
@@ -185,10 +207,13 @@ def _classifier(settings_values: dict, cpu=None) -> None:
     settings = config.load(environ={}, overrides=settings_values)
     engine = db.build_engine(settings.database_url)
     started = _cpu_seconds()
-    jobs.drain(engine, settings, seconds=float("inf"))
-    if cpu is not None:
-        cpu.put(_cpu_seconds() - started)
-    engine.dispose()
+    try:
+        jobs.drain(engine, settings, seconds=float("inf"))
+    finally:
+        # Always: the parent waits for one figure per classifier.
+        if cpu is not None:
+            cpu.put(_cpu_seconds() - started)
+        engine.dispose()
 
 
 def ceiling(port: int, count: int, sessions: int, size: int) -> float:
@@ -253,10 +278,11 @@ def main() -> None:
     clients = [multiprocessing.Process(target=_client, args=(port, share, results)) for share in shares]
     for process in clients:
         process.start()
-    collected = [results.get() for _ in clients]
+    collected = _collect(results, clients)
     intake_seconds = time.perf_counter() - started
     for process in clients:
         process.join()
+    failed_clients = [p.exitcode for p in clients if p.exitcode]
     receiver_cpu = _cpu_seconds(receiver.pid) - receiver_cpu
     receiver.send_signal(signal.SIGTERM)
     receiver.wait(30)
@@ -277,7 +303,7 @@ def main() -> None:
     workers = [multiprocessing.Process(target=_classifier, args=(values, cpu)) for _ in range(args.classifiers)]
     for process in workers:
         process.start()
-    classifier_cpu = sum(cpu.get() for _ in workers)
+    classifier_cpu = sum(_collect(cpu, workers))
     classify_seconds = time.perf_counter() - started
     for process in workers:
         process.join()
@@ -329,6 +355,8 @@ def main() -> None:
     print(json.dumps(result))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+    if failed_clients:
+        sys.exit(f"an SMTP client process failed (exit status {failed_clients})")
     if failed_workers:
         sys.exit(f"a classifier process failed (exit status {failed_workers})")
 
