@@ -25,6 +25,7 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from altkraft_onprem import db
 from altkraft_onprem.access.setup import get_state, put_state
@@ -123,7 +124,7 @@ def take(engine, box: dict, owner: str, seconds: float = LEASE_SECONDS) -> bool:
             saved.update(reader=owner, reader_until=(now + timedelta(seconds=seconds)).isoformat())
             put_state(conn, state_key(box), json.dumps(saved))
         return True
-    except Exception:  # noqa: BLE001 - a concurrent taker won (Postgres: the same key inserted)
+    except IntegrityError:      # a concurrent taker won (Postgres: the same key inserted)
         log.debug("inbound: IMAP mailbox %s: lease not taken", state_key(box), exc_info=True)
         return False
 
@@ -209,7 +210,11 @@ def poll(engine, settings, box: dict) -> dict:
 
 def _failed(engine, box: dict, exc: Exception) -> None:
     log.warning("inbound: IMAP mailbox %s: %s", state_key(box), exc)
-    _update(engine, box, error=f"{exc.__class__.__name__}: {exc}"[:300], polled_at=utcnow().isoformat())
+    try:
+        _update(engine, box, error=f"{exc.__class__.__name__}: {exc}"[:300],
+                polled_at=utcnow().isoformat())
+    except SQLAlchemyError:     # the database is what failed: the log is all there is
+        log.exception("inbound: IMAP mailbox %s: its error could not be saved", state_key(box))
 
 
 def poll_all(engine, settings) -> list[dict]:
@@ -251,13 +256,13 @@ class Watcher:
     def _run(self) -> None:
         failures = 0
         while not self.stop_event.is_set():
-            if not take(self.engine, self.box, self.owner):
-                self.stop_event.wait(5)          # a poll is under way, or another watcher
-                continue
             try:
+                if not take(self.engine, self.box, self.owner):
+                    self.stop_event.wait(5)          # a poll is under way, or another watcher
+                    continue
                 self._session()
                 failures = 0
-            except Exception as exc:  # noqa: BLE001 - network, login, server: again later
+            except Exception as exc:  # noqa: BLE001 - network, login, server, database: again later
                 failures += 1
                 _failed(self.engine, self.box, exc)
                 self.stop_event.wait(min(60.0, 2.0 ** failures))
