@@ -67,15 +67,16 @@ def targets(conn, settings: Settings, only: list[str] | None = None) -> list[Tar
     return found
 
 
-def _resolver(settings: Settings) -> Dns:
+def resolver(settings: Settings) -> Dns:
+    """A resolver asking deliverability.nameservers, each query bounded by
+    deliverability.check_timeout_seconds: one per thread (the checks, pre-send, compliance)."""
     return Dns(settings["deliverability.nameservers"], settings["deliverability.check_timeout_seconds"])
 
 
 def check_ptr(settings: Settings) -> Check:
     """PTR/FCrDNS of the sending IPs against the HELO name: the same for every domain."""
-    resolver = _resolver(settings)
     try:
-        return dnscheck.check_ptr(resolver, list(settings["deliverability.sending_ips"]),
+        return dnscheck.check_ptr(resolver(settings), list(settings["deliverability.sending_ips"]),
                                   helo_name(settings), dnscheck.HELO_SETTING)
     except dnscheck.TempError as exc:
         return Check("unknown", f"could not check: DNS did not answer ({exc}); check the DNS "
@@ -94,9 +95,9 @@ def check_domain(settings: Settings, target: Target, ptr: Check | None = None) -
     if not target.keys and target.pending:
         waiting = ", ".join(k["selector"] for k in target.pending)
         results["dkim"] = Check("missing", f"no key signs yet: {waiting} waits for its DNS record")
-    resolver = _resolver(settings)
+    dns = resolver(settings)
     results["blocklist"] = blocklists.summary([
-        blocklists.look_up(resolver, name, zone) for name in target.names
+        blocklists.look_up(dns, name, zone) for name in target.names
         for zone in settings["deliverability.domain_blocklists"]])
     published = [k for k in target.pending if domains.published(
         settings, target.domain, k["key_file"], k["selector"]).status == "pass"]
@@ -104,8 +105,8 @@ def check_domain(settings: Settings, target: Target, ptr: Check | None = None) -
 
 
 def check_ip(settings: Settings, ip: str) -> list[blocklists.Listing]:
-    resolver = _resolver(settings)
-    return [blocklists.look_up(resolver, ip, zone) for zone in settings["deliverability.ip_blocklists"]]
+    dns = resolver(settings)
+    return [blocklists.look_up(dns, ip, zone) for zone in settings["deliverability.ip_blocklists"]]
 
 
 @dataclass

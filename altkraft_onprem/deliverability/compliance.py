@@ -25,7 +25,7 @@ from altkraft_onprem.campaigns.models import campaigns, deliveries
 from altkraft_onprem.config import Settings
 from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.delivery import dnscheck, sending_domains
-from altkraft_onprem.delivery.dnsquery import STATUS_ORDER, Check, Dns, TempError
+from altkraft_onprem.delivery.dnsquery import STATUS_ORDER, Dns, TempError
 from altkraft_onprem.delivery.errors import DeliveryError
 from altkraft_onprem.delivery.providers import PROVIDER_LABELS, provider
 from altkraft_onprem.i18n import N_
@@ -186,8 +186,7 @@ def _freemail(domain: str) -> Line:
 
 def domain_lines(settings: Settings, domain: str, answers: dict) -> list[Line]:
     """Every per-domain line of one From domain (one resolver: one timeout at most)."""
-    resolver = Dns(settings["deliverability.nameservers"],
-                   settings["deliverability.check_timeout_seconds"])
+    resolver = checks.resolver(settings)
     bounce = sending_domains.bounce_domain(settings, domain)
     sample, why = None, ""
     try:
@@ -215,18 +214,8 @@ def _guarded(rule: str, subject: str, fn) -> Line:
 # --- for the installation -------------------------------------------------------------------
 
 def ptr_line(settings: Settings) -> Line:
-    ips = list(settings["deliverability.sending_ips"])
-    resolver = Dns(settings["deliverability.nameservers"],
-                   settings["deliverability.check_timeout_seconds"])
-    found: Check = _guarded_check(lambda: dnscheck.check_ptr(resolver, ips, checks.helo_name(settings)))
-    return Line("ptr", ", ".join(ips), found.status, found.detail)
-
-
-def _guarded_check(fn) -> Check:
-    try:
-        return fn()
-    except TempError as exc:
-        return Check("unknown", f"could not check: DNS did not answer ({exc})")
+    found = checks.check_ptr(settings)
+    return Line("ptr", ", ".join(settings["deliverability.sending_ips"]), found.status, found.detail)
 
 
 def tls_lines(settings: Settings) -> list[Line]:

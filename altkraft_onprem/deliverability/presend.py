@@ -20,13 +20,12 @@ from altkraft_onprem import db
 from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.config import Settings
 from altkraft_onprem.delivery import dnscheck
-from altkraft_onprem.delivery.dnsquery import Dns
 from altkraft_onprem.delivery.errors import DeliveryError
 from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.messages import service as messages
 from altkraft_onprem.messages.render import TemplateProblem, compile_version
 
-from . import blocklists, samples, spamscore
+from . import blocklists, checks, samples, spamscore
 
 SEVERITIES = ("info", "warning", "block")
 CODES = ("spam_score", "spam_score_unavailable", "link_domain_listed", "link_domains_unchecked",
@@ -53,10 +52,6 @@ class Finding:
         return {"code": self.code, "severity": self.severity, "detail": self.detail}
 
 
-def _resolver(settings: Settings) -> Dns:
-    return Dns(settings["deliverability.nameservers"], settings["deliverability.check_timeout_seconds"])
-
-
 def link_domains(version: dict) -> list[str]:
     """The registrable domains the message's literal links point at."""
     found = []
@@ -72,7 +67,7 @@ def _link_findings(settings: Settings, version: dict) -> list[Finding]:
     zones = settings["deliverability.domain_blocklists"]
     if not names or not zones:
         return []
-    resolver = _resolver(settings)
+    resolver = checks.resolver(settings)
     with ThreadPoolExecutor(max_workers=min(8, len(names) * len(zones))) as pool:
         found = list(pool.map(lambda pair: blocklists.look_up(resolver, *pair),
                               [(n, z) for n in names for z in zones]))
@@ -149,7 +144,7 @@ def check_version(settings: Settings, version: dict, from_email: str, *,
                   track_clicks: bool = True, track_opens: bool = True) -> list[Finding]:
     """Every finding of one message version sent from `from_email`."""
     from_domain = from_email.rpartition("@")[2].lower()
-    resolver = _resolver(settings)
+    resolver = checks.resolver(settings)
     try:
         sample = samples.compose(settings, samples.campaign_values(
             from_email, list_ids=list_ids, track_clicks=track_clicks, track_opens=track_opens),

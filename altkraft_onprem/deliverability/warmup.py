@@ -29,7 +29,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from altkraft_onprem import db
 from altkraft_onprem.audience.models import subscribers
@@ -81,8 +80,7 @@ def _waiting(conn: Connection, campaign_id: int, until: datetime) -> dict[str, i
 def _used(conn: Connection, key: str, day: date, provider: str) -> int:
     """The day's count for a warm-up and provider, locked until the transaction ends."""
     values = {"warmup": key, "day": day.isoformat(), "provider": provider, "released": 0}
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(warmup_usage).values(**values).on_conflict_do_nothing())
+    conn.execute(db.insert_ignoring_conflicts(conn, warmup_usage).values(**values))
     query = select(warmup_usage.c.released).where(
         warmup_usage.c.warmup == key, warmup_usage.c.day == values["day"],
         warmup_usage.c.provider == provider)
