@@ -13,7 +13,7 @@ ledger's `held` state: its marks are a split test's and a warm-up's, which relea
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
@@ -45,13 +45,18 @@ def at_provider(provider: str):
     return domains.not_in([d for names in PROVIDERS.values() for d in names])
 
 
+def is_open(found: dict | None) -> bool:
+    """Whether a breaker (get's row, None: never tripped) stops sending to its provider."""
+    return found is not None and found["state"] == "open"
+
+
 def open_ones(conn: Connection) -> dict[str, str]:
     """{provider: reason} of the open breakers (the senders ask once per batch)."""
-    return dict(conn.execute(select(provider_breakers.c.provider, provider_breakers.c.reason)
-                             .where(provider_breakers.c.state == "open")).all())
+    return {b["provider"]: b["reason"] for b in list_all(conn) if is_open(b)}
 
 
 def get(conn: Connection, provider: str) -> dict | None:
+    """The provider's breaker (open or closed), None when it never tripped."""
     row = conn.execute(select(provider_breakers).where(provider_breakers.c.provider == provider)).first()
     return dict(row._mapping) if row else None
 
@@ -61,12 +66,6 @@ def list_all(conn: Connection) -> list[dict]:
     rows = conn.execute(select(provider_breakers).order_by(
         (provider_breakers.c.state == "open").desc(), provider_breakers.c.opened_at.desc()))
     return [dict(r._mapping) for r in rows]
-
-
-def judged_since(conn: Connection, provider: str) -> datetime | None:
-    """Messages sent before this (the last close) do not count toward the next trip."""
-    return conn.execute(select(provider_breakers.c.closed_at).where(
-        provider_breakers.c.provider == provider)).scalar()
 
 
 def trip(conn: Connection, provider: str, reason: str, campaign_id: int | None,
@@ -81,7 +80,7 @@ def trip(conn: Connection, provider: str, reason: str, campaign_id: int | None,
               "opened_at": now, "closed_at": None, "closed_by": None}
     if found is None:
         conn.execute(provider_breakers.insert().values(provider=provider, **values))
-    elif found["state"] == "open":
+    elif is_open(found):
         return False
     else:
         conn.execute(update(provider_breakers).where(provider_breakers.c.provider == provider,
@@ -115,7 +114,7 @@ def close(conn: Connection, actor: Actor, provider: str) -> list[int]:
     found = get(conn, provider) if provider in PROVIDER_NAMES else None
     if found is None:
         raise NotFound("no breaker for %(provider)s", provider=provider)
-    if found["state"] != "open":
+    if not is_open(found):
         raise Conflict("sending to %(provider)s is not paused", provider=provider)
     now = utcnow()
     conn.execute(update(provider_breakers).where(provider_breakers.c.provider == provider).values(

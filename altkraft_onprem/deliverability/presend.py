@@ -185,18 +185,31 @@ def gate_wanted(settings: Settings) -> bool:
                 or settings["deliverability.presend_block_codes"])
 
 
+def campaign_message(conn: Connection, campaign_id: int) -> dict:
+    """What a campaign's checks read, in `conn` (they run after, outside the transaction):
+    {"campaign", "version" (the one it sends), "list_names"}."""
+    campaign = campaigns.get_campaign(conn, campaign_id)
+    version = (messages.get_version_by_id(conn, campaign["version_id"]) if campaign["version_id"]
+               else messages.get_version(conn, campaign["message_id"]))
+    return {"campaign": campaign, "version": dict(version),
+            "list_names": campaigns.list_names(conn, campaign)}
+
+
+def check_campaign(settings: Settings, found: dict) -> list[Finding]:
+    """Every finding of a campaign's message (campaign_message) as the campaign sends it:
+    from its From address, to its lists, with its tracking."""
+    campaign = found["campaign"]
+    return check_version(settings, found["version"], campaign["from_email"],
+                         list_ids=campaign["list_ids"], list_names=found["list_names"],
+                         track_clicks=bool(campaign["track_clicks"]),
+                         track_opens=bool(campaign["track_opens"]))
+
+
 def start_blockers(engine, settings: Settings, campaign_id: int) -> list[str]:
     """What stops the campaign's start (extensions.CAMPAIGN_START_CHECKS): its message's
     blocking findings, sent from its From address — checked only when a line is drawn."""
     if not gate_wanted(settings):
         return []
     with db.read(engine) as conn:
-        campaign = campaigns.get_campaign(conn, campaign_id)
-        version = (messages.get_version_by_id(conn, campaign["version_id"]) if campaign["version_id"]
-                   else messages.get_version(conn, campaign["message_id"]))
-        names = campaigns.list_names(conn, campaign)
-    found = check_version(settings, dict(version), campaign["from_email"],
-                          list_ids=campaign["list_ids"], list_names=names,
-                          track_clicks=bool(campaign["track_clicks"]),
-                          track_opens=bool(campaign["track_opens"]))
-    return [f"{f.code}: {f.detail}" for f in blocked(found)]
+        found = campaign_message(conn, campaign_id)
+    return [f"{f.code}: {f.detail}" for f in blocked(check_campaign(settings, found))]

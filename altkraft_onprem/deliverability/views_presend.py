@@ -7,11 +7,9 @@ from flask_babel import gettext as _
 
 from altkraft_onprem import db
 from altkraft_onprem.access.policy import requires
-from altkraft_onprem.campaigns import service as campaigns
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import ServiceError
 from altkraft_onprem.i18n import N_
-from altkraft_onprem.messages import service as messages
 
 from . import presend
 from .views_checks import blueprint
@@ -57,17 +55,10 @@ def message_checks(message_id: int):
 @blueprint.route("/deliverability/campaigns/<int:campaign_id>/checks")
 @requires("campaigns:read")
 def campaign_checks(campaign_id: int):
-    settings = current_settings()
     try:
         with db.read(db.get_engine()) as conn:
-            campaign = campaigns.get_campaign(conn, campaign_id)
-            row = dict(messages.get_version_by_id(conn, campaign["version_id"])
-                       if campaign["version_id"] else messages.get_version(conn, campaign["message_id"]))
-            names = campaigns.list_names(conn, campaign)
+            found = presend.campaign_message(conn, campaign_id)
     except ServiceError as exc:
         return jsonify(error=exc.translated()), 404
-    found = presend.check_version(settings, row, campaign["from_email"],
-                                  list_ids=campaign["list_ids"], list_names=names,
-                                  track_clicks=bool(campaign["track_clicks"]),
-                                  track_opens=bool(campaign["track_opens"]))
-    return _answer(found, row["version"], campaign["from_email"])
+    return _answer(presend.check_campaign(current_settings(), found), found["version"]["version"],
+                   found["campaign"]["from_email"])

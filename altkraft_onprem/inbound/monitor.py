@@ -85,7 +85,10 @@ def check_breaker(conn: Connection, settings, campaign_id: int | None, provider:
     there (since the breaker last closed) came back refused, deferred or reported. True when
     this call opened it."""
     limit = settings["inbound.breaker_percent"]
-    if campaign_id is None or not limit or provider in breakers.open_ones(conn):
+    if campaign_id is None or not limit:
+        return False
+    breaker = breakers.get(conn, provider)
+    if breakers.is_open(breaker):
         return False
     size = settings["inbound.breaker_messages"]
     d = deliveries.c
@@ -93,9 +96,9 @@ def check_breaker(conn: Connection, settings, campaign_id: int | None, provider:
                                                ).where(d.campaign_id == campaign_id,
                                                        d.state.in_(("sent", "failed")),
                                                        breakers.at_provider(provider))
-    since = breakers.judged_since(conn, provider)
-    if since is not None:
-        last = last.where(d.done_at > since)
+    # Messages sent before the breaker last closed do not count toward the next trip.
+    if breaker is not None and breaker["closed_at"] is not None:
+        last = last.where(d.done_at > breaker["closed_at"])
     people = list(conn.execute(last.order_by(d.id.desc()).limit(size)).scalars())
     if len(people) < size:
         return False
