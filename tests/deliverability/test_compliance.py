@@ -104,12 +104,22 @@ def test_every_line_is_computed_and_answers_in_the_contracts_shape(env, service,
 
 
 def test_the_self_test_post_unsubscribes_nobody(env, service, domain, dns_server, admin_token):
+    """The one-click POST is made (the service answers it) for the sample person only: the
+    people who exist — the first ids among them — stay as they were."""
+    dns_server.serve(good_zone(domain))
+    _, ids = make_list(env, "Bystanders", [{"email": f"bystander{i}@example.org"} for i in range(3)])
     with db.read(env.engine) as conn:
-        before = conn.execute(select(subscribers.c.id, subscribers.c.state)).all()
-    requests.get(service.url + "/api/v1/deliverability/compliance", timeout=60,
-                 headers={"Authorization": f"Bearer {admin_token}"})
+        before = conn.execute(select(subscribers.c.id, subscribers.c.state)
+                              .order_by(subscribers.c.id)).all()
+    assert set(ids) <= {row.id for row in before} and min(ids) <= 3
+    assert {row.state for row in before if row.id in ids} == {"active"}
+    response = requests.get(service.url + "/api/v1/deliverability/compliance", timeout=60,
+                            headers={"Authorization": f"Bearer {admin_token}"})
+    unsubscribe = _lines(response.json())[("one_click_unsubscribe", "shop.example.com")]
+    assert "answered 200" in unsubscribe["detail"], unsubscribe
     with db.read(env.engine) as conn:
-        assert conn.execute(select(subscribers.c.id, subscribers.c.state)).all() == before
+        assert conn.execute(select(subscribers.c.id, subscribers.c.state)
+                            .order_by(subscribers.c.id)).all() == before
 
 
 def test_a_viewer_reads_the_panel(env, service, domain):
