@@ -13,7 +13,7 @@ ledger's `held` state: its marks are a split test's and a warm-up's, which relea
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
