@@ -50,6 +50,7 @@ from .twofactor import (
     new_recovery_codes,
     pending_secret,
     provisioning_uri,
+    recovery_codes_left,
     set_role_requirement,
     sign_in_step,
 )
@@ -79,7 +80,7 @@ __all__ = [
     "resolve_token", "revoke_token", "role_id_by_name", "set_password", "setup_needed",
     "setup_token_valid", "sync_builtin_roles", "touch_session", "touch_token", "update_role",
     "update_user", "user_id_by_email", "verify_sign_in_code", "begin_enrolment",
-    "confirm_enrolment", "new_recovery_codes", "pending_secret", "provisioning_uri",
+    "confirm_enrolment", "new_recovery_codes", "pending_secret", "provisioning_uri", "recovery_codes_left",
     "set_role_requirement", "sign_in_step", "disable_two_factor", "reset_two_factor",
     "two_factor_status",
 ]

@@ -60,20 +60,28 @@ def provisioning_uri(secret: str, email: str) -> str:
 
 
 def status(conn: Connection, user_id: int) -> dict:
-    """{enabled, required, recovery_codes_left} of one user."""
+    """{enabled, enabled_at, required, recovery_codes_left} of one user."""
+    return {**_state(conn, user_id), "recovery_codes_left": recovery_codes_left(conn, user_id)}
+
+
+def _state(conn: Connection, user_id: int) -> dict:
+    """{enabled, enabled_at, required}: `status` without counting the recovery codes."""
     row = conn.execute(select(users.c.totp_enabled_at, roles.c.require_two_factor)
                        .join(roles, roles.c.id == users.c.role_id)
                        .where(users.c.id == user_id)).one()
-    left = conn.execute(select(func.count()).select_from(recovery_codes).where(
-        recovery_codes.c.user_id == user_id, recovery_codes.c.used_at.is_(None))).scalar()
     return {"enabled": row.totp_enabled_at is not None, "enabled_at": row.totp_enabled_at,
-            "required": bool(row.require_two_factor), "recovery_codes_left": left}
+            "required": bool(row.require_two_factor)}
+
+
+def recovery_codes_left(conn: Connection, user_id: int) -> int:
+    return conn.execute(select(func.count()).select_from(recovery_codes).where(
+        recovery_codes.c.user_id == user_id, recovery_codes.c.used_at.is_(None))).scalar()
 
 
 def sign_in_step(conn: Connection, user_id: int) -> str | None:
     """What a password sign-in still needs: "code" (enrolled), "enrol" (the role requires it,
     not enrolled yet) or None (nothing more)."""
-    state = status(conn, user_id)
+    state = _state(conn, user_id)
     if state["enabled"]:
         return "code"
     return "enrol" if state["required"] else None
@@ -109,10 +117,13 @@ def confirm_enrolment(conn: Connection, actor: Actor, user_id: int, code: str,
     step = _matching_step(secret, code, None)
     if step is None:
         return None
+    # A new auth stamp ends every session of the user — those open now and one a concurrent
+    # password sign-in is opening with the old stamp, which deleting the rows would miss —
+    # while the caller's next open_session (this browser) takes the new stamp and stays
+    # signed in. The old rows cannot be used again; the idle-session purge removes them.
     conn.execute(update(users).where(users.c.id == user_id).values(
         totp_secret=row.totp_pending, totp_pending=None, totp_enabled_at=utcnow(), totp_last_step=step,
         auth_stamp=secrets.token_hex(16)))
-    conn.execute(delete(user_sessions).where(user_sessions.c.user_id == user_id))
     codes = _new_recovery_codes(conn, user_id)
     record(conn, actor, "user.2fa_enable", "user", user_id)
     return codes
@@ -148,7 +159,7 @@ def verify(conn: Connection, user_id: int, code: str, key: bytes, ip: str) -> st
 
 def new_recovery_codes(conn: Connection, actor: Actor, user_id: int) -> list[str]:
     """Replaces the user's recovery codes (the old ones stop working); returns the new ones."""
-    if not status(conn, user_id)["enabled"]:
+    if not _state(conn, user_id)["enabled"]:
         raise Conflict("two-factor sign-in is off: there are no recovery codes to replace", "code")
     codes = _new_recovery_codes(conn, user_id)
     record(conn, actor, "user.2fa_recovery_codes", "user", user_id)
@@ -157,7 +168,7 @@ def new_recovery_codes(conn: Connection, actor: Actor, user_id: int) -> list[str
 
 def disable(conn: Connection, actor: Actor, user_id: int) -> None:
     """The user turns their own second factor off (refused while their role requires it)."""
-    state = status(conn, user_id)
+    state = _state(conn, user_id)
     if state["required"]:
         raise Conflict("your role requires two-factor sign-in; it cannot be turned off", "code")
     if not state["enabled"]:

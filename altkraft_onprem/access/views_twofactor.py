@@ -4,7 +4,7 @@ user's reset, the roles that require it). Routes on the access blueprint."""
 from __future__ import annotations
 
 import segno
-from flask import flash, g, redirect, render_template, request, session, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
@@ -14,7 +14,7 @@ from altkraft_onprem.errors import ServiceError
 from . import service
 from .http import client_ip, confirm_enrolment, login_limits, secret_key, with_own_code
 from .policy import PUBLIC, SIGNED_IN, requires
-from .views import PENDING_KEY, blueprint, pending_sign_in, start_session
+from .views import blueprint, pending_sign_in, start_session
 
 
 def qr_code(uri: str) -> str:
@@ -47,7 +47,8 @@ def sign_in_code():
                 outcome = service.verify_sign_in_code(
                     conn, pending["user_id"], request.form.get("code", ""), client_ip(), secret_key(),
                     **login_limits())
-                left = service.two_factor_status(conn, pending["user_id"])["recovery_codes_left"]
+                left = (service.recovery_codes_left(conn, pending["user_id"])
+                        if outcome == "recovery" else None)
         except ServiceError as exc:
             return render_template("access/login_code.html", error=exc.translated()), exc.status
         if outcome is None:
@@ -79,8 +80,7 @@ def sign_in_enrol():
         except ServiceError as exc:
             error, status = exc.translated(), exc.status
         else:
-            session.pop(PENDING_KEY, None)
-            start_session(user_id)
+            start_session(user_id)          # a fresh session cookie: the pending step is gone
             return render_template("access/recovery_codes.html", codes=codes, next=pending["next"])
     return _enrolment_page("access/login_enrol.html", user_id, actor.label, error=error), status
 

@@ -85,6 +85,20 @@ def test_enrolment_from_the_profile_shows_a_qr_code_and_the_secret_once(env, cli
     assert "user.2fa_enable" in audit_actions(env, user["id"])
 
 
+def test_turning_it_on_keeps_this_browser_signed_in_and_signs_the_others_out(env):
+    user = env.user("Editor")
+    here, elsewhere = env.app.test_client(), env.app.test_client()
+    env.login(here, user)
+    env.login(elsewhere, user)
+    page = here.get("/profile/two-factor").get_data(as_text=True)
+    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page).group(1).replace(" ", "")
+    done = here.post("/profile/two-factor", data={"action": "confirm", "code": pyotp.TOTP(secret).now(),
+                                                  "csrf_token": csrf_token(page)})
+    assert "Recovery codes" in done.get_data(as_text=True)
+    assert here.get("/").status_code == 200
+    assert elsewhere.get("/").status_code == 302
+
+
 def test_a_password_alone_no_longer_signs_in(env):
     user = env.user("Editor")
     secret, _ = enrol(env, user)
