@@ -32,6 +32,7 @@ def provider():
         User(sub="newbie", claims={"email": f"newbie@{DOMAIN}", "email_verified": True, "name": "New Bie"}),
         User(sub="unverified", claims={"email": f"mallory@{DOMAIN}", "email_verified": False}),
         User(sub="outsider", claims={"email": "eve@elsewhere.example", "email_verified": True}),
+        User(sub="typo", claims={"email": f"typo@{DOMAIN}", "email_verified": True}),
     ])
     server = werkzeug.serving.make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -110,6 +111,18 @@ def test_an_unknown_address_is_refused_unless_accounts_are_created(sso):
         entry = access.audit_entries(conn, action="user.create")[0]
     assert user["role"] == "Analyst" and user["name"] == "New Bie"
     assert entry["actor"].startswith("sso:http://127.0.0.1:")
+
+
+def test_a_default_role_that_names_no_role_answers_404_and_creates_nobody(sso):
+    # docs/admin.md says so: the name is looked up when an account is to be made.
+    client = sso(oidc__create_users=True, oidc__default_role="Veiwer").test_client()
+    refused = sign_in_at_provider(client, "typo")
+    assert refused.status_code == 404
+    page = refused.get_data(as_text=True)
+    assert "Veiwer" in page and "Administrator" in page          # the unknown name, the known ones
+    assert client.get("/").status_code == 302
+    with client.application.app_context(), db.read(db.get_engine()) as conn:
+        assert not [u for u in access.list_users(conn) if u["email"] == f"typo@{DOMAIN}"]
 
 
 def test_an_unverified_address_or_another_domain_is_refused(sso):

@@ -279,3 +279,19 @@ def test_the_emoji_button_has_a_name(signed_in, service):
     page.keyboard.press("Enter")
     expect(button).to_have_attribute("aria-expanded", "true")
     expect(page.locator("#emoji-popup")).to_be_visible()
+
+
+def test_a_table_box_that_stops_scrolling_is_no_named_region_any_more(signed_in, service):
+    page = signed_in
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(service.url + "/users")
+    box = page.locator(".scroll").first
+    expect(box).to_have_attribute("role", "region")
+    expect(box).to_have_attribute("tabindex", "0")
+    assert box.get_attribute("aria-label")            # named after its section's heading
+    page.set_viewport_size({"width": 1600, "height": 900})
+    page.wait_for_function("b => !b.hasAttribute('role')", arg=box.element_handle())
+    assert box.evaluate("b => [b.hasAttribute('tabindex'), b.getAttribute('aria-label')]") == [False, None]
+    page.set_viewport_size({"width": 390, "height": 844})     # and back: named again
+    expect(box).to_have_attribute("role", "region")
+    assert box.get_attribute("aria-label")

@@ -38,7 +38,8 @@
     const found = section && section.querySelector("h2, h1");
     return found ? found.textContent.trim() : "";
   };
-  // A box the template made focusable itself stays as it is.
+  // A box the template made focusable itself stays as it is. A box that stops scrolling
+  // loses what it was given here (a name it took from the heading too: a plain box has none).
   const mark = () => document.querySelectorAll(".scroll").forEach((box) => {
     if (box.hasAttribute("tabindex") && !box.dataset.scrollFocus) return;
     if (box.scrollWidth > box.clientWidth + 1) {
@@ -47,12 +48,15 @@
       const name = box.getAttribute("aria-label") || heading(box);
       if (name) {
         box.setAttribute("role", "region");
+        if (!box.hasAttribute("aria-label")) box.dataset.scrollLabel = "1";
         box.setAttribute("aria-label", name);
       }
     } else if (box.dataset.scrollFocus) {
       box.removeAttribute("tabindex");
       box.removeAttribute("role");
+      if (box.dataset.scrollLabel) box.removeAttribute("aria-label");
       delete box.dataset.scrollFocus;
+      delete box.dataset.scrollLabel;
     }
   });
   mark();
