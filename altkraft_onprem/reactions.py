@@ -10,6 +10,7 @@ from __future__ import annotations
 from altkraft_onprem import events, extensions
 from altkraft_onprem.access import scope
 from altkraft_onprem.audience import lists
+from altkraft_onprem.audience.importer import undo as import_undo
 from altkraft_onprem.automation import enrollment, interest, outbox
 from altkraft_onprem.automation import jobs as automation_jobs
 from altkraft_onprem.campaigns import lookups as campaign_lookups
@@ -29,6 +30,7 @@ def connect_all() -> None:
     scope.register("list_id", lists.lists_of_list)
     scope.register("subscriber_id", lists.lists_of_subscriber)
     scope.register("campaign_id", campaigns.lists_of_campaign)
+    scope.register("import_id", import_undo.lists_of_import)
     extensions.LIST_NAMES.provide(lists.names)
     # Campaigns' send run hands the due rows to the sender processes.
     extensions.CAMPAIGN_SENDERS.provide(fanout.run)

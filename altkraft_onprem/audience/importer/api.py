@@ -15,7 +15,7 @@ from altkraft_onprem.audience.rules import STANDARD_FIELDS
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import NotFound, ServiceError
 
-from . import jobs, records, runner, service
+from . import jobs, records, runner, service, undo
 from .text import ENCODING_CHOICES
 from .views import rejected_response
 
@@ -124,6 +124,7 @@ class ImportOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    undone_at: datetime | None = Field(description="When it was undone (POST …/undo); null: not undone")
 
 
 def resolve_lists(conn, text: str) -> list[int]:
@@ -194,3 +195,27 @@ def get_import(import_id: int):
            content_type="text/csv")
 def rejected_csv(import_id: int):
     return rejected_response(import_id)
+
+
+class UndoQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dry_run: bool = Field(False, description="1: only count what the undo would do")
+
+
+class UndoResult(BaseModel):
+    trashed: int = Field(description="People the import added, now in the trash (one batch)")
+    memberships_removed: int = Field(description="Memberships it added to people who existed")
+    fields_restored: int = Field(description="Field values set back to what they were before it")
+    kept_edits: int = Field(description="People edited since the import: those edits are kept")
+
+
+@operation("/imports/<int:import_id>/undo", "POST", permission=PERMISSION, tag=TAG, lists=True,
+           summary="Undo a file import within the trash period (dry_run=1: only count)",
+           query=UndoQuery, response=UndoResult,
+           responses={409: "undone already, still running, older than the trash period, or from "
+                           "before imports recorded their changes"})
+def undo_import(import_id: int, query: UndoQuery):
+    engine = db.get_engine()
+    days = current_settings()["audience.trash_days"]
+    with (db.read(engine) if query.dry_run else db.write(engine)) as conn:
+        return undo.undo_import(conn, g.actor, import_id, trash_days=days, dry_run=query.dry_run)

@@ -7,7 +7,7 @@ from altkraft_onprem import db
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.jobqueue import job, periodic
 
-from . import runner, service, watchdog
+from . import runner, service, undo, watchdog
 from .archives import Limits
 
 
@@ -26,6 +26,13 @@ def purge_stale_uploads() -> int:
     if not runner.imports_running(db.get_engine()):
         runner.restore_custom_indexes(db.get_engine())
     return service.purge_uploads(current_settings().data_dir, max_age_hours=24)
+
+
+@periodic(crontab(minute="23", hour="3"))
+def purge_import_changes() -> int:
+    """What imports changed is kept for undo during the trash period (audience.trash_days)."""
+    with db.write(db.get_engine()) as conn:
+        return undo.purge_changes(conn, current_settings()["audience.trash_days"])
 
 
 @periodic(crontab(minute="*/5"))

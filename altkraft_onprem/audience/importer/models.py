@@ -1,7 +1,7 @@
 """Import runs and their rejected rows (tables owned by the importer)."""
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, false
 
 from altkraft_onprem.db import metadata
 from altkraft_onprem.db.types import UTCDateTime
@@ -33,6 +33,11 @@ imports = Table(
     Column("finished_at", UTCDateTime(), nullable=True),
     # Stamped while the import runs: a stale one means its worker died (see watchdog.py).
     Column("heartbeat_at", UTCDateTime(), nullable=True),
+    # The import records what it changes (import_changes), so that it can be undone; imports
+    # from before that was recorded cannot be.
+    Column("undoable", Boolean, nullable=False, default=False, server_default=false()),
+    Column("undone_at", UTCDateTime(), nullable=True),
+    Column("undo_result", Text, nullable=True),                # JSON: what the undo did (undo.py)
 )
 
 import_rejects = Table(
@@ -44,4 +49,25 @@ import_rejects = Table(
     Column("reason", Text, nullable=False),
     Column("raw", Text, nullable=False, default=""),
     Index("ix_import_rejects_import_id", "import_id"),
+)
+
+# What an import changed in people who existed already, recorded as it writes (writer.py),
+# for undo.py. The people it added need no row: their `source` is "import:<id>" (IMPORT_SOURCE).
+#   joined:  a membership (list_id) it added;
+#   updated: fields it changed: changes = JSON {"fields": {"field" or "custom.KEY": [before,
+#            after]}, "trash": true when it brought the person back from the trash}.
+# `at` is when the batch was written: a row changed after it was edited since (an undo keeps it).
+CHANGE_KINDS = ("joined", "updated")
+IMPORT_SOURCE = "import:%d"
+import_changes = Table(
+    "import_changes", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("import_id", Integer, ForeignKey("imports.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("list_id", Integer, nullable=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("changes", Text, nullable=True),
+    Index("ix_import_changes_import_id_kind", "import_id", "kind"),
+    Index("ix_import_changes_subscriber_id", "subscriber_id"),
 )

@@ -27,7 +27,7 @@ from altkraft_onprem.db.types import utcnow
 from altkraft_onprem.errors import ServiceError
 
 from .archives import Limits
-from .models import COUNT_KEYS, import_rejects, imports
+from .models import COUNT_KEYS, IMPORT_SOURCE, import_rejects, imports
 from .reader import Reader, ReaderProcess, raw_line, unpacked_cells
 from .service import BATCH, Progress, custom_definitions, discard_upload, get_import
 from .watchdog import Heartbeat
@@ -71,9 +71,10 @@ class Run:
         self._opened: float | None = None       # when the open transaction began
         self.writer = BatchWriter(WriteOptions(
             list_ids=json.loads(job["list_ids"]), mode=job["mode"], status=job["status"],
-            source=f"import:{self.id}", activity={"import": self.id},
+            source=IMPORT_SOURCE % self.id, activity={"import": self.id},
             consent_form=f"import #{self.id} ({job['filename']})",
-            double_optin=double_optin_lists(engine, json.loads(job["list_ids"]))))
+            double_optin=double_optin_lists(engine, json.loads(job["list_ids"])),
+            import_id=self.id))
 
     def write(self, conn: Connection, message: tuple) -> None:
         """One "batch" message of the reader (see reader.py); commits when it is time."""

@@ -112,7 +112,7 @@ def create_import(conn: Connection, actor: Actor, *, filename: str, path: Path, 
         state="queued", filename=filename[:300], path=str(path), list_ids=json.dumps(list_ids),
         mode=mode, status=status, mapping=json.dumps(mapping, ensure_ascii=False),
         options=json.dumps(options or {}), counts=json.dumps(dict.fromkeys(COUNT_KEYS, 0)),
-        rows_done=0, created_by=actor.label, created_at=utcnow()).returning(imports.c.id)).scalar_one()
+        rows_done=0, created_by=actor.label, created_at=utcnow(), undoable=True).returning(imports.c.id)).scalar_one()
     audit(conn, actor, "import.create", "import", import_id, filename=filename, lists=list_ids,
           mode=mode, status=status)
     return import_id
@@ -133,6 +133,7 @@ def _out(row) -> dict:
     item["list_ids"] = json.loads(item["list_ids"] or "[]")
     item["mapping"] = json.loads(item["mapping"] or "{}")
     item["options"] = json.loads(item["options"] or "{}")
+    item["undo_result"] = json.loads(item["undo_result"]) if item["undo_result"] else None
     started, finished = item["started_at"], item["finished_at"]
     elapsed = ((finished or utcnow()) - started).total_seconds() if started else 0.0
     item["progress"] = {

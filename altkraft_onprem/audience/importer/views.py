@@ -26,9 +26,9 @@ from altkraft_onprem.access.policy import requires
 from altkraft_onprem.audience import lists as list_service
 from altkraft_onprem.audience.models import STANDARD_FIELDS
 from altkraft_onprem.config import current_settings
-from altkraft_onprem.errors import ServiceError
+from altkraft_onprem.errors import Conflict, ServiceError
 
-from . import jobs, mapping, service
+from . import jobs, mapping, service, undo
 from .archives import Limits
 from .text import ENCODING_CHOICES
 
@@ -190,8 +190,36 @@ def show(import_id: int):
     with db.read(db.get_engine()) as conn:
         job = service.get_import(conn, import_id)
         names = {item["id"]: item["name"] for item in list_service.list_lists(conn, counts=False)}
+        kept = undo.people(conn, job["undo_result"]["kept_ids"]) if job["undo_result"] else []
     return render_template("importer/show.html", job=job, phrases=progress_phrases(job),
-                           list_names=[names.get(i, f"#{i}") for i in job["list_ids"]])
+                           list_names=[names.get(i, f"#{i}") for i in job["list_ids"]],
+                           kept=kept)
+
+
+@blueprint.route("/<int:import_id>/undo")
+@requires(PERMISSION)
+def undo_check(import_id: int):
+    """What an undo would do (a dry run), and the form that confirms it."""
+    with db.read(db.get_engine()) as conn:
+        job = service.get_import(conn, import_id)
+        try:
+            counts = undo.undo_import(conn, g.actor, import_id, dry_run=True,
+                                      trash_days=current_settings()["audience.trash_days"])
+        except Conflict as exc:
+            return render_template("web/error.html", status=409, message=exc.translated()), 409
+    return render_template("importer/undo.html", job=job, counts=counts)
+
+
+@blueprint.route("/<int:import_id>/undo", methods=["POST"])
+@requires(PERMISSION)
+def undo_confirmed(import_id: int):
+    try:
+        with db.write(db.get_engine()) as conn:
+            undo.undo_import(conn, g.actor, import_id,
+                             trash_days=current_settings()["audience.trash_days"])
+    except Conflict as exc:
+        return render_template("web/error.html", status=409, message=exc.translated()), 409
+    return redirect(url_for("importer.show", import_id=import_id) + "#import-undone")
 
 
 @blueprint.route("/<int:import_id>/progress.json")

@@ -8,6 +8,10 @@ changed), unchanged, skipped (mode says leave it: `update` adds no one; a new pe
 `update` mode), suppressed (address or domain on the suppression list: not imported).
 `add` mode never changes an existing person's fields but does add them to the target lists.
 An import brings a person back from the trash (their history is kept).
+
+A file import (`import_id` set) records what it changed in people who existed already — new
+memberships and the fields' values before and after — in import_changes, a few statements per
+batch, so that it can be undone (undo.py); the people it added carry its source.
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ from altkraft_onprem.audience.models import (
 from altkraft_onprem.db import among
 
 from .bulk import Bulk
+from .models import import_changes
 
 PROFILE = STANDARD_FIELDS[1:]          # everything but email
 INSERT_KEYS = ("email", "email_domain", "state", *PROFILE, "custom", "source", "created_at", "updated_at")
@@ -100,6 +105,7 @@ class WriteOptions:
     activity: dict = field(default_factory=dict)   # details of the activity entry
     consent_form: str = "import"                    # the consent record's "form"
     double_optin: frozenset[int] = frozenset()      # target lists that confirm by email
+    import_id: int | None = None                    # a file import: record changes for undo
 
 
 def copy_subscribers(conn: Connection, rows: Sequence[tuple]) -> dict[str, int]:
@@ -202,6 +208,7 @@ class BatchWriter:
                    subscribers.c.deleted_at, *(subscribers.c[n] for n in PROFILE))
             .where(among(conn, subscribers.c.email, others)))} if others else {}
         changed: list[dict] = []
+        recorded: list[dict] = []                  # import_changes rows of updated people
         members: list[tuple[int, int]] = []        # (record index, subscriber id) of existing people
         new_members: list[tuple[int, int]] = []
         for i, _ in candidates:
@@ -225,6 +232,8 @@ class BatchWriter:
             differs = row.deleted_at is not None or custom != (row.custom or {}) or any(
                 merged[name] != row._mapping[name] for name in values)
             if differs:
+                if opts.import_id is not None:
+                    recorded.append(_field_changes(opts.import_id, row, merged, values, custom, now))
                 merged.update(_id=row.id, custom=custom)
                 changed.append(merged)
             outcomes[i] = Outcome("updated" if differs else "unchanged", subscriber_id=row.id)
@@ -232,6 +241,8 @@ class BatchWriter:
         if changed:
             self._bulk(conn, "update").run(conn, changed, {
                 "updated_at": now, "deleted_at": None, "deleted_batch": None})
+        if recorded:
+            conn.execute(insert(import_changes), recorded)
         joined = self._memberships(conn, outcomes, members, new_members, now)
         self._activity(conn, outcomes, now)
         if events.SUBSCRIBERS_IMPORTED.has_handlers:
@@ -299,7 +310,13 @@ class BatchWriter:
                 # unsubscribed stays unsubscribed: an import never re-subscribes anyone.
             if touched and outcomes[i].status == "unchanged":
                 outcomes[i].status = "updated"
+        added_ids = {sid for _, sid in added} if opts.import_id is not None else set()
         for list_id, ids in new_rows.items():
+            if opts.import_id is not None:
+                existed = [sid for sid in ids if sid not in added_ids]
+                if existed:
+                    insert_per_subscriber(conn, import_changes, existed, {
+                        "import_id": opts.import_id, "kind": "joined", "list_id": list_id, "at": now})
             insert_per_subscriber(conn, subscriber_lists, ids, {
                 "list_id": list_id, "status": opts.status, "created_at": now, "updated_at": now,
                 "confirmed_at": now if confirmed else None, "unsubscribed_at": None},
@@ -322,3 +339,23 @@ class BatchWriter:
                 insert_per_subscriber(conn, subscriber_activity, ids, {
                     "at": now, "kind": "import",
                     "details": json.dumps({**self.options.activity, "result": status})})
+
+
+def plain(value):
+    """A field's value as the import_changes JSON holds it (dates as ISO text)."""
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _field_changes(import_id: int, row, merged: dict, values: dict, custom: dict,
+                   now: datetime) -> dict:
+    """The import_changes row of one updated person: each field's value before and after."""
+    fields = {name: [plain(row._mapping[name]), plain(merged[name])]
+              for name in values if merged[name] != row._mapping[name]}
+    before = row.custom or {}
+    fields.update({f"custom.{key}": [plain(before.get(key)), plain(value)]
+                   for key, value in custom.items() if before.get(key) != value})
+    changes = {"fields": fields}
+    if row.deleted_at is not None:
+        changes["trash"] = True
+    return {"import_id": import_id, "kind": "updated", "subscriber_id": row.id, "list_id": None,
+            "at": now, "changes": json.dumps(changes, ensure_ascii=False)}
