@@ -154,6 +154,26 @@ def _overridden(version: dict[str, Any], variant: dict[str, Any]) -> dict[str, A
     return {**version, "subject": variant["subject"]} if variant.get("subject") else version
 
 
+def variant_versions(conn: Connection, campaign: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """[(letter, version with the variant's subject)] of a split test, [] without one: the
+    pinned versions once started, before that the ones a start would pin (pre-send checks)."""
+    test = get(conn, campaign["id"])
+    if test is None:
+        return []
+    found = []
+    for number, variant in enumerate(test["variants"], start=1):
+        if variant.get("version_id"):
+            version = get_version_by_id(conn, variant["version_id"])
+        elif variant.get("message_id"):
+            version = get_version(conn, variant["message_id"])
+        elif campaign["version_id"]:
+            version = get_version_by_id(conn, campaign["version_id"])
+        else:
+            version = get_version(conn, campaign["message_id"])
+        found.append((variant_letter(number), _overridden(dict(version), variant)))
+    return found
+
+
 def sending_parts(conn: Connection, campaign: dict[str, Any]) -> dict[int, tuple[dict, dict]]:
     """{variant: (campaign values, message version)} the sender compiles, one per variant."""
     test = get(conn, campaign["id"])

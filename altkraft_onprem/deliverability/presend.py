@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 
 from altkraft_onprem import db
 from altkraft_onprem.campaigns import service as campaigns
+from altkraft_onprem.campaigns import splittest
 from altkraft_onprem.config import Settings
 from altkraft_onprem.delivery import dnscheck
 from altkraft_onprem.delivery.errors import DeliveryError
@@ -161,6 +162,10 @@ def check_version(settings: Settings, version: dict, from_email: str, *,
     for item in found:
         if item.code in blocking and item.severity == "warning":
             item.severity = "block"
+    return _most_severe_first(found)
+
+
+def _most_severe_first(found: list[Finding]) -> list[Finding]:
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
     return sorted(found, key=lambda f: (order[f.severity], CODES.index(f.code)))
 
@@ -187,22 +192,31 @@ def gate_wanted(settings: Settings) -> bool:
 
 def campaign_message(conn: Connection, campaign_id: int) -> dict:
     """What a campaign's checks read, in `conn` (they run after, outside the transaction):
-    {"campaign", "version" (the one it sends), "list_names"}."""
+    {"campaign", "version" (the one it sends), "variants" (a split test's [(letter, version)],
+    else []), "list_names"}."""
     campaign = campaigns.get_campaign(conn, campaign_id)
     version = (messages.get_version_by_id(conn, campaign["version_id"]) if campaign["version_id"]
                else messages.get_version(conn, campaign["message_id"]))
     return {"campaign": campaign, "version": dict(version),
+            "variants": splittest.variant_versions(conn, campaign),
             "list_names": campaigns.list_names(conn, campaign)}
 
 
 def check_campaign(settings: Settings, found: dict) -> list[Finding]:
     """Every finding of a campaign's message (campaign_message) as the campaign sends it:
-    from its From address, to its lists, with its tracking."""
+    from its From address, to its lists, with its tracking. A split test's variants are each
+    checked, and each finding names its variant."""
     campaign = found["campaign"]
-    return check_version(settings, found["version"], campaign["from_email"],
-                         list_ids=campaign["list_ids"], list_names=found["list_names"],
-                         track_clicks=bool(campaign["track_clicks"]),
-                         track_opens=bool(campaign["track_opens"]))
+    findings = []
+    for letter, version in found["variants"] or [("", found["version"])]:
+        for finding in check_version(settings, version, campaign["from_email"],
+                                     list_ids=campaign["list_ids"], list_names=found["list_names"],
+                                     track_clicks=bool(campaign["track_clicks"]),
+                                     track_opens=bool(campaign["track_opens"])):
+            if letter:
+                finding.detail = f"variant {letter}: {finding.detail}"
+            findings.append(finding)
+    return _most_severe_first(findings)
 
 
 def start_blockers(engine, settings: Settings, campaign_id: int) -> list[str]:

@@ -156,6 +156,26 @@ def test_a_campaign_past_the_line_does_not_start(env, domain):
         assert campaigns.get_campaign(conn, campaign_id)["state"] == "draft"
 
 
+def test_each_split_test_variant_is_checked_and_a_bad_one_stops_the_start(env, domain):
+    # Variant A sends the good message; variant B another message without a text part.
+    list_id, _ids = make_list(env, "Split readers", [{"email": "split@example.org"}])
+    campaign_id = make_campaign(env, _message(env), [list_id], from_email=FROM, split_test={
+        "variants": [{"subject": "Spring"}, {"message_id": _message(env, text="", text_follows_html=False)}],
+        "test_percent": 50, "metric": "opens", "wait_hours": 1})
+    with db.read(env.engine) as conn:
+        found = presend.campaign_message(conn, campaign_id)
+    strict = _settings(env, deliverability__presend_block_codes=["no_text_part"],
+                       smtp__relays=[{"host": "127.0.0.1", "port": 9}])
+    findings = presend.check_campaign(strict, found)
+    assert [f.detail.split(":")[0] for f in findings if f.code == "no_text_part"] == ["variant B"]
+    assert {f.detail.split(":")[0] for f in findings if f.code == "spam_score"} == {"variant A", "variant B"}
+    with pytest.raises(ServiceError) as refused:
+        actions.perform(ACTOR, strict, campaign_id, "start", env.engine)
+    assert "no_text_part: variant B" in refused.value.message
+    with db.read(env.engine) as conn:
+        assert campaigns.get_campaign(conn, campaign_id)["state"] == "draft"
+
+
 @pytest.fixture(scope="module")
 def viewer(env):
     client = env.app.test_client()
