@@ -42,7 +42,7 @@ def connect_all() -> None:
     extensions.SEGMENT_ACTIVITY.provide(tracking_lookups.activity_condition)
     extensions.SPLIT_TEST_ENGAGEMENT.provide(tracking_lookups.split_test_engagement)
     # A warm-up's quotas hold campaign rows back; deliverability lets them go day by day.
-    extensions.CAMPAIGN_RELEASE.provide(warmup.run_release)
+    extensions.CAMPAIGN_RELEASE.provide(warmup.release)
     extensions.CAMPAIGN_HOLDS.provide(warmup.held_for_campaign)
     # A message a campaign sends cannot be archived.
     extensions.MESSAGE_USERS.provide(campaign_lookups.message_users)

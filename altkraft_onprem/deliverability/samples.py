@@ -40,7 +40,6 @@ class Sample:
     raw: bytes
     message: EmailMessage
     html_bytes: int
-    text_bytes: int
     signatures: list[Signature] = field(default_factory=list)
 
     def header(self, name: str) -> str:
@@ -70,13 +69,9 @@ def compose(settings: Settings, campaign: dict, version: dict, resolver: Dns | N
     person = {**SAMPLE_SUBSCRIBER, "id": SAMPLE_ID}
     out = composer.compose(person)
     parsed = email.message_from_bytes(out.data, policy=email.policy.default)
-    html_bytes = text_bytes = 0
-    for part in parsed.walk():
-        if part.get_content_type() == "text/html":
-            html_bytes += len(part.get_payload(decode=True) or b"")
-        elif part.get_content_type() == "text/plain":
-            text_bytes += len(part.get_payload(decode=True) or b"")
-    sample = Sample(out.data, parsed, html_bytes, text_bytes)
+    html_bytes = sum(len(part.get_payload(decode=True) or b"") for part in parsed.walk()
+                     if part.get_content_type() == "text/html")
+    sample = Sample(out.data, parsed, html_bytes)
     if resolver is not None:
         sample.signatures = verify(out.data, resolver)
     return sample

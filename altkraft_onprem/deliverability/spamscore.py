@@ -32,10 +32,6 @@ class Score:
 class Unavailable(Exception):
     """No score: spamd is switched off, not installed or not answering."""
 
-    def __init__(self, reason: str, installed: bool = False):
-        super().__init__(reason)
-        self.installed = installed
-
 
 def address(settings: Settings) -> tuple[str, int] | None:
     text = settings["deliverability.spamd_address"]
@@ -90,13 +86,11 @@ def score(settings: Settings, message: bytes) -> Score:
                           f"{host}:{port} (deliverability.spamd_address; Debian: apt-get "
                           "install spamd)") from None
     except TimeoutException:
-        raise Unavailable(f"spamd at {host}:{port} did not answer within {timeout:g} s",
-                          installed=True) from None
+        raise Unavailable(f"spamd at {host}:{port} did not answer within {timeout:g} s") from None
     except (ClientException, OSError) as exc:
-        raise Unavailable(f"spamd at {host}:{port} failed: {exc or type(exc).__name__}",
-                          installed=True) from None
+        raise Unavailable(f"spamd at {host}:{port} failed: {exc or type(exc).__name__}") from None
     spam = response.headers.get("Spam")
     if spam is None:
-        raise Unavailable(f"spamd at {host}:{port} answered without a score", installed=True)
+        raise Unavailable(f"spamd at {host}:{port} answered without a score")
     return Score(float(spam.score), float(spam.threshold),
                  rules_of(bytes(response.body or b"").decode("utf-8", "replace")))

@@ -166,11 +166,6 @@ def release_running(engine, settings, now: datetime | None = None) -> list[int]:
     return woken
 
 
-def run_release(conn: Connection, settings, campaign_id: int) -> int:
-    """extensions.CAMPAIGN_RELEASE: called by a campaign's send run at each pass."""
-    return release(conn, settings, campaign_id)
-
-
 def summary(conn: Connection, settings, campaign_id: int, now: datetime | None = None) -> dict | None:
     """What a campaign's page and API show while rows are held for a warm-up: the warm-ups
     (day n of m, the day's quota per provider), and per provider what is held, what was

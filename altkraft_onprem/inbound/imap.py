@@ -97,6 +97,14 @@ def _saved(conn, box: dict) -> dict:
     return json.loads(get_state(conn, state_key(box)) or "{}")
 
 
+def _reader(saved: dict, now: datetime) -> str | None:
+    """Who holds the mailbox's reading lease (a watcher, or a poll under way), if anyone."""
+    holder, until = saved.get("reader"), saved.get("reader_until")
+    if holder and not lease_free(holder, datetime.fromisoformat(until) if until else None, now):
+        return holder
+    return None
+
+
 def _update(engine, box: dict, **values) -> None:
     """Changes some keys of the mailbox's state, keeping the others."""
     with db.write(engine) as conn:
@@ -116,10 +124,8 @@ def take(engine, box: dict, owner: str, seconds: float = LEASE_SECONDS) -> bool:
     try:
         with db.write(engine) as conn:
             saved = _saved(conn, box)
-            holder, until = saved.get("reader"), saved.get("reader_until")
             now = utcnow()
-            if holder and holder != owner and not lease_free(
-                    holder, datetime.fromisoformat(until) if until else None, now):
+            if _reader(saved, now) not in (None, owner):
                 return False
             saved.update(reader=owner, reader_until=(now + timedelta(seconds=seconds)).isoformat())
             put_state(conn, state_key(box), json.dumps(saved))
@@ -315,9 +321,7 @@ def mailbox_status(conn, settings) -> list[dict]:
     out = []
     for box in settings["inbound.imap"]:
         saved = _saved(conn, box)
-        until = saved.get("reader_until")
-        watched = bool(saved.get("reader") and until and not lease_free(
-            saved["reader"], datetime.fromisoformat(until), utcnow()))
+        watched = _reader(saved, utcnow()) is not None
         out.append({"mailbox": state_key(box), "polled_at": saved.get("polled_at"),
                     "error": saved.get("error", ""),
                     # idle / polling: a watcher of `altkraft inbound` reads it; "": the minute job

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import timedelta
 
 from flask import has_app_context
@@ -32,7 +31,6 @@ from .effects import (
     apply_batch,
     effects,
     hard_reason,
-    mailto_unsubscribe,
     record_bounce,
     record_complaint,
 )
@@ -41,20 +39,12 @@ from .models import bounces, complaints, inbound_messages
 from .parse import Recipient, status_code
 from .pipeline import Verdict, judge
 
-__all__ = ["ACTOR", "apply", "mailto_unsubscribe", "process_pending", "record_bounce",
-           "record_complaint", "relay_rejected"]
+# Written in effects.py; the relay webhooks (and tests) call them through the service.
+__all__ = ["record_bounce", "record_complaint"]
 
 log = logging.getLogger(__name__)
 BATCH = 500
 LEASE_SECONDS = 120
-_OWNER = {"pid": None, "name": ""}
-
-
-def _owner() -> str:
-    """This process's lease holder name (a forked child gets its own)."""
-    if _OWNER["pid"] != os.getpid():
-        _OWNER.update(pid=os.getpid(), name=owner_name())
-    return _OWNER["name"]
 
 
 def process_pending(engine, settings, limit: int = BATCH, ids: list[int] | None = None) -> list[dict]:
@@ -94,7 +84,7 @@ def _lease(engine, limit: int) -> list[int]:
             if conn.dialect.name == "postgresql":
                 free = free.with_for_update(skip_locked=True)
             leased = list(conn.execute(update(inbound_messages).where(m.id.in_(free.scalar_subquery()))
-                                       .values(lease_owner=_owner(), lease_until=now + timedelta(seconds=LEASE_SECONDS))
+                                       .values(lease_owner=owner_name(), lease_until=now + timedelta(seconds=LEASE_SECONDS))
                                        .returning(m.id)).scalars())
             if leased or not _free_dead_leases(conn, now):
                 return sorted(leased)
