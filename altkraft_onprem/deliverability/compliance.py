@@ -2,8 +2,9 @@
 described: per From domain, a message composed as a campaign composes it is signed and its
 signatures are verified against our DNS servers; SPF of the Return-Path is evaluated for the
 sending IPs; the DMARC record is read and its alignment judged on what actually verified;
-the one-click unsubscribe URL of that message is POSTed to (a signed link for subscriber 0,
-who does not exist: nothing changes); each relay is probed with STARTTLS; the spam-complaint
+the one-click unsubscribe URL of that message is POSTed to (a signed link for the sample
+subscriber, id 2**31 - 1 = 2147483647, which no installation reaches: nothing changes,
+samples.py); each relay is probed with STARTTLS; the spam-complaint
 rate is counted from the complaints inbound received.
 
 Everything runs in threads with its own time limit, so a dead DNS server, relay or web address

@@ -33,7 +33,8 @@ _INSERT_BOUNCE = insert(bounces).returning(bounces.c.id)
 _INSERT_BOUNCES = insert(bounces).returning(bounces.c.id, sort_by_parameter_order=True)
 _INSERT_COMPLAINT = insert(complaints).returning(complaints.c.id)
 _INSERT_COMPLAINTS = insert(complaints).returning(complaints.c.id, sort_by_parameter_order=True)
-_MARK_SUPPRESSED = update(bounces).where(bounces.c.id == bindparam("bounce_id")).values(suppressed=True)
+_MARK_SUPPRESSED = update(bounces).where(bounces.c.id.in_(bindparam("ids", expanding=True))).values(
+    suppressed=True)
 _LAST_ENGAGED = select(func.max(tracking_events.c.at)).where(
     tracking_events.c.subscriber_id == bindparam("sid"), tracking_events.c.kind.in_((OPEN, CLICK)),
     tracking_events.c.machine.is_(False))
@@ -107,6 +108,12 @@ def _complaint_reason(feedback_type: str, reporter: str) -> str:
     return f"spam complaint ({feedback_type})" + (f" through {reporter}" if reporter else "")
 
 
+def mark_suppressed(conn: Connection, bounce_ids: list[int]) -> None:
+    """Notes on these bounces that they suppressed their address (the one place that does)."""
+    if bounce_ids:
+        conn.execute(_MARK_SUPPRESSED, {"ids": bounce_ids})
+
+
 def record_bounce(conn: Connection, settings, *, inbound_id: int | None, source: str,
                   subscriber_id: int | None, campaign_id: int | None, email: str, recipient,
                   bounce_class: str, rule: str, rules_version: int) -> int:
@@ -122,7 +129,7 @@ def record_bounce(conn: Connection, settings, *, inbound_id: int | None, source:
         reason = _suppression_reason(conn, settings, subscriber_id, bounce_class, recipient, now)
         if reason:
             audience.suppress(conn, ACTOR, email=email, reason=reason, source="bounce")
-            conn.execute(_MARK_SUPPRESSED, {"bounce_id": bounce_id})
+            mark_suppressed(conn, [bounce_id])
             suppressed = True
         if bounce_class in ALERT_CLASSES:
             monitor.raise_alert(conn, bounce_class, "warning", campaign_id, provider,
@@ -241,10 +248,8 @@ def apply_batch(conn: Connection, settings, claimed: list[tuple[int, Verdict]]) 
                           and r.reason), key=lambda r: r.index)
     audience.suppress_addresses(conn, ACTOR, [
         (r.email, r.reason, "complaint" if r.verdict.outcome == "complaint" else "bounce") for r in suppressing])
-    marked = [bounce_id for bounce_id, r in zip(bounce_ids, bounced, strict=True)
-              if r.reason and r.subscriber_id is not None and r.email]
-    if marked:
-        conn.execute(update(bounces).where(bounces.c.id.in_(marked)).values(suppressed=True))
+    mark_suppressed(conn, [bounce_id for bounce_id, r in zip(bounce_ids, bounced, strict=True)
+                           if r.reason and r.subscriber_id is not None and r.email])
     _raise_alerts(conn, [r for r in bounced if r.subscriber_id is not None and r.email])
     events.EMAIL_BOUNCED.emit_many(conn, [
         {"bounce_id": bounce_id, "subscriber_id": r.subscriber_id,

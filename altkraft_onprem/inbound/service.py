@@ -31,6 +31,7 @@ from .effects import (
     apply_batch,
     effects,
     hard_reason,
+    mark_suppressed,
     record_bounce,
     record_complaint,
 )
@@ -192,7 +193,7 @@ def relay_rejected(conn: Connection, *, campaign_id: int, subscriber_id: int, em
     if not subscriber_id and bounce_class == "hard":
         # An outside address has no soft-bounce history: a hard bounce suppresses it at once.
         audience.suppress(conn, ACTOR, email=email, reason=hard_reason(recipient), source="bounce")
-        conn.execute(update(bounces).where(bounces.c.id == bounce_id).values(suppressed=True))
+        mark_suppressed(conn, [bounce_id])
 
 
 def _settings():
