@@ -303,3 +303,10 @@ def test_the_page_says_why_an_undo_is_refused(signed_in, api, imported):
     response = signed_in.get(f"/audience/import/{imported['id']}/undo")
     assert response.status_code == 409
     assert "undone already" in response.get_data(as_text=True)
+
+
+def test_the_page_offers_the_undo_only_once_the_import_has_ended(env, signed_in, imported):
+    with db.write(env.engine) as conn:
+        conn.execute(update(imports).where(imports.c.id == imported["id"]).values(state="running"))
+    html = signed_in.get(f"/audience/import/{imported['id']}").get_data(as_text=True)
+    assert '<span id="undo-action" hidden>' in html         # progress.js shows it at the end

@@ -319,7 +319,8 @@ def two_factor(result: Audit, ctx, language: str, env) -> None:
 
 
 def forms(result: Audit, page, language: str) -> None:
-    """Pages that answer a form rather than a link: the import preview; and the 404 page."""
+    """Pages that answer a form rather than a link: the import preview, the import's undo and
+    its result; and the 404 page."""
     page.goto(result.origin + "/audience/import/")
     page.locator("textarea").first.fill("email,first_name\nnew1@example.org,Eva\nnew2@example.org,Fred\n")
     page.locator("form:has(textarea) button[type=submit]").first.click()
@@ -330,6 +331,13 @@ def forms(result: Audit, page, language: str) -> None:
     page.wait_for_load_state("networkidle")
     result.pages.visited["importer.show"] = page.url
     result.check(page, "Administrator", language, "importer.show")
+    page.locator("#undo-link").click()              # once the import has ended: its dry run, then its result
+    page.wait_for_url(re.compile(r".*/audience/import/\d+/undo$"))
+    result.pages.visited["importer.undo_check"] = page.url
+    result.check(page, "Administrator", language, "importer.undo_check")
+    page.locator("#undo-preview button[type=submit]").click()
+    page.locator("#import-undone").wait_for()
+    result.check(page, "Administrator", language, "importer.show (undone)")
     page.goto(result.origin + "/no-such-page")
     result.check(page, "Administrator", language, "404")
 

@@ -56,6 +56,7 @@ INSERT_KEYS = ("email", "email_domain", "state", *PROFILE, "custom", "source", "
 DATE_FIELDS = frozenset(name for name in PROFILE if isinstance(subscribers.c[name].type, Date))
 DATE_POSITIONS = tuple(i for i, name in enumerate(PROFILE) if name in DATE_FIELDS)
 UPDATE_KEYS = (*PROFILE, "custom", "updated_at", "deleted_at", "deleted_batch", "_id")
+CHANGE_KEYS = ("import_id", "kind", "subscriber_id", "list_id", "at", "changes")
 
 
 class Record(NamedTuple):
@@ -176,6 +177,8 @@ class BatchWriter:
                 found = Bulk(conn, _insert_ignoring_conflicts(conn, subscribers, ["email"]), INSERT_KEYS)
                 if found.names != list(INSERT_KEYS) or not found.positional:
                     raise RuntimeError("the subscribers INSERT no longer binds INSERT_KEYS in order")
+            elif name == "changes":
+                found = Bulk(conn, insert(import_changes), CHANGE_KEYS)
             else:
                 statement = (update(subscribers).where(subscribers.c.id == bindparam("_id"))
                              .values({key: bindparam(key) for key in UPDATE_KEYS[:-1]}))
@@ -224,16 +227,18 @@ class BatchWriter:
                                       if opts.mode == "update" else "deleted meanwhile; not imported")
                 continue
             values, new_custom = record.profile()
-            merged = {name: row._mapping[name] for name in PROFILE}
+            stored = row._mapping                   # a new mapping object at each access
+            before = {name: stored[name] for name in PROFILE}
+            merged = dict(before)
             custom = dict(row.custom or {})
             if opts.mode != "add":
                 merged.update(values)
                 custom.update(new_custom)
             differs = row.deleted_at is not None or custom != (row.custom or {}) or any(
-                merged[name] != row._mapping[name] for name in values)
+                merged[name] != before[name] for name in values)
             if differs:
                 if opts.import_id is not None:
-                    recorded.append(_field_changes(opts.import_id, row, merged, values, custom, now))
+                    recorded.append(_field_changes(row, before, merged, values, custom))
                 merged.update(_id=row.id, custom=custom)
                 changed.append(merged)
             outcomes[i] = Outcome("updated" if differs else "unchanged", subscriber_id=row.id)
@@ -242,7 +247,7 @@ class BatchWriter:
             self._bulk(conn, "update").run(conn, changed, {
                 "updated_at": now, "deleted_at": None, "deleted_batch": None})
         if recorded:
-            conn.execute(insert(import_changes), recorded)
+            self._record_updates(conn, recorded, now)
         joined = self._memberships(conn, outcomes, members, new_members, now)
         self._activity(conn, outcomes, now)
         if events.SUBSCRIBERS_IMPORTED.has_handlers:
@@ -251,6 +256,22 @@ class BatchWriter:
                 updated=[o.subscriber_id for o in outcomes if o is not None and o.status == "updated"],
                 joined=[[list_id, ids] for list_id, ids in sorted(joined.items())])
         return outcomes
+
+    def _record_updates(self, conn: Connection, recorded: list[dict], now: datetime) -> None:
+        """The updated people's import_changes rows (COPY on Postgres, as for new people)."""
+        if conn.dialect.name != "postgresql":
+            self._bulk(conn, "changes").run(conn, recorded, {
+                "import_id": self.options.import_id, "kind": "updated", "list_id": None, "at": now})
+            return
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            with cursor.copy("COPY import_changes (import_id, kind, subscriber_id, at, changes) "
+                             "FROM STDIN") as copy:
+                for row in recorded:
+                    copy.write_row((self.options.import_id, "updated", row["subscriber_id"], now,
+                                    row["changes"]))
+        finally:
+            cursor.close()
 
     def _insert(self, conn: Connection, rows: list[tuple], now: datetime) -> dict[str, int]:
         """New subscribers (rows: INSERT_KEYS up to custom) unless their email exists;
@@ -346,16 +367,14 @@ def plain(value):
     return value.isoformat() if isinstance(value, date) else value
 
 
-def _field_changes(import_id: int, row, merged: dict, values: dict, custom: dict,
-                   now: datetime) -> dict:
-    """The import_changes row of one updated person: each field's value before and after."""
-    fields = {name: [plain(row._mapping[name]), plain(merged[name])]
-              for name in values if merged[name] != row._mapping[name]}
-    before = row.custom or {}
-    fields.update({f"custom.{key}": [plain(before.get(key)), plain(value)]
-                   for key, value in custom.items() if before.get(key) != value})
+def _field_changes(row, before: dict, merged: dict, values: dict, custom: dict) -> dict:
+    """The import_changes values of one updated person: each field's value before and after."""
+    fields = {name: [plain(before[name]), plain(merged[name])]
+              for name in values if merged[name] != before[name]}
+    stored = row.custom or {}
+    fields.update({f"custom.{key}": [plain(stored.get(key)), plain(value)]
+                   for key, value in custom.items() if stored.get(key) != value})
     changes = {"fields": fields}
     if row.deleted_at is not None:
         changes["trash"] = True
-    return {"import_id": import_id, "kind": "updated", "subscriber_id": row.id, "list_id": None,
-            "at": now, "changes": json.dumps(changes, ensure_ascii=False)}
+    return {"subscriber_id": row.id, "changes": json.dumps(changes, ensure_ascii=False)}

@@ -31,6 +31,8 @@
     var error = document.getElementById("import-error");
     if (data.error) { error.textContent = data.error; error.hidden = false; }
     box.dataset.state = data.state;
+    var undo = document.getElementById("undo-action");     // an ended import can be undone
+    if (undo && (data.state === "finished" || data.state === "failed")) undo.hidden = false;
   }
 
   function poll() {
