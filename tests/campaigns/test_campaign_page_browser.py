@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from altkraft_onprem import db
 from altkraft_onprem.access import service as access
 from tests.browser import save_artifacts, sign_in
-from tests.campaigns.helpers import make_campaign, make_list, make_message, start_sending_service
+from tests.campaigns.helpers import make_campaign, make_list, make_message
 
 pytestmark = pytest.mark.browser
 
@@ -26,13 +26,6 @@ HTML = """<html><body>
 <p id="promo">Your code: {{ data.promo | default('none') }}</p>
 <p><a href="https://shop.example.com/sale">Sale</a></p>
 </body></html>"""
-
-
-@pytest.fixture(scope="module")
-def service(env, sink):
-    server = start_sending_service(env, sink)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,9 @@ from playwright.sync_api import expect
 from altkraft_onprem import db
 from altkraft_onprem.campaigns import service as campaigns
 from tests.browser import save_artifacts, sign_in
-from tests.campaigns.helpers import make_campaign, make_list, make_message, start_sending_service
+from tests.campaigns.helpers import make_campaign, make_list, make_message
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def service(env, sink):
-    server = start_sending_service(env, sink)
-    yield server
-    server.stop()
 
 
 def test_duplicate_then_edit_the_copy(env, service, page):

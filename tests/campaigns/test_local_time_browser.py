@@ -8,16 +8,9 @@ from playwright.sync_api import expect
 
 from altkraft_onprem.db.types import utcnow
 from tests.browser import save_artifacts
-from tests.campaigns.helpers import make_list, make_message, start_sending_service
+from tests.campaigns.helpers import make_list, make_message
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def service(env, sink):
-    server = start_sending_service(env, sink, processes=1)
-    yield server
-    server.stop()
 
 
 def test_a_local_time_campaign_from_the_form_waits_for_its_zones(env, service, sink, page):

@@ -8,16 +8,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser import save_artifacts, sign_in
-from tests.campaigns.helpers import make_list, make_message, start_sending_service
+from tests.campaigns.helpers import make_list, make_message
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def service(env, sink):
-    server = start_sending_service(env, sink, processes=1)
-    yield server
-    server.stop()
 
 
 def test_create_a_split_test_in_the_form_and_see_the_winner_go_out(env, service, sink, page):

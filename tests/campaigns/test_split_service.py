@@ -5,19 +5,11 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-import pytest
 import requests
 
-from tests.campaigns.helpers import make_list, make_message, start_sending_service
+from tests.campaigns.helpers import make_list, make_message
 
 WAIT_HOURS = 0.005          # 18 s: the 4 test messages must be out before it ends, also on a loaded machine
-
-
-@pytest.fixture(scope="module")
-def service(env, sink):
-    server = start_sending_service(env, sink, processes=1)
-    yield server
-    server.stop()
 
 
 def test_the_consumer_decides_at_the_time_and_sends_the_winner(env, service, sink):
