@@ -14,7 +14,7 @@ from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import Forbidden, NotFound
 
 from . import actions, breakers, service, splittest
-from .models import MAX_VARIANTS, MAX_WAIT_HOURS, MIN_VARIANTS
+from .models import MAX_UTM_LENGTH, MAX_VARIANTS, MAX_WAIT_HOURS, MIN_VARIANTS
 
 TAG = "Campaigns"
 Id = Field(ge=1, le=MAX_ID)
@@ -27,10 +27,10 @@ class Strict(BaseModel):
 
 
 class Utm(Strict):
-    utm_source: str | None = Field(None, max_length=200)
-    utm_medium: str | None = Field(None, max_length=200)
-    utm_campaign: str | None = Field(None, max_length=200)
-    utm_content: str | None = Field(None, max_length=200)
+    utm_source: str | None = Field(None, max_length=MAX_UTM_LENGTH)
+    utm_medium: str | None = Field(None, max_length=MAX_UTM_LENGTH)
+    utm_campaign: str | None = Field(None, max_length=MAX_UTM_LENGTH)
+    utm_content: str | None = Field(None, max_length=MAX_UTM_LENGTH)
 
 
 _TRIMMED = {"pattern": r"^\S([^\r\n]*\S)?$"}     # the service strips; blank is no value

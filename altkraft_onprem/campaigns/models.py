@@ -43,6 +43,7 @@ MOVES = {
 ROW_STATES = ("queued", "leased", "held", "sent", "failed", "in_doubt", "skipped", "cancelled")
 FINAL_ROW_STATES = ("sent", "failed", "in_doubt", "skipped", "cancelled")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
+MAX_UTM_LENGTH = 200          # characters of one UTM value (campaign-wide or per link)
 
 campaigns = Table(
     "campaigns", metadata,

@@ -22,7 +22,7 @@ from altkraft_onprem.messages.render import check_version
 from altkraft_onprem.messages.service import get_version, require_sendable, version_links
 
 from . import ledger, localtime, occurrences, splittest, startcheck, transactional
-from .models import MOVES, UTM_KEYS, campaigns, deliveries, link_marks, with_utm
+from .models import MAX_UTM_LENGTH, MOVES, UTM_KEYS, campaigns, deliveries, link_marks, with_utm
 
 EDITABLE_STATES = ("draft", "scheduled")
 
@@ -73,14 +73,15 @@ def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         utm = data["utm"] or {}
         if not isinstance(utm, dict) or any(k not in UTM_KEYS for k in utm):
             raise ServiceError("UTM keys are %(utm_keys)s", "utm", utm_keys=', '.join(UTM_KEYS))
-        out["utm"] = {k: str(v).strip() for k, v in utm.items() if str(v or "").strip()}
+        out["utm"] = _marks(utm, "utm")
     if "link_utm" in data:
         link_utm = data["link_utm"] or {}
         if not isinstance(link_utm, dict) or not all(
                 str(k).isdigit() and isinstance(v, dict) and all(x in UTM_KEYS for x in v)
                 for k, v in link_utm.items()):
             raise ServiceError("per-link UTM must map link numbers to UTM marks", "link_utm")
-        out["link_utm"] = {str(k): {x: str(y) for x, y in v.items() if y} for k, v in link_utm.items()}
+        out["link_utm"] = {str(int(k)): marks for k, v in link_utm.items()
+                           if (marks := _marks(v, f"link_utm.{int(k)}"))}
     for key in ("track_opens", "track_clicks", "archive"):
         if key in data:
             out[key] = bool(data[key])
@@ -97,6 +98,42 @@ def _clean(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         out["schedule_at"] = _schedule(data["schedule_at"], out.get("timezone") or
                                        data.get("timezone") or "UTC")
     return out
+
+
+def _marks(utm: dict, field: str) -> dict[str, str]:
+    """UTM marks with their blank values left out (blank: inherit); each at most
+    MAX_UTM_LENGTH characters, else an error on `field`.<key>."""
+    marks = {k: str(v).strip() for k, v in utm.items() if str(v or "").strip()}
+    for key, value in marks.items():
+        if len(value) > MAX_UTM_LENGTH:
+            raise ServiceError("at most %(max)s characters", f"{field}.{key}", max=MAX_UTM_LENGTH)
+    return marks
+
+
+def message_links(conn: Connection, message_id: int) -> list[tuple[int, str]]:
+    """(link number, URL) of a message's current version: the numbers `link_utm` and the
+    click tracker use (messages.service.version_links)."""
+    return version_links(conn, get_version(conn, message_id)["id"])
+
+
+def _link_numbers(conn: Connection, message_ids: list[int]) -> set[int]:
+    return {index for message_id in dict.fromkeys(message_ids)
+            for index, _ in message_links(conn, message_id)}
+
+
+def _check_link_numbers(conn: Connection, link_utm: dict, message_ids: list[int]) -> None:
+    """Per-link marks only for links the campaign's messages have (the campaign's message or
+    a split-test variant's): an unknown link number is an error on link_utm.<number>."""
+    known = _link_numbers(conn, message_ids)
+    for number in sorted(link_utm, key=int):
+        if int(number) not in known:
+            raise ServiceError("the message has no link %(number)s", f"link_utm.{number}",
+                               number=number)
+
+
+def _campaign_messages(message_id: int | None, split: dict | None) -> list[int]:
+    ids = [message_id] if message_id else []
+    return ids + [v["message_id"] for v in (split or {}).get("variants", []) if v.get("message_id")]
 
 
 def _schedule(value, tz: str) -> datetime | None:
@@ -128,6 +165,8 @@ def create_campaign(conn: Connection, actor: Actor, **data: Any) -> int:
     data.setdefault("timezone", "UTC")
     split = splittest.clean(conn, data.pop("split_test", None))
     values = _clean(conn, data)
+    if values.get("link_utm"):
+        _check_link_numbers(conn, values["link_utm"], _campaign_messages(values["message_id"], split))
     _keep_to_lists(actor, values)
     now = utcnow()
     defaults = {"from_name": "", "segment_ids": [], "exclude_list_ids": [], "exclude_segment_ids": [],
@@ -162,6 +201,9 @@ def duplicate_campaign(conn: Connection, actor: Actor, campaign_id: int, name: s
                          for v in test["variants"]],
             "test_percent": test["test_percent"], "metric": test["metric"],
             "wait_hours": test["wait_hours"]}
+    # Marks of links the messages no longer have (edited since) would be refused: left out.
+    known = _link_numbers(conn, _campaign_messages(data["message_id"], data.get("split_test")))
+    data["link_utm"] = {k: v for k, v in (data["link_utm"] or {}).items() if int(k) in known}
     copy_id = create_campaign(conn, actor, name=name[:200], **data)
     record(conn, actor, "campaign.duplicate", "campaign", copy_id, source=campaign_id)
     return copy_id
@@ -177,6 +219,10 @@ def update_campaign(conn: Connection, actor: Actor, campaign_id: int, **data: An
     changes_split = "split_test" in data
     split = splittest.clean(conn, data.pop("split_test", None))
     values = _clean(conn, data)
+    if values.get("link_utm"):
+        _check_link_numbers(conn, values["link_utm"], _campaign_messages(
+            values.get("message_id", current["message_id"]),
+            split if changes_split else splittest.get(conn, campaign_id)))
     if "list_ids" in values and not values["list_ids"]:
         raise ServiceError("pick at least one list", "list_ids")
     _keep_to_lists(actor, values)

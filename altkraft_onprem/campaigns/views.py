@@ -1,6 +1,7 @@
 """UI routes: campaign list, the new-campaign form, the campaign page with live progress."""
 from __future__ import annotations
 
+import re
 import zoneinfo
 
 from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
@@ -17,6 +18,7 @@ from altkraft_onprem.messages import service as messages
 
 from . import actions, breakers, service, splittest
 from .models import (
+    MAX_UTM_LENGTH,
     MAX_VARIANTS,
     MAX_WAIT_HOURS,
     SPLIT_METRIC_LABELS,
@@ -51,12 +53,51 @@ def _form_values() -> dict:
         "schedule_at": form.get("schedule_at", "").strip() or None,
         "timezone": form.get("timezone", "").strip() or "UTC",
         "utm": {k: form.get(k, "").strip() for k in UTM_KEYS if form.get(k, "").strip()},
+        "link_utm": _link_utm_values(),
         "track_opens": form.get("track_opens") == "on",
         "track_clicks": form.get("track_clicks") == "on",
         "archive": form.get("archive") == "on",
         "split_test": _split_values(),
         "send_at_local": _local_values(),
     }
+
+
+_LINK_UTM_INPUT = re.compile(r"^link_utm-(\d{1,6})-(\w+)$")
+
+
+def _link_utm_values() -> dict:
+    """The "Per-link UTM marks" inputs (link_utm-<number>-<key>): {number: {key: value}};
+    an empty input inherits the campaign-wide mark (the service checks numbers and values)."""
+    marks: dict[str, dict[str, str]] = {}
+    for name, value in request.form.items():
+        match = _LINK_UTM_INPUT.match(name)
+        if match and value.strip():
+            marks.setdefault(match.group(1), {})[match.group(2)] = value.strip()
+    return marks
+
+
+def _message_links(message_id: int | None) -> list[dict]:
+    """The chosen message's links, numbered as link_utm and the click tracker number them."""
+    if not message_id:
+        return []
+    try:
+        with db.read(db.get_engine()) as conn:
+            links = service.message_links(conn, message_id)
+    except ServiceError:
+        return []
+    return [{"number": n, "url": url} for n, url in links]
+
+
+def _render_form(values: dict, choices: dict, error: ServiceError | None = None, **extra):
+    """The new/edit form; `error` (the service's refusal) marks its field when it is a
+    per-link mark."""
+    return render_template("campaigns/new.html", values=values, utm_keys=UTM_KEYS,
+                           max_utm_length=MAX_UTM_LENGTH, links=_message_links(values.get("message_id")),
+                           error_field=error.field if error else None,
+                           error_text=error.translated() if error else "", max_variants=MAX_VARIANTS,
+                           max_wait_hours=MAX_WAIT_HOURS, metrics=SPLIT_METRICS,
+                           metric_labels=SPLIT_METRIC_LABELS, letter=variant_letter, **extra,
+                           **choices)
 
 
 def _local_values() -> dict | None:
@@ -114,10 +155,11 @@ def index():
 @requires("campaigns:write")
 @keeps_to_lists
 def new():
-    values = {"track_opens": True, "track_clicks": True, "timezone": "UTC", "utm": {},
+    values = {"track_opens": True, "track_clicks": True, "timezone": "UTC", "utm": {}, "link_utm": {},
               "from_email": current_settings().get("audience.from_email", ""),
               "from_name": current_settings().get("audience.from_name", ""),
               "reply_to": current_settings().get("audience.reply_to", "")}
+    error = None
     if request.method == "POST":
         values = _form_values()
         start_now = request.form.get("start_now") == "on"
@@ -133,12 +175,20 @@ def new():
                 return redirect(url_for("campaigns.show", campaign_id=campaign_id))
             except ServiceError as exc:
                 flash(exc.shown(), "error")
+                error = exc
     with db.read(db.get_engine()) as conn:
         choices = _choices(conn)
-    return render_template("campaigns/new.html", values=values, utm_keys=UTM_KEYS,
-                           max_variants=MAX_VARIANTS, max_wait_hours=MAX_WAIT_HOURS,
-                           metrics=SPLIT_METRICS,
-                           metric_labels=SPLIT_METRIC_LABELS, letter=variant_letter, **choices)
+    return _render_form(values, choices, error)
+
+
+@blueprint.route("/campaigns/messages/<int:message_id>/links.json")
+@requires("campaigns:write")
+@keeps_to_lists
+def message_links(message_id: int):
+    """The form's "Per-link UTM marks" list for the message just chosen (404: no such one)."""
+    with db.read(db.get_engine()) as conn:
+        service.message_links(conn, message_id)         # NotFound
+    return jsonify(links=_message_links(message_id))
 
 
 @blueprint.route("/campaigns/<int:campaign_id>")
@@ -227,7 +277,7 @@ def _edit_values(conn, campaign: dict) -> dict:
     """The edit form's values from a stored campaign (the schedule in its own time zone)."""
     values = {k: campaign[k] for k in ("name", "message_id", "list_ids", "segment_ids",
                                       "exclude_list_ids", "from_email", "from_name", "reply_to",
-                                      "timezone", "utm", "track_opens", "track_clicks",
+                                      "timezone", "utm", "link_utm", "track_opens", "track_clicks",
                                       "archive", "send_at_local")}
     if campaign["schedule_at"] is not None:
         local = campaign["schedule_at"].astimezone(zoneinfo.ZoneInfo(campaign["timezone"] or "UTC"))
@@ -250,6 +300,7 @@ def edit(campaign_id: int):
     if campaign["state"] not in service.EDITABLE_STATES:
         flash(_("Only a draft or scheduled campaign can be edited."), "error")
         return redirect(url_for("campaigns.show", campaign_id=campaign_id))
+    error = None
     if request.method == "POST":
         values = _form_values()
         try:
@@ -259,10 +310,8 @@ def edit(campaign_id: int):
             return redirect(url_for("campaigns.show", campaign_id=campaign_id))
         except ServiceError as exc:
             flash(exc.shown(), "error")
-    return render_template("campaigns/new.html", values=values, utm_keys=UTM_KEYS,
-                           editing=campaign, max_variants=MAX_VARIANTS,
-                           max_wait_hours=MAX_WAIT_HOURS, metrics=SPLIT_METRICS,
-                           metric_labels=SPLIT_METRIC_LABELS, letter=variant_letter, **choices)
+            error = exc
+    return _render_form(values, choices, error, editing=campaign)
 
 
 @blueprint.route("/campaigns/<int:campaign_id>/archive", methods=["POST"])

@@ -87,7 +87,8 @@ def world(env, module_smtp_sink):
         messages.save_version(conn, ACTOR, message_id, subject=starter.subject + "!", html=starter.html())
         campaign_id = campaigns.create_campaign(conn, ACTOR, name="Spring newsletter", message_id=message_id,
                                                 list_ids=[news], from_email="news@example.com", archive=True)
-        draft_message, _ = messages.create_message(conn, ACTOR, "Draft", subject="Soon", html="<p>Soon</p>")
+        draft_message, _ = messages.create_message(conn, ACTOR, "Draft", subject="Soon", html=(
+            '<p>Soon: <a href="https://example.com/soon">more</a></p>'))   # a link for per-link UTM
         draft = campaigns.create_campaign(conn, ACTOR, name="Summer draft", message_id=draft_message,
                                           list_ids=[news], from_email="news@example.com")
         webhooks.create(conn, ACTOR, settings, url="https://hooks.example.com/altkraft",
