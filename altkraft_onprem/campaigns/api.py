@@ -131,7 +131,9 @@ class CampaignCreate(Strict):
                                          "time in `timezone`")
     timezone: Timezone = "UTC"
     utm: Utm | None = None
-    link_utm: dict[LinkNumber, Utm] | None = Field(None, description="Per link number: UTM overrides")
+    link_utm: dict[LinkNumber, Utm] | None = Field(None, description=(
+        "Per link number (0, 1, … in the order of the message's links, as the clickmap numbers "
+        "them): UTM overrides; a number the message (or a split-test variant's) lacks is refused"))
     track_opens: bool = True
     track_clicks: bool = True
     archive: bool = Field(False, description="Publish on the public archive of its lists "
