@@ -2,10 +2,13 @@
 2% duplicates) imported through the real import job, against a plain load of the same rows
 into the same table layout measured in the same run (SQLite: executemany; Postgres: COPY).
 
-    python bench/import_1m.py [--rows N] [--database URL]
+    python bench/import_1m.py [--rows N] [--database URL] [--update]
 
 The last line printed is one JSON object: rows_per_s, wall_s, peak_rss_mb (this process, the
 import's writer), reader_rss_mb (the import's forked reading process), baseline_s, ratio.
+`--update` then imports the same people again with two fields changed into a second list
+(every person updated and joined: the most an import records for undo) and adds
+update_wall_s, update_cpu_s (the writer's CPU) and update_counts.
 """
 from __future__ import annotations
 
@@ -105,7 +108,18 @@ def postgres_database(admin_url: str, name: str) -> tuple[str, callable]:
     return url, drop
 
 
-def run_import(folder: Path, url: str, csv_path: Path) -> tuple[float, dict]:
+def changed_copy(csv_path: Path, out_path: Path) -> None:
+    """The same rows with two fields changed (company, city): each person comes back updated."""
+    with open(csv_path, newline="", encoding="utf-8") as source, \
+            open(out_path, "w", newline="", encoding="utf-8") as out:
+        reader, writer = csv.reader(source), csv.writer(out)
+        writer.writerow(next(reader))
+        for cells in reader:
+            cells[6], cells[7] = cells[6] + " B", cells[7] + " New"
+            writer.writerow(cells)
+
+
+def run_import(folder: Path, url: str, csv_path: Path, list_name: str = "Bench") -> tuple[float, dict]:
     from altkraft_onprem.audience.importer import jobs, service
 
     settings = config.load(environ={}, overrides={"data_dir": str(folder / "data"), "database.url": url})
@@ -116,7 +130,7 @@ def run_import(folder: Path, url: str, csv_path: Path) -> tuple[float, dict]:
     tasks.configure_queue(settings, immediate=True)
     tasks.bind_app(app)
     with db.write(engine) as conn:
-        list_id = lists.list_id_by_name(conn, "Bench")
+        list_id = lists.list_id_by_name(conn, list_name)
         import_id = service.create_import(conn, system_actor("bench"), filename=csv_path.name,
                                           path=csv_path, list_ids=[list_id])
     started, cpu = time.perf_counter(), time.process_time()
@@ -194,7 +208,10 @@ def main(argv=None) -> None:
     parser.add_argument("--database", default="",
                         help="A Postgres server URL (a scratch database is created on it); "
                              "default: SQLite files in a temporary folder.")
+    parser.add_argument("--update", action="store_true",
+                        help="Then import the same people again, changed, into a second list.")
     args = parser.parse_args(argv)
+    update: dict = {}
     with tempfile.TemporaryDirectory(prefix="ak-bench-") as tmp:
         folder = Path(tmp)
         csv_path = folder / "subscribers.csv"
@@ -224,6 +241,19 @@ def main(argv=None) -> None:
             baseline = (baseline_postgres if kind == "postgresql" else baseline_sqlite)(base_url, rows)
             print(f"baseline ({'COPY' if kind == 'postgresql' else 'executemany'}) of {len(rows)} rows: "
                   f"{baseline:.1f} s", file=sys.stderr)
+            if args.update:
+                changed = folder / "changed.csv"
+                changed_copy(csv_path, changed)
+                engine = db.build_engine(url)
+                with db.write(engine) as conn:
+                    lists.create_list(conn, system_actor(), "Bench 2")
+                engine.dispose()
+                update_wall, update_report = run_import(folder, url, changed, "Bench 2")
+                update = {"update_wall_s": round(update_wall, 2),
+                          "update_cpu_s": round(update_report["cpu_s"], 2),
+                          "update_counts": update_report["counts"]}
+                print(f"update: {update_report['state']} {update_report['counts']} in "
+                      f"{update_wall:.1f} s", file=sys.stderr)
         finally:
             for drop in drops:
                 drop()
@@ -232,7 +262,7 @@ def main(argv=None) -> None:
         "rows_per_s": round(args.rows / wall, 1), "wall_s": round(wall, 2),
         "peak_rss_mb": round(peak_rss_mb, 1), "reader_rss_mb": round(reader_rss_mb, 1), "baseline_s": round(baseline, 2),
         "ratio": round(wall / baseline, 2), "cpu_s": round(report["cpu_s"], 2),
-        "load_avg_1m": round(__import__("os").getloadavg()[0], 2),
+        "load_avg_1m": round(__import__("os").getloadavg()[0], 2), **update,
     }))
 
 
