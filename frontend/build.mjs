@@ -23,6 +23,10 @@ const COPIES = {
                  "codemirror/mode/xml/xml.js", "codemirror/mode/htmlmixed/htmlmixed.js",
                  "codemirror/mode/css/css.js", "codemirror/mode/javascript/javascript.js",
                  "codemirror/mode/jinja2/jinja2.js"],
+  // The proof-of-work robot check of public forms: the build without inlined workers (the CSP
+  // allows no blob: workers), its PBKDF2 worker, and the Russian texts.
+  "altcha": ["altcha/dist/external/altcha.js", "altcha/dist/external/altcha.css",
+             "altcha/dist/workers/pbkdf2.js", "altcha/dist/i18n/ru.js"],
   "emoji-picker-element": ["emoji-picker-element"],
   // The picker fetches its data from a CDN unless told otherwise: we serve it ourselves.
   "emoji-data/en": ["emoji-picker-element-data/en/emojibase/data.json"],

@@ -7,6 +7,7 @@ import secrets
 
 from sqlalchemy import Connection, delete, insert, select
 
+from altkraft_onprem.db import insert_ignoring_conflicts
 from altkraft_onprem.errors import Forbidden
 
 from .models import PERMISSIONS, Actor, app_state, secret_digest, users
@@ -21,6 +22,19 @@ def put_state(conn: Connection, key: str, value: str) -> None:
 
 def get_state(conn: Connection, key: str) -> str | None:
     return conn.execute(select(app_state.c.value).where(app_state.c.key == key)).scalar()
+
+
+def claim_state(conn: Connection, key: str, value: str) -> bool:
+    """Stores `key` unless it is there already: True for the first caller only (on either
+    database, also between processes)."""
+    return conn.execute(insert_ignoring_conflicts(conn, app_state).values(
+        key=key, value=value).returning(app_state.c.key)).first() is not None
+
+
+def drop_states_below(conn: Connection, prefix: str, value: str) -> None:
+    """Removes the keys under `prefix` whose value sorts before `value` (expired ones)."""
+    conn.execute(delete(app_state).where(app_state.c.key.startswith(prefix, autoescape=True),
+                                         app_state.c.value < value))
 
 
 SETUP_KEY = "setup_token_sha256"

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, jsonify, render_template, request
 from flask_babel import gettext as _
 
 from altkraft_onprem import db
-from altkraft_onprem.access.http import client_ip
+from altkraft_onprem.access.http import client_ip, secret_key
 from altkraft_onprem.access.policy import PUBLIC, requires
 from altkraft_onprem.config import current_settings
 from altkraft_onprem.errors import NotFound, ServiceError
 
-from . import links, optin
+from . import captcha, links, optin
 from .activity import record_consent
 from .jobs import send_confirmation
 from .lists import list_lists
@@ -41,6 +41,35 @@ def _enqueue_confirmation(subscriber_id: int, list_id: int) -> None:
         log.exception("could not queue the confirmation email for subscriber %s", subscriber_id)
 
 
+def _form_page(found: dict, form: dict, values: dict, error: str | None, status: int = 200):
+    settings = current_settings()
+    response = Response(render_template(
+        "audience/public_subscribe.html", lst=found, form=form, values=values, error=error,
+        honeypot=optin.HONEYPOT, captcha=settings["public.captcha"],
+        provider=captcha.PROVIDERS.get(settings["public.captcha"]),
+        site_key=settings["public.captcha_site_key"]), status)
+    origins = " ".join(captcha.csp_sources(settings))
+    if origins:     # the provider's widget: its script and frames, on this page only
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline' "
+            f"{origins}; script-src 'self' {origins}; frame-src 'self' {origins}; connect-src "
+            f"'self' {origins}; frame-ancestors 'self'; base-uri 'self'; form-action 'self'; "
+            "object-src 'none'")
+    return response
+
+
+@blueprint.route("/captcha")
+@requires(PUBLIC)
+def captcha_challenge():
+    """A proof-of-work challenge for the hosted form's widget (JSON, never cached)."""
+    settings = current_settings()
+    if settings["public.captcha"] != "pow":
+        abort(404)
+    response = jsonify(captcha.new_challenge(settings, secret_key()))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @blueprint.route("/subscribe/<int:list_id>", methods=["GET", "POST"])
 @requires(PUBLIC)
 def subscribe(list_id: int):
@@ -51,24 +80,27 @@ def subscribe(list_id: int):
             abort(404)
     form = optin.form_settings(found)
     if request.method == "GET":
-        return render_template("audience/public_subscribe.html", lst=found, form=form, values={},
-                               error=None, honeypot=optin.HONEYPOT)
+        return _form_page(found, form, {}, None)
     if request.form.get(optin.HONEYPOT):
         return render_template("audience/public_done.html", title=form["title"],
                                message=_("Please check your inbox to confirm."))
-    data = {k: v for k, v in request.form.items() if k != optin.HONEYPOT}
+    settings = current_settings()
+    unsent = {optin.HONEYPOT, captcha.FIELD, *(p.field for p in captcha.PROVIDERS.values())}
+    data = {k: v for k, v in request.form.items() if k not in unsent}
     with db.read(db.get_engine()) as conn:
-        if optin.too_many_signups(conn, client_ip(), current_settings()["audience.form_signups_per_hour"]):
+        if optin.too_many_signups(conn, client_ip(), settings["audience.form_signups_per_hour"]):
             return render_template("audience/public_done.html", title=form["title"],
                                    message=_("Too many sign-ups from your network; please try "
                                              "again later.")), 429
     try:
         with db.write(db.get_engine()) as conn:
+            captcha.verify(conn, settings, secret_key(), request.form, client_ip())
+        captcha.check_address(settings, data.get("email", ""))
+        with db.write(db.get_engine()) as conn:
             result = optin.subscribe(conn, list_id, data, ip=client_ip(), user_agent=_ua(),
                                      form=request.form.get("form_name", "hosted form")[:100])
     except ServiceError as exc:
-        return render_template("audience/public_subscribe.html", lst=found, form=form,
-                               values=data, error=exc.translated(), honeypot=optin.HONEYPOT), 422
+        return _form_page(found, form, data, exc.translated(), 422)
     if result["action"] == "confirm":
         _enqueue_confirmation(result["subscriber_id"], list_id)
     message = (_("Thank you, you are subscribed.") if result["action"] in ("subscribed", "already")

@@ -436,6 +436,36 @@ SETTINGS: tuple[Setting, ...] = (
             "Sign-ups a public subscription form accepts from one IP address per hour (more "
             "get 429); against list bombing through the confirmation email.", "integer"),
 
+    Setting("public.captcha", _choice("pow", "hcaptcha", "turnstile", "smartcaptcha", "off"), "pow",
+            'The robot check of public subscription forms: "pow" (a proof of work the browser '
+            "solves, served by this installation: no third party), \"hcaptcha\", "
+            '"turnstile" (Cloudflare), "smartcaptcha" (Yandex), or "off". The honeypot field '
+            "and audience.form_signups_per_hour apply in every case."),
+    Setting("public.captcha_max_number", _positive(_int), 6000,
+            'Difficulty of "pow": the browser tries up to this many numbers (each a small '
+            "PBKDF2 computation); the default takes a phone about a second.", "integer"),
+    Setting("public.captcha_expire_minutes", _positive(_int), 10,
+            'A "pow" challenge must be solved and sent within this many minutes; each solved '
+            "challenge is accepted once.", "integer"),
+    Setting("public.captcha_site_key", _str, "",
+            "The site key of the hCaptcha, Turnstile or SmartCaptcha widget (public).", "string"),
+    Setting("public.captcha_secret_file", _str, "",
+            "File holding the provider's secret key (readable by the service user only).",
+            example="/etc/altkraft/captcha_secret"),
+    Setting("public.captcha_verify_url", _optional_http_url, "",
+            "The provider's verification URL; empty: the provider's own siteverify address. A "
+            "provider that does not answer refuses the sign-up.", "string"),
+    Setting("public.captcha_allowed_networks", _network_list, [],
+            "Private networks (CIDR) the verification URL may be on, e.g. for a proxy; empty: "
+            "public addresses only.", "list of strings"),
+    Setting("public.check_disposable", _bool, True,
+            "Refuse sign-ups from disposable-address domains (the list of the "
+            "disposable-email-domains project, shipped with the application).", "boolean"),
+    Setting("public.check_mx", _bool, True,
+            "Refuse sign-ups whose domain cannot receive email (no mail server in DNS, asked "
+            "through deliverability.nameservers); a DNS server that does not answer accepts "
+            "the sign-up.", "boolean"),
+
     Setting("messages.image_max_width", _positive(_int), 1200,
             "Uploaded images wider than this many pixels are scaled down (aspect kept).", "integer"),
     Setting("messages.upload_max_mb", _positive(_int), 10,
