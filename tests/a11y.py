@@ -32,6 +32,7 @@ NOT_PAGE_ENDPOINTS = {
     "access.sso_callback": "the identity provider's way back: a redirect",
     "deliverability.message_checks": "JSON for the editor's pre-send checks tab",
     "deliverability.campaign_checks": "JSON for the campaign page's pre-send checks",
+    "audience_public.captcha_challenge": "JSON: the public form's proof-of-work challenge",
 }
 
 

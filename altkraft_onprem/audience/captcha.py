@@ -28,9 +28,8 @@ from urllib.parse import urlencode
 
 import altcha
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
-from sqlalchemy import Connection
 
-from altkraft_onprem import http_guard
+from altkraft_onprem import db, http_guard
 from altkraft_onprem.access.setup import claim_state, drop_states_below
 from altkraft_onprem.config import Settings
 from altkraft_onprem.delivery.dnsquery import Dns, TempError
@@ -113,7 +112,7 @@ def _signature(payload: str) -> str:
         return ""
 
 
-def verify_pow(conn: Connection, settings: Settings, secret_key: bytes, payload: str) -> None:
+def verify_pow(settings: Settings, secret_key: bytes, payload: str) -> None:
     """Accepts a solved challenge once; raises ServiceError otherwise."""
     if not payload:
         raise _missing(FIELD)
@@ -128,10 +127,12 @@ def verify_pow(conn: Connection, settings: Settings, secret_key: bytes, payload:
     if not result.verified or not signature:
         raise _invalid(FIELD)
     now = int(time.time())
-    drop_states_below(conn, STATE_PREFIX, _stamp(now))
     # Kept until it would have expired anyway: the longest a challenge can live from now.
     until = now + settings["public.captcha_expire_minutes"] * 60
-    if not claim_state(conn, STATE_PREFIX + signature[:64], _stamp(until)):
+    with db.write(db.get_engine()) as conn:
+        drop_states_below(conn, STATE_PREFIX, _stamp(now))
+        claimed = claim_state(conn, STATE_PREFIX + signature[:64], _stamp(until))
+    if not claimed:
         raise _invalid(FIELD)      # a solution used a second time
 
 
@@ -180,11 +181,12 @@ def verify_provider(settings: Settings, form: dict, ip: str) -> None:
     raise (_invalid if answer else _unverified)(provider.field)
 
 
-def verify(conn: Connection, settings: Settings, secret_key: bytes, form: dict, ip: str) -> None:
-    """The robot check that public.captcha asks for; raises ServiceError."""
+def verify(settings: Settings, secret_key: bytes, form: dict, ip: str) -> None:
+    """The robot check that public.captcha asks for (a provider is asked outside any database
+    transaction); raises ServiceError."""
     kind = settings["public.captcha"]
     if kind == "pow":
-        verify_pow(conn, settings, secret_key, form.get(FIELD, ""))
+        verify_pow(settings, secret_key, form.get(FIELD, ""))
     elif kind in PROVIDERS:
         verify_provider(settings, form, ip)
 

@@ -93,8 +93,7 @@ def subscribe(list_id: int):
                                    message=_("Too many sign-ups from your network; please try "
                                              "again later.")), 429
     try:
-        with db.write(db.get_engine()) as conn:
-            captcha.verify(conn, settings, secret_key(), request.form, client_ip())
+        captcha.verify(settings, secret_key(), request.form, client_ip())
         captcha.check_address(settings, data.get("email", ""))
         with db.write(db.get_engine()) as conn:
             result = optin.subscribe(conn, list_id, data, ip=client_ip(), user_agent=_ua(),
