@@ -296,4 +296,7 @@
     });
   }
   refreshLists();
+  // The controls come disabled: a click before this script has wired them would be lost (or,
+  // for "Save and publish", publish the draft as last saved). Ready now.
+  document.querySelectorAll("[data-builder-control]").forEach((control) => { control.disabled = false; });
 })();
