@@ -464,7 +464,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("public.check_mx", _bool, True,
             "Refuse sign-ups whose domain cannot receive email (no mail server in DNS, asked "
             "through deliverability.nameservers); a DNS server that does not answer accepts "
-            "the sign-up.", "boolean"),
+            "the sign-up. Switch it off where those servers cannot resolve public names (an "
+            "isolated network): every domain would look like no domain at all.", "boolean"),
 
     Setting("messages.image_max_width", _positive(_int), 1200,
             "Uploaded images wider than this many pixels are scaled down (aspect kept).", "integer"),
