@@ -122,15 +122,12 @@ def pin(conn: Connection, campaign: dict[str, Any], test: dict[str, Any]) -> Non
     if test["state"] != "pending":
         return
     variants = []
-    for number, variant in enumerate(test["variants"], start=1):
-        if variant.get("message_id"):
-            version = get_version(conn, variant["message_id"])
-        else:
-            version = get_version_by_id(conn, campaign["version_id"])
-        problems = check_version(_overridden(version, variant))
+    pinned = zip(test["variants"], variant_versions(conn, campaign), strict=True)
+    for index, (variant, (letter, version)) in enumerate(pinned):
+        problems = check_version(version)
         if problems:
             raise ServiceError("variant %(number)s has template errors: %(problems)s",
-                               f"split_test.variants.{number - 1}", number=variant_letter(number), problems=problems[0])
+                               f"split_test.variants.{index}", number=letter, problems=problems[0])
         variants.append({**variant, "version_id": version["id"]})
     conn.execute(update(split_tests).where(split_tests.c.campaign_id == campaign["id"]).values(
         variants=variants, state="testing",
@@ -162,7 +159,7 @@ def variant_versions(conn: Connection, campaign: dict[str, Any]) -> list[tuple[s
         return []
     found = []
     for number, variant in enumerate(test["variants"], start=1):
-        if variant.get("version_id"):
+        if test["state"] != "pending" and variant.get("version_id"):
             version = get_version_by_id(conn, variant["version_id"])
         elif variant.get("message_id"):
             version = get_version(conn, variant["message_id"])
